@@ -1,0 +1,103 @@
+"""Answering a wait from outside the flow (the CLI, the demo's scripted people).
+
+The answer is validated twice before the flow is resumed, so a mistake is one clear line and
+nothing moves: against the step's form (types), then against the business rules in a
+transaction that is rolled back. The flow checks again after the resume (the UI skips us).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import pydantic
+
+from flows.inputs import INPUTS
+from models import DomainError, ValidationError, process
+from models.deal import deal_by_number
+from services.db import session_scope
+
+
+def _pydantic_message(exc: pydantic.ValidationError) -> ValidationError:
+    err = exc.errors()[0]
+    where = "".join(f"[{p + 1}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    return ValidationError(where or "answer", err["msg"].lower())
+
+
+@dataclass(frozen=True)
+class OpenWait:
+    deal: str
+    key: str
+    step: str
+    flow_run_id: str | None
+
+
+def check_answer(deal_number: str, step: str, payload: dict[str, Any]) -> tuple[OpenWait, dict[str, Any]]:
+    """The open wait and the normalised answer; raises a DomainError naming the field and rule."""
+    with session_scope() as s:
+        deal = deal_by_number(s, deal_number)
+        wait = process.find_open_wait(s, deal, step)
+        try:
+            data = INPUTS[wait.step].model_validate(payload).model_dump(mode="json")
+        except pydantic.ValidationError as exc:
+            raise _pydantic_message(exc) from None
+        found = OpenWait(deal.number, wait.key, wait.step, wait.flow_run_id)
+        process.apply_answer(s, deal, wait, data)  # a dry run: never committed
+        s.rollback()
+        return found, data
+
+
+def answer(deal_number: str, step: str, payload: dict[str, Any], *, settle_timeout: float = 30) -> OpenWait:
+    """Validate, then resume the deal's flow run with the answer. Returns the wait answered."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.flow_runs import resume_flow_run
+
+    wait, data = check_answer(deal_number, step, payload)
+    if not wait.flow_run_id:
+        raise DomainError(f"step: {deal_number} has no flow run attached; start it with `dealflow deal start`")
+    run_id = UUID(wait.flow_run_id)
+    deadline = time.monotonic() + settle_timeout
+    with get_client(sync_client=True) as client:
+        while True:  # the wait row is written a moment before the run reports Paused
+            try:
+                state = client.read_flow_run(run_id).state
+            except ObjectNotFound:
+                raise DomainError(f"step: flow run {run_id} of {deal_number} is not known to this "
+                                  f"Prefect API; is PREFECT_API_URL the one the deal runs on?") from None
+            if state and state.is_paused() and state.state_details.pause_key == wait.key:
+                break
+            if time.monotonic() > deadline:
+                raise DomainError(f"step: {deal_number}'s flow run is {state.name if state else 'unknown'}, "
+                                  f"not waiting at {wait.key}")
+            time.sleep(0.1)
+    try:
+        resume_flow_run(run_id, run_input=data)
+    except Exception as exc:  # NotPausedError and friends: someone else answered first
+        raise DomainError(f"step: {wait.key} of {deal_number} was answered by someone else a moment ago "
+                          f"({type(exc).__name__})") from None
+    return wait
+
+
+@dataclass(frozen=True)
+class ClosedWait:
+    key: str
+    status: str
+    answered_by: str | None
+    refusal_reason: str
+
+
+def wait_closed(deal_number: str, key: str, timeout: float = 60) -> ClosedWait:
+    """Block until the flow has recorded the answer to ``key`` (answered or refused)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with session_scope() as s:
+            deal = deal_by_number(s, deal_number)
+            wait = next((w for w in deal.waits if w.key == key), None)
+            if wait is not None and wait.status != "open":
+                return ClosedWait(wait.key, wait.status, wait.answered_by, wait.refusal_reason)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{deal_number}: no answer recorded for {key} after {timeout:.0f} s")
+        time.sleep(0.1)

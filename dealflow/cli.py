@@ -1,0 +1,401 @@
+"""The ``dealflow`` command. A user's mistake is one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from models import DomainError, utcnow
+
+
+def _emit(data: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        click.echo(text if text is not None else json.dumps(data, indent=2, default=str))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    head = "  ".join(c.upper().ljust(widths[c]) for c in columns)
+    body = ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join([head, *body])
+
+
+class DealflowGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DomainError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=DealflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """dealflow: every deal from lead to cash as one orchestrated, visible Prefect flow.
+
+    Settings come from the environment: DATABASE_URL (default: SQLite in DEALFLOW_DATA_DIR, ./data),
+    SMTP_HOST/SMTP_PORT/SMTP_USER/SMTP_PASSWORD/SMTP_SECURITY (default: mail written as .eml files),
+    PREFECT_API_URL (default: a temporary local Prefect server per process).
+    """
+
+
+# --- setup --------------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def init(as_json: bool) -> None:
+    """Create or upgrade the database and load the Glocial catalogue and staff."""
+    from models import seed
+    from services.config import load_settings
+    from services.db import migrate, session_scope
+
+    settings = load_settings()
+    migrate()
+    with session_scope() as s:
+        added = seed.load(s)
+        s.commit()
+    url = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", settings.database_url)
+    _emit({"database": url, **added}, as_json,
+          f"database ready at {url}; added {added['staff']} staff and {added['products']} products")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print only the summary, as one JSON object.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/demo"),
+              show_default=True, help="Fresh folder for the demo's database, documents and mail.")
+def demo(as_json: bool, data_dir: Path) -> None:
+    """Play the Glocial Machineries sale end to end, narrating each step."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary Prefect server on SQLite logs "database is locked" tracebacks under the
+    # demo's light concurrency; its clients retry them. Keep the narration readable.
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+    from .demo import DemoError, print_summary, run_demo
+
+    try:
+        summary = run_demo(data_dir, out=sys.stderr if as_json else sys.stdout)
+    except DemoError as exc:
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        print_summary(summary)
+
+
+# --- leads and deals --------------------------------------------------------------------------
+
+@main.group()
+def lead() -> None:
+    """Leads: the start of every deal."""
+
+
+@lead.command("add")
+@click.option("--company", required=True, help="The prospect's company name.")
+@click.option("--contact", "contact_name", required=True, help="The person we talk to.")
+@click.option("--email", required=True, help="The contact's e-mail address.")
+@click.option("--owner", required=True, help="Handle of the sales rep who owns the lead.")
+@click.option("--phone", default="", help="Phone number.")
+@click.option("--address", default="", help="Postal address (billing and shipping until told otherwise).")
+@click.option("--source", default="other", show_default=True,
+              help="web, referral, trade_show, cold_call, email, partner or other.")
+@click.option("--notes", default="", help="What we know so far.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def lead_add(as_json: bool, **fields: Any) -> None:
+    """Add a lead."""
+    from models.pipeline import add_lead
+    from services.db import session_scope
+
+    with session_scope() as s:
+        new = add_lead(s, **fields)
+        s.commit()
+        out = {"lead": new.id, "company": new.company, "owner": new.owner.handle}
+    _emit(out, as_json, f"lead {out['lead']} added: {out['company']} (owner {out['owner']}); "
+                        f"start its deal with `dealflow deal start {out['lead']}`")
+
+
+@main.group()
+def deal() -> None:
+    """Deals: start one, look at one, list them."""
+
+
+@deal.command("start")
+@click.argument("lead_id", type=int)
+@click.option("--detach", is_flag=True,
+              help="Run the deal's flow in a background process (log in DATA_DIR/logs) instead of here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def deal_start(lead_id: int, detach: bool, as_json: bool) -> None:
+    """Start the deal for a lead and run its flow until it ends (or waits, with --detach)."""
+    from models import process
+    from services.config import load_settings
+    from services.db import session_scope
+
+    with session_scope() as s:
+        d = process.start_deal(s, lead_id, by="cli")
+        s.commit()
+        number = d.number
+    if detach:
+        logs = load_settings().data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = open(logs / f"{number}.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen([sys.executable, "-m", "dealflow.run_deal", number], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        _emit({"deal": number, "pid": proc.pid, "log": log.name}, as_json,
+              f"{number} started in the background (pid {proc.pid}, log {log.name})")
+        return
+    click.echo(f"{number}: running its flow here; answer its waits from another terminal "
+               f"(`dealflow inbox`, `dealflow answer {number} STEP ...`)", err=True)
+    from flows.deal import deal_flow
+    result = deal_flow(deal_number=number)
+    _emit(result, as_json, f"{number} ended: {result['status']}")
+
+
+@deal.command("show")
+@click.argument("deal_number")
+@click.option("--json", "as_json", is_flag=True, help="Print the deal as JSON.")
+def deal_show(deal_number: str, as_json: bool) -> None:
+    """Everything about one deal: stage, waits, documents, money, mail."""
+    from models.deal import deal_by_number
+    from services.db import session_scope
+    from services.views import deal_summary
+
+    with session_scope() as s:
+        data = deal_summary(s, deal_by_number(s, deal_number))
+    if as_json:
+        _emit(data, True)
+        return
+    lines = [f"{data['deal']} · {data['customer']} · {data['status']} · stage {data['stage']} · "
+             f"owner {data['owner']}" + (f" · engineer {data['engineer']}" if data["engineer"] else "")]
+    if data["waiting_for"]:
+        w = data["waiting_for"]
+        lines.append(f"waiting for: {w['step']} ({w['key']}, {' or '.join(w['roles'])}) since {w['since']}")
+    for r in data["estimate_revisions"]:
+        lines.append(f"estimate {r['number']}: {r['status']}, total {r['total']}")
+    if data["order"]:
+        o = data["order"]
+        lines.append(f"order {o['number']}: {o['status']}, total {o['total']}, QA attempts {len(o['qa_attempts'])}")
+    if data["receipt"]:
+        lines.append(f"receipt {data['receipt']['number']}: {data['receipt']['amount']}")
+    for sh in data["shipments"]:
+        lines.append(f"shipment {sh['number']}: {sh['carrier']} {sh['tracking_number']} {sh['lines']}")
+    if data["invoice"]:
+        i = data["invoice"]
+        lines.append(f"invoice {i['number']}: total {i['total']}, paid {i['paid']}, due {i['due']} by {i['due_date']}")
+    lines.append("documents: " + (", ".join(d["file"] for d in data["documents"]) or "none"))
+    lines.append(f"emails: {len(data['emails'])} ({sum(m['status'] == 'sent' for m in data['emails'])} sent)")
+    click.echo("\n".join(lines))
+
+
+@deal.command("list")
+@click.option("--status", type=click.Choice(["open", "won", "lost"]), help="Only deals in this state.")
+@click.option("--json", "as_json", is_flag=True, help="Print the deals as JSON.")
+def deal_list(status: str | None, as_json: bool) -> None:
+    """All deals, newest first."""
+    from sqlalchemy import select
+
+    from models import Deal
+    from services.db import session_scope
+
+    with session_scope() as s:
+        q = select(Deal).order_by(Deal.id.desc())
+        if status:
+            q = q.where(Deal.status == status)
+        rows = [{"deal": d.number, "customer": d.customer_name, "status": d.status, "owner": d.owner.handle,
+                 "waiting_for": d.open_wait.key if d.open_wait else ""} for d in s.scalars(q)]
+    _emit(rows, as_json, _table(rows, ["deal", "customer", "status", "owner", "waiting_for"]))
+
+
+# --- the pipeline -------------------------------------------------------------------------------
+
+def _parse_due(value: str) -> datetime:
+    m = re.fullmatch(r"\+(\d+)([hd])", value.strip())
+    if m:
+        n = int(m.group(1))
+        return utcnow() + (timedelta(hours=n) if m.group(2) == "h" else timedelta(days=n))
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise DomainError(f"due: must be an ISO date/time (2027-01-15T10:00) or +Nd/+Nh, got {value!r}") from None
+
+
+@main.group()
+def followup() -> None:
+    """Follow-ups on an opportunity."""
+
+
+@followup.command("add")
+@click.argument("deal_number")
+@click.option("--by", required=True, help="Your staff handle.")
+@click.option("--kind", required=True, help="call, email, meeting, demo or site_visit.")
+@click.option("--due", required=True, help="When: ISO date/time, or +2d / +4h from now.")
+@click.option("--notes", default="", help="What the follow-up is for.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def followup_add(deal_number: str, by: str, kind: str, due: str, notes: str, as_json: bool) -> None:
+    """Schedule a follow-up."""
+    from models import pipeline
+    from models.deal import deal_by_number
+    from services.db import session_scope
+
+    with session_scope() as s:
+        f = pipeline.add_followup(s, deal_by_number(s, deal_number), by=by, kind=kind, due_at=_parse_due(due),
+                                  notes=notes)
+        s.commit()
+        out = {"followup": f.id, "deal": deal_number.upper(), "kind": f.kind, "due_at": f.due_at.isoformat()}
+    _emit(out, as_json, f"follow-up {out['followup']} ({out['kind']}) due {out['due_at']}")
+
+
+@followup.command("done")
+@click.argument("followup_id", type=int)
+@click.option("--by", required=True, help="Your staff handle.")
+@click.option("--outcome", required=True, help="What came of it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def followup_done(followup_id: int, by: str, outcome: str, as_json: bool) -> None:
+    """Mark a follow-up done, with its outcome."""
+    from models import pipeline
+    from services.db import session_scope
+
+    with session_scope() as s:
+        f = pipeline.complete_followup(s, followup_id, by=by, outcome=outcome)
+        s.commit()
+        out = {"followup": f.id, "done_at": f.done_at.isoformat()}
+    _emit(out, as_json, f"follow-up {followup_id} done")
+
+
+@main.group()
+def opportunity() -> None:
+    """The opportunity: pipeline stage and hand-off to an engineer."""
+
+
+@opportunity.command("stage")
+@click.argument("deal_number")
+@click.argument("stage")
+@click.option("--by", required=True, help="Your staff handle.")
+@click.option("--probability", type=int, help="Override the stage's default probability (0-100).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def opportunity_stage(deal_number: str, stage: str, by: str, probability: int | None, as_json: bool) -> None:
+    """Move the opportunity to a pipeline stage."""
+    from models import pipeline
+    from models.deal import deal_by_number
+    from services.db import session_scope
+
+    with session_scope() as s:
+        d = deal_by_number(s, deal_number)
+        pipeline.move_stage(s, d, by=by, stage=stage, probability=probability)
+        s.commit()
+        out = {"deal": d.number, "stage": d.opportunity.stage, "probability": d.opportunity.probability}
+    _emit(out, as_json, f"{out['deal']} at {out['stage']} ({out['probability']}%)")
+
+
+@opportunity.command("assign")
+@click.argument("deal_number")
+@click.argument("engineer")
+@click.option("--by", required=True, help="Your staff handle (a sales rep).")
+@click.option("--note", default="", help="What the engineer should know.")
+def opportunity_assign(deal_number: str, engineer: str, by: str, note: str) -> None:
+    """Hand the opportunity to a sales engineer (answers the deal's hand-off wait)."""
+    _answer(deal_number, "handoff", {"by": by, "engineer": engineer, "note": note}, wait=True, as_json=False)
+
+
+# --- waits ----------------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--role", help="Only waits this role may answer (e.g. qa).")
+@click.option("--json", "as_json", is_flag=True, help="Print the waits as JSON.")
+def inbox(role: str | None, as_json: bool) -> None:
+    """Deals waiting for a person: for what, since when, for which role."""
+    from services.db import session_scope
+    from services.views import inbox as inbox_rows
+
+    with session_scope() as s:
+        rows = inbox_rows(s, role)
+    for r in rows:
+        r["who"] = " or ".join(r["roles"])
+    _emit(rows, as_json, _table(rows, ["deal", "customer", "step", "key", "who", "since", "amount"]))
+
+
+def _coerce(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def _answer(deal_number: str, step: str, payload: dict[str, Any], *, wait: bool, as_json: bool) -> None:
+    from . import answers
+
+    w = answers.answer(deal_number, step, payload)
+    if not wait:
+        _emit({"deal": deal_number.upper(), "key": w.key, "status": "sent"}, as_json,
+              f"{w.key}: answer sent to {deal_number.upper()}")
+        return
+    closed = answers.wait_closed(deal_number, w.key)
+    if closed.status == "refused":
+        raise DomainError(f"{closed.key} refused by the flow: {closed.refusal_reason}")
+    _emit({"deal": deal_number.upper(), "key": w.key, "status": closed.status, "by": closed.answered_by},
+          as_json, f"{w.key}: answered by {closed.answered_by}")
+
+
+@main.command()
+@click.argument("deal_number")
+@click.argument("step")
+@click.option("--by", help="Your staff handle.")
+@click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
+              help="A field of the answer; VALUE is read as JSON when it parses (true, 12, [..]).")
+@click.option("--input", "input_json", help="The whole answer as a JSON object (or @file.json).")
+@click.option("--no-wait", is_flag=True, help="Do not wait for the flow to record the answer.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def answer(deal_number: str, step: str, by: str | None, sets: tuple[str, ...], input_json: str | None,
+           no_wait: bool, as_json: bool) -> None:
+    """Answer the wait DEAL_NUMBER is at. STEP is the wait's step (qualify, handoff, estimate,
+    decision, qa, shipment, payment) or its key (e.g. qa-attempt-2).
+
+    \b
+    dealflow answer DEAL-0001 qualify --by sofia --set qualified=true --set budget=150000
+    dealflow answer DEAL-0001 estimate --by mark --input '{"lines": [{"sku": "VMC-850", "quantity": 1}]}'
+    """
+    payload: dict[str, Any] = {}
+    if input_json:
+        text = Path(input_json[1:]).read_text() if input_json.startswith("@") else input_json
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DomainError(f"input: is not valid JSON ({exc.msg} at character {exc.pos})") from None
+        if not isinstance(payload, dict):
+            raise DomainError("input: must be a JSON object")
+    for item in sets:
+        if "=" not in item:
+            raise DomainError(f"set: expected FIELD=VALUE, got {item!r}")
+        key, _, value = item.partition("=")
+        payload[key.strip()] = _coerce(value)
+    if by:
+        payload["by"] = by
+    if not payload.get("by"):
+        raise DomainError("by: say who answers (--by HANDLE)")
+    _answer(deal_number, step, payload, wait=not no_wait, as_json=as_json)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print stock as JSON.")
+def stock(as_json: bool) -> None:
+    """Stock on hand per product."""
+    from services.db import session_scope
+    from services.views import stock as stock_rows
+
+    with session_scope() as s:
+        rows = stock_rows(s)
+    _emit(rows, as_json, _table(rows, ["sku", "name", "on_hand", "unit_price"]))
+
+
+if __name__ == "__main__":
+    main()

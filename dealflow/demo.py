@@ -1,0 +1,229 @@
+"""``dealflow demo``: the Glocial sale played end to end on a fresh data folder.
+
+The deal's flow runs here; the scripted people answer each wait from another thread through the
+same path as ``dealflow answer`` (validate, then resume the paused run through the Prefect API).
+What happens is narrated from the audit log as the database records it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy import select
+
+MARKER = ".dealflow-demo"
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def prepare_folder(data_dir: Path) -> None:
+    if data_dir.exists():
+        if any(data_dir.iterdir()) and not (data_dir / MARKER).exists():
+            raise DemoError(f"data-dir: {data_dir} is not empty and was not made by the demo; "
+                            f"choose another folder")
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True)
+    (data_dir / MARKER).write_text("made by `dealflow demo`; it deletes this folder on its next run\n")
+
+
+class Narrator(threading.Thread):
+    """Prints each new audit entry, in the words of the sales floor."""
+
+    def __init__(self, out: TextIO):
+        super().__init__(daemon=True, name="narrator")
+        self.out = out
+        self.last_id = 0
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.flush()
+            time.sleep(0.2)
+        self.flush()
+
+    def flush(self) -> None:
+        from models import AuditEntry
+        from services.db import session_scope
+        with self.lock, session_scope() as s:
+            rows = s.scalars(select(AuditEntry).where(AuditEntry.id > self.last_id).order_by(AuditEntry.id)).all()
+            for e in rows:
+                self.last_id = e.id
+                line = describe_entry(e.actor, e.action, e.subject, e.details)
+                if line:
+                    print(f"  {e.at:%H:%M:%S}  {e.actor:<9} {line}", file=self.out, flush=True)
+
+
+def describe_entry(actor: str, action: str, subject: str, d: dict[str, Any]) -> str | None:
+    if action == "wait.opened":
+        return f"⏸  deal waits: {subject} (for {d.get('roles', '').replace(',', ' or ')})"
+    if action.endswith(".answered"):
+        return f"✔  {subject}: {d.get('outcome')}"
+    if action.endswith(".refused"):
+        return f"✘  {subject} refused: {d.get('reason')}"
+    if action in ("deal.flow_attached", "seed.loaded"):
+        return None
+    extra = ", ".join(f"{k} {v}" for k, v in d.items() if k not in ("answer",))
+    return f"•  {action.replace('.', ' ')} {subject}" + (f" ({extra})" if extra else "")
+
+
+def _say(out: TextIO, text: str) -> None:
+    print(f"\n▶ {text}", file=out, flush=True)
+
+
+def people(deal_number: str, out: TextIO, stop: threading.Event, errors: list[BaseException],
+           narrator: Narrator) -> None:
+    """The scripted people: each waits for their turn, then answers like `dealflow answer`."""
+    from models import DomainError
+    from models.deal import deal_by_number
+    from services.db import session_scope
+    from services.views import deal_summary
+
+    from . import answers
+    from .scenario import SCRIPT, work_the_opportunity
+
+    try:
+        showed_refusal = False
+        for move in SCRIPT:
+            key = None
+            while not stop.is_set():
+                with session_scope() as s:
+                    wait = deal_by_number(s, deal_number).open_wait
+                    if wait is not None and wait.step == move.step:
+                        key = wait.key
+                        break
+                time.sleep(0.1)
+            if key is None:
+                return
+            narrator.flush()  # what happened so far is printed before the next person speaks
+            if move.step == "handoff":
+                _say(out, "Sofia works the opportunity: follow-ups and pipeline stages")
+                with session_scope() as s:
+                    work_the_opportunity(s, deal_by_number(s, deal_number))
+                    s.commit()
+            if move.step == "qa" and not showed_refusal:
+                showed_refusal = True
+                _say(out, "Sofia tries to sign off QA herself")
+                try:
+                    answers.answer(deal_number, "qa", {"by": "sofia", "passed": True, "notes": "looks fine"})
+                except DomainError as exc:
+                    print(f"  refused before anything moved: {exc}", file=out, flush=True)
+            with session_scope() as s:
+                summary = deal_summary(s, deal_by_number(s, deal_number))
+            _say(out, move.say)
+            answers.answer(deal_number, move.step, move.answer(summary))
+            answers.wait_closed(deal_number, key)
+    except BaseException as exc:  # reported by the main thread, which stops the flow
+        errors.append(exc)
+        print(f"\n!! the scripted people stopped: {type(exc).__name__}: {exc}", file=out, flush=True)
+        _cancel_flow(deal_number)
+
+
+def _cancel_flow(deal_number: str) -> None:
+    """Cancel the deal's flow run so the demo ends instead of waiting for an answer that won't come."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelled
+
+    from models.deal import deal_by_number
+    from services.db import session_scope
+
+    with session_scope() as s:
+        run_id = deal_by_number(s, deal_number).flow_run_id
+    if run_id:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(UUID(run_id), Cancelled(message="demo script failed"), force=True)
+
+
+def run_demo(data_dir: Path, out: TextIO = sys.stdout) -> dict[str, Any]:
+    data_dir = data_dir.resolve()
+    prepare_folder(data_dir)
+    os.environ["DEALFLOW_DATA_DIR"] = str(data_dir)
+    os.environ["DATABASE_URL"] = f"sqlite:///{data_dir / 'dealflow.db'}"
+
+    from models import process, seed
+    from models.deal import deal_by_number
+    from models.pipeline import add_lead
+    from services.db import migrate, session_scope
+    from services.views import deal_summary, stock
+
+    from .scenario import LEAD
+
+    started = time.monotonic()
+    print(f"dealflow demo: Glocial Machineries, data in {data_dir}", file=out, flush=True)
+    migrate()
+    with session_scope() as s:
+        seed.load(s)
+        s.commit()
+        before = {row["sku"]: row["on_hand"] for row in stock(s)}
+        lead = add_lead(s, **LEAD)
+        deal = process.start_deal(s, lead.id, by="sofia")
+        s.commit()
+        deal_number = deal.number
+    print(f"Lead from {LEAD['company']} added by Sofia; deal {deal_number} starts its flow "
+          f"(a Prefect flow run; starting Prefect can take a few seconds)", file=out, flush=True)
+
+    from flows.deal import deal_flow  # import Prefect here, before the threads that use it start
+
+    from . import answers  # noqa: F401
+
+    narrator = Narrator(out)
+    narrator.start()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    script = threading.Thread(target=people, args=(deal_number, out, stop, errors, narrator), daemon=True, name="people")
+    script.start()
+    try:
+        result = deal_flow(deal_number=deal_number, poll_interval=1, wait_timeout=600)
+    finally:
+        stop.set()
+        script.join(timeout=30)
+        narrator.stop.set()
+        narrator.join(timeout=5)
+    if errors:
+        raise errors[0]
+
+    with session_scope() as s:
+        summary = deal_summary(s, deal_by_number(s, deal_number))
+        after = {row["sku"]: row["on_hand"] for row in stock(s)}
+    mail_dir = data_dir / "mail"
+    for mail in summary["emails"]:
+        found = sorted(mail_dir.glob(f"{mail['id']:05d}-*.eml"))
+        mail["file"] = str(found[0]) if found else None
+    summary["stock"] = {sku: {"before": before[sku], "after": after[sku]} for sku in before
+                        if before[sku] != after[sku]}
+    summary["documents_dir"] = str(data_dir / "documents")
+    summary["mail_dir"] = str(mail_dir)
+    summary["flow_steps"] = len(result["steps"])
+    summary["seconds"] = round(time.monotonic() - started, 1)
+    return summary
+
+
+def print_summary(summary: dict[str, Any], out: TextIO = sys.stdout) -> None:
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"\n=== {summary['deal']} · {summary['customer']} · {summary['status'].upper()} "
+      f"in {summary['seconds']} s ===")
+    for r in summary["estimate_revisions"]:
+        p(f"  estimate {r['number']:<14} {r['status']:<18} total {r['total']}")
+    o = summary["order"]
+    p(f"  order    {o['number']:<14} QA attempts {len(o['qa_attempts'])}, total {o['total']}")
+    p(f"  receipt  {summary['receipt']['number']:<14} {summary['receipt']['amount']}")
+    for sh in summary["shipments"]:
+        lines = ", ".join(f"{q} × {sku}" for sku, q in sh["lines"].items())
+        p(f"  shipment {sh['number']:<14} {sh['carrier']} {sh['tracking_number']}: {lines}")
+    inv = summary["invoice"]
+    p(f"  invoice  {inv['number']:<14} total {inv['total']}, paid {inv['paid']}, due {inv['due']}")
+    for pay in summary["payments"]:
+        p(f"  payment  {pay['number']:<14} {pay['amount']}")
+    p("  stock:   " + "; ".join(f"{sku} {v['before']} → {v['after']}" for sku, v in summary["stock"].items()))
+    p(f"  {len(summary['emails'])} emails in {summary['mail_dir']}")
+    p(f"  {len(summary['documents'])} documents in {summary['documents_dir']}")

@@ -1,0 +1,148 @@
+"""The Glocial Machineries scenario as data: the lead, and each person's answer at each wait.
+
+Used by ``dealflow demo`` (answers go through Prefect, as a person's would), by the tests and by
+``benchmarks/lifecycle.py`` (answers applied by the tasks directly, without Prefect).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from models import Deal, pipeline, utcnow
+
+LEAD = {
+    "company": "Riverside Metalworks Ltd",
+    "contact_name": "Priya Raman",
+    "email": "priya.raman@riverside-metal.example",
+    "phone": "+1 555 0142",
+    "address": "4 Canal Street\nRiverside 40213",
+    "source": "trade_show",
+    "owner": "sofia",
+    "notes": "Met at the machine tool fair; opening a second plant and needs turning capacity.",
+}
+
+
+@dataclass(frozen=True)
+class Move:
+    """One person's answer at one wait. ``payload`` may be computed from the deal's summary."""
+    step: str
+    by: str
+    payload: dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]]
+    say: str
+
+    def answer(self, summary: dict[str, Any]) -> dict[str, Any]:
+        data = self.payload(summary) if callable(self.payload) else dict(self.payload)
+        return {"by": self.by, **data}
+
+
+def _first_payment(summary: dict[str, Any]) -> dict[str, Any]:
+    due = Decimal(summary["invoice"]["due"])
+    part = (due * Decimal("0.4")).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return {"amount": str(part), "method": "bank_transfer", "reference": "RMW-ADV-001"}
+
+
+def _final_payment(summary: dict[str, Any]) -> dict[str, Any]:
+    return {"amount": summary["invoice"]["due"], "method": "bank_transfer", "reference": "RMW-BAL-002"}
+
+
+ALL_CHECKS_PASS = {"spindle_runout": True, "safety_guards": True, "emergency_stop": True,
+                   "hydraulics": True, "control_software": True}
+
+SCRIPT: list[Move] = [
+    Move("qualify", "sofia", {"qualified": True, "budget": "150000", "timeline": "Q1 2027",
+                              "notes": "Needs two CNC lathes with tooling for the new plant; the plant "
+                                       "manager decides, purchasing signs."},
+         "Sofia qualifies the lead"),
+    Move("handoff", "sofia", {"engineer": "mark", "note": "Wants a quote this week."},
+         "Sofia hands the opportunity to Mark Henry"),
+    Move("estimate", "mark", {"lines": [
+        {"sku": "CNC-LATHE-2000", "quantity": 2, "discount_pct": "5"},
+        {"sku": "TOOL-KIT-PRO", "quantity": 2},
+        {"sku": "CHUCK-3J-250", "quantity": 2},
+    ], "valid_days": 30, "notes": "Includes commissioning at your site and operator training for two people."},
+         "Mark prepares estimate revision 1"),
+    Move("decision", "mark", {"decision": "request_changes", "channel": "email",
+                              "changes": "Three lathes instead of two, 8% on the lathes, and add 10 cans of coolant."},
+         "The customer asks for changes (Mark records it)"),
+    Move("estimate", "mark", {"lines": [
+        {"sku": "CNC-LATHE-2000", "quantity": 3, "discount_pct": "8"},
+        {"sku": "TOOL-KIT-PRO", "quantity": 3},
+        {"sku": "CHUCK-3J-250", "quantity": 3},
+        {"sku": "COOLANT-20L", "quantity": 10},
+    ], "valid_days": 30, "notes": "Revised as requested: third lathe, 8% on the lathes, coolant added."},
+         "Mark prepares revision 2"),
+    Move("decision", "mark", {"decision": "approve", "channel": "signed_document", "note": "PO 4500-2231"},
+         "The customer approves revision 2 (signed document)"),
+    Move("qa", "qa", {"passed": False, "notes": "Lathe #2: hydraulic pressure drops under load; replace the seal.",
+                      "checklist": {**ALL_CHECKS_PASS, "hydraulics": False}},
+         "QA tests the machines: hydraulics fail on lathe #2"),
+    Move("qa", "qa", {"passed": True, "notes": "Seal replaced; 4 h run under load, all within tolerance.",
+                      "checklist": ALL_CHECKS_PASS},
+         "QA tests again: pass, released for picking"),
+    Move("shipment", "delivery", {"carrier": "DHL Freight", "tracking_number": "DHLF-7845120",
+                                  "lines": [{"sku": "CNC-LATHE-2000", "quantity": 2},
+                                            {"sku": "TOOL-KIT-PRO", "quantity": 2},
+                                            {"sku": "CHUCK-3J-250", "quantity": 2},
+                                            {"sku": "COOLANT-20L", "quantity": 10}]},
+         "Delivery ships the first part"),
+    Move("shipment", "delivery", {"carrier": "DHL Freight", "tracking_number": "DHLF-7845377", "lines": []},
+         "Delivery ships the rest"),
+    Move("payment", "finance", _first_payment, "Finance records a 40% payment"),
+    Move("payment", "finance", _final_payment, "Finance records the final payment"),
+]
+
+
+def work_the_opportunity(session: Session, deal: Deal) -> None:
+    """What Sofia does while the deal waits for her hand-off: follow-ups and stage moves."""
+    now = utcnow()
+    call = pipeline.add_followup(session, deal, by="sofia", kind="call", due_at=now + timedelta(days=1),
+                                 notes="Discovery call: parts, volumes, floor space.")
+    pipeline.complete_followup(session, call.id, by="sofia",
+                               outcome="Turning 40 mm shafts, 2 shifts; wants automation-ready lathes.")
+    pipeline.move_stage(session, deal, by="sofia", stage="needs_analysis")
+    visit = pipeline.add_followup(session, deal, by="sofia", kind="site_visit", due_at=now + timedelta(days=3),
+                                  notes="Visit the new plant with the plant manager.")
+    pipeline.complete_followup(session, visit.id, by="sofia",
+                               outcome="Floor ready in January; power and foundations fit the GL-2000.")
+    pipeline.add_followup(session, deal, by="sofia", kind="call", due_at=now + timedelta(days=10),
+                          notes="Check the estimate arrived and answer questions.")
+
+
+def play_direct(deal_number: str, script: list[Move] | None = None) -> list[dict[str, Any]]:
+    """Drive a deal through the stage tasks' bodies (``.fn``), without Prefect: the same rules,
+    the same transactions, answers applied as the flow would apply them."""
+    from models.deal import deal_by_number
+    from services.db import session_scope
+    from services.views import deal_summary
+    from tasks.deal_steps import AUTOMATIC, deliver_mail, open_wait, plan_next_step, record_answer
+
+    moves = list(SCRIPT if script is None else script)
+    trail: list[dict[str, Any]] = []
+    for _ in range(500):
+        step = plan_next_step.fn(deal_number)
+        if step["kind"] == "done":
+            return trail
+        if step["kind"] == "auto":
+            trail.append({"key": step["key"], "outcome": AUTOMATIC[step["name"]].fn(deal_number)})
+        else:
+            open_wait.fn(deal_number, step["name"], step["key"], None)
+            if not moves or moves[0].step != step["name"]:
+                raise RuntimeError(f"{deal_number} waits at {step['key']} but the script has "
+                                   f"{moves[0].step if moves else 'nothing'} next")
+            move = moves.pop(0)
+            with session_scope() as s:
+                deal = deal_by_number(s, deal_number)
+                if move.step == "handoff":
+                    work_the_opportunity(s, deal)
+                    s.commit()
+                summary = deal_summary(s, deal)
+            result = record_answer.fn(deal_number, step["key"], move.answer(summary))
+            trail.append({"key": step["key"], **result})
+        deliver_mail.fn(deal_number)
+    raise RuntimeError(f"{deal_number} did not finish in 500 steps")

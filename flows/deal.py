@@ -1,0 +1,65 @@
+"""One flow run per deal, from lead to cash.
+
+The flow holds no business state of its own: each turn of the loop asks the database where the
+deal stands (``plan_next_step``), then runs that stage's task or waits for the person whose
+turn it is. A run that starts again from its top (a retry, a resume after suspension) therefore
+continues where the deal really is, and the stage tasks' business keys make repeats no-ops.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run as current_run
+
+from services.db import session_scope
+from tasks.deal_steps import AUTOMATIC, attach_run, deliver_mail, plan_next_step
+
+from .waits import wait_for_answer
+
+MAX_STEPS = 500  # a guard against a rule bug turning into an endless loop
+THIRTY_DAYS = 30 * 24 * 3600
+
+
+def deal_run_name() -> str:
+    """deal-DEAL-0001-acme-steel: the UI reads like the sales floor."""
+    number = current_run.parameters.get("deal_number", "?")
+    try:
+        from models.deal import deal_by_number
+        with session_scope() as s:
+            name = deal_by_number(s, number).customer_name
+    except Exception:  # the name is cosmetic; never fail a run over it
+        return f"deal-{number}"
+    slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    return f"{number}-{slug}"[:100]
+
+
+@flow(name="deal", flow_run_name=deal_run_name, persist_result=False)
+def deal_flow(deal_number: str, poll_interval: int = 1, wait_timeout: int = THIRTY_DAYS) -> dict[str, Any]:
+    """Drive deal ``deal_number`` from where it stands to won or lost."""
+    logger = get_run_logger()
+    run_id = str(current_run.id)
+    attach_run(deal_number, run_id)
+    steps: list[dict[str, Any]] = []
+    for _ in range(MAX_STEPS):
+        step = plan_next_step(deal_number)
+        if step["kind"] == "done":
+            logger.info("%s is %s", deal_number, step["deal_status"])
+            return {"deal": deal_number, "status": step["deal_status"], "steps": steps}
+        if step["kind"] == "auto":
+            outcome = AUTOMATIC[step["name"]].with_options(task_run_name=step["key"])(deal_number)
+            steps.append({"step": step["name"], "key": step["key"], "outcome": outcome})
+            logger.info("%s: %s", step["key"], outcome)
+        else:
+            result = wait_for_answer(deal_number, step, run_id, poll_interval=poll_interval,
+                                     timeout=wait_timeout)
+            steps.append({"step": step["name"], "key": step["key"], **result})
+            if result["accepted"]:
+                logger.info("%s answered: %s", step["key"], result["outcome"])
+            else:
+                logger.warning("%s refused: %s", step["key"], result["reason"])
+        deliver_mail(deal_number)
+    raise RuntimeError(f"{deal_number} took more than {MAX_STEPS} steps; a rule must be looping")

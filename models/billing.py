@@ -1,0 +1,111 @@
+"""Invoices made from the order, and the payments against them.
+
+Invoice states: open -> partially_paid -> paid. Due = total - paid, never below zero.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from .base import Base, utcnow
+from .errors import InvalidTransition, Overpayment, ValidationError
+from .money import ZERO, total
+from .numbering import next_number
+from .pricing import PricedLine, Totals
+from .staff import StaffUser
+
+if TYPE_CHECKING:
+    from .deal import Deal
+    from .orders import SalesOrder
+
+PAYMENT_METHODS = ("bank_transfer", "card", "cheque", "cash")
+
+
+class Invoice(Base):
+    __tablename__ = "invoices"
+    __table_args__ = (CheckConstraint("status in ('open','partially_paid','paid')", name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("sales_orders.id"), unique=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    due_date: Mapped[date] = mapped_column(index=True)
+
+    deal: Mapped[Deal] = relationship(back_populates="invoice")
+    order: Mapped[SalesOrder] = relationship()
+    lines: Mapped[list[InvoiceLine]] = relationship(order_by="InvoiceLine.line_no", back_populates="invoice")
+    payments: Mapped[list[Payment]] = relationship(order_by="Payment.seq", back_populates="invoice")
+
+    @property
+    def totals(self) -> Totals:
+        return Totals(self.lines, self.deal.currency)
+
+    @property
+    def paid(self) -> Decimal:
+        return total((p.amount for p in self.payments), self.deal.currency)
+
+    @property
+    def amount_due(self) -> Decimal:
+        return self.totals.total - self.paid
+
+    def is_overdue(self, today: date) -> bool:
+        return self.status != "paid" and self.due_date < today
+
+    def record_payment(self, session: Session, amount: Decimal, method: str, reference: str,
+                       by: StaffUser) -> Payment:
+        if self.status == "paid":
+            raise InvalidTransition(f"invoice {self.number}", self.status, "record a payment")
+        if amount <= ZERO:
+            raise ValidationError("amount", "must be greater than zero")
+        if amount.as_tuple().exponent < -2:
+            raise ValidationError("amount", "must have at most 2 decimals")
+        due = self.amount_due
+        if amount > due:
+            raise Overpayment(amount, due)
+        if method not in PAYMENT_METHODS:
+            raise ValidationError("method", f"must be one of {', '.join(PAYMENT_METHODS)}")
+        payment = Payment(seq=len(self.payments) + 1, number=next_number(session, "payment"), amount=amount, method=method,
+                          reference=reference, recorded_by=by)
+        self.payments.append(payment)
+        self.status = "paid" if self.amount_due == ZERO else "partially_paid"
+        return payment
+
+
+class InvoiceLine(PricedLine, Base):
+    __tablename__ = "invoice_lines"
+    __table_args__ = (UniqueConstraint("invoice_id", "line_no"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    order_line_id: Mapped[int] = mapped_column(ForeignKey("sales_order_lines.id"))
+    line_no: Mapped[int]
+
+    invoice: Mapped[Invoice] = relationship(back_populates="lines")
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("invoice_id", "seq"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    seq: Mapped[int]
+    amount: Mapped[Decimal]
+    method: Mapped[str] = mapped_column(String(20))
+    reference: Mapped[str] = mapped_column(String(80), default="")
+    recorded_by_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    invoice: Mapped[Invoice] = relationship(back_populates="payments")
+    recorded_by: Mapped[StaffUser] = relationship()

@@ -1,0 +1,217 @@
+"""Customers, leads, opportunities, their stage history and follow-ups.
+
+Lead states            Opportunity stages (default probability)
+  new -> qualified       prospecting 10 -> qualification 20 -> needs_analysis 40
+  new -> disqualified    -> proposal 60 -> negotiation 80 -> closed_won 100 | closed_lost 0
+  qualified -> converted
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, utcnow
+from .errors import InvalidTransition, ValidationError
+from .staff import StaffUser
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(60), default="")
+    billing_address: Mapped[str] = mapped_column(Text, default="")
+    shipping_address: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    contacts: Mapped[list[Contact]] = relationship(back_populates="customer", order_by="Contact.id")
+
+    @property
+    def primary_contact(self) -> Contact | None:
+        return next((c for c in self.contacts if c.is_primary), self.contacts[0] if self.contacts else None)
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    email: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(60), default="")
+    title: Mapped[str] = mapped_column(String(80), default="")
+    is_primary: Mapped[bool] = mapped_column(default=False)
+
+    customer: Mapped[Customer] = relationship(back_populates="contacts")
+
+
+LEAD_SOURCES = ("web", "referral", "trade_show", "cold_call", "email", "partner", "other")
+
+
+class Lead(Base):
+    __tablename__ = "leads"
+    __table_args__ = (
+        CheckConstraint("status in ('new','qualified','disqualified','converted')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    company: Mapped[str] = mapped_column(String(200))
+    contact_name: Mapped[str] = mapped_column(String(120))
+    email: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(60), default="")
+    address: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(30), default="other")
+    status: Mapped[str] = mapped_column(String(20), default="new")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    qualification_notes: Mapped[str] = mapped_column(Text, default="")
+    budget: Mapped[Decimal | None]
+    timeline: Mapped[str] = mapped_column(String(120), default="")
+    owner_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    qualified_at: Mapped[datetime | None]
+
+    owner: Mapped[StaffUser] = relationship()
+    customer: Mapped[Customer | None] = relationship()
+
+    def validate(self) -> None:
+        if not (self.company or "").strip():
+            raise ValidationError("company", "must not be empty")
+        if not (self.contact_name or "").strip():
+            raise ValidationError("contact_name", "must not be empty")
+        if "@" not in (self.email or "") or any(c in self.email for c in "\r\n ,;<>"):
+            raise ValidationError("email", f"must be one e-mail address, got {self.email!r}")
+        if self.source not in LEAD_SOURCES:
+            raise ValidationError("source", f"must be one of {', '.join(LEAD_SOURCES)}")
+        if self.budget is not None and self.budget < 0:
+            raise ValidationError("budget", "must not be negative")
+
+    def qualify(self, notes: str, budget: Decimal | None, timeline: str) -> None:
+        if self.status != "new":
+            raise InvalidTransition(f"lead {self.id}", self.status, "qualify")
+        if budget is not None and budget < 0:
+            raise ValidationError("budget", "must not be negative")
+        self.status = "qualified"
+        self.qualification_notes = notes
+        self.budget = budget
+        self.timeline = timeline
+        self.qualified_at = utcnow()
+
+    def disqualify(self, notes: str) -> None:
+        if self.status != "new":
+            raise InvalidTransition(f"lead {self.id}", self.status, "disqualify")
+        self.status = "disqualified"
+        self.qualification_notes = notes
+
+    def mark_converted(self, customer: Customer) -> None:
+        if self.status != "qualified":
+            raise InvalidTransition(f"lead {self.id}", self.status, "convert")
+        self.status = "converted"
+        self.customer = customer
+
+
+STAGES: dict[str, int] = {
+    "prospecting": 10,
+    "qualification": 20,
+    "needs_analysis": 40,
+    "proposal": 60,
+    "negotiation": 80,
+    "closed_won": 100,
+    "closed_lost": 0,
+}
+OPEN_STAGES = tuple(s for s in STAGES if not s.startswith("closed"))
+
+
+class Opportunity(Base):
+    __tablename__ = "opportunities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    stage: Mapped[str] = mapped_column(String(30), default="qualification", index=True)
+    probability: Mapped[int] = mapped_column(default=STAGES["qualification"])
+    expected_amount: Mapped[Decimal | None]
+    expected_close: Mapped[date | None]
+    owner_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    engineer_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    lead: Mapped[Lead] = relationship()
+    owner: Mapped[StaffUser] = relationship(foreign_keys=[owner_id])
+    engineer: Mapped[StaffUser | None] = relationship(foreign_keys=[engineer_id])
+    customer: Mapped[Customer] = relationship()
+    history: Mapped[list[StageChange]] = relationship(order_by="StageChange.id", back_populates="opportunity")
+    followups: Mapped[list[FollowUp]] = relationship(order_by="FollowUp.due_at", back_populates="opportunity")
+
+    @property
+    def is_closed(self) -> bool:
+        return self.stage.startswith("closed")
+
+    def move_to(self, stage: str, by: StaffUser, probability: int | None = None) -> StageChange:
+        if stage not in STAGES:
+            raise ValidationError("stage", f"must be one of {', '.join(STAGES)}")
+        if self.is_closed:
+            raise InvalidTransition(f"opportunity {self.name!r}", self.stage, f"move to {stage}")
+        if probability is not None and not 0 <= probability <= 100:
+            raise ValidationError("probability", "must be between 0 and 100")
+        change = StageChange(from_stage=self.stage, to_stage=stage, by=by)
+        self.stage = stage
+        self.probability = STAGES[stage] if probability is None else probability
+        self.history.append(change)
+        return change
+
+
+class StageChange(Base):
+    __tablename__ = "opportunity_stage_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    opportunity_id: Mapped[int] = mapped_column(ForeignKey("opportunities.id"), index=True)
+    from_stage: Mapped[str | None] = mapped_column(String(30))
+    to_stage: Mapped[str] = mapped_column(String(30))
+    by_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    opportunity: Mapped[Opportunity] = relationship(back_populates="history")
+    by: Mapped[StaffUser] = relationship()
+
+
+FOLLOWUP_KINDS = ("call", "email", "meeting", "demo", "site_visit")
+
+
+class FollowUp(Base):
+    __tablename__ = "followups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    opportunity_id: Mapped[int] = mapped_column(ForeignKey("opportunities.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    outcome: Mapped[str] = mapped_column(Text, default="")
+    done_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    opportunity: Mapped[Opportunity] = relationship(back_populates="followups")
+    owner: Mapped[StaffUser] = relationship()
+
+    @property
+    def is_done(self) -> bool:
+        return self.done_at is not None
+
+    def is_overdue(self, now: datetime) -> bool:
+        return not self.is_done and self.due_at < now
+
+    def complete(self, outcome: str) -> None:
+        if self.is_done:
+            raise InvalidTransition(f"follow-up {self.id}", "done", "complete it again")
+        if not outcome.strip():
+            raise ValidationError("outcome", "must say what came of the follow-up")
+        self.outcome = outcome
+        self.done_at = utcnow()

@@ -1,0 +1,122 @@
+"""The deal: one sale from lead to cash, and the human steps (waits) it stops at.
+
+Deal states: open -> won | lost.
+Wait states: open -> answered | refused (a refused answer closes the wait; a new one opens).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from .base import Base, utcnow
+from .crm import Customer, Lead, Opportunity
+from .errors import InvalidTransition, NotFound
+from .money import DEFAULT_CURRENCY
+from .staff import StaffUser
+
+if TYPE_CHECKING:
+    from .billing import Invoice
+    from .estimates import Estimate
+    from .orders import SalesOrder
+
+
+class Deal(Base):
+    __tablename__ = "deals"
+    __table_args__ = (CheckConstraint("status in ('open','won','lost')", name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("leads.id"), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    opportunity_id: Mapped[int | None] = mapped_column(ForeignKey("opportunities.id"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    currency: Mapped[str] = mapped_column(String(3), default=DEFAULT_CURRENCY)
+    status: Mapped[str] = mapped_column(String(10), default="open", index=True)
+    lost_reason: Mapped[str] = mapped_column(Text, default="")
+    flow_run_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+
+    lead: Mapped[Lead] = relationship()
+    customer: Mapped[Customer | None] = relationship()
+    opportunity: Mapped[Opportunity | None] = relationship()
+    owner: Mapped[StaffUser] = relationship()
+    estimate: Mapped[Estimate | None] = relationship(back_populates="deal")
+    order: Mapped[SalesOrder | None] = relationship(back_populates="deal")
+    invoice: Mapped[Invoice | None] = relationship(back_populates="deal")
+    waits: Mapped[list[Wait]] = relationship(order_by="Wait.id", back_populates="deal")
+
+    @property
+    def customer_name(self) -> str:
+        return self.customer.name if self.customer else self.lead.company
+
+    @property
+    def is_open(self) -> bool:
+        return self.status == "open"
+
+    @property
+    def open_wait(self) -> Wait | None:
+        return next((w for w in self.waits if w.status == "open"), None)
+
+    def close_won(self) -> None:
+        if self.status != "open":
+            raise InvalidTransition(f"deal {self.number}", self.status, "close as won")
+        self.status = "won"
+        self.closed_at = utcnow()
+
+    def close_lost(self, reason: str) -> None:
+        if self.status != "open":
+            raise InvalidTransition(f"deal {self.number}", self.status, "close as lost")
+        self.status = "lost"
+        self.lost_reason = reason
+        self.closed_at = utcnow()
+
+
+def deal_by_number(session: Session, number: str) -> Deal:
+    deal = session.scalars(select(Deal).where(Deal.number == number.upper())).one_or_none()
+    if deal is None:
+        raise NotFound("deal", number)
+    return deal
+
+
+class Wait(Base):
+    """A human step the deal stops at: who may answer, since when, and what was answered."""
+
+    __tablename__ = "waits"
+    __table_args__ = (
+        UniqueConstraint("deal_id", "key"),
+        CheckConstraint("status in ('open','answered','refused')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), index=True)
+    key: Mapped[str] = mapped_column(String(60))
+    step: Mapped[str] = mapped_column(String(20))
+    roles: Mapped[str] = mapped_column(String(80))  # comma separated: any of them may answer
+    status: Mapped[str] = mapped_column(String(10), default="open", index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    flow_run_id: Mapped[str | None] = mapped_column(String(40))
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[datetime | None]
+    answered_by: Mapped[str | None] = mapped_column(String(40))
+    answer: Mapped[dict[str, Any] | None]
+    refusal_reason: Mapped[str] = mapped_column(Text, default="")
+
+    deal: Mapped[Deal] = relationship(back_populates="waits")
+
+    @property
+    def role_list(self) -> list[str]:
+        return self.roles.split(",")
+
+    def close(self, status: str, by: str, answer: dict[str, Any], reason: str = "") -> None:
+        if self.status != "open":
+            raise InvalidTransition(f"wait {self.key} of deal {self.deal.number}", self.status, "answer it")
+        self.status = status
+        self.answered_by = by
+        self.answered_at = utcnow()
+        self.answer = answer
+        self.refusal_reason = reason

@@ -1,0 +1,140 @@
+"""One context function per document: plain data (str, int, lists, dicts) for the templates.
+
+Amounts are strings of Decimals, so the snapshot stored with a document or email is exact.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .billing import Invoice, Payment
+from .deal import Deal
+from .estimates import EstimateRevision
+from .orders import SalesOrder, SalesReceipt, Shipment
+from .pricing import PricedLine
+
+
+def _customer(deal: Deal) -> dict[str, Any]:
+    customer = deal.customer
+    contact = customer.primary_contact if customer else None
+    return {
+        "name": deal.customer_name,
+        "contact": contact.name if contact else deal.lead.contact_name,
+        "email": contact.email if contact else deal.lead.email,
+        "billing_address": customer.billing_address if customer else deal.lead.address,
+        "shipping_address": customer.shipping_address if customer else deal.lead.address,
+    }
+
+
+def _lines(lines: list[PricedLine], quantity_attr: str = "quantity") -> list[dict[str, Any]]:
+    out = []
+    for ln in lines:
+        qty = getattr(ln, quantity_attr)
+        out.append({
+            "line_no": ln.line_no, "sku": ln.sku, "description": ln.description, "quantity": qty,
+            "unit_price": str(ln.unit_price), "discount_pct": str(ln.discount_pct),
+            "tax_rate": str(ln.tax_rate), "gross": str(ln.gross_for(qty)),
+            "discount": str(ln.discount_for(qty)), "net": str(ln.net_for(qty)),
+            "tax": str(ln.tax_for(qty)), "total": str(ln.net_for(qty) + ln.tax_for(qty)),
+        })
+    return out
+
+
+def _base(deal: Deal, kind: str, number: str) -> dict[str, Any]:
+    return {"kind": kind, "number": number, "deal": deal.number, "currency": deal.currency,
+            "customer": _customer(deal)}
+
+
+def revision_changes(previous: EstimateRevision | None, current: EstimateRevision) -> list[str]:
+    """What changed since the revision the customer saw, line by line, in words."""
+    if previous is None:
+        return []
+    before = {ln.sku: ln for ln in previous.lines}
+    after = {ln.sku: ln for ln in current.lines}
+    changes = []
+    for sku, ln in after.items():
+        old = before.get(sku)
+        if old is None:
+            changes.append(f"added {ln.quantity} × {sku} ({ln.description})")
+            continue
+        if old.quantity != ln.quantity:
+            changes.append(f"{sku}: quantity {old.quantity} → {ln.quantity}")
+        if old.discount_pct != ln.discount_pct:
+            changes.append(f"{sku}: discount {old.discount_pct}% → {ln.discount_pct}%")
+        if old.unit_price != ln.unit_price:
+            changes.append(f"{sku}: unit price {old.unit_price} → {ln.unit_price}")
+    for sku, old in before.items():
+        if sku not in after:
+            changes.append(f"removed {sku} ({old.description})")
+    return changes
+
+
+def estimate_context(rev: EstimateRevision) -> dict[str, Any]:
+    deal = rev.estimate.deal
+    previous = rev.estimate.revisions[rev.revision - 2] if rev.revision > 1 else None
+    ctx = _base(deal, "estimate", rev.number)
+    ctx.update({
+        "revision": rev.revision,
+        "valid_until": rev.valid_until.isoformat(),
+        "prepared_by": rev.prepared_by.name,
+        "notes": rev.notes,
+        "lines": _lines(rev.lines),
+        "totals": rev.totals.as_dict(),
+        "changes": revision_changes(previous, rev),
+        "change_request": previous.change_request.text if previous and previous.change_request else "",
+    })
+    return ctx
+
+
+def order_context(order: SalesOrder) -> dict[str, Any]:
+    ctx = _base(order.deal, "order", order.number)
+    ctx.update({"estimate": order.estimate_revision.number, "lines": _lines(order.lines),
+                "totals": order.totals.as_dict(), "date": order.created_at.date().isoformat()})
+    return ctx
+
+
+def receipt_context(receipt: SalesReceipt) -> dict[str, Any]:
+    order = receipt.pick_release.order
+    ctx = _base(order.deal, "receipt", receipt.number)
+    passed = next(i for i in order.inspections if i.passed)
+    ctx.update({"order": order.number, "lines": _lines(order.lines), "totals": order.totals.as_dict(),
+                "date": receipt.at.date().isoformat(), "released_by": order.pick_release.released_by.name,
+                "qa_attempts": len(order.inspections), "qa_inspector": passed.inspector.name,
+                "qa_notes": passed.notes})
+    return ctx
+
+
+def shipment_context(shipment: Shipment) -> dict[str, Any]:
+    order = shipment.order
+    ctx = _base(order.deal, "shipment", shipment.number)
+    ctx.update({
+        "order": order.number, "seq": shipment.seq, "carrier": shipment.carrier,
+        "tracking_number": shipment.tracking_number, "date": shipment.at.date().isoformat(),
+        "lines": [{"sku": sl.order_line.sku, "description": sl.order_line.description,
+                   "quantity": sl.quantity, "ordered": sl.order_line.quantity,
+                   "shipped_to_date": sl.order_line.shipped_qty,
+                   "remaining": sl.order_line.remaining} for sl in shipment.lines],
+        "complete": order.is_fully_shipped,
+    })
+    return ctx
+
+
+def invoice_context(invoice: Invoice) -> dict[str, Any]:
+    ctx = _base(invoice.deal, "invoice", invoice.number)
+    ctx.update({"order": invoice.order.number, "date": invoice.issued_at.date().isoformat(),
+                "due_date": invoice.due_date.isoformat(), "lines": _lines(invoice.lines),
+                "totals": invoice.totals.as_dict(), "paid": str(invoice.paid),
+                "amount_due": str(invoice.amount_due)})
+    return ctx
+
+
+def payment_context(payment: Payment) -> dict[str, Any]:
+    invoice = payment.invoice
+    ctx = _base(invoice.deal, "payment", payment.number)
+    ctx.update({"invoice": invoice.number, "amount": str(payment.amount), "method": payment.method,
+                "reference": payment.reference, "date": payment.at.date().isoformat(),
+                "invoice_total": str(invoice.totals.total), "paid": str(invoice.paid),
+                "amount_due": str(invoice.amount_due), "settled": invoice.status == "paid"})
+    return ctx
+
+

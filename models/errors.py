@@ -1,0 +1,71 @@
+"""The domain's errors, one small tree. The CLI prints ``str(error)`` as one line; flows fail the task.
+
+    DomainError
+     ├── ValidationError      bad input: names the field and the rule it broke
+     │    ├── OutOfStock      a shipment asks for more than is on hand
+     │    └── Overpayment     a payment larger than what is due
+     ├── NotFound             no such record (kind and key)
+     ├── InvalidTransition    a document's state does not allow the step
+     ├── PermissionDenied     the person lacks the role the step needs
+     └── WaitNotOpen          an answer for a wait the deal is not at
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A business rule said no. The message is for the person who tried."""
+
+
+class ValidationError(DomainError):
+    def __init__(self, field: str, rule: str):
+        self.field = field
+        self.rule = rule
+        super().__init__(f"{field}: {rule}")
+
+
+class OutOfStock(ValidationError):
+    def __init__(self, sku: str, requested: int, available: int, field: str = "quantity"):
+        self.sku = sku
+        self.requested = requested
+        self.available = available
+        super().__init__(field, f"{sku}: {requested} requested but only {available} in stock")
+
+
+class Overpayment(ValidationError):
+    def __init__(self, amount, due, field: str = "amount"):
+        self.amount = amount
+        self.due = due
+        super().__init__(field, f"{amount} is more than the {due} still due")
+
+
+class NotFound(DomainError):
+    def __init__(self, kind: str, key: object):
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} {key!s} not found")
+
+
+class InvalidTransition(DomainError):
+    def __init__(self, document: str, state: str, step: str):
+        self.document = document
+        self.state = state
+        self.step = step
+        super().__init__(f"{document} is {state}: cannot {step}")
+
+
+class PermissionDenied(DomainError):
+    def __init__(self, person: str, needed: str, step: str, has: str | None = None):
+        self.person = person
+        self.needed = needed
+        self.step = step
+        who = f"{person} ({has})" if has else person
+        super().__init__(f"by: {who} may not answer '{step}'; it needs the role {needed}")
+
+
+class WaitNotOpen(DomainError):
+    def __init__(self, deal: str, step: str, open_steps: list[str]):
+        self.deal = deal
+        self.step = step
+        waiting = ", ".join(open_steps) if open_steps else "nothing"
+        super().__init__(f"step: {deal} is not waiting for '{step}' (it waits for: {waiting})")

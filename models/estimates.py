@@ -1,0 +1,144 @@
+"""Estimates (quotes) with immutable revisions and the change requests between them.
+
+Revision states: draft -> sent -> approved | changes_requested | declined.
+A revision's lines never change once it exists; a change request leads to a new revision.
+The estimate gets its number when its first revision is sent; revision n reads EST-0007-R2.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from .base import Base, utcnow
+from .errors import InvalidTransition, ValidationError
+from .numbering import next_number
+from .pricing import PricedLine, Totals
+from .staff import StaffUser
+
+if TYPE_CHECKING:
+    from .deal import Deal
+
+DECISION_CHANNELS = ("email", "phone", "signed_document", "meeting", "portal")
+
+
+class Estimate(Base):
+    __tablename__ = "estimates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), unique=True)
+    number: Mapped[str | None] = mapped_column(String(20), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    deal: Mapped[Deal] = relationship(back_populates="estimate")
+    revisions: Mapped[list[EstimateRevision]] = relationship(
+        order_by="EstimateRevision.revision", back_populates="estimate")
+
+    @property
+    def latest(self) -> EstimateRevision | None:
+        return self.revisions[-1] if self.revisions else None
+
+
+class EstimateRevision(Base):
+    __tablename__ = "estimate_revisions"
+    __table_args__ = (
+        UniqueConstraint("estimate_id", "revision"),
+        CheckConstraint(
+            "status in ('draft','sent','approved','changes_requested','declined')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    estimate_id: Mapped[int] = mapped_column(ForeignKey("estimates.id"), index=True)
+    revision: Mapped[int]
+    status: Mapped[str] = mapped_column(String(20), default="draft")
+    valid_until: Mapped[date]
+    notes: Mapped[str] = mapped_column(Text, default="")
+    prepared_by_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    decided_at: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(40))
+    decision_channel: Mapped[str | None] = mapped_column(String(20))
+    decision_note: Mapped[str] = mapped_column(Text, default="")
+
+    estimate: Mapped[Estimate] = relationship(back_populates="revisions")
+    prepared_by: Mapped[StaffUser] = relationship()
+    lines: Mapped[list[EstimateLine]] = relationship(order_by="EstimateLine.line_no", back_populates="revision")
+    change_request: Mapped[ChangeRequest | None] = relationship(back_populates="revision")
+
+    @property
+    def number(self) -> str:
+        base = self.estimate.number or "EST-DRAFT"
+        return f"{base}-R{self.revision}"
+
+    @property
+    def totals(self) -> Totals:
+        return Totals(self.lines, self.estimate.deal.currency)
+
+    def _decide(self, status: str, by: str, channel: str, note: str) -> None:
+        if self.status != "sent":
+            raise InvalidTransition(f"estimate {self.number}", self.status, status.replace("_", " "))
+        if channel not in DECISION_CHANNELS:
+            raise ValidationError("channel", f"must be one of {', '.join(DECISION_CHANNELS)}")
+        self.status = status
+        self.decided_by = by
+        self.decided_at = utcnow()
+        self.decision_channel = channel
+        self.decision_note = note
+
+    def send(self, session: Session) -> None:
+        if self.status != "draft":
+            raise InvalidTransition(f"estimate {self.number}", self.status, "send")
+        if self.estimate.number is None:
+            self.estimate.number = next_number(session, "estimate")
+        self.status = "sent"
+        self.sent_at = utcnow()
+
+    def approve(self, by: str, channel: str, note: str = "") -> None:
+        if self.valid_until < utcnow().date():
+            raise ValidationError("decision", f"estimate {self.number} expired on {self.valid_until}")
+        self._decide("approved", by, channel, note)
+
+    def decline(self, by: str, channel: str, reason: str) -> None:
+        self._decide("declined", by, channel, reason)
+
+    def request_changes(self, by: str, channel: str, text: str) -> ChangeRequest:
+        if not text.strip():
+            raise ValidationError("changes", "must say what the customer wants changed")
+        self._decide("changes_requested", by, channel, text)
+        self.change_request = ChangeRequest(text=text, channel=channel, recorded_by=by)
+        return self.change_request
+
+
+class EstimateLine(PricedLine, Base):
+    __tablename__ = "estimate_lines"
+    __table_args__ = (
+        UniqueConstraint("revision_id", "line_no"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("discount_pct >= 0 and discount_pct <= 100", name="discount_pct"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision_id: Mapped[int] = mapped_column(ForeignKey("estimate_revisions.id"), index=True)
+    line_no: Mapped[int]
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+
+    revision: Mapped[EstimateRevision] = relationship(back_populates="lines")
+
+
+class ChangeRequest(Base):
+    """What the customer asked to change, tied to the revision they saw."""
+
+    __tablename__ = "change_requests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    revision_id: Mapped[int] = mapped_column(ForeignKey("estimate_revisions.id"), unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(String(20))
+    recorded_by: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    revision: Mapped[EstimateRevision] = relationship(back_populates="change_request")

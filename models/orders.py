@@ -1,0 +1,195 @@
+"""Sales orders, QA inspections, pick release, the sales receipt and shipments.
+
+Order states: awaiting_qa -> released -> partially_shipped -> shipped.
+A failed QA attempt leaves the order awaiting_qa (rework, then the next attempt).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .base import Base, utcnow
+from .catalog import Product
+from .errors import InvalidTransition, ValidationError
+from .pricing import PricedLine, Totals
+from .staff import StaffUser
+
+if TYPE_CHECKING:
+    from .deal import Deal
+    from .estimates import EstimateRevision
+
+ORDER_STATES = ("awaiting_qa", "released", "partially_shipped", "shipped")
+
+
+class SalesOrder(Base):
+    __tablename__ = "sales_orders"
+    __table_args__ = (
+        CheckConstraint("status in ('awaiting_qa','released','partially_shipped','shipped')", name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), unique=True)
+    estimate_revision_id: Mapped[int] = mapped_column(ForeignKey("estimate_revisions.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="awaiting_qa", index=True)
+    created_by: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    deal: Mapped[Deal] = relationship(back_populates="order")
+    estimate_revision: Mapped[EstimateRevision] = relationship()
+    lines: Mapped[list[SalesOrderLine]] = relationship(order_by="SalesOrderLine.line_no", back_populates="order")
+    inspections: Mapped[list[QAInspection]] = relationship(order_by="QAInspection.attempt", back_populates="order")
+    pick_release: Mapped[PickRelease | None] = relationship(back_populates="order")
+    shipments: Mapped[list[Shipment]] = relationship(order_by="Shipment.seq", back_populates="order")
+
+    @property
+    def totals(self) -> Totals:
+        return Totals(self.lines, self.deal.currency)
+
+    @property
+    def qa_passed(self) -> bool:
+        return any(i.passed for i in self.inspections)
+
+    @property
+    def is_fully_shipped(self) -> bool:
+        return all(line.remaining == 0 for line in self.lines)
+
+    def line_for_sku(self, sku: str, field: str) -> SalesOrderLine:
+        for line in self.lines:
+            if line.sku == sku:
+                return line
+        raise ValidationError(field, f"{sku!r} is not on order {self.number}")
+
+    def record_inspection(self, inspector: StaffUser, passed: bool, notes: str,
+                          checklist: dict[str, bool]) -> QAInspection:
+        if self.status != "awaiting_qa":
+            raise InvalidTransition(f"order {self.number}", self.status, "record a QA inspection")
+        if not passed and not notes.strip():
+            raise ValidationError("notes", "a failed inspection must say what failed")
+        if passed and checklist and not all(checklist.values()):
+            failed = ", ".join(k for k, ok in checklist.items() if not ok)
+            raise ValidationError("checklist", f"cannot pass with failed checks: {failed}")
+        inspection = QAInspection(attempt=len(self.inspections) + 1, passed=passed,
+                                  inspector=inspector, notes=notes, checklist=dict(checklist))
+        self.inspections.append(inspection)
+        return inspection
+
+    def release_for_picking(self, by: StaffUser) -> PickRelease:
+        if self.status != "awaiting_qa":
+            raise InvalidTransition(f"order {self.number}", self.status, "release for picking")
+        if not self.qa_passed:
+            raise InvalidTransition(f"order {self.number}", "not QA-passed", "release for picking")
+        self.status = "released"
+        self.pick_release = PickRelease(released_by=by)
+        return self.pick_release
+
+    def record_shipment_lines(self, shipment: Shipment) -> None:
+        if self.status not in ("released", "partially_shipped"):
+            raise InvalidTransition(f"order {self.number}", self.status, "ship")
+        for sl in shipment.lines:
+            sl.order_line.shipped_qty += sl.quantity
+        self.status = "shipped" if self.is_fully_shipped else "partially_shipped"
+
+
+class SalesOrderLine(PricedLine, Base):
+    __tablename__ = "sales_order_lines"
+    __table_args__ = (
+        UniqueConstraint("order_id", "line_no"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("shipped_qty >= 0 and shipped_qty <= quantity", name="shipped_within_ordered"),
+        CheckConstraint("invoiced_qty >= 0 and invoiced_qty <= quantity", name="invoiced_within_ordered"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("sales_orders.id"), index=True)
+    line_no: Mapped[int]
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
+    shipped_qty: Mapped[int] = mapped_column(default=0)
+    invoiced_qty: Mapped[int] = mapped_column(default=0)
+
+    order: Mapped[SalesOrder] = relationship(back_populates="lines")
+    product: Mapped[Product] = relationship()
+
+    @property
+    def remaining(self) -> int:
+        return self.quantity - self.shipped_qty
+
+
+class QAInspection(Base):
+    __tablename__ = "qa_inspections"
+    __table_args__ = (UniqueConstraint("order_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("sales_orders.id"), index=True)
+    attempt: Mapped[int]
+    passed: Mapped[bool]
+    inspector_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    checklist: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    order: Mapped[SalesOrder] = relationship(back_populates="inspections")
+    inspector: Mapped[StaffUser] = relationship()
+
+
+class PickRelease(Base):
+    __tablename__ = "pick_releases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("sales_orders.id"), unique=True)
+    released_by_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    order: Mapped[SalesOrder] = relationship(back_populates="pick_release")
+    released_by: Mapped[StaffUser] = relationship()
+    receipt: Mapped[SalesReceipt | None] = relationship(back_populates="pick_release")
+
+
+class SalesReceipt(Base):
+    """Created automatically when an order is released for picking: one per pick release."""
+
+    __tablename__ = "sales_receipts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    pick_release_id: Mapped[int] = mapped_column(ForeignKey("pick_releases.id"), unique=True)
+    amount: Mapped[Decimal]
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    pick_release: Mapped[PickRelease] = relationship(back_populates="receipt")
+
+
+class Shipment(Base):
+    __tablename__ = "shipments"
+    __table_args__ = (UniqueConstraint("order_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("sales_orders.id"), index=True)
+    seq: Mapped[int]
+    carrier: Mapped[str] = mapped_column(String(80))
+    tracking_number: Mapped[str] = mapped_column(String(80))
+    shipped_by_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    order: Mapped[SalesOrder] = relationship(back_populates="shipments")
+    shipped_by: Mapped[StaffUser] = relationship()
+    lines: Mapped[list[ShipmentLine]] = relationship(back_populates="shipment", order_by="ShipmentLine.id")
+
+
+class ShipmentLine(Base):
+    __tablename__ = "shipment_lines"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    shipment_id: Mapped[int] = mapped_column(ForeignKey("shipments.id"), index=True)
+    order_line_id: Mapped[int] = mapped_column(ForeignKey("sales_order_lines.id"))
+    quantity: Mapped[int]
+
+    shipment: Mapped[Shipment] = relationship(back_populates="lines")
+    order_line: Mapped[SalesOrderLine] = relationship()

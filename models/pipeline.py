@@ -1,0 +1,74 @@
+"""What a sales rep does beside the flow: add leads, schedule and complete follow-ups, move stages.
+
+These are recorded while the deal waits (for the hand-off, typically); the flow reads them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy.orm import Session
+
+from . import audit
+from .crm import FOLLOWUP_KINDS, FollowUp, Lead
+from .deal import Deal
+from .errors import InvalidTransition, NotFound, ValidationError
+from .process import staff_by_handle
+from .staff import Role
+
+
+def add_lead(session: Session, *, company: str, contact_name: str, email: str, owner: str,
+             phone: str = "", address: str = "", source: str = "other", notes: str = "",
+             budget: Decimal | None = None) -> Lead:
+    person = staff_by_handle(session, owner, "owner")
+    if not person.has_role(Role.SALES_REP):
+        raise ValidationError("owner", f"{owner} is {person.role}; a lead's owner must be a sales_rep")
+    lead = Lead(company=(company or "").strip(), contact_name=(contact_name or "").strip(),
+                email=(email or "").strip(), phone=phone, address=address, source=source,
+                notes=notes, budget=budget, owner=person)
+    lead.validate()
+    session.add(lead)
+    session.flush()
+    audit.record(session, person.handle, "lead.added", subject=f"lead {lead.id}", company=lead.company)
+    return lead
+
+
+def _opportunity(deal: Deal):
+    if deal.opportunity is None:
+        raise InvalidTransition(f"deal {deal.number}", "a lead", "work the opportunity (qualify it first)")
+    return deal.opportunity
+
+
+def add_followup(session: Session, deal: Deal, *, by: str, kind: str, due_at: datetime,
+                 notes: str = "") -> FollowUp:
+    person = staff_by_handle(session, by)
+    opp = _opportunity(deal)
+    if kind not in FOLLOWUP_KINDS:
+        raise ValidationError("kind", f"must be one of {', '.join(FOLLOWUP_KINDS)}")
+    followup = FollowUp(opportunity=opp, kind=kind, due_at=due_at, owner=person, notes=notes)
+    session.add(followup)
+    session.flush()
+    audit.record(session, person.handle, "followup.scheduled", deal_id=deal.id, subject=f"follow-up {followup.id}",
+                 kind=kind, due_at=due_at.isoformat(timespec="minutes"))
+    return followup
+
+
+def complete_followup(session: Session, followup_id: int, *, by: str, outcome: str) -> FollowUp:
+    person = staff_by_handle(session, by)
+    followup = session.get(FollowUp, followup_id)
+    if followup is None:
+        raise NotFound("follow-up", followup_id)
+    followup.complete(outcome)
+    deal = session.query(Deal).filter(Deal.opportunity_id == followup.opportunity_id).one()
+    audit.record(session, person.handle, "followup.done", deal_id=deal.id, subject=f"follow-up {followup.id}",
+                 outcome=outcome)
+    return followup
+
+
+def move_stage(session: Session, deal: Deal, *, by: str, stage: str, probability: int | None = None) -> None:
+    person = staff_by_handle(session, by)
+    opp = _opportunity(deal)
+    change = opp.move_to(stage, person, probability)
+    audit.record(session, person.handle, "opportunity.stage", deal_id=deal.id, subject=deal.number,
+                 from_stage=change.from_stage, to_stage=stage, probability=opp.probability)

@@ -1,0 +1,495 @@
+"""The life of a deal as rules: where a deal stands, and what each step does to it.
+
+``next_step`` reads only the database, so a flow that re-runs from its top continues where the
+deal really is. Each automatic step looks up before it creates (one order per approved revision,
+one receipt per pick release, one invoice per order), so running it twice changes nothing.
+
+    qualify* -> convert -> handoff* -> estimate* -> send_estimate -> decision*
+      (request_changes -> estimate* again; decline -> lost)
+    -> create_order -> qa* (fail -> qa* again) -> receipt -> shipment* (until all shipped)
+    -> invoice -> payment* (until paid) -> close -> done          (* = a person answers)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from . import audit
+from .base import utcnow
+from .billing import Invoice, InvoiceLine
+from .catalog import issue, product_by_sku
+from .crm import STAGES, Contact, Customer, Lead, Opportunity
+from .deal import Deal, Wait
+from .documents import (
+    estimate_context,
+    invoice_context,
+    order_context,
+    payment_context,
+    receipt_context,
+    shipment_context,
+)
+from .errors import InvalidTransition, NotFound, PermissionDenied, ValidationError, WaitNotOpen
+from .estimates import Estimate, EstimateLine, EstimateRevision
+from .money import parse_money
+from .numbering import next_number
+from .orders import SalesOrder, SalesOrderLine, SalesReceipt, Shipment, ShipmentLine
+from .outbox import add_document, queue_email
+from .staff import Role, StaffUser
+
+SYSTEM = "system"
+PAYMENT_TERMS_DAYS = 30
+
+WAIT_ROLES: dict[str, tuple[str, ...]] = {
+    "qualify": (Role.SALES_REP,),
+    "handoff": (Role.SALES_REP,),
+    "estimate": (Role.SALES_ENGINEER,),
+    # the customer's decision is recorded by sales on the customer's behalf
+    "decision": (Role.SALES_ENGINEER, Role.SALES_REP),
+    "qa": (Role.QA,),
+    "shipment": (Role.DELIVERY,),
+    "payment": (Role.FINANCE,),
+}
+WAIT_STEPS = tuple(WAIT_ROLES)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    kind: str  # "wait", "auto" or "done"
+    key: str = ""
+    roles: tuple[str, ...] = ()
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_wait(self) -> bool:
+        return self.kind == "wait"
+
+
+def _wait(session: Session, deal: Deal, step: str, base_key: str, **facts: Any) -> Step:
+    """A wait's key is deterministic: the base key, then -retry-N after N refused answers."""
+    refused = session.scalar(select(func.count()).select_from(Wait).where(
+        Wait.deal_id == deal.id, Wait.step == step, Wait.status == "refused",
+        Wait.key.like(f"{base_key}%")))
+    key = base_key if not refused else f"{base_key}-retry-{refused}"
+    return Step(step, "wait", key, WAIT_ROLES[step], facts)
+
+
+def next_step(session: Session, deal: Deal) -> Step:
+    if not deal.is_open:
+        return Step("done", "done", deal.status)
+    lead = deal.lead
+    if lead.status == "new":
+        return _wait(session, deal, "qualify", "qualify")
+    if lead.status == "qualified":
+        return Step("convert", "auto", f"convert-{deal.number}")
+    opp = deal.opportunity
+    if opp.engineer_id is None:
+        return _wait(session, deal, "handoff", "handoff")
+    latest = deal.estimate.latest if deal.estimate else None
+    if latest is None or latest.status == "changes_requested":
+        n = latest.revision + 1 if latest else 1
+        return _wait(session, deal, "estimate", f"estimate-rev-{n}", revision=n)
+    if latest.status == "draft":
+        return Step("send_estimate", "auto", f"send-estimate-rev-{latest.revision}")
+    if latest.status == "sent":
+        return _wait(session, deal, "decision", f"decision-rev-{latest.revision}", revision=latest.revision)
+    order = deal.order
+    if order is None:
+        return Step("create_order", "auto", f"order-from-rev-{latest.revision}")
+    if order.status == "awaiting_qa":
+        n = len(order.inspections) + 1
+        return _wait(session, deal, "qa", f"qa-attempt-{n}", attempt=n)
+    if order.pick_release.receipt is None:
+        return Step("receipt", "auto", f"receipt-{order.number}")
+    if not order.is_fully_shipped:
+        n = len(order.shipments) + 1
+        return _wait(session, deal, "shipment", f"shipment-{n}", seq=n)
+    invoice = deal.invoice
+    if invoice is None:
+        return Step("invoice", "auto", f"invoice-{order.number}")
+    if invoice.status != "paid":
+        n = len(invoice.payments) + 1
+        return _wait(session, deal, "payment", f"payment-{n}", seq=n)
+    return Step("close", "auto", f"close-{deal.number}")
+
+
+# --- starting a deal ------------------------------------------------------------------------
+
+def start_deal(session: Session, lead_id: int, by: str = SYSTEM) -> Deal:
+    """One deal per lead: starting it twice returns the first."""
+    existing = session.scalars(select(Deal).where(Deal.lead_id == lead_id)).one_or_none()
+    if existing is not None:
+        return existing
+    lead = session.get(Lead, lead_id)
+    if lead is None:
+        raise NotFound("lead", lead_id)
+    deal = Deal(number=next_number(session, "deal"), lead=lead, owner_id=lead.owner_id)
+    session.add(deal)
+    session.flush()
+    audit.record(session, by, "deal.started", deal_id=deal.id, subject=deal.number, lead=lead.id)
+    return deal
+
+
+# --- waits: open, answer, refuse ------------------------------------------------------------
+
+def open_wait(session: Session, deal: Deal, step: Step, description: str,
+              flow_run_id: str | None) -> Wait:
+    """Record that the deal waits here. Opening the same wait again returns it."""
+    wait = session.scalars(select(Wait).where(Wait.deal_id == deal.id, Wait.key == step.key)).one_or_none()
+    if wait is not None:
+        if flow_run_id and wait.flow_run_id != flow_run_id and wait.status == "open":
+            wait.flow_run_id = flow_run_id
+        return wait
+    wait = Wait(deal=deal, key=step.key, step=step.name, roles=",".join(step.roles),
+                description=description, flow_run_id=flow_run_id)
+    session.add(wait)
+    session.flush()
+    audit.record(session, SYSTEM, "wait.opened", deal_id=deal.id, subject=step.key, roles=wait.roles)
+    return wait
+
+
+def find_open_wait(session: Session, deal: Deal, step_or_key: str) -> Wait:
+    wait = deal.open_wait
+    if wait is None or step_or_key not in (wait.step, wait.key):
+        raise WaitNotOpen(deal.number, step_or_key, [wait.step] if wait else [])
+    return wait
+
+
+def staff_by_handle(session: Session, handle: str, field_name: str = "by") -> StaffUser:
+    person = session.scalars(select(StaffUser).where(StaffUser.handle == (handle or "").strip())).one_or_none()
+    if person is None:
+        raise ValidationError(field_name, f"no staff member with handle {handle!r}")
+    return person
+
+
+def check_answerer(session: Session, wait: Wait, handle: str) -> StaffUser:
+    person = staff_by_handle(session, handle)
+    if not any(person.has_role(r) for r in wait.role_list):
+        raise PermissionDenied(person.handle, " or ".join(wait.role_list), wait.step, has=person.role)
+    return person
+
+
+def apply_answer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any]) -> str:
+    """Check the person's role, apply the answer to the business, close the wait.
+    Raises a DomainError, with nothing applied, if the answer breaks a rule."""
+    person = check_answerer(session, wait, answer.get("by", ""))
+    outcome = ANSWER_HANDLERS[wait.step](session, deal, person, answer)
+    wait.close("answered", person.handle, _jsonable(answer))
+    audit.record(session, person.handle, f"{wait.step}.answered", deal_id=deal.id, subject=wait.key,
+                 outcome=outcome, answer=answer)
+    return outcome
+
+
+def refuse_answer(session: Session, wait: Wait, answer: dict[str, Any], reason: str) -> None:
+    wait.close("refused", str(answer.get("by", "")), _jsonable(answer), reason)
+    audit.record(session, str(answer.get("by", "") or "?"), f"{wait.step}.refused", deal_id=wait.deal_id,
+                 subject=wait.key, reason=reason, answer=answer)
+
+
+def _jsonable(value: Any) -> Any:
+    return audit._plain(value)
+
+
+# --- what each answer does --------------------------------------------------------------------
+
+def _text(answer: dict[str, Any], name: str, required: bool = False) -> str:
+    value = answer.get(name)
+    value = "" if value is None else str(value).strip()
+    if required and not value:
+        raise ValidationError(name, "must not be empty")
+    return value
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise ValidationError(name, f"must be a whole number, got {value!r}")
+    try:
+        number = Decimal(str(value))
+    except Exception:
+        raise ValidationError(name, f"must be a whole number, got {value!r}") from None
+    if number != number.to_integral_value():
+        raise ValidationError(name, f"must be a whole number, got {value!r}")
+    return int(number)
+
+
+def _qualify(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
+    lead = deal.lead
+    notes = _text(answer, "notes")
+    if not answer.get("qualified"):
+        lead.disqualify(notes or "not qualified")
+        deal.close_lost(f"lead disqualified: {notes}")
+        return "disqualified"
+    budget = answer.get("budget")
+    budget = parse_money(budget, "budget") if budget not in (None, "") else None
+    lead.qualify(notes, budget, _text(answer, "timeline"))
+    return "qualified"
+
+
+def _handoff(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
+    engineer = staff_by_handle(session, _text(answer, "engineer", required=True), "engineer")
+    if engineer.role != Role.SALES_ENGINEER:
+        raise ValidationError("engineer", f"{engineer.handle} is {engineer.role}, not a sales_engineer")
+    deal.opportunity.engineer = engineer
+    return f"assigned to {engineer.handle}"
+
+
+def _estimate(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
+    lines = answer.get("lines") or []
+    if not lines:
+        raise ValidationError("lines", "an estimate needs at least one line")
+    valid_days = _int(answer.get("valid_days", 30), "valid_days")
+    if not 1 <= valid_days <= 365:
+        raise ValidationError("valid_days", "must be between 1 and 365")
+    estimate = deal.estimate
+    if estimate is None:
+        estimate = Estimate(deal=deal)
+        session.add(estimate)
+    rev_no = len(estimate.revisions) + 1
+    rev = EstimateRevision(revision=rev_no, valid_until=_today() + timedelta(days=valid_days),
+                           notes=_text(answer, "notes"), prepared_by=person)
+    seen = set()
+    for i, raw in enumerate(lines, start=1):
+        where = f"lines[{i}]"
+        sku = str(raw.get("sku", "")).strip()
+        product = product_by_sku(session, sku, f"{where}.sku")
+        if sku in seen:
+            raise ValidationError(f"{where}.sku", f"{sku} appears twice; put the quantity on one line")
+        seen.add(sku)
+        qty = _int(raw.get("quantity"), f"{where}.quantity")
+        if qty <= 0:
+            raise ValidationError(f"{where}.quantity", "must be greater than zero")
+        disc = parse_money(raw.get("discount_pct") or 0, f"{where}.discount_pct")
+        if not 0 <= disc <= 100:
+            raise ValidationError(f"{where}.discount_pct", "must be between 0 and 100")
+        rev.lines.append(EstimateLine(line_no=i, product_id=product.id, sku=product.sku,
+                                      description=product.name, quantity=qty, unit_price=product.unit_price,
+                                      discount_pct=disc, tax_rate=product.tax_rate))
+    estimate.revisions.append(rev)
+    session.flush()
+    return f"revision {rev_no} drafted, total {rev.totals.total}"
+
+
+def _decision(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
+    rev = deal.estimate.latest
+    decision = _text(answer, "decision", required=True)
+    channel = _text(answer, "channel") or "email"
+    if decision == "approve":
+        rev.approve(person.handle, channel, _text(answer, "note"))
+        deal.opportunity.move_to("closed_won", person)
+        return f"{rev.number} approved"
+    if decision == "request_changes":
+        rev.request_changes(person.handle, channel, _text(answer, "changes"))
+        if deal.opportunity.stage != "negotiation":
+            deal.opportunity.move_to("negotiation", person)
+        return f"{rev.number}: changes requested"
+    if decision == "decline":
+        reason = _text(answer, "reason") or "declined"
+        rev.decline(person.handle, channel, reason)
+        deal.opportunity.move_to("closed_lost", person)
+        deal.close_lost(f"estimate declined: {reason}")
+        return f"{rev.number} declined"
+    raise ValidationError("decision", "must be approve, request_changes or decline")
+
+
+def _qa(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
+    order = deal.order
+    checklist = {str(k): bool(v) for k, v in (answer.get("checklist") or {}).items()}
+    passed = bool(answer.get("passed"))
+    inspection = order.record_inspection(person, passed, _text(answer, "notes"), checklist)
+    if not passed:
+        return f"attempt {inspection.attempt} failed: rework"
+    order.release_for_picking(person)
+    return f"attempt {inspection.attempt} passed; released for picking"
+
+
+def _shipment(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
+    order = deal.order
+    carrier = _text(answer, "carrier", required=True)
+    tracking = _text(answer, "tracking_number", required=True)
+    wanted = answer.get("lines") or []
+    if not wanted:  # no lines: everything still to ship
+        wanted = [{"sku": ln.sku, "quantity": ln.remaining} for ln in order.lines if ln.remaining]
+    planned: list[tuple[SalesOrderLine, int, str]] = []
+    for i, raw in enumerate(wanted, start=1):
+        where = f"lines[{i}]"
+        sku = str(raw.get("sku", "")).strip()
+        product_by_sku(session, sku, f"{where}.sku")
+        line = order.line_for_sku(sku, f"{where}.sku")
+        if any(p[0] is line for p in planned):
+            raise ValidationError(f"{where}.sku", f"{sku} appears twice")
+        qty = _int(raw.get("quantity"), f"{where}.quantity")
+        if qty <= 0:
+            raise ValidationError(f"{where}.quantity", "must be greater than zero")
+        if qty > line.remaining:
+            raise ValidationError(f"{where}.quantity",
+                                  f"{sku}: {qty} is more than the {line.remaining} left to ship "
+                                  f"({line.quantity} ordered, {line.shipped_qty} shipped)")
+        planned.append((line, qty, where))
+    number = next_number(session, "shipment")
+    for line, qty, where in planned:
+        issue(session, line.product, qty, reason="shipment", reference=number,
+              source_key=f"{number}:{line.sku}", by=person.handle, field=f"{where}.quantity")
+    shipment = Shipment(order=order, seq=len(order.shipments) + 1, number=number, carrier=carrier,
+                        tracking_number=tracking, shipped_by=person,
+                        lines=[ShipmentLine(order_line=line, quantity=qty) for line, qty, _ in planned])
+    session.add(shipment)
+    order.record_shipment_lines(shipment)
+    session.flush()
+    doc = add_document(session, deal.id, "shipment", shipment.number, "documents/shipment.html",
+                       shipment_context(shipment))
+    _mail_customer(session, deal, "shipment", shipment.number,
+                   f"Shipped: {shipment.number} for order {order.number} ({carrier} {tracking})", doc)
+    shipped = ", ".join(f"{sl.quantity} × {sl.order_line.sku}" for sl in shipment.lines)
+    return f"{shipment.number}: {shipped}" + (" (complete)" if order.is_fully_shipped else " (partial)")
+
+
+def _payment(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
+    invoice = deal.invoice
+    amount = parse_money(answer.get("amount"), "amount")
+    payment = invoice.record_payment(session, amount, _text(answer, "method") or "bank_transfer",
+                                     _text(answer, "reference"), person)
+    session.flush()
+    doc = add_document(session, deal.id, "payment", payment.number, "documents/payment.html",
+                       payment_context(payment))
+    _mail_customer(session, deal, "payment", payment.number,
+                   f"Thank you for your payment {payment.number} on invoice {invoice.number}", doc)
+    return f"{payment.number}: {payment.amount} received, {invoice.amount_due} due"
+
+
+ANSWER_HANDLERS: dict[str, Callable[[Session, Deal, StaffUser, dict[str, Any]], str]] = {
+    "qualify": _qualify, "handoff": _handoff, "estimate": _estimate, "decision": _decision,
+    "qa": _qa, "shipment": _shipment, "payment": _payment,
+}
+
+
+# --- automatic steps ----------------------------------------------------------------------------
+
+def _today():
+    return utcnow().date()
+
+
+def _mail_customer(session: Session, deal: Deal, kind: str, number: str, subject: str, doc) -> None:
+    ctx = doc.context
+    queue_email(session, deal_id=deal.id, dedupe_key=f"{kind}:{number}", kind=kind,
+                to_addr=ctx["customer"]["email"], subject=subject, template=f"emails/{kind}",
+                context=ctx, document=doc)
+
+
+def convert_lead(session: Session, deal: Deal) -> str:
+    lead = deal.lead
+    if deal.opportunity is not None:
+        return "already converted"
+    customer = Customer(name=lead.company, email=lead.email, phone=lead.phone,
+                        billing_address=lead.address, shipping_address=lead.address)
+    customer.contacts.append(Contact(name=lead.contact_name, email=lead.email, phone=lead.phone,
+                                     is_primary=True))
+    session.add(customer)
+    lead.mark_converted(customer)
+    opp = Opportunity(lead=lead, customer=customer, name=f"{lead.company}: {lead.timeline or 'machinery'}",
+                      stage="qualification", probability=STAGES["qualification"],
+                      expected_amount=lead.budget, owner_id=lead.owner_id)
+    session.add(opp)
+    deal.customer = customer
+    deal.opportunity = opp
+    session.flush()
+    audit.record(session, SYSTEM, "lead.converted", deal_id=deal.id, subject=deal.number,
+                 customer=customer.id, opportunity=opp.id)
+    return f"lead converted: customer {customer.name}, opportunity {opp.id}"
+
+
+def send_estimate(session: Session, deal: Deal) -> str:
+    rev = deal.estimate.latest
+    if rev.status != "draft":
+        return f"{rev.number} already sent"
+    rev.send(session)
+    if deal.opportunity.stage in ("prospecting", "qualification", "needs_analysis"):
+        deal.opportunity.move_to("proposal", rev.prepared_by)
+    doc = add_document(session, deal.id, "estimate", rev.number, "documents/estimate.html",
+                       estimate_context(rev))
+    _mail_customer(session, deal, "estimate", rev.number,
+                   f"Estimate {rev.number} for {deal.customer_name}", doc)
+    audit.record(session, SYSTEM, "estimate.sent", deal_id=deal.id, subject=rev.number,
+                 total=rev.totals.total)
+    return f"{rev.number} sent, total {rev.totals.total}"
+
+
+def create_order(session: Session, deal: Deal) -> str:
+    rev = deal.estimate.latest
+    if deal.order is not None:
+        return f"{deal.order.number} already exists"
+    if rev.status != "approved":
+        raise InvalidTransition(f"estimate {rev.number}", rev.status, "convert to an order")
+    order = SalesOrder(number=next_number(session, "order"), deal=deal, estimate_revision=rev,
+                       created_by=rev.prepared_by.handle)
+    session.add(order)
+    for ln in rev.lines:
+        order.lines.append(SalesOrderLine(line_no=ln.line_no, product_id=ln.product_id, sku=ln.sku,
+                                          description=ln.description, quantity=ln.quantity,
+                                          unit_price=ln.unit_price, discount_pct=ln.discount_pct,
+                                          tax_rate=ln.tax_rate))
+    session.flush()
+    doc = add_document(session, deal.id, "order", order.number, "documents/order.html", order_context(order))
+    _mail_customer(session, deal, "order", order.number,
+                   f"Order confirmation {order.number} (from estimate {rev.number})", doc)
+    audit.record(session, SYSTEM, "order.created", deal_id=deal.id, subject=order.number, estimate=rev.number)
+    return f"{order.number} created from {rev.number}, total {order.totals.total}"
+
+
+def create_receipt(session: Session, deal: Deal, finance_email: str) -> str:
+    order = deal.order
+    release = order.pick_release
+    if release.receipt is not None:
+        return f"{release.receipt.number} already exists"
+    receipt = SalesReceipt(number=next_number(session, "receipt"), pick_release=release,
+                           amount=order.totals.total)
+    session.add(receipt)
+    session.flush()
+    doc = add_document(session, deal.id, "receipt", receipt.number, "documents/receipt.html",
+                       receipt_context(receipt))
+    _mail_customer(session, deal, "receipt", receipt.number,
+                   f"Sales receipt {receipt.number} for order {order.number}", doc)
+    queue_email(session, deal_id=deal.id, dedupe_key=f"finance-qa-passed:{order.number}", kind="finance_notice",
+                to_addr=finance_email, subject=f"QA passed: {order.number} released, receipt {receipt.number}",
+                template="emails/finance_notice", context=doc.context, document=doc)
+    audit.record(session, SYSTEM, "receipt.created", deal_id=deal.id, subject=receipt.number,
+                 order=order.number, amount=receipt.amount)
+    return f"{receipt.number} created on pick release of {order.number}; finance informed"
+
+
+def create_invoice(session: Session, deal: Deal) -> str:
+    order = deal.order
+    if deal.invoice is not None:
+        return f"{deal.invoice.number} already exists"
+    invoice = Invoice(number=next_number(session, "invoice"), order=order, deal=deal,
+                      due_date=_today() + timedelta(days=PAYMENT_TERMS_DAYS))
+    session.add(invoice)
+    for ln in order.lines:
+        invoice.lines.append(InvoiceLine(line_no=ln.line_no, order_line_id=ln.id, sku=ln.sku,
+                                         description=ln.description, quantity=ln.shipped_qty,
+                                         unit_price=ln.unit_price, discount_pct=ln.discount_pct,
+                                         tax_rate=ln.tax_rate))
+        ln.invoiced_qty = ln.shipped_qty
+    session.flush()
+    doc = add_document(session, deal.id, "invoice", invoice.number, "documents/invoice.html",
+                       invoice_context(invoice))
+    _mail_customer(session, deal, "invoice", invoice.number,
+                   f"Invoice {invoice.number} for order {order.number}, due {invoice.due_date}", doc)
+    audit.record(session, SYSTEM, "invoice.created", deal_id=deal.id, subject=invoice.number,
+                 total=invoice.totals.total)
+    return f"{invoice.number} issued, {invoice.totals.total} due {invoice.due_date}"
+
+
+def close_deal(session: Session, deal: Deal) -> str:
+    if not deal.is_open:
+        return f"{deal.number} already {deal.status}"
+    deal.close_won()
+    audit.record(session, SYSTEM, "deal.won", deal_id=deal.id, subject=deal.number,
+                 total=deal.invoice.totals.total)
+    return f"{deal.number} won"

@@ -1,0 +1,49 @@
+"""Glocial Machineries' catalogue and staff, as loaded by ``dealflow init``. Loading twice adds nothing."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from . import audit
+from .catalog import Product, receive
+from .staff import Role, StaffUser
+
+STAFF = [
+    ("sofia", "Sofia Marin", "sofia@glocial.example", Role.SALES_REP),
+    ("mark", "Mark Henry", "mark.henry@glocial.example", Role.SALES_ENGINEER),
+    ("qa", "Quinn Alvarez (QA lead)", "qa@glocial.example", Role.QA),
+    ("delivery", "Dana Ruiz (delivery)", "delivery@glocial.example", Role.DELIVERY),
+    ("finance", "Farah Nair (finance)", "finance@glocial.example", Role.FINANCE),
+    ("manager", "Morgan Lee (sales manager)", "manager@glocial.example", Role.MANAGER),
+]
+
+# sku, name, unit price, tax rate %, stock on hand
+CATALOGUE = [
+    ("CNC-LATHE-2000", "CNC lathe GL-2000, 2 m bed", "48500.00", "18", 4),
+    ("VMC-850", "Vertical machining centre VMC-850", "72900.00", "18", 3),
+    ("HYD-PRESS-100T", "Hydraulic press, 100 t", "31250.00", "18", 2),
+    ("TOOL-KIT-PRO", "Tooling kit, professional (42 pieces)", "2450.00", "18", 25),
+    ("COOLANT-20L", "Semi-synthetic coolant, 20 l", "89.90", "12", 200),
+    ("CHUCK-3J-250", "Three-jaw chuck, 250 mm", "1850.00", "18", 10),
+]
+
+
+def load(session: Session) -> dict[str, int]:
+    added = {"staff": 0, "products": 0}
+    for handle, name, email, role in STAFF:
+        if session.scalars(select(StaffUser).where(StaffUser.handle == handle)).one_or_none() is None:
+            session.add(StaffUser(handle=handle, name=name, email=email, role=str(role)))
+            added["staff"] += 1
+    for sku, name, price, tax, on_hand in CATALOGUE:
+        if session.scalars(select(Product).where(Product.sku == sku)).one_or_none() is None:
+            product = Product(sku=sku, name=name, unit_price=Decimal(price), tax_rate=Decimal(tax))
+            session.add(product)
+            session.flush()
+            receive(session, product, on_hand, reason="initial", source_key=f"initial:{sku}", by="init")
+            added["products"] += 1
+    if any(added.values()):
+        audit.record(session, "init", "seed.loaded", **added)
+    return added

@@ -1,0 +1,61 @@
+"""Settings from the environment. Nothing secret is ever stored in a flow parameter or the database."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    security: str  # "starttls", "ssl" or "none"
+    sender: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    smtp: SmtpSettings | None
+    mail_from: str
+    finance_email: str
+    company: dict[str, str]
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.data_dir / "mail"
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.data_dir / "documents"
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    data_dir = Path(env.get("DEALFLOW_DATA_DIR", PROJECT_ROOT / "data")).resolve()
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'dealflow.db'}"
+    mail_from = env.get("DEALFLOW_MAIL_FROM", "sales@glocial.example")
+    smtp = None
+    if env.get("SMTP_HOST"):
+        smtp = SmtpSettings(
+            host=env["SMTP_HOST"], port=int(env.get("SMTP_PORT", "587")),
+            user=env.get("SMTP_USER", ""), password=env.get("SMTP_PASSWORD", ""),
+            security=env.get("SMTP_SECURITY", "starttls"), sender=mail_from,
+        )
+    company = {
+        "name": env.get("DEALFLOW_COMPANY_NAME", "Glocial Machineries"),
+        "address": env.get("DEALFLOW_COMPANY_ADDRESS", "12 Foundry Road, Riverside Industrial Park"),
+        "email": mail_from,
+        "phone": env.get("DEALFLOW_COMPANY_PHONE", "+1 555 0100"),
+        "bank": env.get("DEALFLOW_COMPANY_BANK", "IBAN XX00 0000 0000 0000 0000 00"),
+    }
+    return Settings(data_dir=data_dir, database_url=database_url, smtp=smtp, mail_from=mail_from,
+                    finance_email=env.get("DEALFLOW_FINANCE_EMAIL", "finance@glocial.example"),
+                    company=company)

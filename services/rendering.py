@@ -1,0 +1,49 @@
+"""One Jinja2 environment for every document and email: autoescaping on, StrictUndefined."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from models.money import round_money
+
+from .config import PROJECT_ROOT, Settings, load_settings
+
+TEMPLATES_DIR = PROJECT_ROOT / "templates"
+
+
+def money(value: Any, currency: str | None = None) -> str:
+    amount = round_money(Decimal(str(value)), currency or "USD")
+    text = f"{amount:,}"
+    return f"{currency} {text}" if currency else text
+
+
+def pct(value: Any) -> str:
+    return f"{Decimal(str(value)).normalize():f}%"
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=select_autoescape(enabled_extensions=("html", "htm", "xml"), default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["money"] = money
+    env.filters["pct"] = pct
+    return env
+
+
+def render(template: str, context: dict[str, Any], settings: Settings | None = None) -> str:
+    settings = settings or load_settings()
+    return environment().get_template(template).render(doc=context, company=settings.company)
+
+
+def render_email(template: str, context: dict[str, Any], settings: Settings | None = None) -> tuple[str, str]:
+    """(plain text, html) of an email; ``template`` is a stem such as ``emails/estimate``."""
+    return render(f"{template}.txt", context, settings), render(f"{template}.html", context, settings)

@@ -1,0 +1,77 @@
+"""Read models for people: a deal's summary, the inbox of open waits, stock. Plain data out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import Deal, Document, Email, Product, StockLevel, Wait, utcnow
+
+
+def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
+    est = deal.estimate
+    order = deal.order
+    invoice = deal.invoice
+    receipt = order.pick_release.receipt if order and order.pick_release else None
+    wait = deal.open_wait
+    docs = session.scalars(select(Document).where(Document.deal_id == deal.id).order_by(Document.id)).all()
+    mails = session.scalars(select(Email).where(Email.deal_id == deal.id).order_by(Email.id)).all()
+    return {
+        "deal": deal.number,
+        "customer": deal.customer_name,
+        "status": deal.status,
+        "lost_reason": deal.lost_reason or None,
+        "owner": deal.owner.handle,
+        "engineer": deal.opportunity.engineer.handle if deal.opportunity and deal.opportunity.engineer else None,
+        "stage": deal.opportunity.stage if deal.opportunity else "lead",
+        "flow_run_id": deal.flow_run_id,
+        "waiting_for": ({"step": wait.step, "key": wait.key, "roles": wait.role_list,
+                         "since": wait.opened_at.isoformat(timespec="seconds")} if wait else None),
+        "estimate_revisions": [
+            {"number": r.number, "status": r.status, "total": str(r.totals.total),
+             "change_request": r.change_request.text if r.change_request else None}
+            for r in (est.revisions if est else [])],
+        "order": ({"number": order.number, "status": order.status, "total": str(order.totals.total),
+                   "qa_attempts": [{"attempt": i.attempt, "passed": i.passed, "by": i.inspector.handle,
+                                    "notes": i.notes} for i in order.inspections]} if order else None),
+        "receipt": ({"number": receipt.number, "amount": str(receipt.amount)} if receipt else None),
+        "shipments": [{"number": s.number, "carrier": s.carrier, "tracking_number": s.tracking_number,
+                       "lines": {sl.order_line.sku: sl.quantity for sl in s.lines}}
+                      for s in (order.shipments if order else [])],
+        "invoice": ({"number": invoice.number, "total": str(invoice.totals.total), "paid": str(invoice.paid),
+                     "due": str(invoice.amount_due), "due_date": invoice.due_date.isoformat(),
+                     "status": invoice.status} if invoice else None),
+        "payments": [{"number": p.number, "amount": str(p.amount), "method": p.method}
+                     for p in (invoice.payments if invoice else [])],
+        "documents": [{"kind": d.kind, "number": d.number, "file": d.filename} for d in docs],
+        "emails": [{"id": m.id, "kind": m.kind, "to": m.to_addr, "subject": m.subject, "status": m.status}
+                   for m in mails],
+    }
+
+
+def inbox(session: Session, role: str | None = None) -> list[dict[str, Any]]:
+    now = utcnow()
+    rows = []
+    for wait in session.scalars(select(Wait).where(Wait.status == "open").order_by(Wait.opened_at)).all():
+        if role and role not in wait.role_list:
+            continue
+        deal = wait.deal
+        amount = None
+        if wait.step == "payment" and deal.invoice:
+            amount = str(deal.invoice.amount_due)
+        elif deal.estimate and deal.estimate.latest:
+            amount = str(deal.estimate.latest.totals.total)
+        rows.append({"deal": deal.number, "customer": deal.customer_name, "step": wait.step, "key": wait.key,
+                     "roles": wait.role_list, "since": wait.opened_at.isoformat(timespec="seconds"),
+                     "waiting_hours": round((now - wait.opened_at).total_seconds() / 3600, 1),
+                     "amount": amount, "currency": deal.currency})
+    return rows
+
+
+def stock(session: Session) -> list[dict[str, Any]]:
+    rows = session.execute(select(Product, StockLevel).join(StockLevel, StockLevel.product_id == Product.id)
+                           .order_by(Product.sku)).all()
+    return [{"sku": p.sku, "name": p.name, "on_hand": lvl.on_hand, "unit_price": str(p.unit_price)}
+            for p, lvl in rows]

@@ -1,0 +1,1 @@
+"""Prefect tasks: one unit of work each. Open a session, call the domain, commit, return ids."""

@@ -1,0 +1,139 @@
+"""The deal's stage tasks. Each takes the deal's number (never an ORM object), commits once and
+returns plain data; each is idempotent by business key, so a flow re-run repeats nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from models import DomainError, Wait, audit, process, prompts
+from models.deal import deal_by_number
+from services import mailer
+from services.config import load_settings
+from services.db import session_scope
+
+
+def _retry_on_race(task, task_run, state) -> bool:  # noqa: ARG001
+    """Retry only what a retry can cure: a lost race on a unique key, a lock timeout."""
+    try:
+        state.result()
+    except (IntegrityError, OperationalError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(task_run_name="attach-{deal_number}")
+def attach_run(deal_number: str, flow_run_id: str) -> int:
+    with session_scope() as s:
+        deal = deal_by_number(s, deal_number)
+        if deal.flow_run_id != flow_run_id:
+            deal.flow_run_id = flow_run_id
+            audit.record(s, process.SYSTEM, "deal.flow_attached", deal_id=deal.id, subject=flow_run_id)
+            s.commit()
+        return deal.id
+
+
+@task(task_run_name="plan-{deal_number}")
+def plan_next_step(deal_number: str) -> dict[str, Any]:
+    with session_scope() as s:
+        deal = deal_by_number(s, deal_number)
+        step = process.next_step(s, deal)
+        return {"name": step.name, "kind": step.kind, "key": step.key, "roles": list(step.roles),
+                "facts": step.facts, "deal_status": deal.status}
+
+
+@task(task_run_name="open-{key}")
+def open_wait(deal_number: str, step: str, key: str, flow_run_id: str | None) -> dict[str, Any]:
+    with session_scope() as s:
+        deal = deal_by_number(s, deal_number)
+        planned = process.next_step(s, deal)
+        if planned.key != key:
+            raise DomainError(f"{deal_number} is at {planned.key}, not {key}")
+        description = prompts.describe(s, deal, step, key)
+        wait = process.open_wait(s, deal, planned, description, flow_run_id)
+        s.commit()
+        return {"wait_id": wait.id, "status": wait.status, "description": wait.description,
+                "answer": wait.answer}
+
+
+@task(task_run_name="answer-{key}")
+def record_answer(deal_number: str, key: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """Re-check the person's role and the business rules, then apply the answer; a refused
+    answer is recorded (with its reason) in a transaction of its own, with nothing else written."""
+    with session_scope() as s:
+        deal = deal_by_number(s, deal_number)
+        wait = s.scalars(select(Wait).where(Wait.deal_id == deal.id, Wait.key == key)).one()
+        if wait.status != "open":
+            return {"accepted": wait.status == "answered", "outcome": "already recorded",
+                    "reason": wait.refusal_reason}
+        try:
+            outcome = process.apply_answer(s, deal, wait, answer)
+            s.commit()
+            return {"accepted": True, "outcome": outcome, "by": wait.answered_by}
+        except DomainError as exc:
+            reason = str(exc)
+        s.rollback()
+        wait = s.get(Wait, wait.id)
+        process.refuse_answer(s, wait, answer, reason)
+        s.commit()
+        return {"accepted": False, "reason": reason}
+
+
+def _auto(step_fn, name: str):
+    def run(deal_number: str) -> str:
+        with session_scope() as s:
+            deal = deal_by_number(s, deal_number)
+            outcome = step_fn(s, deal)
+            s.commit()
+            return outcome
+    run.__name__ = step_fn.__name__
+    run.__doc__ = step_fn.__doc__
+    return task(run, name=name, retries=2, retry_delay_seconds=1,
+                retry_condition_fn=_retry_on_race)
+
+
+def _create_receipt(session, deal):
+    return process.create_receipt(session, deal, load_settings().finance_email)
+
+
+convert_lead = _auto(process.convert_lead, "convert-lead")
+send_estimate = _auto(process.send_estimate, "send-estimate")
+create_order = _auto(process.create_order, "create-order")
+create_receipt = _auto(_create_receipt, "create-receipt")
+create_invoice = _auto(process.create_invoice, "create-invoice")
+close_deal = _auto(process.close_deal, "close-deal")
+
+AUTOMATIC = {
+    "convert": convert_lead,
+    "send_estimate": send_estimate,
+    "create_order": create_order,
+    "receipt": create_receipt,
+    "invoice": create_invoice,
+    "close": close_deal,
+}
+
+
+def _retry_on_transient_mail(task, task_run, state) -> bool:  # noqa: ARG001
+    try:
+        state.result()
+    except mailer.TransientMailError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(task_run_name="mail-{deal_number}", retries=4, retry_delay_seconds=[2, 10, 30, 120],
+      retry_condition_fn=_retry_on_transient_mail)
+def deliver_mail(deal_number: str) -> list[int]:
+    """Send the deal's pending outbox rows (and write its documents)."""
+    with session_scope() as s:
+        deal = deal_by_number(s, deal_number)
+        deal_id = deal.id
+        s.commit()
+        return mailer.deliver(s, deal_id=deal_id)
