@@ -114,24 +114,36 @@ def work_the_opportunity(session: Session, deal: Deal) -> None:
                           notes="Check the estimate arrived and answer questions.")
 
 
-def play_direct(deal_number: str, script: list[Move] | None = None) -> list[dict[str, Any]]:
+def play_direct(deal_number: str, script: list[Move] | None = None, until: str | None = None,
+                repeat: int = 1) -> list[dict[str, Any]]:
     """Drive a deal through the stage tasks' bodies (``.fn``), without Prefect: the same rules,
-    the same transactions, answers applied as the flow would apply them."""
+    the same transactions, answers applied as the flow would apply them. With ``until``, stop
+    when the deal waits at that key (the wait is open, unanswered). With ``repeat``, run each
+    automatic step, wait opening and mail delivery that many times, as re-runs would."""
     from models.deal import deal_by_number
     from services.db import session_scope
     from services.views import deal_summary
     from tasks.deal_steps import AUTOMATIC, deliver_mail, open_wait, plan_next_step, record_answer
 
     moves = list(SCRIPT if script is None else script)
+    with session_scope() as s:  # a deal part-way through has already used the first moves
+        answered = [w.step for w in deal_by_number(s, deal_number).waits if w.status == "answered"]
+    for step_name in answered:
+        if moves and moves[0].step == step_name:
+            moves.pop(0)
     trail: list[dict[str, Any]] = []
     for _ in range(500):
         step = plan_next_step.fn(deal_number)
         if step["kind"] == "done":
             return trail
         if step["kind"] == "auto":
-            trail.append({"key": step["key"], "outcome": AUTOMATIC[step["name"]].fn(deal_number)})
+            outcomes = [AUTOMATIC[step["name"]].fn(deal_number) for _ in range(repeat)]
+            trail.append({"key": step["key"], "outcome": outcomes[0]})
         else:
-            open_wait.fn(deal_number, step["name"], step["key"], None)
+            for _ in range(repeat):
+                open_wait.fn(deal_number, step["name"], step["key"], None)
+            if step["key"] == until:
+                return trail
             if not moves or moves[0].step != step["name"]:
                 raise RuntimeError(f"{deal_number} waits at {step['key']} but the script has "
                                    f"{moves[0].step if moves else 'nothing'} next")
@@ -144,5 +156,6 @@ def play_direct(deal_number: str, script: list[Move] | None = None) -> list[dict
                 summary = deal_summary(s, deal)
             result = record_answer.fn(deal_number, step["key"], move.answer(summary))
             trail.append({"key": step["key"], **result})
-        deliver_mail.fn(deal_number)
+        for _ in range(repeat):
+            deliver_mail.fn(deal_number)
     raise RuntimeError(f"{deal_number} did not finish in 500 steps")

@@ -78,9 +78,9 @@ class EstimateRevision(Base):
     def totals(self) -> Totals:
         return Totals(self.lines, self.estimate.deal.currency)
 
-    def _decide(self, status: str, by: str, channel: str, note: str) -> None:
+    def _decide(self, status: str, verb: str, by: str, channel: str, note: str) -> None:
         if self.status != "sent":
-            raise InvalidTransition(f"estimate {self.number}", self.status, status.replace("_", " "))
+            raise InvalidTransition(f"estimate {self.number}", self.status, verb)
         if channel not in DECISION_CHANNELS:
             raise ValidationError("channel", f"must be one of {', '.join(DECISION_CHANNELS)}")
         self.status = status
@@ -100,15 +100,15 @@ class EstimateRevision(Base):
     def approve(self, by: str, channel: str, note: str = "") -> None:
         if self.valid_until < utcnow().date():
             raise ValidationError("decision", f"estimate {self.number} expired on {self.valid_until}")
-        self._decide("approved", by, channel, note)
+        self._decide("approved", "approve it", by, channel, note)
 
     def decline(self, by: str, channel: str, reason: str) -> None:
-        self._decide("declined", by, channel, reason)
+        self._decide("declined", "decline it", by, channel, reason)
 
     def request_changes(self, by: str, channel: str, text: str) -> ChangeRequest:
         if not text.strip():
             raise ValidationError("changes", "must say what the customer wants changed")
-        self._decide("changes_requested", by, channel, text)
+        self._decide("changes_requested", "request changes", by, channel, text)
         self.change_request = ChangeRequest(text=text, channel=channel, recorded_by=by)
         return self.change_request
 

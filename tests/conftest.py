@@ -1,0 +1,91 @@
+"""Test fixtures: a clean business database per test (SQLite file, or the PostgreSQL named by
+DEALFLOW_TEST_DATABASE_URL), settings pointed at a temporary data folder, and one real Prefect
+API (prefect_test_harness) for the whole session, started only by tests that run flows."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from models import Base, process, seed
+from models.pipeline import add_lead
+from services.db import engine_for, migrate, session_scope
+
+PG_URL = os.environ.get("DEALFLOW_TEST_DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def _template(tmp_path_factory) -> str:
+    """A migrated, seeded database: a SQLite file to copy, or the PostgreSQL schema made once."""
+    if PG_URL:
+        engine = engine_for(PG_URL)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        migrate(PG_URL)
+        return PG_URL
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    url = f"sqlite:///{path}"
+    migrate(url)
+    with session_scope(url) as s:
+        seed.load(s)
+        s.commit()
+    engine_for(url).dispose()
+    return str(path)
+
+
+@pytest.fixture
+def db(_template, tmp_path, monkeypatch) -> Iterator[str]:
+    """A clean, seeded database for one test; DATABASE_URL and DEALFLOW_DATA_DIR point at it."""
+    if PG_URL:
+        engine = engine_for(PG_URL)
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        with session_scope(PG_URL) as s:
+            seed.load(s)
+            s.commit()
+        url = PG_URL
+    else:
+        path = tmp_path / "dealflow.db"
+        shutil.copy(_template, path)
+        url = f"sqlite:///{path}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("DEALFLOW_DATA_DIR", str(tmp_path / "data"))
+    for name in ("SMTP_HOST", "SMTP_PORT", "SMTP_USER", "SMTP_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    yield url
+    if not PG_URL:
+        engine_for(url).dispose()
+
+
+@pytest.fixture
+def data_dir(db) -> Path:
+    return Path(os.environ["DEALFLOW_DATA_DIR"])
+
+
+@pytest.fixture
+def new_deal(db) -> str:
+    """A deal started for the Glocial scenario's lead; returns its number."""
+    from dealflow.scenario import LEAD
+
+    with session_scope() as s:
+        lead = add_lead(s, **LEAD)
+        deal = process.start_deal(s, lead.id, by="sofia")
+        s.commit()
+        return deal.number
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real Prefect API (temporary server on SQLite) for the whole test session."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
