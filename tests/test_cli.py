@@ -1,0 +1,105 @@
+"""The command line: data as JSON, and a user's mistake as one line on stderr with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from dealflow.cli import main
+from dealflow.scenario import play_direct
+from models import FollowUp, Lead
+from services.db import session_scope
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _count(model) -> int:
+    with session_scope() as s:
+        return s.scalar(select(func.count()).select_from(model))
+
+
+def test_every_command_has_help():
+    code, out, _ = run("--help")
+    assert code == 0
+    for command in ("init", "demo", "lead", "deal", "followup", "opportunity", "inbox", "answer", "stock"):
+        assert command in out
+    for group, sub in [("lead", "add"), ("deal", "start"), ("deal", "show"), ("followup", "add"),
+                       ("followup", "done"), ("opportunity", "stage"), ("opportunity", "assign")]:
+        code, out, _ = run(group, sub, "--help")
+        assert code == 0 and "Usage:" in out
+
+
+def test_init_is_idempotent(db):
+    code, out, _ = run("init", "--json")
+    assert code == 0 and json.loads(out)["staff"] == 0  # the fixture already loaded it
+
+
+def test_a_lead_is_added_and_a_bad_one_is_one_clear_line(db):
+    code, out, _ = run("lead", "add", "--company", "Acme", "--contact", "Ann", "--email", "ann@acme.example",
+                       "--owner", "sofia", "--json")
+    assert code == 0 and json.loads(out) == {"lead": 1, "company": "Acme", "owner": "sofia"}
+    code, out, err = run("lead", "add", "--company", "Acme", "--contact", "Ann", "--email", "not-an-address",
+                         "--owner", "sofia")
+    assert code == 2 and out == ""
+    assert err == "error: email: must be one e-mail address, got 'not-an-address'\n"
+    code, _, err = run("lead", "add", "--company", "Acme", "--contact", "Ann", "--email", "a@b.example",
+                       "--owner", "qa")
+    assert code == 2 and err == "error: owner: qa is qa; a lead's owner must be a sales_rep\n"
+    assert _count(Lead) == 1
+
+
+def test_follow_ups_and_stages_from_the_command_line(new_deal):
+    play_direct(new_deal, until="handoff")
+    code, out, _ = run("followup", "add", new_deal, "--by", "sofia", "--kind", "call", "--due", "+2d", "--json")
+    assert code == 0
+    fid = json.loads(out)["followup"]
+    code, _, err = run("followup", "add", new_deal, "--by", "sofia", "--kind", "telepathy", "--due", "+2d")
+    assert code == 2 and err.startswith("error: kind: must be one of call, email")
+    code, _, err = run("followup", "add", new_deal, "--by", "sofia", "--kind", "call", "--due", "soon")
+    assert code == 2 and err.startswith("error: due: must be an ISO date/time")
+    assert _count(FollowUp) == 1
+    assert run("followup", "done", str(fid), "--by", "sofia", "--outcome", "sent drawings")[0] == 0
+    code, out, _ = run("opportunity", "stage", new_deal, "proposal", "--by", "sofia", "--json")
+    assert code == 0 and json.loads(out) == {"deal": new_deal, "stage": "proposal", "probability": 60}
+    code, _, err = run("opportunity", "stage", new_deal, "won-ish", "--by", "sofia")
+    assert code == 2 and err.startswith("error: stage: must be one of prospecting")
+
+
+def test_inbox_deal_show_and_stock_speak_json(new_deal):
+    play_direct(new_deal, until="payment-1")
+    code, out, _ = run("inbox", "--json")
+    rows = json.loads(out)
+    assert code == 0 and [(r["deal"], r["key"], r["roles"], r["amount"]) for r in rows] == [
+        (new_deal, "payment-1", ["finance"], "174183.68")]
+    assert json.loads(run("inbox", "--role", "qa", "--json")[1]) == []
+    code, out, _ = run("deal", "show", new_deal, "--json")
+    shown = json.loads(out)
+    assert shown["waiting_for"]["key"] == "payment-1" and shown["invoice"]["number"] == "INV-0001"
+    code, out, _ = run("deal", "show", new_deal)
+    assert "invoice INV-0001: total 174183.68, paid 0.00, due 174183.68" in out
+    stock = {r["sku"]: r["on_hand"] for r in json.loads(run("stock", "--json")[1])}
+    assert stock["CNC-LATHE-2000"] == 1 and stock["COOLANT-20L"] == 190
+
+
+@pytest.mark.parametrize("args, message", [
+    (["answer", "DEAL-0001", "payment", "--by", "finance", "--set", "amount=10"],
+     "error: step: DEAL-0001 is not waiting for 'payment' (it waits for: qualify)\n"),
+    (["answer", "DEAL-0001", "qualify", "--by", "qa", "--set", "qualified=true"],
+     "error: by: qa (qa) may not answer 'qualify'; it needs the role sales_rep\n"),
+    (["answer", "DEAL-0001", "qualify", "--set", "qualified=true"], "error: by: say who answers (--by HANDLE)\n"),
+    (["answer", "DEAL-0001", "qualify", "--by", "sofia", "--input", "{nope"],
+     "error: input: is not valid JSON (Expecting property name enclosed in double quotes at character 1)\n"),
+    (["answer", "DEAL-0001", "qualify", "--by", "sofia", "--set", "budget=lots", "--set", "qualified=true"],
+     "error: budget: input should be a valid decimal\n"),
+    (["answer", "DEAL-9999", "qualify", "--by", "sofia"], "error: deal DEAL-9999 not found\n"),
+])
+def test_a_wrong_answer_is_one_line_and_moves_nothing(new_deal, args, message):
+    play_direct(new_deal, until="qualify")
+    code, out, err = run(*args)
+    assert (code, out, err) == (2, "", message)

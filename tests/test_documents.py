@@ -1,0 +1,105 @@
+"""Each document and email template, rendered from the Glocial deal: the numbers a customer reads."""
+
+from __future__ import annotations
+
+import email
+import re
+from email import policy
+
+import pytest
+from sqlalchemy import select
+
+from dealflow.scenario import LEAD, play_direct
+from models import Document, Email, process
+from models.pipeline import add_lead
+from services.db import session_scope
+from services.rendering import render, render_email
+
+
+@pytest.fixture
+def documents(new_deal) -> dict[str, Document]:
+    play_direct(new_deal)
+    with session_scope() as s:
+        docs = s.scalars(select(Document)).all()
+        s.expunge_all()
+    return {d.number: d for d in docs}
+
+
+def _text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_estimate_revision_2_shows_lines_totals_and_what_changed(documents):
+    html = render("documents/estimate.html", documents["EST-0001-R2"].context)
+    text = _text(html)
+    # lathes 3 × 48,500 = 145,500 − 8 % (11,640) = 133,860, tax 18 % 24,094.80; tool kits 7,350 + 1,323;
+    # chucks 5,550 + 999; coolant 10 × 89.90 = 899 + 12 % 107.88. Subtotal 159,299; net 147,659;
+    # tax 26,524.68; total 174,183.68.
+    for expected in ["Estimate EST-0001-R2", "Riverside Metalworks Ltd", "Revision 2", "CNC-LATHE-2000",
+                     "8% (−11,640.00)", "133,860.00", "Subtotal USD 159,299.00", "Discount −USD 11,640.00",
+                     "Net USD 147,659.00", "Tax USD 26,524.68", "Total USD 174,183.68", "CNC-LATHE-2000: quantity 2 → 3", "CNC-LATHE-2000: discount 5.00% → 8.00%",
+                     "added 10 × COOLANT-20L", "Three lathes instead of two"]:
+        assert expected in text, expected
+
+
+def test_estimate_revision_1_has_no_changes_block(documents):
+    text = _text(render("documents/estimate.html", documents["EST-0001-R1"].context))
+    assert "USD 118,885.00" in text and "Changed since" not in text
+
+
+@pytest.mark.parametrize("number, template, expected", [
+    ("SO-0001", "documents/order.html", ["Order confirmation SO-0001", "From estimate EST-0001-R2", "USD 174,183.68"]),
+    ("RCPT-0001", "documents/receipt.html", ["Sales receipt RCPT-0001", "Order SO-0001", "inspection 2",
+                                              "USD 174,183.68"]),
+    ("SHP-0001", "documents/shipment.html", ["Delivery note SHP-0001", "DHLF-7845120", "4 Canal Street",
+                                             "The rest of your order follows"]),
+    ("SHP-0002", "documents/shipment.html", ["Delivery note SHP-0002", "This shipment completes your order"]),
+    ("INV-0001", "documents/invoice.html", ["Invoice INV-0001", "Order SO-0001", "USD 174,183.68",
+                                            "Amount due by"]),
+    ("PAY-0001", "documents/payment.html", ["Payment receipt PAY-0001", "USD 69,673.47", "USD 104,510.21",
+                                            "ref. RMW-ADV-001"]),
+    ("PAY-0002", "documents/payment.html", ["USD 0.00", "paid in full"]),
+])
+def test_each_document_shows_what_its_reader_needs(documents, number, template, expected):
+    text = _text(render(template, documents[number].context))
+    for piece in expected:
+        assert piece in text, piece
+
+
+def test_every_email_template_renders_text_and_html(new_deal):
+    play_direct(new_deal)
+    with session_scope() as s:
+        mails = s.scalars(select(Email).order_by(Email.id)).all()
+        assert len({m.kind for m in mails}) == 7
+        for m in mails:
+            text, html = render_email(m.template, m.context)
+            assert m.context["number"] in text and m.context["number"] in html
+
+
+def test_the_estimate_email_file_carries_both_parts_and_the_document(new_deal, data_dir):
+    play_direct(new_deal, until="decision-rev-1")
+    eml = next((data_dir / "mail").glob("*-estimate.eml"))
+    msg = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
+    assert msg["To"] == LEAD["email"]
+    assert msg["Subject"] == "Estimate EST-0001-R1 for Riverside Metalworks Ltd"
+    assert msg["Message-ID"].startswith("<dealflow.1.estimate.EST-0001-R1@")
+    parts = {p.get_content_type(): p for p in msg.walk()}
+    assert "118,885.00" in parts["text/plain"].get_content()
+    names = [p.get_filename() for p in msg.walk() if p.get_filename()]
+    assert names == ["EST-0001-R1.html"]
+
+
+def test_a_customer_name_is_escaped_in_html_and_literal_in_text(db, data_dir):
+    hostile = "<script>alert(1)</script> {{ 7*7 }} Ltd"
+    with session_scope() as s:
+        lead = add_lead(s, **(LEAD | {"company": hostile}))
+        number = process.start_deal(s, lead.id).number
+        s.commit()
+    play_direct(number, until="decision-rev-1")
+    with session_scope() as s:
+        doc = s.scalars(select(Document)).one()
+        html = render(doc.template, doc.context)
+        text, _ = render_email("emails/estimate", doc.context)
+    assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "{{ 7*7 }}" in html and "49" not in _text(html).replace("149", "")
+    assert hostile in text
