@@ -26,9 +26,10 @@ def _emit(data: Any, as_json: bool, text: str | None = None) -> None:
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     if not rows:
         return "(none)"
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    cell = lambda r, c: "" if r.get(c) is None else str(r[c])  # noqa: E731
+    widths = {c: max(len(c), *(len(cell(r, c)) for r in rows)) for c in columns}
     head = "  ".join(c.upper().ljust(widths[c]) for c in columns)
-    body = ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    body = ["  ".join(cell(r, c).ljust(widths[c]) for c in columns).rstrip() for r in rows]
     return "\n".join([head, *body])
 
 
@@ -321,7 +322,8 @@ def inbox(role: str | None, as_json: bool) -> None:
         rows = inbox_rows(s, role)
     for r in rows:
         r["who"] = " or ".join(r["roles"])
-    _emit(rows, as_json, _table(rows, ["deal", "customer", "step", "key", "who", "since", "amount"]))
+    _emit(rows, as_json, _table(rows, ["deal", "customer", "step", "key", "who", "since", "amount"])
+          + ("\n(times in UTC)" if rows else ""))
 
 
 def _coerce(value: str) -> Any:

@@ -1,0 +1,140 @@
+"""The deal flow against a real Prefect API (a temporary server, started once per session):
+waits are real pauses, answers are real resumes through the API."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from click.testing import CliRunner
+
+from dealflow import answers
+from dealflow.cli import main
+from dealflow.scenario import SCRIPT, play_direct
+from models.deal import deal_by_number
+from services.db import session_scope
+from services.views import deal_summary
+
+from .helpers import audit_actions, counts, wait_row
+
+pytestmark = pytest.mark.flow
+
+
+def _wait_for(deal: str, key: str, timeout: float = 60) -> str:
+    """Until the deal waits at ``key`` with its flow run attached; returns the run id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope() as s:
+            w = deal_by_number(s, deal).open_wait
+            if w is not None and w.key == key and w.flow_run_id:
+                return w.flow_run_id
+        time.sleep(0.1)
+    raise TimeoutError(f"{deal} never waited at {key}")
+
+
+def _in_background(actions: list[Callable[[], None]]) -> tuple[threading.Thread, list[BaseException]]:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for act in actions:
+                act()
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, errors
+
+
+def _answer(deal: str, key: str, payload: dict) -> Callable[[], None]:
+    def act() -> None:
+        _wait_for(deal, key)
+        answers.answer(deal, key, payload)
+        answers.wait_closed(deal, key)
+    return act
+
+
+def test_the_demo_plays_the_whole_sale_through_prefect(prefect_api, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "placeholder")  # the demo sets its own; restored after
+    monkeypatch.setenv("DEALFLOW_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(main, ["demo", "--json", "--data-dir", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "won"
+    assert [r["number"] for r in summary["estimate_revisions"]] == ["EST-0001-R1", "EST-0001-R2"]
+    assert summary["order"]["number"] == "SO-0001" and summary["receipt"]["number"] == "RCPT-0001"
+    assert len(summary["shipments"]) == 2 and len(summary["payments"]) == 2
+    assert summary["invoice"]["due"] == "0.00"
+    assert summary["stock"] == {
+        "CHUCK-3J-250": {"before": 10, "after": 7}, "CNC-LATHE-2000": {"before": 4, "after": 1},
+        "COOLANT-20L": {"before": 200, "after": 190}, "TOOL-KIT-PRO": {"before": 25, "after": 22}}
+    assert len(summary["emails"]) == 10 and all(Path(m["file"]).is_file() for m in summary["emails"])
+    assert len(list(Path(summary["documents_dir"]).glob("*.html"))) == 9
+    assert "Sofia tries to sign off QA herself" in result.stderr
+    assert "qa-attempt-2: attempt 2 passed; released for picking" in result.stderr
+
+
+def test_an_answer_from_the_ui_by_the_wrong_person_is_refused_and_the_deal_waits_again(prefect_api, new_deal):
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.deal import deal_flow
+
+    def wrong_person() -> None:
+        run_id = _wait_for(new_deal, "qualify")
+        for _ in range(100):  # as the Prefect UI does: straight to the API, no CLI checks
+            try:
+                resume_flow_run(UUID(run_id), run_input={"by": "qa", "qualified": True})
+                break
+            except Exception:  # the wait row is written a moment before the run is Paused
+                time.sleep(0.1)
+        answers.wait_closed(new_deal, "qualify")
+
+    moves = [wrong_person,
+             _answer(new_deal, "qualify-retry-1", {"by": "sofia", "qualified": True, "budget": "90000"}),
+             _answer(new_deal, "handoff", {"by": "sofia", "engineer": "mark"}),
+             _answer(new_deal, "estimate-rev-1", {"by": "mark", "lines": [{"sku": "VMC-850", "quantity": 1}]}),
+             _answer(new_deal, "decision-rev-1", {"by": "sofia", "decision": "decline", "channel": "phone",
+                                                  "reason": "bought second-hand"})]
+    thread, errors = _in_background(moves)
+    result = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=120)
+    thread.join(timeout=30)
+    assert not errors, errors
+    assert result["status"] == "lost"
+    refused = wait_row(new_deal, "qualify")
+    assert refused["status"] == "refused" and refused["by"] == "qa"
+    assert refused["reason"] == "by: qa (qa) may not answer 'qualify'; it needs the role sales_rep"
+    assert "was refused: by: qa (qa) may not answer" in wait_row(new_deal, "qualify-retry-1")["description"]
+    actions = audit_actions()
+    assert actions.count("qualify.refused") == 1 and actions.count("qualify.answered") == 1
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        assert (deal.status, deal.lost_reason) == ("lost", "estimate declined: bought second-hand")
+
+
+def test_a_flow_started_on_a_deal_part_way_continues_and_a_rerun_repeats_nothing(prefect_api, new_deal):
+    from flows.deal import deal_flow
+
+    play_direct(new_deal, until="payment-1")
+    first, second = [m for m in SCRIPT if m.step == "payment"]
+    with session_scope() as s:
+        summary = deal_summary(s, deal_by_number(s, new_deal))
+    moves = [_answer(new_deal, "payment-1", first.answer(summary)),
+             _answer(new_deal, "payment-2", {"by": "finance", "amount": "104510.21"})]
+    thread, errors = _in_background(moves)
+    result = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=120)
+    thread.join(timeout=30)
+    assert not errors, errors
+    assert result["status"] == "won"
+    assert [s["key"] for s in result["steps"]] == ["payment-1", "payment-2", f"close-{new_deal}"]
+    after = counts()
+    assert (after["emails"], after["documents"], after["payments"]) == (10, 9, 2)
+
+    again = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=120)
+    assert again == {"deal": new_deal, "status": "won", "steps": []}
+    assert counts() == after
