@@ -1,0 +1,167 @@
+"""How long one complete Glocial deal takes: (a) through the domain and the stage tasks called
+directly, without Prefect, and (b) through the deal flow on a real Prefect API, every answer given
+as soon as its wait opens. Prints per-deal mean and median of both, and their ratio.
+
+    .venv/bin/python benchmarks/lifecycle.py --deals 5
+    .venv/bin/python benchmarks/lifecycle.py --deals 5 --database-url postgresql://root@127.0.0.1:5432/test
+
+Without PREFECT_API_URL a temporary local Prefect server is started (Prefect's test harness).
+The business database is a fresh SQLite file in a temporary folder unless --database-url is
+given (that database's dealflow tables are dropped and re-created: use a scratch database).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _prepare(url: str) -> None:
+    from sqlalchemy import text
+
+    from models import Base, seed
+    from services.db import engine_for, migrate, session_scope
+
+    if url.startswith("postgresql"):
+        with engine_for(url).begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    migrate(url)
+    assert Base.metadata.tables
+    with session_scope(url) as s:
+        seed.load(s)
+        s.commit()
+
+
+def _new_deal(i: int) -> str:
+    """A fresh lead and deal, with the scenario's machines restocked for it."""
+    from sqlalchemy import select
+
+    from dealflow.scenario import LEAD
+    from models import Product, catalog, process
+    from models.pipeline import add_lead
+    from services.db import session_scope
+
+    with session_scope() as s:
+        for product in s.scalars(select(Product)):
+            catalog.receive(s, product, 20, reason="restock", source_key=f"bench-{i}-{product.sku}")
+        lead = add_lead(s, **(LEAD | {"company": f"{LEAD['company']} #{i}"}))
+        number = process.start_deal(s, lead.id).number
+        s.commit()
+        return number
+
+
+def direct(deals: int) -> list[float]:
+    from dealflow.scenario import play_direct
+
+    times = []
+    for i in range(deals):
+        number = _new_deal(1000 + i)
+        t0 = time.perf_counter()
+        trail = play_direct(number)
+        times.append(time.perf_counter() - t0)
+        assert trail[-1]["outcome"].endswith("won"), trail[-1]
+    return times
+
+
+def _answer_at_once(number: str, stop: threading.Event, errors: list[BaseException]) -> None:
+    from dealflow import answers
+    from dealflow.scenario import SCRIPT, work_the_opportunity
+    from models.deal import deal_by_number
+    from services.db import session_scope
+    from services.views import deal_summary
+
+    try:
+        for move in SCRIPT:
+            while not stop.is_set():
+                with session_scope() as s:
+                    deal = deal_by_number(s, number)
+                    wait = deal.open_wait
+                    if wait is not None and wait.step == move.step and wait.flow_run_id:
+                        key = wait.key
+                        if move.step == "handoff":
+                            work_the_opportunity(s, deal)
+                            s.commit()
+                        summary = deal_summary(s, deal)
+                        break
+                time.sleep(0.02)
+            if stop.is_set():
+                return
+            answers.answer(number, move.step, move.answer(summary))
+            answers.wait_closed(number, key)
+    except BaseException as exc:
+        errors.append(exc)
+
+
+def through_prefect(deals: int, poll_interval: int, first: int = 2000) -> list[float]:
+    from flows.deal import deal_flow
+
+    times = []
+    for i in range(deals):
+        number = _new_deal(first + i)
+        stop, errors = threading.Event(), []
+        people = threading.Thread(target=_answer_at_once, args=(number, stop, errors), daemon=True)
+        t0 = time.perf_counter()
+        people.start()
+        result = deal_flow(deal_number=number, poll_interval=poll_interval, wait_timeout=600)
+        times.append(time.perf_counter() - t0)
+        stop.set()
+        people.join(timeout=30)
+        if errors:
+            raise errors[0]
+        assert result["status"] == "won", result
+    return times
+
+
+def _line(name: str, times: list[float]) -> str:
+    return (f"{name:<28} deals {len(times):>3}  mean {statistics.mean(times):7.3f} s  "
+            f"median {statistics.median(times):7.3f} s  min {min(times):7.3f} s  max {max(times):7.3f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--deals", type=int, default=5, help="complete deals per path (default 5)")
+    parser.add_argument("--poll-interval", type=int, default=1, help="pause poll interval, s (default 1)")
+    parser.add_argument("--database-url", help="business database (default: a temporary SQLite file)")
+    args = parser.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="dealflow-bench-")
+    url = args.database_url or f"sqlite:///{tmp}/dealflow.db"
+    os.environ["DATABASE_URL"] = url
+    os.environ["DEALFLOW_DATA_DIR"] = tmp
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    _prepare(url)
+
+    from prefect.testing.utilities import prefect_test_harness
+
+    api = os.environ.get("PREFECT_API_URL")
+    print("settings:")
+    print(f"  deals per path      {args.deals}")
+    print(f"  business database   {url.split('@')[-1]}")
+    print(f"  Prefect API         {api or 'temporary local server (SQLite), started by this script'}")
+    print(f"  pause poll interval {args.poll_interval} s; mail to .eml files in {tmp}/mail")
+    print(f"  machine             {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+
+    a = direct(args.deals)
+    with (nullcontext() if api else prefect_test_harness(server_startup_timeout=60)):
+        through_prefect(1, args.poll_interval, first=3000)  # warm-up: imports, first flow registration
+        b = through_prefect(args.deals, args.poll_interval)
+    print("results (per complete deal: 12 human answers, 7 automatic steps, 10 emails):")
+    print("  " + _line("(a) tasks, no Prefect", a))
+    print("  " + _line("(b) deal flow on Prefect", b))
+    print(f"  ratio (b)/(a): mean {statistics.mean(b) / statistics.mean(a):.1f}×, "
+          f"median {statistics.median(b) / statistics.median(a):.1f}×")
+
+
+if __name__ == "__main__":
+    main()
