@@ -145,7 +145,10 @@ def deal_start(lead_id: int, detach: bool, as_json: bool) -> None:
     with session_scope() as s:
         d = process.start_deal(s, lead_id, by="cli")
         s.commit()
-        number = d.number
+        number, run_id, status = d.number, d.flow_run_id, d.status
+    if status != "open":
+        raise DomainError(f"lead: its deal {number} is already {status}")
+    _refuse_second_run(number, run_id)
     if detach:
         logs = load_settings().data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -160,6 +163,25 @@ def deal_start(lead_id: int, detach: bool, as_json: bool) -> None:
     from flows.deal import deal_flow
     result = deal_flow(deal_number=number)
     _emit(result, as_json, f"{number} ended: {result['status']}")
+
+
+def _refuse_second_run(number: str, run_id: str | None) -> None:
+    """One live flow run per deal: a second driver would open every wait twice."""
+    if not run_id:
+        return
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            state = client.read_flow_run(UUID(run_id)).state
+        except ObjectNotFound:
+            return  # a run on another (or a reset) Prefect server: start afresh
+    if state is not None and not state.is_final():
+        raise DomainError(f"lead: deal {number} already runs as flow run {run_id} ({state.name}); "
+                          f"answer its waits with `dealflow answer`")
 
 
 @deal.command("show")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint, event
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
@@ -142,3 +142,9 @@ class ChangeRequest(Base):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
     revision: Mapped[EstimateRevision] = relationship(back_populates="change_request")
+
+
+@event.listens_for(EstimateLine, "before_update")
+@event.listens_for(EstimateLine, "before_delete")
+def _revisions_are_immutable(mapper, connection, target):  # noqa: ARG001
+    raise InvalidTransition(f"estimate line {target.sku}", "written", "change it (draft a new revision)")

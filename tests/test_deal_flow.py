@@ -95,7 +95,13 @@ def test_an_answer_from_the_ui_by_the_wrong_person_is_refused_and_the_deal_waits
                 time.sleep(0.1)
         answers.wait_closed(new_deal, "qualify")
 
-    moves = [wrong_person,
+    def second_start_is_refused() -> None:
+        _wait_for(new_deal, "qualify-retry-1")
+        result = CliRunner().invoke(main, ["deal", "start", "1"])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith(f"error: lead: deal {new_deal} already runs as flow run ")
+
+    moves = [wrong_person, second_start_is_refused,
              _answer(new_deal, "qualify-retry-1", {"by": "sofia", "qualified": True, "budget": "90000"}),
              _answer(new_deal, "handoff", {"by": "sofia", "engineer": "mark"}),
              _answer(new_deal, "estimate-rev-1", {"by": "mark", "lines": [{"sku": "VMC-850", "quantity": 1}]}),
