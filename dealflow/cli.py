@@ -215,7 +215,7 @@ def deal_show(deal_number: str, as_json: bool) -> None:
     if data["invoice"]:
         i = data["invoice"]
         lines.append(f"invoice {i['number']}: total {i['total']}, paid {i['paid']}, due {i['due']} by {i['due_date']}")
-    lines.append("documents: " + (", ".join(d["file"] for d in data["documents"]) or "none"))
+    lines.append("documents: " + (", ".join(f"{d['number']} (.html, .pdf)" for d in data["documents"]) or "none"))
     lines.append(f"emails: {len(data['emails'])} ({sum(m['status'] == 'sent' for m in data['emails'])} sent)")
     click.echo("\n".join(lines))
 

@@ -226,4 +226,4 @@ def print_summary(summary: dict[str, Any], out: TextIO = sys.stdout) -> None:
         p(f"  payment  {pay['number']:<14} {pay['amount']}")
     p("  stock:   " + "; ".join(f"{sku} {v['before']} → {v['after']}" for sku, v in summary["stock"].items()))
     p(f"  {len(summary['emails'])} emails in {summary['mail_dir']}")
-    p(f"  {len(summary['documents'])} documents in {summary['documents_dir']}")
+    p(f"  {len(summary['documents'])} documents (HTML and PDF) in {summary['documents_dir']}")

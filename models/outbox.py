@@ -34,6 +34,10 @@ class Document(Base):
     def filename(self) -> str:
         return f"{self.number}.html"
 
+    @property
+    def pdf_filename(self) -> str:
+        return f"{self.number}.pdf"
+
 
 class Email(Base):
     __tablename__ = "emails"

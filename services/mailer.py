@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from models import Document, Email, utcnow
 
 from .config import Settings, load_settings
-from .rendering import render, render_email
+from .rendering import render, render_email, render_pdf
 
 TRANSIENT = (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ConnectionError, TimeoutError,
              OSError)
@@ -28,24 +28,42 @@ class TransientMailError(RuntimeError):
     """The SMTP server could not take the message now; a later attempt may succeed."""
 
 
-def write_document(doc: Document, settings: Settings) -> Path:
-    """The document's HTML file in data/documents; writing it again writes the same bytes."""
-    path = settings.documents_dir / doc.filename
+def write_document(doc: Document, settings: Settings) -> tuple[Path, Path]:
+    """The document's HTML and PDF files in data/documents, rendered from its stored snapshot.
+    Written again only when missing or when the HTML differs, so a re-run changes nothing."""
+    html_path = settings.documents_dir / doc.filename
+    pdf_path = settings.documents_dir / doc.pdf_filename
     html = render(doc.template, doc.context, settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.read_text(encoding="utf-8") != html:
-        path.write_text(html, encoding="utf-8")
-    return path
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    changed = not html_path.exists() or html_path.read_text(encoding="utf-8") != html
+    if changed:
+        _atomic_write(html_path, html.encode("utf-8"))
+    if changed or not pdf_path.exists():
+        _atomic_write(pdf_path, render_pdf(html))
+    return html_path, pdf_path
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def header_safe(value: str) -> str:
+    """One line: a CR or LF in a customer's name must never start a new mail header."""
+    return " ".join(value.replace("\r", " ").replace("\n", " ").split())
 
 
 def _client(settings: Settings) -> yagmail.SMTP:
+    """yagmail sends as its ``user``: the SMTP login when there is one (an address), else MAIL_FROM."""
+    sender = {(settings.smtp.user if settings.smtp and settings.smtp.user else settings.mail_from):
+              settings.company["name"]}
     smtp = settings.smtp
     if smtp is None:
-        return yagmail.SMTP(user=settings.mail_from, smtp_skip_login=True, soft_email_validation=False)
-    return yagmail.SMTP(user={smtp.user or smtp.sender: smtp.sender} if smtp.user else smtp.sender,
-                        password=smtp.password or None, host=smtp.host, port=smtp.port,
+        return yagmail.SMTP(user=sender, smtp_skip_login=True, soft_email_validation=False)
+    return yagmail.SMTP(user=sender, password=smtp.password or None, host=smtp.host, port=smtp.port,
                         smtp_ssl=smtp.security == "ssl", smtp_starttls=smtp.security == "starttls",
-                        smtp_skip_login=not smtp.user, soft_email_validation=False)
+                        smtp_skip_login=not smtp.user, soft_email_validation=False, timeout=30)
 
 
 def message_id(mail: Email) -> str:
@@ -56,10 +74,11 @@ def _deliver_one(session: Session, mail: Email, settings: Settings) -> None:
     text, html = render_email(mail.template, mail.context, settings)
     attachments = []
     if mail.document_id:
-        attachments.append(str(write_document(session.get(Document, mail.document_id), settings)))
+        _, pdf = write_document(session.get(Document, mail.document_id), settings)
+        attachments.append(str(pdf))
     client = _client(settings)
     mid = message_id(mail)
-    message = {"to": mail.to_addr, "subject": mail.subject, "contents": [text, html],
+    message = {"to": mail.to_addr, "subject": header_safe(mail.subject), "contents": [text, html],
                "attachments": attachments or None, "prettify_html": False, "message_id": mid}
     if settings.smtp is None:  # the embedded default: the message as it would be sent, as a file
         _, raw = client.prepare_send(**message)
@@ -84,13 +103,16 @@ def _is_permanent(exc: Exception) -> bool:
     return False
 
 
-def deliver(session: Session, deal_id: int | None = None, settings: Settings | None = None) -> list[int]:
-    """Send every pending email (of one deal, or all). Returns the ids sent.
+def deliver(session: Session, deal_id: int | None = None, settings: Settings | None = None,
+            email_ids: list[int] | None = None) -> list[int]:
+    """Send every pending email (of one deal, or the ids given, or all). Returns the ids sent.
     Raises TransientMailError after putting the failed row back to pending, so a retry sends it."""
     settings = settings or load_settings()
     query = select(Email.id).where(Email.status == "pending").order_by(Email.id)
     if deal_id is not None:
         query = query.where(Email.deal_id == deal_id)
+    if email_ids is not None:
+        query = query.where(Email.id.in_(email_ids))
     sent = []
     for email_id in session.scalars(query).all():
         mail = session.get(Email, email_id, with_for_update=True)

@@ -44,6 +44,13 @@ def render(template: str, context: dict[str, Any], settings: Settings | None = N
     return environment().get_template(template).render(doc=context, company=settings.company)
 
 
+def render_pdf(html: str) -> bytes:
+    """A printable PDF of a rendered document (WeasyPrint; fonts from the system)."""
+    from weasyprint import HTML
+
+    return HTML(string=html, base_url=str(TEMPLATES_DIR)).write_pdf()
+
+
 def render_email(template: str, context: dict[str, Any], settings: Settings | None = None) -> tuple[str, str]:
     """(plain text, html) of an email; ``template`` is a stem such as ``emails/estimate``."""
     return render(f"{template}.txt", context, settings), render(f"{template}.html", context, settings)

@@ -45,7 +45,8 @@ def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
                      "status": invoice.status} if invoice else None),
         "payments": [{"number": p.number, "amount": str(p.amount), "method": p.method}
                      for p in (invoice.payments if invoice else [])],
-        "documents": [{"kind": d.kind, "number": d.number, "file": d.filename} for d in docs],
+        "documents": [{"kind": d.kind, "number": d.number, "file": d.filename, "pdf": d.pdf_filename}
+                      for d in docs],
         "emails": [{"id": m.id, "kind": m.kind, "to": m.to_addr, "subject": m.subject, "status": m.status}
                    for m in mails],
     }

@@ -61,7 +61,7 @@ def test_the_glocial_sale_runs_from_lead_to_cash(new_deal, data_dir):
     assert all(m["status"] == "sent" for m in summary["emails"])
     assert len(list((data_dir / "mail").glob("*.eml"))) == 10
     assert sorted(p.name for p in (data_dir / "documents").iterdir()) == sorted(
-        d["file"] for d in summary["documents"])
+        [d["file"] for d in summary["documents"]] + [d["pdf"] for d in summary["documents"]])
     assert trail[-1] == {"key": "close-DEAL-0001", "outcome": "DEAL-0001 won"}
 
 

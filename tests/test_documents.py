@@ -86,7 +86,7 @@ def test_the_estimate_email_file_carries_both_parts_and_the_document(new_deal, d
     parts = {p.get_content_type(): p for p in msg.walk()}
     assert "118,885.00" in parts["text/plain"].get_content()
     names = [p.get_filename() for p in msg.walk() if p.get_filename()]
-    assert names == ["EST-0001-R1.html"]
+    assert names == ["EST-0001-R1.pdf"]
 
 
 def test_a_customer_name_is_escaped_in_html_and_literal_in_text(db, data_dir):
