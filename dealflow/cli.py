@@ -34,11 +34,20 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
 
 
 class DealflowGroup(click.Group):
+    """Turns a user's mistake into one line on stderr and exit code 2, never a traceback."""
+
     def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
         try:
             return super().invoke(ctx)
         except DomainError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except (OperationalError, ProgrammingError) as exc:
+            first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            click.echo(f"error: database: {first}; is DATABASE_URL right, and has `dealflow init` run?",
+                       err=True)
             sys.exit(2)
 
 
@@ -363,7 +372,12 @@ def _answer(deal_number: str, step: str, payload: dict[str, Any], *, wait: bool,
         _emit({"deal": deal_number.upper(), "key": w.key, "status": "sent"}, as_json,
               f"{w.key}: answer sent to {deal_number.upper()}")
         return
-    closed = answers.wait_closed(deal_number, w.key)
+    try:
+        closed = answers.wait_closed(deal_number, w.key)
+    except TimeoutError:
+        click.echo(f"{w.key}: answer sent, but the flow has not recorded it yet; see "
+                   f"`dealflow deal show {deal_number.upper()}`", err=True)
+        sys.exit(1)
     if closed.status == "refused":
         raise DomainError(f"{closed.key} refused by the flow: {closed.refusal_reason}")
     _emit({"deal": deal_number.upper(), "key": w.key, "status": closed.status, "by": closed.answered_by},
@@ -390,7 +404,10 @@ def answer(deal_number: str, step: str, by: str | None, sets: tuple[str, ...], i
     """
     payload: dict[str, Any] = {}
     if input_json:
-        text = Path(input_json[1:]).read_text() if input_json.startswith("@") else input_json
+        try:
+            text = Path(input_json[1:]).read_text() if input_json.startswith("@") else input_json
+        except OSError as exc:
+            raise DomainError(f"input: cannot read {input_json[1:]!r} ({exc.strerror})") from None
         try:
             payload = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -407,6 +424,64 @@ def answer(deal_number: str, step: str, by: str | None, sets: tuple[str, ...], i
     if not payload.get("by"):
         raise DomainError("by: say who answers (--by HANDLE)")
     _answer(deal_number, step, payload, wait=not no_wait, as_json=as_json)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--status", type=click.Choice(["pending", "sending", "sent", "failed"]), help="Only this state.")
+@click.option("--deal", "deal_number", help="Only this deal's mail.")
+@click.option("--json", "as_json", is_flag=True, help="Print the mail as JSON.")
+@click.pass_context
+def outbox(ctx: click.Context, status: str | None, deal_number: str | None, as_json: bool) -> None:
+    """The mail outbox: pending, sending (stuck if old), sent and failed messages."""
+    if ctx.invoked_subcommand:
+        return
+    from sqlalchemy import select
+
+    from models import Email
+    from models.deal import deal_by_number
+    from services.db import session_scope
+    from services.mailer import stuck
+
+    with session_scope() as s:
+        q = select(Email).order_by(Email.id)
+        if status:
+            q = q.where(Email.status == status)
+        if deal_number:
+            q = q.where(Email.deal_id == deal_by_number(s, deal_number).id)
+        stuck_ids = {m.id for m in stuck(s)}
+        rows = [{"id": m.id, "kind": m.kind, "to": m.to_addr, "subject": m.subject,
+                 "status": "sending (stuck?)" if m.id in stuck_ids else m.status, "attempts": m.attempts,
+                 "sent_at": m.sent_at.isoformat(timespec="seconds") if m.sent_at else None,
+                 "message_id": m.message_id, "error": m.last_error or None} for m in s.scalars(q)]
+    _emit(rows, as_json, _table(rows, ["id", "kind", "to", "status", "attempts", "sent_at", "error"]))
+
+
+@outbox.command("retry")
+@click.argument("email_id", type=int)
+@click.option("--force", is_flag=True,
+              help="Also retry a message stuck in 'sending' (its first attempt may have arrived: "
+                   "the customer could get it twice).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def outbox_retry(email_id: int, force: bool, as_json: bool) -> None:
+    """Send a failed (or, with --force, stuck) message again, now."""
+    from models import Email, NotFound
+    from services.db import session_scope
+    from services.mailer import TransientMailError, deliver
+
+    with session_scope() as s:
+        mail = s.get(Email, email_id)
+        if mail is None:
+            raise NotFound("email", email_id)
+        mail.requeue(force=force)
+        s.commit()
+        try:
+            sent = deliver(s, email_ids=[email_id])
+        except TransientMailError as exc:
+            raise DomainError(f"smtp: {exc}; it stays pending and goes out with the deal's next mail") from None
+        mail = s.get(Email, email_id)
+        out = {"id": email_id, "status": mail.status, "error": mail.last_error or None}
+    assert sent == [email_id] or out["status"] != "sent"
+    _emit(out, as_json, f"email {email_id}: {out['status']}" + (f" ({out['error']})" if out["error"] else ""))
 
 
 @main.command()

@@ -199,8 +199,7 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout) -> dict[str, Any]:
     for mail in summary["emails"]:
         found = sorted(mail_dir.glob(f"{mail['id']:05d}-*.eml"))
         mail["file"] = str(found[0]) if found else None
-    summary["stock"] = {sku: {"before": before[sku], "after": after[sku]} for sku in before
-                        if before[sku] != after[sku]}
+    summary["stock"] = {sku: {"before": before[sku], "after": after[sku]} for sku in before}
     summary["documents_dir"] = str(data_dir / "documents")
     summary["mail_dir"] = str(mail_dir)
     summary["flow_steps"] = len(result["steps"])
@@ -224,6 +223,7 @@ def print_summary(summary: dict[str, Any], out: TextIO = sys.stdout) -> None:
     p(f"  invoice  {inv['number']:<14} total {inv['total']}, paid {inv['paid']}, due {inv['due']}")
     for pay in summary["payments"]:
         p(f"  payment  {pay['number']:<14} {pay['amount']}")
-    p("  stock:   " + "; ".join(f"{sku} {v['before']} → {v['after']}" for sku, v in summary["stock"].items()))
+    p("  stock:   " + "; ".join(f"{sku} {v['before']} → {v['after']}" for sku, v in summary["stock"].items()
+                                if v["before"] != v["after"]))
     p(f"  {len(summary['emails'])} emails in {summary['mail_dir']}")
     p(f"  {len(summary['documents'])} documents (HTML and PDF) in {summary['documents_dir']}")

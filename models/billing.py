@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
 from .errors import InvalidTransition, Overpayment, ValidationError
-from .money import ZERO, total
+from .money import ZERO, round_money, total
 from .numbering import next_number
 from .pricing import PricedLine, Totals
 from .staff import StaffUser
@@ -58,13 +58,17 @@ class Invoice(Base):
     def is_overdue(self, today: date) -> bool:
         return self.status != "paid" and self.due_date < today
 
+    def settle_if_nothing_due(self) -> None:
+        if self.status == "open" and self.amount_due == ZERO:
+            self.status = "paid"
+
     def record_payment(self, session: Session, amount: Decimal, method: str, reference: str,
                        by: StaffUser) -> Payment:
         if self.status == "paid":
             raise InvalidTransition(f"invoice {self.number}", self.status, "record a payment")
         if amount <= ZERO:
             raise ValidationError("amount", "must be greater than zero")
-        if amount.as_tuple().exponent < -2:
+        if amount != round_money(amount, self.deal.currency):
             raise ValidationError("amount", "must have at most 2 decimals")
         due = self.amount_due
         if amount > due:

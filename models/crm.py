@@ -17,6 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from .base import Base, utcnow
 from .errors import InvalidTransition, ValidationError
 from .staff import StaffUser
+from .text import bounded, one_line
 
 
 class Customer(Base):
@@ -81,11 +82,13 @@ class Lead(Base):
     customer: Mapped[Customer | None] = relationship()
 
     def validate(self) -> None:
-        if not (self.company or "").strip():
-            raise ValidationError("company", "must not be empty")
-        if not (self.contact_name or "").strip():
-            raise ValidationError("contact_name", "must not be empty")
-        if "@" not in (self.email or "") or any(c in self.email for c in "\r\n ,;<>"):
+        self.company = one_line(self.company, "company", 150, required=True)
+        self.contact_name = one_line(self.contact_name, "contact_name", 120, required=True)
+        self.phone = one_line(self.phone, "phone", 60)
+        self.address = bounded(self.address, "address", 1000)
+        self.notes = bounded(self.notes, "notes", 4000)
+        email = self.email or ""
+        if "@" not in email or any(c in email for c in "\r\n\t ,;<>\"") or len(email) > 200:
             raise ValidationError("email", f"must be one e-mail address, got {self.email!r}")
         if self.source not in LEAD_SOURCES:
             raise ValidationError("source", f"must be one of {', '.join(LEAD_SOURCES)}")

@@ -24,8 +24,12 @@ def total(amounts: Iterable[Decimal], currency: str = DEFAULT_CURRENCY) -> Decim
     return round_money(sum(amounts, ZERO), currency)
 
 
-def parse_money(value: object, field: str) -> Decimal:
-    """A user-given amount: a number with at most the currency's decimals, never a float's noise."""
+LIMIT = Decimal("1000000000000")  # Numeric(14, 2) holds 12 digits before the point
+
+
+def parse_money(value: object, field: str, places: int = 2) -> Decimal:
+    """A user-given amount: a number below 10^12 with at most ``places`` decimals
+    (10.000 is fine, 10.005 is not), never a float's noise."""
     if isinstance(value, float):
         value = repr(value)
     try:
@@ -34,7 +38,12 @@ def parse_money(value: object, field: str) -> Decimal:
         raise ValidationError(field, f"must be a number, got {value!r}") from None
     if not amount.is_finite():
         raise ValidationError(field, f"must be a finite number, got {value!r}")
-    return amount
+    if abs(amount) >= LIMIT:
+        raise ValidationError(field, f"must be less than {LIMIT:,}")
+    exact = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    if exact != amount:
+        raise ValidationError(field, f"must have at most {places} decimals, got {value}")
+    return exact
 
 
 def fmt(amount: Decimal, currency: str = DEFAULT_CURRENCY) -> str:

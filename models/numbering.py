@@ -31,8 +31,9 @@ def next_number(session: Session, doc_type: str) -> str:
     prefix = PREFIXES[doc_type]
     seq = session.scalars(
         select(DocumentSequence).where(DocumentSequence.doc_type == doc_type).with_for_update()
+        .execution_options(populate_existing=True)  # the value the lock protects, not a cached one
     ).one_or_none()
-    if seq is None:
+    if seq is None:  # the migration creates every type's row; this is for a hand-made schema
         seq = DocumentSequence(doc_type=doc_type, last_value=0)
         session.add(seq)
     seq.last_value += 1

@@ -16,6 +16,7 @@ from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstrai
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .base import Base, utcnow
+from .errors import InvalidTransition
 
 
 class Document(Base):
@@ -60,6 +61,39 @@ class Email(Base):
     message_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+
+    def claim(self) -> None:
+        """Taken by a sender: from now on no one else sends it."""
+        if self.status != "pending":
+            raise InvalidTransition(f"email {self.id}", self.status, "send it")
+        self.status = "sending"
+        self.attempts += 1
+
+    def mark_sent(self, message_id: str) -> None:
+        if self.status != "sending":
+            raise InvalidTransition(f"email {self.id}", self.status, "mark it sent")
+        self.status = "sent"
+        self.message_id = message_id
+        self.sent_at = utcnow()
+        self.last_error = ""
+
+    def release(self, error: str) -> None:
+        """The server could not take it now: back in the queue for a later attempt."""
+        self.status = "pending"
+        self.last_error = error[:2000]
+
+    def mark_failed(self, error: str) -> None:
+        self.status = "failed"
+        self.last_error = error[:2000]
+
+    def requeue(self, force: bool = False) -> None:
+        """A person asks to send a failed email again; with ``force`` also one stuck in 'sending'
+        (whose fate is unknown: the customer may receive it twice)."""
+        if self.status == "failed" or (force and self.status == "sending"):
+            self.status = "pending"
+            return
+        raise InvalidTransition(f"email {self.id}", self.status,
+                                "retry it" + ("" if self.status != "sending" else " (use --force)"))
 
 
 def add_document(session: Session, deal_id: int, kind: str, number: str, template: str,

@@ -66,8 +66,17 @@ def complete_followup(session: Session, followup_id: int, *, by: str, outcome: s
     return followup
 
 
+STAGE_MOVERS = (Role.SALES_REP, Role.SALES_ENGINEER)
+
+
 def move_stage(session: Session, deal: Deal, *, by: str, stage: str, probability: int | None = None) -> None:
+    """A person's stage move. The closed stages are the flow's: the customer's decision closes."""
     person = staff_by_handle(session, by)
+    if not any(person.has_role(r) for r in STAGE_MOVERS):
+        raise ValidationError("by", f"{person.handle} is {person.role}; stages are moved by sales")
+    if stage.startswith("closed"):
+        raise ValidationError("stage", f"{stage} is set by the deal's flow when the customer decides; "
+                                       f"record the decision with `dealflow answer DEAL decision`")
     opp = _opportunity(deal)
     change = opp.move_to(stage, person, probability)
     audit.record(session, person.handle, "opportunity.stage", deal_id=deal.id, subject=deal.number,

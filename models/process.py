@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -35,13 +36,14 @@ from .documents import (
     receipt_context,
     shipment_context,
 )
-from .errors import InvalidTransition, NotFound, PermissionDenied, ValidationError, WaitNotOpen
+from .errors import DomainError, InvalidTransition, NotFound, PermissionDenied, ValidationError, WaitNotOpen
 from .estimates import Estimate, EstimateLine, EstimateRevision
 from .money import parse_money
 from .numbering import next_number
 from .orders import SalesOrder, SalesOrderLine, SalesReceipt, Shipment, ShipmentLine
 from .outbox import add_document, queue_email
 from .staff import Role, StaffUser
+from .text import bounded, one_line
 
 SYSTEM = "system"
 PAYMENT_TERMS_DAYS = 30
@@ -75,8 +77,8 @@ class Step:
 def _wait(session: Session, deal: Deal, step: str, base_key: str, **facts: Any) -> Step:
     """A wait's key is deterministic: the base key, then -retry-N after N refused answers."""
     refused = session.scalar(select(func.count()).select_from(Wait).where(
-        Wait.deal_id == deal.id, Wait.step == step, Wait.status == "refused",
-        Wait.key.like(f"{base_key}%")))
+        Wait.deal_id == deal.id, Wait.status == "refused",
+        (Wait.key == base_key) | Wait.key.like(f"{base_key}-retry-%")))
     key = base_key if not refused else f"{base_key}-retry-{refused}"
     return Step(step, "wait", key, WAIT_ROLES[step], facts)
 
@@ -188,9 +190,40 @@ def apply_answer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any
 
 
 def refuse_answer(session: Session, wait: Wait, answer: dict[str, Any], reason: str) -> None:
-    wait.close("refused", str(answer.get("by", "")), _jsonable(answer), reason)
-    audit.record(session, str(answer.get("by", "") or "?"), f"{wait.step}.refused", deal_id=wait.deal_id,
-                 subject=wait.key, reason=reason, answer=answer)
+    by = str(answer.get("by", "") or "?")[:40]  # whatever was typed, cut to fit the record
+    wait.close("refused", by, _jsonable(answer), reason)
+    audit.record(session, by, f"{wait.step}.refused", deal_id=wait.deal_id, subject=wait.key,
+                 reason=reason, answer=answer)
+
+
+def locked_wait(session: Session, deal: Deal, key: str) -> Wait:
+    """The wait row, locked: two answers racing for one wait are recorded one after the other."""
+    wait = session.scalars(select(Wait).where(Wait.deal_id == deal.id, Wait.key == key)
+                           .with_for_update().execution_options(populate_existing=True)).one_or_none()
+    if wait is None:
+        raise WaitNotOpen(deal.number, key, [deal.open_wait.key] if deal.open_wait else [])
+    return wait
+
+
+def answer_wait(session: Session, deal: Deal, key: str, answer: dict[str, Any]) -> dict[str, Any]:
+    """Apply an answer to the wait ``key``, or, if it breaks a rule, record the refusal instead:
+    the business change and the refusal never both happen (a savepoint separates them)."""
+    wait = locked_wait(session, deal, key)
+    if wait.status != "open":
+        return {"accepted": wait.status == "answered", "outcome": "already recorded",
+                "reason": wait.refusal_reason}
+    try:
+        with session.begin_nested():
+            outcome = apply_answer(session, deal, wait, answer)
+        return {"accepted": True, "outcome": outcome, "by": wait.answered_by}
+    except DomainError as exc:
+        reason = str(exc)
+    except (DataError, OverflowError, ArithmeticError) as exc:  # a value the database cannot hold
+        reason = f"answer: a value is out of range ({type(exc).__name__})"
+    session.expire_all()
+    wait = locked_wait(session, deal, key)
+    refuse_answer(session, wait, answer, reason)
+    return {"accepted": False, "reason": reason}
 
 
 def _jsonable(value: Any) -> Any:
@@ -199,12 +232,24 @@ def _jsonable(value: Any) -> Any:
 
 # --- what each answer does --------------------------------------------------------------------
 
-def _text(answer: dict[str, Any], name: str, required: bool = False) -> str:
-    value = answer.get(name)
-    value = "" if value is None else str(value).strip()
-    if required and not value:
-        raise ValidationError(name, "must not be empty")
-    return value
+def _line(answer: dict[str, Any], name: str, max_len: int = 80, required: bool = False) -> str:
+    return one_line(answer.get(name), name, max_len, required)
+
+
+def _notes(answer: dict[str, Any], name: str, max_len: int = 4000) -> str:
+    return bounded(answer.get(name), name, max_len)
+
+
+MAX_QUANTITY = 100_000
+
+
+def _quantity(value: Any, name: str) -> int:
+    qty = _int(value, name)
+    if qty <= 0:
+        raise ValidationError(name, "must be greater than zero")
+    if qty > MAX_QUANTITY:
+        raise ValidationError(name, f"must be at most {MAX_QUANTITY:,}")
+    return qty
 
 
 def _int(value: Any, name: str) -> int:
@@ -221,19 +266,19 @@ def _int(value: Any, name: str) -> int:
 
 def _qualify(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
     lead = deal.lead
-    notes = _text(answer, "notes")
+    notes = _notes(answer, "notes")
     if not answer.get("qualified"):
         lead.disqualify(notes or "not qualified")
         deal.close_lost(f"lead disqualified: {notes}")
         return "disqualified"
     budget = answer.get("budget")
     budget = parse_money(budget, "budget") if budget not in (None, "") else None
-    lead.qualify(notes, budget, _text(answer, "timeline"))
+    lead.qualify(notes, budget, _line(answer, "timeline", 120))
     return "qualified"
 
 
 def _handoff(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
-    engineer = staff_by_handle(session, _text(answer, "engineer", required=True), "engineer")
+    engineer = staff_by_handle(session, _line(answer, "engineer", 40, required=True), "engineer")
     if engineer.role != Role.SALES_ENGINEER:
         raise ValidationError("engineer", f"{engineer.handle} is {engineer.role}, not a sales_engineer")
     deal.opportunity.engineer = engineer
@@ -253,7 +298,7 @@ def _estimate(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
         session.add(estimate)
     rev_no = len(estimate.revisions) + 1
     rev = EstimateRevision(revision=rev_no, valid_until=_today() + timedelta(days=valid_days),
-                           notes=_text(answer, "notes"), prepared_by=person)
+                           notes=_notes(answer, "notes"), prepared_by=person)
     seen = set()
     for i, raw in enumerate(lines, start=1):
         where = f"lines[{i}]"
@@ -262,9 +307,7 @@ def _estimate(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
         if sku in seen:
             raise ValidationError(f"{where}.sku", f"{sku} appears twice; put the quantity on one line")
         seen.add(sku)
-        qty = _int(raw.get("quantity"), f"{where}.quantity")
-        if qty <= 0:
-            raise ValidationError(f"{where}.quantity", "must be greater than zero")
+        qty = _quantity(raw.get("quantity"), f"{where}.quantity")
         disc = parse_money(raw.get("discount_pct") or 0, f"{where}.discount_pct")
         if not 0 <= disc <= 100:
             raise ValidationError(f"{where}.discount_pct", "must be between 0 and 100")
@@ -278,19 +321,19 @@ def _estimate(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
 
 def _decision(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
     rev = deal.estimate.latest
-    decision = _text(answer, "decision", required=True)
-    channel = _text(answer, "channel") or "email"
+    decision = _line(answer, "decision", 20, required=True)
+    channel = _line(answer, "channel", 20) or "email"
     if decision == "approve":
-        rev.approve(person.handle, channel, _text(answer, "note"))
+        rev.approve(person.handle, channel, _notes(answer, "note", 2000))
         deal.opportunity.move_to("closed_won", person)
         return f"{rev.number} approved"
     if decision == "request_changes":
-        rev.request_changes(person.handle, channel, _text(answer, "changes"))
+        rev.request_changes(person.handle, channel, _notes(answer, "changes"))
         if deal.opportunity.stage != "negotiation":
             deal.opportunity.move_to("negotiation", person)
         return f"{rev.number}: changes requested"
     if decision == "decline":
-        reason = _text(answer, "reason") or "declined"
+        reason = _notes(answer, "reason", 2000) or "declined"
         rev.decline(person.handle, channel, reason)
         deal.opportunity.move_to("closed_lost", person)
         deal.close_lost(f"estimate declined: {reason}")
@@ -300,9 +343,10 @@ def _decision(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
 
 def _qa(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
     order = deal.order
-    checklist = {str(k): bool(v) for k, v in (answer.get("checklist") or {}).items()}
+    checklist = {one_line(k, "checklist", 60, required=True): bool(v)
+                 for k, v in (answer.get("checklist") or {}).items()}
     passed = bool(answer.get("passed"))
-    inspection = order.record_inspection(person, passed, _text(answer, "notes"), checklist)
+    inspection = order.record_inspection(person, passed, _notes(answer, "notes"), checklist)
     if not passed:
         return f"attempt {inspection.attempt} failed: rework"
     order.release_for_picking(person)
@@ -311,8 +355,8 @@ def _qa(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any])
 
 def _shipment(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
     order = deal.order
-    carrier = _text(answer, "carrier", required=True)
-    tracking = _text(answer, "tracking_number", required=True)
+    carrier = _line(answer, "carrier", 80, required=True)
+    tracking = _line(answer, "tracking_number", 80, required=True)
     wanted = answer.get("lines") or []
     if not wanted:  # no lines: everything still to ship
         wanted = [{"sku": ln.sku, "quantity": ln.remaining} for ln in order.lines if ln.remaining]
@@ -324,9 +368,7 @@ def _shipment(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
         line = order.line_for_sku(sku, f"{where}.sku")
         if any(p[0] is line for p in planned):
             raise ValidationError(f"{where}.sku", f"{sku} appears twice")
-        qty = _int(raw.get("quantity"), f"{where}.quantity")
-        if qty <= 0:
-            raise ValidationError(f"{where}.quantity", "must be greater than zero")
+        qty = _quantity(raw.get("quantity"), f"{where}.quantity")
         if qty > line.remaining:
             raise ValidationError(f"{where}.quantity",
                                   f"{sku}: {qty} is more than the {line.remaining} left to ship "
@@ -353,8 +395,8 @@ def _shipment(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
 def _payment(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
     invoice = deal.invoice
     amount = parse_money(answer.get("amount"), "amount")
-    payment = invoice.record_payment(session, amount, _text(answer, "method") or "bank_transfer",
-                                     _text(answer, "reference"), person)
+    payment = invoice.record_payment(session, amount, _line(answer, "method", 20) or "bank_transfer",
+                                     _line(answer, "reference", 80), person)
     session.flush()
     doc = add_document(session, deal.id, "payment", payment.number, "documents/payment.html",
                        payment_context(payment))
@@ -392,7 +434,7 @@ def convert_lead(session: Session, deal: Deal) -> str:
                                      is_primary=True))
     session.add(customer)
     lead.mark_converted(customer)
-    opp = Opportunity(lead=lead, customer=customer, name=f"{lead.company}: {lead.timeline or 'machinery'}",
+    opp = Opportunity(lead=lead, customer=customer, name=f"{lead.company}: {lead.timeline or 'machinery'}"[:200],
                       stage="qualification", probability=STAGES["qualification"],
                       expected_amount=lead.budget, owner_id=lead.owner_id)
     session.add(opp)
@@ -477,6 +519,7 @@ def create_invoice(session: Session, deal: Deal) -> str:
                                          tax_rate=ln.tax_rate))
         ln.invoiced_qty = ln.shipped_qty
     session.flush()
+    invoice.settle_if_nothing_due()  # all lines at 100 % discount: nothing to wait for
     doc = add_document(session, deal.id, "invoice", invoice.number, "documents/invoice.html",
                        invoice_context(invoice))
     _mail_customer(session, deal, "invoice", invoice.number,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -20,11 +22,14 @@ def _lines_table(lines, currency: str) -> str:
 
 def describe(session: Session, deal: Deal, step: str, key: str) -> str:
     who = f"**{deal.number}** · {deal.customer_name}"
-    refused = session.scalars(select(Wait).where(Wait.deal_id == deal.id, Wait.step == step,
-                                                 Wait.status == "refused").order_by(Wait.id.desc())).first()
     note = ""
-    if refused is not None and key != refused.key:
-        note = f"\n\n> Previous answer by {refused.answered_by or '?'} was refused: {refused.refusal_reason}"
+    base = re.sub(r"-retry-\d+$", "", key)
+    if base != key:  # a retry: say why the previous answer to this same wait was refused
+        refused = session.scalars(select(Wait).where(
+            Wait.deal_id == deal.id, Wait.status == "refused",
+            (Wait.key == base) | Wait.key.like(f"{base}-retry-%")).order_by(Wait.id.desc())).first()
+        if refused is not None:
+            note = f"\n\n> Previous answer by {refused.answered_by or '?'} was refused: {refused.refusal_reason}"
     body = _BODY[step](session, deal)
     return f"{who}: {body}{note}"
 

@@ -3,12 +3,15 @@
 Guarantee: a row is claimed (pending -> sending, committed) before it is handed to SMTP and
 marked sent after, so no re-run or second sender sends it again. If the sender dies after the
 SMTP server accepted the message but before the row was marked, the row stays 'sending' and is
-not sent again automatically (at most once); ``deliver`` reports such rows as stuck.
+not sent again automatically (at most once); ``stuck`` lists such rows and ``dealflow outbox``
+shows them, for a person to check and, if need be, ``retry --force``.
 """
 
 from __future__ import annotations
 
+import logging
 import smtplib
+from datetime import timedelta
 from pathlib import Path
 
 import yagmail
@@ -19,6 +22,8 @@ from models import Document, Email, utcnow
 
 from .config import Settings, load_settings
 from .rendering import render, render_email, render_pdf
+
+log = logging.getLogger(__name__)
 
 TRANSIENT = (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ConnectionError, TimeoutError,
              OSError)
@@ -70,7 +75,9 @@ def message_id(mail: Email) -> str:
     return f"<dealflow.{mail.id}.{mail.dedupe_key.replace(':', '.')}@{mail.to_addr.split('@')[-1] or 'local'}>"
 
 
-def _deliver_one(session: Session, mail: Email, settings: Settings) -> None:
+def _deliver_one(session: Session, mail: Email, settings: Settings) -> str:
+    """Build the message with yagmail and hand it to the SMTP server once (yagmail's own
+    reconnect-and-resend loop could deliver an accepted message twice). Returns its Message-ID."""
     text, html = render_email(mail.template, mail.context, settings)
     attachments = []
     if mail.document_id:
@@ -78,20 +85,19 @@ def _deliver_one(session: Session, mail: Email, settings: Settings) -> None:
         attachments.append(str(pdf))
     client = _client(settings)
     mid = message_id(mail)
-    message = {"to": mail.to_addr, "subject": header_safe(mail.subject), "contents": [text, html],
-               "attachments": attachments or None, "prettify_html": False, "message_id": mid}
+    recipients, raw = client.prepare_send(to=mail.to_addr, subject=header_safe(mail.subject),
+                                          contents=[text, html], attachments=attachments or None,
+                                          prettify_html=False, message_id=mid)
     if settings.smtp is None:  # the embedded default: the message as it would be sent, as a file
-        _, raw = client.prepare_send(**message)
         settings.mail_dir.mkdir(parents=True, exist_ok=True)
-        (settings.mail_dir / f"{mail.id:05d}-{mail.kind}.eml").write_text(raw, encoding="utf-8")
-    else:
-        try:
-            result = client.send(**message)
-        finally:
-            client.close()
-        if result is False:
-            raise TransientMailError(f"SMTP server {settings.smtp.host} dropped the connection")
-    mail.message_id = mid
+        _atomic_write(settings.mail_dir / f"{mail.id:05d}-{mail.kind}.eml", raw.encode("utf-8"))
+        return mid
+    try:
+        client.login()
+        client.smtp.sendmail(client.user, recipients, raw)
+    finally:
+        client.close()
+    return mid
 
 
 def _is_permanent(exc: Exception) -> bool:
@@ -100,13 +106,17 @@ def _is_permanent(exc: Exception) -> bool:
         return exc.smtp_code >= 500
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return all(code >= 500 for code, _ in exc.recipients.values())
-    return False
+    return not isinstance(exc, TRANSIENT)
 
 
 def deliver(session: Session, deal_id: int | None = None, settings: Settings | None = None,
             email_ids: list[int] | None = None) -> list[int]:
     """Send every pending email (of one deal, or the ids given, or all). Returns the ids sent.
-    Raises TransientMailError after putting the failed row back to pending, so a retry sends it."""
+
+    Each row is claimed (committed) before it goes out. A transient failure (4xx, connection)
+    puts it back to pending and raises TransientMailError, so the task's retry sends it; a
+    permanent one (5xx, a broken template) marks it failed for a person to look at
+    (``dealflow outbox``) and the others still go out."""
     settings = settings or load_settings()
     query = select(Email.id).where(Email.status == "pending").order_by(Email.id)
     if deal_id is not None:
@@ -115,26 +125,32 @@ def deliver(session: Session, deal_id: int | None = None, settings: Settings | N
         query = query.where(Email.id.in_(email_ids))
     sent = []
     for email_id in session.scalars(query).all():
-        mail = session.get(Email, email_id, with_for_update=True)
-        if mail is None or mail.status != "pending":
+        mail = session.scalars(select(Email).where(Email.id == email_id).with_for_update()
+                               .execution_options(populate_existing=True)).one()
+        if mail.status != "pending":
             session.commit()
             continue  # another sender took it
-        mail.status = "sending"
-        mail.attempts += 1
+        mail.claim()
         session.commit()
         try:
-            _deliver_one(session, mail, settings)
-        except (smtplib.SMTPException, *TRANSIENT, TransientMailError) as exc:
-            permanent = _is_permanent(exc)
-            mail.status = "failed" if permanent else "pending"
-            mail.last_error = f"{type(exc).__name__}: {exc}"[:2000]
-            session.commit()
-            if permanent:
+            mid = _deliver_one(session, mail, settings)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            if _is_permanent(exc):
+                mail.mark_failed(error)
+                session.commit()
+                log.warning("email %s to %s failed for good: %s", mail.id, mail.to_addr, error)
                 continue
-            raise TransientMailError(f"email {mail.id} to {mail.to_addr}: {mail.last_error}") from exc
-        mail.status = "sent"
-        mail.sent_at = utcnow()
-        mail.last_error = ""
+            mail.release(error)
+            session.commit()
+            raise TransientMailError(f"email {mail.id} to {mail.to_addr}: {error}") from exc
+        mail.mark_sent(mid)
         session.commit()
         sent.append(mail.id)
     return sent
+
+
+def stuck(session: Session, older_than: timedelta = timedelta(minutes=10)) -> list[Email]:
+    """Rows claimed but never marked: the sender died mid-way; whether they went out is unknown."""
+    cutoff = utcnow() - older_than
+    return list(session.scalars(select(Email).where(Email.status == "sending", Email.created_at < cutoff)))

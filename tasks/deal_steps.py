@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from models import DomainError, Wait, audit, process, prompts
+from models import DomainError, audit, process, prompts
 from models.deal import deal_by_number
 from services import mailer
 from services.config import load_settings
@@ -64,24 +63,11 @@ def open_wait(deal_number: str, step: str, key: str, flow_run_id: str | None) ->
 @task(task_run_name="answer-{key}")
 def record_answer(deal_number: str, key: str, answer: dict[str, Any]) -> dict[str, Any]:
     """Re-check the person's role and the business rules, then apply the answer; a refused
-    answer is recorded (with its reason) in a transaction of its own, with nothing else written."""
+    answer is recorded with its reason, with nothing else written."""
     with session_scope() as s:
-        deal = deal_by_number(s, deal_number)
-        wait = s.scalars(select(Wait).where(Wait.deal_id == deal.id, Wait.key == key)).one()
-        if wait.status != "open":
-            return {"accepted": wait.status == "answered", "outcome": "already recorded",
-                    "reason": wait.refusal_reason}
-        try:
-            outcome = process.apply_answer(s, deal, wait, answer)
-            s.commit()
-            return {"accepted": True, "outcome": outcome, "by": wait.answered_by}
-        except DomainError as exc:
-            reason = str(exc)
-        s.rollback()
-        wait = s.get(Wait, wait.id)
-        process.refuse_answer(s, wait, answer, reason)
+        result = process.answer_wait(s, deal_by_number(s, deal_number), key, answer)
         s.commit()
-        return {"accepted": False, "reason": reason}
+        return result
 
 
 def _auto(step_fn, name: str):

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from models import Base, process, seed
+from models import Base, DocumentSequence, process, seed
+from models.numbering import PREFIXES
 from models.pipeline import add_lead
 from services.db import engine_for, migrate, session_scope
 
@@ -46,7 +47,8 @@ def db(_template, tmp_path, monkeypatch) -> Iterator[str]:
         tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
         with engine.begin() as conn:
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        with session_scope(PG_URL) as s:
+        with session_scope(PG_URL) as s:  # as the migrations leave a new database
+            s.add_all(DocumentSequence(doc_type=t, last_value=0) for t in PREFIXES)
             seed.load(s)
             s.commit()
         url = PG_URL

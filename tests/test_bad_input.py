@@ -118,3 +118,83 @@ def test_a_qa_pass_with_a_failed_check_is_refused(new_deal):
 def _open_description(deal: str) -> str:
     step = plan_next_step.fn(deal)
     return open_wait.fn(deal, step["name"], step["key"], None)["description"]
+
+
+def test_names_and_references_are_one_line(db):
+    from dealflow.scenario import LEAD
+    from models.pipeline import add_lead
+    with session_scope() as s, pytest.raises(DomainError) as err:
+        add_lead(s, **(LEAD | {"company": "Evil Ltd\r\nBcc: x@evil.test"}))
+    assert str(err.value) == "company: must be one line, without line breaks or control characters"
+
+
+def test_a_carrier_with_a_line_break_is_refused(new_deal):
+    play_direct(new_deal, until="shipment-1")
+    _refused_everywhere(new_deal, "shipment", "shipment-1",
+                        {"by": "delivery", "carrier": "DHL\nBcc: x@evil.test", "tracking_number": "T1"},
+                        "carrier: must be one line, without line breaks or control characters")
+
+
+@pytest.mark.parametrize("answer, message", [
+    ({"by": "sofia", "qualified": True, "budget": "1e20"}, "budget: must be less than 1,000,000,000,000"),
+    ({"by": "sofia", "qualified": True, "budget": "100.005"}, "budget: must have at most 2 decimals, got 100.005"),
+    ({"by": "sofia", "qualified": True, "timeline": "x" * 121}, "timeline: must be at most 120 characters, got 121"),
+])
+def test_amounts_and_texts_must_fit_what_is_stored(new_deal, answer, message):
+    play_direct(new_deal, until="qualify")
+    _refused_everywhere(new_deal, "qualify", "qualify", answer, message)
+
+
+def test_huge_quantities_and_sub_cent_discounts_are_refused(new_deal):
+    play_direct(new_deal, until="estimate-rev-1")
+    _refused_everywhere(new_deal, "estimate", "estimate-rev-1",
+                        {"by": "mark", "lines": [{"sku": "VMC-850", "quantity": 10**20}]},
+                        "lines[1].quantity: must be at most 100,000")
+    _open_description(new_deal)  # the flow opens the wait again
+    with pytest.raises(DomainError, match=r"^lines\[1\]\.discount_pct: must have at most 2 decimals, got 7.555$"):
+        check_answer(new_deal, "estimate", {"by": "mark", "lines": [
+            {"sku": "VMC-850", "quantity": 1, "discount_pct": "7.555"}]})
+
+
+def test_a_refusal_with_a_very_long_name_is_still_recorded(new_deal):
+    play_direct(new_deal, until="qualify")
+    result = record_answer.fn(new_deal, "qualify", {"by": "x" * 300, "qualified": True})
+    assert result["accepted"] is False and result["reason"].startswith("by: no staff member with handle")
+    assert wait_row(new_deal, "qualify")["by"] == "x" * 40
+
+
+def test_a_payment_written_with_three_zero_decimals_is_a_payment_in_cents(new_deal):
+    play_direct(new_deal, until="payment-1")
+    result = record_answer.fn(new_deal, "payment-1", {"by": "finance", "amount": "10.000"})
+    assert result["accepted"] and result["outcome"] == "PAY-0001: 10.00 received, 174173.68 due"
+
+
+def test_a_refusal_note_stays_with_its_own_wait(new_deal):
+    play_direct(new_deal, until="payment-1")
+    record_answer.fn(new_deal, "payment-1", {"by": "sofia", "amount": "10"})
+    assert "was refused" in _open_description(new_deal)
+    assert record_answer.fn(new_deal, "payment-1-retry-1", {"by": "finance", "amount": "10"})["accepted"]
+    assert plan_next_step.fn(new_deal)["key"] == "payment-2"
+    assert "refused" not in _open_description(new_deal)
+
+
+def test_only_the_flow_closes_an_opportunity(new_deal):
+    from models import pipeline
+    from models.deal import deal_by_number
+    play_direct(new_deal, until="handoff")
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        with pytest.raises(DomainError, match="^stage: closed_won is set by the deal's flow"):
+            pipeline.move_stage(s, deal, by="sofia", stage="closed_won")
+        with pytest.raises(DomainError, match="^by: qa is qa; stages are moved by sales"):
+            pipeline.move_stage(s, deal, by="qa", stage="proposal")
+
+
+def test_an_estimate_line_cannot_change_once_written(new_deal):
+    from models import EstimateLine, InvalidTransition
+    play_direct(new_deal, until="decision-rev-1")
+    with session_scope() as s:
+        line = s.scalars(select(EstimateLine)).first()
+        line.quantity = 1
+        with pytest.raises(InvalidTransition, match="draft a new revision"):
+            s.flush()

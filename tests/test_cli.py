@@ -103,3 +103,34 @@ def test_a_wrong_answer_is_one_line_and_moves_nothing(new_deal, args, message):
     play_direct(new_deal, until="qualify")
     code, out, err = run(*args)
     assert (code, out, err) == (2, "", message)
+
+
+def test_a_database_that_is_not_set_up_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    code, out, err = run("stock")
+    assert code == 2 and out == ""
+    assert err == ("error: database: no such table: products; is DATABASE_URL right, "
+                   "and has `dealflow init` run?\n")
+
+
+def test_an_answer_file_that_is_missing_is_one_line(new_deal):
+    play_direct(new_deal, until="qualify")
+    code, _, err = run("answer", new_deal, "qualify", "--by", "sofia", "--input", "@/nonexistent/a.json")
+    assert (code, err) == (2, "error: input: cannot read '/nonexistent/a.json' (No such file or directory)\n")
+
+
+def test_the_outbox_lists_mail_and_sends_a_failed_one_again(new_deal, data_dir):
+    from models import Email
+    play_direct(new_deal, until="decision-rev-1")
+    rows = json.loads(run("outbox", "--json")[1])
+    assert [(r["id"], r["kind"], r["status"]) for r in rows] == [(1, "estimate", "sent")]
+    with session_scope() as s:
+        s.get(Email, 1).mark_failed("SMTPDataError: 554 rejected")  # as a 5xx would leave it
+        s.commit()
+    (data_dir / "mail" / "00001-estimate.eml").unlink()
+    assert json.loads(run("outbox", "--status", "failed", "--json")[1])[0]["error"] == "SMTPDataError: 554 rejected"
+    code, out, _ = run("outbox", "retry", "1", "--json")
+    assert code == 0 and json.loads(out) == {"id": 1, "status": "sent", "error": None}
+    assert (data_dir / "mail" / "00001-estimate.eml").exists()
+    code, _, err = run("outbox", "retry", "1")
+    assert code == 2 and err == "error: email 1 is sent: cannot retry it\n"

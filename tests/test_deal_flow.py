@@ -73,7 +73,8 @@ def test_the_demo_plays_the_whole_sale_through_prefect(prefect_api, tmp_path, mo
     assert summary["invoice"]["due"] == "0.00"
     assert summary["stock"] == {
         "CHUCK-3J-250": {"before": 10, "after": 7}, "CNC-LATHE-2000": {"before": 4, "after": 1},
-        "COOLANT-20L": {"before": 200, "after": 190}, "TOOL-KIT-PRO": {"before": 25, "after": 22}}
+        "COOLANT-20L": {"before": 200, "after": 190}, "HYD-PRESS-100T": {"before": 2, "after": 2},
+        "TOOL-KIT-PRO": {"before": 25, "after": 22}, "VMC-850": {"before": 3, "after": 3}}
     assert len(summary["emails"]) == 10 and all(Path(m["file"]).is_file() for m in summary["emails"])
     assert len(list(Path(summary["documents_dir"]).glob("*.html"))) == 9
     assert "Sofia tries to sign off QA herself" in result.stderr

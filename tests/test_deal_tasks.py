@@ -156,3 +156,17 @@ def test_a_payment_must_be_a_positive_amount_in_cents(new_deal, amount):
     assert result["accepted"] is False and result["reason"].startswith("amount: must")
     assert counts() == before
     assert Decimal(_summary(new_deal)["invoice"]["due"]) == Decimal("174183.68")
+
+
+def test_a_deal_with_nothing_to_pay_closes_without_a_payment(new_deal):
+    from dealflow.scenario import SCRIPT, Move
+
+    free = [Move("estimate", "mark", {"lines": [{"sku": "COOLANT-20L", "quantity": 1, "discount_pct": "100"}]},
+                 "a free can of coolant")]
+    script = [m for m in SCRIPT[:2]] + free + [m for m in SCRIPT if m.step == "decision"][1:2] + SCRIPT[7:8]
+    script += [Move("shipment", "delivery", {"carrier": "Post", "tracking_number": "P1"}, "ship it")]
+    play_direct(new_deal, script=script)
+    summary = _summary(new_deal)
+    assert summary["status"] == "won"
+    assert summary["invoice"]["total"] == "0.00" and summary["invoice"]["status"] == "paid"
+    assert summary["payments"] == []
