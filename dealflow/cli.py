@@ -465,6 +465,7 @@ def outbox(ctx: click.Context, status: str | None, deal_number: str | None, as_j
 def outbox_retry(email_id: int, force: bool, as_json: bool) -> None:
     """Send a failed (or, with --force, stuck) message again, now."""
     from models import Email, NotFound
+    from services.config import load_settings, with_smtp_password
     from services.db import session_scope
     from services.mailer import TransientMailError, deliver
 
@@ -475,7 +476,7 @@ def outbox_retry(email_id: int, force: bool, as_json: bool) -> None:
         mail.requeue(force=force)
         s.commit()
         try:
-            sent = deliver(s, email_ids=[email_id])
+            sent = deliver(s, email_ids=[email_id], settings=with_smtp_password(load_settings()))
         except TransientMailError as exc:
             raise DomainError(f"smtp: {exc}; it stays pending and goes out with the deal's next mail") from None
         mail = s.get(Email, email_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -17,6 +17,7 @@ class SmtpSettings:
     password: str = field(repr=False)
     security: str  # "starttls", "ssl" or "none"
     sender: str
+    password_block: str = ""  # a Prefect Secret block holding the password, read when mail is sent
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
             host=env["SMTP_HOST"], port=int(env.get("SMTP_PORT", "587")),
             user=env.get("SMTP_USER", ""), password=env.get("SMTP_PASSWORD", ""),
             security=env.get("SMTP_SECURITY", "starttls"), sender=mail_from,
+            password_block=env.get("SMTP_PASSWORD_SECRET_BLOCK", ""),
         )
     company = {
         "name": env.get("DEALFLOW_COMPANY_NAME", "Glocial Machineries"),
@@ -59,3 +61,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     return Settings(data_dir=data_dir, database_url=database_url, smtp=smtp, mail_from=mail_from,
                     finance_email=env.get("DEALFLOW_FINANCE_EMAIL", "finance@glocial.example"),
                     company=company)
+
+
+def with_smtp_password(settings: Settings) -> Settings:
+    """Settings whose SMTP password is read, at the moment of sending, from the Prefect Secret
+    block named by SMTP_PASSWORD_SECRET_BLOCK (when SMTP_PASSWORD itself is not set). The password
+    is never passed as a flow or task parameter, so it is in no run's inputs or logs."""
+    smtp = settings.smtp
+    if smtp is None or smtp.password or not smtp.password_block:
+        return settings
+    from prefect.blocks.system import Secret  # only this path needs Prefect
+
+    return replace(settings, smtp=replace(smtp, password=str(Secret.load(smtp.password_block).get())))

@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 import smtplib
 from datetime import timedelta
+from email import policy
+from email.message import EmailMessage
+from email.utils import formataddr, formatdate
 from pathlib import Path
 
 import yagmail
@@ -75,29 +78,44 @@ def message_id(mail: Email) -> str:
     return f"<dealflow.{mail.id}.{mail.dedupe_key.replace(':', '.')}@{mail.to_addr.split('@')[-1] or 'local'}>"
 
 
+def compose(mail: Email, text: str, html: str, pdf: Path | None, sender: tuple[str, str]) -> EmailMessage:
+    """The message: a plain-text part and an HTML part of the same words, and the document's PDF.
+
+    Built with the standard library rather than yagmail's ``contents``, which would paste the
+    plain text unescaped into the HTML part and the HTML into the plain one."""
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"] = formataddr(sender)
+    msg["To"] = mail.to_addr
+    msg["Subject"] = header_safe(mail.subject)
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = message_id(mail)
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    if pdf is not None:
+        msg.add_attachment(pdf.read_bytes(), maintype="application", subtype="pdf", filename=pdf.name)
+    return msg
+
+
 def _deliver_one(session: Session, mail: Email, settings: Settings) -> str:
-    """Build the message with yagmail and hand it to the SMTP server once (yagmail's own
-    reconnect-and-resend loop could deliver an accepted message twice). Returns its Message-ID."""
+    """Hand the message to the SMTP server once, through yagmail's connection and login (its own
+    reconnect-and-resend loop is not used: it could deliver an accepted message twice).
+    Without SMTP settings the message is written as an .eml file. Returns its Message-ID."""
     text, html = render_email(mail.template, mail.context, settings)
-    attachments = []
+    pdf = None
     if mail.document_id:
         _, pdf = write_document(session.get(Document, mail.document_id), settings)
-        attachments.append(str(pdf))
     client = _client(settings)
-    mid = message_id(mail)
-    recipients, raw = client.prepare_send(to=mail.to_addr, subject=header_safe(mail.subject),
-                                          contents=[text, html], attachments=attachments or None,
-                                          prettify_html=False, message_id=mid)
+    msg = compose(mail, text, html, pdf, (settings.company["name"], client.user))
     if settings.smtp is None:  # the embedded default: the message as it would be sent, as a file
         settings.mail_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(settings.mail_dir / f"{mail.id:05d}-{mail.kind}.eml", raw.encode("utf-8"))
-        return mid
+        _atomic_write(settings.mail_dir / f"{mail.id:05d}-{mail.kind}.eml", msg.as_bytes())
+        return msg["Message-ID"]
     try:
         client.login()
-        client.smtp.sendmail(client.user, recipients, raw)
+        client.smtp.send_message(msg, from_addr=client.user, to_addrs=[mail.to_addr])
     finally:
         client.close()
-    return mid
+    return msg["Message-ID"]
 
 
 def _is_permanent(exc: Exception) -> bool:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from models import DomainError, audit, process, prompts
 from models.deal import deal_by_number
 from services import mailer
-from services.config import load_settings
+from services.config import load_settings, with_smtp_password
 from services.db import session_scope
 
 
@@ -122,4 +122,4 @@ def deliver_mail(deal_number: str) -> list[int]:
         deal = deal_by_number(s, deal_number)
         deal_id = deal.id
         s.commit()
-        return mailer.deliver(s, deal_id=deal_id)
+        return mailer.deliver(s, deal_id=deal_id, settings=with_smtp_password(load_settings()))

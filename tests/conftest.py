@@ -58,7 +58,7 @@ def db(_template, tmp_path, monkeypatch) -> Iterator[str]:
         url = f"sqlite:///{path}"
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("DEALFLOW_DATA_DIR", str(tmp_path / "data"))
-    for name in ("SMTP_HOST", "SMTP_PORT", "SMTP_USER", "SMTP_PASSWORD"):
+    for name in ("SMTP_HOST", "SMTP_PORT", "SMTP_USER", "SMTP_PASSWORD", "SMTP_PASSWORD_SECRET_BLOCK"):
         monkeypatch.delenv(name, raising=False)
     yield url
     if not PG_URL:
@@ -91,3 +91,22 @@ def prefect_api():
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+SMTP_PASSWORD = "s3cr3t-Pw-7Zq9x"  # a value to look for where it must never appear
+
+
+@pytest.fixture
+def smtp(db, monkeypatch):
+    """A real SMTP server on loopback (aiosmtpd) with login, and dealflow's settings pointing at it."""
+    from .smtp_server import Recorder, start
+
+    recorder = Recorder(user="sales@glocial.example", password=SMTP_PASSWORD)
+    controller = start(recorder)
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(controller.port))
+    monkeypatch.setenv("SMTP_SECURITY", "none")
+    monkeypatch.setenv("SMTP_USER", recorder.user)
+    monkeypatch.setenv("SMTP_PASSWORD", SMTP_PASSWORD)
+    yield recorder
+    controller.stop()

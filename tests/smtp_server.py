@@ -1,0 +1,58 @@
+"""A real SMTP server on loopback for the tests (aiosmtpd), recording what it accepts."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+
+
+@dataclass
+class Recorder:
+    """The handler: keeps each accepted message; refuses the next ``refuse`` DATA commands with
+    a 4xx (come back later); accepts only ``user``/``password`` when AUTH is used."""
+    user: str = ""
+    password: str = ""
+    refuse: int = 0
+    received: list[Received] = field(default_factory=list)
+    logins: list[tuple[str, str]] = field(default_factory=list)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        if self.refuse > 0:
+            self.refuse -= 1
+            return "451 4.3.0 Mailbox busy, try again later"
+        message = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        if isinstance(auth_data, LoginPassword):
+            user, password = auth_data.login.decode(), auth_data.password.decode()
+            self.logins.append((user, password))
+            return AuthResult(success=(user, password) == (self.user, self.password))
+        return AuthResult(success=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(recorder: Recorder) -> Controller:
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), authenticator=recorder.authenticate,
+                            auth_require_tls=False, auth_required=bool(recorder.user))
+    controller.start()
+    return controller
