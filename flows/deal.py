@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_run
 
 from services.db import session_scope
-from tasks.deal_steps import AUTOMATIC, attach_run, deliver_mail, plan_next_step
+from tasks.deal_steps import AUTOMATIC, attach_run, deliver_mail, plan_next_step, publish_deal_page
 
 from .waits import wait_for_answer
 
@@ -47,6 +47,7 @@ def deal_flow(deal_number: str, poll_interval: int = 1, wait_timeout: int = THIR
     for _ in range(MAX_STEPS):
         step = plan_next_step(deal_number)
         if step["kind"] == "done":
+            publish_deal_page(deal_number)
             logger.info("%s is %s", deal_number, step["deal_status"])
             return {"deal": deal_number, "status": step["deal_status"], "steps": steps}
         if step["kind"] == "auto":
@@ -62,4 +63,5 @@ def deal_flow(deal_number: str, poll_interval: int = 1, wait_timeout: int = THIR
             else:
                 logger.warning("%s refused: %s", step["key"], result["reason"])
         deliver_mail(deal_number)
+        publish_deal_page(deal_number)
     raise RuntimeError(f"{deal_number} took more than {MAX_STEPS} steps; a rule must be looping")

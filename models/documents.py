@@ -5,6 +5,7 @@ Amounts are strings of Decimals, so the snapshot stored with a document or email
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from .billing import Invoice, Payment
@@ -138,3 +139,27 @@ def payment_context(payment: Payment) -> dict[str, Any]:
     return ctx
 
 
+
+
+def estimate_reminder_context(rev: EstimateRevision, reminder_no: int, today: date) -> dict[str, Any]:
+    """A polite reminder of an estimate the customer has not answered."""
+    ctx = _base(rev.estimate.deal, "estimate_reminder", f"{rev.number}-REM{reminder_no}")
+    ctx.update({"estimate": rev.number, "reminder_no": reminder_no,
+                "sent_on": rev.sent_at.date().isoformat() if rev.sent_at else "",
+                "valid_until": rev.valid_until.isoformat(), "days_left": (rev.valid_until - today).days,
+                "total": str(rev.totals.total), "prepared_by": rev.prepared_by.name, "date": today.isoformat()})
+    return ctx
+
+
+DUNNING_LEVELS = {1: "Payment reminder", 2: "Second reminder", 3: "Final notice", 4: "Final notice before collection"}
+
+
+def dunning_context(invoice: Invoice, level: int, today: date) -> dict[str, Any]:
+    """A dunning letter: which invoice, how late, how much is still due."""
+    ctx = _base(invoice.deal, "dunning", f"{invoice.number}-D{level}")
+    ctx.update({"invoice": invoice.number, "level": level,
+                "title": DUNNING_LEVELS.get(level, DUNNING_LEVELS[max(DUNNING_LEVELS)]),
+                "invoice_date": invoice.issued_at.date().isoformat(), "due_date": invoice.due_date.isoformat(),
+                "days_overdue": (today - invoice.due_date).days, "invoice_total": str(invoice.totals.total),
+                "paid": str(invoice.paid), "amount_due": str(invoice.amount_due), "date": today.isoformat()})
+    return ctx

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -48,6 +49,9 @@ def render_pdf(html: str) -> bytes:
     """A printable PDF of a rendered document (WeasyPrint; fonts from the system)."""
     from weasyprint import HTML
 
+    # Without libharfbuzz-subset WeasyPrint subsets fonts with fontTools and says so on every
+    # document; the PDFs are right either way.
+    logging.getLogger("weasyprint").setLevel(logging.ERROR)
     return HTML(string=html, base_url=str(TEMPLATES_DIR)).write_pdf()
 
 

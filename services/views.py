@@ -76,3 +76,44 @@ def stock(session: Session) -> list[dict[str, Any]]:
                            .order_by(Product.sku)).all()
     return [{"sku": p.sku, "name": p.name, "on_hand": lvl.on_hand, "unit_price": str(p.unit_price)}
             for p, lvl in rows]
+
+
+def deal_page(session: Session, deal: Deal, documents_dir: str) -> tuple[str, list[dict[str, Any]]]:
+    """The deal as a Markdown page (timeline, documents, money) and its current lines as a table,
+    for the deal's artifacts in the Prefect UI."""
+    from models import AuditEntry
+
+    d = deal_summary(session, deal)
+    out = [f"# {d['deal']} · {d['customer']}", "",
+           f"**{d['status']}** · stage {d['stage']} · owner {d['owner']}"
+           + (f" · engineer {d['engineer']}" if d["engineer"] else "")]
+    if d["waiting_for"]:
+        w = d["waiting_for"]
+        out.append(f"\n⏸ waiting for **{w['step']}** (`{w['key']}`, {' or '.join(w['roles'])}) since {w['since']} UTC")
+    money = []
+    if d["estimate_revisions"]:
+        r = d["estimate_revisions"][-1]
+        money.append(f"| estimate {r['number']} | {r['status']} | {r['total']} |")
+    if d["order"]:
+        money.append(f"| order {d['order']['number']} | {d['order']['status']} | {d['order']['total']} |")
+    if d["invoice"]:
+        i = d["invoice"]
+        money.append(f"| invoice {i['number']} | {i['status']}, paid {i['paid']}, due {i['due']} by {i['due_date']} "
+                     f"| {i['total']} |")
+    if money:
+        out += ["", f"| document | state | total ({deal.currency}) |", "|---|---|---:|", *money]
+    if d["documents"]:
+        out += ["", "## Documents", "", "| kind | number | files |", "|---|---|---|"]
+        out += [f"| {x['kind']} | {x['number']} | `{documents_dir}/{x['file']}`, `{x['pdf']}` |"
+                for x in d["documents"]]
+    entries = session.scalars(select(AuditEntry).where(AuditEntry.deal_id == deal.id).order_by(AuditEntry.id)).all()
+    out += ["", "## Timeline", "", "| when (UTC) | who | what | |", "|---|---|---|---|"]
+    for e in entries:
+        detail = e.details.get("outcome") or e.details.get("reason") or ""
+        out.append(f"| {e.at:%Y-%m-%d %H:%M:%S} | {e.actor} | {e.action} {e.subject} | {str(detail)[:120]} |")
+    source = (deal.order.lines if deal.order else deal.estimate.latest.lines if deal.estimate and deal.estimate.latest
+              else [])
+    lines = [{"sku": ln.sku, "description": ln.description, "quantity": ln.quantity,
+              "shipped": getattr(ln, "shipped_qty", None), "unit_price": str(ln.unit_price),
+              "discount_pct": str(ln.discount_pct), "net": str(ln.net), "tax": str(ln.tax)} for ln in source]
+    return "\n".join(out), lines

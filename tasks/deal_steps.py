@@ -114,6 +114,24 @@ def _retry_on_transient_mail(task, task_run, state) -> bool:  # noqa: ARG001
     return False
 
 
+@task(task_run_name="page-{deal_number}")
+def publish_deal_page(deal_number: str) -> str:
+    """The deal's artifacts, under stable keys: a page (timeline, documents, money) and its lines."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from services.views import deal_page
+
+    with session_scope() as s:
+        deal = deal_by_number(s, deal_number)
+        markdown, lines = deal_page(s, deal, str(load_settings().documents_dir))
+        key = f"deal-{deal.number.lower()}"
+        description = f"{deal.number} · {deal.customer_name}"
+    create_markdown_artifact(key=key, markdown=markdown, description=description)
+    if lines:
+        create_table_artifact(key=f"{key}-lines", table=lines, description=f"{description}: lines")
+    return key
+
+
 @task(task_run_name="mail-{deal_number}", retries=4, retry_delay_seconds=[2, 10, 30, 120],
       retry_condition_fn=_retry_on_transient_mail)
 def deliver_mail(deal_number: str) -> list[int]:

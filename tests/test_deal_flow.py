@@ -142,6 +142,14 @@ def test_a_flow_started_on_a_deal_part_way_continues_and_a_rerun_repeats_nothing
     after = counts()
     assert (after["emails"], after["documents"], after["payments"]) == (10, 9, 2)
 
+    from prefect.artifacts import Artifact
+    page = Artifact.get(f"deal-{new_deal.lower()}")
+    assert page.data.startswith(f"# {new_deal} · Riverside Metalworks Ltd\n\n**won**")
+    for piece in ["| invoice INV-0001 | paid, paid 174183.68, due 0.00", "`PAY-0002.pdf`", "payment.answered payment-2"]:
+        assert piece in page.data, piece
+    lines = json.loads(Artifact.get(f"deal-{new_deal.lower()}-lines").data)
+    assert [(ln["sku"], ln["quantity"], ln["shipped"]) for ln in lines][0] == ("CNC-LATHE-2000", 3, 3)
+
     again = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=120)
     assert again == {"deal": new_deal, "status": "won", "steps": []}
     assert counts() == after

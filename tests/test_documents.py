@@ -103,3 +103,28 @@ def test_a_customer_name_is_escaped_in_html_and_literal_in_text(db, data_dir):
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "{{ 7*7 }}" in html and "49" not in _text(html).replace("149", "")
     assert hostile in text
+
+
+def test_the_estimate_reminder_and_the_dunning_letters_say_what_is_late(new_deal):
+    from datetime import date, timedelta
+
+    from models import EstimateRevision, Invoice
+    from models.documents import dunning_context, estimate_reminder_context
+
+    play_direct(new_deal, until="payment-1")
+    with session_scope() as s:
+        rev = s.scalars(select(EstimateRevision).where(EstimateRevision.revision == 2)).one()
+        rev_number = rev.number
+        today = rev.sent_at.date() + timedelta(days=7)
+        reminder = _text(render("documents/estimate_reminder.html", estimate_reminder_context(rev, 1, today)))
+        invoice = s.scalars(select(Invoice)).one()
+        letters = {level: _text(render("documents/dunning.html",
+                                       dunning_context(invoice, level, invoice.due_date + timedelta(days=days))))
+                   for level, days in [(1, 1), (3, 30)]}
+        text, html = render_email("emails/dunning", dunning_context(invoice, 1, date.today()))
+    assert f"Reminder 1 on estimate {rev_number}-REM1" in reminder
+    assert "USD 174,183.68" in reminder and "(23 days from today)" in reminder
+    assert "Payment reminder: INV-0001-D1" in letters[1] and "1 days ago" in letters[1]
+    assert "Overdue USD 174,183.68" in letters[1] and "please pay within 7 days" in letters[1]
+    assert "Final notice: INV-0001-D3" in letters[3] and "30 days overdue" in letters[3]
+    assert "INV-0001" in text and "174,183.68" in html
