@@ -485,6 +485,69 @@ def outbox_retry(email_id: int, force: bool, as_json: bool) -> None:
     _emit(out, as_json, f"email {email_id}: {out['status']}" + (f" ({out['error']})" if out["error"] else ""))
 
 
+REPORT_NAMES = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging")
+
+
+@main.command()
+@click.argument("name", type=click.Choice(REPORT_NAMES))
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a CSV file.")
+@click.option("--xlsx", "xlsx_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write an Excel file.")
+@click.option("--png", "png_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also draw a chart (funnel, pipeline, aging).")
+@click.option("--as-of", help="Report as of this time (ISO, UTC) where time matters (aging, stage-times).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def report(name: str, csv_path: Path | None, xlsx_path: Path | None, png_path: Path | None, as_of: str | None,
+           as_json: bool) -> None:
+    """A report for the sales manager: pipeline (weighted forecast), funnel, stage-times (where deals
+    get stuck), sales (by product and month), stock, aging (receivables)."""
+    from services import reports
+    from services.db import session_scope
+
+    when = None
+    if as_of:
+        try:
+            when = datetime.fromisoformat(as_of)
+        except ValueError:
+            raise DomainError(f"as-of: must be an ISO date/time, got {as_of!r}") from None
+    if png_path and name not in reports.CHARTS:
+        raise DomainError(f"png: charts exist for {', '.join(reports.CHARTS)}")
+    with session_scope() as s:
+        df = reports.build(s, name, when)
+    written = []
+    if csv_path:
+        df.to_csv(csv_path, index=False)
+        written.append(str(csv_path))
+    if xlsx_path:
+        df.to_excel(xlsx_path, index=False, sheet_name=name)
+        written.append(str(xlsx_path))
+    if png_path:
+        reports.chart(name, df, png_path)
+        written.append(str(png_path))
+    if as_json:
+        click.echo(json.dumps(reports.records(df), indent=2, default=str))
+    else:
+        click.echo(df.to_string(index=False, na_rep="") if not df.empty else "(no data)")
+    for path in written:
+        click.echo(f"wrote {path}", err=True)
+
+
+@main.command()
+@click.option("--as-of", help="Run as if it were this time (ISO, UTC); default now.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was queued as JSON.")
+def remind(as_of: str | None, as_json: bool) -> None:
+    """Run the reminder rules now (what the scheduled `reminders` deployment does)."""
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if as_of:
+        try:
+            datetime.fromisoformat(as_of)
+        except ValueError:
+            raise DomainError(f"as-of: must be an ISO date/time, got {as_of!r}") from None
+    from flows.reminders import reminders_flow
+
+    queued = reminders_flow(as_of=as_of)
+    _emit(queued, as_json, _table(queued, ["rule", "about", "to", "subject"]))
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print stock as JSON.")
 def stock(as_json: bool) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, utcnow
@@ -190,6 +190,9 @@ FOLLOWUP_KINDS = ("call", "email", "meeting", "demo", "site_visit")
 
 class FollowUp(Base):
     __tablename__ = "followups"
+    # the reminder scan reads only open follow-ups by due time: a partial index keeps it small
+    __table_args__ = (Index("ix_followups_open_due", "due_at", "owner_id",
+                            sqlite_where=text("done_at IS NULL"), postgresql_where=text("done_at IS NULL")),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     opportunity_id: Mapped[int] = mapped_column(ForeignKey("opportunities.id"), index=True)

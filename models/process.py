@@ -26,7 +26,7 @@ from . import audit
 from .base import utcnow
 from .billing import Invoice, InvoiceLine
 from .catalog import issue, product_by_sku
-from .crm import STAGES, Contact, Customer, Lead, Opportunity
+from .crm import STAGES, Contact, Customer, Lead, Opportunity, StageChange
 from .deal import Deal, Wait
 from .documents import (
     estimate_context,
@@ -437,6 +437,7 @@ def convert_lead(session: Session, deal: Deal) -> str:
     opp = Opportunity(lead=lead, customer=customer, name=f"{lead.company}: {lead.timeline or 'machinery'}"[:200],
                       stage="qualification", probability=STAGES["qualification"],
                       expected_amount=lead.budget, owner_id=lead.owner_id)
+    opp.history.append(StageChange(from_stage=None, to_stage=opp.stage, by=lead.owner))
     session.add(opp)
     deal.customer = customer
     deal.opportunity = opp

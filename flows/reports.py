@@ -1,0 +1,26 @@
+"""The scheduled reports run: every report as a table artifact the sales manager opens in the UI."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+
+from services import reports
+from services.db import session_scope
+
+
+@task(task_run_name="report-{name}")
+def publish_report(name: str) -> int:
+    from prefect.artifacts import create_table_artifact
+
+    with session_scope() as s:
+        df = reports.build(s, name)
+    rows = [{k: (str(v) if v is not None else "") for k, v in row.items()} for row in reports.records(df)]
+    create_table_artifact(key=f"report-{name}", table=rows or [{"report": name, "rows": "no data"}],
+                          description=f"dealflow report: {name}")
+    return len(rows)
+
+
+@flow(name="reports", persist_result=False)
+def reports_flow() -> dict[str, int]:
+    """Refresh the report artifacts: pipeline, funnel, stage-times, sales, stock, aging."""
+    return {name: publish_report(name) for name in reports.REPORTS}

@@ -1,0 +1,206 @@
+"""The sales manager's reports, as pandas DataFrames. Aggregation that scales with the data (the
+pipeline over a million opportunities) is done by the database; pandas shapes the result.
+
+Money stays Decimal (object columns) until it is written out; charts convert to float only to draw.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+import pandas as pd
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from models import (
+    Deal,
+    Estimate,
+    EstimateRevision,
+    Invoice,
+    Lead,
+    Opportunity,
+    Product,
+    SalesOrder,
+    SalesOrderLine,
+    StaffUser,
+    StageChange,
+    StockLevel,
+    StockMove,
+    Wait,
+    utcnow,
+)
+from models.crm import STAGES
+from models.money import round_money
+
+REPORTS = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging")
+CHARTS = ("pipeline", "funnel", "aging")
+AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "over 90")
+
+
+def pipeline(session: Session) -> pd.DataFrame:
+    """Opportunities by stage and owner: how many, expected amount, and the forecast weighted by
+    each opportunity's probability."""
+    rows = session.execute(
+        select(Opportunity.stage, StaffUser.handle.label("owner"), func.count().label("opportunities"),
+               func.coalesce(func.sum(Opportunity.expected_amount), 0).label("amount"),
+               func.coalesce(func.sum(Opportunity.expected_amount * Opportunity.probability), 0).label("weighted"))
+        .join(StaffUser, StaffUser.id == Opportunity.owner_id)
+        .group_by(Opportunity.stage, StaffUser.handle)).all()
+    df = pd.DataFrame(rows, columns=["stage", "owner", "opportunities", "amount", "weighted"])
+    df["amount"] = [round_money(Decimal(str(v))) for v in df["amount"]]
+    df["weighted"] = [round_money(Decimal(str(v)) / 100) for v in df["weighted"]]
+    order = {s: i for i, s in enumerate(STAGES)}
+    return (df.assign(_o=df["stage"].map(order)).sort_values(["_o", "owner"]).drop(columns="_o")
+            .reset_index(drop=True))
+
+
+def funnel(session: Session) -> pd.DataFrame:
+    """Lead -> opportunity -> estimate sent -> order -> paid, with conversion from the step before."""
+    counts = [
+        ("leads", session.scalar(select(func.count()).select_from(Lead))),
+        ("opportunities", session.scalar(select(func.count()).select_from(Opportunity))),
+        ("estimates sent", session.scalar(select(func.count(func.distinct(Estimate.id))).select_from(Estimate)
+                                          .join(EstimateRevision).where(EstimateRevision.sent_at.is_not(None)))),
+        ("orders", session.scalar(select(func.count()).select_from(SalesOrder))),
+        ("paid", session.scalar(select(func.count()).select_from(Invoice).where(Invoice.status == "paid"))),
+    ]
+    df = pd.DataFrame(counts, columns=["step", "deals"])
+    prev = df["deals"].shift(1)
+    df["conversion_pct"] = [None if pd.isna(p) or p == 0 else round(100 * d / p, 1) for d, p in zip(df["deals"], prev, strict=True)]
+    return df
+
+
+def stage_times(session: Session, now: datetime | None = None) -> pd.DataFrame:
+    """Hours spent in each pipeline stage and at each human wait, median and p90, per rep: where
+    deals get stuck. A stage or wait still open counts until ``now``."""
+    now = now or utcnow()
+    changes = session.execute(select(StageChange.opportunity_id, StageChange.to_stage, StageChange.at,
+                                     StaffUser.handle).join(Opportunity, Opportunity.id == StageChange.opportunity_id)
+                              .join(StaffUser, StaffUser.id == Opportunity.owner_id)
+                              .order_by(StageChange.opportunity_id, StageChange.at, StageChange.id)).all()
+    ch = pd.DataFrame(changes, columns=["opp", "name", "at", "owner"])
+    frames = []
+    if not ch.empty:
+        ch["until"] = ch.groupby("opp")["at"].shift(-1).fillna(now)
+        ch = ch[~ch["name"].str.startswith("closed")]
+        frames.append(ch.assign(kind="stage", hours=(ch["until"] - ch["at"]).dt.total_seconds() / 3600))
+    waits = session.execute(select(Wait.step, Wait.opened_at, Wait.answered_at, StaffUser.handle)
+                            .join(Deal, Deal.id == Wait.deal_id).join(StaffUser, StaffUser.id == Deal.owner_id)).all()
+    wt = pd.DataFrame(waits, columns=["name", "at", "until", "owner"])
+    if not wt.empty:
+        wt["until"] = wt["until"].fillna(now)
+        frames.append(wt.assign(kind="wait", hours=(wt["until"] - wt["at"]).dt.total_seconds() / 3600))
+    if not frames:
+        return pd.DataFrame(columns=["kind", "name", "owner", "count", "median_h", "p90_h"])
+    all_ = pd.concat(frames)[["kind", "name", "owner", "hours"]]
+    out = (all_.groupby(["kind", "name", "owner"])["hours"]
+           .agg(count="count", median_h="median", p90_h=lambda h: h.quantile(0.9)).reset_index())
+    out[["median_h", "p90_h"]] = out[["median_h", "p90_h"]].round(2)
+    return out.sort_values(["kind", "p90_h"], ascending=[True, False]).reset_index(drop=True)
+
+
+def sales(session: Session) -> pd.DataFrame:
+    """Ordered quantities and net sales by product and month of the order."""
+    rows = session.scalars(select(SalesOrderLine).join(SalesOrder)).all()
+    data = [{"month": ln.order.created_at.strftime("%Y-%m"), "sku": ln.sku, "quantity": ln.quantity,
+             "net": ln.net} for ln in rows]
+    df = pd.DataFrame(data, columns=["month", "sku", "quantity", "net"])
+    if df.empty:
+        return df
+    return (df.groupby(["month", "sku"], as_index=False).agg(quantity=("quantity", "sum"), net=("net", "sum"))
+            .sort_values(["month", "sku"]).reset_index(drop=True))
+
+
+def stock(session: Session) -> pd.DataFrame:
+    """Levels, movements in and out (from the ledger) and the value of what is on hand."""
+    moved = (select(StockMove.product_id,
+                    func.sum(case((StockMove.quantity > 0, StockMove.quantity), else_=0)).label("moved_in"),
+                    func.sum(case((StockMove.quantity < 0, -StockMove.quantity), else_=0)).label("moved_out"))
+             .group_by(StockMove.product_id).subquery())
+    rows = session.execute(select(Product.sku, Product.name, StockLevel.on_hand, Product.unit_price,
+                                  func.coalesce(moved.c.moved_in, 0), func.coalesce(moved.c.moved_out, 0))
+                           .join(StockLevel, StockLevel.product_id == Product.id)
+                           .outerjoin(moved, moved.c.product_id == Product.id).order_by(Product.sku)).all()
+    df = pd.DataFrame(rows, columns=["sku", "name", "on_hand", "unit_price", "moved_in", "moved_out"])
+    df["value"] = [round_money(Decimal(str(p)) * q) for p, q in zip(df["unit_price"], df["on_hand"], strict=True)]
+    return df
+
+
+def aging(session: Session, today: date | None = None) -> pd.DataFrame:
+    """Receivables by how late they are: current, 1-30, 31-60, 61-90, over 90 days past due."""
+    today = today or utcnow().date()
+    rows = []
+    for inv in session.scalars(select(Invoice).where(Invoice.status != "paid")):
+        late = (today - inv.due_date).days
+        bucket = ("current" if late <= 0 else "1-30" if late <= 30 else "31-60" if late <= 60
+                  else "61-90" if late <= 90 else "over 90")
+        rows.append({"invoice": inv.number, "customer": inv.deal.customer_name, "due_date": inv.due_date,
+                     "days_late": max(late, 0), "bucket": bucket, "amount_due": inv.amount_due})
+    detail = pd.DataFrame(rows, columns=["invoice", "customer", "due_date", "days_late", "bucket", "amount_due"])
+    summary = pd.DataFrame({"bucket": AGING_BUCKETS})
+    summary["invoices"] = [int((detail["bucket"] == b).sum()) for b in AGING_BUCKETS]
+    summary["amount_due"] = [sum(detail.loc[detail["bucket"] == b, "amount_due"], Decimal("0.00"))
+                             for b in AGING_BUCKETS]
+    return summary
+
+
+def build(session: Session, name: str, as_of: datetime | None = None) -> pd.DataFrame:
+    if name == "pipeline":
+        return pipeline(session)
+    if name == "funnel":
+        return funnel(session)
+    if name == "stage-times":
+        return stage_times(session, as_of)
+    if name == "sales":
+        return sales(session)
+    if name == "stock":
+        return stock(session)
+    if name == "aging":
+        return aging(session, as_of.date() if as_of else None)
+    from models import ValidationError
+    raise ValidationError("report", f"must be one of {', '.join(REPORTS)}")
+
+
+def records(df: pd.DataFrame) -> list[dict]:
+    """Rows as plain dicts, with pandas' missing values (NaN, NaT) as None: valid JSON."""
+    return df.astype(object).where(pd.notna(df), None).to_dict(orient="records")
+
+
+def chart(name: str, df: pd.DataFrame, path) -> None:
+    """A PNG chart of the funnel, the pipeline (weighted forecast by stage) or the aging."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    if name == "funnel":
+        bars = ax.barh(df["step"][::-1], df["deals"][::-1], color="#1f4e79")
+        ax.bar_label(bars, labels=[f"{d}" + (f"  ({c}%)" if c == c and c is not None else "")
+                                   for d, c in zip(df["deals"][::-1], df["conversion_pct"][::-1], strict=True)],
+                     padding=3)
+        ax.set_xlabel("deals")
+        ax.set_title("Conversion funnel")
+    elif name == "pipeline":
+        by_stage = df.groupby("stage", sort=False)[["amount", "weighted"]].sum()
+        xs = range(len(by_stage))
+        ax.bar([x - 0.2 for x in xs], [float(v) for v in by_stage["amount"]], 0.4, label="expected amount",
+               color="#9dc3e6")
+        ax.bar([x + 0.2 for x in xs], [float(v) for v in by_stage["weighted"]], 0.4, label="weighted forecast",
+               color="#1f4e79")
+        ax.set_xticks(list(xs), by_stage.index, rotation=20)
+        ax.legend()
+        ax.set_title("Pipeline by stage")
+    elif name == "aging":
+        bars = ax.bar(df["bucket"], [float(v) for v in df["amount_due"]], color="#c55a11")
+        ax.bar_label(bars, labels=[f"{v:,.0f}" for v in df["amount_due"]], padding=2)
+        ax.set_xlabel("days past due")
+        ax.set_ylabel("amount due")
+        ax.set_title("Receivables aging")
+    else:
+        from models import ValidationError
+        raise ValidationError("png", f"charts exist for {', '.join(CHARTS)}")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

@@ -1,0 +1,52 @@
+"""Tasks of the scheduled reminder run: find what is due and queue it, then send it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import task
+
+from models import reminders
+from services import mailer
+from services.config import load_settings, with_smtp_password
+from services.db import session_scope
+
+from .deal_steps import _retry_on_race, _retry_on_transient_mail
+
+
+@task(task_run_name="find-and-queue-reminders-{as_of}", retries=2, retry_delay_seconds=1,
+      retry_condition_fn=_retry_on_race)
+def queue_due_reminders(as_of: str, rules: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each due reminder gets its record and outbox email in one savepoint; one that another run
+    already recorded is skipped. Returns what this run queued."""
+    now = datetime.fromisoformat(as_of)
+    with session_scope() as s:
+        queued = []
+        for r in reminders.due_reminders(s, now, reminders.ReminderRules(**rules)):
+            email_id = reminders.record(s, r)
+            if email_id is not None:
+                queued.append({"rule": r.rule, "about": r.about, "to": r.recipient, "subject": r.subject,
+                               "email_id": email_id})
+        s.commit()
+        return queued
+
+
+@task(task_run_name="send-reminders", retries=4, retry_delay_seconds=[2, 10, 30, 120],
+      retry_condition_fn=_retry_on_transient_mail)
+def send_reminder_mail(email_ids: list[int]) -> list[int]:
+    if not email_ids:
+        return []
+    with session_scope() as s:
+        return mailer.deliver(s, email_ids=email_ids, settings=with_smtp_password(load_settings()))
+
+
+@task(task_run_name="reminders-table")
+def publish_reminder_table(as_of: str, queued: list[dict[str, Any]], sent: list[int]) -> str:
+    from prefect.artifacts import create_table_artifact
+
+    rows = [{**q, "sent": q["email_id"] in sent} for q in queued]
+    create_table_artifact(key="reminders", table=rows or [{"rule": "-", "about": "nothing was due", "to": "",
+                                                           "subject": "", "email_id": None, "sent": False}],
+                          description=f"Reminders of the run for {as_of}: {len(rows)} queued, {len(sent)} sent")
+    return "reminders"

@@ -1,0 +1,115 @@
+"""The reminder rules with a controllable clock: each reminder once, on the right day."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, time, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from dealflow.scenario import play_direct
+from models import Email, EstimateRevision, Invoice, SalesOrder, ValidationError, utcnow
+from models.reminders import ReminderRules, ReminderSent
+from services.db import session_scope
+from tasks.reminders import queue_due_reminders, send_reminder_mail
+
+RULES = ReminderRules().__dict__ | {"dunning_days": [1, 7, 14, 30]}
+
+
+def run(at: datetime, **rules) -> list[dict]:
+    queued = queue_due_reminders.fn(at.isoformat(), RULES | rules)
+    send_reminder_mail.fn([q["email_id"] for q in queued])
+    return queued
+
+
+def test_dunning_letters_fire_on_their_days_and_once(new_deal):
+    play_direct(new_deal, until="payment-1")
+    with session_scope() as s:
+        due = s.scalars(select(Invoice.due_date)).one()
+    fired = {}
+    for day in range(-1, 40):
+        for item in run(datetime.combine(due + timedelta(days=day), time(8))):
+            if item["rule"].startswith("dunning"):
+                fired.setdefault(day, []).append((item["rule"], item["about"], item["to"]))
+    mail = "priya.raman@riverside-metal.example"
+    assert fired == {1: [("dunning-1", "INV-0001 level 1", mail)], 7: [("dunning-2", "INV-0001 level 2", mail)],
+                     14: [("dunning-3", "INV-0001 level 3", mail)], 30: [("dunning-4", "INV-0001 level 4", mail)]}
+
+
+def test_a_missed_dunning_day_sends_only_the_step_reached(new_deal):
+    play_direct(new_deal, until="payment-1")
+    with session_scope() as s:
+        due = s.scalars(select(Invoice.due_date)).one()
+    dunning = lambda day: [q["rule"] for q in run(datetime.combine(due + timedelta(days=day), time(8)))  # noqa: E731
+                           if q["rule"].startswith("dunning")]
+    assert dunning(10) == ["dunning-2"]
+    assert dunning(11) == []
+
+
+def test_a_paid_invoice_gets_no_letter(new_deal):
+    play_direct(new_deal)
+    assert [q for q in run(utcnow() + timedelta(days=45)) if q["rule"].startswith("dunning")] == []
+
+
+def test_an_unanswered_estimate_is_recalled_every_n_days_at_most_k_times(new_deal):
+    play_direct(new_deal, until="decision-rev-1")
+    with session_scope() as s:
+        sent_at = s.scalars(select(EstimateRevision.sent_at)).one()
+    got = {d: [q["about"] for q in run(sent_at + timedelta(days=d, minutes=1)) if q["rule"] == "estimate"]
+           for d in (6, 7, 8, 13, 14, 21, 28)}
+    assert got == {6: [], 7: ["EST-0001-R1, reminder 1"], 8: [], 13: [], 14: ["EST-0001-R1, reminder 2"],
+                   21: [], 28: []}
+
+
+def test_follow_ups_come_as_one_daily_digest_to_their_owner(new_deal):
+    play_direct(new_deal, until="estimate-rev-1")  # Sofia's third follow-up is open, due in 10 days
+    assert [q for q in run(utcnow() + timedelta(days=2)) if q["rule"] == "followup-digest"] == []
+    later = utcnow() + timedelta(days=11)
+    digest = [q for q in run(later) if q["rule"] == "followup-digest"]
+    assert [(q["to"], q["subject"]) for q in digest] == [("sofia@glocial.example", "1 follow-ups due today (1 overdue)")]
+    assert [q for q in run(later + timedelta(hours=1)) if q["rule"] == "followup-digest"] == []
+    assert len([q for q in run(later + timedelta(days=1)) if q["rule"] == "followup-digest"]) == 1
+
+
+def test_qa_waiting_too_long_and_a_stuck_deal_reach_the_right_people(new_deal):
+    play_direct(new_deal, until="qa-attempt-1")
+    with session_scope() as s:
+        created = s.scalars(select(SalesOrder.created_at)).one()
+    at = created + timedelta(days=5, minutes=1)
+    got = sorted((q["rule"], q["to"]) for q in run(at) if q["rule"] in ("qa-pending", "stuck-wait"))
+    assert got == [("qa-pending", "qa@glocial.example"), ("stuck-wait", "manager@glocial.example"),
+                   ("stuck-wait", "sofia@glocial.example")]
+
+
+def test_two_overlapping_runs_send_each_reminder_once(new_deal):
+    play_direct(new_deal, until="payment-1")
+    with session_scope() as s:
+        due = s.scalars(select(Invoice.due_date)).one()
+    at = datetime.combine(due + timedelta(days=7), time(8))
+    barrier = threading.Barrier(2)
+    results: list[list[dict]] = []
+
+    def one_run() -> None:
+        barrier.wait()
+        results.append(queue_due_reminders.fn(at.isoformat(), RULES))
+
+    threads = [threading.Thread(target=one_run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(results) == 2
+    combined = [(q["rule"], q["about"], q["to"]) for q in results[0] + results[1]]
+    assert ("dunning-2", "INV-0001 level 2", "priya.raman@riverside-metal.example") in combined
+    assert len(combined) == len(set(combined))  # nothing queued by both runs
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(ReminderSent)) == len(combined)
+        assert s.scalar(select(func.count()).select_from(Email).where(Email.dedupe_key.like("reminder:%"))) == len(combined)
+
+
+def test_rules_are_checked():
+    with pytest.raises(ValidationError, match="^dunning_days: must be increasing"):
+        ReminderRules(dunning_days=(7, 1))
+    with pytest.raises(ValidationError, match="^qa_pending_days: must be at least 1"):
+        ReminderRules(qa_pending_days=0)

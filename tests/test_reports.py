@@ -1,0 +1,115 @@
+"""Each report's figures against hand-computed values on a small fixed data set."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from dealflow.cli import main
+from dealflow.scenario import LEAD, Move, play_direct
+from models import Invoice, pipeline, process
+from models.deal import deal_by_number
+from models.pipeline import add_lead
+from services import reports
+from services.db import session_scope
+
+D = Decimal
+
+
+def _deal(company: str) -> str:
+    with session_scope() as s:
+        lead = add_lead(s, **(LEAD | {"company": company}))
+        number = process.start_deal(s, lead.id).number
+        s.commit()
+        return number
+
+
+@pytest.fixture
+def book(db) -> dict[str, str]:
+    """A: the Glocial sale, won (budget 150,000). B: qualified with budget 90,000, moved to proposal
+    by Sofia, waiting for the hand-off. C: a new lead."""
+    a, b, c = _deal("A Works"), _deal("B Works"), _deal("C Works")
+    play_direct(a)
+    b_script = [Move("qualify", "sofia", {"qualified": True, "budget": "90000"}, "")]
+    play_direct(b, script=b_script, until="handoff")
+    with session_scope() as s:
+        pipeline.move_stage(s, deal_by_number(s, b), by="sofia", stage="proposal")
+        s.commit()
+    play_direct(c, until="qualify")
+    return {"a": a, "b": b, "c": c}
+
+
+def test_pipeline_funnel_sales_and_stock_match_the_book(book):
+    with session_scope() as s:
+        pipe = reports.pipeline(s)
+        fun = reports.funnel(s)
+        sal = reports.sales(s)
+        stk = reports.stock(s).set_index("sku")
+    assert pipe.to_dict(orient="records") == [
+        {"stage": "proposal", "owner": "sofia", "opportunities": 1, "amount": D("90000.00"), "weighted": D("54000.00")},
+        {"stage": "closed_won", "owner": "sofia", "opportunities": 1, "amount": D("150000.00"),
+         "weighted": D("150000.00")}]
+    assert fun[["step", "deals"]].values.tolist() == [["leads", 3], ["opportunities", 2], ["estimates sent", 1],
+                                                       ["orders", 1], ["paid", 1]]
+    assert fun["conversion_pct"].tolist()[1:] == [66.7, 50.0, 100.0, 100.0]
+    month = datetime.now().strftime("%Y-%m")
+    assert sal.to_dict(orient="records") == [
+        {"month": month, "sku": "CHUCK-3J-250", "quantity": 3, "net": D("5550.00")},
+        {"month": month, "sku": "CNC-LATHE-2000", "quantity": 3, "net": D("133860.00")},  # 3 × 48,500 − 8 %
+        {"month": month, "sku": "COOLANT-20L", "quantity": 10, "net": D("899.00")},
+        {"month": month, "sku": "TOOL-KIT-PRO", "quantity": 3, "net": D("7350.00")}]
+    assert stk.loc["CNC-LATHE-2000", ["on_hand", "moved_in", "moved_out"]].tolist() == [1, 4, 3]
+    assert stk.loc["CNC-LATHE-2000", "value"] == D("48500.00")
+    assert stk.loc["VMC-850", "value"] == D("218700.00")  # 3 × 72,900
+
+
+def test_stage_times_show_median_and_p90_per_rep(book):
+    with session_scope() as s:
+        deal = deal_by_number(s, book["a"])
+        qa = sorted((w for w in deal.waits if w.step == "qa"), key=lambda w: w.id)
+        start = datetime(2026, 11, 2, 9, 0)
+        for w, hours in zip(qa, (1, 3), strict=True):
+            w.opened_at, w.answered_at = start, start + timedelta(hours=hours)
+        s.commit()
+        df = reports.stage_times(s)
+    row = df[(df.kind == "wait") & (df.name == "qa")].iloc[0]
+    assert (row.owner, row["count"], row.median_h, row.p90_h) == ("sofia", 2, 2.0, 2.8)
+    assert set(df[df.kind == "stage"].name) >= {"needs_analysis", "proposal", "negotiation"}
+
+
+def test_aging_puts_an_invoice_in_its_bucket(db):
+    deal = _deal("Late Payer Ltd")
+    play_direct(deal, until="payment-1")
+    with session_scope() as s:
+        due = s.scalars(select(Invoice.due_date)).one()
+        by_day = {days: reports.aging(s, due + timedelta(days=days)).set_index("bucket")
+                  for days in (0, 1, 45, 91)}
+    assert by_day[0].loc["current", "amount_due"] == D("174183.68")
+    assert by_day[1].loc["1-30", "invoices"] == 1
+    assert by_day[45].loc["31-60", "amount_due"] == D("174183.68")
+    assert by_day[45]["amount_due"].sum() == D("174183.68")
+    assert by_day[91].loc["over 90", "invoices"] == 1
+
+
+def test_report_command_writes_csv_xlsx_and_a_png_chart(book, tmp_path):
+    for name in reports.CHARTS:
+        png = tmp_path / f"{name}.png"
+        result = CliRunner().invoke(main, ["report", name, "--png", str(png)])
+        assert result.exit_code == 0, result.stderr
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    csv, xlsx = tmp_path / "p.csv", tmp_path / "p.xlsx"
+    result = CliRunner().invoke(main, ["report", "pipeline", "--csv", str(csv), "--xlsx", str(xlsx)])
+    assert result.exit_code == 0
+    assert csv.read_text().splitlines()[1] == "proposal,sofia,1,90000.00,54000.00"
+    assert xlsx.read_bytes()[:2] == b"PK"
+    rows = json.loads(CliRunner().invoke(main, ["report", "funnel", "--json"]).stdout)
+    assert rows[0] == {"step": "leads", "deals": 3, "conversion_pct": None}
+    bad = CliRunner().invoke(main, ["report", "sales", "--png", str(tmp_path / "x.png")])
+    assert (bad.exit_code, bad.stderr) == (2, "error: png: charts exist for pipeline, funnel, aging\n")
+
+
