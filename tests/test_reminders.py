@@ -113,3 +113,25 @@ def test_rules_are_checked():
         ReminderRules(dunning_days=(7, 1))
     with pytest.raises(ValidationError, match="^qa_pending_days: must be at least 1"):
         ReminderRules(qa_pending_days=0)
+
+
+@pytest.mark.flow
+def test_the_reminders_flow_sends_and_leaves_a_table_of_what_it_sent(prefect_api, new_deal, data_dir):
+    import json
+
+    from prefect.artifacts import Artifact
+
+    from flows.reminders import reminders_flow
+
+    play_direct(new_deal, until="payment-1")
+    with session_scope() as s:
+        due = s.scalars(select(Invoice.due_date)).one()
+    at = datetime.combine(due + timedelta(days=7), time(8)).isoformat()
+    queued = reminders_flow(as_of=at)
+    assert ("dunning-2", "INV-0001 level 2") in [(q["rule"], q["about"]) for q in queued]
+    table = json.loads(Artifact.get("reminders").data)
+    assert {(r["rule"], r["to"], r["sent"]) for r in table} >= {
+        ("dunning-2", "priya.raman@riverside-metal.example", True)}
+    assert len(list((data_dir / "mail").glob("*-dunning.eml"))) == 1
+    assert (data_dir / "documents" / "INV-0001-D2.pdf").exists()
+    assert reminders_flow(as_of=at) == []  # the same day again: nothing twice
