@@ -14,7 +14,12 @@ from models.reminders import ReminderRules
 from tasks.reminders import publish_reminder_table, queue_due_reminders, send_reminder_mail
 
 
-@flow(name="reminders", flow_run_name="reminders-{as_of}", persist_result=False)
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+    return f"reminders-{flow_run.parameters.get('as_of') or utcnow().isoformat(timespec='minutes')}"
+
+
+@flow(name="reminders", flow_run_name=_run_name, persist_result=False)
 def reminders_flow(as_of: str | None = None, estimate_unanswered_days: int = 7, estimate_max_reminders: int = 2,
                    qa_pending_days: int = 3, unshipped_days: int = 5, dunning_days: list[int] | None = None,
                    stuck_wait_days: int = 5) -> list[dict[str, Any]]:

@@ -167,12 +167,20 @@ def records(df: pd.DataFrame) -> list[dict]:
     return df.astype(object).where(pd.notna(df), None).to_dict(orient="records")
 
 
+def _short_money(value: float, _pos: int) -> str:
+    for size, unit in ((1e9, "bn"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:,.1f} {unit}".replace(".0 ", " ")
+    return f"{value:,.0f}"
+
+
 def chart(name: str, df: pd.DataFrame, path) -> None:
     """A PNG chart of the funnel, the pipeline (weighted forecast by stage) or the aging."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     if name == "funnel":
@@ -190,6 +198,7 @@ def chart(name: str, df: pd.DataFrame, path) -> None:
         ax.bar([x + 0.2 for x in xs], [float(v) for v in by_stage["weighted"]], 0.4, label="weighted forecast",
                color="#1f4e79")
         ax.set_xticks(list(xs), by_stage.index, rotation=20)
+        ax.yaxis.set_major_formatter(FuncFormatter(_short_money))
         ax.legend()
         ax.set_title("Pipeline by stage")
     elif name == "aging":
@@ -197,6 +206,7 @@ def chart(name: str, df: pd.DataFrame, path) -> None:
         ax.bar_label(bars, labels=[f"{v:,.0f}" for v in df["amount_due"]], padding=2)
         ax.set_xlabel("days past due")
         ax.set_ylabel("amount due")
+        ax.yaxis.set_major_formatter(FuncFormatter(_short_money))
         ax.set_title("Receivables aging")
     else:
         from models import ValidationError
