@@ -140,13 +140,29 @@ def deal() -> None:
     """Deals: start one, look at one, list them."""
 
 
+def _deal_deployment():
+    """The server's 'deal' deployment, when PREFECT_API_URL points at a server that has one."""
+    if not os.environ.get("PREFECT_API_URL"):
+        return None
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name("deal/deal")
+        except ObjectNotFound:
+            return None
+
+
 @deal.command("start")
 @click.argument("lead_id", type=int)
 @click.option("--detach", is_flag=True,
-              help="Run the deal's flow in a background process (log in DATA_DIR/logs) instead of here.")
+              help="Without a server deployment: run the flow in a background process (log in DATA_DIR/logs).")
+@click.option("--here", is_flag=True, help="Run the flow in this process even if the server has a 'deal' deployment.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def deal_start(lead_id: int, detach: bool, as_json: bool) -> None:
-    """Start the deal for a lead and run its flow until it ends (or waits, with --detach)."""
+def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
+    """Start the deal for a lead. On a Prefect server with the 'deal' deployment (`dealflow up`),
+    a worker runs it and its waits suspend; otherwise it runs here (or in the background)."""
     from models import process
     from services.config import load_settings
     from services.db import session_scope
@@ -158,6 +174,16 @@ def deal_start(lead_id: int, detach: bool, as_json: bool) -> None:
     if status != "open":
         raise DomainError(f"lead: its deal {number} is already {status}")
     _refuse_second_run(number, run_id)
+    deployment = None if here else _deal_deployment()
+    if deployment is not None:
+        from prefect.deployments import run_deployment
+
+        run = run_deployment(deployment.id, parameters={"deal_number": number}, timeout=0,
+                             tags=["dealflow"])
+        url = os.environ["PREFECT_API_URL"].removesuffix("/api")
+        _emit({"deal": number, "flow_run_id": str(run.id), "ui": f"{url}/runs/flow-run/{run.id}"}, as_json,
+              f"{number} started on the 'deal' deployment as flow run {run.id}\n{url}/runs/flow-run/{run.id}")
+        return
     if detach:
         logs = load_settings().data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
@@ -337,6 +363,33 @@ def opportunity_stage(deal_number: str, stage: str, by: str, probability: int | 
 def opportunity_assign(deal_number: str, engineer: str, by: str, note: str) -> None:
     """Hand the opportunity to a sales engineer (answers the deal's hand-off wait)."""
     _answer(deal_number, "handoff", {"by": by, "engineer": engineer, "note": note}, wait=True, as_json=False)
+
+
+# --- running it for real ---------------------------------------------------------------------------
+
+@main.command()
+@click.option("--port", type=int, default=4200, show_default=True, help="Port of the Prefect server and UI.")
+@click.option("--workers", type=int, default=1, show_default=True, help="How many workers to start.")
+@click.option("--json", "as_json", is_flag=True, help="Print the addresses and pids as JSON.")
+def up(port: int, workers: int, as_json: bool) -> None:
+    """Start a Prefect server, deploy prefect.yaml and start worker(s), in the background."""
+    from .stack import up as stack_up
+
+    try:
+        info = stack_up(port=port, workers=workers, say=(lambda *_: None) if as_json else click.echo)
+    except RuntimeError as exc:
+        raise DomainError(f"up: {exc}") from None
+    if as_json:
+        _emit(info, True)
+
+
+@main.command()
+def down() -> None:
+    """Stop what `dealflow up` started (workers first, then the server)."""
+    from .stack import down as stack_down
+
+    if not stack_down(say=click.echo):
+        click.echo("nothing was running")
 
 
 # --- waits ----------------------------------------------------------------------------------------

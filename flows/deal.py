@@ -14,7 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_run
 
 from services.db import session_scope
-from tasks.deal_steps import AUTOMATIC, attach_run, deliver_mail, plan_next_step, publish_deal_page
+from tasks.deal_steps import AUTOMATIC, attach_run, deliver_mail, plan_next_step, publish_deal_page, tag_run
 
 from .waits import wait_for_answer
 
@@ -44,8 +44,12 @@ def deal_flow(deal_number: str, poll_interval: int = 1, wait_timeout: int = THIR
     run_id = str(current_run.id)
     attach_run(deal_number, run_id)
     steps: list[dict[str, Any]] = []
+    last_tagged = None
     for _ in range(MAX_STEPS):
         step = plan_next_step(deal_number)
+        if step["name"] != last_tagged:
+            tag_run(deal_number, run_id, step["name"] if step["kind"] != "done" else step["deal_status"])
+            last_tagged = step["name"]
         if step["kind"] == "done":
             publish_deal_page(deal_number)
             logger.info("%s is %s", deal_number, step["deal_status"])

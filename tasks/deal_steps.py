@@ -37,6 +37,22 @@ def attach_run(deal_number: str, flow_run_id: str) -> int:
         return deal.id
 
 
+@task(task_run_name="tags-{deal_number}")
+def tag_run(deal_number: str, flow_run_id: str, step: str) -> list[str]:
+    """Tags on the deal's run for the UI's filters: customer, owner and the current step."""
+    from uuid import UUID
+
+    from prefect import get_client
+
+    with session_scope() as s:
+        deal = deal_by_number(s, deal_number)
+        slug = "".join(c if c.isalnum() else "-" for c in deal.customer_name.lower()).strip("-")[:40]
+        tags = ["dealflow", f"customer:{slug}", f"owner:{deal.owner.handle}", f"step:{step}"]
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(UUID(flow_run_id), tags=tags)
+    return tags
+
+
 @task(task_run_name="plan-{deal_number}")
 def plan_next_step(deal_number: str) -> dict[str, Any]:
     with session_scope() as s:

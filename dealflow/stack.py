@@ -1,0 +1,105 @@
+"""``dealflow up`` / ``dealflow down``: a Prefect server, the deployments and a worker on this
+machine, in the background, for trying real use without setting anything up by hand.
+
+Everything lives under the data folder: the server's own database and home in ``prefect/``,
+logs in ``logs/``, process ids in ``run/``. For production, run the same three pieces as services
+(see the README's "Run it for real").
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from services.config import PROJECT_ROOT, load_settings
+
+POOL = "dealflow"
+
+
+def _paths() -> tuple[Path, Path, Path]:
+    data = load_settings().data_dir
+    run, logs, home = data / "run", data / "logs", data / "prefect"
+    for p in (run, logs, home):
+        p.mkdir(parents=True, exist_ok=True)
+    return run, logs, home
+
+
+def _alive(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def _spawn(name: str, args: list[str], env: dict[str, str]) -> int:
+    run, logs, _ = _paths()
+    if pid := _alive(run / f"{name}.pid"):
+        return pid
+    log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
+                            start_new_session=True)
+    (run / f"{name}.pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def _healthy(api: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{api}/health", timeout=2) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def up(port: int = 4200, workers: int = 1, say=print) -> dict[str, object]:
+    _, logs, home = _paths()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2"}
+    prefect = [sys.executable, "-m", "prefect"]
+    server = _spawn("server", [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env)
+    say(f"Prefect server (pid {server}) starting on {api} ...")
+    if not _healthy(api, 90):
+        raise RuntimeError(f"the Prefect server did not answer on {api}; see {logs / 'server.log'}")
+    subprocess.run([*prefect, "work-pool", "create", POOL, "--type", "process", "--overwrite"], env=env,
+                   cwd=PROJECT_ROOT, check=True, capture_output=True)
+    deployed = subprocess.run([*prefect, "--no-prompt", "deploy", "--all"], env=env, cwd=PROJECT_ROOT,
+                              capture_output=True, text=True)
+    if deployed.returncode != 0:
+        raise RuntimeError(f"prefect deploy failed:\n{deployed.stdout[-2000:]}{deployed.stderr[-2000:]}")
+    say("deployments: deal, reminders (weekdays 08:00), reports (daily 07:00)")
+    pids = [_spawn(f"worker-{i}", [*prefect, "worker", "start", "--pool", POOL, "--name", f"dealflow-worker-{i}"],
+                   env) for i in range(1, workers + 1)]
+    say(f"{workers} worker(s) on pool '{POOL}': pids {', '.join(map(str, pids))}")
+    ui = f"http://127.0.0.1:{port}"
+    say(f"\nThe UI: {ui}\nIn your shell:  export PREFECT_API_URL={api}\nLogs: {logs}")
+    return {"ui": ui, "api": api, "server_pid": server, "worker_pids": pids, "logs": str(logs)}
+
+
+def down(say=print) -> list[str]:
+    run, _, _ = _paths()
+    stopped = []
+    for pid_file in sorted(run.glob("*.pid"), key=lambda p: p.name == "server.pid"):  # workers first
+        pid = _alive(pid_file)
+        if pid:
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 40
+            while time.monotonic() < deadline and _alive(pid_file):
+                time.sleep(0.5)
+            if _alive(pid_file):
+                os.killpg(pid, signal.SIGKILL)
+            stopped.append(pid_file.stem)
+            say(f"stopped {pid_file.stem} (pid {pid})")
+        pid_file.unlink(missing_ok=True)
+    return stopped

@@ -1,0 +1,237 @@
+"""Real use, end to end: a `prefect server start`, `prefect deploy` from prefect.yaml, a process
+worker, and two deals at once through every wait, answered as people would (`dealflow answer`).
+
+Slow (a few minutes): it runs when DEALFLOW_E2E=1, as CI does (on PostgreSQL, for the business
+database and for Prefect's own). `pytest -m "not e2e"` leaves it out explicitly.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from sqlalchemy import func, select, text
+
+from dealflow import answers
+from dealflow.scenario import LEAD, SCRIPT
+from models import Document, Email, Payment, Product, Shipment, StockMove, catalog, process
+from models.deal import deal_by_number
+from models.pipeline import add_lead
+from services.config import PROJECT_ROOT
+from services.db import engine_for, session_scope
+from services.views import deal_summary
+
+from .conftest import PG_URL
+from .smtp_server import free_port
+
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not os.environ.get("DEALFLOW_E2E"), reason="set DEALFLOW_E2E=1 (CI does)")]
+
+PREFECT = [sys.executable, "-m", "prefect"]
+
+
+class Stack:
+    """A Prefect server, the deployments and a worker, as separate processes."""
+
+    def __init__(self, home: Path, env: dict[str, str]):
+        self.home, self.env, self.worker = home, env, None
+        self.api = env["PREFECT_API_URL"]
+        self.server = subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port",
+                                        self.api.split(":")[-1].split("/")[0]],
+                                       env=env, cwd=PROJECT_ROOT, start_new_session=True,
+                                       stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.api}/health", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError((home / "server.log").read_text()[-3000:]) from None
+                time.sleep(0.5)
+        self.prefect("work-pool", "create", "dealflow", "--type", "process", "--overwrite")
+        self.prefect("--no-prompt", "deploy", "--all")
+        self.start_worker()
+
+    def prefect(self, *args: str) -> str:
+        done = subprocess.run([*PREFECT, *args], env=self.env, cwd=PROJECT_ROOT, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def start_worker(self) -> None:
+        self.worker = subprocess.Popen([*PREFECT, "worker", "start", "--pool", "dealflow"], env=self.env,
+                                       cwd=PROJECT_ROOT, start_new_session=True,
+                                       stdout=open(self.home / "worker.log", "ab"), stderr=subprocess.STDOUT)
+
+    def kill_worker(self) -> None:
+        """The worker dies (SIGKILL, no goodbye); flow processes it had started run on."""
+        os.kill(self.worker.pid, signal.SIGKILL)
+        self.worker.wait(timeout=30)
+
+    def stop(self) -> None:
+        for proc in (self.worker, self.server):
+            if proc and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+
+
+def _prefect_database(tmp_path: Path) -> str:
+    """Prefect's own database: PostgreSQL when the tests run on it (as in CI), else SQLite."""
+    if not PG_URL:
+        return f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}"
+    with engine_for(PG_URL.rsplit("/", 1)[0] + "/postgres").execution_options(
+            isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text("DROP DATABASE IF EXISTS dealflow_e2e_prefect WITH (FORCE)"))
+        conn.execute(text("CREATE DATABASE dealflow_e2e_prefect"))
+    base = PG_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    return f"{base}/dealflow_e2e_prefect"
+
+
+@pytest.fixture
+def stack(db, tmp_path):
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    api = f"http://127.0.0.1:{free_port()}/api"
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api,
+           "PREFECT_SERVER_DATABASE_CONNECTION_URL": _prefect_database(tmp_path),
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1",
+           "PREFECT_LOGGING_LEVEL": "INFO"}
+    s = Stack(home, env)
+    try:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+        with temporary_settings(updates={PREFECT_API_URL: api}):
+            os.environ["PREFECT_API_URL"] = api
+            yield s
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        s.stop()
+
+
+def _flow_processes(run_id: str) -> list[int]:
+    """Processes on this machine running that flow run (a worker's child carries its id)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in environ.read_bytes():
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_two_deals_run_on_a_server_with_a_worker_through_every_wait(stack):
+    from click.testing import CliRunner
+
+    from dealflow.cli import main
+
+    deals = []
+    with session_scope() as s:
+        for product in s.scalars(select(Product)):
+            catalog.receive(s, product, 10, reason="restock", source_key=f"e2e-{product.sku}")
+        for company in ("Alpha Tools Ltd", "Beta Forge Inc"):
+            lead = add_lead(s, **(LEAD | {"company": company}))
+            s.flush()
+            deals.append((lead.id, company))
+        s.commit()
+    numbers = []
+    for lead_id, _ in deals:
+        result = CliRunner().invoke(main, ["deal", "start", str(lead_id), "--json"])
+        assert result.exit_code == 0, result.output
+        numbers.append(deal_by_number_number(lead_id))
+
+    suspended_seen: dict[str, int] = {n: 0 for n in numbers}
+    errors: list[BaseException] = []
+    worker_restarted = threading.Event()
+
+    def person(number: str) -> None:
+        try:
+            for i, move in enumerate(SCRIPT):
+                key, run_id = _await_wait(number, move.step)
+                state = _state(run_id)
+                assert state == "Suspended", f"{number} at {key} is {state}"
+                assert _no_process_within(run_id, 15), f"{number} holds a process while it waits at {key}"
+                suspended_seen[number] += 1
+                with session_scope() as s:
+                    summary = deal_summary(s, deal_by_number(s, number))
+                if number == numbers[0] and i == 6 and not worker_restarted.is_set():
+                    stack.kill_worker()  # the worker dies in the middle of the sale,
+                    answers.answer(number, key, move.answer(summary), settle_timeout=60)  # QA answers anyway,
+                    time.sleep(3)
+                    stack.start_worker()  # and when it is back nothing is lost
+                    worker_restarted.set()
+                else:
+                    answers.answer(number, key, move.answer(summary), settle_timeout=60)
+                closed = answers.wait_closed(number, key, timeout=120)
+                assert closed.status == "answered", (number, key, closed)
+        except BaseException as exc:
+            errors.append(exc)
+
+    # each thread runs in a copy of this context, so it talks to the stack's API, not a temporary one
+    threads = [threading.Thread(target=contextvars.copy_context().run, args=(person, n)) for n in numbers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=900)
+    assert not errors, errors
+    assert worker_restarted.is_set()
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with session_scope() as s:
+            if all(deal_by_number(s, n).status == "won" for n in numbers):
+                break
+        time.sleep(1)
+    with session_scope() as s:
+        assert [deal_by_number(s, n).status for n in numbers] == ["won", "won"]
+        counts = {m.__name__: s.scalar(select(func.count()).select_from(m))
+                  for m in (Document, Email, Shipment, Payment)}
+        moves = s.scalar(select(func.count()).select_from(StockMove).where(StockMove.reason == "shipment"))
+        run_ids = [deal_by_number(s, n).flow_run_id for n in numbers]
+    assert counts == {"Document": 18, "Email": 20, "Shipment": 4, "Payment": 4}
+    assert moves == 14  # 4 + 3 lines shipped per deal, each once
+    assert suspended_seen == {n: len(SCRIPT) for n in numbers}
+    deadline = time.monotonic() + 60  # the last step commits a moment before the run reports
+    while [_state(r) for r in run_ids] != ["Completed", "Completed"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [_state(r) for r in run_ids] == ["Completed", "Completed"]
+
+
+def deal_by_number_number(lead_id: int) -> str:
+    with session_scope() as s:
+        return process.start_deal(s, lead_id).number  # the deal 'deal start' made (looked up, not new)
+
+
+def _no_process_within(run_id: str, seconds: float) -> bool:
+    """A suspended run's process exits about a second after the run shows Suspended."""
+    deadline = time.monotonic() + seconds
+    while _flow_processes(run_id):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _await_wait(number: str, step: str, timeout: float = 180) -> tuple[str, str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope() as s:
+            w = deal_by_number(s, number).open_wait
+            if w is not None and w.step == step and w.flow_run_id and _state(w.flow_run_id) == "Suspended":
+                return w.key, w.flow_run_id
+        time.sleep(0.3)
+    raise TimeoutError(f"{number} never suspended at {step}")
+
+
+def _state(run_id: str) -> str:
+    from prefect import get_client
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(run_id)).state.name
