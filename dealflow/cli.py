@@ -394,19 +394,64 @@ def down() -> None:
 
 # --- waits ----------------------------------------------------------------------------------------
 
+def _run_state(run_id: str) -> str:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            state = client.read_flow_run(UUID(run_id)).state
+        except ObjectNotFound:
+            return "not on this server"
+    return state.name if state else "unknown"
+
+
+def _waiting_runs() -> dict[str, str]:
+    """Flow run id -> state name of every deal run Prefect holds as Paused or Suspended, plus the
+    runs the database says are waiting but Prefect does not (their real state, to look into)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    states: dict[str, str] = {}
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while True:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+                tags=FlowRunFilterTags(all_=["dealflow"])), limit=200, offset=offset)
+            states.update({str(r.id): r.state.name for r in runs})
+            if len(runs) < 200:
+                break
+            offset += 200
+    return states
+
+
 @main.command()
 @click.option("--role", help="Only waits this role may answer (e.g. qa).")
 @click.option("--json", "as_json", is_flag=True, help="Print the waits as JSON.")
 def inbox(role: str | None, as_json: bool) -> None:
-    """Deals waiting for a person: for what, since when, for which role."""
+    """Deals waiting for a person: for what, since when, for which role. With PREFECT_API_URL set,
+    each row also shows its run's state on the server (Suspended, Paused, or what went wrong)."""
     from services.db import session_scope
     from services.views import inbox as inbox_rows
 
+    states = _waiting_runs() if os.environ.get("PREFECT_API_URL") else None
     with session_scope() as s:
-        rows = inbox_rows(s, role)
+        rows = inbox_rows(s, role, states)
     for r in rows:
         r["who"] = " or ".join(r["roles"])
-    _emit(rows, as_json, _table(rows, ["deal", "customer", "step", "key", "who", "since", "amount"])
+        if states is not None and r["run"] == "not on this server" and r["flow_run_id"]:
+            r["run"] = _run_state(r["flow_run_id"])  # e.g. Running for a moment, or Crashed
+    columns = ["deal", "customer", "step", "key", "who", "since", "amount"] + (["run"] if states is not None else [])
+    _emit(rows, as_json, _table(rows, columns)
           + ("\n(times in UTC)" if rows else ""))
 
 

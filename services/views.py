@@ -52,7 +52,9 @@ def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
     }
 
 
-def inbox(session: Session, role: str | None = None) -> list[dict[str, Any]]:
+def inbox(session: Session, role: str | None = None, run_states: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Open waits, oldest first. With ``run_states`` (flow run id -> Prefect state name, read from
+    the Prefect API) each row also says whether its run really waits there."""
     now = utcnow()
     rows = []
     for wait in session.scalars(select(Wait).where(Wait.status == "open").order_by(Wait.opened_at)).all():
@@ -64,10 +66,13 @@ def inbox(session: Session, role: str | None = None) -> list[dict[str, Any]]:
             amount = str(deal.invoice.amount_due)
         elif deal.estimate and deal.estimate.latest:
             amount = str(deal.estimate.latest.totals.total)
-        rows.append({"deal": deal.number, "customer": deal.customer_name, "step": wait.step, "key": wait.key,
-                     "roles": wait.role_list, "since": wait.opened_at.isoformat(timespec="seconds"),
-                     "waiting_hours": round((now - wait.opened_at).total_seconds() / 3600, 1),
-                     "amount": amount, "currency": deal.currency})
+        row = {"deal": deal.number, "customer": deal.customer_name, "step": wait.step, "key": wait.key,
+               "roles": wait.role_list, "since": wait.opened_at.isoformat(timespec="seconds"),
+               "waiting_hours": round((now - wait.opened_at).total_seconds() / 3600, 1),
+               "amount": amount, "currency": deal.currency, "flow_run_id": wait.flow_run_id}
+        if run_states is not None:
+            row["run"] = run_states.get(wait.flow_run_id or "", "not on this server")
+        rows.append(row)
     return rows
 
 
