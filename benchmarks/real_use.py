@@ -100,7 +100,8 @@ def main() -> None:
             run_deployment("deal/deal", parameters={"deal_number": number}, timeout=0)
             return number
 
-        def wait_open(number: str, step: str | None, timeout: float = 300) -> tuple[str, float]:
+        def wait_open(number: str, step: str | None, timeout: float = 300, after: str = "") -> tuple[str, float]:
+            """Until the deal waits at ``step`` under a key other than ``after`` (the one just answered)."""
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 with session_scope() as s:
@@ -108,7 +109,7 @@ def main() -> None:
                     w = deal.open_wait
                     if step is None and deal.status != "open":
                         return deal.status, time.monotonic()
-                    if w is not None and w.step == step and w.flow_run_id:
+                    if w is not None and w.step == step and w.flow_run_id and w.key != after:
                         return w.key, time.monotonic()
                 time.sleep(0.05)
             raise TimeoutError(f"{number} never reached {step}")
@@ -128,7 +129,7 @@ def main() -> None:
                 answers.answer(number, key, move.answer(summary), settle_timeout=120)
                 t0 = time.monotonic()
                 nxt = SCRIPT[i + 1].step if i + 1 < len(SCRIPT) else None
-                key, t1 = wait_open(number, nxt)
+                key, t1 = wait_open(number, nxt, after=key)
                 with lock:
                     latencies.append(t1 - t0)
 

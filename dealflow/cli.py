@@ -178,8 +178,15 @@ def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
     if deployment is not None:
         from prefect.deployments import run_deployment
 
+        # one run per deal even if two people press start at once: the key makes the server
+        # return the first run, and the run's id is on the deal before any worker starts it
         run = run_deployment(deployment.id, parameters={"deal_number": number}, timeout=0,
-                             tags=["dealflow"])
+                             tags=["dealflow"], idempotency_key=f"deal-{number}")
+        from models.deal import deal_by_number
+
+        with session_scope() as s:
+            process.attach_flow_run(s, deal_by_number(s, number), str(run.id))
+            s.commit()
         url = os.environ["PREFECT_API_URL"].removesuffix("/api")
         _emit({"deal": number, "flow_run_id": str(run.id), "ui": f"{url}/runs/flow-run/{run.id}"}, as_json,
               f"{number} started on the 'deal' deployment as flow run {run.id}\n{url}/runs/flow-run/{run.id}")
@@ -275,6 +282,20 @@ def deal_list(status: str | None, as_json: bool) -> None:
 
 
 # --- the pipeline -------------------------------------------------------------------------------
+
+def _as_of(value: str | None) -> datetime | None:
+    """An --as-of time: ISO, with or without an offset; returned as naive UTC like the database."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise DomainError(f"as-of: must be an ISO date/time, got {value!r}") from None
+    if when.tzinfo is not None:
+        from datetime import UTC
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    return when
+
 
 def _parse_due(value: str) -> datetime:
     m = re.fullmatch(r"\+(\d+)([hd])", value.strip())
@@ -567,6 +588,7 @@ def outbox_retry(email_id: int, force: bool, as_json: bool) -> None:
     from services.db import session_scope
     from services.mailer import TransientMailError, deliver
 
+    settings = with_smtp_password(load_settings())  # before anything changes: a missing secret stops here
     with session_scope() as s:
         mail = s.get(Email, email_id)
         if mail is None:
@@ -574,7 +596,7 @@ def outbox_retry(email_id: int, force: bool, as_json: bool) -> None:
         mail.requeue(force=force)
         s.commit()
         try:
-            sent = deliver(s, email_ids=[email_id], settings=with_smtp_password(load_settings()))
+            sent = deliver(s, email_ids=[email_id], settings=settings)
         except TransientMailError as exc:
             raise DomainError(f"smtp: {exc}; it stays pending and goes out with the deal's next mail") from None
         mail = s.get(Email, email_id)
@@ -601,26 +623,23 @@ def report(name: str, csv_path: Path | None, xlsx_path: Path | None, png_path: P
     from services import reports
     from services.db import session_scope
 
-    when = None
-    if as_of:
-        try:
-            when = datetime.fromisoformat(as_of)
-        except ValueError:
-            raise DomainError(f"as-of: must be an ISO date/time, got {as_of!r}") from None
+    when = _as_of(as_of)
     if png_path and name not in reports.CHARTS:
         raise DomainError(f"png: charts exist for {', '.join(reports.CHARTS)}")
     with session_scope() as s:
         df = reports.build(s, name, when)
     written = []
-    if csv_path:
-        df.to_csv(csv_path, index=False)
-        written.append(str(csv_path))
-    if xlsx_path:
-        df.to_excel(xlsx_path, index=False, sheet_name=name)
-        written.append(str(xlsx_path))
-    if png_path:
-        reports.chart(name, df, png_path)
-        written.append(str(png_path))
+    writers = [("csv", csv_path, lambda p: df.to_csv(p, index=False)),
+               ("xlsx", xlsx_path, lambda p: df.to_excel(p, index=False, sheet_name=name)),
+               ("png", png_path, lambda p: reports.chart(name, df, p))]
+    for option, path, write in writers:
+        if path is None:
+            continue
+        try:
+            write(path)
+        except OSError as exc:
+            raise DomainError(f"{option}: cannot write {path} ({exc.strerror or exc})") from None
+        written.append(str(path))
     if as_json:
         click.echo(json.dumps(reports.records(df), indent=2, default=str))
     else:
@@ -635,14 +654,10 @@ def report(name: str, csv_path: Path | None, xlsx_path: Path | None, png_path: P
 def remind(as_of: str | None, as_json: bool) -> None:
     """Run the reminder rules now (what the scheduled `reminders` deployment does)."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    if as_of:
-        try:
-            datetime.fromisoformat(as_of)
-        except ValueError:
-            raise DomainError(f"as-of: must be an ISO date/time, got {as_of!r}") from None
+    when = _as_of(as_of)
     from flows.reminders import reminders_flow
 
-    queued = reminders_flow(as_of=as_of)
+    queued = reminders_flow(as_of=when.isoformat(timespec="seconds") if when else None)
     _emit(queued, as_json, _table(queued, ["rule", "about", "to", "subject"]))
 
 

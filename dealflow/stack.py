@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,9 +31,11 @@ def _paths() -> tuple[Path, Path, Path]:
 
 
 def _alive(pid_file: Path) -> int | None:
+    """The pid in the file, if that process is still one of ours (a reused pid is not)."""
     try:
         pid = int(pid_file.read_text())
-        os.kill(pid, 0)
+        if b"prefect" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return None
         return pid
     except (OSError, ValueError):
         return None
@@ -62,18 +65,32 @@ def _healthy(api: str, timeout: float) -> bool:
     return False
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
 def up(port: int = 4200, workers: int = 1, say=print) -> dict[str, object]:
-    _, logs, home = _paths()
+    run, logs, home = _paths()
     api = f"http://127.0.0.1:{port}/api"
+    if not _alive(run / "server.pid") and not _port_free(port):
+        raise RuntimeError(f"port {port} is taken by another program; choose one with --port")
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2"}
+    server_env = {k: v for k, v in env.items() if not k.startswith("SMTP_")}  # the server needs no mail secrets
     prefect = [sys.executable, "-m", "prefect"]
-    server = _spawn("server", [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env)
+    server = _spawn("server", [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], server_env)
     say(f"Prefect server (pid {server}) starting on {api} ...")
     if not _healthy(api, 90):
         raise RuntimeError(f"the Prefect server did not answer on {api}; see {logs / 'server.log'}")
-    subprocess.run([*prefect, "work-pool", "create", POOL, "--type", "process", "--overwrite"], env=env,
-                   cwd=PROJECT_ROOT, check=True, capture_output=True)
+    pool = subprocess.run([*prefect, "work-pool", "create", POOL, "--type", "process", "--overwrite"], env=env,
+                          cwd=PROJECT_ROOT, capture_output=True, text=True)
+    if pool.returncode != 0:
+        raise RuntimeError(f"creating the work pool failed:\n{pool.stdout[-2000:]}{pool.stderr[-2000:]}")
     deployed = subprocess.run([*prefect, "--no-prompt", "deploy", "--all"], env=env, cwd=PROJECT_ROOT,
                               capture_output=True, text=True)
     if deployed.returncode != 0:
@@ -93,12 +110,15 @@ def down(say=print) -> list[str]:
     for pid_file in sorted(run.glob("*.pid"), key=lambda p: p.name == "server.pid"):  # workers first
         pid = _alive(pid_file)
         if pid:
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 40
-            while time.monotonic() < deadline and _alive(pid_file):
-                time.sleep(0.5)
-            if _alive(pid_file):
-                os.killpg(pid, signal.SIGKILL)
+            try:
+                os.killpg(pid, signal.SIGTERM)
+                deadline = time.monotonic() + 40
+                while time.monotonic() < deadline and _alive(pid_file):
+                    time.sleep(0.5)
+                if _alive(pid_file):
+                    os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             stopped.append(pid_file.stem)
             say(f"stopped {pid_file.stem} (pid {pid})")
         pid_file.unlink(missing_ok=True)

@@ -61,6 +61,7 @@ class Email(Base):
     message_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    claimed_at: Mapped[datetime | None]
 
     def claim(self) -> None:
         """Taken by a sender: from now on no one else sends it."""
@@ -68,6 +69,7 @@ class Email(Base):
             raise InvalidTransition(f"email {self.id}", self.status, "send it")
         self.status = "sending"
         self.attempts += 1
+        self.claimed_at = utcnow()
 
     def mark_sent(self, message_id: str) -> None:
         if self.status != "sending":
@@ -89,7 +91,7 @@ class Email(Base):
     def requeue(self, force: bool = False) -> None:
         """A person asks to send a failed email again; with ``force`` also one stuck in 'sending'
         (whose fate is unknown: the customer may receive it twice)."""
-        if self.status == "failed" or (force and self.status == "sending"):
+        if self.status in ("failed", "pending") or (force and self.status == "sending"):
             self.status = "pending"
             return
         raise InvalidTransition(f"email {self.id}", self.status,

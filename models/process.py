@@ -139,6 +139,15 @@ def start_deal(session: Session, lead_id: int, by: str = SYSTEM) -> Deal:
     return deal
 
 
+def attach_flow_run(session: Session, deal: Deal, flow_run_id: str) -> bool:
+    """The flow run that drives the deal; True if it changed."""
+    if deal.flow_run_id == flow_run_id:
+        return False
+    deal.flow_run_id = flow_run_id
+    audit.record(session, SYSTEM, "deal.flow_attached", deal_id=deal.id, subject=flow_run_id)
+    return True
+
+
 # --- waits: open, answer, refuse ------------------------------------------------------------
 
 def open_wait(session: Session, deal: Deal, step: Step, description: str,
@@ -452,6 +461,7 @@ def send_estimate(session: Session, deal: Deal) -> str:
     if rev.status != "draft":
         return f"{rev.number} already sent"
     rev.send(session)
+    deal.opportunity.expected_amount = rev.totals.total  # what the customer was quoted, not the budget
     if deal.opportunity.stage in ("prospecting", "qualification", "needs_analysis"):
         deal.opportunity.move_to("proposal", rev.prepared_by)
     doc = add_document(session, deal.id, "estimate", rev.number, "documents/estimate.html",

@@ -13,6 +13,7 @@ Every scan is one set-based query on indexed columns; what was already sent is e
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -136,18 +137,21 @@ def estimate_reminders(session: Session, now: datetime, rules: ReminderRules) ->
 
 def qa_pending(session: Session, now: datetime, rules: ReminderRules) -> Iterator[Reminder]:
     today = now.date()
-    orders = session.scalars(select(SalesOrder).where(
-        SalesOrder.status == "awaiting_qa", SalesOrder.created_at <= now - timedelta(days=rules.qa_pending_days),
-        _sent("qa-pending", SalesOrder.id, today))).all()
-    for order in orders:
-        days = (now - order.created_at).days
+    # counted from when the current QA wait opened (after a failed attempt: from the rework)
+    rows = session.execute(select(SalesOrder, Wait.opened_at).join(Wait, (Wait.deal_id == SalesOrder.deal_id)
+                                                                 & (Wait.step == "qa") & (Wait.status == "open"))
+                           .where(SalesOrder.status == "awaiting_qa",
+                                  Wait.opened_at <= now - timedelta(days=rules.qa_pending_days),
+                                  _sent("qa-pending", SalesOrder.id, today))).all()
+    for order, since in rows:
+        days = (now - since).days
         for person in _staff_with(session, Role.QA):
             yield Reminder("qa-pending", order.id, person.email, today,
                            f"QA pending {days} days: {order.number} ({order.deal.customer_name})",
                            "emails/staff_reminder",
                            {"name": person.name, "title": f"Order {order.number} is waiting for QA sign-off",
                             "lines": [f"{ln.quantity} × {ln.sku}" for ln in order.lines]
-                            + [f"waiting since {order.created_at:%Y-%m-%d} ({days} days), "
+                            + [f"waiting since {since:%Y-%m-%d} ({days} days), "
                                f"{len(order.inspections)} inspections so far"],
                             "number": order.number}, deal_id=order.deal_id, about=order.number)
 
@@ -222,7 +226,8 @@ def record(session: Session, reminder: Reminder) -> int | None:
                 kind, number, template = reminder.document
                 doc = add_document(session, reminder.deal_id, kind, number, template, reminder.context)
             mail = queue_email(session, deal_id=reminder.deal_id,
-                               dedupe_key=f"reminder:{reminder.rule}:{reminder.entity_id}:{reminder.recipient}:{reminder.day}",
+                               dedupe_key=f"reminder:{reminder.rule}:{reminder.entity_id}:{reminder.day}:"
+                                          f"{hashlib.sha256(reminder.recipient.encode()).hexdigest()[:16]}",
                                kind=reminder.template.rsplit("/", 1)[-1],
                                to_addr=reminder.recipient, subject=reminder.subject, template=reminder.template,
                                context=reminder.context, document=doc)

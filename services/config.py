@@ -45,10 +45,19 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     mail_from = env.get("DEALFLOW_MAIL_FROM", "sales@glocial.example")
     smtp = None
     if env.get("SMTP_HOST"):
+        from models.errors import ValidationError
+
+        security = env.get("SMTP_SECURITY", "starttls").strip().lower()
+        if security not in ("starttls", "ssl", "none"):
+            # anything else would silently mean plain SMTP, sending the password unencrypted
+            raise ValidationError("SMTP_SECURITY", f"must be starttls, ssl or none, got {security!r}")
+        port = env.get("SMTP_PORT", "465" if security == "ssl" else "587")
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValidationError("SMTP_PORT", f"must be a port number, got {port!r}")
         smtp = SmtpSettings(
-            host=env["SMTP_HOST"], port=int(env.get("SMTP_PORT", "587")),
+            host=env["SMTP_HOST"], port=int(port),
             user=env.get("SMTP_USER", ""), password=env.get("SMTP_PASSWORD", ""),
-            security=env.get("SMTP_SECURITY", "starttls"), sender=mail_from,
+            security=security, sender=mail_from,
             password_block=env.get("SMTP_PASSWORD_SECRET_BLOCK", ""),
         )
     company = {

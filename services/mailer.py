@@ -9,13 +9,16 @@ shows them, for a person to check and, if need be, ``retry --force``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import smtplib
+from dataclasses import dataclass
 from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from pathlib import Path
+from typing import Any
 
 import yagmail
 from sqlalchemy import select
@@ -63,7 +66,7 @@ def header_safe(value: str) -> str:
 
 
 def _client(settings: Settings) -> yagmail.SMTP:
-    """yagmail sends as its ``user``: the SMTP login when there is one (an address), else MAIL_FROM."""
+    """yagmail's SMTP connection and login (as SMTP_USER); messages go out From DEALFLOW_MAIL_FROM."""
     sender = {(settings.smtp.user if settings.smtp and settings.smtp.user else settings.mail_from):
               settings.company["name"]}
     smtp = settings.smtp
@@ -74,8 +77,10 @@ def _client(settings: Settings) -> yagmail.SMTP:
                         smtp_skip_login=not smtp.user, soft_email_validation=False, timeout=30)
 
 
-def message_id(mail: Email) -> str:
-    return f"<dealflow.{mail.id}.{mail.dedupe_key.replace(':', '.')}@{mail.to_addr.split('@')[-1] or 'local'}>"
+def message_id(mail: Email, sender: str) -> str:
+    """Derived from the row, so a resend of the same email carries the same Message-ID."""
+    digest = hashlib.sha256(mail.dedupe_key.encode()).hexdigest()[:16]
+    return f"<dealflow.{mail.id}.{mail.kind}.{digest}@{sender.rsplit('@', 1)[-1] or 'localhost'}>"
 
 
 def compose(mail: Email, text: str, html: str, pdf: Path | None, sender: tuple[str, str]) -> EmailMessage:
@@ -88,7 +93,7 @@ def compose(mail: Email, text: str, html: str, pdf: Path | None, sender: tuple[s
     msg["To"] = mail.to_addr
     msg["Subject"] = header_safe(mail.subject)
     msg["Date"] = formatdate(localtime=False)
-    msg["Message-ID"] = message_id(mail)
+    msg["Message-ID"] = message_id(mail, sender[1])
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
     if pdf is not None:
@@ -96,23 +101,42 @@ def compose(mail: Email, text: str, html: str, pdf: Path | None, sender: tuple[s
     return msg
 
 
-def _deliver_one(session: Session, mail: Email, settings: Settings) -> str:
+class FateUnknown(RuntimeError):
+    """The connection broke while the message was being handed over: it may have arrived."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """What one send needs, read before the claim is committed, so no database transaction (and on
+    SQLite no write lock) is held while PDFs render and SMTP talks."""
+    mail: Email
+    document: tuple[str, str, dict[str, Any]] | None  # filename stem, template, context
+
+
+def _deliver_one(out: Outgoing, settings: Settings) -> str:
     """Hand the message to the SMTP server once, through yagmail's connection and login (its own
     reconnect-and-resend loop is not used: it could deliver an accepted message twice).
     Without SMTP settings the message is written as an .eml file. Returns its Message-ID."""
+    mail = out.mail
     text, html = render_email(mail.template, mail.context, settings)
     pdf = None
-    if mail.document_id:
-        _, pdf = write_document(session.get(Document, mail.document_id), settings)
+    if out.document:
+        stem, template, context = out.document
+        _, pdf = write_document(Document(number=stem, template=template, context=context), settings)
     client = _client(settings)
-    msg = compose(mail, text, html, pdf, (settings.company["name"], client.user))
+    msg = compose(mail, text, html, pdf, (settings.company["name"], settings.mail_from))
     if settings.smtp is None:  # the embedded default: the message as it would be sent, as a file
         settings.mail_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(settings.mail_dir / f"{mail.id:05d}-{mail.kind}.eml", msg.as_bytes())
         return msg["Message-ID"]
     try:
-        client.login()
-        client.smtp.send_message(msg, from_addr=client.user, to_addrs=[mail.to_addr])
+        client.login()  # a failure here: nothing was sent, a retry is safe
+        try:
+            client.smtp.send_message(msg, from_addr=settings.mail_from, to_addrs=[mail.to_addr])
+        except smtplib.SMTPResponseException:
+            raise  # the server answered no (4xx: later; 5xx: never): it did not take the message
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise FateUnknown(f"{type(exc).__name__} while handing the message over: {exc}") from exc
     finally:
         client.close()
     return msg["Message-ID"]
@@ -149,9 +173,16 @@ def deliver(session: Session, deal_id: int | None = None, settings: Settings | N
             session.commit()
             continue  # another sender took it
         mail.claim()
+        doc = session.get(Document, mail.document_id) if mail.document_id else None
+        out = Outgoing(mail, (doc.number, doc.template, doc.context) if doc else None)
         session.commit()
         try:
-            mid = _deliver_one(session, mail, settings)
+            mid = _deliver_one(out, settings)
+        except FateUnknown as exc:  # stays 'sending': never sent twice; `dealflow outbox` shows it
+            mail.last_error = str(exc)[:2000]
+            session.commit()
+            log.warning("email %s to %s: %s", mail.id, mail.to_addr, exc)
+            continue
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             if _is_permanent(exc):
@@ -171,4 +202,4 @@ def deliver(session: Session, deal_id: int | None = None, settings: Settings | N
 def stuck(session: Session, older_than: timedelta = timedelta(minutes=10)) -> list[Email]:
     """Rows claimed but never marked: the sender died mid-way; whether they went out is unknown."""
     cutoff = utcnow() - older_than
-    return list(session.scalars(select(Email).where(Email.status == "sending", Email.created_at < cutoff)))
+    return list(session.scalars(select(Email).where(Email.status == "sending", Email.claimed_at < cutoff)))

@@ -6,7 +6,7 @@ Money stays Decimal (object columns) until it is written out; charts convert to 
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 import pandas as pd
@@ -30,7 +30,7 @@ from models import (
     Wait,
     utcnow,
 )
-from models.crm import STAGES
+from models.crm import OPEN_STAGES, STAGES
 from models.money import round_money
 
 REPORTS = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging")
@@ -39,13 +39,15 @@ AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "over 90")
 
 
 def pipeline(session: Session) -> pd.DataFrame:
-    """Opportunities by stage and owner: how many, expected amount, and the forecast weighted by
-    each opportunity's probability."""
+    """The open pipeline by stage and owner: how many opportunities, their expected amount (the
+    latest estimate's total once one is sent, the budget before), and the forecast weighted by each
+    opportunity's probability. Won and lost opportunities are not pipeline."""
     rows = session.execute(
         select(Opportunity.stage, StaffUser.handle.label("owner"), func.count().label("opportunities"),
                func.coalesce(func.sum(Opportunity.expected_amount), 0).label("amount"),
                func.coalesce(func.sum(Opportunity.expected_amount * Opportunity.probability), 0).label("weighted"))
         .join(StaffUser, StaffUser.id == Opportunity.owner_id)
+        .where(Opportunity.stage.in_(OPEN_STAGES))
         .group_by(Opportunity.stage, StaffUser.handle)).all()
     df = pd.DataFrame(rows, columns=["stage", "owner", "opportunities", "amount", "weighted"])
     df["amount"] = [round_money(Decimal(str(v))) for v in df["amount"]]
@@ -130,13 +132,18 @@ def stock(session: Session) -> pd.DataFrame:
 def aging(session: Session, today: date | None = None) -> pd.DataFrame:
     """Receivables by how late they are: current, 1-30, 31-60, 61-90, over 90 days past due."""
     today = today or utcnow().date()
+    end = datetime.combine(today + timedelta(days=1), datetime.min.time())
     rows = []
-    for inv in session.scalars(select(Invoice).where(Invoice.status != "paid")):
+    for inv in session.scalars(select(Invoice).where(Invoice.issued_at < end)):
+        paid = sum((p.amount for p in inv.payments if p.at < end), Decimal("0.00"))
+        due = inv.totals.total - paid
+        if due <= 0:
+            continue
         late = (today - inv.due_date).days
         bucket = ("current" if late <= 0 else "1-30" if late <= 30 else "31-60" if late <= 60
                   else "61-90" if late <= 90 else "over 90")
         rows.append({"invoice": inv.number, "customer": inv.deal.customer_name, "due_date": inv.due_date,
-                     "days_late": max(late, 0), "bucket": bucket, "amount_due": inv.amount_due})
+                     "days_late": max(late, 0), "bucket": bucket, "amount_due": due})
     detail = pd.DataFrame(rows, columns=["invoice", "customer", "due_date", "days_late", "bucket", "amount_due"])
     summary = pd.DataFrame({"bucket": AGING_BUCKETS})
     summary["invoices"] = [int((detail["bucket"] == b).sum()) for b in AGING_BUCKETS]

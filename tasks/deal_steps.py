@@ -8,7 +8,7 @@ from typing import Any
 from prefect import task
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from models import DomainError, audit, process, prompts
+from models import DomainError, process, prompts
 from models.deal import deal_by_number
 from services import mailer
 from services.config import load_settings, with_smtp_password
@@ -30,9 +30,7 @@ def _retry_on_race(task, task_run, state) -> bool:  # noqa: ARG001
 def attach_run(deal_number: str, flow_run_id: str) -> int:
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
-        if deal.flow_run_id != flow_run_id:
-            deal.flow_run_id = flow_run_id
-            audit.record(s, process.SYSTEM, "deal.flow_attached", deal_id=deal.id, subject=flow_run_id)
+        if process.attach_flow_run(s, deal, flow_run_id):
             s.commit()
         return deal.id
 

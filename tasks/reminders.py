@@ -35,10 +35,18 @@ def queue_due_reminders(as_of: str, rules: dict[str, Any]) -> list[dict[str, Any
 @task(task_run_name="send-reminders", retries=4, retry_delay_seconds=[2, 10, 30, 120],
       retry_condition_fn=_retry_on_transient_mail)
 def send_reminder_mail(email_ids: list[int]) -> list[int]:
-    if not email_ids:
-        return []
+    """This run's reminders, and any an earlier run queued but could not send (its retries ran out)."""
+    from sqlalchemy import select
+
+    from models import Email
+
     with session_scope() as s:
-        return mailer.deliver(s, email_ids=email_ids, settings=with_smtp_password(load_settings()))
+        earlier = s.scalars(select(Email.id).where(Email.status == "pending",
+                                                   Email.dedupe_key.like("reminder:%"))).all()
+        ids = sorted(set(email_ids) | set(earlier))
+        if not ids:
+            return []
+        return mailer.deliver(s, email_ids=ids, settings=with_smtp_password(load_settings()))
 
 
 @task(task_run_name="reminders-table")

@@ -134,3 +134,22 @@ def test_the_outbox_lists_mail_and_sends_a_failed_one_again(new_deal, data_dir):
     assert (data_dir / "mail" / "00001-estimate.eml").exists()
     code, _, err = run("outbox", "retry", "1")
     assert code == 2 and err == "error: email 1 is sent: cannot retry it\n"
+
+
+def test_smtp_settings_that_would_send_the_password_in_clear_are_refused(db, monkeypatch):
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_SECURITY", "tls")
+    code, _, err = run("outbox")
+    assert (code, err) == (2, "error: SMTP_SECURITY: must be starttls, ssl or none, got 'tls'\n")
+    monkeypatch.setenv("SMTP_SECURITY", "STARTTLS")
+    monkeypatch.setenv("SMTP_PORT", "smtp")
+    code, _, err = run("outbox")
+    assert (code, err) == (2, "error: SMTP_PORT: must be a port number, got 'smtp'\n")
+
+
+def test_report_times_with_an_offset_and_unwritable_files_are_handled(db, tmp_path):
+    assert run("report", "stage-times", "--as-of", "2026-01-01T00:00+02:00")[0] == 0
+    code, _, err = run("report", "stock", "--csv", "/nonexistent/x.csv")
+    assert code == 2 and err.startswith("error: csv: cannot write /nonexistent/x.csv (") and err.count("\n") == 1
+    code, _, err = run("remind", "--as-of", "yesterday")
+    assert (code, err) == (2, "error: as-of: must be an ISO date/time, got 'yesterday'\n")

@@ -82,7 +82,8 @@ def test_the_estimate_email_file_carries_both_parts_and_the_document(new_deal, d
     msg = email.message_from_bytes(eml.read_bytes(), policy=policy.default)
     assert msg["To"] == LEAD["email"]
     assert msg["Subject"] == "Estimate EST-0001-R1 for Riverside Metalworks Ltd"
-    assert msg["Message-ID"].startswith("<dealflow.1.estimate.EST-0001-R1@")
+    assert msg["Message-ID"].startswith("<dealflow.1.estimate.") and msg["Message-ID"].endswith("@glocial.example>")
+    assert msg["From"] == "Glocial Machineries <sales@glocial.example>"
     parts = {p.get_content_type(): p for p in msg.walk()}
     assert "118,885.00" in parts["text/plain"].get_content()
     names = [p.get_filename() for p in msg.walk() if p.get_filename()]
