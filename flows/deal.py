@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_run
 
-from services.db import session_scope
+from services.views import run_name
 from tasks.deal_steps import AUTOMATIC, attach_run, deliver_mail, plan_next_step, publish_deal_page, tag_run
 
 from .waits import wait_for_answer
@@ -24,17 +24,7 @@ THIRTY_DAYS = 30 * 24 * 3600
 
 def deal_run_name() -> str:
     """deal-DEAL-0001-acme-steel: the UI reads like the sales floor."""
-    number = current_run.parameters.get("deal_number", "?")
-    try:
-        from models.deal import deal_by_number
-        with session_scope() as s:
-            name = deal_by_number(s, number).customer_name
-    except Exception:  # the name is cosmetic; never fail a run over it
-        return f"deal-{number}"
-    slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-    while "--" in slug:
-        slug = slug.replace("--", "-")
-    return f"{number}-{slug}"[:100]
+    return run_name(current_run.parameters.get("deal_number", "?"))
 
 
 @flow(name="deal", flow_run_name=deal_run_name, persist_result=False)

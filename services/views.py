@@ -122,3 +122,18 @@ def deal_page(session: Session, deal: Deal, documents_dir: str) -> tuple[str, li
               "shipped": getattr(ln, "shipped_qty", None), "unit_price": str(ln.unit_price),
               "discount_pct": str(ln.discount_pct), "net": str(ln.net), "tax": str(ln.tax)} for ln in source]
     return "\n".join(out), lines
+
+
+def run_name(deal_number: str) -> str:
+    """A deal's flow run name: its number and its customer (``DEAL-0001-acme-steel``)."""
+    from models.deal import deal_by_number
+
+    from .db import session_scope
+
+    try:
+        with session_scope() as s:
+            name = deal_by_number(s, deal_number).customer_name
+    except Exception:  # the name is cosmetic; never fail a run over it
+        return f"deal-{deal_number}"
+    slug = "-".join(filter(None, "".join(c if c.isalnum() else " " for c in name.lower()).split()))
+    return f"{deal_number}-{slug}"[:100]

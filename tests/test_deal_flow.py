@@ -142,7 +142,14 @@ def test_a_flow_started_on_a_deal_part_way_continues_and_a_rerun_repeats_nothing
     after = counts()
     assert (after["emails"], after["documents"], after["payments"]) == (10, 9, 2)
 
+    from prefect import get_client
     from prefect.artifacts import Artifact
+    with session_scope() as s:
+        run_id = deal_by_number(s, new_deal).flow_run_id
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(run_id))
+    assert run.name == f"{new_deal}-riverside-metalworks-ltd"  # the UI shows number and customer
+    assert set(run.tags) >= {"dealflow", "customer:riverside-metalworks-ltd", "owner:sofia", "step:won"}
     page = Artifact.get(f"deal-{new_deal.lower()}")
     assert page.data.startswith(f"# {new_deal} · Riverside Metalworks Ltd\n\n**won**")
     for piece in ["| invoice INV-0001 | paid, paid 174183.68, due 0.00", "`PAY-0002.pdf`", "payment.answered payment-2"]:
