@@ -43,20 +43,9 @@ def _prepare(url: str) -> None:
 
 def _new_deal(i: int) -> str:
     """A fresh lead and deal, with the scenario's machines restocked for it."""
-    from sqlalchemy import select
+    from dealflow.scenario import LEAD, start_scenario_deal
 
-    from dealflow.scenario import LEAD
-    from models import Product, catalog, process
-    from models.pipeline import add_lead
-    from services.db import session_scope
-
-    with session_scope() as s:
-        for product in s.scalars(select(Product)):
-            catalog.receive(s, product, 20, reason="restock", source_key=f"bench-{i}-{product.sku}")
-        lead = add_lead(s, **(LEAD | {"company": f"{LEAD['company']} #{i}"}))
-        number = process.start_deal(s, lead.id).number
-        s.commit()
-        return number
+    return start_scenario_deal(f"{LEAD['company']} #{i}", restock=20, restock_key=f"bench-{i}")
 
 
 def direct(deals: int) -> list[float]:
@@ -74,10 +63,9 @@ def direct(deals: int) -> list[float]:
 
 def _answer_at_once(number: str, stop: threading.Event, errors: list[BaseException]) -> None:
     from dealflow import answers
-    from dealflow.scenario import SCRIPT, work_the_opportunity
+    from dealflow.scenario import SCRIPT, answer_for
     from models.deal import deal_by_number
     from services.db import session_scope
-    from services.views import deal_summary
 
     try:
         for move in SCRIPT:
@@ -87,15 +75,11 @@ def _answer_at_once(number: str, stop: threading.Event, errors: list[BaseExcepti
                     wait = deal.open_wait
                     if wait is not None and wait.step == move.step and wait.flow_run_id:
                         key = wait.key
-                        if move.step == "handoff":
-                            work_the_opportunity(s, deal)
-                            s.commit()
-                        summary = deal_summary(s, deal)
                         break
                 time.sleep(0.02)
             if stop.is_set():
                 return
-            answers.answer(number, move.step, move.answer(summary))
+            answers.answer(number, move.step, answer_for(number, move))
             answers.wait_closed(number, key)
     except BaseException as exc:
         errors.append(exc)

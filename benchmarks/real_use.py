@@ -72,15 +72,12 @@ def main() -> None:
     api = f"http://127.0.0.1:{args.port}/api"
     os.environ.update({"DEALFLOW_DATA_DIR": data, "DATABASE_URL": f"sqlite:///{data}/dealflow.db",
                        "PREFECT_API_URL": api, "PREFECT_LOGGING_LEVEL": "WARNING"})
-    from sqlalchemy import select
 
     from dealflow import answers, stack
-    from dealflow.scenario import LEAD, SCRIPT, work_the_opportunity
-    from models import Product, catalog, process, seed
+    from dealflow.scenario import SCRIPT, answer_for, start_scenario_deal
+    from models import seed
     from models.deal import deal_by_number
-    from models.pipeline import add_lead
     from services.db import migrate, session_scope
-    from services.views import deal_summary
 
     migrate()
     with session_scope() as s:
@@ -91,12 +88,7 @@ def main() -> None:
         from prefect.deployments import run_deployment
 
         def new_deal(i: int) -> str:
-            with session_scope() as s:
-                for p in s.scalars(select(Product)):
-                    catalog.receive(s, p, 5, reason="restock", source_key=f"bench-{i}-{p.sku}")
-                lead = add_lead(s, **(LEAD | {"company": f"Bench {i}"}))
-                number = process.start_deal(s, lead.id).number
-                s.commit()
+            number = start_scenario_deal(f"Bench {i}", restock=5, restock_key=f"bench-{i}")
             run_deployment("deal/deal", parameters={"deal_number": number}, timeout=0)
             return number
 
@@ -120,13 +112,7 @@ def main() -> None:
         def person(number: str) -> None:
             key, _ = wait_open(number, SCRIPT[0].step)
             for i, move in enumerate(SCRIPT):
-                with session_scope() as s:
-                    deal = deal_by_number(s, number)
-                    if move.step == "handoff":
-                        work_the_opportunity(s, deal)
-                        s.commit()
-                    summary = deal_summary(s, deal)
-                answers.answer(number, key, move.answer(summary), settle_timeout=120)
+                answers.answer(number, key, answer_for(number, move), settle_timeout=120)
                 t0 = time.monotonic()
                 nxt = SCRIPT[i + 1].step if i + 1 < len(SCRIPT) else None
                 key, t1 = wait_open(number, nxt, after=key)

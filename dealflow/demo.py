@@ -85,10 +85,9 @@ def people(deal_number: str, out: TextIO, stop: threading.Event, errors: list[Ba
     from models import DomainError
     from models.deal import deal_by_number
     from services.db import session_scope
-    from services.views import deal_summary
 
     from . import answers
-    from .scenario import SCRIPT, work_the_opportunity
+    from .scenario import SCRIPT, answer_for
 
     try:
         showed_refusal = False
@@ -106,9 +105,6 @@ def people(deal_number: str, out: TextIO, stop: threading.Event, errors: list[Ba
             narrator.flush()  # what happened so far is printed before the next person speaks
             if move.step == "handoff":
                 _say(out, "Sofia works the opportunity: follow-ups and pipeline stages")
-                with session_scope() as s:
-                    work_the_opportunity(s, deal_by_number(s, deal_number))
-                    s.commit()
             if move.step == "qa" and not showed_refusal:
                 showed_refusal = True
                 _say(out, "Sofia tries to sign off QA herself")
@@ -116,10 +112,9 @@ def people(deal_number: str, out: TextIO, stop: threading.Event, errors: list[Ba
                     answers.answer(deal_number, "qa", {"by": "sofia", "passed": True, "notes": "looks fine"})
                 except DomainError as exc:
                     print(f"  refused before anything moved: {exc}", file=out, flush=True)
-            with session_scope() as s:
-                summary = deal_summary(s, deal_by_number(s, deal_number))
+            payload = answer_for(deal_number, move)
             _say(out, move.say)
-            answers.answer(deal_number, move.step, move.answer(summary))
+            answers.answer(deal_number, move.step, payload)
             answers.wait_closed(deal_number, key)
     except BaseException as exc:  # reported by the main thread, which stops the flow
         errors.append(exc)

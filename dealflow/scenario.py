@@ -114,6 +114,42 @@ def work_the_opportunity(session: Session, deal: Deal) -> None:
                           notes="Check the estimate arrived and answer questions.")
 
 
+def start_scenario_deal(company: str = LEAD["company"], restock: int = 0, restock_key: str = "") -> str:
+    """A lead like the scenario's (under ``company``) and its deal; returns the deal's number.
+    With ``restock``, every product first receives that many units (key ``restock_key``), so that
+    many deals can ship the same machines (benchmarks, the end-to-end test)."""
+    from sqlalchemy import select
+
+    from models import Product, catalog, process
+    from models.pipeline import add_lead
+    from services.db import session_scope
+
+    with session_scope() as s:
+        if restock:
+            for product in s.scalars(select(Product)):
+                catalog.receive(s, product, restock, reason="restock",
+                                source_key=f"restock-{restock_key or company}-{product.sku}")
+        lead = add_lead(s, **(LEAD | {"company": company}))
+        number = process.start_deal(s, lead.id).number
+        s.commit()
+        return number
+
+
+def answer_for(deal_number: str, move: Move) -> dict[str, Any]:
+    """The person's answer to ``move`` as the deal stands now. Before the hand-off Sofia works the
+    opportunity (follow-ups, stages), as the scenario has it."""
+    from models.deal import deal_by_number
+    from services.db import session_scope
+    from services.views import deal_summary
+
+    with session_scope() as s:
+        deal = deal_by_number(s, deal_number)
+        if move.step == "handoff":
+            work_the_opportunity(s, deal)
+            s.commit()
+        return move.answer(deal_summary(s, deal))
+
+
 def play_direct(deal_number: str, script: list[Move] | None = None, until: str | None = None,
                 repeat: int = 1) -> list[dict[str, Any]]:
     """Drive a deal through the stage tasks' bodies (``.fn``), without Prefect: the same rules,
@@ -122,7 +158,6 @@ def play_direct(deal_number: str, script: list[Move] | None = None, until: str |
     automatic step, wait opening and mail delivery that many times, as re-runs would."""
     from models.deal import deal_by_number
     from services.db import session_scope
-    from services.views import deal_summary
     from tasks.deal_steps import AUTOMATIC, deliver_mail, open_wait, plan_next_step, record_answer
 
     moves = list(SCRIPT if script is None else script)
@@ -148,13 +183,7 @@ def play_direct(deal_number: str, script: list[Move] | None = None, until: str |
                 raise RuntimeError(f"{deal_number} waits at {step['key']} but the script has "
                                    f"{moves[0].step if moves else 'nothing'} next")
             move = moves.pop(0)
-            with session_scope() as s:
-                deal = deal_by_number(s, deal_number)
-                if move.step == "handoff":
-                    work_the_opportunity(s, deal)
-                    s.commit()
-                summary = deal_summary(s, deal)
-            result = record_answer.fn(deal_number, step["key"], move.answer(summary))
+            result = record_answer.fn(deal_number, step["key"], answer_for(deal_number, move))
             trail.append({"key": step["key"], **result})
         for _ in range(repeat):
             deliver_mail.fn(deal_number)

@@ -15,10 +15,9 @@ from click.testing import CliRunner
 
 from dealflow import answers
 from dealflow.cli import main
-from dealflow.scenario import SCRIPT, play_direct
+from dealflow.scenario import SCRIPT, answer_for, play_direct
 from models.deal import deal_by_number
 from services.db import session_scope
-from services.views import deal_summary
 
 from .helpers import audit_actions, counts, wait_row
 
@@ -129,9 +128,7 @@ def test_a_flow_started_on_a_deal_part_way_continues_and_a_rerun_repeats_nothing
 
     play_direct(new_deal, until="payment-1")
     first, second = [m for m in SCRIPT if m.step == "payment"]
-    with session_scope() as s:
-        summary = deal_summary(s, deal_by_number(s, new_deal))
-    moves = [_answer(new_deal, "payment-1", first.answer(summary)),
+    moves = [_answer(new_deal, "payment-1", answer_for(new_deal, first)),
              _answer(new_deal, "payment-2", {"by": "finance", "amount": "104510.21"})]
     thread, errors = _in_background(moves)
     result = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=120)

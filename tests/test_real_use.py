@@ -22,13 +22,12 @@ import pytest
 from sqlalchemy import func, select, text
 
 from dealflow import answers
-from dealflow.scenario import LEAD, SCRIPT
-from models import Document, Email, Payment, Product, Shipment, StockMove, catalog, process
+from dealflow.scenario import SCRIPT, answer_for, start_scenario_deal
+from models import Document, Email, Payment, Shipment, StockMove
 from models.deal import deal_by_number
-from models.pipeline import add_lead
 from services.config import PROJECT_ROOT
 from services.db import engine_for, session_scope
-from services.views import deal_summary, inbox
+from services.views import inbox
 
 from .conftest import PG_URL
 from .smtp_server import free_port
@@ -133,20 +132,12 @@ def test_two_deals_run_on_a_server_with_a_worker_through_every_wait(stack):
 
     from dealflow.cli import _waiting_runs, main
 
-    deals = []
-    with session_scope() as s:
-        for product in s.scalars(select(Product)):
-            catalog.receive(s, product, 10, reason="restock", source_key=f"e2e-{product.sku}")
-        for company in ("Alpha Tools Ltd", "Beta Forge Inc"):
-            lead = add_lead(s, **(LEAD | {"company": company}))
-            s.flush()
-            deals.append((lead.id, company))
-        s.commit()
-    numbers = []
-    for lead_id, _ in deals:
-        result = CliRunner().invoke(main, ["deal", "start", str(lead_id), "--json"])
+    numbers = [start_scenario_deal(company, restock=5) for company in ("Alpha Tools Ltd", "Beta Forge Inc")]
+    for number in numbers:
+        with session_scope() as s:
+            lead_id = deal_by_number(s, number).lead_id
+        result = CliRunner().invoke(main, ["deal", "start", str(lead_id), "--json"])  # as a person would
         assert result.exit_code == 0, result.output
-        numbers.append(deal_by_number_number(lead_id))
 
     suspended_seen: dict[str, int] = {n: 0 for n in numbers}
     errors: list[BaseException] = []
@@ -168,21 +159,20 @@ def test_two_deals_run_on_a_server_with_a_worker_through_every_wait(stack):
                         rows = inbox(s, None, _waiting_runs())
                     mine = next(r for r in rows if r["deal"] == number)
                     assert (mine["key"], mine["run"]) == ("qualify", "Suspended")
-                with session_scope() as s:
-                    summary = deal_summary(s, deal_by_number(s, number))
+                payload = answer_for(number, move)
                 if i == 6:  # both deals wait (suspended) at QA: the worker dies in the middle of the sale
                     both_waiting.wait(timeout=300)
                     if number == numbers[0]:
                         stack.kill_worker()
-                        answers.answer(number, key, move.answer(summary), settle_timeout=60)  # QA answers anyway
+                        answers.answer(number, key, payload, settle_timeout=60)  # QA answers anyway
                         time.sleep(3)
                         stack.start_worker()  # and when it is back nothing is lost
                         worker_restarted.set()
                     else:
                         worker_restarted.wait(timeout=120)
-                        answers.answer(number, key, move.answer(summary), settle_timeout=60)
+                        answers.answer(number, key, payload, settle_timeout=60)
                 else:
-                    answers.answer(number, key, move.answer(summary), settle_timeout=60)
+                    answers.answer(number, key, payload, settle_timeout=60)
                 closed = answers.wait_closed(number, key, timeout=120)
                 assert closed.status == "answered", (number, key, closed)
         except BaseException as exc:
@@ -216,11 +206,6 @@ def test_two_deals_run_on_a_server_with_a_worker_through_every_wait(stack):
     while [_state(r) for r in run_ids] != ["Completed", "Completed"] and time.monotonic() < deadline:
         time.sleep(0.5)
     assert [_state(r) for r in run_ids] == ["Completed", "Completed"]
-
-
-def deal_by_number_number(lead_id: int) -> str:
-    with session_scope() as s:
-        return process.start_deal(s, lead_id).number  # the deal 'deal start' made (looked up, not new)
 
 
 def _no_process_within(run_id: str, seconds: float) -> bool:
