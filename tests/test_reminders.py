@@ -65,7 +65,7 @@ def test_an_unanswered_estimate_is_recalled_every_n_days_at_most_k_times(new_dea
 def test_follow_ups_come_as_one_daily_digest_to_their_owner(new_deal):
     play_direct(new_deal, until="estimate-rev-1")  # Sofia's third follow-up is open, due in 10 days
     assert [q for q in run(utcnow() + timedelta(days=2)) if q["rule"] == "followup-digest"] == []
-    later = utcnow() + timedelta(days=11)
+    later = (utcnow() + timedelta(days=11)).replace(hour=12, minute=0)  # an hour later is the same day
     digest = [q for q in run(later) if q["rule"] == "followup-digest"]
     assert [(q["to"], q["subject"]) for q in digest] == [("sofia@glocial.example", "1 follow-ups due today (1 overdue)")]
     assert [q for q in run(later + timedelta(hours=1)) if q["rule"] == "followup-digest"] == []
