@@ -52,7 +52,7 @@ def check_answer(deal_number: str, step: str, payload: dict[str, Any]) -> tuple[
 def answer(deal_number: str, step: str, payload: dict[str, Any], *, settle_timeout: float = 30) -> OpenWait:
     """Validate, then resume the deal's flow run with the answer. Returns the wait answered."""
     from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
+    from prefect.exceptions import NotPausedError, ObjectNotFound
     from prefect.flow_runs import resume_flow_run
 
     wait, data = check_answer(deal_number, step, payload)
@@ -67,7 +67,8 @@ def answer(deal_number: str, step: str, payload: dict[str, Any], *, settle_timeo
             except ObjectNotFound:
                 raise DomainError(f"step: flow run {run_id} of {deal_number} is not known to this "
                                   f"Prefect API; is PREFECT_API_URL the one the deal runs on?") from None
-            if state and state.is_paused() and state.state_details.pause_key == wait.key:
+            if state and state.is_paused() and state.state_details.pause_key == wait.key \
+                    and _form_saved(client, run_id, state):
                 break
             if time.monotonic() > deadline:
                 raise DomainError(f"step: {deal_number}'s flow run is {state.name if state else 'unknown'}, "
@@ -75,10 +76,28 @@ def answer(deal_number: str, step: str, payload: dict[str, Any], *, settle_timeo
             time.sleep(0.1)
     try:
         resume_flow_run(run_id, run_input=data)
-    except Exception as exc:  # NotPausedError and friends: someone else answered first
-        raise DomainError(f"step: {wait.key} of {deal_number} was answered by someone else a moment ago "
-                          f"({type(exc).__name__})") from None
+    except NotPausedError:
+        raise DomainError(f"step: {wait.key} of {deal_number} was answered by someone else a moment ago") from None
+    except RuntimeError as exc:  # the server refused the resume; it says why
+        raise DomainError(f"step: the Prefect server refused the answer to {wait.key}: {exc}") from None
     return wait
+
+
+def _form_saved(client, run_id: UUID, state) -> bool:
+    """Prefect marks a run Suspended a moment *before* it stores the wait's form, and refuses a
+    resume in between ("Run input schema not found"); a person is never that quick, a script is."""
+    import httpx
+
+    keyset = state.state_details.run_input_keyset
+    if not keyset:
+        return True
+    try:
+        client.read_flow_run_input(run_id, keyset["schema"])
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == 404:
+            return False
+        raise
+    return True
 
 
 @dataclass(frozen=True)
