@@ -168,7 +168,7 @@ def play_direct(deal_number: str, script: list[Move] | None = None, until: str |
             moves.pop(0)
     trail: list[dict[str, Any]] = []
     for _ in range(500):
-        step = plan_next_step.fn(deal_number)
+        step = plan_next_step(deal_number)
         if step["kind"] == "done":
             return trail
         if step["kind"] == "auto":

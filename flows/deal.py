@@ -14,7 +14,15 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_run
 
 from services.views import run_name
-from tasks.deal_steps import AUTOMATIC, attach_run, deliver_mail, plan_next_step, publish_deal_page, tag_run
+from tasks.deal_steps import (
+    AUTOMATIC,
+    attach_run,
+    deliver_mail,
+    mail_pending,
+    plan_next_step,
+    publish_deal_page,
+    tag_run,
+)
 
 from .waits import wait_for_answer
 
@@ -34,7 +42,7 @@ def deal_flow(deal_number: str, poll_interval: int = 1, wait_timeout: int = THIR
     run_id = str(current_run.id)
     attach_run(deal_number, run_id)
     steps: list[dict[str, Any]] = []
-    last_tagged = None
+    last_tagged = next((t.split(":", 1)[1] for t in current_run.tags if t.startswith("step:")), None)
     for _ in range(MAX_STEPS):
         step = plan_next_step(deal_number)
         if step["name"] != last_tagged:
@@ -56,6 +64,6 @@ def deal_flow(deal_number: str, poll_interval: int = 1, wait_timeout: int = THIR
                 logger.info("%s answered: %s", step["key"], result["outcome"])
             else:
                 logger.warning("%s refused: %s", step["key"], result["reason"])
-        deliver_mail(deal_number)
-        publish_deal_page(deal_number)
+        if mail_pending(deal_number):
+            deliver_mail(deal_number)
     raise RuntimeError(f"{deal_number} took more than {MAX_STEPS} steps; a rule must be looping")

@@ -22,7 +22,7 @@ from typing import Any
 from prefect.context import FlowRunContext
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 
-from tasks.deal_steps import open_wait, record_answer
+from tasks.deal_steps import open_wait, publish_deal_page, record_answer
 
 from .inputs import INPUTS
 
@@ -35,6 +35,8 @@ def runs_from_deployment() -> bool:
 def wait_for_answer(deal_number: str, step: dict[str, Any], flow_run_id: str, *,
                     poll_interval: int, timeout: int) -> dict[str, Any]:
     opened = open_wait(deal_number, step["name"], step["key"], flow_run_id)
+    if opened["new"]:  # the page shows the new wait (on a re-entry it is the same page: skip it)
+        publish_deal_page(deal_number)
     form = INPUTS[step["name"]].with_initial_data(description=opened["description"])
     if runs_from_deployment():
         answer = suspend_flow_run(wait_for_input=form, key=step["key"], timeout=None)

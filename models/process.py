@@ -150,16 +150,17 @@ def attach_flow_run(session: Session, deal: Deal, flow_run_id: str) -> bool:
 
 # --- waits: open, answer, refuse ------------------------------------------------------------
 
-def open_wait(session: Session, deal: Deal, step: Step, description: str,
+def open_wait(session: Session, deal: Deal, step: Step, description: str | Callable[[], str],
               flow_run_id: str | None) -> Wait:
-    """Record that the deal waits here. Opening the same wait again returns it."""
+    """Record that the deal waits here. Opening the same wait again returns it (and does not
+    describe it again: ``description`` may be a function, called only for a new wait)."""
     wait = session.scalars(select(Wait).where(Wait.deal_id == deal.id, Wait.key == step.key)).one_or_none()
     if wait is not None:
         if flow_run_id and wait.flow_run_id != flow_run_id and wait.status == "open":
             wait.flow_run_id = flow_run_id
         return wait
     wait = Wait(deal=deal, key=step.key, step=step.name, roles=",".join(step.roles),
-                description=description, flow_run_id=flow_run_id)
+                description=description() if callable(description) else description, flow_run_id=flow_run_id)
     session.add(wait)
     session.flush()
     audit.record(session, SYSTEM, "wait.opened", deal_id=deal.id, subject=step.key, roles=wait.roles)

@@ -1,11 +1,19 @@
 """The deal's stage tasks. Each takes the deal's number (never an ORM object), commits once and
-returns plain data; each is idempotent by business key, so a flow re-run repeats nothing."""
+returns plain data; each is idempotent by business key, so a flow re-run repeats nothing.
+
+The stages (automatic steps, opening a wait, recording an answer, sending mail) are Prefect tasks:
+they show in the run's graph and carry retries. The flow's bookkeeping (``attach_run``,
+``plan_next_step``, ``tag_run``, ``mail_pending``, ``publish_deal_page``) are plain functions: as
+tasks they would cost a task run each (three events for the server to record), several times per
+answer, and show nothing a person looks for.
+No task caches (``NO_CACHE``): the database, not a cache, says what has been done."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from models import DomainError, process, prompts
@@ -26,7 +34,6 @@ def _retry_on_race(task, task_run, state) -> bool:  # noqa: ARG001
     return False
 
 
-@task(task_run_name="attach-{deal_number}")
 def attach_run(deal_number: str, flow_run_id: str) -> int:
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
@@ -35,7 +42,6 @@ def attach_run(deal_number: str, flow_run_id: str) -> int:
         return deal.id
 
 
-@task(task_run_name="tags-{deal_number}")
 def tag_run(deal_number: str, flow_run_id: str, step: str) -> list[str]:
     """Tags on the deal's run for the UI's filters: customer, owner and the current step."""
     from uuid import UUID
@@ -51,7 +57,6 @@ def tag_run(deal_number: str, flow_run_id: str, step: str) -> list[str]:
     return tags
 
 
-@task(task_run_name="plan-{deal_number}")
 def plan_next_step(deal_number: str) -> dict[str, Any]:
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
@@ -60,21 +65,27 @@ def plan_next_step(deal_number: str) -> dict[str, Any]:
                 "facts": step.facts, "deal_status": deal.status}
 
 
-@task(task_run_name="open-{key}")
+@task(task_run_name="open-{key}", cache_policy=NO_CACHE)
 def open_wait(deal_number: str, step: str, key: str, flow_run_id: str | None) -> dict[str, Any]:
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
         planned = process.next_step(s, deal)
         if planned.key != key:
             raise DomainError(f"{deal_number} is at {planned.key}, not {key}")
-        description = prompts.describe(s, deal, step, key)
-        wait = process.open_wait(s, deal, planned, description, flow_run_id)
+        described: list[str] = []  # described only when the wait is new
+
+        def describe() -> str:
+            described.append(prompts.describe(s, deal, step, key))
+            return described[0]
+
+        wait = process.open_wait(s, deal, planned, describe, flow_run_id)
+        new = bool(described)
         s.commit()
         return {"wait_id": wait.id, "status": wait.status, "description": wait.description,
-                "answer": wait.answer}
+                "answer": wait.answer, "new": new}
 
 
-@task(task_run_name="answer-{key}")
+@task(task_run_name="answer-{key}", cache_policy=NO_CACHE)
 def record_answer(deal_number: str, key: str, answer: dict[str, Any]) -> dict[str, Any]:
     """Re-check the person's role and the business rules, then apply the answer; a refused
     answer is recorded with its reason, with nothing else written."""
@@ -93,7 +104,7 @@ def _auto(step_fn, name: str):
             return outcome
     run.__name__ = step_fn.__name__
     run.__doc__ = step_fn.__doc__
-    return task(run, name=name, retries=2, retry_delay_seconds=1,
+    return task(run, name=name, retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE,
                 retry_condition_fn=_retry_on_race)
 
 
@@ -128,7 +139,6 @@ def _retry_on_transient_mail(task, task_run, state) -> bool:  # noqa: ARG001
     return False
 
 
-@task(task_run_name="page-{deal_number}")
 def publish_deal_page(deal_number: str) -> str:
     """The deal's artifacts, under stable keys: a page (timeline, documents, money) and its lines."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -146,8 +156,19 @@ def publish_deal_page(deal_number: str) -> str:
     return key
 
 
+def mail_pending(deal_number: str) -> bool:
+    """Whether the deal has email waiting to go out (so the mail task runs only when it has work)."""
+    from sqlalchemy import exists, select
+
+    from models import Email
+
+    with session_scope() as s:
+        deal = deal_by_number(s, deal_number)
+        return bool(s.scalar(select(exists().where(Email.deal_id == deal.id, Email.status == "pending"))))
+
+
 @task(task_run_name="mail-{deal_number}", retries=4, retry_delay_seconds=[2, 10, 30, 120],
-      retry_condition_fn=_retry_on_transient_mail)
+      retry_condition_fn=_retry_on_transient_mail, cache_policy=NO_CACHE)
 def deliver_mail(deal_number: str) -> list[int]:
     """Send the deal's pending outbox rows (and write its documents)."""
     with session_scope() as s:

@@ -28,7 +28,7 @@ def _refused_everywhere(deal: str, step: str, key: str, answer: dict, message: s
     assert result == {"accepted": False, "reason": message}
     assert counts() == before
     assert wait_row(deal, key)["status"] == "refused"
-    retry = plan_next_step.fn(deal)
+    retry = plan_next_step(deal)
     assert retry["key"] == f"{key}-retry-1"
     assert f"{step}.refused" in audit_actions()
 
@@ -69,7 +69,7 @@ def test_shipping_more_than_in_stock_is_refused_and_uses_no_number(new_deal):
               "lines": [{"sku": "TOOL-KIT-PRO", "quantity": 1}, {"sku": "CNC-LATHE-2000", "quantity": 3}]}
     _refused_everywhere(new_deal, "shipment", "shipment-1", answer,
                         "lines[2].quantity: CNC-LATHE-2000: 3 requested but only 2 in stock")
-    step = plan_next_step.fn(new_deal)
+    step = plan_next_step(new_deal)
     open_wait.fn(new_deal, step["name"], step["key"], None)
     ok = record_answer.fn(new_deal, step["key"], {"by": "delivery", "carrier": "DHL", "tracking_number": "T2",
                                                   "lines": [{"sku": "CNC-LATHE-2000", "quantity": 2}]})
@@ -116,7 +116,7 @@ def test_a_qa_pass_with_a_failed_check_is_refused(new_deal):
 
 
 def _open_description(deal: str) -> str:
-    step = plan_next_step.fn(deal)
+    step = plan_next_step(deal)
     return open_wait.fn(deal, step["name"], step["key"], None)["description"]
 
 
@@ -174,7 +174,7 @@ def test_a_refusal_note_stays_with_its_own_wait(new_deal):
     record_answer.fn(new_deal, "payment-1", {"by": "sofia", "amount": "10"})
     assert "was refused" in _open_description(new_deal)
     assert record_answer.fn(new_deal, "payment-1-retry-1", {"by": "finance", "amount": "10"})["accepted"]
-    assert plan_next_step.fn(new_deal)["key"] == "payment-2"
+    assert plan_next_step(new_deal)["key"] == "payment-2"
     assert "refused" not in _open_description(new_deal)
 
 

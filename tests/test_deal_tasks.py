@@ -74,7 +74,7 @@ def test_running_every_stage_again_repeats_nothing(new_deal, data_dir):
     assert deliver_mail.fn(new_deal) == []
     again = record_answer.fn(new_deal, "payment-1", {"by": "finance", "amount": "1.00"})
     assert again == {"accepted": True, "outcome": "already recorded", "reason": ""}
-    assert plan_next_step.fn(new_deal)["kind"] == "done"
+    assert plan_next_step(new_deal)["kind"] == "done"
     assert counts() == before
     assert sorted(p.name for p in (data_dir / "mail").iterdir()) == files
 
@@ -90,7 +90,7 @@ def test_each_automatic_step_run_twice_as_it_happens_writes_once(new_deal):
 
 def test_a_continued_deal_picks_up_where_the_database_says(new_deal):
     play_direct(new_deal, until="shipment-1")
-    assert plan_next_step.fn(new_deal)["key"] == "shipment-1"
+    assert plan_next_step(new_deal)["key"] == "shipment-1"
     play_direct(new_deal)  # a fresh driver, like a flow started again from its top
     c = counts()
     assert (c["estimate_revisions"], c["shipments"], c["payments"], c["emails"]) == (2, 2, 2, 10)

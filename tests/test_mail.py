@@ -99,7 +99,7 @@ def test_the_send_task_retries_a_4xx_and_the_message_arrives_once(prefect_api, n
     assert len(smtp.received) == 1
     with session_scope() as s:
         assert s.scalars(select(Email.attempts)).one() == 2
-    assert plan_next_step.fn(new_deal)["key"] == "decision-rev-1"  # and the deal goes on
+    assert plan_next_step(new_deal)["key"] == "decision-rev-1"  # and the deal goes on
 
 
 @pytest.mark.flow
