@@ -17,75 +17,75 @@ from models.estimates import DECISION_CHANNELS
 
 
 class Answer(RunInput):
-    by: str = Field(description="Your staff handle (e.g. sofia, mark, qa, delivery, finance). "
+    by: str = Field(title="Your handle", description="Your staff handle (e.g. sofia, mark, qa, delivery, finance). "
                                 "The flow checks that you have the role this step needs.")
 
 
 class QualifyInput(Answer):
     """Qualify the lead."""
-    qualified: bool = Field(description="Is this a real opportunity (need, budget, authority, timeline)?")
-    notes: str = Field(default="", description="What you learned: needs, decision makers, competitors.")
-    budget: Decimal | None = Field(default=None, description="The customer's budget, in the deal's currency.")
-    timeline: str = Field(default="", description="When the customer wants the machinery, e.g. 'Q1 2027'.")
+    qualified: bool = Field(title="Qualified?", description="Is this a real opportunity (need, budget, authority, timeline)?")
+    notes: str = Field(title="Notes", default="", description="What you learned: needs, decision makers, competitors.")
+    budget: Decimal | None = Field(title="Budget", default=None, description="The customer's budget, in the deal's currency.")
+    timeline: str = Field(title="Timeline", default="", description="When the customer wants the machinery, e.g. 'Q1 2027'.")
 
 
 class HandoffInput(Answer):
     """Hand the opportunity to a sales engineer."""
-    engineer: str = Field(description="Handle of the sales engineer who prepares the estimate (e.g. mark).")
-    note: str = Field(default="", description="What the engineer should know.")
+    engineer: str = Field(title="Sales engineer", description="Handle of the sales engineer who prepares the estimate (e.g. mark).")
+    note: str = Field(title="Note", default="", description="What the engineer should know.")
 
 
 class EstimateLineInput(BaseModel):
-    sku: str = Field(description="Product SKU from the catalogue, e.g. CNC-LATHE-2000.")
-    quantity: int = Field(description="How many; a whole number greater than zero.")
-    discount_pct: Decimal = Field(default=Decimal("0"), description="Discount on this line, 0 to 100 %.")
+    sku: str = Field(title="SKU", description="Product SKU from the catalogue, e.g. CNC-LATHE-2000.")
+    quantity: int = Field(title="Quantity", description="How many; a whole number greater than zero.")
+    discount_pct: Decimal = Field(title="Discount %", default=Decimal("0"), description="Discount on this line, 0 to 100 %.")
 
 
 class EstimateInput(Answer):
     """Prepare the estimate's lines."""
-    lines: list[EstimateLineInput] = Field(description="The estimate's lines; totals are computed from them.")
-    valid_days: int = Field(default=30, description="How many days the estimate stays valid (1-365).")
-    notes: str = Field(default="", description="Notes printed on the estimate for the customer.")
+    lines: list[EstimateLineInput] = Field(title="Lines", description="The estimate's lines; totals are computed from them.")
+    valid_days: int = Field(title="Valid for (days)", default=30, description="How many days the estimate stays valid (1-365).")
+    notes: str = Field(title="Notes", default="", description="Notes printed on the estimate for the customer.")
 
 
 class DecisionInput(Answer):
     """Record the customer's decision on the estimate (on the customer's behalf)."""
-    decision: Literal["approve", "request_changes", "decline"] = Field(
+    decision: Literal["approve", "request_changes", "decline"] = Field(title="Customer's decision", 
         description="approve: make it an order; request_changes: a new revision follows; decline: deal lost.")
-    channel: Literal[DECISION_CHANNELS] = Field(  # type: ignore[valid-type]
+    channel: Literal[DECISION_CHANNELS] = Field(title="How the customer told us",   # type: ignore[valid-type]
         default="email", description="How the customer told us: email, phone, signed_document, meeting, portal.")
-    changes: str = Field(default="", description="For request_changes: what the customer wants changed.")
-    reason: str = Field(default="", description="For decline: why the customer declined.")
-    note: str = Field(default="", description="Anything else worth keeping (e.g. PO number).")
+    changes: str = Field(title="Changes wanted", default="", description="For request_changes: what the customer wants changed.")
+    reason: str = Field(title="Reason for declining", default="", description="For decline: why the customer declined.")
+    note: str = Field(title="Note", default="", description="Anything else worth keeping (e.g. PO number).")
 
 
 class QAInput(Answer):
     """QA sign-off. A pass releases the order for picking; a fail sends it to rework."""
-    passed: bool = Field(description="Did the machine pass every test?")
-    checklist: dict[str, bool] = Field(default_factory=dict,
+    passed: bool = Field(title="Passed?", description="Did the machine pass every test?")
+    checklist: dict[str, bool] = Field(title="Checklist", default_factory=dict,
                                        description="Each check and whether it passed, e.g. {\"hydraulics\": true}.")
-    notes: str = Field(default="", description="What was tested; for a fail, what must be reworked.")
+    notes: str = Field(title="Notes", default="", description="What was tested; for a fail, what must be reworked.")
 
 
 class ShipmentLineInput(BaseModel):
-    sku: str = Field(description="SKU on the order.")
-    quantity: int = Field(description="How many in this shipment; at most what is left to ship and in stock.")
+    sku: str = Field(title="SKU", description="SKU on the order.")
+    quantity: int = Field(title="Quantity", description="How many in this shipment; at most what is left to ship and in stock.")
 
 
 class ShipmentInput(Answer):
     """Confirm a shipment: carrier, tracking and what left the warehouse."""
-    carrier: str = Field(description="Carrier name, e.g. DHL Freight.")
-    tracking_number: str = Field(description="The carrier's tracking number.")
-    lines: list[ShipmentLineInput] = Field(default_factory=list,
+    carrier: str = Field(title="Carrier", description="Carrier name, e.g. DHL Freight.")
+    tracking_number: str = Field(title="Tracking number", description="The carrier's tracking number.")
+    lines: list[ShipmentLineInput] = Field(title="Lines", default_factory=list,
                                            description="What is in this shipment; leave empty to ship all that is left.")
 
 
 class PaymentInput(Answer):
     """Record a payment received against the invoice."""
-    amount: Decimal = Field(description="Amount received, at most what is still due.")
-    method: Literal[PAYMENT_METHODS] = Field(  # type: ignore[valid-type]
+    amount: Decimal = Field(title="Amount received", description="Amount received, at most what is still due.")
+    method: Literal[PAYMENT_METHODS] = Field(title="Payment method",   # type: ignore[valid-type]
         default="bank_transfer", description="bank_transfer, card, cheque or cash.")
-    reference: str = Field(default="", description="Bank reference or cheque number.")
+    reference: str = Field(title="Reference", default="", description="Bank reference or cheque number.")
 
 
 INPUTS: dict[str, type[Answer]] = {
