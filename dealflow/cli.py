@@ -390,18 +390,47 @@ def opportunity_assign(deal_number: str, engineer: str, by: str, note: str) -> N
 
 @main.command()
 @click.option("--port", type=int, default=4200, show_default=True, help="Port of the Prefect server and UI.")
-@click.option("--workers", type=int, default=1, show_default=True, help="How many workers to start.")
+@click.option("--executors", "--workers", "executors", type=int, default=1, show_default=True,
+              help="How many deal executors to start (each runs many deals in one process).")
 @click.option("--json", "as_json", is_flag=True, help="Print the addresses and pids as JSON.")
-def up(port: int, workers: int, as_json: bool) -> None:
-    """Start a Prefect server, deploy prefect.yaml and start worker(s), in the background."""
+def up(port: int, executors: int, as_json: bool) -> None:
+    """Start a Prefect server, deploy prefect.yaml, a worker and deal executor(s), in the background."""
     from .stack import up as stack_up
 
     try:
-        info = stack_up(port=port, workers=workers, say=(lambda *_: None) if as_json else click.echo)
+        info = stack_up(port=port, executors=executors, say=(lambda *_: None) if as_json else click.echo)
     except RuntimeError as exc:
         raise DomainError(f"up: {exc}") from None
     if as_json:
         _emit(info, True)
+
+
+@main.command()
+@click.option("--pool", default="dealflow-deals", show_default=True, help="The work pool of the deal deployment.")
+@click.option("--slots", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Deals moving at the same time (threads); waiting deals take none.")
+@click.option("--poll", type=click.FloatRange(0.05, 60), default=0.25, show_default=True,
+              help="Seconds between looks for resumed or new runs.")
+@click.option("--adopt", multiple=True, metavar="HOST",
+              help="Also take over runs left running by executors of this (dead) host.")
+@click.option("--status-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the runs in progress here as JSON, for monitoring.")
+def executor(pool: str, slots: int, poll: float, adopt: tuple[str, ...], status_file: Path | None) -> None:
+    """Run the deal deployment's runs in this process until stopped (SIGTERM or Ctrl-C).
+
+    Like `prefect worker start --pool dealflow-deals`, without a new process per run: a deal's run
+    starts again after every answer, and this takes it from the answer to its next wait in well
+    under a second. Needs PREFECT_API_URL.
+    """
+    import logging
+
+    from .executor import serve
+
+    if not os.environ.get("PREFECT_API_URL"):
+        raise DomainError("executor: PREFECT_API_URL is not set; point it at your Prefect server's API")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("dealflow").setLevel(logging.INFO)
+    serve(pool=pool, slots=slots, poll=poll, status_file=status_file, adopt=adopt)
 
 
 @main.command()

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from services.config import PROJECT_ROOT, load_settings
 
-POOL = "dealflow"
+POOL = "dealflow"  # the scheduled flows (reminders, reports): a stock process worker
+DEALS_POOL = "dealflow-deals"  # the deals: dealflow's executor (see dealflow/executor.py)
 
 
 def _paths() -> tuple[Path, Path, Path]:
@@ -34,7 +35,8 @@ def _alive(pid_file: Path) -> int | None:
     """The pid in the file, if that process is still one of ours (a reused pid is not)."""
     try:
         pid = int(pid_file.read_text())
-        if b"prefect" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"prefect" not in cmdline and b"dealflow" not in cmdline:
             return None
         return pid
     except (OSError, ValueError):
@@ -67,6 +69,7 @@ def _healthy(api: str, timeout: float) -> bool:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is free
         try:
             s.bind(("127.0.0.1", port))
             return True
@@ -74,7 +77,7 @@ def _port_free(port: int) -> bool:
             return False
 
 
-def up(port: int = 4200, workers: int = 1, say=print) -> dict[str, object]:
+def up(port: int = 4200, executors: int = 1, say=print) -> dict[str, object]:
     run, logs, home = _paths()
     api = f"http://127.0.0.1:{port}/api"
     if not _alive(run / "server.pid") and not _port_free(port):
@@ -87,21 +90,26 @@ def up(port: int = 4200, workers: int = 1, say=print) -> dict[str, object]:
     say(f"Prefect server (pid {server}) starting on {api} ...")
     if not _healthy(api, 90):
         raise RuntimeError(f"the Prefect server did not answer on {api}; see {logs / 'server.log'}")
-    pool = subprocess.run([*prefect, "work-pool", "create", POOL, "--type", "process", "--overwrite"], env=env,
-                          cwd=PROJECT_ROOT, capture_output=True, text=True)
-    if pool.returncode != 0:
-        raise RuntimeError(f"creating the work pool failed:\n{pool.stdout[-2000:]}{pool.stderr[-2000:]}")
+    for pool_name in (POOL, DEALS_POOL):
+        pool = subprocess.run([*prefect, "work-pool", "create", pool_name, "--type", "process", "--overwrite"],
+                              env=env, cwd=PROJECT_ROOT, capture_output=True, text=True)
+        if pool.returncode != 0:
+            raise RuntimeError(f"creating the work pool failed:\n{pool.stdout[-2000:]}{pool.stderr[-2000:]}")
     deployed = subprocess.run([*prefect, "--no-prompt", "deploy", "--all"], env=env, cwd=PROJECT_ROOT,
                               capture_output=True, text=True)
     if deployed.returncode != 0:
         raise RuntimeError(f"prefect deploy failed:\n{deployed.stdout[-2000:]}{deployed.stderr[-2000:]}")
     say("deployments: deal, reminders (weekdays 08:00), reports (daily 07:00)")
-    pids = [_spawn(f"worker-{i}", [*prefect, "worker", "start", "--pool", POOL, "--name", f"dealflow-worker-{i}"],
-                   env) for i in range(1, workers + 1)]
-    say(f"{workers} worker(s) on pool '{POOL}': pids {', '.join(map(str, pids))}")
+    worker = _spawn("worker", [*prefect, "worker", "start", "--pool", POOL, "--name", "dealflow-worker"], env)
+    say(f"worker (pid {worker}) on pool '{POOL}' for the scheduled flows")
+    pids = [_spawn(f"executor-{i}", [sys.executable, "-m", "dealflow.cli", "executor", "--pool", DEALS_POOL,
+                                      "--status-file", str(run / f"executor-{i}.json")], env)
+            for i in range(1, executors + 1)]
+    say(f"{executors} deal executor(s) on pool '{DEALS_POOL}': pids {', '.join(map(str, pids))}")
     ui = f"http://127.0.0.1:{port}"
     say(f"\nThe UI: {ui}\nIn your shell:  export PREFECT_API_URL={api}\nLogs: {logs}")
-    return {"ui": ui, "api": api, "server_pid": server, "worker_pids": pids, "logs": str(logs)}
+    return {"ui": ui, "api": api, "server_pid": server, "worker_pid": worker, "executor_pids": pids,
+            "logs": str(logs)}
 
 
 def down(say=print) -> list[str]:

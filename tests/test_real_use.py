@@ -1,5 +1,6 @@
-"""Real use, end to end: a `prefect server start`, `prefect deploy` from prefect.yaml, a process
-worker, and two deals at once through every wait, answered as people would (`dealflow answer`).
+"""Real use, end to end: a `prefect server start`, `prefect deploy` from prefect.yaml, a deal
+executor (`dealflow executor`), and two deals at once through every wait, answered as people
+would (`dealflow answer`), with the executor killed twice on the way.
 
 Slow (a few minutes): it runs when DEALFLOW_E2E=1, as CI does (on PostgreSQL, for the business
 database and for Prefect's own). `pytest -m "not e2e"` leaves it out explicitly.
@@ -8,6 +9,7 @@ database and for Prefect's own). `pytest -m "not e2e"` leaves it out explicitly.
 from __future__ import annotations
 
 import contextvars
+import json
 import os
 import signal
 import subprocess
@@ -39,11 +41,12 @@ PREFECT = [sys.executable, "-m", "prefect"]
 
 
 class Stack:
-    """A Prefect server, the deployments and a worker, as separate processes."""
+    """A Prefect server, the deployments and a deal executor, as separate processes."""
 
     def __init__(self, home: Path, env: dict[str, str]):
-        self.home, self.env, self.worker = home, env, None
+        self.home, self.env, self.executor = home, env, None
         self.api = env["PREFECT_API_URL"]
+        self.status_file = home / "executor.json"
         self.server = subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port",
                                         self.api.split(":")[-1].split("/")[0]],
                                        env=env, cwd=PROJECT_ROOT, start_new_session=True,
@@ -57,27 +60,36 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise RuntimeError((home / "server.log").read_text()[-3000:]) from None
                 time.sleep(0.5)
-        self.prefect("work-pool", "create", "dealflow", "--type", "process", "--overwrite")
+        for pool in ("dealflow", "dealflow-deals"):
+            self.prefect("work-pool", "create", pool, "--type", "process", "--overwrite")
         self.prefect("--no-prompt", "deploy", "--all")
-        self.start_worker()
+        self.start_executor()
 
     def prefect(self, *args: str) -> str:
         done = subprocess.run([*PREFECT, *args], env=self.env, cwd=PROJECT_ROOT, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
         return done.stdout
 
-    def start_worker(self) -> None:
-        self.worker = subprocess.Popen([*PREFECT, "worker", "start", "--pool", "dealflow"], env=self.env,
-                                       cwd=PROJECT_ROOT, start_new_session=True,
-                                       stdout=open(self.home / "worker.log", "ab"), stderr=subprocess.STDOUT)
+    def start_executor(self) -> None:
+        self.executor = subprocess.Popen([sys.executable, "-m", "dealflow.cli", "executor", "--status-file",
+                                          str(self.status_file)], env=self.env, cwd=PROJECT_ROOT,
+                                         start_new_session=True, stdout=open(self.home / "executor.log", "ab"),
+                                         stderr=subprocess.STDOUT)
 
-    def kill_worker(self) -> None:
-        """The worker dies (SIGKILL, no goodbye); flow processes it had started run on."""
-        os.kill(self.worker.pid, signal.SIGKILL)
-        self.worker.wait(timeout=30)
+    def kill_executor(self) -> None:
+        """The executor dies (SIGKILL, no goodbye), with whatever runs it had in hand."""
+        os.kill(self.executor.pid, signal.SIGKILL)
+        self.executor.wait(timeout=30)
+
+    def runs_in_hand(self) -> list[str]:
+        """The runs the executor is moving right now (it writes them down on every poll)."""
+        try:
+            return json.loads(self.status_file.read_text())["active_runs"]
+        except (OSError, ValueError):
+            return []
 
     def stop(self) -> None:
-        for proc in (self.worker, self.server):
+        for proc in (self.executor, self.server):
             if proc and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)
@@ -102,7 +114,7 @@ def stack(db, tmp_path):
     api = f"http://127.0.0.1:{free_port()}/api"
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api,
            "PREFECT_SERVER_DATABASE_CONNECTION_URL": _prefect_database(tmp_path),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "1",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_LOGGING_LEVEL": "INFO"}
     s = Stack(home, env)
     try:
@@ -127,7 +139,7 @@ def _flow_processes(run_id: str) -> list[int]:
     return found
 
 
-def test_two_deals_run_on_a_server_with_a_worker_through_every_wait(stack):
+def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
     from click.testing import CliRunner
 
     from dealflow.cli import _waiting_runs, main
@@ -141,9 +153,7 @@ def test_two_deals_run_on_a_server_with_a_worker_through_every_wait(stack):
 
     suspended_seen: dict[str, int] = {n: 0 for n in numbers}
     errors: list[BaseException] = []
-    worker_restarted = threading.Event()
-    # A worker killed while it is *starting* a run can leave that run Pending for good (Prefect
-    # does not hand it to another worker); the test kills it while both deals are suspended.
+    restarted = threading.Event()
     both_waiting = threading.Barrier(2)
 
     def person(number: str) -> None:
@@ -152,7 +162,7 @@ def test_two_deals_run_on_a_server_with_a_worker_through_every_wait(stack):
                 key, run_id = _await_wait(number, move.step)
                 state = _state(run_id)
                 assert state == "Suspended", f"{number} at {key} is {state}"
-                assert _no_process_within(run_id, 15), f"{number} holds a process while it waits at {key}"
+                assert _not_held_within(stack, run_id, 15), f"{number} holds a process or thread at {key}"
                 suspended_seen[number] += 1
                 if i == 0:  # the inbox joins the business state with what the server holds
                     with session_scope() as s:
@@ -160,20 +170,29 @@ def test_two_deals_run_on_a_server_with_a_worker_through_every_wait(stack):
                     mine = next(r for r in rows if r["deal"] == number)
                     assert (mine["key"], mine["run"]) == ("qualify", "Suspended")
                 payload = answer_for(number, move)
-                if i == 6:  # both deals wait (suspended) at QA: the worker dies in the middle of the sale
+                if i == 6:  # both deals wait (suspended) at QA: the executor dies in the middle of the sale
                     both_waiting.wait(timeout=300)
                     if number == numbers[0]:
-                        stack.kill_worker()
+                        stack.kill_executor()
                         answers.answer(number, key, payload, settle_timeout=60)  # QA answers anyway
                         time.sleep(3)
-                        stack.start_worker()  # and when it is back nothing is lost
-                        worker_restarted.set()
+                        stack.start_executor()  # and when it is back nothing is lost
+                        restarted.set()
                     else:
-                        worker_restarted.wait(timeout=120)
+                        restarted.wait(timeout=120)
                         answers.answer(number, key, payload, settle_timeout=60)
+                elif i == 8 and number == numbers[0]:
+                    # the first shipment: killed a moment after the answer, while the run is in
+                    # its hands (claimed, running, or writing the shipment); the restarted
+                    # executor takes the orphaned run over and the deal goes on from where it is
+                    answers.answer(number, key, payload, settle_timeout=60)
+                    time.sleep(0.3)
+                    stack.kill_executor()
+                    time.sleep(1)
+                    stack.start_executor()
                 else:
                     answers.answer(number, key, payload, settle_timeout=60)
-                closed = answers.wait_closed(number, key, timeout=120)
+                closed = answers.wait_closed(number, key, timeout=180)
                 assert closed.status == "answered", (number, key, closed)
         except BaseException as exc:
             errors.append(exc)
@@ -185,7 +204,7 @@ def test_two_deals_run_on_a_server_with_a_worker_through_every_wait(stack):
     for t in threads:
         t.join(timeout=900)
     assert not errors, errors
-    assert worker_restarted.is_set()
+    assert restarted.is_set()
 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -208,10 +227,11 @@ def test_two_deals_run_on_a_server_with_a_worker_through_every_wait(stack):
     assert [_state(r) for r in run_ids] == ["Completed", "Completed"]
 
 
-def _no_process_within(run_id: str, seconds: float) -> bool:
-    """A suspended run's process exits about a second after the run shows Suspended."""
+def _not_held_within(stack: Stack, run_id: str, seconds: float) -> bool:
+    """A suspended run leaves the executor's hands (its thread is free) right after it suspends,
+    and no process on this machine runs it."""
     deadline = time.monotonic() + seconds
-    while _flow_processes(run_id):
+    while _flow_processes(run_id) or run_id in stack.runs_in_hand():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)

@@ -1,0 +1,271 @@
+"""The deal executor: one long-lived process that runs the deal deployment's runs in threads.
+
+A Prefect process worker starts a new Python process for every run it picks up, and a deal's run
+is picked up again after every answer (its waits suspend, and a resumed run starts again from its
+top). On a small machine that process start (~2-3 CPU-seconds of imports and engine set-up) is
+the whole cost of an answer. The executor does what a worker does, without the process:
+
+1. it polls the ``dealflow-deals`` work pool for runs that are due (new deals, resumed ones),
+   and heartbeats as a worker of that pool, so the UI shows it online;
+2. it claims a run by proposing ``Pending`` (the server refuses a second claim, so several
+   executors, on one machine or several, never run the same run twice) and records itself as
+   the run's ``infrastructure_pid`` (``host:pid``);
+3. it runs the flow with Prefect's own engine (``run_flow``) in a thread: the run goes to its next
+   wait, suspends, and the thread is free again.
+
+What a worker's process boundary gave for free, it does itself: a run left ``Pending`` or
+``Running`` by an executor that died (killed, machine restarted) is put back to ``Scheduled``
+when an executor on the same host starts, or on any host with ``--adopt HOST``; the deal's
+flow then continues from where the database says the deal is, and its steps repeat nothing.
+A stock process worker on the same pool still works (``prefect worker start --pool
+dealflow-deals``), only slower.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+POOL = "dealflow-deals"
+log = logging.getLogger("dealflow.executor")
+
+
+def _host_pid() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _is_executor(pid: int) -> bool:
+    """Whether ``pid`` on this host is a live executor (a reused pid of another program is not)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"executor" in cmdline and b"dealflow" in cmdline
+
+
+def orphaned(owner: str, me: str, host: str, adopt: set[str], since: datetime | None, now: datetime,
+             is_executor=_is_executor) -> bool:
+    """Whether a run claimed by ``owner`` (``host:pid``, as written at the claim) has lost it.
+
+    Our own runs are not; on this host, a run whose executor process is gone is; on another host,
+    only if we were told to adopt that host's runs; a run claimed by nobody we know of (its
+    claimer died between claiming it and writing its name) after two minutes."""
+    if owner == me:
+        return False
+    owner_host, _, owner_pid = owner.rpartition(":")
+    if owner and owner_host == host:
+        return not (owner_pid.isdigit() and is_executor(int(owner_pid)))
+    if owner:
+        return owner_host in adopt
+    return since is not None and now - since > timedelta(minutes=2)
+
+
+class Executor:
+    def __init__(self, pool: str = POOL, slots: int = 8, poll: float = 0.25, name: str | None = None,
+                 status_file: Path | None = None, adopt: tuple[str, ...] = ()):
+        self.pool, self.slots, self.poll = pool, slots, poll
+        self.name = name or f"executor-{_host_pid()}"
+        self.me = _host_pid()
+        self.status_file = status_file
+        self.adopt = set(adopt)
+        self.stopping = threading.Event()
+        self.active: dict[str, Future] = {}
+        self.lock = threading.Lock()
+        self.runs_done = 0
+        self._flows: dict[UUID, Any] = {}
+        self._threads = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="deal-run")
+
+    # ----- the loop
+    def serve(self, until: float | None = None) -> None:
+        from prefect import get_client
+
+        log.info("%s serving pool %r with %d slots, polling every %.2f s", self.name, self.pool, self.slots,
+                 self.poll)
+        last_heartbeat = last_recovery = 0.0
+        with get_client(sync_client=True) as client:
+            while not self.stopping.is_set() and (until is None or time.monotonic() < until):
+                now = time.monotonic()
+                if now - last_heartbeat >= 15:
+                    client.send_worker_heartbeat(self.pool, self.name, heartbeat_interval_seconds=15)
+                    last_heartbeat = now
+                if now - last_recovery >= 30:
+                    self.recover(client)
+                    last_recovery = now
+                free = self.slots - self._busy()
+                if free > 0:
+                    try:
+                        due = client.get_scheduled_flow_runs_for_work_pool(
+                            self.pool, scheduled_before=datetime.now(UTC))
+                    except Exception:  # noqa: BLE001 - the server restarting is not our end
+                        log.warning("could not poll pool %r; trying again", self.pool, exc_info=True)
+                        self.stopping.wait(2)
+                        continue
+                    for item in due[:free]:
+                        self._claim_and_start(client, item.flow_run)
+                self._write_status()
+                self.stopping.wait(self.poll)
+        self.drain()
+
+    def stop(self, *_: object) -> None:
+        self.stopping.set()
+
+    def drain(self, timeout: float = 60) -> None:
+        """Let running deals reach their next wait (seconds, as a rule) before the process ends."""
+        deadline = time.monotonic() + timeout
+        while self._busy() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if self._busy():
+            log.warning("%d run(s) still running at exit; the next executor on this host takes them over",
+                        self._busy())
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        self._write_status()
+
+    def _busy(self) -> int:
+        with self.lock:
+            for run_id in [r for r, f in self.active.items() if f.done()]:
+                del self.active[run_id]
+            return len(self.active)
+
+    # ----- claiming and running
+    def _claim_and_start(self, client, flow_run) -> None:
+        from prefect.exceptions import ObjectNotFound
+        from prefect.states import Pending
+
+        run_id = str(flow_run.id)
+        with self.lock:
+            if run_id in self.active:
+                return
+        try:
+            result = client.set_flow_run_state(flow_run.id, Pending(), force=False)
+        except ObjectNotFound:
+            return
+        if result.state is None or not result.state.is_pending():
+            return  # another executor (or worker) claimed it first
+        client.update_flow_run(flow_run.id, infrastructure_pid=self.me)
+        context = contextvars.copy_context()
+        with self.lock:
+            self.active[run_id] = self._threads.submit(context.run, self._run, flow_run.id)
+
+    def _flow_for(self, client, flow_run):
+        """The flow of the run's deployment, loaded once per deployment from its entrypoint."""
+        from prefect.flows import load_flow_from_entrypoint
+
+        from services.config import PROJECT_ROOT
+
+        if flow_run.deployment_id not in self._flows:
+            deployment = client.read_deployment(flow_run.deployment_id)
+            path, _, name = deployment.entrypoint.partition(":")
+            self._flows[flow_run.deployment_id] = load_flow_from_entrypoint(f"{PROJECT_ROOT / path}:{name}")
+        return self._flows[flow_run.deployment_id]
+
+    def _run(self, flow_run_id: UUID) -> None:
+        from prefect import get_client
+        from prefect.exceptions import Abort, Pause
+        from prefect.flow_engine import run_flow
+        from prefect.states import Crashed
+
+        started = time.monotonic()
+        try:
+            with get_client(sync_client=True) as client:
+                flow_run = client.read_flow_run(flow_run_id)
+                flow = self._flow_for(client, flow_run)
+            state = run_flow(flow, flow_run=flow_run, return_type="state")
+            log.info("%s -> %s in %.2f s", flow_run.name, getattr(state, "name", state), time.monotonic() - started)
+        except (Pause, Abort) as stopped:  # a suspension, or the server telling the engine to stop
+            log.info("%s stopped: %s", flow_run_id, stopped)
+        except Exception as exc:  # noqa: BLE001 - one broken run must not take the others down
+            log.exception("run %s failed outside its flow", flow_run_id)
+            try:
+                with get_client(sync_client=True) as client:
+                    client.set_flow_run_state(flow_run_id, Crashed(message=f"executor: {exc}"), force=True)
+            except Exception:  # noqa: BLE001
+                log.exception("could not mark %s crashed", flow_run_id)
+        finally:
+            with self.lock:
+                self.runs_done += 1
+
+    # ----- recovery
+    def recover(self, client) -> list[str]:
+        """Put back to Scheduled the runs a dead executor left Pending or Running."""
+        from prefect.client.schemas.filters import (
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+            WorkPoolFilter,
+            WorkPoolFilterName,
+        )
+        from prefect.client.schemas.objects import StateType
+        from prefect.states import Scheduled
+
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+                type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING]))),
+            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[self.pool])),
+            limit=200)
+        recovered = []
+        for run in runs:
+            owner = run.infrastructure_pid or ""
+            if not orphaned(owner, self.me, socket.gethostname(), self.adopt,
+                            run.state.timestamp if run.state else None, datetime.now(UTC)):
+                continue
+            client.set_flow_run_state(run.id, Scheduled(name="Recovered", message=f"its executor {owner or '?'} "
+                                                         f"is gone; {self.me} runs it again"), force=True)
+            recovered.append(run.name)
+            log.warning("recovered %s (left %s by %s)", run.name, run.state.name if run.state else "?", owner or "?")
+        return recovered
+
+    def _write_status(self) -> None:
+        if not self.status_file:
+            return
+        with self.lock:
+            status = {"name": self.name, "pid": os.getpid(), "pool": self.pool, "slots": self.slots,
+                      "active_runs": sorted(r for r, f in self.active.items() if not f.done()),
+                      "runs_done": self.runs_done, "at": time.time()}
+        tmp = self.status_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(status))
+        tmp.replace(self.status_file)
+
+
+def _skip_ca_bundle_for_plain_http(data_dir: Path) -> None:
+    """Every Prefect client builds a TLS context with the whole CA bundle (~25 ms of CPU), several
+    per re-entry of a deal, even when the API is plain ``http://`` and TLS never happens. For a
+    plain-HTTP API, point ``PREFECT_API_SSL_CERT_FILE`` at a one-certificate bundle (1 ms); an
+    ``https://`` API, or a cert file you set yourself, is left alone."""
+    import certifi
+
+    if not os.environ.get("PREFECT_API_URL", "").startswith("http://") or os.environ.get("PREFECT_API_SSL_CERT_FILE"):
+        return
+    bundle = Path(certifi.where()).read_text()
+    end = "-----END CERTIFICATE-----"
+    one = data_dir / "plain-http-ca.pem"
+    one.parent.mkdir(parents=True, exist_ok=True)
+    one.write_text(bundle[: bundle.index(end) + len(end)] + "\n")
+    os.environ["PREFECT_API_SSL_CERT_FILE"] = str(one)
+
+
+def serve(pool: str = POOL, slots: int = 8, poll: float = 0.25, status_file: Path | None = None,
+          adopt: tuple[str, ...] = ()) -> None:
+    """Run until SIGTERM/SIGINT, then let the running deals reach their next wait."""
+    from weasyprint.text.ffi import harfbuzz_subset
+
+    from services.config import load_settings
+
+    _skip_ca_bundle_for_plain_http(load_settings().data_dir / "run")
+    if harfbuzz_subset is None:
+        log.warning("libharfbuzz-subset is not installed: each PDF costs ~0.5 CPU-s instead of ~0.1 "
+                    "(Debian/Ubuntu: apt install libharfbuzz-subset0)")
+    executor = Executor(pool=pool, slots=slots, poll=poll, status_file=status_file, adopt=adopt)
+    signal.signal(signal.SIGTERM, executor.stop)
+    signal.signal(signal.SIGINT, executor.stop)
+    executor.serve()
