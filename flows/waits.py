@@ -34,9 +34,11 @@ def runs_from_deployment() -> bool:
 
 def wait_for_answer(deal_number: str, step: dict[str, Any], flow_run_id: str, *,
                     poll_interval: int, timeout: int) -> dict[str, Any]:
-    opened = open_wait(deal_number, step["name"], step["key"], flow_run_id)
-    if opened["new"]:  # the page shows the new wait (on a re-entry it is the same page: skip it)
-        publish_deal_page(deal_number)
+    opened = step.get("opened")
+    if opened is None or opened["flow_run_id"] != flow_run_id:  # else a re-entry: the wait is written
+        opened = open_wait(deal_number, step["name"], step["key"], flow_run_id)
+        if opened["new"]:  # the page shows the new wait
+            publish_deal_page(deal_number)
     form = INPUTS[step["name"]].with_initial_data(description=opened["description"])
     if runs_from_deployment():
         answer = suspend_flow_run(wait_for_input=form, key=step["key"], timeout=None)

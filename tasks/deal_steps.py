@@ -61,8 +61,11 @@ def plan_next_step(deal_number: str) -> dict[str, Any]:
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
         step = process.next_step(s, deal)
+        wait = deal.open_wait if step.kind == "wait" else None
+        opened = ({"description": wait.description, "flow_run_id": wait.flow_run_id}
+                  if wait is not None and wait.key == step.key else None)
         return {"name": step.name, "kind": step.kind, "key": step.key, "roles": list(step.roles),
-                "facts": step.facts, "deal_status": deal.status}
+                "facts": step.facts, "deal_status": deal.status, "opened": opened}
 
 
 @task(task_run_name="open-{key}", cache_policy=NO_CACHE)
