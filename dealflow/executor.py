@@ -105,17 +105,26 @@ class Executor:
                 free = self.slots - self._busy()
                 if free > 0:
                     try:
-                        due = client.get_scheduled_flow_runs_for_work_pool(
-                            self.pool, scheduled_before=datetime.now(UTC))
+                        due = self._due(client, free)
                     except Exception:  # noqa: BLE001 - the server restarting is not our end
                         log.warning("could not poll pool %r; trying again", self.pool, exc_info=True)
                         self.stopping.wait(2)
                         continue
-                    for item in due[:free]:
+                    for item in due:
                         self._claim_and_start(client, item.flow_run)
                 self._write_status()
                 self.stopping.wait(self.poll)
         self.drain()
+
+    def _due(self, client, limit: int) -> list:
+        """Runs of the pool due now, oldest first, no more than the free slots (a worker's own
+        call, ``get_scheduled_flow_runs_for_work_pool``, fetches up to 200 on every poll)."""
+        from prefect.client.schemas.responses import WorkerFlowRunResponse
+
+        response = client.request("POST", "/work_pools/{name}/get_scheduled_flow_runs",
+                                  path_params={"name": self.pool},
+                                  json={"scheduled_before": datetime.now(UTC).isoformat(), "limit": limit})
+        return WorkerFlowRunResponse.model_validate_list(response.json())
 
     def stop(self, *_: object) -> None:
         self.stopping.set()
