@@ -156,6 +156,14 @@ class Executor:
             if run_id in self.active:
                 return
         try:
+            # The server grants Pending once from Scheduled, but it would also grant it from
+            # Paused: a run another executor took from the same poll and already ran to its next
+            # wait would be claimed a second time. So claim only the very Scheduled state polled
+            # (the gap between this read and the claim is one round trip; a run needs far longer
+            # to get from Scheduled to its next wait).
+            current = client.read_flow_run(flow_run.id).state
+            if current is None or not current.is_scheduled() or current.id != flow_run.state.id:
+                return
             result = client.set_flow_run_state(flow_run.id, Pending(), force=False)
         except ObjectNotFound:
             return
