@@ -83,7 +83,12 @@ def up(port: int = 4200, executors: int = 1, say=print) -> dict[str, object]:
     if not _alive(run / "server.pid") and not _port_free(port):
         raise RuntimeError(f"port {port} is taken by another program; choose one with --port")
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_WORKER_QUERY_SECONDS": "2"}
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # Each poll of a pool is a write on the server (the pool is marked ready). A server on SQLite
+    # has one writer at a time and refuses a resume that collides with another write
+    # ("database is locked"; the CLI retries, the UI's Resume button does not): poll it gently.
+    on_sqlite = not env.get("PREFECT_SERVER_DATABASE_CONNECTION_URL", "").startswith("postgresql")
+    poll = "2" if on_sqlite else "0.25"
     server_env = {k: v for k, v in env.items() if not k.startswith("SMTP_")}  # the server needs no mail secrets
     prefect = [sys.executable, "-m", "prefect"]
     server = _spawn("server", [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], server_env)
@@ -102,10 +107,13 @@ def up(port: int = 4200, executors: int = 1, say=print) -> dict[str, object]:
     say("deployments: deal, reminders (weekdays 08:00), reports (daily 07:00)")
     worker = _spawn("worker", [*prefect, "worker", "start", "--pool", POOL, "--name", "dealflow-worker"], env)
     say(f"worker (pid {worker}) on pool '{POOL}' for the scheduled flows")
-    pids = [_spawn(f"executor-{i}", [sys.executable, "-m", "dealflow.cli", "executor", "--pool", DEALS_POOL,
+    pids = [_spawn(f"executor-{i}", [sys.executable, "-m", "dealflow.cli", "executor", "--pool", DEALS_POOL, "--poll", poll,
                                       "--status-file", str(run / f"executor-{i}.json")], env)
             for i in range(1, executors + 1)]
-    say(f"{executors} deal executor(s) on pool '{DEALS_POOL}': pids {', '.join(map(str, pids))}")
+    say(f"{executors} deal executor(s) on pool '{DEALS_POOL}' (polling every {poll} s): pids {', '.join(map(str, pids))}")
+    if on_sqlite:
+        say("The Prefect server runs on SQLite: fine to try things; for a team, put it on PostgreSQL "
+            "(PREFECT_SERVER_DATABASE_CONNECTION_URL, see the README).")
     ui = f"http://127.0.0.1:{port}"
     say(f"\nThe UI: {ui}\nIn your shell:  export PREFECT_API_URL={api}\nLogs: {logs}")
     return {"ui": ui, "api": api, "server_pid": server, "worker_pid": worker, "executor_pids": pids,

@@ -71,8 +71,10 @@ class Stack:
         return done.stdout
 
     def start_executor(self) -> None:
+        on_sqlite = "sqlite" in self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"]  # as `dealflow up` does
         self.executor = subprocess.Popen([sys.executable, "-m", "dealflow.cli", "executor", "--status-file",
-                                          str(self.status_file)], env=self.env, cwd=PROJECT_ROOT,
+                                          str(self.status_file), "--poll", "2" if on_sqlite else "0.25"],
+                                         env=self.env, cwd=PROJECT_ROOT,
                                          start_new_session=True, stdout=open(self.home / "executor.log", "ab"),
                                          stderr=subprocess.STDOUT)
 
@@ -253,3 +255,45 @@ def _state(run_id: str) -> str:
     from prefect import get_client
     with get_client(sync_client=True) as client:
         return client.read_flow_run(UUID(run_id)).state.name
+
+
+def _browser() -> str | None:
+    import shutil
+
+    return next((p for p in ("chromium", "chromium-browser", "google-chrome") if shutil.which(p)), None)
+
+
+@pytest.mark.skipif(not os.environ.get("DEALFLOW_UI"), reason="set DEALFLOW_UI=1, with playwright and chromium installed")
+def test_a_person_answers_a_wait_in_the_prefect_ui_and_the_deal_moves_on(stack, tmp_path):
+    """The README's promise, in a real browser: the run is listed by deal number and customer,
+    its Resume form shows the step's title, description and fields, and submitting it moves the
+    deal to its next step. Not run by CI (it needs a browser): `DEALFLOW_UI=1 DEALFLOW_E2E=1
+    pytest tests/test_real_use.py -k ui` after `pip install playwright` and `apt install chromium`."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    number = start_scenario_deal("Gamma Presses GmbH", restock=5)
+    from prefect.deployments import run_deployment
+    run_deployment("deal/deal", parameters={"deal_number": number}, timeout=0)
+    key, run_id = _await_wait(number, "qualify")
+    ui = stack.api.removesuffix("/api")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which(_browser()), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(f"{ui}/runs", wait_until="networkidle")
+        page.get_by_text(f"{number}-gamma-presses-gmbh").first.wait_for(timeout=30_000)
+        page.goto(f"{ui}/runs/flow-run/{run_id}", wait_until="networkidle")
+        page.get_by_role("button", name="Resume").click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("Your handle").wait_for(timeout=30_000)
+        assert "qualify the lead" in dialog.inner_text()  # the wait's description heads the form
+        assert "Qualified?" in dialog.inner_text()
+        page.screenshot(path=str(tmp_path / "resume-form.png"))
+        dialog.locator("textarea").first.fill("sofia")
+        dialog.get_by_role("switch").first.click()
+        dialog.get_by_role("button", name="Submit").click()
+        closed = answers.wait_closed(number, key, timeout=120)
+        browser.close()
+    assert (closed.status, closed.answered_by) == ("answered", "sofia")
+    assert _await_wait(number, "handoff")[1] == run_id  # the same run went on to the next step
