@@ -1,12 +1,12 @@
 """Real use on this machine: a Prefect server, the deployments and worker(s) (`dealflow up`),
 deals whose waits suspend, every answer given as soon as its wait opens.
 
-    .venv/bin/python benchmarks/real_use.py --deals 5 --workers 1
-    .venv/bin/python benchmarks/real_use.py --deals 5 --workers 2
+    .venv/bin/python benchmarks/real_use.py --deals 5 --executors 1
+    .venv/bin/python benchmarks/real_use.py --deals 5 --executors 2
     .venv/bin/python benchmarks/real_use.py --parked 100
 
 Prints (a) answer -> next stage running: from `dealflow answer`'s resume to the deal's next wait
-opened (or the deal won), p50 and p95; (b) complete deals per hour; (c) with --parked N, N deals
+opened (the wait's `opened_at`; or the deal's `closed_at` after the last answer), p50 and p95; (b) complete deals per hour; (c) with --parked N, N deals
 started and left waiting: flow processes held, and the server's memory before and after.
 The Prefect server runs on SQLite here unless PREFECT_SERVER_DATABASE_CONNECTION_URL is set.
 """
@@ -20,6 +20,8 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -49,6 +51,35 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` and its children."""
+    total = 0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _postgres_cpu_s() -> float:
+    """CPU seconds of the local PostgreSQL: its live processes plus the ended ones it has reaped."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+            if "(postgres)" not in text:
+                continue
+            fields = text.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            if "(postgres)" not in Path(f"/proc/{fields[1]}/stat").read_text():  # the postmaster
+                total += int(fields[13]) + int(fields[14])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _flow_processes() -> int:
     n = 0
     for environ in Path("/proc").glob("[0-9]*/environ"):
@@ -62,15 +93,19 @@ def _flow_processes() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--deals", type=int, default=5, help="complete deals, answered at once")
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--deals", type=int, default=5, help="complete deals, every answer given as soon as asked")
+    parser.add_argument("--at-once", type=int, default=0,
+                        help="how many of them move at the same time (default: all); 1 measures latency alone")
+    parser.add_argument("--database-url", default="", help="business database (default: SQLite in a temp dir)")
+    parser.add_argument("--executors", "--workers", dest="executors", type=int, default=1,
+                        help="deal executors (dealflow executor) started by `dealflow up`")
     parser.add_argument("--parked", type=int, default=0, help="deals started and left at their first wait")
     parser.add_argument("--port", type=int, default=4277)
     args = parser.parse_args()
 
     data = tempfile.mkdtemp(prefix="dealflow-real-")
     api = f"http://127.0.0.1:{args.port}/api"
-    os.environ.update({"DEALFLOW_DATA_DIR": data, "DATABASE_URL": f"sqlite:///{data}/dealflow.db",
+    os.environ.update({"DEALFLOW_DATA_DIR": data, "DATABASE_URL": args.database_url or f"sqlite:///{data}/dealflow.db",
                        "PREFECT_API_URL": api, "PREFECT_LOGGING_LEVEL": "WARNING"})
 
     from dealflow import answers, stack
@@ -83,7 +118,7 @@ def main() -> None:
     with session_scope() as s:
         seed.load(s)
         s.commit()
-    info = stack.up(port=args.port, workers=args.workers, say=lambda *_: None)
+    info = stack.up(port=args.port, executors=args.executors, say=lambda *_: None)
     try:
         from prefect.deployments import run_deployment
 
@@ -93,64 +128,84 @@ def main() -> None:
             return number
 
         def wait_open(number: str, step: str | None, timeout: float = 300, after: str = "") -> tuple[str, float]:
-            """Until the deal waits at ``step`` under a key other than ``after`` (the one just answered)."""
+            """Until the deal waits at ``step`` under a key other than ``after`` (the one just answered);
+            returns the key and when it opened (the wait's own timestamp: the poll can be slow)."""
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 with session_scope() as s:
                     deal = deal_by_number(s, number)
                     w = deal.open_wait
                     if step is None and deal.status != "open":
-                        return deal.status, time.monotonic()
+                        return deal.status, deal.closed_at.replace(tzinfo=UTC).timestamp()
                     if w is not None and w.step == step and w.flow_run_id and w.key != after:
-                        return w.key, time.monotonic()
-                time.sleep(0.05)
+                        return w.key, w.opened_at.replace(tzinfo=UTC).timestamp()
+                time.sleep(0.25)
             raise TimeoutError(f"{number} never reached {step}")
 
         latencies: list[float] = []
         lock = threading.Lock()
 
-        def person(number: str) -> None:
+        def person(i: int) -> None:
+            number = new_deal(i)
             key, _ = wait_open(number, SCRIPT[0].step)
             for i, move in enumerate(SCRIPT):
                 answers.answer(number, key, answer_for(number, move), settle_timeout=120)
-                t0 = time.monotonic()
+                t0 = time.time()  # the run is resumed
                 nxt = SCRIPT[i + 1].step if i + 1 < len(SCRIPT) else None
                 key, t1 = wait_open(number, nxt, after=key)
                 with lock:
                     latencies.append(t1 - t0)
 
+        pids = {"server": int(info["server_pid"]),
+                **{f"executor-{i + 1}": int(p) for i, p in enumerate(info["executor_pids"])}}
+
+        def cpu() -> dict[str, float]:
+            return {**{name: _cpu_s(pid) for name, pid in pids.items()}, "postgresql": _postgres_cpu_s(),
+                    "answering (this script)": time.process_time()}
+
         if args.deals:
+            cpu_before = cpu()
             t_start = time.monotonic()
-            numbers = [new_deal(i) for i in range(args.deals)]
-            threads = [threading.Thread(target=person, args=(n,)) for n in numbers]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            at_once = args.at_once or args.deals
+            with ThreadPoolExecutor(max_workers=at_once) as people:
+                list(people.map(person, range(args.deals)))
             wall = time.monotonic() - t_start
+            cpu_used = {k: v - cpu_before[k] for k, v in cpu().items()}
             lat = sorted(latencies)
             p95 = lat[max(0, int(round(0.95 * len(lat))) - 1)]
             print("settings:")
-            print(f"  deals {args.deals} at once, {len(SCRIPT)} answers each; workers {args.workers} "
-                  f"(process pool, PREFECT_WORKER_QUERY_SECONDS=2); Prefect server on "
+            from weasyprint.text.ffi import harfbuzz_subset
+
+            print(f"  {args.deals} deals, {at_once} at a time, {len(SCRIPT)} answers each; executors {args.executors} "
+                  f"(dealflow executor: 8 slots, poll 0.25 s); Prefect server on "
                   f"{os.environ.get('PREFECT_SERVER_DATABASE_CONNECTION_URL', 'SQLite').split('@')[-1]}; "
-                  f"business database SQLite; {os.cpu_count()} cores")
+                  f"business database {os.environ['DATABASE_URL'].split('@')[-1].split('://')[0]}; "
+                  f"PDF font subsetting by {'HarfBuzz' if harfbuzz_subset else 'fontTools'}; {os.cpu_count()} cores")
             print("results:")
             print(f"  (a) answer -> next stage running: {len(lat)} answers, p50 {statistics.median(lat):.2f} s, "
                   f"p95 {p95:.2f} s, max {lat[-1]:.2f} s   [target p95 <= 2 s]")
             print(f"  (b) {args.deals} complete deals in {wall:.0f} s: {3600 * args.deals / wall:.0f} deals/hour "
-                  f"with {args.workers} worker(s)   [target >= 600]")
+                  f"with {args.executors} executor(s)   [target >= 600]")
+            print(f"  CPU seconds per complete deal ({os.cpu_count()} cores give {os.cpu_count() * wall / args.deals:.0f} "
+                  f"per deal at this rate): " + ", ".join(f"{k} {v / args.deals:.1f}" for k, v in cpu_used.items()))
         if args.parked:
             server_pid = int(info["server_pid"])
             before = _rss_mb(server_pid)
-            numbers = [new_deal(1000 + i) for i in range(args.parked)]
             t0 = time.monotonic()
+            numbers = [new_deal(1000 + i) for i in range(args.parked)]  # one after the other
+            created_in = time.monotonic() - t0
             for n in numbers:
                 wait_open(n, "qualify", timeout=3600)
             parked_in = time.monotonic() - t0
             time.sleep(5)
-            print(f"  (c) {args.parked} deals parked at 'qualify' in {parked_in:.0f} s: flow processes held "
-                  f"{_flow_processes()}; server memory {before:.0f} MB before, {_rss_mb(server_pid):.0f} MB after "
+            import json
+
+            in_hand = sum(len(json.loads(f.read_text())["active_runs"]) for f in Path(data, "run").glob("executor-*.json"))
+            executors_mb = sum(_rss_mb(int(p)) for p in info["executor_pids"])
+            print(f"  (c) {args.parked} deals created and started in {created_in:.0f} s, all parked at 'qualify' "
+                  f"{parked_in:.0f} s after the first: flow processes held "
+                  f"{_flow_processes()}, runs in an executor's hands {in_hand}; server memory {before:.0f} MB "
+                  f"before, {_rss_mb(server_pid):.0f} MB after; executor(s) {executors_mb:.0f} MB   "
                   f"[target 0 processes]")
     finally:
         stack.down(say=lambda *_: None)

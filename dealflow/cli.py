@@ -419,8 +419,8 @@ def executor(pool: str, slots: int, poll: float, adopt: tuple[str, ...], status_
     """Run the deal deployment's runs in this process until stopped (SIGTERM or Ctrl-C).
 
     Like `prefect worker start --pool dealflow-deals`, without a new process per run: a deal's run
-    starts again after every answer, and this takes it from the answer to its next wait in well
-    under a second. Needs PREFECT_API_URL.
+    starts again after every answer, and this takes it from the answer to its next wait in about
+    a second. Needs PREFECT_API_URL.
     """
     import logging
 
