@@ -96,22 +96,21 @@ class Executor:
         with get_client(sync_client=True) as client:
             while not self.stopping.is_set() and (until is None or time.monotonic() < until):
                 now = time.monotonic()
-                if now - last_heartbeat >= 15:
-                    client.send_worker_heartbeat(self.pool, self.name, heartbeat_interval_seconds=15)
-                    last_heartbeat = now
-                if now - last_recovery >= 30:
-                    self.recover(client)
-                    last_recovery = now
-                free = self.slots - self._busy()
-                if free > 0:
-                    try:
-                        due = self._due(client, free)
-                    except Exception:  # noqa: BLE001 - the server restarting is not our end
-                        log.warning("could not poll pool %r; trying again", self.pool, exc_info=True)
-                        self.stopping.wait(2)
-                        continue
-                    for item in due:
-                        self._claim_and_start(client, item.flow_run)
+                try:
+                    if now - last_heartbeat >= 15:
+                        client.send_worker_heartbeat(self.pool, self.name, heartbeat_interval_seconds=15)
+                        last_heartbeat = now
+                    if now - last_recovery >= 30:
+                        self.recover(client)
+                        last_recovery = now
+                    free = self.slots - self._busy()
+                    if free > 0:
+                        for item in self._due(client, free):
+                            self._claim_and_start(client, item.flow_run)
+                except Exception:  # noqa: BLE001 - a server restarting is not the executor's end
+                    log.warning("the Prefect API did not answer; trying again in 2 s", exc_info=True)
+                    self.stopping.wait(2)
+                    continue
                 self._write_status()
                 self.stopping.wait(self.poll)
         self.drain()
