@@ -17,7 +17,8 @@ from models.estimates import DECISION_CHANNELS
 
 
 class Answer(RunInput):
-    by: str = Field(title="Your handle", description="Your staff handle (e.g. sofia, mark, qa, delivery, finance). "
+    by: str = Field(title="Your handle",
+                    description="Your staff handle (e.g. sofia, mark, qa, delivery, finance). "
                                 "The flow checks that you have the role this step needs.")
 
 
@@ -50,10 +51,11 @@ class EstimateInput(Answer):
 
 class DecisionInput(Answer):
     """Record the customer's decision on the estimate (on the customer's behalf)."""
-    decision: Literal["approve", "request_changes", "decline"] = Field(title="Customer's decision", 
+    decision: Literal["approve", "request_changes", "decline"] = Field(
+        title="Customer's decision",
         description="approve: make it an order; request_changes: a new revision follows; decline: deal lost.")
-    channel: Literal[DECISION_CHANNELS] = Field(title="How the customer told us",   # type: ignore[valid-type]
-        default="email", description="How the customer told us: email, phone, signed_document, meeting, portal.")
+    channel: Literal[DECISION_CHANNELS] = Field(  # type: ignore[valid-type]
+        title="How the customer told us", default="email", description="How the customer told us: email, phone, signed_document, meeting, portal.")
     changes: str = Field(title="Changes wanted", default="", description="For request_changes: what the customer wants changed.")
     reason: str = Field(title="Reason for declining", default="", description="For decline: why the customer declined.")
     note: str = Field(title="Note", default="", description="Anything else worth keeping (e.g. PO number).")
@@ -83,8 +85,8 @@ class ShipmentInput(Answer):
 class PaymentInput(Answer):
     """Record a payment received against the invoice."""
     amount: Decimal = Field(title="Amount received", description="Amount received, at most what is still due.")
-    method: Literal[PAYMENT_METHODS] = Field(title="Payment method",   # type: ignore[valid-type]
-        default="bank_transfer", description="bank_transfer, card, cheque or cash.")
+    method: Literal[PAYMENT_METHODS] = Field(  # type: ignore[valid-type]
+        title="Payment method", default="bank_transfer", description="bank_transfer, card, cheque or cash.")
     reference: str = Field(title="Reference", default="", description="Bank reference or cheque number.")
 
 
