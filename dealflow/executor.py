@@ -55,20 +55,24 @@ def _is_executor(pid: int) -> bool:
 
 
 def orphaned(owner: str, me: str, host: str, adopt: set[str], since: datetime | None, now: datetime,
-             is_executor=_is_executor) -> bool:
+             is_executor=_is_executor, in_hand: bool = False) -> bool:
     """Whether a run claimed by ``owner`` (``host:pid``, as written at the claim) has lost it.
 
-    Our own runs are not; on this host, a run whose executor process is gone is; on another host,
-    only if we were told to adopt that host's runs; a run claimed by nobody we know of (its
-    claimer died between claiming it and writing its name) after two minutes."""
+    A run in our own hands is not; one that names us but is not in our hands (a claim whose
+    reply was lost, a failure after it) is, once its state is a minute old. On this host, a run
+    whose executor process is gone is. On another host, only if we were told to adopt that
+    host's runs, and only runs stuck for two minutes (a live executor's runs move in seconds).
+    A run claimed by nobody we know of (its claimer died before writing its name): after two
+    minutes."""
+    stale = since is not None and now - since > timedelta(minutes=2)
     if owner == me:
-        return False
+        return not in_hand and since is not None and now - since > timedelta(minutes=1)
     owner_host, _, owner_pid = owner.rpartition(":")
     if owner and owner_host == host:
         return not (owner_pid.isdigit() and is_executor(int(owner_pid)))
     if owner:
-        return owner_host in adopt
-    return since is not None and now - since > timedelta(minutes=2)
+        return owner_host in adopt and stale
+    return stale
 
 
 class Executor:
@@ -107,11 +111,12 @@ class Executor:
                     if free > 0:
                         for item in self._due(client, free):
                             self._claim_and_start(client, item.flow_run)
+                    self._write_status()
                 except Exception:  # noqa: BLE001 - a server restarting is not the executor's end
-                    log.warning("the Prefect API did not answer; trying again in 2 s", exc_info=True)
+                    log.warning("the Prefect API did not answer (or the status file could not be written); "
+                                "trying again in 2 s", exc_info=True)
                     self.stopping.wait(2)
                     continue
-                self._write_status()
                 self.stopping.wait(self.poll)
         self.drain()
 
@@ -128,7 +133,7 @@ class Executor:
     def stop(self, *_: object) -> None:
         self.stopping.set()
 
-    def drain(self, timeout: float = 60) -> None:
+    def drain(self, timeout: float = 30) -> None:
         """Let running deals reach their next wait (seconds, as a rule) before the process ends."""
         deadline = time.monotonic() + timeout
         while self._busy() and time.monotonic() < deadline:
@@ -136,8 +141,12 @@ class Executor:
         if self._busy():
             log.warning("%d run(s) still running at exit; the next executor on this host takes them over",
                         self._busy())
+            os._exit(1)  # do not wait for them (Python would join their threads); recovery resumes them
         self._threads.shutdown(wait=False, cancel_futures=True)
-        self._write_status()
+        try:
+            self._write_status()
+        except OSError:
+            pass
 
     def _busy(self) -> int:
         with self.lock:
@@ -155,11 +164,8 @@ class Executor:
             if run_id in self.active:
                 return
         try:
-            # The server grants Pending once from Scheduled, but it would also grant it from
-            # Paused: a run another executor took from the same poll and already ran to its next
-            # wait would be claimed a second time. So claim only the very Scheduled state polled
-            # (the gap between this read and the claim is one round trip; a run needs far longer
-            # to get from Scheduled to its next wait).
+            # Claim only the very Scheduled state polled: a stale poll result (the run already
+            # taken, run and rescheduled since) is skipped without a state proposal.
             current = client.read_flow_run(flow_run.id).state
             if current is None or not current.is_scheduled() or current.id != flow_run.state.id:
                 return
@@ -168,7 +174,13 @@ class Executor:
             return
         if result.state is None or not result.state.is_pending():
             return  # another executor (or worker) claimed it first
-        client.update_flow_run(flow_run.id, infrastructure_pid=self.me)
+        try:
+            client.update_flow_run(flow_run.id, infrastructure_pid=self.me)
+        except Exception:
+            from prefect.states import Scheduled
+
+            client.set_flow_run_state(flow_run.id, Scheduled(name="Unclaimed"), force=True)  # ours to give back
+            raise
         context = contextvars.copy_context()
         with self.lock:
             self.active[run_id] = self._threads.submit(context.run, self._run, flow_run.id)
@@ -189,7 +201,7 @@ class Executor:
         from prefect import get_client
         from prefect.exceptions import Abort, Pause
         from prefect.flow_engine import run_flow
-        from prefect.states import Crashed
+        from prefect.states import Scheduled
 
         started = time.monotonic()
         try:
@@ -201,12 +213,17 @@ class Executor:
         except (Pause, Abort) as stopped:  # a suspension, or the server telling the engine to stop
             log.info("%s stopped: %s", flow_run_id, stopped)
         except Exception as exc:  # noqa: BLE001 - one broken run must not take the others down
-            log.exception("run %s failed outside its flow", flow_run_id)
+            # Not the flow failing (the engine records that itself) but loading it or reaching the
+            # API: try it again in a minute (proposed, not forced: if the run has moved on, the
+            # server refuses). If even that fails, recovery takes it back (it names us, not in hand).
+            log.exception("run %s failed outside its flow; it runs again in 60 s", flow_run_id)
             try:
                 with get_client(sync_client=True) as client:
-                    client.set_flow_run_state(flow_run_id, Crashed(message=f"executor: {exc}"), force=True)
+                    client.set_flow_run_state(flow_run_id, Scheduled(
+                        name="AwaitingRetry", scheduled_time=datetime.now(UTC) + timedelta(seconds=60),
+                        message=f"executor: {exc}"))
             except Exception:  # noqa: BLE001
-                log.exception("could not mark %s crashed", flow_run_id)
+                log.exception("could not reschedule %s; recovery will", flow_run_id)
         finally:
             with self.lock:
                 self.runs_done += 1
@@ -232,8 +249,10 @@ class Executor:
         recovered = []
         for run in runs:
             owner = run.infrastructure_pid or ""
+            with self.lock:
+                in_hand = str(run.id) in self.active
             if not orphaned(owner, self.me, socket.gethostname(), self.adopt,
-                            run.state.timestamp if run.state else None, datetime.now(UTC)):
+                            run.state.timestamp if run.state else None, datetime.now(UTC), in_hand=in_hand):
                 continue
             client.set_flow_run_state(run.id, Scheduled(name="Recovered", message=f"its executor {owner or '?'} "
                                                          f"is gone; {self.me} runs it again"), force=True)

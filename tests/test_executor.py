@@ -1,5 +1,5 @@
 """Who takes over a deal's run when the executor that claimed it is gone (no server needed; the
-end-to-end test kills a real executor and checks the deals finish)."""
+end-to-end test kills a real executor and checks it recovers the deals and they finish)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,23 @@ from datetime import UTC, datetime, timedelta
 from dealflow.executor import orphaned
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+OLD = NOW - timedelta(minutes=3)
 
 
 def check(owner: str, *, alive: set[int] = frozenset(), adopt: set[str] = frozenset(),
-          since: datetime | None = NOW) -> bool:
-    return orphaned(owner, "box:100", "box", set(adopt), since, NOW, is_executor=lambda pid: pid in alive)
+          since: datetime | None = NOW, in_hand: bool = False) -> bool:
+    return orphaned(owner, "box:100", "box", set(adopt), since, NOW, is_executor=lambda pid: pid in alive,
+                    in_hand=in_hand)
 
 
 def test_a_run_of_a_live_executor_on_this_host_stays_with_it():
-    assert check("box:200", alive={200}) is False
-    assert check("box:100") is False  # our own
+    assert check("box:200", alive={200}, since=OLD) is False
+
+
+def test_our_own_run_is_ours_while_in_hand_and_taken_back_when_it_was_lost():
+    assert check("box:100", in_hand=True, since=OLD) is False
+    assert check("box:100", since=NOW - timedelta(seconds=20)) is False  # just claimed: give it time
+    assert check("box:100", since=OLD) is True  # names us, not in our hands: a claim whose reply was lost
 
 
 def test_a_run_of_a_dead_executor_on_this_host_is_taken_over():
@@ -25,12 +32,13 @@ def test_a_run_of_a_dead_executor_on_this_host_is_taken_over():
     assert check("box:not-a-pid") is True
 
 
-def test_another_hosts_runs_are_left_alone_unless_adopted():
-    assert check("other:200") is False
-    assert check("other:200", adopt={"other"}) is True
+def test_another_hosts_runs_are_adopted_only_when_asked_and_stuck():
+    assert check("other:200", since=OLD) is False
+    assert check("other:200", adopt={"other"}, since=NOW - timedelta(seconds=30)) is False  # moving
+    assert check("other:200", adopt={"other"}, since=OLD) is True
 
 
 def test_a_claim_without_a_name_is_taken_over_only_after_two_minutes():
     assert check("", since=NOW - timedelta(seconds=30)) is False
-    assert check("", since=NOW - timedelta(minutes=3)) is True
+    assert check("", since=OLD) is True
     assert check("", since=None) is False
