@@ -157,6 +157,7 @@ def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
     errors: list[BaseException] = []
     restarted = threading.Event()
     both_waiting = threading.Barrier(2)
+    killed_in_hand: list[str] = []
 
     def person(number: str) -> None:
         try:
@@ -188,8 +189,11 @@ def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
                     # its hands (claimed, running, or writing the shipment); the restarted
                     # executor takes the orphaned run over and the deal goes on from where it is
                     answers.answer(number, key, payload, settle_timeout=60)
-                    time.sleep(0.3)
+                    deadline = time.monotonic() + 30
+                    while _state(run_id) not in ("Pending", "Running") and time.monotonic() < deadline:
+                        time.sleep(0.02)  # until the executor has it in hand
                     stack.kill_executor()
+                    killed_in_hand.append(number)
                     time.sleep(1)
                     stack.start_executor()
                 else:
@@ -207,6 +211,9 @@ def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
         t.join(timeout=900)
     assert not errors, errors
     assert restarted.is_set()
+    # the run the executor held when it was killed was taken over by the next one
+    assert killed_in_hand == [numbers[0]]
+    assert f"recovered {numbers[0]}" in (stack.home / "executor.log").read_text()
 
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
