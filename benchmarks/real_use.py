@@ -43,12 +43,21 @@ def _children(pid: int) -> list[int]:
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
+            if int(_stat(stat.parent.name)[1]) == pid:
                 out.append(int(stat.parent.name))
         except (OSError, IndexError, ValueError):
             continue
     return out
+
+
+def _stat(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state, ppid, ..., utime at [11])."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _ticks(fields: list[str], children: bool = False) -> int:
+    """utime + stime (and, for reaped children, cutime + cstime) in clock ticks."""
+    return int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if children else 0)
 
 
 def _cpu_s(pid: int) -> float:
@@ -56,8 +65,7 @@ def _cpu_s(pid: int) -> float:
     total = 0
     for p in [pid, *_children(pid)]:
         try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            total += _ticks(_stat(p))
         except (OSError, IndexError, ValueError):
             pass
     return total / os.sysconf("SC_CLK_TCK")
@@ -68,13 +76,11 @@ def _postgres_cpu_s() -> float:
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            text = stat.read_text()
-            if "(postgres)" not in text:
+            if "(postgres)" not in stat.read_text():
                 continue
-            fields = text.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-            if "(postgres)" not in Path(f"/proc/{fields[1]}/stat").read_text():  # the postmaster
-                total += int(fields[13]) + int(fields[14])
+            fields = _stat(stat.parent.name)
+            postmaster = "(postgres)" not in Path(f"/proc/{fields[1]}/stat").read_text()
+            total += _ticks(fields, children=postmaster)
         except (OSError, IndexError, ValueError):
             continue
     return total / os.sysconf("SC_CLK_TCK")

@@ -51,7 +51,9 @@ def _is_executor(pid: int) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"executor" in cmdline and b"dealflow" in cmdline
+    argv = cmdline.split(b"\0")
+    # `python -m dealflow.cli executor ...` or `dealflow executor ...` (not, say, an editor on executor.py)
+    return b"executor" in argv and any(a == b"dealflow.cli" or a.endswith(b"/dealflow") for a in argv)
 
 
 def orphaned(owner: str, me: str, host: str, adopt: set[str], since: datetime | None, now: datetime,

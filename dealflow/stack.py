@@ -77,6 +77,11 @@ def _port_free(port: int) -> bool:
             return False
 
 
+def executor_poll(env: dict[str, str]) -> str:
+    """Seconds between an executor's polls: gentle for a Prefect server on SQLite (see ``up``)."""
+    return "0.25" if env.get("PREFECT_SERVER_DATABASE_CONNECTION_URL", "").startswith("postgresql") else "2"
+
+
 def up(port: int = 4200, executors: int = 1, say=print) -> dict[str, object]:
     run, logs, home = _paths()
     api = f"http://127.0.0.1:{port}/api"
@@ -87,8 +92,8 @@ def up(port: int = 4200, executors: int = 1, say=print) -> dict[str, object]:
     # Each poll of a pool is a write on the server (the pool is marked ready). A server on SQLite
     # has one writer at a time and refuses a resume that collides with another write
     # ("database is locked"; the CLI retries, the UI's Resume button does not): poll it gently.
-    on_sqlite = not env.get("PREFECT_SERVER_DATABASE_CONNECTION_URL", "").startswith("postgresql")
-    poll = "2" if on_sqlite else "0.25"
+    poll = executor_poll(env)
+    on_sqlite = poll == "2"
     server_env = {k: v for k, v in env.items() if not k.startswith("SMTP_")}  # the server needs no mail secrets
     prefect = [sys.executable, "-m", "prefect"]
     server = _spawn("server", [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], server_env)

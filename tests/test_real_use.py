@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from dealflow import answers
+from dealflow import stack as dealflow_stack
 from dealflow.scenario import SCRIPT, answer_for, start_scenario_deal
 from models import Document, Email, Payment, Shipment, StockMove
 from models.deal import deal_by_number
@@ -60,7 +61,7 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise RuntimeError((home / "server.log").read_text()[-3000:]) from None
                 time.sleep(0.5)
-        for pool in ("dealflow", "dealflow-deals"):
+        for pool in (dealflow_stack.POOL, dealflow_stack.DEALS_POOL):
             self.prefect("work-pool", "create", pool, "--type", "process", "--overwrite")
         self.prefect("--no-prompt", "deploy", "--all")
         self.start_executor()
@@ -71,9 +72,8 @@ class Stack:
         return done.stdout
 
     def start_executor(self) -> None:
-        on_sqlite = "sqlite" in self.env["PREFECT_SERVER_DATABASE_CONNECTION_URL"]  # as `dealflow up` does
         self.executor = subprocess.Popen([sys.executable, "-m", "dealflow.cli", "executor", "--status-file",
-                                          str(self.status_file), "--poll", "2" if on_sqlite else "0.25"],
+                                          str(self.status_file), "--poll", dealflow_stack.executor_poll(self.env)],
                                          env=self.env, cwd=PROJECT_ROOT,
                                          start_new_session=True, stdout=open(self.home / "executor.log", "ab"),
                                          stderr=subprocess.STDOUT)
