@@ -14,6 +14,7 @@ from uuid import UUID
 
 import pydantic
 
+from dealflow.prefect_api import ensure_api
 from flows.inputs import INPUTS
 from models import DomainError, ValidationError, process
 from models.deal import deal_by_number
@@ -58,6 +59,7 @@ def answer(deal_number: str, step: str, payload: dict[str, Any], *, settle_timeo
     wait, data = check_answer(deal_number, step, payload)
     if not wait.flow_run_id:
         raise DomainError(f"step: {deal_number} has no flow run attached; start it with `dealflow deal start`")
+    ensure_api()
     run_id = UUID(wait.flow_run_id)
     deadline = time.monotonic() + settle_timeout
     with get_client(sync_client=True) as client:

@@ -15,6 +15,8 @@ import click
 
 from models import DomainError, utcnow
 
+from .prefect_api import PrefectUnavailable, ensure_api
+
 
 def _emit(data: Any, as_json: bool, text: str | None = None) -> None:
     if as_json:
@@ -49,6 +51,9 @@ class DealflowGroup(click.Group):
             click.echo(f"error: database: {first}; is DATABASE_URL right, and has `dealflow init` run?",
                        err=True)
             sys.exit(2)
+        except PrefectUnavailable as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
 
 
 @click.group(cls=DealflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -95,7 +100,7 @@ def demo(as_json: bool, data_dir: Path) -> None:
     from .demo import DemoError, print_summary, run_demo
 
     try:
-        summary = run_demo(data_dir, out=sys.stderr if as_json else sys.stdout)
+        summary = run_demo(data_dir, out=sys.stderr if as_json else sys.stdout, start_api=ensure_api)
     except DemoError as exc:
         raise click.UsageError(str(exc)) from None
     if as_json:
@@ -202,6 +207,7 @@ def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
         return
     click.echo(f"{number}: running its flow here; answer its waits from another terminal "
                f"(`dealflow inbox`, `dealflow answer {number} STEP ...`)", err=True)
+    ensure_api()
     from flows.deal import deal_flow
     result = deal_flow(deal_number=number)
     _emit(result, as_json, f"{number} ended: {result['status']}")
@@ -684,6 +690,7 @@ def remind(as_of: str | None, as_json: bool) -> None:
     """Run the reminder rules now (what the scheduled `reminders` deployment does)."""
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     when = _as_of(as_of)
+    ensure_api()
     from flows.reminders import reminders_flow
 
     queued = reminders_flow(as_of=when.isoformat(timespec="seconds") if when else None)

@@ -139,7 +139,7 @@ def _cancel_flow(deal_number: str) -> None:
             client.set_flow_run_state(UUID(run_id), Cancelled(message="demo script failed"), force=True)
 
 
-def run_demo(data_dir: Path, out: TextIO = sys.stdout) -> dict[str, Any]:
+def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[str, Any]:
     data_dir = data_dir.resolve()
     prepare_folder(data_dir)
     os.environ["DEALFLOW_DATA_DIR"] = str(data_dir)
@@ -165,7 +165,9 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout) -> dict[str, Any]:
         s.commit()
         deal_number = deal.number
     print(f"Lead from {LEAD['company']} added by Sofia; deal {deal_number} starts its flow "
-          f"(a Prefect flow run; starting Prefect can take a few seconds)", file=out, flush=True)
+          f"(a Prefect flow run)", file=out, flush=True)
+    if start_api is not None:
+        start_api(out)
 
     from flows.deal import deal_flow  # import Prefect here, before the threads that use it start
 

@@ -2,8 +2,11 @@
 
 import sys
 
-from flows.deal import deal_flow
+from dealflow.prefect_api import ensure_api
 
 if __name__ == "__main__":
+    ensure_api(sys.stdout)
+    from flows.deal import deal_flow
+
     result = deal_flow(deal_number=sys.argv[1])
     print(result)
