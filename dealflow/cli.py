@@ -586,16 +586,19 @@ def answer(deal_number: str, step: str, by: str | None, sets: tuple[str, ...], i
 @click.option("--json", "as_json", is_flag=True, help="Print the mail as JSON.")
 @click.pass_context
 def outbox(ctx: click.Context, status: str | None, deal_number: str | None, as_json: bool) -> None:
-    """The mail outbox: pending, sending (stuck if old), sent and failed messages."""
+    """The mail outbox: pending (and for how long), sending, sent, failed, and mail whose fate is
+    unknown (the sender stopped while the mail server was taking it: check whether it arrived)."""
     if ctx.invoked_subcommand:
         return
     from sqlalchemy import select
 
     from models import Email
     from models.deal import deal_by_number
+    from models.outbox import outbox_health, waited
     from services.db import session_scope
     from services.mailer import stuck
 
+    now = utcnow()
     with session_scope() as s:
         q = select(Email).order_by(Email.id)
         if status:
@@ -604,10 +607,45 @@ def outbox(ctx: click.Context, status: str | None, deal_number: str | None, as_j
             q = q.where(Email.deal_id == deal_by_number(s, deal_number).id)
         stuck_ids = {m.id for m in stuck(s)}
         rows = [{"id": m.id, "kind": m.kind, "to": m.to_addr, "subject": m.subject,
-                 "status": "sending (stuck?)" if m.id in stuck_ids else m.status, "attempts": m.attempts,
+                 "status": "sending (fate unknown)" if m.id in stuck_ids else m.status, "attempts": m.attempts,
+                 "waiting": waited(int((now - m.created_at).total_seconds())) if m.status == "pending" else None,
                  "sent_at": m.sent_at.isoformat(timespec="seconds") if m.sent_at else None,
                  "message_id": m.message_id, "error": m.last_error or None} for m in s.scalars(q)]
-    _emit(rows, as_json, _table(rows, ["id", "kind", "to", "status", "attempts", "sent_at", "error"]))
+        health = outbox_health(s, now)
+    text = _table(rows, ["id", "kind", "to", "status", "attempts", "waiting", "sent_at", "error"])
+    if health["pending"]:
+        text += (f"\n{health['pending']} pending; the oldest (email {health['oldest_pending_id']}) has waited "
+                 f"{waited(health['oldest_pending_seconds'])}")
+    if health["fate_unknown"]:
+        text += (f"\n{health['fate_unknown']} of unknown fate: the sender stopped while the mail server was "
+                 f"taking it; check with the recipient, then `dealflow outbox retry ID --force` if it never came")
+    _emit(rows, as_json, text)
+
+
+@outbox.command("send")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def outbox_send(as_json: bool) -> None:
+    """Send all pending mail now (what the scheduled `outbox` run does), after releasing the
+    claims of senders that stopped before handing their message over."""
+    from models.outbox import outbox_health, waited
+    from services.config import load_settings, with_smtp_password
+    from services.db import session_scope
+    from services.mailer import TransientMailError, deliver
+
+    settings = with_smtp_password(load_settings())
+    with session_scope() as s:
+        error = None
+        try:
+            sent = deliver(s, settings=settings)
+        except TransientMailError as exc:
+            sent, error = exc.sent, str(exc)
+        health = outbox_health(s)
+    out = {"sent": sent, "pending": health["pending"], "oldest_pending_seconds": health["oldest_pending_seconds"],
+           "error": error}
+    _emit(out, as_json, f"{len(sent)} sent; {health['pending']} pending"
+          + (f" (the oldest has waited {waited(health['oldest_pending_seconds'])})" if health["pending"] else ""))
+    if error:
+        raise DomainError(f"smtp: {error}; the rest stays pending")
 
 
 @outbox.command("retry")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from services.config import PROJECT_ROOT, load_settings
 
-POOL = "dealflow"  # the scheduled flows (reminders, reports): a stock process worker
+POOL = "dealflow"  # the scheduled flows (reminders, reports, outbox): a stock process worker
 DEALS_POOL = "dealflow-deals"  # the deals: dealflow's executor (see dealflow/executor.py)
 
 
@@ -109,7 +109,7 @@ def up(port: int = 4200, executors: int = 1, say=print) -> dict[str, object]:
                               capture_output=True, text=True)
     if deployed.returncode != 0:
         raise RuntimeError(f"prefect deploy failed:\n{deployed.stdout[-2000:]}{deployed.stderr[-2000:]}")
-    say("deployments: deal, reminders (weekdays 08:00), reports (daily 07:00)")
+    say("deployments: deal, reminders (weekdays 08:00), reports (daily 07:00), outbox (every 5 min)")
     worker = _spawn("worker", [*prefect, "worker", "start", "--pool", POOL, "--name", "dealflow-worker"], env)
     say(f"worker (pid {worker}) on pool '{POOL}' for the scheduled flows")
     pids = [_spawn(f"executor-{i}", [sys.executable, "-m", "dealflow.cli", "executor", "--pool", DEALS_POOL, "--poll", poll,

@@ -13,6 +13,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_run
 
+from services.config import load_settings
 from services.views import run_name
 from tasks.deal_steps import (
     AUTOMATIC,
@@ -24,6 +25,7 @@ from tasks.deal_steps import (
     tag_run,
 )
 
+from .mail import sent_or_left_in_outbox
 from .waits import wait_for_answer
 
 MAX_STEPS = 500  # a guard against a rule bug turning into an endless loop
@@ -44,6 +46,8 @@ def deal_flow(deal_number: str, poll_interval: int = 1, wait_timeout: int = THIR
     steps: list[dict[str, Any]] = []
     last_tagged = next((t.split(":", 1)[1] for t in current_run.tags if t.startswith("step:")), None)
     for _ in range(MAX_STEPS):
+        if mail_pending(deal_number):  # also what a run that died mid-send left behind
+            send_mail(deal_number)
         step = plan_next_step(deal_number)
         if step["name"] != last_tagged:
             tag_run(deal_number, run_id, step["name"] if step["kind"] != "done" else step["deal_status"])
@@ -64,6 +68,13 @@ def deal_flow(deal_number: str, poll_interval: int = 1, wait_timeout: int = THIR
                 logger.info("%s answered: %s", step["key"], result["outcome"])
             else:
                 logger.warning("%s refused: %s", step["key"], result["reason"])
-        if mail_pending(deal_number):
-            deliver_mail(deal_number)
     raise RuntimeError(f"{deal_number} took more than {MAX_STEPS} steps; a rule must be looping")
+
+
+def send_mail(deal_number: str) -> None:
+    """Send the deal's mail now; if the mail server stays down through the task's retries, the
+    mail waits in the outbox and the deal goes on to its next step."""
+    delays = list(load_settings().mail_retry_seconds)
+    state = deliver_mail.with_options(retries=len(delays), retry_delay_seconds=delays or 0)(
+        deal_number, return_state=True)
+    sent_or_left_in_outbox(state, f"mail of {deal_number}")

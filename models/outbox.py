@@ -5,14 +5,24 @@ name plus the plain data it renders (a snapshot), so what a customer was sent ca
 again byte for byte. ``dedupe_key`` makes "the estimate email for EST-0003-R2" exist once.
 
 Email states: pending -> sending -> sent | failed (failed may be retried: -> pending).
+
+``sending`` is a sender's claim, and it has two phases. Until the SMTP ``DATA`` step begins
+(``handed_at`` empty) nothing has left: if the claiming process is gone, or its lease ran out,
+the claim is released back to ``pending`` (``release_dead_claims``) and the mail goes out later,
+once. From ``handed_at`` on, the message may have reached the server: a sender that dies then
+leaves the row ``sending`` with its fate unknown, never sent again by itself (at most once),
+for a person to check (``dealflow outbox``, ``outbox retry --force``).
+Every transition of a claimed row names its claimant, so a sender whose claim was released
+(a lease that ran out) can neither hand the message over nor mark the row afterwards.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint, select
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .base import Base, utcnow
@@ -62,40 +72,97 @@ class Email(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
+    claimed_by: Mapped[str] = mapped_column(String(120), default="")  # host:pid:start of the sender
+    lease_until: Mapped[datetime | None]  # a claim not handed over by then is released
+    handed_at: Mapped[datetime | None]  # when the SMTP DATA step began: from here the fate may be unknown
 
-    def claim(self) -> None:
-        """Taken by a sender: from now on no one else sends it."""
-        if self.status != "pending":
-            raise InvalidTransition(f"email {self.id}", self.status, "send it")
-        self.status = "sending"
-        self.attempts += 1
-        self.claimed_at = utcnow()
-
-    def mark_sent(self, message_id: str) -> None:
-        if self.status != "sending":
-            raise InvalidTransition(f"email {self.id}", self.status, "mark it sent")
-        self.status = "sent"
-        self.message_id = message_id
-        self.sent_at = utcnow()
-        self.last_error = ""
-
-    def release(self, error: str) -> None:
-        """The server could not take it now: back in the queue for a later attempt."""
-        self.status = "pending"
-        self.last_error = error[:2000]
-
-    def mark_failed(self, error: str) -> None:
-        self.status = "failed"
-        self.last_error = error[:2000]
+    @property
+    def fate_unknown(self) -> bool:
+        """Claimed and handed to SMTP, never marked: it may or may not have arrived."""
+        return self.status == "sending" and self.handed_at is not None
 
     def requeue(self, force: bool = False) -> None:
         """A person asks to send a failed email again; with ``force`` also one stuck in 'sending'
         (whose fate is unknown: the customer may receive it twice)."""
         if self.status in ("failed", "pending") or (force and self.status == "sending"):
             self.status = "pending"
+            self.claimed_by, self.lease_until, self.handed_at = "", None, None
             return
         raise InvalidTransition(f"email {self.id}", self.status,
                                 "retry it" + ("" if self.status != "sending" else " (use --force)"))
+
+
+def claim_email(session: Session, email_id: int, owner: str, lease: timedelta) -> bool:
+    """Take a pending email for sending (one statement: of two senders exactly one wins).
+    The caller commits before it talks to SMTP."""
+    now = utcnow()
+    done = session.execute(update(Email).where(Email.id == email_id, Email.status == "pending").values(
+        status="sending", claimed_by=owner, claimed_at=now, lease_until=now + lease, handed_at=None,
+        attempts=Email.attempts + 1).execution_options(synchronize_session=False))
+    return done.rowcount == 1
+
+
+def begin_handover(session: Session, email_id: int, owner: str) -> bool:
+    """Record, just before the SMTP DATA step, that the message is about to leave. False if the
+    claim is no longer this sender's (released after its lease ran out): then it must not send."""
+    done = session.execute(update(Email).where(
+        Email.id == email_id, Email.status == "sending", Email.claimed_by == owner, Email.handed_at.is_(None),
+        Email.lease_until >= utcnow()).values(handed_at=utcnow()).execution_options(synchronize_session=False))
+    return done.rowcount == 1
+
+
+def _finish(session: Session, email_id: int, owner: str, **values: Any) -> bool:
+    done = session.execute(update(Email).where(Email.id == email_id, Email.status == "sending",
+                                               Email.claimed_by == owner).values(**values)
+                           .execution_options(synchronize_session=False))
+    return done.rowcount == 1
+
+
+def mark_sent(session: Session, email_id: int, owner: str, message_id: str) -> bool:
+    return _finish(session, email_id, owner, status="sent", message_id=message_id, sent_at=utcnow(),
+                   last_error="", lease_until=None)
+
+
+def release_claim(session: Session, email_id: int, owner: str, error: str) -> bool:
+    """The server could not take it now (and had not taken it): back in the queue."""
+    return _finish(session, email_id, owner, status="pending", last_error=error[:2000], claimed_by="",
+                   lease_until=None, handed_at=None)
+
+
+def mark_failed(session: Session, email_id: int, owner: str, error: str) -> bool:
+    return _finish(session, email_id, owner, status="failed", last_error=error[:2000], lease_until=None)
+
+
+def note_fate_unknown(session: Session, email_id: int, owner: str, error: str) -> bool:
+    """The connection broke during DATA: it stays 'sending' (fate unknown), with the reason."""
+    return _finish(session, email_id, owner, last_error=error[:2000], lease_until=None)
+
+
+def dead_claims(session: Session, is_alive: Callable[[str], bool], deal_id: int | None = None) -> list[Email]:
+    """Claims that never reached the DATA step and whose sender is gone (or whose lease ran out)."""
+    query = select(Email).where(Email.status == "sending", Email.handed_at.is_(None))
+    if deal_id is not None:
+        query = query.where(Email.deal_id == deal_id)
+    now = utcnow()
+    return [m for m in session.scalars(query)
+            if m.lease_until is None or m.lease_until < now or not is_alive(m.claimed_by)]
+
+
+def release_dead_claims(session: Session, is_alive: Callable[[str], bool], deal_id: int | None = None) -> list[int]:
+    """Put back to pending every claim whose sender died before the DATA step: nothing of it left,
+    so sending it again sends it once. The caller commits."""
+    released = []
+    for mail in dead_claims(session, is_alive, deal_id):
+        done = session.execute(update(Email).where(
+            Email.id == mail.id, Email.status == "sending", Email.handed_at.is_(None),
+            Email.claimed_by == mail.claimed_by).values(
+            status="pending", claimed_by="", lease_until=None,
+            last_error=f"its sender {mail.claimed_by or '?'} stopped before handing it to the mail server; "
+                       f"released to be sent again")
+            .execution_options(synchronize_session=False))
+        if done.rowcount == 1:
+            released.append(mail.id)
+    return released
 
 
 def add_document(session: Session, deal_id: int, kind: str, number: str, template: str,
@@ -122,3 +189,33 @@ def queue_email(session: Session, *, deal_id: int | None, dedupe_key: str, kind:
     session.add(mail)
     session.flush()
     return mail
+
+
+def outbox_health(session: Session, now: datetime | None = None) -> dict[str, Any]:
+    """What operations look at: how much mail waits and since when, and what needs a person."""
+    from sqlalchemy import func
+
+    now = now or utcnow()
+    oldest = session.execute(select(Email.id, Email.created_at).where(Email.status == "pending")
+                             .order_by(Email.created_at, Email.id).limit(1)).first()
+    count = lambda *cond: session.scalar(select(func.count()).select_from(Email).where(*cond))  # noqa: E731
+    return {
+        "pending": count(Email.status == "pending"),
+        "oldest_pending_id": oldest.id if oldest else None,
+        "oldest_pending_since": oldest.created_at if oldest else None,
+        "oldest_pending_seconds": int((now - oldest.created_at).total_seconds()) if oldest else 0,
+        "fate_unknown": count(Email.status == "sending", Email.handed_at.is_not(None)),
+        "failed": count(Email.status == "failed"),
+    }
+
+
+def waited(seconds: int) -> str:
+    """3 min, 2 h 05 min, 3 d 4 h: how long something has waited, for people."""
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"

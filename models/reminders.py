@@ -7,6 +7,8 @@ at most once per rule, entity, recipient and day, also when runs are retried or 
     unshipped        released, not all shipped after N days -> delivery
     dunning-<n>      invoice unpaid n-th step after due     -> the customer, a letter per step
     stuck-wait       deal waiting at a human step N days    -> its owner and the sales manager
+    mail-waiting     outbox mail pending over N minutes, of
+                     unknown fate, or failed                -> the sales managers, one digest a day
 
 Every scan is one set-based query on indexed columns; what was already sent is excluded in SQL.
 """
@@ -57,10 +59,11 @@ class ReminderRules:
     unshipped_days: int = 5
     dunning_days: tuple[int, ...] = (1, 7, 14, 30)
     stuck_wait_days: int = 5
+    mail_waiting_minutes: int = 60
 
     def __post_init__(self) -> None:
         for name in ("estimate_unanswered_days", "estimate_max_reminders", "qa_pending_days",
-                     "unshipped_days", "stuck_wait_days"):
+                     "unshipped_days", "stuck_wait_days", "mail_waiting_minutes"):
             if getattr(self, name) < 1:
                 raise ValidationError(name, "must be at least 1")
         steps = list(self.dunning_days)
@@ -211,10 +214,52 @@ def stuck_waits(session: Session, now: datetime, rules: ReminderRules) -> Iterat
                                       f"{wait.roles.replace(',', ' or ')}: {wait.key}"],
                             "number": deal.number}, deal_id=deal.id, about=f"{deal.number} {wait.key}")
 
+OUTBOX_ENTITY = 0  # the outbox as a whole: one digest a day, not one per email
+
+
+def mail_waiting(session: Session, now: datetime, rules: ReminderRules) -> Iterator[Reminder]:
+    """Mail that has not gone out: pending longer than the rule allows (the mail server is down or
+    refuses it for now), handed over with its fate unknown, or failed for good. Once a day, to the
+    sales managers. (While the mail server is down this digest waits in the outbox too; the
+    reminders run's table and the outbox run's state show it in the Prefect UI meanwhile.)"""
+    from .outbox import Email, waited
+
+    today = now.date()
+    if session.scalar(select(func.count()).select_from(ReminderSent).where(
+            ReminderSent.rule == "mail-waiting", ReminderSent.day == today)):
+        return
+    cutoff = now - timedelta(minutes=rules.mail_waiting_minutes)
+    late = session.scalars(select(Email).where(
+        ((Email.status == "pending") & (Email.created_at <= cutoff))
+        | ((Email.status == "sending") & Email.handed_at.is_not(None)) | (Email.status == "failed"))
+        .order_by(Email.created_at)).all()
+    if not late:
+        return
+    pending = [m for m in late if m.status == "pending"]
+    lines = []
+    if pending:
+        lines.append(f"{len(pending)} pending for over {waited(rules.mail_waiting_minutes * 60)}; the oldest "
+                     f"(email {pending[0].id}, {pending[0].subject}) has waited "
+                     f"{waited(int((now - pending[0].created_at).total_seconds()))}: is the mail server reachable?")
+    unknown = [m for m in late if m.status == "sending"]
+    if unknown:
+        lines.append(f"{len(unknown)} of unknown fate (emails {', '.join(str(m.id) for m in unknown[:20])}): "
+                     f"ask whether they arrived, then `dealflow outbox retry ID --force` if not")
+    failed = [m for m in late if m.status == "failed"]
+    if failed:
+        lines.append(f"{len(failed)} failed for good (emails {', '.join(str(m.id) for m in failed[:20])}): "
+                     f"see `dealflow outbox --status failed`")
+    for person in _staff_with(session, Role.MANAGER):
+        yield Reminder("mail-waiting", OUTBOX_ENTITY, person.email, today,
+                       f"Mail waiting in the outbox: {len(late)} emails", "emails/staff_reminder",
+                       {"name": person.name, "title": "Mail that has not gone out", "lines": lines,
+                        "number": f"outbox-{today}"}, about=f"{len(late)} emails in the outbox")
+
+
 def due_reminders(session: Session, now: datetime, rules: ReminderRules) -> list[Reminder]:
     return [*followup_digests(session, now), *estimate_reminders(session, now, rules),
             *qa_pending(session, now, rules), *unshipped(session, now, rules), *dunning(session, now, rules),
-            *stuck_waits(session, now, rules)]
+            *stuck_waits(session, now, rules), *mail_waiting(session, now, rules)]
 
 def record(session: Session, reminder: Reminder) -> int | None:
     """Write the reminder's record and its outbox email in a savepoint; None if another run

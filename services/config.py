@@ -28,6 +28,8 @@ class Settings:
     mail_from: str
     finance_email: str
     company: dict[str, str]
+    # a deal's mail task tries again after these pauses; then the mail waits for the outbox run
+    mail_retry_seconds: tuple[int, ...] = (2, 10, 30)
 
     @property
     def mail_dir(self) -> Path:
@@ -69,7 +71,20 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     }
     return Settings(data_dir=data_dir, database_url=database_url, smtp=smtp, mail_from=mail_from,
                     finance_email=env.get("DEALFLOW_FINANCE_EMAIL", "finance@glocial.example"),
-                    company=company)
+                    company=company, mail_retry_seconds=_retry_seconds(env.get("DEALFLOW_MAIL_RETRY_SECONDS")))
+
+
+def _retry_seconds(value: str | None) -> tuple[int, ...]:
+    if value is None:
+        return (2, 10, 30)
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if len(parts) > 10 or not all(p.isdigit() and int(p) <= 3600 for p in parts):
+        from models.errors import ValidationError
+
+        raise ValidationError("DEALFLOW_MAIL_RETRY_SECONDS",
+                              f"must be up to 10 whole numbers of seconds (each at most 3600), "
+                              f"comma-separated, e.g. 2,10,30; got {value!r}")
+    return tuple(int(p) for p in parts)
 
 
 def with_smtp_password(settings: Settings) -> Settings:

@@ -1,17 +1,29 @@
 """Delivering the outbox: yagmail over SMTP when SMTP_HOST is set, else .eml files in data/mail.
 
-Guarantee: a row is claimed (pending -> sending, committed) before it is handed to SMTP and
-marked sent after, so no re-run or second sender sends it again. If the sender dies after the
-SMTP server accepted the message but before the row was marked, the row stays 'sending' and is
-not sent again automatically (at most once); ``stuck`` lists such rows and ``dealflow outbox``
-shows them, for a person to check and, if need be, ``retry --force``.
+The guarantee, step by step, for each pending row:
+
+1. the message is rendered (text, HTML, the document's PDF) while the row is still ``pending``:
+   a sender that dies here leaves nothing behind but files it will write again;
+2. the row is claimed (``sending``, naming this process, with a lease) and committed; then the
+   sender connects, logs in and gives sender and recipient. A sender that dies here leaves a
+   claim that never reached the DATA step: the next sender, the outbox run or the deal's own
+   flow releases it back to ``pending`` once the claiming process is gone (same host) or its
+   lease ran out (any host), and sends it once;
+3. just before the SMTP ``DATA`` step, the row records ``handed_at`` (only if the claim is still
+   this sender's); after the server's answer it is marked ``sent`` (or back to ``pending`` on a
+   4xx, ``failed`` on a 5xx). Only a sender that dies, or a connection that breaks, inside this
+   SMTP conversation leaves the message's fate unknown: the row stays ``sending``, is never sent
+   again by itself (at most once), and ``dealflow outbox`` shows it for a person to check.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import smtplib
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email import policy
@@ -21,10 +33,20 @@ from pathlib import Path
 from typing import Any
 
 import yagmail
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from models import Document, Email, utcnow
+from models.outbox import (
+    begin_handover,
+    claim_email,
+    dead_claims,
+    mark_failed,
+    mark_sent,
+    note_fate_unknown,
+    release_claim,
+    release_dead_claims,
+)
 
 from .config import Settings, load_settings
 from .rendering import render, render_email, render_pdf
@@ -33,10 +55,63 @@ log = logging.getLogger(__name__)
 
 TRANSIENT = (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, ConnectionError, TimeoutError,
              OSError)
+# How long a claim may take to reach the DATA step (connect, TLS, login, sender, recipient: each
+# with a 30 s timeout). A claim past it is released for another sender; the claimant, if it is
+# alive after all, finds the claim gone and sends nothing.
+LEASE = timedelta(minutes=3)
 
 
 class TransientMailError(RuntimeError):
-    """The SMTP server could not take the message now; a later attempt may succeed."""
+    """The SMTP server could not take the message now; a later attempt may succeed.
+    ``sent`` lists what this attempt did send before it stopped."""
+
+    def __init__(self, message: str, sent: list[int] | None = None):
+        super().__init__(message)
+        self.sent = list(sent or [])
+
+
+class FateUnknown(RuntimeError):
+    """The connection broke while the message was being handed over: it may have arrived."""
+
+
+class ClaimLost(RuntimeError):
+    """The claim was released (its lease ran out) before the DATA step: this sender must not send."""
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), or None if there is no such process.
+    With the pid it tells a live sender from a pid reused by another program."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc (not Linux): whether the pid exists is all we can tell
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def sender_id() -> str:
+    """This process as a claim names it: ``host:pid:start``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid()) or ''}"
+
+
+def sender_alive(owner: str) -> bool:
+    """Whether the process named by a claim still runs. Another host's sender cannot be seen from
+    here: it counts as alive, and its lease decides."""
+    host, _, rest = owner.partition(":")
+    pid, _, start = rest.partition(":")
+    if host != socket.gethostname():
+        return True
+    if not pid.isdigit():
+        return False
+    now = _process_start(int(pid))
+    return now is not None and (now == start or "" in (now, start))
 
 
 def write_document(doc: Document, settings: Settings) -> tuple[Path, Path]:
@@ -77,13 +152,31 @@ def _client(settings: Settings) -> yagmail.SMTP:
                         smtp_skip_login=not smtp.user, soft_email_validation=False, timeout=30)
 
 
-def message_id(mail: Email, sender: str) -> str:
+@dataclass(frozen=True)
+class Outgoing:
+    """One email as read from its row: plain data, so no transaction is held while it renders."""
+    id: int
+    kind: str
+    dedupe_key: str
+    to_addr: str
+    subject: str
+    template: str
+    context: dict[str, Any]
+    document: tuple[str, str, dict[str, Any]] | None  # filename stem, template, context
+
+    @classmethod
+    def of(cls, mail: Email, doc: Document | None) -> Outgoing:
+        return cls(mail.id, mail.kind, mail.dedupe_key, mail.to_addr, mail.subject, mail.template, mail.context,
+                   (doc.number, doc.template, doc.context) if doc else None)
+
+
+def message_id(mail: Outgoing | Email, sender: str) -> str:
     """Derived from the row, so a resend of the same email carries the same Message-ID."""
     digest = hashlib.sha256(mail.dedupe_key.encode()).hexdigest()[:16]
     return f"<dealflow.{mail.id}.{mail.kind}.{digest}@{sender.rsplit('@', 1)[-1] or 'localhost'}>"
 
 
-def compose(mail: Email, text: str, html: str, pdf: Path | None, sender: tuple[str, str]) -> EmailMessage:
+def compose(mail: Outgoing, text: str, html: str, pdf: Path | None, sender: tuple[str, str]) -> EmailMessage:
     """The message: a plain-text part and an HTML part of the same words, and the document's PDF.
 
     Built with the standard library rather than yagmail's ``contents``, which would paste the
@@ -101,42 +194,48 @@ def compose(mail: Email, text: str, html: str, pdf: Path | None, sender: tuple[s
     return msg
 
 
-class FateUnknown(RuntimeError):
-    """The connection broke while the message was being handed over: it may have arrived."""
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """What one send needs, read before the claim is committed, so no database transaction (and on
-    SQLite no write lock) is held while PDFs render and SMTP talks."""
-    mail: Email
-    document: tuple[str, str, dict[str, Any]] | None  # filename stem, template, context
-
-
-def _deliver_one(out: Outgoing, settings: Settings) -> str:
-    """Hand the message to the SMTP server once, through yagmail's connection and login (its own
-    reconnect-and-resend loop is not used: it could deliver an accepted message twice).
-    Without SMTP settings the message is written as an .eml file. Returns its Message-ID."""
-    mail = out.mail
-    text, html = render_email(mail.template, mail.context, settings)
+def render_message(out: Outgoing, settings: Settings) -> EmailMessage:
+    """Everything that can fail slowly or for good (templates, the PDF) happens before the claim."""
+    text, html = render_email(out.template, out.context, settings)
     pdf = None
     if out.document:
         stem, template, context = out.document
         _, pdf = write_document(Document(number=stem, template=template, context=context), settings)
-    client = _client(settings)
-    msg = compose(mail, text, html, pdf, (settings.company["name"], settings.mail_from))
+    return compose(out, text, html, pdf, (settings.company["name"], settings.mail_from))
+
+
+def hand_over(out: Outgoing, msg: EmailMessage, settings: Settings, data_step: Callable[[], bool]) -> str:
+    """Give the message to the SMTP server once, through yagmail's connection and login (its own
+    reconnect-and-resend loop is not used: it could deliver an accepted message twice).
+    ``data_step`` is called just before DATA and must say whether this sender may go on.
+    Without SMTP settings the message is written as an .eml file (writing it again writes the
+    same file). Returns its Message-ID."""
     if settings.smtp is None:  # the embedded default: the message as it would be sent, as a file
         settings.mail_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(settings.mail_dir / f"{mail.id:05d}-{mail.kind}.eml", msg.as_bytes())
+        _atomic_write(settings.mail_dir / f"{out.id:05d}-{out.kind}.eml", msg.as_bytes())
         return msg["Message-ID"]
+    client = _client(settings)
     try:
-        client.login()  # a failure here: nothing was sent, a retry is safe
+        client.login()  # a failure up to DATA: nothing was handed over, a retry is safe
+        smtp = client.smtp
+        smtp.ehlo_or_helo_if_needed()
+        code, reply = smtp.mail(settings.mail_from)
+        if code != 250:
+            raise smtplib.SMTPSenderRefused(code, reply, settings.mail_from)
+        code, reply = smtp.rcpt(out.to_addr)
+        if code not in (250, 251):
+            raise smtplib.SMTPRecipientsRefused({out.to_addr: (code, reply)})
+        if not data_step():
+            smtp.rset()
+            raise ClaimLost(f"email {out.id}: its claim was released before the DATA step")
         try:
-            client.smtp.send_message(msg, from_addr=settings.mail_from, to_addrs=[mail.to_addr])
+            code, reply = smtp.data(msg.as_bytes())
         except smtplib.SMTPResponseException:
-            raise  # the server answered no (4xx: later; 5xx: never): it did not take the message
+            raise  # the server answered no to DATA itself: it did not take the message
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise FateUnknown(f"{type(exc).__name__} while handing the message over: {exc}") from exc
+        if code != 250:
+            raise smtplib.SMTPDataError(code, reply)  # refused after the content: not taken
     finally:
         client.close()
     return msg["Message-ID"]
@@ -151,55 +250,96 @@ def _is_permanent(exc: Exception) -> bool:
     return not isinstance(exc, TRANSIENT)
 
 
+def has_mail_to_send(session: Session, deal_id: int) -> bool:
+    """Whether the deal has mail pending, or claimed by a sender that died before the DATA step."""
+    pending = session.scalar(select(exists().where(Email.deal_id == deal_id, Email.status == "pending")))
+    return bool(pending) or bool(dead_claims(session, sender_alive, deal_id))
+
+
+def release_orphans(session: Session, deal_id: int | None = None) -> list[int]:
+    """Release (and commit) the claims of senders that died before the DATA step."""
+    released = release_dead_claims(session, sender_alive, deal_id)
+    session.commit()
+    for email_id in released:
+        log.warning("email %s: its sender stopped before handing it over; it goes out again", email_id)
+    return released
+
+
 def deliver(session: Session, deal_id: int | None = None, settings: Settings | None = None,
             email_ids: list[int] | None = None) -> list[int]:
     """Send every pending email (of one deal, or the ids given, or all). Returns the ids sent.
 
-    Each row is claimed (committed) before it goes out. A transient failure (4xx, connection)
-    puts it back to pending and raises TransientMailError, so the task's retry sends it; a
-    permanent one (5xx, a broken template) marks it failed for a person to look at
-    (``dealflow outbox``) and the others still go out."""
+    Claims left by dead senders are released first. A transient failure (4xx, no connection)
+    puts the row back to pending and raises TransientMailError, so the task's retry (or the next
+    outbox run) sends it; a permanent one (5xx, a broken template) marks it failed for a person
+    to look at (``dealflow outbox``) and the others still go out."""
     settings = settings or load_settings()
+    me = sender_id()
+    release_orphans(session, deal_id)
     query = select(Email.id).where(Email.status == "pending").order_by(Email.id)
     if deal_id is not None:
         query = query.where(Email.deal_id == deal_id)
     if email_ids is not None:
         query = query.where(Email.id.in_(email_ids))
+    candidates = session.scalars(query).all()
+    session.commit()  # end the read: on SQLite every transaction holds the write lock
     sent = []
-    for email_id in session.scalars(query).all():
-        mail = session.scalars(select(Email).where(Email.id == email_id).with_for_update()
-                               .execution_options(populate_existing=True)).one()
-        if mail.status != "pending":
+    for email_id in candidates:
+        mail = session.get(Email, email_id, populate_existing=True)
+        if mail is None or mail.status != "pending":
             session.commit()
             continue  # another sender took it
-        mail.claim()
-        doc = session.get(Document, mail.document_id) if mail.document_id else None
-        out = Outgoing(mail, (doc.number, doc.template, doc.context) if doc else None)
+        out = Outgoing.of(mail, session.get(Document, mail.document_id) if mail.document_id else None)
         session.commit()
         try:
-            mid = _deliver_one(out, settings)
-        except FateUnknown as exc:  # stays 'sending': never sent twice; `dealflow outbox` shows it
-            mail.last_error = str(exc)[:2000]
+            msg: EmailMessage | None = render_message(out, settings)
+            render_error = None
+        except Exception as exc:  # noqa: BLE001 - judged below, after the claim
+            msg, render_error = None, exc
+        if not claim_email(session, email_id, me, LEASE):
             session.commit()
-            log.warning("email %s to %s: %s", mail.id, mail.to_addr, exc)
+            continue
+        session.commit()
+        try:
+            if render_error is not None:
+                raise render_error
+            mid = hand_over(out, msg, settings, data_step=lambda i=email_id: _commit(session, begin_handover(
+                session, i, me)))
+        except ClaimLost as exc:
+            log.warning("%s", exc)
+            continue
+        except FateUnknown as exc:  # stays 'sending': never sent twice; `dealflow outbox` shows it
+            note_fate_unknown(session, email_id, me, str(exc))
+            session.commit()
+            log.warning("email %s to %s: %s", email_id, out.to_addr, exc)
             continue
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             if _is_permanent(exc):
-                mail.mark_failed(error)
+                mark_failed(session, email_id, me, error)
                 session.commit()
-                log.warning("email %s to %s failed for good: %s", mail.id, mail.to_addr, error)
+                log.warning("email %s to %s failed for good: %s", email_id, out.to_addr, error)
                 continue
-            mail.release(error)
+            release_claim(session, email_id, me, error)
             session.commit()
-            raise TransientMailError(f"email {mail.id} to {mail.to_addr}: {error}") from exc
-        mail.mark_sent(mid)
+            session.expire_all()
+            raise TransientMailError(f"email {email_id} to {out.to_addr}: {error}", sent) from exc
+        if not mark_sent(session, email_id, me, mid):
+            log.warning("email %s was sent, but its row had been taken back meanwhile", email_id)
         session.commit()
-        sent.append(mail.id)
+        sent.append(email_id)
+    session.expire_all()  # the rows changed by statements, not through these objects
     return sent
 
 
-def stuck(session: Session, older_than: timedelta = timedelta(minutes=10)) -> list[Email]:
-    """Rows claimed but never marked: the sender died mid-way; whether they went out is unknown."""
+def _commit(session: Session, ok: bool) -> bool:
+    session.commit()
+    return ok
+
+
+def stuck(session: Session, older_than: timedelta = timedelta(minutes=1)) -> list[Email]:
+    """Rows whose fate is unknown: handed to SMTP, never marked (the sender died, or the
+    connection broke, during the SMTP conversation). A person checks whether they arrived."""
     cutoff = utcnow() - older_than
-    return list(session.scalars(select(Email).where(Email.status == "sending", Email.claimed_at < cutoff)))
+    return list(session.scalars(select(Email).where(Email.status == "sending", Email.handed_at.is_not(None),
+                                                    Email.handed_at < cutoff)))

@@ -160,20 +160,18 @@ def publish_deal_page(deal_number: str) -> str:
 
 
 def mail_pending(deal_number: str) -> bool:
-    """Whether the deal has email waiting to go out (so the mail task runs only when it has work)."""
-    from sqlalchemy import exists, select
-
-    from models import Email
-
+    """Whether the deal has email to send: pending, or claimed by a sender that died before
+    handing it to the mail server (so the mail task runs only when it has work)."""
     with session_scope() as s:
-        deal = deal_by_number(s, deal_number)
-        return bool(s.scalar(select(exists().where(Email.deal_id == deal.id, Email.status == "pending"))))
+        return mailer.has_mail_to_send(s, deal_by_number(s, deal_number).id)
 
 
-@task(task_run_name="mail-{deal_number}", retries=4, retry_delay_seconds=[2, 10, 30, 120],
+@task(task_run_name="mail-{deal_number}", retries=3, retry_delay_seconds=[2, 10, 30],
       retry_condition_fn=_retry_on_transient_mail, cache_policy=NO_CACHE)
 def deliver_mail(deal_number: str) -> list[int]:
-    """Send the deal's pending outbox rows (and write its documents)."""
+    """Send the deal's pending outbox rows (and write its documents). When the mail server stays
+    unreachable through the retries, the task fails and the mail stays pending for the outbox run;
+    the flow goes on (``flows.deal.send_mail``)."""
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
         deal_id = deal.id

@@ -26,8 +26,17 @@ class Recorder:
     user: str = ""
     password: str = ""
     refuse: int = 0
+    rcpt_delay: float = 0.0  # seconds the server takes to accept a recipient (a slow server)
     received: list[Received] = field(default_factory=list)
     logins: list[tuple[str, str]] = field(default_factory=list)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if self.rcpt_delay:
+            import asyncio
+
+            await asyncio.sleep(self.rcpt_delay)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
         if self.refuse > 0:
@@ -51,8 +60,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(recorder: Recorder) -> Controller:
-    controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), authenticator=recorder.authenticate,
+def start(recorder: Recorder, port: int | None = None) -> Controller:
+    controller = Controller(recorder, hostname="127.0.0.1", port=port or free_port(), authenticator=recorder.authenticate,
                             auth_require_tls=False, auth_required=bool(recorder.user))
     controller.start()
     return controller

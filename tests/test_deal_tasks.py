@@ -126,13 +126,14 @@ def test_two_shipments_racing_for_the_last_machine_never_take_stock_below_zero(d
         assert s.get(StockLevel, product_id).on_hand == 0
 
 
-def test_an_email_already_being_sent_is_not_sent_again(new_deal, data_dir):
+def test_an_email_handed_to_the_mail_server_by_a_sender_that_died_is_not_sent_again(new_deal, data_dir):
     play_direct(new_deal, until="decision-rev-1")
     with session_scope() as s:
         deal = deal_by_number(s, new_deal)
         mail = s.scalars(select(Email).where(Email.deal_id == deal.id)).one()
         assert mail.status == "sent" and mail.message_id
-        mail.status = "sending"  # as if the sender died after SMTP accepted it
+        # as if the sender died after the DATA step began (SMTP may have accepted it)
+        mail.status, mail.claimed_by, mail.handed_at = "sending", "gone-host:1:1", mail.sent_at
         s.commit()
     (data_dir / "mail" / f"{mail.id:05d}-estimate.eml").unlink()
     assert deliver_mail.fn(new_deal) == []

@@ -166,3 +166,97 @@ def test_the_smtp_password_from_a_secret_block_is_used_and_appears_nowhere(prefe
     }
     for where, haystack in haystacks.items():
         assert SMTP_PASSWORD not in haystack, where
+
+
+@pytest.mark.flow
+def test_a_mail_server_down_longer_than_every_retry_stops_no_deal_and_loses_no_mail(prefect_api, new_deal, db,
+                                                                                    monkeypatch):
+    """SMTP is down through all of the mail task's retries: the deal still reaches its next wait,
+    the estimate email waits in the outbox, and when the server is back the outbox run sends
+    it, once; the deal then goes on and nothing is sent twice."""
+    import threading
+    import time
+
+    from dealflow import answers
+    from flows.deal import deal_flow
+    from flows.outbox import outbox_flow
+    from models.deal import deal_by_number
+
+    from .smtp_server import Recorder, free_port, start
+
+    port = free_port()  # nothing listens here yet: every connection is refused
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(port))
+    monkeypatch.setenv("SMTP_SECURITY", "none")
+    monkeypatch.setenv("DEALFLOW_MAIL_RETRY_SECONDS", "0,1")
+    moves = [("qualify", {"by": "sofia", "qualified": True}), ("handoff", {"by": "sofia", "engineer": "mark"}),
+             ("estimate-rev-1", {"by": "mark", "lines": [{"sku": "VMC-850", "quantity": 1}]})]
+    reached_decision = threading.Event()
+    carry_on = threading.Event()
+
+    def people() -> None:
+        for key, payload in moves:
+            _await_open(new_deal, key)
+            answers.answer(new_deal, key, payload)
+            answers.wait_closed(new_deal, key)
+        _await_open(new_deal, "decision-rev-1")
+        reached_decision.set()
+        carry_on.wait(120)
+        answers.answer(new_deal, "decision-rev-1", {"by": "mark", "decision": "decline", "reason": "no budget"})
+
+    def _await_open(deal: str, key: str) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with session_scope() as s:
+                w = deal_by_number(s, deal).open_wait
+                if w is not None and w.key == key and w.flow_run_id:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(key)
+
+    t = threading.Thread(target=people, daemon=True)
+    t.start()
+    result: dict = {}
+    flow_thread = threading.Thread(target=lambda: result.update(deal_flow(deal_number=new_deal, poll_interval=1,
+                                                                          wait_timeout=300)), daemon=True)
+    flow_thread.start()
+    assert reached_decision.wait(180), "the deal did not reach its next wait while the mail server was down"
+    with session_scope() as s:
+        rows = s.scalars(select(Email)).all()
+        assert [(m.kind, m.status, m.attempts) for m in rows] == [("estimate", "pending", 3)]
+        assert "ConnectionRefusedError" in rows[0].last_error
+
+    recorder = Recorder()
+    controller = start(recorder, port=port)  # the mail server is back
+    try:
+        state = outbox_flow(return_state=True)
+        assert state.is_completed(), state.message
+        assert len(recorder.received) == 1
+        assert outbox_flow(return_state=True).is_completed() and len(recorder.received) == 1
+        carry_on.set()
+        flow_thread.join(timeout=120)
+        assert result["status"] == "lost"
+    finally:
+        controller.stop()
+    assert len(recorder.received) == 1  # the deal's own run did not send it again
+    with session_scope() as s:
+        assert [m.status for m in s.scalars(select(Email))] == ["sent"]
+
+
+@pytest.mark.flow
+def test_the_outbox_run_fails_visibly_while_the_mail_server_is_down(prefect_api, new_deal, monkeypatch):
+    from flows.outbox import outbox_flow
+
+    from .smtp_server import free_port
+
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(free_port()))
+    monkeypatch.setenv("SMTP_SECURITY", "none")
+    play_direct(new_deal, until="estimate-rev-1")
+    from tasks.deal_steps import record_answer, send_estimate
+    record_answer.fn(new_deal, "estimate-rev-1", {"by": "mark", "lines": [{"sku": "VMC-850", "quantity": 1}]})
+    send_estimate.fn(new_deal)
+    state = outbox_flow(return_state=True)
+    assert state.is_failed()
+    assert state.message.startswith("the mail server cannot take mail: email 1 to ")
+    assert "0 sent; 1 pending (oldest 0 min, email 1)" in state.message
