@@ -16,6 +16,7 @@ import pydantic
 
 from dealflow.prefect_api import ensure_api
 from flows.inputs import INPUTS
+from flows.waits import restore_form
 from models import DomainError, ValidationError, process
 from models.deal import deal_by_number
 from services.db import session_scope
@@ -33,6 +34,7 @@ class OpenWait:
     key: str
     step: str
     flow_run_id: str | None
+    description: str = ""
 
 
 def check_answer(deal_number: str, step: str, payload: dict[str, Any]) -> tuple[OpenWait, dict[str, Any]]:
@@ -44,14 +46,32 @@ def check_answer(deal_number: str, step: str, payload: dict[str, Any]) -> tuple[
             data = INPUTS[wait.step].model_validate(payload).model_dump(mode="json")
         except pydantic.ValidationError as exc:
             raise _pydantic_message(exc) from None
-        found = OpenWait(deal.number, wait.key, wait.step, wait.flow_run_id)
+        found = OpenWait(deal.number, wait.key, wait.step, wait.flow_run_id, wait.description)
         process.apply_answer(s, deal, wait, data)  # a dry run: never committed
         s.rollback()
         return found, data
 
 
-def answer(deal_number: str, step: str, payload: dict[str, Any], *, settle_timeout: float = 30) -> OpenWait:
-    """Validate, then resume the deal's flow run with the answer. Returns the wait answered."""
+def answer(deal_number: str, step: str, payload: dict[str, Any], *, settle_timeout: float = 30,
+           door: str = "command line") -> OpenWait:
+    """Validate, then resume the deal's flow run with the answer. Returns the wait answered.
+    A refusal (a rule, a type, a wait that is not open, a resume the server refuses) is written
+    to the audit log, once, before it is raised: the flow never saw this answer."""
+    try:
+        return _answer(deal_number, step, payload, settle_timeout=settle_timeout)
+    except DomainError as exc:
+        record_refusal(deal_number, step, payload, str(exc), door)
+        raise
+
+
+def record_refusal(deal_number: str, step: str, payload: dict[str, Any], reason: str,
+                   door: str = "command line") -> None:
+    with session_scope() as s:
+        process.record_refused_attempt(s, deal_number, step, payload, reason, door)
+        s.commit()
+
+
+def _answer(deal_number: str, step: str, payload: dict[str, Any], *, settle_timeout: float) -> OpenWait:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import NotPausedError, ObjectNotFound
     from prefect.flow_runs import resume_flow_run
@@ -69,12 +89,17 @@ def answer(deal_number: str, step: str, payload: dict[str, Any], *, settle_timeo
             except ObjectNotFound:
                 raise DomainError(f"step: flow run {run_id} of {deal_number} is not known to this "
                                   f"Prefect API; is PREFECT_API_URL the one the deal runs on?") from None
-            if state and state.is_paused() and state.state_details.pause_key == wait.key \
-                    and _form_saved(client, run_id, state):
-                break
+            if state and state.is_paused() and state.state_details.pause_key == wait.key:
+                if _form_saved(client, run_id, state):
+                    break
+                if _seconds_since(state) > 5:  # its run died between suspending and storing the form
+                    restore_form(client, wait.deal, wait.key, wait.step, wait.description, wait.flow_run_id)
             if time.monotonic() > deadline:
-                raise DomainError(f"step: {deal_number}'s flow run is {state.name if state else 'unknown'}, "
-                                  f"not waiting at {wait.key}")
+                at = state.state_details.pause_key if state and state.is_paused() else None
+                raise DomainError(f"step: {deal_number}'s flow run is {state.name if state else 'unknown'}"
+                                  + (f" at {at}" if at and at != wait.key else "")
+                                  + (", but the form of its wait is not stored" if at == wait.key else "")
+                                  + f", not waiting at {wait.key}")
             time.sleep(0.1)
     try:
         resume_flow_run(run_id, run_input=data)
@@ -83,6 +108,12 @@ def answer(deal_number: str, step: str, payload: dict[str, Any], *, settle_timeo
     except RuntimeError as exc:  # the server refused the resume; it says why
         raise DomainError(f"step: the Prefect server refused the answer to {wait.key}: {exc}") from None
     return wait
+
+
+def _seconds_since(state) -> float:
+    from datetime import UTC, datetime
+
+    return (datetime.now(UTC) - state.timestamp).total_seconds()
 
 
 def _form_saved(client, run_id: UUID, state) -> bool:

@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from models import DomainError, utcnow
+from models import DomainError, Role, utcnow
+from models.text import ALLOWED_IN_NOTES, has_control, printable, shown
 
 from .prefect_api import PrefectUnavailable, ensure_api
 
@@ -35,25 +36,82 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join([head, *body])
 
 
-class DealflowGroup(click.Group):
-    """Turns a user's mistake into one line on stderr and exit code 2, never a traceback."""
+def _fail(message: str, code: int = 2) -> None:
+    """A user's mistake (or a service that is not there): one line on stderr, then exit."""
+    click.echo(f"error: {printable(' '.join(str(message).split()), 500)}", err=True)
+    sys.exit(code)
+
+
+def _refuse_control_characters(ctx: click.Context) -> None:
+    """No argument or option may carry control characters (other than line breaks and tabs, which
+    notes may have): PostgreSQL refuses NUL outright, and the others break mail and terminals."""
+    for param in ctx.command.params:
+        values = ctx.params.get(param.name)
+        for value in values if isinstance(values, tuple | list) else [values]:
+            if isinstance(value, str | Path) and has_control(str(value), ALLOWED_IN_NOTES):
+                name = param.opts[-1] if isinstance(param, click.Option) else param.human_readable_name
+                raise DomainError(f"{name.lstrip('-')}: must not contain control characters "
+                                  f"(only line breaks and tabs)")
+
+
+class FilePath(click.Path):
+    """A path option; one with control characters (a NUL makes the operating system refuse it with
+    a traceback) is a usage error like any other."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and has_control(value):
+            self.fail("must not contain control characters", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class DealflowCommand(click.Command):
+    # a command that records its own refusals (``answer``) checks its arguments itself
+    checks_its_own_arguments = False
 
     def invoke(self, ctx: click.Context) -> Any:
-        from sqlalchemy.exc import OperationalError, ProgrammingError
+        if not self.checks_its_own_arguments:
+            _refuse_control_characters(ctx)
+        return super().invoke(ctx)
+
+
+class DealflowGroup(click.Group):
+    """Turns a user's mistake into one line on stderr and exit code 2, never a traceback: the
+    domain's errors, a value the database cannot hold, and click's own usage errors."""
+
+    command_class = DealflowCommand
+    group_class = type  # subgroups are DealflowGroups too
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+            _fail(exc.format_message() + where, exc.exit_code)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            _fail("aborted", 1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import DataError, OperationalError, ProgrammingError
 
         try:
+            _refuse_control_characters(ctx)
             return super().invoke(ctx)
         except DomainError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+            _fail(str(exc))
+        except DataError as exc:  # the rules should have caught it first; still one line, nothing written
+            first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            column = getattr(getattr(exc.orig, "diag", None), "column_name", None)
+            _fail(f"{column or 'value'}: the database cannot hold it ({first})")
         except (OperationalError, ProgrammingError) as exc:
             first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            click.echo(f"error: database: {first}; is DATABASE_URL right, and has `dealflow init` run?",
-                       err=True)
-            sys.exit(2)
+            _fail(f"database: {first}; is DATABASE_URL right, and has `dealflow init` run?")
         except PrefectUnavailable as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
+            _fail(str(exc), 1)
 
 
 @click.group(cls=DealflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,7 +146,7 @@ def init(as_json: bool) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print only the summary, as one JSON object.")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/demo"),
+@click.option("--data-dir", type=FilePath(file_okay=False, path_type=Path), default=Path("data/demo"),
               show_default=True, help="Fresh folder for the demo's database, documents and mail.")
 def demo(as_json: bool, data_dir: Path) -> None:
     """Play the Glocial Machineries sale end to end, narrating each step."""
@@ -159,8 +217,11 @@ def _deal_deployment():
             return None
 
 
+RECORD_ID = click.IntRange(1, 2**31 - 1)  # ids are 32-bit integers in the database
+
+
 @deal.command("start")
-@click.argument("lead_id", type=int)
+@click.argument("lead_id", type=RECORD_ID)
 @click.option("--detach", is_flag=True,
               help="Without a server deployment: run the flow in a background process (log in DATA_DIR/logs).")
 @click.option("--here", is_flag=True, help="Run the flow in this process even if the server has a 'deal' deployment.")
@@ -289,29 +350,43 @@ def deal_list(status: str | None, as_json: bool) -> None:
 
 # --- the pipeline -------------------------------------------------------------------------------
 
-def _as_of(value: str | None) -> datetime | None:
-    """An --as-of time: ISO, with or without an offset; returned as naive UTC like the database."""
-    if not value:
-        return None
+EARLIEST, LATEST = datetime(2000, 1, 1), datetime(2100, 1, 1)
+
+
+def _naive_utc(value: str, option: str) -> datetime:
+    """An ISO date/time, with or without an offset, as naive UTC like the database; only years
+    a sale can be in (2000-2099), so that no date arithmetic later runs out of range."""
     try:
-        when = datetime.fromisoformat(value)
+        when = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise DomainError(f"as-of: must be an ISO date/time, got {value!r}") from None
+        raise DomainError(f"{option}: must be an ISO date/time (2027-01-15 or 2027-01-15T10:00), "
+                          f"got {shown(value)}") from None
+    if not EARLIEST <= when.replace(tzinfo=None) < LATEST:
+        raise DomainError(f"{option}: must be between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d}, got {shown(value)}")
     if when.tzinfo is not None:
         from datetime import UTC
         when = when.astimezone(UTC).replace(tzinfo=None)
     return when
 
 
+def _as_of(value: str | None) -> datetime | None:
+    """An --as-of time: ISO, with or without an offset; returned as naive UTC like the database."""
+    return _naive_utc(value, "as-of") if value else None
+
+
+MAX_AHEAD = {"d": 3650, "h": 87600}  # ten years
+
+
 def _parse_due(value: str) -> datetime:
-    m = re.fullmatch(r"\+(\d+)([hd])", value.strip())
+    m = re.fullmatch(r"\+(\d{1,9})([hd])", value.strip())
     if m:
-        n = int(m.group(1))
-        return utcnow() + (timedelta(hours=n) if m.group(2) == "h" else timedelta(days=n))
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise DomainError(f"due: must be an ISO date/time (2027-01-15T10:00) or +Nd/+Nh, got {value!r}") from None
+        n, unit = int(m.group(1)), m.group(2)
+        if n > MAX_AHEAD[unit]:
+            raise DomainError(f"due: +{n}{unit} is more than ten years ahead (at most +{MAX_AHEAD[unit]}{unit})")
+        return utcnow() + (timedelta(hours=n) if unit == "h" else timedelta(days=n))
+    if value.strip().startswith("+"):
+        raise DomainError(f"due: must be +Nd or +Nh (e.g. +2d), or an ISO date/time, got {shown(value)}")
+    return _naive_utc(value, "due")
 
 
 @main.group()
@@ -341,7 +416,7 @@ def followup_add(deal_number: str, by: str, kind: str, due: str, notes: str, as_
 
 
 @followup.command("done")
-@click.argument("followup_id", type=int)
+@click.argument("followup_id", type=RECORD_ID)
 @click.option("--by", required=True, help="Your staff handle.")
 @click.option("--outcome", required=True, help="What came of it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -366,7 +441,7 @@ def opportunity() -> None:
 @click.argument("deal_number")
 @click.argument("stage")
 @click.option("--by", required=True, help="Your staff handle.")
-@click.option("--probability", type=int, help="Override the stage's default probability (0-100).")
+@click.option("--probability", type=click.IntRange(0, 100), help="Override the stage's default probability (0-100).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def opportunity_stage(deal_number: str, stage: str, by: str, probability: int | None, as_json: bool) -> None:
     """Move the opportunity to a pipeline stage."""
@@ -389,7 +464,18 @@ def opportunity_stage(deal_number: str, stage: str, by: str, probability: int | 
 @click.option("--note", default="", help="What the engineer should know.")
 def opportunity_assign(deal_number: str, engineer: str, by: str, note: str) -> None:
     """Hand the opportunity to a sales engineer (answers the deal's hand-off wait)."""
-    _answer(deal_number, "handoff", {"by": by, "engineer": engineer, "note": note}, wait=True, as_json=False)
+    payload = {"by": by, "engineer": engineer, "note": note}
+    try:
+        _refuse_control_characters(click.get_current_context())
+    except DomainError as exc:
+        from . import answers
+
+        answers.record_refusal(deal_number, "handoff", payload, str(exc))
+        raise
+    _answer(deal_number, "handoff", payload, wait=True, as_json=False)
+
+
+opportunity_assign.checks_its_own_arguments = True
 
 
 # --- running it for real ---------------------------------------------------------------------------
@@ -419,7 +505,7 @@ def up(port: int, executors: int, as_json: bool) -> None:
               help="Seconds between looks for resumed or new runs.")
 @click.option("--adopt", multiple=True, metavar="HOST",
               help="Also take over runs left running by executors of this (dead) host.")
-@click.option("--status-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--status-file", type=FilePath(dir_okay=False, path_type=Path), default=None,
               help="Write the runs in progress here as JSON, for monitoring.")
 def executor(pool: str, slots: int, poll: float, adopt: tuple[str, ...], status_file: Path | None) -> None:
     """Run the deal deployment's runs in this process until stopped (SIGTERM or Ctrl-C).
@@ -436,6 +522,7 @@ def executor(pool: str, slots: int, poll: float, adopt: tuple[str, ...], status_
         raise DomainError("executor: PREFECT_API_URL is not set; point it at your Prefect server's API")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("dealflow").setLevel(logging.INFO)
+    logging.getLogger("services.mailer").setLevel(logging.INFO)  # a line per email sent
     serve(pool=pool, slots=slots, poll=poll, status_file=status_file, adopt=adopt)
 
 
@@ -491,7 +578,7 @@ def _waiting_runs() -> dict[str, str]:
 
 
 @main.command()
-@click.option("--role", help="Only waits this role may answer (e.g. qa).")
+@click.option("--role", type=click.Choice([r.value for r in Role]), help="Only waits this role may answer (e.g. qa).")
 @click.option("--json", "as_json", is_flag=True, help="Print the waits as JSON.")
 def inbox(role: str | None, as_json: bool) -> None:
     """Deals waiting for a person: for what, since when, for which role. With PREFECT_API_URL set,
@@ -509,6 +596,32 @@ def inbox(role: str | None, as_json: bool) -> None:
     columns = ["deal", "customer", "step", "key", "who", "since", "amount"] + (["run"] if states is not None else [])
     _emit(rows, as_json, _table(rows, columns)
           + ("\n(times in UTC)" if rows else ""))
+
+
+def _answer_payload(input_json: str | None, sets: tuple[str, ...], by: str | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    if input_json:
+        try:
+            text = Path(input_json[1:]).read_text() if input_json.startswith("@") else input_json
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise DomainError(f"input: cannot read {shown(input_json[1:], 200)} "
+                              f"({getattr(exc, 'strerror', None) or 'not UTF-8 text'})") from None
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DomainError(f"input: is not valid JSON ({exc.msg} at character {exc.pos})") from None
+        if not isinstance(payload, dict):
+            raise DomainError("input: must be a JSON object")
+    for item in sets:
+        if "=" not in item:
+            raise DomainError(f"set: expected FIELD=VALUE, got {shown(item)}")
+        key, _, value = item.partition("=")
+        payload[key.strip()] = _coerce(value)
+    if by:
+        payload["by"] = by
+    if not payload.get("by"):
+        raise DomainError("by: say who answers (--by HANDLE)")
+    return payload
 
 
 def _coerce(value: str) -> Any:
@@ -556,28 +669,19 @@ def answer(deal_number: str, step: str, by: str | None, sets: tuple[str, ...], i
     dealflow answer DEAL-0001 qualify --by sofia --set qualified=true --set budget=150000
     dealflow answer DEAL-0001 estimate --by mark --input '{"lines": [{"sku": "VMC-850", "quantity": 1}]}'
     """
-    payload: dict[str, Any] = {}
-    if input_json:
-        try:
-            text = Path(input_json[1:]).read_text() if input_json.startswith("@") else input_json
-        except OSError as exc:
-            raise DomainError(f"input: cannot read {input_json[1:]!r} ({exc.strerror})") from None
-        try:
-            payload = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DomainError(f"input: is not valid JSON ({exc.msg} at character {exc.pos})") from None
-        if not isinstance(payload, dict):
-            raise DomainError("input: must be a JSON object")
-    for item in sets:
-        if "=" not in item:
-            raise DomainError(f"set: expected FIELD=VALUE, got {item!r}")
-        key, _, value = item.partition("=")
-        payload[key.strip()] = _coerce(value)
-    if by:
-        payload["by"] = by
-    if not payload.get("by"):
-        raise DomainError("by: say who answers (--by HANDLE)")
+    try:
+        _refuse_control_characters(click.get_current_context())
+        payload = _answer_payload(input_json, sets, by)
+    except DomainError as exc:  # refused before it was even read whole: still on the record
+        from . import answers
+
+        answers.record_refusal(deal_number, step, {"by": by or "", "input": input_json or "", "set": list(sets)},
+                               str(exc))
+        raise
     _answer(deal_number, step, payload, wait=not no_wait, as_json=as_json)
+
+
+answer.checks_its_own_arguments = True
 
 
 @main.group(invoke_without_command=True)
@@ -618,7 +722,8 @@ def outbox(ctx: click.Context, status: str | None, deal_number: str | None, as_j
                  f"{waited(health['oldest_pending_seconds'])}")
     if health["fate_unknown"]:
         text += (f"\n{health['fate_unknown']} of unknown fate: the sender stopped while the mail server was "
-                 f"taking it; check with the recipient, then `dealflow outbox retry ID --force` if it never came")
+                 f"taking it; check with the recipient, then `dealflow outbox confirm ID --by YOU` if it "
+                 f"arrived, or `dealflow outbox retry ID --force` if it never came")
     _emit(rows, as_json, text)
 
 
@@ -648,8 +753,35 @@ def outbox_send(as_json: bool) -> None:
         raise DomainError(f"smtp: {error}; the rest stays pending")
 
 
+@outbox.command("confirm")
+@click.argument("email_id", type=RECORD_ID)
+@click.option("--by", required=True, help="Your staff handle (who checked).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def outbox_confirm(email_id: int, by: str, as_json: bool) -> None:
+    """Record that an email of unknown fate did arrive (you asked the recipient, or found it in the
+    mail server's log): it is marked sent. If it never arrived, use `outbox retry ID --force`."""
+    from models import Email, NotFound, audit
+    from models.outbox import confirm_arrived
+    from models.process import staff_by_handle
+    from services.config import load_settings
+    from services.db import session_scope
+    from services.mailer import message_id
+
+    with session_scope() as s:
+        person = staff_by_handle(s, by)
+        mail = s.get(Email, email_id)
+        if mail is None:
+            raise NotFound("email", email_id)
+        confirm_arrived(s, mail, message_id(mail, load_settings().mail_from))
+        audit.record(s, person.handle, "email.confirmed_arrived", deal_id=mail.deal_id, subject=f"email {mail.id}",
+                     to=mail.to_addr, kind=mail.kind)
+        s.commit()
+        out = {"id": email_id, "status": mail.status, "message_id": mail.message_id}
+    _emit(out, as_json, f"email {email_id}: sent (confirmed by {by})")
+
+
 @outbox.command("retry")
-@click.argument("email_id", type=int)
+@click.argument("email_id", type=RECORD_ID)
 @click.option("--force", is_flag=True,
               help="Also retry a message stuck in 'sending' (its first attempt may have arrived: "
                    "the customer could get it twice).")
@@ -683,9 +815,9 @@ REPORT_NAMES = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging")
 
 @main.command()
 @click.argument("name", type=click.Choice(REPORT_NAMES))
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write a CSV file.")
-@click.option("--xlsx", "xlsx_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write an Excel file.")
-@click.option("--png", "png_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--csv", "csv_path", type=FilePath(dir_okay=False, path_type=Path), help="Also write a CSV file.")
+@click.option("--xlsx", "xlsx_path", type=FilePath(dir_okay=False, path_type=Path), help="Also write an Excel file.")
+@click.option("--png", "png_path", type=FilePath(dir_okay=False, path_type=Path),
               help="Also draw a chart (funnel, pipeline, aging).")
 @click.option("--as-of", help="Report as of this time (ISO, UTC) where time matters (aging, stage-times).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")

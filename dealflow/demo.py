@@ -68,7 +68,8 @@ def describe_entry(actor: str, action: str, subject: str, d: dict[str, Any]) -> 
     if action.endswith(".answered"):
         return f"✔  {subject}: {d.get('outcome')}"
     if action.endswith(".refused"):
-        return f"✘  {subject} refused: {d.get('reason')}"
+        before = " before anything moved" if d.get("door") not in (None, "flow") else ""
+        return f"✘  {subject} refused{before}: {d.get('reason')}"
     if action in ("deal.flow_attached", "seed.loaded"):
         return None
     extra = ", ".join(f"{k} {v}" for k, v in d.items() if k not in ("answer",))
@@ -110,8 +111,8 @@ def people(deal_number: str, out: TextIO, stop: threading.Event, errors: list[Ba
                 _say(out, "Sofia tries to sign off QA herself")
                 try:
                     answers.answer(deal_number, "qa", {"by": "sofia", "passed": True, "notes": "looks fine"})
-                except DomainError as exc:
-                    print(f"  refused before anything moved: {exc}", file=out, flush=True)
+                except DomainError:
+                    narrator.flush()  # the refusal is in the audit log, like every other
             payload = answer_for(deal_number, move)
             _say(out, move.say)
             answers.answer(deal_number, move.step, payload)

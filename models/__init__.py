@@ -1,6 +1,19 @@
 """The domain of dealflow: SQLAlchemy models and the rules of a sale. Knows nothing of Prefect."""
 
-from . import audit, billing, catalog, crm, deal, estimates, numbering, orders, outbox, reminders, staff
+from . import (
+                     audit,
+                     billing,
+                     catalog,
+                     crm,
+                     deal,
+                     estimates,
+                     guard,
+                     numbering,
+                     orders,
+                     outbox,
+                     reminders,
+                     staff,
+)
 from .audit import AuditEntry
 from .base import Base, utcnow
 from .billing import Invoice, InvoiceLine, Payment
@@ -33,7 +46,7 @@ from .staff import Role, StaffUser
 
 __all__ = [
     "AuditEntry", "Base", "utcnow", "audit", "billing", "catalog", "crm", "deal", "estimates", "numbering", "orders",
-    "outbox", "reminders", "staff", "Invoice", "InvoiceLine", "Payment", "Product", "StockLevel", "StockMove",
+    "outbox", "reminders", "staff", "guard", "Invoice", "InvoiceLine", "Payment", "Product", "StockLevel", "StockMove",
     "Contact", "Customer", "FollowUp", "Lead", "Opportunity", "StageChange", "Deal", "Wait",
     "DomainError", "InvalidTransition", "NotFound", "OutOfStock", "Overpayment", "PermissionDenied",
     "ValidationError", "WaitNotOpen", "ChangeRequest", "Estimate", "EstimateLine", "EstimateRevision",

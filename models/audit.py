@@ -9,6 +9,7 @@ from sqlalchemy import ForeignKey, String, event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .base import Base, utcnow
+from .text import printable
 
 
 class AuditEntry(Base):
@@ -39,6 +40,21 @@ def _plain(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value
     return str(value)
+
+
+def recordable(value: Any, max_text: int = 4000, max_items: int = 200) -> Any:
+    """Whatever someone sent (an answer, perhaps refused for being wrong), made safe to keep as
+    JSON: text shown without control characters and cut, lists and objects cut, huge numbers as
+    text. It records what was tried; it never makes bad input acceptable."""
+    if isinstance(value, dict):
+        return {printable(k, 80): recordable(v, max_text, max_items) for k, v in list(value.items())[:max_items]}
+    if isinstance(value, list | tuple):
+        return [recordable(v, max_text, max_items) for v in value[:max_items]]
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int) and abs(value) < 10**15:
+        return value
+    return printable(str(value) if not isinstance(value, int) else f"{str(value)[:40]}…", max_text)
 
 
 @event.listens_for(AuditEntry, "before_update")

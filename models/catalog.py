@@ -14,6 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
 from .errors import NotFound, OutOfStock, ValidationError
+from .text import one_line
 
 
 class Product(Base):
@@ -59,6 +60,7 @@ class StockMove(Base):
 
 
 def product_by_sku(session: Session, sku: str, field: str = "sku") -> Product:
+    sku = one_line(sku, field, 40, required=True)  # checked before the database sees it
     product = session.scalars(select(Product).where(Product.sku == sku)).one_or_none()
     if product is None:
         raise ValidationError(field, f"unknown SKU {sku!r}")

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from .base import Base, utcnow
 from .errors import InvalidTransition, ValidationError
 from .staff import StaffUser
-from .text import bounded, one_line
+from .text import bounded, has_control, one_line, shown
 
 
 class Customer(Base):
@@ -87,9 +87,10 @@ class Lead(Base):
         self.phone = one_line(self.phone, "phone", 60)
         self.address = bounded(self.address, "address", 1000)
         self.notes = bounded(self.notes, "notes", 4000)
-        email = self.email or ""
-        if "@" not in email or any(c in email for c in "\r\n\t ,;<>\"") or len(email) > 200:
-            raise ValidationError("email", f"must be one e-mail address, got {self.email!r}")
+        email = (self.email or "").strip()
+        if "@" not in email or any(c in email for c in " ,;<>\"") or has_control(email) or len(email) > 200:
+            raise ValidationError("email", f"must be one e-mail address, got {shown(self.email)}")
+        self.email = email
         if self.source not in LEAD_SOURCES:
             raise ValidationError("source", f"must be one of {', '.join(LEAD_SOURCES)}")
         if self.budget is not None and self.budget < 0:
@@ -214,10 +215,29 @@ class FollowUp(Base):
     def is_overdue(self, now: datetime) -> bool:
         return not self.is_done and self.due_at < now
 
+    # a follow-up is due within these bounds: a typo of a year, not a plan, lies outside them
+    EARLIEST_DUE = datetime(2000, 1, 1)
+    LATEST_DUE_YEARS = 10
+
+    @classmethod
+    def check_due(cls, due_at: datetime, now: datetime) -> datetime:
+        latest = now.replace(year=now.year + cls.LATEST_DUE_YEARS) if not (now.month == 2 and now.day == 29) \
+            else now.replace(day=28, year=now.year + cls.LATEST_DUE_YEARS)
+        if not cls.EARLIEST_DUE <= due_at <= latest:
+            raise ValidationError("due", f"must be between {cls.EARLIEST_DUE:%Y-%m-%d} and "
+                                         f"{cls.LATEST_DUE_YEARS} years from now, got {due_at:%Y-%m-%d %H:%M}")
+        return due_at
+
+    def validate(self) -> None:
+        if self.kind not in FOLLOWUP_KINDS:
+            raise ValidationError("kind", f"must be one of {', '.join(FOLLOWUP_KINDS)}")
+        self.notes = bounded(self.notes, "notes", 4000)
+
     def complete(self, outcome: str) -> None:
         if self.is_done:
             raise InvalidTransition(f"follow-up {self.id}", "done", "complete it again")
-        if not outcome.strip():
+        outcome = bounded(outcome, "outcome", 4000)
+        if not outcome:
             raise ValidationError("outcome", "must say what came of the follow-up")
         self.outcome = outcome
         self.done_at = utcnow()

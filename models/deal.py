@@ -6,6 +6,7 @@ Wait states: open -> answered | refused (a refused answer closes the wait; a new
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from .crm import Customer, Lead, Opportunity
 from .errors import InvalidTransition, NotFound
 from .money import DEFAULT_CURRENCY
 from .staff import StaffUser
+from .text import printable
 
 if TYPE_CHECKING:
     from .billing import Invoice
@@ -76,10 +78,17 @@ class Deal(Base):
         self.closed_at = utcnow()
 
 
+DEAL_NUMBER = re.compile(r"DEAL-\d{1,9}")
+
+
 def deal_by_number(session: Session, number: str) -> Deal:
-    deal = session.scalars(select(Deal).where(Deal.number == number.upper())).one_or_none()
+    """The deal numbered ``number`` (any case); a malformed number is not looked up at all."""
+    wanted = str(number).strip().upper()
+    if not DEAL_NUMBER.fullmatch(wanted):
+        raise NotFound("deal", printable(number, 40) + ("…" if len(str(number)) > 40 else ""))
+    deal = session.scalars(select(Deal).where(Deal.number == wanted)).one_or_none()
     if deal is None:
-        raise NotFound("deal", number)
+        raise NotFound("deal", wanted)
     return deal
 
 
@@ -100,6 +109,9 @@ class Wait(Base):
     status: Mapped[str] = mapped_column(String(10), default="open", index=True)
     description: Mapped[str] = mapped_column(Text, default="")
     flow_run_id: Mapped[str | None] = mapped_column(String(40))
+    # when the run's wait form was confirmed stored: a run can die between suspending and storing
+    # its form (Prefect does them in that order), and recovery looks for waits without this
+    form_stored_at: Mapped[datetime | None]
     opened_at: Mapped[datetime] = mapped_column(default=utcnow)
     answered_at: Mapped[datetime | None]
     answered_by: Mapped[str | None] = mapped_column(String(40))

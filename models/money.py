@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from .errors import ValidationError
+from .text import shown
 
 MINOR_UNITS = {"JPY": 0, "KWD": 3, "BHD": 3}
 DEFAULT_CURRENCY = "USD"
@@ -35,9 +36,9 @@ def parse_money(value: object, field: str, places: int = 2) -> Decimal:
     try:
         amount = Decimal(str(value).strip())
     except (InvalidOperation, ValueError):
-        raise ValidationError(field, f"must be a number, got {value!r}") from None
+        raise ValidationError(field, f"must be a number, got {shown(value)}") from None
     if not amount.is_finite():
-        raise ValidationError(field, f"must be a finite number, got {value!r}")
+        raise ValidationError(field, f"must be a finite number, got {shown(value)}")
     if abs(amount) >= LIMIT:
         raise ValidationError(field, f"must be less than {LIMIT:,}")
     exact = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)

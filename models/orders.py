@@ -18,6 +18,7 @@ from .catalog import Product
 from .errors import InvalidTransition, ValidationError
 from .pricing import PricedLine, Totals
 from .staff import StaffUser
+from .text import shown
 
 if TYPE_CHECKING:
     from .deal import Deal
@@ -63,7 +64,7 @@ class SalesOrder(Base):
         for line in self.lines:
             if line.sku == sku:
                 return line
-        raise ValidationError(field, f"{sku!r} is not on order {self.number}")
+        raise ValidationError(field, f"{shown(sku)} is not on order {self.number}")
 
     def record_inspection(self, inspector: StaffUser, passed: bool, notes: str,
                           checklist: dict[str, bool]) -> QAInspection:

@@ -11,11 +11,13 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from . import audit
-from .crm import FOLLOWUP_KINDS, FollowUp, Lead
+from .base import utcnow
+from .crm import FollowUp, Lead
 from .deal import Deal
-from .errors import InvalidTransition, NotFound, ValidationError
+from .errors import InvalidTransition, NotFound, ValidationError, check_id
 from .process import staff_by_handle
 from .staff import Role
+from .text import one_line
 
 
 def add_lead(session: Session, *, company: str, contact_name: str, email: str, owner: str,
@@ -44,9 +46,9 @@ def add_followup(session: Session, deal: Deal, *, by: str, kind: str, due_at: da
                  notes: str = "") -> FollowUp:
     person = staff_by_handle(session, by)
     opp = _opportunity(deal)
-    if kind not in FOLLOWUP_KINDS:
-        raise ValidationError("kind", f"must be one of {', '.join(FOLLOWUP_KINDS)}")
-    followup = FollowUp(opportunity=opp, kind=kind, due_at=due_at, owner=person, notes=notes)
+    followup = FollowUp(opportunity=opp, kind=kind, due_at=FollowUp.check_due(due_at, utcnow()), owner=person,
+                        notes=notes)
+    followup.validate()
     session.add(followup)
     session.flush()
     audit.record(session, person.handle, "followup.scheduled", deal_id=deal.id, subject=f"follow-up {followup.id}",
@@ -56,7 +58,7 @@ def add_followup(session: Session, deal: Deal, *, by: str, kind: str, due_at: da
 
 def complete_followup(session: Session, followup_id: int, *, by: str, outcome: str) -> FollowUp:
     person = staff_by_handle(session, by)
-    followup = session.get(FollowUp, followup_id)
+    followup = session.get(FollowUp, check_id(followup_id, "followup_id"))
     if followup is None:
         raise NotFound("follow-up", followup_id)
     followup.complete(outcome)
@@ -74,6 +76,7 @@ def move_stage(session: Session, deal: Deal, *, by: str, stage: str, probability
     person = staff_by_handle(session, by)
     if not any(person.has_role(r) for r in STAGE_MOVERS):
         raise ValidationError("by", f"{person.handle} is {person.role}; stages are moved by sales")
+    stage = one_line(stage, "stage", 30, required=True)
     if stage.startswith("closed"):
         raise ValidationError("stage", f"{stage} is set by the deal's flow when the customer decides; "
                                        f"record the decision with `dealflow answer DEAL decision`")

@@ -23,6 +23,7 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from . import audit
+from .audit import recordable
 from .base import utcnow
 from .billing import Invoice, InvoiceLine
 from .catalog import issue, product_by_sku
@@ -43,7 +44,7 @@ from .numbering import next_number
 from .orders import SalesOrder, SalesOrderLine, SalesReceipt, Shipment, ShipmentLine
 from .outbox import add_document, queue_email
 from .staff import Role, StaffUser
-from .text import bounded, one_line
+from .text import bounded, one_line, printable, shown
 
 SYSTEM = "system"
 PAYMENT_TERMS_DAYS = 30
@@ -158,6 +159,7 @@ def open_wait(session: Session, deal: Deal, step: Step, description: str | Calla
     if wait is not None:
         if flow_run_id and wait.flow_run_id != flow_run_id and wait.status == "open":
             wait.flow_run_id = flow_run_id
+            wait.form_stored_at = None
         return wait
     wait = Wait(deal=deal, key=step.key, step=step.name, roles=",".join(step.roles),
                 description=description() if callable(description) else description, flow_run_id=flow_run_id)
@@ -175,7 +177,8 @@ def find_open_wait(session: Session, deal: Deal, step_or_key: str) -> Wait:
 
 
 def staff_by_handle(session: Session, handle: str, field_name: str = "by") -> StaffUser:
-    person = session.scalars(select(StaffUser).where(StaffUser.handle == (handle or "").strip())).one_or_none()
+    handle = one_line(handle, field_name, 40, required=True)  # checked before the database sees it
+    person = session.scalars(select(StaffUser).where(StaffUser.handle == handle)).one_or_none()
     if person is None:
         raise ValidationError(field_name, f"no staff member with handle {handle!r}")
     return person
@@ -193,17 +196,37 @@ def apply_answer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any
     Raises a DomainError, with nothing applied, if the answer breaks a rule."""
     person = check_answerer(session, wait, answer.get("by", ""))
     outcome = ANSWER_HANDLERS[wait.step](session, deal, person, answer)
-    wait.close("answered", person.handle, _jsonable(answer))
+    wait.close("answered", person.handle, recordable(answer))
     audit.record(session, person.handle, f"{wait.step}.answered", deal_id=deal.id, subject=wait.key,
-                 outcome=outcome, answer=answer)
+                 outcome=outcome, answer=recordable(answer))
     return outcome
 
 
-def refuse_answer(session: Session, wait: Wait, answer: dict[str, Any], reason: str) -> None:
-    by = str(answer.get("by", "") or "?")[:40]  # whatever was typed, cut to fit the record
-    wait.close("refused", by, _jsonable(answer), reason)
+def refuse_answer(session: Session, wait: Wait, answer: dict[str, Any], reason: str, door: str = "flow") -> None:
+    by = printable(answer.get("by", "") or "?", 40)  # whatever was typed, made safe to record
+    wait.close("refused", by, recordable(answer), printable(reason, 2000))
     audit.record(session, by, f"{wait.step}.refused", deal_id=wait.deal_id, subject=wait.key,
-                 reason=reason, answer=answer)
+                 reason=printable(reason, 2000), answer=recordable(answer), door=door)
+
+
+def record_refused_attempt(session: Session, deal_number: str, step: str, answer: dict[str, Any], reason: str,
+                           door: str) -> None:
+    """An answer refused before it reached the flow (``dealflow answer`` checks it first): the
+    audit log keeps it as it keeps the flow's refusals, with the door it came through. The caller
+    commits, in a transaction of its own."""
+    from .deal import deal_by_number
+
+    try:
+        deal = deal_by_number(session, deal_number)
+    except DomainError:
+        deal = None
+    wait = deal.open_wait if deal is not None else None
+    if wait is not None and step not in (wait.step, wait.key):
+        wait = None
+    by = answer.get("by", "") if isinstance(answer, dict) else ""
+    audit.record(session, printable(by or "?", 40), f"{wait.step if wait else printable(step, 30)}.refused",
+                 deal_id=deal.id if deal else None, subject=printable(wait.key if wait else step, 60),
+                 reason=printable(reason, 2000), answer=recordable(answer), door=door)
 
 
 def locked_wait(session: Session, deal: Deal, key: str) -> Wait:
@@ -236,10 +259,6 @@ def answer_wait(session: Session, deal: Deal, key: str, answer: dict[str, Any]) 
     return {"accepted": False, "reason": reason}
 
 
-def _jsonable(value: Any) -> Any:
-    return audit._plain(value)
-
-
 # --- what each answer does --------------------------------------------------------------------
 
 def _line(answer: dict[str, Any], name: str, max_len: int = 80, required: bool = False) -> str:
@@ -251,26 +270,29 @@ def _notes(answer: dict[str, Any], name: str, max_len: int = 4000) -> str:
 
 
 MAX_QUANTITY = 100_000
+MAX_LINES = 200
 
 
 def _quantity(value: Any, name: str) -> int:
-    qty = _int(value, name)
-    if qty <= 0:
-        raise ValidationError(name, "must be greater than zero")
-    if qty > MAX_QUANTITY:
-        raise ValidationError(name, f"must be at most {MAX_QUANTITY:,}")
-    return qty
+    return _int(value, name, limit=MAX_QUANTITY, positive=True)
 
 
-def _int(value: Any, name: str) -> int:
+def _int(value: Any, name: str, limit: int = 10**9, positive: bool = False) -> int:
+    """A whole number someone typed (12, "12", 12.0), at most ``limit`` in size (and above zero
+    if ``positive``), checked before it becomes a Python int (a typed 1e999999999 would
+    otherwise take all memory)."""
     if isinstance(value, bool):
-        raise ValidationError(name, f"must be a whole number, got {value!r}")
+        raise ValidationError(name, f"must be a whole number, got {shown(value)}")
     try:
-        number = Decimal(str(value))
+        number = Decimal(str(value).strip())
     except Exception:
-        raise ValidationError(name, f"must be a whole number, got {value!r}") from None
-    if number != number.to_integral_value():
-        raise ValidationError(name, f"must be a whole number, got {value!r}")
+        raise ValidationError(name, f"must be a whole number, got {shown(value)}") from None
+    if not number.is_finite() or number != number.to_integral_value():
+        raise ValidationError(name, f"must be a whole number, got {shown(value)}")
+    if positive and number <= 0:
+        raise ValidationError(name, "must be greater than zero")
+    if abs(number) > limit:
+        raise ValidationError(name, f"must be at most {limit:,}")
     return int(number)
 
 
@@ -288,7 +310,8 @@ def _qualify(session: Session, deal: Deal, person: StaffUser, answer: dict[str, 
 
 
 def _handoff(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
-    engineer = staff_by_handle(session, _line(answer, "engineer", 40, required=True), "engineer")
+    _notes(answer, "note", 2000)  # kept with the answer (the wait and the audit log)
+    engineer = staff_by_handle(session, answer.get("engineer"), "engineer")
     if engineer.role != Role.SALES_ENGINEER:
         raise ValidationError("engineer", f"{engineer.handle} is {engineer.role}, not a sales_engineer")
     deal.opportunity.engineer = engineer
@@ -299,6 +322,8 @@ def _estimate(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
     lines = answer.get("lines") or []
     if not lines:
         raise ValidationError("lines", "an estimate needs at least one line")
+    if len(lines) > MAX_LINES:
+        raise ValidationError("lines", f"an estimate has at most {MAX_LINES} lines, got {len(lines)}")
     valid_days = _int(answer.get("valid_days", 30), "valid_days")
     if not 1 <= valid_days <= 365:
         raise ValidationError("valid_days", "must be between 1 and 365")
@@ -353,8 +378,10 @@ def _decision(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
 
 def _qa(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
     order = deal.order
-    checklist = {one_line(k, "checklist", 60, required=True): bool(v)
-                 for k, v in (answer.get("checklist") or {}).items()}
+    raw_checklist = answer.get("checklist") or {}
+    if len(raw_checklist) > 50:
+        raise ValidationError("checklist", f"has at most 50 checks, got {len(raw_checklist)}")
+    checklist = {one_line(k, "checklist", 60, required=True): bool(v) for k, v in raw_checklist.items()}
     passed = bool(answer.get("passed"))
     inspection = order.record_inspection(person, passed, _notes(answer, "notes"), checklist)
     if not passed:
@@ -368,6 +395,8 @@ def _shipment(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
     carrier = _line(answer, "carrier", 80, required=True)
     tracking = _line(answer, "tracking_number", 80, required=True)
     wanted = answer.get("lines") or []
+    if len(wanted) > len(order.lines):
+        raise ValidationError("lines", f"the order has {len(order.lines)} lines; got {len(wanted)}")
     if not wanted:  # no lines: everything still to ship
         wanted = [{"sku": ln.sku, "quantity": ln.remaining} for ln in order.lines if ln.remaining]
     planned: list[tuple[SalesOrderLine, int, str]] = []

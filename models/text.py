@@ -1,4 +1,6 @@
-"""Rules for text a person types: names and references are one line of bounded length."""
+"""Rules for text a person types: names and references are one line of bounded length; free text
+(notes) may span lines, is bounded too, and never holds control characters other than line
+breaks and tabs (PostgreSQL refuses NUL outright; the others break mail headers and terminals)."""
 
 from __future__ import annotations
 
@@ -6,13 +8,19 @@ import unicodedata
 
 from .errors import ValidationError
 
+ALLOWED_IN_NOTES = frozenset("\n\t")
+
+
+def has_control(text: str, allowed: frozenset[str] = frozenset()) -> bool:
+    return any(unicodedata.category(c) == "Cc" and c not in allowed for c in text)
+
 
 def one_line(value: object, field: str, max_len: int, required: bool = False) -> str:
     """Trimmed text with no line breaks or other control characters, at most ``max_len`` long."""
     text = "" if value is None else str(value).strip()
     if required and not text:
         raise ValidationError(field, "must not be empty")
-    if any(unicodedata.category(c) == "Cc" for c in text):
+    if has_control(text):
         raise ValidationError(field, "must be one line, without line breaks or control characters")
     if len(text) > max_len:
         raise ValidationError(field, f"must be at most {max_len} characters, got {len(text)}")
@@ -20,8 +28,26 @@ def one_line(value: object, field: str, max_len: int, required: bool = False) ->
 
 
 def bounded(value: object, field: str, max_len: int) -> str:
-    """Free text (notes may span lines), at most ``max_len`` long."""
-    text = "" if value is None else str(value).strip()
+    """Free text (notes may span lines), at most ``max_len`` long; Windows line ends become
+    plain ones, and no control character but line breaks and tabs is let in."""
+    text = "" if value is None else str(value).replace("\r\n", "\n").strip()
+    if has_control(text, ALLOWED_IN_NOTES):
+        raise ValidationError(field, "must not contain control characters (only line breaks and tabs)")
     if len(text) > max_len:
         raise ValidationError(field, f"must be at most {max_len} characters, got {len(text)}")
     return text
+
+
+def printable(value: object, max_len: int) -> str:
+    """What someone typed, made safe to *record* (an audit row, a refusal): control characters
+    shown as U+FFFD, cut to ``max_len``. Never a way to accept input."""
+    text = "" if value is None else str(value)
+    text = "".join("\ufffd" if unicodedata.category(c) == "Cc" and c not in ALLOWED_IN_NOTES else c
+                   for c in text[: max_len * 2])
+    return text[:max_len]
+
+
+def shown(value: object, max_len: int = 60) -> str:
+    """A typed value quoted inside an error message: its repr, cut to stay one short line."""
+    text = repr(value)
+    return text if len(text) <= max_len else text[: max_len - 1] + "…"

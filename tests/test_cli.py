@@ -153,4 +153,4 @@ def test_report_times_with_an_offset_and_unwritable_files_are_handled(db, tmp_pa
     code, _, err = run("report", "stock", "--csv", "/nonexistent/x.csv")
     assert code == 2 and err.startswith("error: csv: cannot write /nonexistent/x.csv (") and err.count("\n") == 1
     code, _, err = run("remind", "--as-of", "yesterday")
-    assert (code, err) == (2, "error: as-of: must be an ISO date/time, got 'yesterday'\n")
+    assert (code, err) == (2, "error: as-of: must be an ISO date/time (2027-01-15 or 2027-01-15T10:00), got 'yesterday'\n")
