@@ -10,13 +10,12 @@ from services.db import session_scope
 
 @task(task_run_name="report-{name}")
 def publish_report(name: str) -> int:
-    from prefect.artifacts import create_table_artifact
+    from tasks.ui import table_artifact
 
     with session_scope() as s:
         df = reports.build(s, name)
     rows = [{k: (str(v) if v is not None else "") for k, v in row.items()} for row in reports.records(df)]
-    create_table_artifact(key=f"report-{name}", table=rows or [{"report": name, "rows": "no data"}],
-                          description=f"dealflow report: {name}")
+    table_artifact(f"report-{name}", rows or [{"report": name, "rows": "no data"}], f"dealflow report: {name}")
     return len(rows)
 
 

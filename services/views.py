@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import Deal, Document, Email, Product, StockLevel, Wait, utcnow
+from models.markdown import Markdown, table
 
 
 def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
@@ -83,45 +84,50 @@ def stock(session: Session) -> list[dict[str, Any]]:
             for p, lvl in rows]
 
 
-def deal_page(session: Session, deal: Deal, documents_dir: str) -> tuple[str, list[dict[str, Any]]]:
+def deal_page(session: Session, deal: Deal, documents_dir: str) -> tuple[Markdown, list[dict[str, Any]]]:
     """The deal as a Markdown page (timeline, documents, money) and its current lines as a table,
-    for the deal's artifacts in the Prefect UI."""
+    for the deal's artifacts in the Prefect UI. Every value is escaped (``models.markdown``): a
+    name, a note or an answer someone typed shows as typed, never as a link, image or tag."""
     from models import AuditEntry
 
     d = deal_summary(session, deal)
-    out = [f"# {d['deal']} · {d['customer']}", "",
-           f"**{d['status']}** · stage {d['stage']} · owner {d['owner']}"
-           + (f" · engineer {d['engineer']}" if d["engineer"] else "")]
+    out = [Markdown("# {} · {}").format(d["deal"], d["customer"]), Markdown(""),
+           Markdown("**{}** · stage {} · owner {}").format(d["status"], d["stage"], d["owner"])
+           + (Markdown(" · engineer {}").format(d["engineer"]) if d["engineer"] else Markdown(""))]
     if d["waiting_for"]:
         w = d["waiting_for"]
-        out.append(f"\n⏸ waiting for **{w['step']}** (`{w['key']}`, {' or '.join(w['roles'])}) since {w['since']} UTC")
+        out.append(Markdown("\n⏸ waiting for **{}** (`{}`, {}) since {} UTC").format(
+            w["step"], Markdown(w["key"].replace("`", "")), " or ".join(w["roles"]), w["since"]))
     money = []
     if d["estimate_revisions"]:
         r = d["estimate_revisions"][-1]
-        money.append(f"| estimate {r['number']} | {r['status']} | {r['total']} |")
+        money.append([Markdown("estimate {}").format(r["number"]), r["status"], r["total"]])
     if d["order"]:
-        money.append(f"| order {d['order']['number']} | {d['order']['status']} | {d['order']['total']} |")
+        money.append([Markdown("order {}").format(d["order"]["number"]), d["order"]["status"], d["order"]["total"]])
     if d["invoice"]:
         i = d["invoice"]
-        money.append(f"| invoice {i['number']} | {i['status']}, paid {i['paid']}, due {i['due']} by {i['due_date']} "
-                     f"| {i['total']} |")
+        money.append([Markdown("invoice {}").format(i["number"]),
+                      Markdown("{}, paid {}, due {} by {}").format(i["status"], i["paid"], i["due"], i["due_date"]),
+                      i["total"]])
     if money:
-        out += ["", f"| document | state | total ({deal.currency}) |", "|---|---|---:|", *money]
+        out += [Markdown(""), table(["document", "state", Markdown("total ({})").format(deal.currency)], money,
+                                    align=["---", "---", "---:"])]
     if d["documents"]:
-        out += ["", "## Documents", "", "| kind | number | files |", "|---|---|---|"]
-        out += [f"| {x['kind']} | {x['number']} | `{documents_dir}/{x['file']}`, `{x['pdf']}` |"
-                for x in d["documents"]]
+        out += [Markdown(""), Markdown("## Documents"), Markdown(""),
+                table(["kind", "number", "files"],
+                      [[x["kind"], x["number"], Markdown("{}/{}, {}").format(documents_dir, x["file"], x["pdf"])]
+                       for x in d["documents"]])]
     entries = session.scalars(select(AuditEntry).where(AuditEntry.deal_id == deal.id).order_by(AuditEntry.id)).all()
-    out += ["", "## Timeline", "", "| when (UTC) | who | what | |", "|---|---|---|---|"]
-    for e in entries:
-        detail = e.details.get("outcome") or e.details.get("reason") or ""
-        out.append(f"| {e.at:%Y-%m-%d %H:%M:%S} | {e.actor} | {e.action} {e.subject} | {str(detail)[:120]} |")
+    out += [Markdown(""), Markdown("## Timeline"), Markdown(""),
+            table(["when (UTC)", "who", "what", ""],
+                  [[Markdown("{:%Y-%m-%d %H:%M:%S}").format(e.at), e.actor, Markdown("{} {}").format(e.action, e.subject),
+                    str(e.details.get("outcome") or e.details.get("reason") or "")[:120]] for e in entries])]
     source = (deal.order.lines if deal.order else deal.estimate.latest.lines if deal.estimate and deal.estimate.latest
               else [])
     lines = [{"sku": ln.sku, "description": ln.description, "quantity": ln.quantity,
               "shipped": getattr(ln, "shipped_qty", None), "unit_price": str(ln.unit_price),
               "discount_pct": str(ln.discount_pct), "net": str(ln.net), "tax": str(ln.tax)} for ln in source]
-    return "\n".join(out), lines
+    return Markdown("\n").join(out), lines
 
 
 def run_name(deal_number: str) -> str:

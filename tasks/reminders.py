@@ -51,10 +51,10 @@ def send_reminder_mail(email_ids: list[int]) -> list[int]:
 
 @task(task_run_name="reminders-table")
 def publish_reminder_table(as_of: str, queued: list[dict[str, Any]], sent: list[int]) -> str:
-    from prefect.artifacts import create_table_artifact
+    from .ui import table_artifact
 
     rows = [{**q, "sent": q["email_id"] in sent} for q in queued]
-    create_table_artifact(key="reminders", table=rows or [{"rule": "-", "about": "nothing was due", "to": "",
-                                                           "subject": "", "email_id": None, "sent": False}],
-                          description=f"Reminders of the run for {as_of}: {len(rows)} queued, {len(sent)} sent")
+    table_artifact("reminders", rows or [{"rule": "-", "about": "nothing was due", "to": "", "subject": "",
+                                          "email_id": None, "sent": False}],
+                   f"Reminders of the run for {as_of}: {len(rows)} queued, {len(sent)} sent")
     return "reminders"

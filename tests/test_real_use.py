@@ -9,136 +9,29 @@ database and for Prefect's own). `pytest -m "not e2e"` leaves it out explicitly.
 from __future__ import annotations
 
 import contextvars
-import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
-from pathlib import Path
-from uuid import UUID
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from dealflow import answers
-from dealflow import stack as dealflow_stack
 from dealflow.scenario import SCRIPT, answer_for, start_scenario_deal
 from models import Document, Email, Payment, Shipment, StockMove
 from models.deal import deal_by_number
-from services.config import PROJECT_ROOT
-from services.db import engine_for, session_scope
+from services.db import session_scope
 from services.views import inbox
 
-from .conftest import PG_URL
-from .smtp_server import free_port
+from .e2e_stack import Stack, await_wait, browser_path, flow_processes, run_state, running_stack
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not os.environ.get("DEALFLOW_E2E"), reason="set DEALFLOW_E2E=1 (CI does)")]
 
-PREFECT = [sys.executable, "-m", "prefect"]
-
-
-class Stack:
-    """A Prefect server, the deployments and a deal executor, as separate processes."""
-
-    def __init__(self, home: Path, env: dict[str, str]):
-        self.home, self.env, self.executor = home, env, None
-        self.api = env["PREFECT_API_URL"]
-        self.status_file = home / "executor.json"
-        self.server = subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port",
-                                        self.api.split(":")[-1].split("/")[0]],
-                                       env=env, cwd=PROJECT_ROOT, start_new_session=True,
-                                       stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.api}/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError((home / "server.log").read_text()[-3000:]) from None
-                time.sleep(0.5)
-        for pool in (dealflow_stack.POOL, dealflow_stack.DEALS_POOL):
-            self.prefect("work-pool", "create", pool, "--type", "process", "--overwrite")
-        self.prefect("--no-prompt", "deploy", "--all")
-        self.start_executor()
-
-    def prefect(self, *args: str) -> str:
-        done = subprocess.run([*PREFECT, *args], env=self.env, cwd=PROJECT_ROOT, capture_output=True, text=True)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done.stdout
-
-    def start_executor(self) -> None:
-        self.executor = subprocess.Popen([sys.executable, "-m", "dealflow.cli", "executor", "--status-file",
-                                          str(self.status_file), "--poll", dealflow_stack.executor_poll(self.env)],
-                                         env=self.env, cwd=PROJECT_ROOT,
-                                         start_new_session=True, stdout=open(self.home / "executor.log", "ab"),
-                                         stderr=subprocess.STDOUT)
-
-    def kill_executor(self) -> None:
-        """The executor dies (SIGKILL, no goodbye), with whatever runs it had in hand."""
-        os.kill(self.executor.pid, signal.SIGKILL)
-        self.executor.wait(timeout=30)
-
-    def runs_in_hand(self) -> list[str]:
-        """The runs the executor is moving right now (it writes them down on every poll)."""
-        try:
-            return json.loads(self.status_file.read_text())["active_runs"]
-        except (OSError, ValueError):
-            return []
-
-    def stop(self) -> None:
-        for proc in (self.executor, self.server):
-            if proc and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-
-
-def _prefect_database(tmp_path: Path) -> str:
-    """Prefect's own database: PostgreSQL when the tests run on it (as in CI), else SQLite."""
-    if not PG_URL:
-        return f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}"
-    with engine_for(PG_URL.rsplit("/", 1)[0] + "/postgres").execution_options(
-            isolation_level="AUTOCOMMIT").connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS dealflow_e2e_prefect WITH (FORCE)"))
-        conn.execute(text("CREATE DATABASE dealflow_e2e_prefect"))
-    base = PG_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    return f"{base}/dealflow_e2e_prefect"
-
-
 @pytest.fixture
 def stack(db, tmp_path):
-    home = tmp_path / "prefect-home"
-    home.mkdir()
-    api = f"http://127.0.0.1:{free_port()}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_DATABASE_CONNECTION_URL": _prefect_database(tmp_path),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_LOGGING_LEVEL": "INFO"}
-    s = Stack(home, env)
-    try:
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-        with temporary_settings(updates={PREFECT_API_URL: api}):
-            os.environ["PREFECT_API_URL"] = api
-            yield s
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
-        s.stop()
-
-
-def _flow_processes(run_id: str) -> list[int]:
-    """Processes on this machine running that flow run (a worker's child carries its id)."""
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if f"PREFECT__FLOW_RUN_ID={run_id}".encode() in environ.read_bytes():
-                found.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return found
+    with running_stack(tmp_path) as s:
+        yield s
 
 
 def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
@@ -162,8 +55,8 @@ def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
     def person(number: str) -> None:
         try:
             for i, move in enumerate(SCRIPT):
-                key, run_id = _await_wait(number, move.step)
-                state = _state(run_id)
+                key, run_id = await_wait(number, move.step)
+                state = run_state(run_id)
                 assert state == "Suspended", f"{number} at {key} is {state}"
                 assert _not_held_within(stack, run_id, 15), f"{number} holds a process or thread at {key}"
                 suspended_seen[number] += 1
@@ -190,7 +83,7 @@ def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
                     # executor takes the orphaned run over and the deal goes on from where it is
                     answers.answer(number, key, payload, settle_timeout=60)
                     deadline = time.monotonic() + 30
-                    while _state(run_id) not in ("Pending", "Running") and time.monotonic() < deadline:
+                    while run_state(run_id) not in ("Pending", "Running") and time.monotonic() < deadline:
                         time.sleep(0.02)  # until the executor has it in hand
                     stack.kill_executor()
                     killed_in_hand.append(number)
@@ -231,62 +124,50 @@ def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
     assert moves == 14  # 4 + 3 lines shipped per deal, each once
     assert suspended_seen == {n: len(SCRIPT) for n in numbers}
     deadline = time.monotonic() + 60  # the last step commits a moment before the run reports
-    while [_state(r) for r in run_ids] != ["Completed", "Completed"] and time.monotonic() < deadline:
+    while [run_state(r) for r in run_ids] != ["Completed", "Completed"] and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert [_state(r) for r in run_ids] == ["Completed", "Completed"]
+    assert [run_state(r) for r in run_ids] == ["Completed", "Completed"]
 
 
 def _not_held_within(stack: Stack, run_id: str, seconds: float) -> bool:
     """A suspended run leaves the executor's hands (its thread is free) right after it suspends,
     and no process on this machine runs it."""
     deadline = time.monotonic() + seconds
-    while _flow_processes(run_id) or run_id in stack.runs_in_hand():
+    while flow_processes(run_id) or run_id in stack.runs_in_hand():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.2)
     return True
 
 
-def _await_wait(number: str, step: str, timeout: float = 180) -> tuple[str, str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with session_scope() as s:
-            w = deal_by_number(s, number).open_wait
-            if w is not None and w.step == step and w.flow_run_id and _state(w.flow_run_id) == "Suspended":
-                return w.key, w.flow_run_id
-        time.sleep(0.3)
-    raise TimeoutError(f"{number} never suspended at {step}")
+UI = pytest.mark.skipif(not os.environ.get("DEALFLOW_UI"),
+                        reason="set DEALFLOW_UI=1, with playwright and chromium installed (CI does)")
 
 
-def _state(run_id: str) -> str:
-    from prefect import get_client
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(UUID(run_id)).state.name
-
-
-def _browser() -> str | None:
+def _browser(p):
     import shutil
 
-    return next((p for p in ("chromium", "chromium-browser", "google-chrome") if shutil.which(p)), None)
+    # the system's chromium, never a downloaded one; no background traffic to Google on a closed network
+    return p.chromium.launch(executable_path=shutil.which(browser_path()), args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])
 
 
-@pytest.mark.skipif(not os.environ.get("DEALFLOW_UI"), reason="set DEALFLOW_UI=1, with playwright and chromium installed")
+@UI
 def test_a_person_answers_a_wait_in_the_prefect_ui_and_the_deal_moves_on(stack, tmp_path):
     """The README's promise, in a real browser: the run is listed by deal number and customer,
     its Resume form shows the step's title, description and fields, and submitting it moves the
-    deal to its next step. Not run by CI (it needs a browser): `DEALFLOW_UI=1 DEALFLOW_E2E=1
-    pytest tests/test_real_use.py -k ui` after `pip install playwright` and `apt install chromium`."""
-    import shutil
-
+    deal to its next step. Needs a browser: CI installs chromium and playwright and sets
+    DEALFLOW_UI=1 (`DEALFLOW_UI=1 DEALFLOW_E2E=1 pytest tests/test_real_use.py -k ui`)."""
     from playwright.sync_api import sync_playwright
 
     number = start_scenario_deal("Gamma Presses GmbH", restock=5)
     from prefect.deployments import run_deployment
     run_deployment("deal/deal", parameters={"deal_number": number}, timeout=0)
-    key, run_id = _await_wait(number, "qualify")
+    key, run_id = await_wait(number, "qualify")
     ui = stack.api.removesuffix("/api")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which(_browser()), args=["--no-sandbox"])
+        browser = _browser(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
         page.goto(f"{ui}/runs", wait_until="networkidle")
         page.get_by_text(f"{number}-gamma-presses-gmbh").first.wait_for(timeout=30_000)
@@ -303,4 +184,72 @@ def test_a_person_answers_a_wait_in_the_prefect_ui_and_the_deal_moves_on(stack, 
         closed = answers.wait_closed(number, key, timeout=120)
         browser.close()
     assert (closed.status, closed.answered_by) == ("answered", "sofia")
-    assert _await_wait(number, "handoff")[1] == run_id  # the same run went on to the next step
+    assert await_wait(number, "handoff")[1] == run_id  # the same run went on to the next step
+
+
+HOSTILE = {"company": "<script>alert(1)</script> [x](javascript:alert(1))",
+           "contact_name": "![](http://evil.example/x)",
+           "notes": "<img src=http://evil.example/n onerror=alert(2)> **bold** www.evil.example"}
+HOSTILE_BY = "![](http://evil.example/by)"
+
+
+@UI
+def test_what_people_typed_shows_as_typed_in_the_prefect_ui_never_as_markup(stack, tmp_path):
+    """A customer named like a script, a contact named like an image and a person answering the
+    form as a link: the wait's form and the deal's page in the Prefect UI show these characters,
+    and the browser gets no link, no image, runs no script and asks evil.example for nothing."""
+    from playwright.sync_api import sync_playwright
+    from prefect.deployments import run_deployment
+
+    from dealflow.scenario import LEAD
+    from models import process
+    from models.pipeline import add_lead
+
+    with session_scope() as s:
+        lead = add_lead(s, **(LEAD | HOSTILE))
+        number = process.start_deal(s, lead.id).number
+        s.commit()
+    run_deployment("deal/deal", parameters={"deal_number": number}, timeout=0)
+    key, run_id = await_wait(number, "qualify")
+    ui = stack.api.removesuffix("/api")
+    requests, dialogs = [], []
+
+    def nothing_live(where) -> None:
+        assert where.locator("img[src*='evil'], img[src*='http']").count() == 0
+        assert where.locator("a[href*='evil'], a[href^='javascript'], a[href^='mailto']").count() == 0
+        assert where.locator("script:has-text('alert')").count() == 0
+
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{ui}/runs/flow-run/{run_id}", wait_until="networkidle")
+        page.get_by_role("button", name="Resume").click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("Your handle").wait_for(timeout=30_000)
+        text = dialog.inner_text()
+        assert HOSTILE["contact_name"] in text and HOSTILE["notes"] in text, text[:1000]
+        nothing_live(dialog)
+        page.screenshot(path=str(tmp_path / "hostile-form.png"))
+        dialog.locator("textarea").first.fill(HOSTILE_BY)  # answered by "a link": refused, and on the record
+        dialog.get_by_role("switch").first.click()
+        dialog.get_by_role("button", name="Submit").click()
+        closed = answers.wait_closed(number, key, timeout=120)
+        assert closed.status == "refused"
+        await_wait(number, "qualify")  # waits again, the refusal in the new form
+
+        page.goto(f"{ui}/artifacts/key/deal-{number.lower()}", wait_until="networkidle")
+        nothing_live(page.locator("body"))  # the page's versions, titled by its (escaped) description
+        assert f"{number} · {HOSTILE['company']}" in page.locator("body").inner_text()
+        page.locator("a[href*='/artifacts/artifact/']").first.click()  # the newest version: the page itself
+        page.get_by_text("Timeline").first.wait_for(timeout=30_000)
+        body = page.locator("body")
+        page.get_by_text(HOSTILE_BY).first.wait_for(timeout=30_000)  # the refused answer's "who"
+        text = body.inner_text()
+        assert f"{number} · {HOSTILE['company']}" in text, text[:1500]
+        nothing_live(body)
+        page.screenshot(path=str(tmp_path / "hostile-page.png"), full_page=True)
+        browser.close()
+    assert dialogs == []
+    assert [u for u in requests if "evil" in u] == []

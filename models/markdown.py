@@ -1,0 +1,104 @@
+"""Markdown for the Prefect UI, with everything a person typed shown as typed, never as markup.
+
+The Prefect UI renders the deal's page, the wait forms' descriptions and the cells of table
+artifacts as Markdown (GitHub flavour: raw HTML, links, images and bare web and e-mail addresses
+all become live). A company called ``<script>…`` or ``![](http://evil.example/x)`` must show as
+those characters: no tag, no link, no image fetched.
+
+``Markdown`` is text we wrote; like ``markupsafe.Markup`` for HTML, whatever goes into it through
+``format``, ``+`` or ``join`` is escaped unless it is ``Markdown`` itself, so escaping cannot be
+forgotten one value at a time::
+
+    Markdown("# {} · {}").format(deal.number, deal.customer_name)
+
+``escape`` makes one value inert: the characters that make markup are backslash-escaped (which
+every CommonMark renderer shows as the plain character), web and e-mail addresses are broken up
+so that they do not become links, and the value is kept to one line so that it cannot start a
+heading, a list or a table row of its own.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterable
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+# Characters that open or close markup wherever they stand: emphasis, code, strike-through, links
+# and images, raw HTML and entities, table cells, and the ':' and '@' of addresses that GitHub's
+# Markdown would turn into links.
+_INLINE = frozenset("\\`*_~[]<>&|:@")
+_LINE_START = re.compile(r"^(?:[-+=#>]|\d{1,9}[.)])")  # a heading, quote, list or underline if it starts a line
+_WWW = re.compile(r"(?i)\bwww\.")
+
+
+def escape(value: Any) -> str:
+    """``value`` as inert Markdown text, on one line."""
+    if isinstance(value, Markdown):
+        return str(value)
+    text = " ".join(str(value).split())
+    text = "".join("\\" + c if c in _INLINE else c for c in text)
+    text = _WWW.sub(lambda m: m.group(0)[:-1] + "\\.", text)
+    match = _LINE_START.match(text)
+    if match:
+        text = text[: match.end() - 1] + "\\" + text[match.end() - 1:]
+    return text
+
+
+def plain(markdown: str) -> str:
+    """What a reader sees of escaped text (the backslashes gone): for tests and plain-text views."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(markdown))
+
+
+_OURS = (int, float, Decimal, date)  # numbers, amounts and dates hold no markup (date covers datetime)
+
+
+class _Formatter(string.Formatter):
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, Markdown) or (isinstance(value, _OURS) and not isinstance(value, bool)):
+            return format(value if not isinstance(value, Markdown) else str(value), format_spec)
+        return escape(format(value, format_spec))
+
+    def convert_field(self, value: Any, conversion: str | None) -> Any:
+        converted = super().convert_field(value, conversion)
+        # {x!r} and {x!s} turn Markdown into plain text again, which must be escaped
+        return converted if conversion is None else str(converted)
+
+
+_FORMATTER = _Formatter()
+
+
+class Markdown(str):
+    """Markdown text we wrote. Values put into it are escaped unless they are Markdown too."""
+
+    __slots__ = ()
+
+    def format(self, *args: Any, **kwargs: Any) -> Markdown:  # type: ignore[override]
+        return Markdown(_FORMATTER.vformat(self, args, kwargs))
+
+    def __add__(self, other: Any) -> Markdown:  # type: ignore[override]
+        return Markdown(str.__add__(self, escape(other)))
+
+    def __radd__(self, other: Any) -> Markdown:
+        return Markdown(str.__add__(escape(other), self))
+
+    def join(self, items: Iterable[Any]) -> Markdown:  # type: ignore[override]
+        return Markdown(str.join(self, (escape(x) for x in items)))
+
+
+def table(header: Iterable[str], rows: Iterable[Iterable[Any]], align: Iterable[str] | None = None) -> Markdown:
+    """A Markdown table whose cells are escaped (a '|' typed in a name is a character, not a column)."""
+    header = list(header)
+    marks = list(align) if align is not None else ["---"] * len(header)
+    lines = [Markdown("| ") + Markdown(" | ").join(Markdown(h) for h in header) + Markdown(" |"),
+             Markdown("|" + "|".join(marks) + "|")]
+    lines += [Markdown("| ") + Markdown(" | ").join(row) + Markdown(" |") for row in rows]
+    return Markdown("\n").join(lines)
+
+
+def cells(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A table artifact's rows with every text cell escaped (the UI renders text cells as
+    Markdown); numbers, booleans and empty cells stay as they are."""
+    return [{k: escape(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
