@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -232,7 +233,8 @@ class Executor:
 
     # ----- recovery
     def recover(self, client) -> list[str]:
-        """Put back to Scheduled the runs a dead executor left Pending or Running."""
+        """Put back to Scheduled the runs a dead executor left Pending or Running, and store the
+        form of any run that died between suspending and storing it."""
         from prefect.client.schemas.filters import (
             FlowRunFilter,
             FlowRunFilterState,
@@ -260,6 +262,10 @@ class Executor:
                                                          f"is gone; {self.me} runs it again"), force=True)
             recovered.append(run.name)
             log.warning("recovered %s (left %s by %s)", run.name, run.state.name if run.state else "?", owner or "?")
+        from flows.waits import restore_missing_forms
+
+        for wait in restore_missing_forms():
+            log.warning("stored the form of %s: its run had suspended without it", wait)
         return recovered
 
     def _write_status(self) -> None:
@@ -299,6 +305,11 @@ def serve(pool: str = POOL, slots: int = 8, poll: float = 0.25, status_file: Pat
     from services.config import load_settings
 
     _skip_ca_bundle_for_plain_http(load_settings().data_dir / "run")
+    # The executor's threads mostly wait on the network; one rendering a PDF holds the GIL. With
+    # Python's default 5 ms switch interval a thread whose answer has arrived (the mail server's
+    # "250", a database commit) can wait behind it at every step; 1 ms keeps the window between
+    # handing an email over and marking it sent, which a crash leaves unknown, short.
+    sys.setswitchinterval(0.001)
     if harfbuzz_subset is None:
         log.warning("libharfbuzz-subset is not installed: each PDF costs ~0.5 CPU-s instead of ~0.1 "
                     "(Debian/Ubuntu: apt install libharfbuzz-subset0)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Literal
+from uuid import UUID
 
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
@@ -20,6 +21,28 @@ class Answer(RunInput):
     by: str = Field(title="Your handle",
                     description="Your staff handle (e.g. sofia, mark, qa, delivery, finance). "
                                 "The flow checks that you have the role this step needs.")
+
+    @classmethod
+    def save(cls, keyset: dict[str, str], flow_run_id: UUID | None = None) -> None:
+        """Store the form (its schema, then its description), keeping any part already stored.
+
+        Prefect stores a wait's form just *after* it marks the run Suspended; a process killed in
+        between leaves a run nobody can answer, until recovery (``flows.waits.restore_form``)
+        stores the form again, which must not fail on the part Prefect did store. Prefect's own
+        ``RunInput.save`` builds the schema the same way."""
+        import httpx
+        from prefect._internal.pydantic.v2_schema import create_v2_schema
+        from prefect.input.actions import create_flow_run_input
+
+        parts = {keyset["schema"]: create_v2_schema(cls.__name__, model_base=cls)}
+        if isinstance(cls._description, str) and cls._description:
+            parts[keyset["description"]] = cls._description
+        for key, value in parts.items():
+            try:
+                create_flow_run_input(key=key, value=value, flow_run_id=flow_run_id)
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code != 409:  # 409: stored already
+                    raise
 
 
 class QualifyInput(Answer):

@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
-from prefect.artifacts import create_table_artifact
 from prefect.states import Completed, Failed
 
 from models.outbox import waited
 from tasks.outbox import send_pending_mail
+from tasks.ui import table_artifact
 
 
 def _run_name() -> str:
@@ -30,9 +30,9 @@ def outbox_flow():
                + (f" (oldest {waited(result['oldest_pending_seconds'])}, email {result['oldest_pending_id']})"
                   if result["pending"] else "")
                + f"; {result['fate_unknown']} of unknown fate; {result['failed']} failed")
-    create_table_artifact(key="outbox", table=[{k: result[k] for k in (
+    table_artifact("outbox", [{k: result[k] for k in (
         "pending", "oldest_pending_id", "oldest_pending_since", "fate_unknown", "failed")} | {
-        "sent_now": len(result["sent"]), "error": result["error"] or ""}], description=f"Outbox: {summary}")
+        "sent_now": len(result["sent"]), "error": result["error"] or ""}], f"Outbox: {summary}")
     if result["error"]:
         return Failed(message=f"the mail server cannot take mail: {result['error']}; {summary}", data=result)
     return Completed(message=summary, data=result)

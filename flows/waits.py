@@ -18,11 +18,13 @@ How it waits depends on where the run lives:
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from prefect.context import FlowRunContext
+from prefect.exceptions import Pause
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 
-from tasks.deal_steps import open_wait, publish_deal_page, record_answer
+from tasks.deal_steps import form_stored, open_wait, publish_deal_page, record_answer, unconfirmed_waits
 
 from .inputs import INPUTS
 
@@ -41,8 +43,50 @@ def wait_for_answer(deal_number: str, step: dict[str, Any], flow_run_id: str, *,
             publish_deal_page(deal_number)
     form = INPUTS[step["name"]].with_initial_data(description=opened["description"])
     if runs_from_deployment():
-        answer = suspend_flow_run(wait_for_input=form, key=step["key"], timeout=None)
+        try:
+            answer = suspend_flow_run(wait_for_input=form, key=step["key"], timeout=None)
+        except Pause:
+            # Prefect marks the run Suspended, then stores the form: only now are both done
+            form_stored(deal_number, step["key"], flow_run_id)
+            raise
     else:
+        form_stored(deal_number, step["key"], flow_run_id)  # a pause in this process: nothing to recover
         answer = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=poll_interval,
                                 key=step["key"])
     return record_answer(deal_number, step["key"], answer.model_dump(mode="json"))
+
+
+def restore_form(client, deal_number: str, key: str, step: str, description: str, flow_run_id: str) -> bool:
+    """Store the form of a run that waits at ``key`` but died before Prefect stored it (Prefect
+    marks a run Suspended first, and deletes what was stored under the wait's keys, then stores
+    the form), so that the UI's Resume and ``dealflow answer`` can answer it. Parts already
+    stored are kept. True if the run waits there."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        state = client.read_flow_run(UUID(flow_run_id)).state
+    except ObjectNotFound:
+        return False
+    if state is None or not state.is_paused() or state.state_details.pause_key != key:
+        return False
+    if state.state_details.run_input_keyset:
+        INPUTS[step].with_initial_data(description=description).save(state.state_details.run_input_keyset,
+                                                                     flow_run_id=UUID(flow_run_id))
+    form_stored(deal_number, key, flow_run_id)
+    return True
+
+
+def restore_missing_forms(older_than_seconds: float = 20) -> list[str]:
+    """Every run that suspended at a wait without confirming its form stored (its process died
+    in between): its form is stored now. Called by the executor's recovery."""
+    from prefect import get_client
+
+    restored = []
+    waits = unconfirmed_waits(older_than_seconds)
+    if not waits:
+        return restored
+    with get_client(sync_client=True) as client:
+        for w in waits:
+            if restore_form(client, w["deal"], w["key"], w["step"], w["description"], w["flow_run_id"]):
+                restored.append(f"{w['deal']} {w['key']}")
+    return restored

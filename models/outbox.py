@@ -6,12 +6,13 @@ again byte for byte. ``dedupe_key`` makes "the estimate email for EST-0003-R2" e
 
 Email states: pending -> sending -> sent | failed (failed may be retried: -> pending).
 
-``sending`` is a sender's claim, and it has two phases. Until the SMTP ``DATA`` step begins
-(``handed_at`` empty) nothing has left: if the claiming process is gone, or its lease ran out,
-the claim is released back to ``pending`` (``release_dead_claims``) and the mail goes out later,
-once. From ``handed_at`` on, the message may have reached the server: a sender that dies then
-leaves the row ``sending`` with its fate unknown, never sent again by itself (at most once),
-for a person to check (``dealflow outbox``, ``outbox retry --force``).
+``sending`` is a sender's claim, and it has two phases. Until the sender is about to send the
+line that ends the message in SMTP's ``DATA`` (``handed_at`` empty), the server has nothing: if
+the claiming process is gone, or its lease ran out, the claim is released back to ``pending``
+(``release_dead_claims``) and the mail goes out later, once. From ``handed_at`` on, the message
+may have reached the server: a sender that dies then leaves the row ``sending`` with its fate
+unknown, never sent again by itself (at most once), for a person to check (``dealflow outbox``,
+``outbox retry --force``).
 Every transition of a claimed row names its claimant, so a sender whose claim was released
 (a lease that ran out) can neither hand the message over nor mark the row afterwards.
 """
@@ -74,7 +75,7 @@ class Email(Base):
     claimed_at: Mapped[datetime | None]
     claimed_by: Mapped[str] = mapped_column(String(120), default="")  # host:pid:start of the sender
     lease_until: Mapped[datetime | None]  # a claim not handed over by then is released
-    handed_at: Mapped[datetime | None]  # when the SMTP DATA step began: from here the fate may be unknown
+    handed_at: Mapped[datetime | None]  # just before the message's last line: from here its fate may be unknown
 
     @property
     def fate_unknown(self) -> bool:
@@ -92,6 +93,15 @@ class Email(Base):
                                 "retry it" + ("" if self.status != "sending" else " (use --force)"))
 
 
+def confirm_arrived(session: Session, mail: Email, message_id: str) -> None:
+    """A person checked that an email of unknown fate did arrive: it is sent, and stays so."""
+    if not mail.fate_unknown:
+        raise InvalidTransition(f"email {mail.id}", mail.status if not mail.status == "sending" else
+                                "sending (not handed over yet)", "confirm it arrived")
+    mail.status, mail.message_id, mail.sent_at, mail.lease_until = "sent", message_id, utcnow(), None
+    mail.last_error = ""
+
+
 def claim_email(session: Session, email_id: int, owner: str, lease: timedelta) -> bool:
     """Take a pending email for sending (one statement: of two senders exactly one wins).
     The caller commits before it talks to SMTP."""
@@ -103,8 +113,9 @@ def claim_email(session: Session, email_id: int, owner: str, lease: timedelta) -
 
 
 def begin_handover(session: Session, email_id: int, owner: str) -> bool:
-    """Record, just before the SMTP DATA step, that the message is about to leave. False if the
-    claim is no longer this sender's (released after its lease ran out): then it must not send."""
+    """Record, just before the line that ends the message in SMTP's DATA, that it is about to be
+    handed over. False if the claim is no longer this sender's (released after its lease ran
+    out): then it must not send that line."""
     done = session.execute(update(Email).where(
         Email.id == email_id, Email.status == "sending", Email.claimed_by == owner, Email.handed_at.is_(None),
         Email.lease_until >= utcnow()).values(handed_at=utcnow()).execution_options(synchronize_session=False))
@@ -134,12 +145,12 @@ def mark_failed(session: Session, email_id: int, owner: str, error: str) -> bool
 
 
 def note_fate_unknown(session: Session, email_id: int, owner: str, error: str) -> bool:
-    """The connection broke during DATA: it stays 'sending' (fate unknown), with the reason."""
+    """The connection broke as the message was handed over: it stays 'sending' (fate unknown)."""
     return _finish(session, email_id, owner, last_error=error[:2000], lease_until=None)
 
 
 def dead_claims(session: Session, is_alive: Callable[[str], bool], deal_id: int | None = None) -> list[Email]:
-    """Claims that never reached the DATA step and whose sender is gone (or whose lease ran out)."""
+    """Claims that were never handed over and whose sender is gone (or whose lease ran out)."""
     query = select(Email).where(Email.status == "sending", Email.handed_at.is_(None))
     if deal_id is not None:
         query = query.where(Email.deal_id == deal_id)
@@ -149,8 +160,8 @@ def dead_claims(session: Session, is_alive: Callable[[str], bool], deal_id: int 
 
 
 def release_dead_claims(session: Session, is_alive: Callable[[str], bool], deal_id: int | None = None) -> list[int]:
-    """Put back to pending every claim whose sender died before the DATA step: nothing of it left,
-    so sending it again sends it once. The caller commits."""
+    """Put back to pending every claim whose sender died before handing it over: the server has
+    nothing of it, so sending it again sends it once. The caller commits."""
     released = []
     for mail in dead_claims(session, is_alive, deal_id):
         done = session.execute(update(Email).where(

@@ -88,6 +88,39 @@ def open_wait(deal_number: str, step: str, key: str, flow_run_id: str | None) ->
                 "answer": wait.answer, "new": new}
 
 
+def form_stored(deal_number: str, key: str, flow_run_id: str) -> None:
+    """Confirm that the run waiting at ``key`` has its form stored (a plain write, not a task)."""
+    from sqlalchemy import update
+
+    from models import Wait, utcnow
+
+    with session_scope() as s:
+        deal = deal_by_number(s, deal_number)
+        s.execute(update(Wait).where(Wait.deal_id == deal.id, Wait.key == key, Wait.flow_run_id == flow_run_id)
+                  .values(form_stored_at=utcnow()))
+        s.commit()
+
+
+def unconfirmed_waits(older_than_seconds: float, within_days: int = 2) -> list[dict[str, Any]]:
+    """Open waits whose run has not confirmed its form stored for a while: a run that died
+    between suspending and storing its form, or one that is still on its way."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from models import Deal, Wait, utcnow
+
+    now = utcnow()
+    with session_scope() as s:
+        rows = s.execute(select(Deal.number, Wait.key, Wait.step, Wait.description, Wait.flow_run_id)
+                         .join(Deal, Deal.id == Wait.deal_id)
+                         .where(Wait.status == "open", Wait.form_stored_at.is_(None), Wait.flow_run_id.is_not(None),
+                                Wait.opened_at < now - timedelta(seconds=older_than_seconds),
+                                Wait.opened_at > now - timedelta(days=within_days))).all()
+        return [{"deal": r.number, "key": r.key, "step": r.step, "description": r.description,
+                 "flow_run_id": r.flow_run_id} for r in rows]
+
+
 @task(task_run_name="answer-{key}", cache_policy=NO_CACHE)
 def record_answer(deal_number: str, key: str, answer: dict[str, Any]) -> dict[str, Any]:
     """Re-check the person's role and the business rules, then apply the answer; a refused
@@ -144,18 +177,18 @@ def _retry_on_transient_mail(task, task_run, state) -> bool:  # noqa: ARG001
 
 def publish_deal_page(deal_number: str) -> str:
     """The deal's artifacts, under stable keys: a page (timeline, documents, money) and its lines."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
     from services.views import deal_page
+
+    from .ui import markdown_artifact, table_artifact
 
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
         markdown, lines = deal_page(s, deal, str(load_settings().documents_dir))
         key = f"deal-{deal.number.lower()}"
         description = f"{deal.number} · {deal.customer_name}"
-    create_markdown_artifact(key=key, markdown=markdown, description=description)
+    markdown_artifact(key, markdown, description)
     if lines:
-        create_table_artifact(key=f"{key}-lines", table=lines, description=f"{description}: lines")
+        table_artifact(f"{key}-lines", lines, f"{description}: lines")
     return key
 
 

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -17,6 +18,7 @@ from dealflow import answers
 from dealflow.cli import main
 from dealflow.scenario import SCRIPT, answer_for, play_direct
 from models.deal import deal_by_number
+from models.markdown import plain
 from services.db import session_scope
 
 from .helpers import audit_actions, counts, wait_row
@@ -115,7 +117,7 @@ def test_an_answer_from_the_ui_by_the_wrong_person_is_refused_and_the_deal_waits
     refused = wait_row(new_deal, "qualify")
     assert refused["status"] == "refused" and refused["by"] == "qa"
     assert refused["reason"] == "by: qa (qa) may not answer 'qualify'; it needs the role sales_rep"
-    assert "was refused: by: qa (qa) may not answer" in wait_row(new_deal, "qualify-retry-1")["description"]
+    assert "was refused: by: qa (qa) may not answer" in plain(wait_row(new_deal, "qualify-retry-1")["description"])
     actions = audit_actions()
     assert actions.count("qualify.refused") == 1 and actions.count("qualify.answered") == 1
     with session_scope() as s:
@@ -147,13 +149,58 @@ def test_a_flow_started_on_a_deal_part_way_continues_and_a_rerun_repeats_nothing
         run = client.read_flow_run(UUID(run_id))
     assert run.name == f"{new_deal}-riverside-metalworks-ltd"  # the UI shows number and customer
     assert set(run.tags) >= {"dealflow", "customer:riverside-metalworks-ltd", "owner:sofia", "step:won"}
-    page = Artifact.get(f"deal-{new_deal.lower()}")
-    assert page.data.startswith(f"# {new_deal} · Riverside Metalworks Ltd\n\n**won**")
-    for piece in ["| invoice INV-0001 | paid, paid 174183.68, due 0.00", "`PAY-0002.pdf`", "payment.answered payment-2"]:
-        assert piece in page.data, piece
+    page = plain(Artifact.get(f"deal-{new_deal.lower()}").data)  # as the UI shows it
+    assert page.startswith(f"# {new_deal} · Riverside Metalworks Ltd\n\n**won**")
+    for piece in ["| invoice INV-0001 | paid, paid 174183.68, due 0.00", "PAY-0002.pdf", "payment.answered payment-2"]:
+        assert piece in page, piece
     lines = json.loads(Artifact.get(f"deal-{new_deal.lower()}-lines").data)
     assert [(ln["sku"], ln["quantity"], ln["shipped"]) for ln in lines][0] == ("CNC-LATHE-2000", 3, 3)
 
     again = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=120)
     assert again == {"deal": new_deal, "status": "won", "steps": []}
     assert counts() == after
+
+
+def test_a_wait_whose_form_was_lost_is_given_it_again_and_can_be_answered(prefect_api, new_deal):
+    """Prefect marks a run Suspended, then stores the wait's form; a process killed in between
+    leaves a run no one can answer. Recovery finds the wait whose form was never confirmed and
+    stores the form again; the deal is then answered as usual. (Here the form is deleted from a
+    paused run to make that state; the end-to-end fault test meets it for real.)"""
+    from prefect import get_client
+    from sqlalchemy import update
+
+    from flows.deal import deal_flow
+    from flows.waits import restore_missing_forms
+    from models import Wait, utcnow
+
+    def lose_the_form_then_answer() -> None:
+        run_id = UUID(_wait_for(new_deal, "qualify"))
+        with get_client(sync_client=True) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                state = client.read_flow_run(run_id).state
+                keyset = state.state_details.run_input_keyset if state.is_paused() else None
+                if keyset and answers._form_saved(client, run_id, state):
+                    break
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            for key in (keyset["schema"], keyset["description"]):
+                client.delete_flow_run_input(run_id, key)
+            assert not answers._form_saved(client, run_id, state)
+        with session_scope() as s:  # as a run that died before confirming its form leaves it
+            s.execute(update(Wait).values(form_stored_at=None, opened_at=utcnow() - timedelta(minutes=1)))
+            s.commit()
+        assert restore_missing_forms(older_than_seconds=30) == [f"{new_deal} qualify"]
+        assert restore_missing_forms(older_than_seconds=30) == []  # confirmed now
+        with get_client(sync_client=True) as client:
+            assert answers._form_saved(client, run_id, client.read_flow_run(run_id).state)
+            description = client.read_flow_run_input(run_id, keyset["description"])
+        assert "qualify the lead from Priya Raman" in plain(description)
+        answers.answer(new_deal, "qualify", {"by": "sofia", "qualified": False, "notes": "no budget"})
+        answers.wait_closed(new_deal, "qualify")
+
+    thread, errors = _in_background([lose_the_form_then_answer])
+    result = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=120)
+    thread.join(timeout=30)
+    assert not errors, errors
+    assert result["status"] == "lost"
