@@ -86,6 +86,9 @@ class DealflowGroup(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `dealflow` or `dealflow deal` alone: the help
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
         except click.UsageError as exc:
             where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
             _fail(exc.format_message() + where, exc.exit_code)
@@ -114,7 +117,7 @@ class DealflowGroup(click.Group):
             _fail(str(exc), 1)
 
 
-@click.group(cls=DealflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="dealflow", cls=DealflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """dealflow: every deal from lead to cash as one orchestrated, visible Prefect flow.
 
@@ -610,6 +613,8 @@ def _answer_payload(input_json: str | None, sets: tuple[str, ...], by: str | Non
             payload = json.loads(text)
         except json.JSONDecodeError as exc:
             raise DomainError(f"input: is not valid JSON ({exc.msg} at character {exc.pos})") from None
+        except (ValueError, RecursionError) as exc:  # a number of thousands of digits, nesting without end
+            raise DomainError(f"input: is not JSON dealflow can read ({type(exc).__name__})") from None
         if not isinstance(payload, dict):
             raise DomainError("input: must be a JSON object")
     for item in sets:
@@ -629,6 +634,8 @@ def _coerce(value: str) -> Any:
         return json.loads(value)
     except json.JSONDecodeError:
         return value
+    except (ValueError, RecursionError):  # a number of thousands of digits, nesting without end
+        raise DomainError(f"set: {shown(value)} is not a value dealflow can read") from None
 
 
 def _answer(deal_number: str, step: str, payload: dict[str, Any], *, wait: bool, as_json: bool) -> None:
@@ -789,24 +796,24 @@ def outbox_confirm(email_id: int, by: str, as_json: bool) -> None:
 def outbox_retry(email_id: int, force: bool, as_json: bool) -> None:
     """Send a failed (or, with --force, stuck) message again, now."""
     from models import Email, NotFound
+    from models.outbox import requeue
     from services.config import load_settings, with_smtp_password
     from services.db import session_scope
-    from services.mailer import TransientMailError, deliver
+    from services.mailer import TransientMailError, deliver, sender_alive
 
     settings = with_smtp_password(load_settings())  # before anything changes: a missing secret stops here
     with session_scope() as s:
         mail = s.get(Email, email_id)
         if mail is None:
             raise NotFound("email", email_id)
-        mail.requeue(force=force)
+        requeue(s, mail, force=force, is_alive=sender_alive)
         s.commit()
         try:
-            sent = deliver(s, email_ids=[email_id], settings=settings)
+            deliver(s, email_ids=[email_id], settings=settings)
         except TransientMailError as exc:
-            raise DomainError(f"smtp: {exc}; it stays pending and goes out with the deal's next mail") from None
+            raise DomainError(f"smtp: {exc}; it stays pending and goes out with the next outbox run") from None
         mail = s.get(Email, email_id)
         out = {"id": email_id, "status": mail.status, "error": mail.last_error or None}
-    assert sent == [email_id] or out["status"] != "sent"
     _emit(out, as_json, f"email {email_id}: {out['status']}" + (f" ({out['error']})" if out["error"] else ""))
 
 

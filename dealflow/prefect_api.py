@@ -4,6 +4,7 @@ server started for this process (Prefect's ephemeral mode), announced and waited
 from __future__ import annotations
 
 import sys
+import threading
 from typing import TextIO
 
 
@@ -27,13 +28,34 @@ def ensure_api(out: TextIO = sys.stderr) -> str:
     timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
     print(f"starting a temporary Prefect server for this command (no PREFECT_API_URL set; "
           f"allowing it up to {timeout} s on a busy machine)", file=out, flush=True)
-    try:
-        server.start()
-    except RuntimeError as exc:
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            server.start()
+        except BaseException as exc:  # noqa: BLE001 - reported below, in one line
+            failure.append(exc)
+
+    # Prefect waits the whole timeout even for a server process that has already died (it
+    # only retries on "port in use"): watch the process here and give up as soon as it is gone.
+    starter = threading.Thread(target=start, daemon=True, name="prefect-server-start")
+    starter.start()
+    while starter.is_alive():
+        starter.join(0.5)
+        process = server.server_process
+        code = process.poll() if process is not None else None
+        if code is not None and code != 3 and starter.is_alive():  # 3: port taken, Prefect tries another
+            raise PrefectUnavailable(f"prefect: the temporary Prefect server stopped at once (exit code {code}); "
+                                     f"{_what_to_do(timeout)}")
+    if failure:
+        exc = failure[0]
         reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise PrefectUnavailable(
-            f"prefect: the temporary Prefect server did not start within {timeout} s ({reason}); "
-            f"try again when the machine is less busy, allow it longer with "
-            f"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or run a server (`dealflow up`) "
-            f"and set PREFECT_API_URL") from None
+        raise PrefectUnavailable(f"prefect: the temporary Prefect server did not start within {timeout} s "
+                                 f"({reason}); {_what_to_do(timeout)}")
     return server.api_url
+
+
+def _what_to_do(timeout: int) -> str:
+    return ("try again when the machine is less busy, allow it longer with "
+            f"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS (now {timeout}), or run a server "
+            "(`dealflow up`) and set PREFECT_API_URL")

@@ -17,6 +17,7 @@ How it waits depends on where the run lives:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import UUID
 
@@ -46,8 +47,14 @@ def wait_for_answer(deal_number: str, step: dict[str, Any], flow_run_id: str, *,
         try:
             answer = suspend_flow_run(wait_for_input=form, key=step["key"], timeout=None)
         except Pause:
-            # Prefect marks the run Suspended, then stores the form: only now are both done
-            form_stored(deal_number, step["key"], flow_run_id)
+            # Prefect marks the run Suspended, then stores the form: only now are both done. A
+            # failure to note it must not fail a run the server already holds as suspended:
+            # recovery finds the wait and notes it then.
+            try:
+                form_stored(deal_number, step["key"], flow_run_id)
+            except Exception:  # noqa: BLE001
+                logging.getLogger(__name__).warning("%s %s: could not note its form as stored", deal_number,
+                                                    step["key"], exc_info=True)
             raise
     else:
         form_stored(deal_number, step["key"], flow_run_id)  # a pause in this process: nothing to recover

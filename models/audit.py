@@ -42,14 +42,18 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def recordable(value: Any, max_text: int = 4000, max_items: int = 200) -> Any:
+def recordable(value: Any, max_text: int = 4000, max_items: int = 200, depth: int = 8) -> Any:
     """Whatever someone sent (an answer, perhaps refused for being wrong), made safe to keep as
-    JSON: text shown without control characters and cut, lists and objects cut, huge numbers as
-    text. It records what was tried; it never makes bad input acceptable."""
+    JSON: text shown without control characters and cut, lists and objects cut (and no deeper
+    than ``depth``), huge numbers as text. It records what was tried; it never makes bad input
+    acceptable."""
+    if isinstance(value, dict | list | tuple) and depth <= 0:
+        return "…"
     if isinstance(value, dict):
-        return {printable(k, 80): recordable(v, max_text, max_items) for k, v in list(value.items())[:max_items]}
+        return {printable(k, 80): recordable(v, max_text, max_items, depth - 1)
+                for k, v in list(value.items())[:max_items]}
     if isinstance(value, list | tuple):
-        return [recordable(v, max_text, max_items) for v in value[:max_items]]
+        return [recordable(v, max_text, max_items, depth - 1) for v in value[:max_items]]
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int) and abs(value) < 10**15:

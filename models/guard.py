@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Integer, Numeric, String, event, inspect
 from sqlalchemy.orm import Session
 
+from .base import Base
 from .errors import ValidationError
 from .text import ALLOWED_IN_NOTES
 
@@ -43,6 +44,8 @@ def check_value(field: str, column_type: Any, value: Any) -> None:
 @event.listens_for(Session, "before_flush")
 def _values_fit_their_columns(session: Session, flush_context, instances) -> None:  # noqa: ARG001
     for obj in (*session.new, *session.dirty):
+        if not isinstance(obj, Base):  # only dealflow's own tables
+            continue
         state = inspect(obj)
         for attr in state.mapper.column_attrs:
             history = state.attrs[attr.key].history

@@ -62,9 +62,10 @@ class _Formatter(string.Formatter):
         return escape(format(value, format_spec))
 
     def convert_field(self, value: Any, conversion: str | None) -> Any:
+        if conversion == "s" and isinstance(value, Markdown):
+            return value  # still ours
         converted = super().convert_field(value, conversion)
-        # {x!r} and {x!s} turn Markdown into plain text again, which must be escaped
-        return converted if conversion is None else str(converted)
+        return converted if conversion is None else str(converted)  # {x!r}: text to escape
 
 
 _FORMATTER = _Formatter()
@@ -82,6 +83,7 @@ class Markdown(str):
         return Markdown(str.__add__(self, escape(other)))
 
     def __radd__(self, other: Any) -> Markdown:
+        # plain text on the left is escaped too (as markupsafe does): write Markdown("...") + x
         return Markdown(str.__add__(escape(other), self))
 
     def join(self, items: Iterable[Any]) -> Markdown:  # type: ignore[override]
@@ -99,6 +101,7 @@ def table(header: Iterable[str], rows: Iterable[Iterable[Any]], align: Iterable[
 
 
 def cells(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A table artifact's rows with every text cell escaped (the UI renders text cells as
-    Markdown); numbers, booleans and empty cells stay as they are."""
-    return [{k: escape(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]
+    """A table artifact's rows with every cell but numbers, booleans and empty ones escaped as
+    text (the UI renders text cells as Markdown)."""
+    return [{k: v if v is None or isinstance(v, bool | int | float) else escape(v) for k, v in row.items()}
+            for row in rows]

@@ -82,15 +82,35 @@ class Email(Base):
         """Claimed and handed to SMTP, never marked: it may or may not have arrived."""
         return self.status == "sending" and self.handed_at is not None
 
-    def requeue(self, force: bool = False) -> None:
-        """A person asks to send a failed email again; with ``force`` also one stuck in 'sending'
-        (whose fate is unknown: the customer may receive it twice)."""
-        if self.status in ("failed", "pending") or (force and self.status == "sending"):
-            self.status = "pending"
-            self.claimed_by, self.lease_until, self.handed_at = "", None, None
-            return
-        raise InvalidTransition(f"email {self.id}", self.status,
-                                "retry it" + ("" if self.status != "sending" else " (use --force)"))
+
+
+def requeue(session: Session, mail: Email, *, force: bool, is_alive: Callable[[str], bool],
+            now: datetime | None = None) -> None:
+    """A person asks to send an email again: a failed one; with ``force`` also one whose fate is
+    unknown (the customer may receive it twice) or whose sender is gone. Never one that a live
+    sender is handing over right now. One conditional statement: if a sender changed the row
+    since it was read (marked it sent a moment ago), nothing changes and the person is told."""
+    now = now or utcnow()
+    allowed = mail.status in ("failed", "pending") or (force and mail.status == "sending" and (
+        (mail.handed_at is not None and mail.handed_at < now - UNKNOWN_AFTER)
+        or (mail.handed_at is None and not is_alive(mail.claimed_by))))
+    if not allowed:
+        why = "retry it" + (" (use --force)" if mail.status == "sending" and not force else "")
+        if force and mail.status == "sending":
+            why = "retry it: its sender is handing it over right now"
+        raise InvalidTransition(f"email {mail.id}", mail.status, why)
+    seen = (Email.status == mail.status, Email.claimed_by == mail.claimed_by,
+            Email.handed_at.is_(None) if mail.handed_at is None else Email.handed_at == mail.handed_at)
+    done = session.execute(update(Email).where(Email.id == mail.id, *seen).values(
+        status="pending", claimed_by="", lease_until=None, handed_at=None)
+        .execution_options(synchronize_session=False))
+    if done.rowcount != 1:
+        raise InvalidTransition(f"email {mail.id}", "changed a moment ago", "retry it; look again with `dealflow outbox`")
+    session.expire(mail)
+
+
+# a row handed over longer ago than this, and not marked, has a sender that stopped mid-way
+UNKNOWN_AFTER = timedelta(minutes=1)
 
 
 def confirm_arrived(session: Session, mail: Email, message_id: str) -> None:
@@ -215,7 +235,8 @@ def outbox_health(session: Session, now: datetime | None = None) -> dict[str, An
         "oldest_pending_id": oldest.id if oldest else None,
         "oldest_pending_since": oldest.created_at if oldest else None,
         "oldest_pending_seconds": int((now - oldest.created_at).total_seconds()) if oldest else 0,
-        "fate_unknown": count(Email.status == "sending", Email.handed_at.is_not(None)),
+        "fate_unknown": count(Email.status == "sending", Email.handed_at.is_not(None),
+                              Email.handed_at < now - UNKNOWN_AFTER),
         "failed": count(Email.status == "failed"),
     }
 

@@ -244,7 +244,7 @@ def mail_waiting(session: Session, now: datetime, rules: ReminderRules) -> Itera
     unknown = [m for m in late if m.status == "sending"]
     if unknown:
         lines.append(f"{len(unknown)} of unknown fate (emails {', '.join(str(m.id) for m in unknown[:20])}): "
-                     f"ask whether they arrived, then `dealflow outbox confirm ID` if they did, "
+                     f"ask whether they arrived, then `dealflow outbox confirm ID --by HANDLE` if they did, "
                      f"`dealflow outbox retry ID --force` if not")
     failed = [m for m in late if m.status == "failed"]
     if failed:

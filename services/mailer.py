@@ -26,6 +26,7 @@ import re
 import smtplib
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -41,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from models import Document, Email, utcnow
 from models.outbox import (
+    UNKNOWN_AFTER,
     begin_handover,
     claim_email,
     dead_claims,
@@ -100,15 +102,15 @@ def _process_start(pid: int) -> str | None:
 
 
 def sender_id() -> str:
-    """This process as a claim names it: ``host:pid:start``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid()) or ''}"
+    """One sending pass of this process, as a claim names it: ``host:pid:start:token``. The
+    token tells apart two threads of one process (the executor runs many deals at once)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_process_start(os.getpid()) or ''}:{uuid.uuid4().hex[:12]}"
 
 
 def sender_alive(owner: str) -> bool:
     """Whether the process named by a claim still runs. Another host's sender cannot be seen from
     here: it counts as alive, and its lease decides."""
-    host, _, rest = owner.partition(":")
-    pid, _, start = rest.partition(":")
+    host, pid, start = ([*owner.split(":"), "", "", ""])[:3]
     if host != socket.gethostname():
         return True
     if not pid.isdigit():
@@ -247,15 +249,22 @@ def hand_over(out: Outgoing, msg: EmailMessage, settings: Settings, data_step: C
             code, reply = smtp.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise FateUnknown(f"{type(exc).__name__} while handing the message over: {exc}") from exc
-        if code != 250:
-            raise smtplib.SMTPDataError(code, reply)  # refused after the content: not taken
+        if 400 <= code < 600:
+            raise smtplib.SMTPDataError(code, reply)  # the server said no to the message: it did not take it
+        if not 200 <= code < 300:  # a garbled answer (-1): the server may have taken it
+            raise FateUnknown(f"an answer that cannot be read after the message: {code} {reply[:200]!r}")
     finally:
         client.close()
     return msg["Message-ID"]
 
 
 def _is_permanent(exc: Exception) -> bool:
-    """5xx means the server will never take this message; 4xx and dropped connections may pass later."""
+    """5xx means the server will never take this message; 4xx, dropped connections and a database
+    that did not answer (a lock, a lost connection) may pass later."""
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        return False
     if isinstance(exc, smtplib.SMTPResponseException):
         return exc.smtp_code >= 500
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
@@ -318,8 +327,10 @@ def deliver(session: Session, deal_id: int | None = None, settings: Settings | N
                 raise render_error
             mid = hand_over(out, msg, settings, data_step=lambda i=email_id: _commit(session, begin_handover(
                 session, i, me)))
-        except ClaimLost as exc:
+        except ClaimLost as exc:  # its lease ran out before the hand-over (a very slow server)
             log.warning("%s", exc)
+            release_claim(session, email_id, me, str(exc))  # only if still ours; else another sender has it
+            session.commit()
             continue
         except FateUnknown as exc:  # stays 'sending': never sent twice; `dealflow outbox` shows it
             note_fate_unknown(session, email_id, me, str(exc))
@@ -327,13 +338,14 @@ def deliver(session: Session, deal_id: int | None = None, settings: Settings | N
             log.warning("email %s to %s: %s", email_id, out.to_addr, exc)
             continue
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            session.rollback()  # a database error on the way leaves the session to be reset first
             if _is_permanent(exc):
                 mark_failed(session, email_id, me, error)
                 session.commit()
                 log.warning("email %s to %s failed for good: %s", email_id, out.to_addr, error)
                 continue
-            release_claim(session, email_id, me, error)
+            release_claim(session, email_id, me, error)  # nothing was handed over: the last line never went
             session.commit()
             session.expire_all()
             raise TransientMailError(f"email {email_id} to {out.to_addr}: {error}", sent) from exc
@@ -363,7 +375,7 @@ def _commit(session: Session, ok: bool) -> bool:
     return ok
 
 
-def stuck(session: Session, older_than: timedelta = timedelta(minutes=1)) -> list[Email]:
+def stuck(session: Session, older_than: timedelta = UNKNOWN_AFTER) -> list[Email]:
     """Rows whose fate is unknown: handed to SMTP, never marked (the sender died, or the
     connection broke, during the SMTP conversation). A person checks whether they arrived."""
     cutoff = utcnow() - older_than

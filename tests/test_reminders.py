@@ -136,3 +136,28 @@ def test_the_reminders_flow_sends_and_leaves_a_table_of_what_it_sent(prefect_api
     assert len(list((data_dir / "mail").glob("*-dunning.eml"))) == 1
     assert (data_dir / "documents" / "INV-0001-D2.pdf").exists()
     assert reminders_flow(as_of=at) == []  # the same day again: nothing twice
+
+
+def test_mail_waiting_over_an_hour_is_told_to_the_managers_once_a_day_and_shown_by_the_outbox(new_deal):
+    from click.testing import CliRunner
+
+    from dealflow.cli import main
+    from tasks.deal_steps import record_answer, send_estimate
+
+    play_direct(new_deal, until="estimate-rev-1")
+    record_answer.fn(new_deal, "estimate-rev-1", {"by": "mark", "lines": [{"sku": "VMC-850", "quantity": 1}]})
+    send_estimate.fn(new_deal)  # the estimate email is pending: as if the mail server were down
+    created = utcnow()
+    assert [q["rule"] for q in queue_due_reminders.fn((created + timedelta(minutes=59)).isoformat(), RULES)
+            if q["rule"] == "mail-waiting"] == []
+    later = created + timedelta(hours=2, minutes=5)
+    queued = [q for q in queue_due_reminders.fn(later.isoformat(), RULES) if q["rule"] == "mail-waiting"]
+    assert [(q["to"], q["about"]) for q in queued] == [("manager@glocial.example", "1 emails in the outbox")]
+    with session_scope() as s:
+        digest = s.get(Email, queued[0]["email_id"])
+        assert digest.context["lines"][0].startswith("1 pending for over 1 h 00 min; the oldest (email 1, Estimate "
+                                                     "EST-0001-R1 for Riverside Metalworks Ltd) has waited 2 h 0")
+    assert [q for q in queue_due_reminders.fn(later.isoformat(), RULES) if q["rule"] == "mail-waiting"] == []
+    result = CliRunner().invoke(main, ["outbox"])
+    assert result.exit_code == 0
+    assert "2 pending; the oldest (email 1) has waited 0 min" in result.stdout  # the estimate and the digest
