@@ -484,8 +484,9 @@ opportunity_assign.checks_its_own_arguments = True
 # --- running it for real ---------------------------------------------------------------------------
 
 @main.command()
-@click.option("--port", type=int, default=4200, show_default=True, help="Port of the Prefect server and UI.")
-@click.option("--executors", "--workers", "executors", type=int, default=1, show_default=True,
+@click.option("--port", type=click.IntRange(1, 65535), default=4200, show_default=True,
+              help="Port of the Prefect server and UI.")
+@click.option("--executors", "--workers", "executors", type=click.IntRange(1, 16), default=1, show_default=True,
               help="How many deal executors to start (each runs many deals in one process).")
 @click.option("--json", "as_json", is_flag=True, help="Print the addresses and pids as JSON.")
 def up(port: int, executors: int, as_json: bool) -> None:

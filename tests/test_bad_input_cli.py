@@ -141,6 +141,14 @@ def deal_at_handoff(new_deal) -> str:
     BAD_WHEN.map(lambda w: ["remind", "--as-of", w]),
     WITH_CONTROL.map(lambda p: ["report", "stock", "--csv", p]),
     WITH_CONTROL.map(lambda p: ["demo", "--data-dir", p]),
+    TEXT.filter(lambda t: t not in ("open", "won", "lost")).map(lambda t: ["deal", "list", "--status", t]),
+    BAD_ID.map(lambda i: ["outbox", "confirm", i, "--by", "manager"]),
+    UNKNOWN_ID.map(lambda i: ["outbox", "confirm", i, "--by", "manager"]),
+    BAD_HANDLE.map(lambda b: ["outbox", "confirm", "1", "--by", b]),
+    # no server is started for a port or a count that cannot be
+    st.one_of(st.integers(65536, 10**9), st.integers(-(10**9), 0)).map(lambda p: ["up", "--port", str(p)]),
+    st.one_of(st.integers(17, 10**9), st.integers(-(10**9), 0)).map(lambda n: ["up", "--executors", str(n)]),
+    st.one_of(st.integers(65, 10**9), st.integers(-(10**9), 0)).map(lambda n: ["executor", "--slots", str(n)]),
 ))
 def test_ids_dates_and_names_that_cannot_be_are_refused(deal_at_handoff, args):
     _refused(args)
