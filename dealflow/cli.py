@@ -381,11 +381,13 @@ MAX_AHEAD = {"d": 3650, "h": 87600}  # ten years
 
 
 def _parse_due(value: str) -> datetime:
-    m = re.fullmatch(r"\+(\d{1,9})([hd])", value.strip())
+    m = re.fullmatch(r"\+(\d+)([hd])", value.strip())
     if m:
-        n, unit = int(m.group(1)), m.group(2)
+        digits, unit = m.group(1), m.group(2)
+        n = int(digits) if len(digits) <= 9 else MAX_AHEAD[unit] + 1  # not a number of a hundred digits
         if n > MAX_AHEAD[unit]:
-            raise DomainError(f"due: +{n}{unit} is more than ten years ahead (at most +{MAX_AHEAD[unit]}{unit})")
+            raise DomainError(f"due: +{shown(digits, 20)[1:-1]}{unit} is more than ten years ahead "
+                              f"(at most +{MAX_AHEAD[unit]}{unit})")
         return utcnow() + (timedelta(hours=n) if unit == "h" else timedelta(days=n))
     if value.strip().startswith("+"):
         raise DomainError(f"due: must be +Nd or +Nh (e.g. +2d), or an ISO date/time, got {shown(value)}")

@@ -3,6 +3,7 @@ server started for this process (Prefect's ephemeral mode), announced and waited
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import TextIO
@@ -26,6 +27,10 @@ def ensure_api(out: TextIO = sys.stderr) -> str:
     if server.running:
         return server.api_url
     timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
+    # The temporary server reports usage to Prefect unless told not to; offline (as a sales
+    # office's machine may well be) that is an ERROR line on every command. Asked only here, for
+    # the server dealflow starts itself; a value the user set is kept.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     print(f"starting a temporary Prefect server for this command (no PREFECT_API_URL set; "
           f"allowing it up to {timeout} s on a busy machine)", file=out, flush=True)
     failure: list[BaseException] = []
