@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from models import DomainError, Role, utcnow
-from models.text import ALLOWED_IN_NOTES, has_control, printable, shown
+from models.text import ALLOWED_IN_NOTES, MAX_ID, has_control, printable, shown
 
 from .prefect_api import PrefectUnavailable, ensure_api
 
@@ -220,7 +220,7 @@ def _deal_deployment():
             return None
 
 
-RECORD_ID = click.IntRange(1, 2**31 - 1)  # ids are 32-bit integers in the database
+RECORD_ID = click.IntRange(1, MAX_ID)  # ids are 32-bit integers in the database
 
 
 @deal.command("start")
@@ -377,17 +377,23 @@ def _as_of(value: str | None) -> datetime | None:
     return _naive_utc(value, "as-of") if value else None
 
 
-MAX_AHEAD = {"d": 3650, "h": 87600}  # ten years
+def _max_ahead(unit: str) -> int:
+    """How many days or hours ahead a follow-up may be due: the follow-up's own rule."""
+    from models import FollowUp
+
+    ahead = FollowUp.LATEST_AHEAD
+    return ahead.days if unit == "d" else int(ahead.total_seconds() // 3600)
 
 
 def _parse_due(value: str) -> datetime:
     m = re.fullmatch(r"\+(\d+)([hd])", value.strip())
     if m:
         digits, unit = m.group(1), m.group(2)
-        n = int(digits) if len(digits) <= 9 else MAX_AHEAD[unit] + 1  # not a number of a hundred digits
-        if n > MAX_AHEAD[unit]:
+        limit = _max_ahead(unit)
+        n = int(digits) if len(digits) <= 9 else limit + 1  # not a number of a hundred digits
+        if n > limit:
             raise DomainError(f"due: +{shown(digits, 20)[1:-1]}{unit} is more than ten years ahead "
-                              f"(at most +{MAX_AHEAD[unit]}{unit})")
+                              f"(at most +{limit}{unit})")
         return utcnow() + (timedelta(hours=n) if unit == "h" else timedelta(days=n))
     if value.strip().startswith("+"):
         raise DomainError(f"due: must be +Nd or +Nh (e.g. +2d), or an ISO date/time, got {shown(value)}")
@@ -469,14 +475,8 @@ def opportunity_stage(deal_number: str, stage: str, by: str, probability: int | 
 @click.option("--note", default="", help="What the engineer should know.")
 def opportunity_assign(deal_number: str, engineer: str, by: str, note: str) -> None:
     """Hand the opportunity to a sales engineer (answers the deal's hand-off wait)."""
-    payload = {"by": by, "engineer": engineer, "note": note}
-    try:
-        _refuse_control_characters(click.get_current_context())
-    except DomainError as exc:
-        from . import answers
-
-        answers.record_refusal(deal_number, "handoff", payload, str(exc))
-        raise
+    typed = {"by": by, "engineer": engineer, "note": note}
+    payload = _answer_arguments(deal_number, "handoff", lambda: typed, typed)
     _answer(deal_number, "handoff", payload, wait=True, as_json=False)
 
 
@@ -604,6 +604,20 @@ def inbox(role: str | None, as_json: bool) -> None:
           + ("\n(times in UTC)" if rows else ""))
 
 
+def _answer_arguments(deal_number: str, step: str, read: Any, as_typed: dict[str, Any]) -> dict[str, Any]:
+    """An answer's arguments, checked and read (``read()``); refused before it was even read
+    whole, it is still on the record, as every refused answer is. Commands that answer a wait
+    check their arguments here, not in ``DealflowCommand``, so that the refusal is recorded."""
+    try:
+        _refuse_control_characters(click.get_current_context())
+        return read()
+    except DomainError as exc:
+        from . import answers
+
+        answers.record_refusal(deal_number, step, as_typed, str(exc))
+        raise
+
+
 def _answer_payload(input_json: str | None, sets: tuple[str, ...], by: str | None) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     if input_json:
@@ -679,15 +693,8 @@ def answer(deal_number: str, step: str, by: str | None, sets: tuple[str, ...], i
     dealflow answer DEAL-0001 qualify --by sofia --set qualified=true --set budget=150000
     dealflow answer DEAL-0001 estimate --by mark --input '{"lines": [{"sku": "VMC-850", "quantity": 1}]}'
     """
-    try:
-        _refuse_control_characters(click.get_current_context())
-        payload = _answer_payload(input_json, sets, by)
-    except DomainError as exc:  # refused before it was even read whole: still on the record
-        from . import answers
-
-        answers.record_refusal(deal_number, step, {"by": by or "", "input": input_json or "", "set": list(sets)},
-                               str(exc))
-        raise
+    payload = _answer_arguments(deal_number, step, lambda: _answer_payload(input_json, sets, by),
+                                {"by": by or "", "input": input_json or "", "set": list(sets)})
     _answer(deal_number, step, payload, wait=not no_wait, as_json=as_json)
 
 
@@ -782,7 +789,7 @@ def outbox_confirm(email_id: int, by: str, as_json: bool) -> None:
         mail = s.get(Email, email_id)
         if mail is None:
             raise NotFound("email", email_id)
-        confirm_arrived(s, mail, message_id(mail, load_settings().mail_from))
+        confirm_arrived(mail, message_id(mail, load_settings().mail_from))
         audit.record(s, person.handle, "email.confirmed_arrived", deal_id=mail.deal_id, subject=f"email {mail.id}",
                      to=mail.to_addr, kind=mail.kind)
         s.commit()

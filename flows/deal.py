@@ -13,7 +13,6 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run as current_run
 
-from services.config import load_settings
 from services.views import run_name
 from tasks.deal_steps import (
     AUTOMATIC,
@@ -25,7 +24,7 @@ from tasks.deal_steps import (
     tag_run,
 )
 
-from .mail import sent_or_left_in_outbox
+from .mail import sent_or_left_in_outbox, with_mail_retries
 from .waits import wait_for_answer
 
 MAX_STEPS = 500  # a guard against a rule bug turning into an endless loop
@@ -74,7 +73,5 @@ def deal_flow(deal_number: str, poll_interval: int = 1, wait_timeout: int = THIR
 def send_mail(deal_number: str) -> None:
     """Send the deal's mail now; if the mail server stays down through the task's retries, the
     mail waits in the outbox and the deal goes on to its next step."""
-    delays = list(load_settings().mail_retry_seconds)
-    state = deliver_mail.with_options(retries=len(delays), retry_delay_seconds=delays or 0)(
-        deal_number, return_state=True)
+    state = with_mail_retries(deliver_mail)(deal_number, return_state=True)
     sent_or_left_in_outbox(state, f"mail of {deal_number}")

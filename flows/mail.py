@@ -5,10 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import get_run_logger
+from prefect import Task, get_run_logger
 from prefect.states import State
 
+from services.config import load_settings
 from services.mailer import TransientMailError
+
+
+def with_mail_retries(mail_task: Task) -> Task:
+    """The mail task retrying as DEALFLOW_MAIL_RETRY_SECONDS says (2, 10 and 30 s unless set)."""
+    delays = list(load_settings().mail_retry_seconds)
+    return mail_task.with_options(retries=len(delays), retry_delay_seconds=delays or 0)
 
 
 def sent_or_left_in_outbox(state: State, what: str) -> Any:

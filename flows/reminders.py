@@ -9,7 +9,7 @@ from typing import Any
 
 from prefect import flow
 
-from flows.mail import sent_or_left_in_outbox
+from flows.mail import sent_or_left_in_outbox, with_mail_retries
 from models import utcnow
 from models.reminders import ReminderRules
 from tasks.reminders import publish_reminder_table, queue_due_reminders, send_reminder_mail
@@ -31,7 +31,7 @@ def reminders_flow(as_of: str | None = None, estimate_unanswered_days: int = 7, 
     rules = ReminderRules(estimate_unanswered_days, estimate_max_reminders, qa_pending_days, unshipped_days,
                           tuple(dunning_days or (1, 7, 14, 30)), stuck_wait_days, mail_waiting_minutes)
     queued = queue_due_reminders(as_of, {**rules.__dict__, "dunning_days": list(rules.dunning_days)})
-    state = send_reminder_mail([q["email_id"] for q in queued], return_state=True)
+    state = with_mail_retries(send_reminder_mail)([q["email_id"] for q in queued], return_state=True)
     sent = sent_or_left_in_outbox(state, "reminders") or []
     publish_reminder_table(as_of, queued, sent)
     return queued

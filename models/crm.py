@@ -8,7 +8,7 @@ Lead states            Opportunity stages (default probability)
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
@@ -217,15 +217,13 @@ class FollowUp(Base):
 
     # a follow-up is due within these bounds: a typo of a year, not a plan, lies outside them
     EARLIEST_DUE = datetime(2000, 1, 1)
-    LATEST_DUE_YEARS = 10
+    LATEST_AHEAD = timedelta(days=3650)  # ten years
 
     @classmethod
     def check_due(cls, due_at: datetime, now: datetime) -> datetime:
-        latest = now.replace(year=now.year + cls.LATEST_DUE_YEARS) if not (now.month == 2 and now.day == 29) \
-            else now.replace(day=28, year=now.year + cls.LATEST_DUE_YEARS)
-        if not cls.EARLIEST_DUE <= due_at <= latest:
-            raise ValidationError("due", f"must be between {cls.EARLIEST_DUE:%Y-%m-%d} and "
-                                         f"{cls.LATEST_DUE_YEARS} years from now, got {due_at:%Y-%m-%d %H:%M}")
+        if not cls.EARLIEST_DUE <= due_at <= now + cls.LATEST_AHEAD:
+            raise ValidationError("due", f"must be between {cls.EARLIEST_DUE:%Y-%m-%d} and ten years from now, "
+                                         f"got {due_at:%Y-%m-%d %H:%M}")
         return due_at
 
     def validate(self) -> None:

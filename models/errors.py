@@ -70,13 +70,3 @@ class WaitNotOpen(DomainError):
         waiting = ", ".join(open_steps) if open_steps else "nothing"
         super().__init__(f"step: {deal} is not waiting for '{step}' (it waits for: {waiting})")
 
-
-MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
-
-
-def check_id(value: object, field: str) -> int:
-    """A record id someone typed: a whole number the database can hold, checked before it is asked."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
-        raise ValidationError(field, f"must be a whole number from 1 to {MAX_ID:,}, got {shown}")
-    return value

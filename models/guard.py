@@ -6,7 +6,6 @@ is silently stored longer than the column says), whichever door the value came t
 
 from __future__ import annotations
 
-import unicodedata
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from .base import Base
 from .errors import ValidationError
-from .text import ALLOWED_IN_NOTES
+from .text import ALLOWED_IN_NOTES, has_control
 
 INT_RANGE = {Integer: (-(2**31), 2**31 - 1), BigInteger: (-(2**63), 2**63 - 1)}
 
@@ -24,7 +23,7 @@ def check_value(field: str, column_type: Any, value: Any) -> None:
     if value is None:
         return
     if isinstance(column_type, String) and isinstance(value, str):
-        if any(unicodedata.category(c) == "Cc" and c not in ALLOWED_IN_NOTES for c in value):
+        if has_control(value, ALLOWED_IN_NOTES):
             raise ValidationError(field, "must not contain control characters (only line breaks and tabs)")
         if column_type.length is not None and len(value) > column_type.length:
             raise ValidationError(field, f"must be at most {column_type.length} characters, got {len(value)}")

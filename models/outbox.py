@@ -11,8 +11,8 @@ line that ends the message in SMTP's ``DATA`` (``handed_at`` empty), the server 
 the claiming process is gone, or its lease ran out, the claim is released back to ``pending``
 (``release_dead_claims``) and the mail goes out later, once. From ``handed_at`` on, the message
 may have reached the server: a sender that dies then leaves the row ``sending`` with its fate
-unknown, never sent again by itself (at most once), for a person to check (``dealflow outbox``,
-``outbox retry --force``).
+unknown, never sent again by itself (at most once), for a person to check (``dealflow outbox``)
+and settle (``confirm_arrived``, or ``requeue`` with force).
 Every transition of a claimed row names its claimant, so a sender whose claim was released
 (a lease that ran out) can neither hand the message over nor mark the row afterwards.
 """
@@ -73,7 +73,7 @@ class Email(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]
-    claimed_by: Mapped[str] = mapped_column(String(120), default="")  # host:pid:start of the sender
+    claimed_by: Mapped[str] = mapped_column(String(120), default="")  # host:pid:start:token of the sending pass
     lease_until: Mapped[datetime | None]  # a claim not handed over by then is released
     handed_at: Mapped[datetime | None]  # just before the message's last line: from here its fate may be unknown
 
@@ -82,6 +82,9 @@ class Email(Base):
         """Claimed and handed to SMTP, never marked: it may or may not have arrived."""
         return self.status == "sending" and self.handed_at is not None
 
+
+# a row handed over longer ago than this, and not marked, has a sender that stopped mid-way
+UNKNOWN_AFTER = timedelta(minutes=1)
 
 
 def requeue(session: Session, mail: Email, *, force: bool, is_alive: Callable[[str], bool],
@@ -109,15 +112,11 @@ def requeue(session: Session, mail: Email, *, force: bool, is_alive: Callable[[s
     session.expire(mail)
 
 
-# a row handed over longer ago than this, and not marked, has a sender that stopped mid-way
-UNKNOWN_AFTER = timedelta(minutes=1)
-
-
-def confirm_arrived(session: Session, mail: Email, message_id: str) -> None:
+def confirm_arrived(mail: Email, message_id: str) -> None:
     """A person checked that an email of unknown fate did arrive: it is sent, and stays so."""
     if not mail.fate_unknown:
-        raise InvalidTransition(f"email {mail.id}", mail.status if not mail.status == "sending" else
-                                "sending (not handed over yet)", "confirm it arrived")
+        state = "sending (not handed over yet)" if mail.status == "sending" else mail.status
+        raise InvalidTransition(f"email {mail.id}", state, "confirm it arrived")
     mail.status, mail.message_id, mail.sent_at, mail.lease_until = "sent", message_id, utcnow(), None
     mail.last_error = ""
 

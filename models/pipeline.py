@@ -14,10 +14,10 @@ from . import audit
 from .base import utcnow
 from .crm import FollowUp, Lead
 from .deal import Deal
-from .errors import InvalidTransition, NotFound, ValidationError, check_id
+from .errors import InvalidTransition, NotFound, ValidationError
 from .process import staff_by_handle
 from .staff import Role
-from .text import one_line
+from .text import check_id, one_line
 
 
 def add_lead(session: Session, *, company: str, contact_name: str, email: str, owner: str,

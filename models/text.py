@@ -1,6 +1,7 @@
-"""Rules for text a person types: names and references are one line of bounded length; free text
+"""Rules for what a person types: names and references are one line of bounded length; free text
 (notes) may span lines, is bounded too, and never holds control characters other than line
-breaks and tabs (PostgreSQL refuses NUL outright; the others break mail headers and terminals)."""
+breaks and tabs (PostgreSQL refuses NUL outright; the others break mail headers and terminals);
+a record id is a number the database can hold."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ from .errors import ValidationError
 ALLOWED_IN_NOTES = frozenset("\n\t")
 
 
+MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
+
+
+def is_control(char: str, allowed: frozenset[str] = frozenset()) -> bool:
+    return unicodedata.category(char) == "Cc" and char not in allowed
+
+
 def has_control(text: str, allowed: frozenset[str] = frozenset()) -> bool:
-    return any(unicodedata.category(c) == "Cc" and c not in allowed for c in text)
+    return any(is_control(c, allowed) for c in text)
 
 
 def one_line(value: object, field: str, max_len: int, required: bool = False) -> str:
@@ -42,8 +50,7 @@ def printable(value: object, max_len: int) -> str:
     """What someone typed, made safe to *record* (an audit row, a refusal): control characters
     shown as U+FFFD, cut to ``max_len``. Never a way to accept input."""
     text = "" if value is None else str(value)
-    text = "".join("\ufffd" if unicodedata.category(c) == "Cc" and c not in ALLOWED_IN_NOTES else c
-                   for c in text[: max_len * 2])
+    text = "".join("\ufffd" if is_control(c, ALLOWED_IN_NOTES) else c for c in text[: max_len * 2])
     return text[:max_len]
 
 
@@ -51,3 +58,10 @@ def shown(value: object, max_len: int = 60) -> str:
     """A typed value quoted inside an error message: its repr, cut to stay one short line."""
     text = repr(value)
     return text if len(text) <= max_len else text[: max_len - 1] + "…"
+
+
+def check_id(value: object, field: str) -> int:
+    """A record id someone typed: a whole number the database can hold, checked before it is asked."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
+        raise ValidationError(field, f"must be a whole number from 1 to {MAX_ID:,}, got {shown(value, 40)}")
+    return value

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# A mail task tries again after these pauses (seconds); then the mail waits for the outbox run.
+MAIL_RETRY_SECONDS: tuple[int, ...] = (2, 10, 30)
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,7 @@ class Settings:
     mail_from: str
     finance_email: str
     company: dict[str, str]
-    # a deal's mail task tries again after these pauses; then the mail waits for the outbox run
-    mail_retry_seconds: tuple[int, ...] = (2, 10, 30)
+    mail_retry_seconds: tuple[int, ...] = MAIL_RETRY_SECONDS  # DEALFLOW_MAIL_RETRY_SECONDS
 
     @property
     def mail_dir(self) -> Path:
@@ -76,14 +77,15 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
 
 def _retry_seconds(value: str | None) -> tuple[int, ...]:
     if value is None:
-        return (2, 10, 30)
+        return MAIL_RETRY_SECONDS
     parts = [p.strip() for p in value.split(",") if p.strip()]
     if len(parts) > 10 or not all(p.isdigit() and int(p) <= 3600 for p in parts):
         from models.errors import ValidationError
+        from models.text import shown
 
         raise ValidationError("DEALFLOW_MAIL_RETRY_SECONDS",
                               f"must be up to 10 whole numbers of seconds (each at most 3600), "
-                              f"comma-separated, e.g. 2,10,30; got {value!r}")
+                              f"comma-separated, e.g. 2,10,30; got {shown(value)}")
     return tuple(int(p) for p in parts)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from models import DomainError, process, prompts
 from models.deal import deal_by_number
 from services import mailer
-from services.config import load_settings, with_smtp_password
+from services.config import MAIL_RETRY_SECONDS, load_settings, with_smtp_password
 from services.db import session_scope
 
 
@@ -199,7 +199,8 @@ def mail_pending(deal_number: str) -> bool:
         return mailer.has_mail_to_send(s, deal_by_number(s, deal_number).id)
 
 
-@task(task_run_name="mail-{deal_number}", retries=3, retry_delay_seconds=[2, 10, 30],
+@task(task_run_name="mail-{deal_number}", retries=len(MAIL_RETRY_SECONDS),
+      retry_delay_seconds=list(MAIL_RETRY_SECONDS),
       retry_condition_fn=_retry_on_transient_mail, cache_policy=NO_CACHE)
 def deliver_mail(deal_number: str) -> list[int]:
     """Send the deal's pending outbox rows (and write its documents). When the mail server stays

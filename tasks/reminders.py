@@ -9,7 +9,7 @@ from prefect import task
 
 from models import reminders
 from services import mailer
-from services.config import load_settings, with_smtp_password
+from services.config import MAIL_RETRY_SECONDS, load_settings, with_smtp_password
 from services.db import session_scope
 
 from .deal_steps import _retry_on_race, _retry_on_transient_mail
@@ -32,7 +32,8 @@ def queue_due_reminders(as_of: str, rules: dict[str, Any]) -> list[dict[str, Any
         return queued
 
 
-@task(task_run_name="send-reminders", retries=4, retry_delay_seconds=[2, 10, 30, 120],
+@task(task_run_name="send-reminders", retries=len(MAIL_RETRY_SECONDS),
+      retry_delay_seconds=list(MAIL_RETRY_SECONDS),
       retry_condition_fn=_retry_on_transient_mail)
 def send_reminder_mail(email_ids: list[int]) -> list[int]:
     """This run's reminders, and any an earlier run queued but could not send (its retries ran out)."""
