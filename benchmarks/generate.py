@@ -47,7 +47,7 @@ def _prepare(url: str) -> None:
         seed.load(s)
         for i in range(REPS):
             s.add(StaffUser(handle=f"rep{i:02d}", name=f"Rep {i:02d}", email=f"rep{i:02d}@glocial.example",
-                            role="sales_rep"))
+                            roles="sales_rep"))
         s.commit()
 
 

@@ -29,6 +29,7 @@ def _prepare(url: str) -> None:
     from sqlalchemy import text
 
     from models import Base, seed
+    from services import keys
     from services.db import engine_for, migrate, session_scope
 
     if url.startswith("postgresql"):
@@ -37,7 +38,8 @@ def _prepare(url: str) -> None:
     migrate(url)
     assert Base.metadata.tables
     with session_scope(url) as s:
-        seed.load(s)
+        keys.ensure_key_file()  # the staff are enrolled: each answer is signed in its person's session
+        seed.load(s, keys.cipher())
         s.commit()
 
 
@@ -63,7 +65,7 @@ def direct(deals: int) -> list[float]:
 
 def _answer_at_once(number: str, stop: threading.Event, errors: list[BaseException]) -> None:
     from dealflow import answers
-    from dealflow.scenario import SCRIPT, answer_for
+    from dealflow.scenario import SCRIPT, TEAM, answer_for
     from models.deal import deal_by_number
     from services.db import session_scope
 
@@ -79,7 +81,7 @@ def _answer_at_once(number: str, stop: threading.Event, errors: list[BaseExcepti
                 time.sleep(0.02)
             if stop.is_set():
                 return
-            answers.answer(number, move.step, answer_for(number, move))
+            answers.answer(number, move.step, answer_for(number, move), login=TEAM.login(move.by))
             answers.wait_closed(number, key)
     except BaseException as exc:
         errors.append(exc)

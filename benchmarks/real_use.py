@@ -115,14 +115,16 @@ def main() -> None:
                        "PREFECT_API_URL": api, "PREFECT_LOGGING_LEVEL": "WARNING"})
 
     from dealflow import answers, stack
-    from dealflow.scenario import SCRIPT, answer_for, start_scenario_deal
+    from dealflow.scenario import SCRIPT, TEAM, answer_for, start_scenario_deal
     from models import seed
     from models.deal import deal_by_number
+    from services import keys
     from services.db import migrate, session_scope
 
     migrate()
     with session_scope() as s:
-        seed.load(s)
+        keys.ensure_key_file()  # the staff are enrolled: each answer is signed in its person's session
+        seed.load(s, keys.cipher())
         s.commit()
     info = stack.up(port=args.port, executors=args.executors, say=lambda *_: None)
     try:
@@ -155,7 +157,8 @@ def main() -> None:
             number = new_deal(i)
             key, _ = wait_open(number, SCRIPT[0].step)
             for i, move in enumerate(SCRIPT):
-                answers.answer(number, key, answer_for(number, move), settle_timeout=120)
+                answers.answer(number, key, answer_for(number, move), settle_timeout=120,
+                               login=TEAM.login(move.by))
                 t0 = time.time()  # the run is resumed
                 nxt = SCRIPT[i + 1].step if i + 1 < len(SCRIPT) else None
                 key, t1 = wait_open(number, nxt, after=key)

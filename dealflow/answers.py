@@ -8,7 +8,7 @@ transaction that is rolled back. The flow checks again after the resume (the UI 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
@@ -17,9 +17,12 @@ import pydantic
 from dealflow.prefect_api import ensure_api
 from flows.inputs import INPUTS
 from flows.waits import restore_form
-from models import DomainError, ValidationError, process
+from models import DomainError, ValidationError, identity, process
 from models.deal import deal_by_number
+from services import keys
 from services.db import session_scope
+
+from .login import Login
 
 
 def _pydantic_message(exc: pydantic.ValidationError) -> ValidationError:
@@ -37,30 +40,63 @@ class OpenWait:
     description: str = ""
 
 
-def check_answer(deal_number: str, step: str, payload: dict[str, Any]) -> tuple[OpenWait, dict[str, Any]]:
-    """The open wait and the normalised answer; raises a DomainError naming the field and rule."""
+def check_answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str | None = None,
+                 login: Login | None = None, door: str = "command line") -> tuple[OpenWait, dict[str, Any]]:
+    """The open wait and the normalised answer with its proof (``code``, or signed in ``login``'s
+    session); raises a DomainError naming the field and rule. The proof is checked as the flow
+    will check it, but a code is not used up here (a wrong one is counted)."""
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
         wait = process.find_open_wait(s, deal, step)
+        if login is not None:
+            if payload.get("by") not in (None, "", login.handle):
+                raise DomainError(f"by: you are logged in as {login.handle}; `dealflow logout` to answer "
+                                  f"as someone else (with --code)")
+            payload = {**payload, "by": login.handle}
+        INPUTS[wait.step].check_fields(payload)
         try:
             data = INPUTS[wait.step].model_validate(payload).model_dump(mode="json")
         except pydantic.ValidationError as exc:
             raise _pydantic_message(exc) from None
+        proof, data = identity.split_proof(data)
+        if code is not None:
+            proof = {"code": code}
+        elif login is not None:
+            proof = login.prove(deal.number, wait.key, data)
+        proof = {k: v for k, v in proof.items() if v}
         found = OpenWait(deal.number, wait.key, wait.step, wait.flow_run_id, wait.description)
-        process.apply_answer(s, deal, wait, data)  # a dry run: never committed
+        check = keys.answer_check(door)
+        # the person and the business rules first (a dry run), so that what can be corrected is
+        # said first; the proof last, as the flow will check it but without using a code up
+        person = process.prove_answer(s, deal, wait, data, {}, replace(check, codes_required=False), consume=False)
+        process.apply_answer(s, deal, wait, data, person)
         s.rollback()
-        return found, data
+        if check.codes_required and not proof:
+            raise DomainError("code: this answer needs proof: --code NNNNNN (the 6 digits your authenticator "
+                              "app shows), or `dealflow login HANDLE` once")
+        try:
+            process.prove_answer(s, deal, wait, data, proof, check, consume=False)
+        except DomainError:
+            s.commit()  # a wrong code counts towards the lock; nothing else was written
+            raise
+        s.rollback()
+        return found, {**data, **proof}
 
 
-def answer(deal_number: str, step: str, payload: dict[str, Any], *, settle_timeout: float = 30,
-           door: str = "command line") -> OpenWait:
-    """Validate, then resume the deal's flow run with the answer. Returns the wait answered.
-    A refusal (a rule, a type, a wait that is not open, a resume the server refuses) is written
-    to the audit log, once, before it is raised: the flow never saw this answer."""
+def answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str | None = None,
+           login: Login | None = None, settle_timeout: float = 30, door: str = "command line") -> OpenWait:
+    """Validate and check the proof, then resume the deal's flow run with the answer. Returns the
+    wait answered. A refusal (a rule, a type, a proof, a wait that is not open, a resume the
+    server refuses) is written to the audit log, once, before it is raised: the flow never saw
+    this answer, and a code it carried is not used up."""
+    if login is not None and not payload.get("by"):
+        payload = {**payload, "by": login.handle}
     try:
-        return _answer(deal_number, step, payload, settle_timeout=settle_timeout)
+        return _answer(deal_number, step, payload, code=code, login=login, door=door,
+                       settle_timeout=settle_timeout)
     except DomainError as exc:
-        record_refusal(deal_number, step, payload, str(exc), door)
+        tried = {"code": code} if code else {"session": login.session} if login else {}
+        record_refusal(deal_number, step, {**payload, **tried}, str(exc), door)
         raise
 
 
@@ -71,12 +107,13 @@ def record_refusal(deal_number: str, step: str, payload: dict[str, Any], reason:
         s.commit()
 
 
-def _answer(deal_number: str, step: str, payload: dict[str, Any], *, settle_timeout: float) -> OpenWait:
+def _answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str | None, login: Login | None,
+            door: str, settle_timeout: float) -> OpenWait:
     from prefect.client.orchestration import get_client
     from prefect.exceptions import NotPausedError, ObjectNotFound
     from prefect.flow_runs import resume_flow_run
 
-    wait, data = check_answer(deal_number, step, payload)
+    wait, data = check_answer(deal_number, step, payload, code=code, login=login, door=door)
     if not wait.flow_run_id:
         raise DomainError(f"step: {deal_number} has no flow run attached; start it with `dealflow deal start`")
     ensure_api()

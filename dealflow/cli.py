@@ -15,6 +15,7 @@ import click
 
 from models import DomainError, Role, utcnow
 from models.text import ALLOWED_IN_NOTES, MAX_ID, has_control, printable, shown
+from services.config import UNVERIFIED_NOTE
 
 from .prefect_api import PrefectUnavailable, ensure_api
 
@@ -132,19 +133,27 @@ def main() -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def init(as_json: bool) -> None:
-    """Create or upgrade the database and load the Glocial catalogue and staff."""
+    """Create or upgrade the database and load the Glocial catalogue and staff (enrolled for
+    one-time codes). Without DEALFLOW_SECRET_KEY, creates the data folder's secret key file."""
     from models import seed
+    from services import keys
     from services.config import load_settings
     from services.db import migrate, session_scope
 
     settings = load_settings()
+    created = keys.ensure_key_file(settings)
     migrate()
     with session_scope() as s:
-        added = seed.load(s)
+        added = seed.load(s, keys.cipher(settings))
         s.commit()
     url = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", settings.database_url)
-    _emit({"database": url, **added}, as_json,
-          f"database ready at {url}; added {added['staff']} staff and {added['products']} products")
+    text = f"database ready at {url}; added {added['staff']} staff and {added['products']} products"
+    if created:
+        text += (f"\nsecret key created: {created} (mode 0600; it encrypts the staff's code secrets: "
+                 f"back it up, and give the same key to every machine that runs deals, as DEALFLOW_SECRET_KEY)")
+    if not settings.answer_codes:
+        text += f"\n{UNVERIFIED_NOTE}"
+    _emit({"database": url, **added, "secret_key_file": str(created) if created else None}, as_json, text)
 
 
 @main.command()
@@ -471,16 +480,223 @@ def opportunity_stage(deal_number: str, stage: str, by: str, probability: int | 
 @opportunity.command("assign")
 @click.argument("deal_number")
 @click.argument("engineer")
-@click.option("--by", required=True, help="Your staff handle (a sales rep).")
+@click.option("--by", help="Your staff handle (a sales rep; the session's, when you logged in).")
+@click.option("--code", metavar="NNNNNN", help="Your one-time code, for an answer without `dealflow login`.")
 @click.option("--note", default="", help="What the engineer should know.")
-def opportunity_assign(deal_number: str, engineer: str, by: str, note: str) -> None:
+def opportunity_assign(deal_number: str, engineer: str, by: str | None, code: str | None, note: str) -> None:
     """Hand the opportunity to a sales engineer (answers the deal's hand-off wait)."""
-    typed = {"by": by, "engineer": engineer, "note": note}
-    payload = _answer_arguments(deal_number, "handoff", lambda: typed, typed)
-    _answer(deal_number, "handoff", payload, wait=True, as_json=False)
+    typed = {"by": by or "", "engineer": engineer, "note": note}
+
+    def read() -> dict[str, Any]:
+        if not by and not _logged_in():
+            raise DomainError("by: say who answers (--by HANDLE), or log in first (`dealflow login HANDLE`)")
+        return {k: v for k, v in typed.items() if v or k != "by"}
+
+    payload = _answer_arguments(deal_number, "handoff", read, typed)
+    _answer(deal_number, "handoff", payload, code=code, wait=True, as_json=False)
 
 
 opportunity_assign.checks_its_own_arguments = True
+
+
+# --- staff accounts, and proving who answers -------------------------------------------------------
+
+def _operator() -> str:
+    """Who runs an account command, for the audit log: the logged-in person, else the OS user."""
+    import getpass
+
+    login = _logged_in()
+    if login:
+        return login.handle
+    try:
+        return printable(f"cli:{getpass.getuser()}", 40)
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _staff_row(p) -> dict[str, Any]:
+    from models import identity
+
+    return {"handle": p.handle, "name": p.name, "email": p.email, "roles": p.role_list,
+            "enabled": p.active, "enrolled": p.enrolled,
+            "locked_until": p.locked_until.isoformat(timespec="seconds")
+            if p.locked_until and identity.locked(p, utcnow()) else None}
+
+
+@main.group()
+def staff() -> None:
+    """Staff accounts: who may answer which step, and their one-time codes."""
+
+
+@staff.command("add")
+@click.argument("handle")
+@click.option("--name", required=True, help="Full name, as documents and the deal page show it.")
+@click.option("--email", required=True, help="E-mail address (reminders and digests go there).")
+@click.option("--role", "roles", required=True, metavar="ROLE[,ROLE…]",
+              help=f"One or more of: {', '.join(r.value for r in Role)}.")
+@click.option("--json", "as_json", is_flag=True, help="Print the account as JSON.")
+def staff_add(handle: str, name: str, email: str, roles: str, as_json: bool) -> None:
+    """Add a staff account (then `dealflow staff enroll HANDLE` for its one-time codes)."""
+    from models import audit
+    from models.staff import add_staff
+    from services.db import session_scope
+
+    with session_scope() as s:
+        person = add_staff(s, handle, name, email, roles)
+        audit.record(s, _operator(), "staff.added", subject=person.handle, roles=person.role_list)
+        row = _staff_row(person)
+        s.commit()
+    _emit(row, as_json, f"added {row['handle']} ({', '.join(row['roles'])}); enroll them with "
+                        f"`dealflow staff enroll {row['handle']}`")
+
+
+@staff.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the accounts as JSON.")
+def staff_list(as_json: bool) -> None:
+    """Every staff account: roles, enabled, enrolled for codes, locked."""
+    from sqlalchemy import select
+
+    from models import StaffUser
+    from services.db import session_scope
+
+    with session_scope() as s:
+        rows = [_staff_row(p) for p in s.scalars(select(StaffUser).order_by(StaffUser.handle))]
+    shown_rows = [{**r, "roles": ",".join(r["roles"]), "enabled": "yes" if r["enabled"] else "no",
+                   "enrolled": "yes" if r["enrolled"] else "no", "locked_until": r["locked_until"] or ""}
+                  for r in rows]
+    _emit(rows, as_json, _table(shown_rows, ["handle", "name", "email", "roles", "enabled", "enrolled",
+                                             "locked_until"]))
+
+
+def _change_staff(handle: str, change, action: str, **details: Any) -> dict[str, Any]:
+    from models import audit
+    from models.staff import staff_member
+    from services.db import session_scope
+
+    with session_scope() as s:
+        person = staff_member(s, handle)
+        change(s, person)
+        audit.record(s, _operator(), action, subject=person.handle, **details)
+        row = _staff_row(person)
+        s.commit()
+        return row
+
+
+@staff.command("role")
+@click.argument("handle")
+@click.argument("roles", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the account as JSON.")
+def staff_role(handle: str, roles: tuple[str, ...], as_json: bool) -> None:
+    """Set HANDLE's roles (replacing the ones they have): e.g. `staff role ana sales_rep sales_engineer`."""
+    from models.staff import check_roles, set_roles
+
+    wanted = check_roles(list(roles))
+    row = _change_staff(handle, lambda s, p: set_roles(s, p, wanted), "staff.roles_changed", roles=wanted.split(","))
+    _emit(row, as_json, f"{row['handle']}: {', '.join(row['roles'])}")
+
+
+@staff.command("disable")
+@click.argument("handle")
+def staff_disable(handle: str) -> None:
+    """Disable HANDLE: they can no longer answer or log in (their history stays)."""
+    from models.staff import disable
+
+    row = _change_staff(handle, disable, "staff.disabled")
+    click.echo(f"{row['handle']} disabled")
+
+
+@staff.command("enable")
+@click.argument("handle")
+def staff_enable(handle: str) -> None:
+    """Enable HANDLE again."""
+    from models.staff import enable
+
+    row = _change_staff(handle, lambda s, p: enable(p), "staff.enabled")
+    click.echo(f"{row['handle']} enabled")
+
+
+@staff.command("enroll")
+@click.argument("handle")
+@click.option("--png", "png", type=FilePath(dir_okay=False, path_type=Path), default=None,
+              help="Where to write the QR code as a PNG (default: DATA_DIR/enroll/HANDLE.png, mode 0600).")
+@click.option("--json", "as_json", is_flag=True, help="Print the otpauth:// URI and the PNG's path as JSON.")
+def staff_enroll(handle: str, png: Path | None, as_json: bool) -> None:
+    """Give HANDLE a new one-time-code secret (the old one stops working) and show it: an
+    otpauth:// URI and a QR code, here and as a PNG, for any authenticator app (RFC 6238 TOTP:
+    30 s, 6 digits). Show it to that person only; delete the PNG once scanned."""
+    import segno
+
+    from models import identity
+    from models.staff import staff_member
+    from services import keys
+    from services.config import load_settings
+    from services.db import session_scope
+
+    settings = load_settings()
+    cipher = keys.cipher(settings)
+    with session_scope() as s:
+        person = staff_member(s, handle)
+        uri = identity.enroll(s, person, cipher, by=_operator())
+        handle = person.handle
+        qr = segno.make(uri, error="m")
+        path = png or settings.data_dir / "enroll" / f"{handle}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+            qr.save(f, kind="png", scale=6)
+        s.commit()
+    if as_json:
+        _emit({"handle": handle, "uri": uri, "png": str(path)}, True)
+        return
+    click.echo(f"{handle}: scan this with an authenticator app (or type the URI's secret):\n{uri}")
+    qr.terminal(compact=True)
+    click.echo(f"The same QR code as a PNG: {path} (mode 0600; delete it once scanned).")
+
+
+@main.command()
+@click.argument("handle")
+@click.option("--code", metavar="NNNNNN", help="Your one-time code (asked for, hidden, when not given).")
+@click.option("--hours", type=click.FloatRange(0.01, 168), default=8, show_default=True,
+              help="How long the session lasts.")
+def login(handle: str, code: str | None, hours: float) -> None:
+    """Open a session with a one-time code: `dealflow answer` then signs every answer with the
+    session's key (kept in your config folder, mode 0600), no code needed until it expires."""
+    from models import identity
+    from services import keys
+    from services.db import session_scope
+
+    from .login import Login, save
+
+    if code is None:
+        code = click.prompt("One-time code (the 6 digits your authenticator app shows)", hide_input=True, err=True)
+    cipher = keys.cipher()
+    with session_scope() as s:
+        try:
+            opened = identity.open_session(s, handle, code, cipher, hours=hours)
+        except DomainError:
+            s.commit()  # the refusal and a wrong code are on the record
+            raise
+        s.commit()
+    save(Login.opened(opened))
+    click.echo(f"logged in as {opened.handle} until {opened.expires_at:%Y-%m-%d %H:%M} UTC")
+
+
+@main.command()
+def logout() -> None:
+    """Close your session (this database's); answers need a code or a new login after it."""
+    from models import identity
+    from services.db import session_scope
+
+    from .login import forget
+
+    login_ = forget()
+    if login_ is None:
+        click.echo("not logged in")
+        return
+    with session_scope() as s:
+        identity.close_session(s, login_.session)
+        s.commit()
+    click.echo(f"logged out ({login_.handle})")
 
 
 # --- running it for real ---------------------------------------------------------------------------
@@ -499,8 +715,13 @@ def up(port: int, executors: int, as_json: bool) -> None:
         info = stack_up(port=port, executors=executors, say=(lambda *_: None) if as_json else click.echo)
     except RuntimeError as exc:
         raise DomainError(f"up: {exc}") from None
+    from services.config import load_settings
+
+    verified = load_settings().answer_codes
     if as_json:
-        _emit(info, True)
+        _emit({**info, "answers_verified": verified}, True)
+    elif not verified:
+        click.echo(f"note: {UNVERIFIED_NOTE}")
 
 
 @main.command()
@@ -600,6 +821,10 @@ def inbox(role: str | None, as_json: bool) -> None:
         if states is not None and r["run"] == "not on this server" and r["flow_run_id"]:
             r["run"] = _run_state(r["flow_run_id"])  # e.g. Running for a moment, or Crashed
     columns = ["deal", "customer", "step", "key", "who", "since", "amount"] + (["run"] if states is not None else [])
+    from services.config import load_settings
+
+    if not load_settings().answer_codes:
+        click.echo(f"note: {UNVERIFIED_NOTE}", err=True)
     _emit(rows, as_json, _table(rows, columns)
           + ("\n(times in UTC)" if rows else ""))
 
@@ -638,12 +863,33 @@ def _answer_payload(input_json: str | None, sets: tuple[str, ...], by: str | Non
         if "=" not in item:
             raise DomainError(f"set: expected FIELD=VALUE, got {shown(item)}")
         key, _, value = item.partition("=")
-        payload[key.strip()] = _coerce(value)
+        payload[key.strip()] = value if key.strip() == "code" else _coerce(value)  # 012345 stays text
     if by:
         payload["by"] = by
-    if not payload.get("by"):
-        raise DomainError("by: say who answers (--by HANDLE)")
+    if not payload.get("by") and not _logged_in():
+        raise DomainError("by: say who answers (--by HANDLE), or log in first (`dealflow login HANDLE`)")
     return payload
+
+
+def _logged_in():
+    from .login import current
+
+    return current()
+
+
+def _proof(code: str | None) -> dict[str, Any]:
+    """How this answer is proven: --code, else the session of `dealflow login`, else (at a
+    terminal) a code asked for, hidden. With DEALFLOW_ANSWER_CODES=off nothing is needed."""
+    from services.config import load_settings
+
+    if code is not None:
+        return {"code": code}
+    if login := _logged_in():
+        return {"login": login}
+    if load_settings().answer_codes and sys.stdin.isatty():
+        return {"code": click.prompt("One-time code (the 6 digits your authenticator app shows)",
+                                     hide_input=True, err=True)}
+    return {}  # the check then says what proof is missing
 
 
 def _coerce(value: str) -> Any:
@@ -655,10 +901,16 @@ def _coerce(value: str) -> Any:
         raise DomainError(f"set: {shown(value)} is not a value dealflow can read") from None
 
 
-def _answer(deal_number: str, step: str, payload: dict[str, Any], *, wait: bool, as_json: bool) -> None:
+def _answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str | None, wait: bool,
+            as_json: bool) -> None:
     from . import answers
 
-    w = answers.answer(deal_number, step, payload)
+    try:
+        proof = _proof(code)
+    except DomainError as exc:
+        answers.record_refusal(deal_number, step, payload, str(exc))
+        raise
+    w = answers.answer(deal_number, step, payload, **proof)
     if not wait:
         _emit({"deal": deal_number.upper(), "key": w.key, "status": "sent"}, as_json,
               f"{w.key}: answer sent to {deal_number.upper()}")
@@ -678,24 +930,40 @@ def _answer(deal_number: str, step: str, payload: dict[str, Any], *, wait: bool,
 @main.command()
 @click.argument("deal_number")
 @click.argument("step")
-@click.option("--by", help="Your staff handle.")
+@click.option("--by", help="Your staff handle (the session's, when you logged in).")
+@click.option("--code", metavar="NNNNNN", help="Your one-time code, for an answer without `dealflow login` "
+                                               "(asked for, hidden, at a terminal).")
 @click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
               help="A field of the answer; VALUE is read as JSON when it parses (true, 12, [..]).")
 @click.option("--input", "input_json", help="The whole answer as a JSON object (or @file.json).")
 @click.option("--no-wait", is_flag=True, help="Do not wait for the flow to record the answer.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def answer(deal_number: str, step: str, by: str | None, sets: tuple[str, ...], input_json: str | None,
-           no_wait: bool, as_json: bool) -> None:
+def answer(deal_number: str, step: str, by: str | None, code: str | None, sets: tuple[str, ...],
+           input_json: str | None, no_wait: bool, as_json: bool) -> None:
     """Answer the wait DEAL_NUMBER is at. STEP is the wait's step (qualify, handoff, estimate,
     decision, qa, shipment, payment) or its key (e.g. qa-attempt-2).
 
     \b
-    dealflow answer DEAL-0001 qualify --by sofia --set qualified=true --set budget=150000
-    dealflow answer DEAL-0001 estimate --by mark --input '{"lines": [{"sku": "VMC-850", "quantity": 1}]}'
+    Every answer is proven: made in a session (`dealflow login HANDLE`, once), each answer is
+    signed with the session's key; or give your one-time code with --code.
+
+    \b
+    dealflow login sofia
+    dealflow answer DEAL-0001 qualify --set qualified=true --set budget=150000
+    dealflow answer DEAL-0001 estimate --by mark --code 123456 --input '{"lines": [{"sku": "VMC-850", "quantity": 1}]}'
     """
+    typed_sets = [f"{k}=(not recorded)" if k.strip() == "code" else item
+                  for item in sets for k in [item.partition("=")[0]]]
     payload = _answer_arguments(deal_number, step, lambda: _answer_payload(input_json, sets, by),
-                                {"by": by or "", "input": input_json or "", "set": list(sets)})
-    _answer(deal_number, step, payload, wait=not no_wait, as_json=as_json)
+                                {"by": by or "", "input": _typed_input(input_json), "set": typed_sets})
+    _answer(deal_number, step, payload, code=code, wait=not no_wait, as_json=as_json)
+
+
+def _typed_input(input_json: str | None) -> str:
+    """--input as typed, for the record of a refusal; not when it carries a one-time code."""
+    if input_json and '"code"' in input_json:
+        return "(not recorded: it carries a one-time code)"
+    return input_json or ""
 
 
 answer.checks_its_own_arguments = True

@@ -66,11 +66,16 @@ def describe_entry(actor: str, action: str, subject: str, d: dict[str, Any]) -> 
     if action == "wait.opened":
         return f"⏸  deal waits: {subject} (for {d.get('roles', '').replace(',', ' or ')})"
     if action.endswith(".answered"):
-        return f"✔  {subject}: {d.get('outcome')}"
+        how = {"signed session": f", signed by {actor}", "one-time code": f", {actor}'s one-time code",
+               "unverified": ", UNVERIFIED"}.get(d.get("proof"), "")
+        stand_in = f" (standing in for {d['stands_in_for']})" if d.get("stands_in_for") else ""
+        return f"✔  {subject}: {d.get('outcome')}{how}{stand_in}"
+    if action == "staff.login":
+        return f"🔑 logs in with the code their authenticator app shows (session until {d.get('expires', '')[11:16]} UTC)"
     if action.endswith(".refused"):
         before = " before anything moved" if d.get("door") not in (None, "flow") else ""
         return f"✘  {subject} refused{before}: {d.get('reason')}"
-    if action in ("deal.flow_attached", "seed.loaded"):
+    if action in ("deal.flow_attached", "seed.loaded", "staff.enrolled"):
         return None
     extra = ", ".join(f"{k} {v}" for k, v in d.items() if k not in ("answer",))
     return f"•  {action.replace('.', ' ')} {subject}" + (f" ({extra})" if extra else "")
@@ -88,7 +93,7 @@ def people(deal_number: str, out: TextIO, stop: threading.Event, errors: list[Ba
     from services.db import session_scope
 
     from . import answers
-    from .scenario import SCRIPT, answer_for
+    from .scenario import SCRIPT, TEAM, answer_for
 
     try:
         showed_refusal = False
@@ -108,14 +113,23 @@ def people(deal_number: str, out: TextIO, stop: threading.Event, errors: list[Ba
                 _say(out, "Sofia works the opportunity: follow-ups and pipeline stages")
             if move.step == "qa" and not showed_refusal:
                 showed_refusal = True
-                _say(out, "Sofia tries to sign off QA herself")
+                _say(out, "Impostors first: Sofia, logged in as herself, tries to sign off QA")
                 try:
-                    answers.answer(deal_number, "qa", {"by": "sofia", "passed": True, "notes": "looks fine"})
+                    answers.answer(deal_number, "qa", {"passed": True, "notes": "looks fine"},
+                                   login=TEAM.login("sofia"), door="demo")
                 except DomainError:
                     narrator.flush()  # the refusal is in the audit log, like every other
+                _say(out, "Someone types 'qa' in the form with a guessed code")
+                try:
+                    answers.answer(deal_number, "qa", {"by": "qa", "passed": True, "notes": "ship it"},
+                                   code=TEAM.wrong_code("qa"), door="demo")
+                except DomainError:
+                    narrator.flush()
             payload = answer_for(deal_number, move)
-            _say(out, move.say)
-            answers.answer(deal_number, move.step, payload)
+            login = TEAM.login(move.by)  # once per person: a code from their app opens the session
+            narrator.flush()
+            _say(out, f"{move.say}; signed by {move.by}")
+            answers.answer(deal_number, move.step, payload, login=login, door="demo")
             answers.wait_closed(deal_number, key)
     except BaseException as exc:  # reported by the main thread, which stops the flow
         errors.append(exc)
@@ -149,6 +163,7 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[s
     from models import process, seed
     from models.deal import deal_by_number
     from models.pipeline import add_lead
+    from services import keys
     from services.db import migrate, session_scope
     from services.views import deal_summary, stock
 
@@ -156,9 +171,10 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[s
 
     started = time.monotonic()
     print(f"dealflow demo: Glocial Machineries, data in {data_dir}", file=out, flush=True)
+    keys.ensure_key_file()
     migrate()
     with session_scope() as s:
-        seed.load(s)
+        seed.load(s, keys.cipher())  # the staff enrolled: each person's app shows their codes
         s.commit()
         before = {row["sku"]: row["on_hand"] for row in stock(s)}
         lead = add_lead(s, **LEAD)
@@ -201,8 +217,23 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[s
     summary["documents_dir"] = str(data_dir / "documents")
     summary["mail_dir"] = str(mail_dir)
     summary["flow_steps"] = len(result["steps"])
+    summary["refused"] = refused_answers(deal_number)
     summary["seconds"] = round(time.monotonic() - started, 1)
     return summary
+
+
+def refused_answers(deal_number: str) -> int:
+    """How many answers to the deal's waits were refused (by the flow or before it)."""
+    from sqlalchemy import func
+
+    from models import AuditEntry
+    from models.deal import deal_by_number
+    from services.db import session_scope
+
+    with session_scope() as s:
+        deal_id = deal_by_number(s, deal_number).id
+        return s.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.deal_id == deal_id, AuditEntry.action.like("%.refused")))
 
 
 def print_summary(summary: dict[str, Any], out: TextIO = sys.stdout) -> None:
@@ -223,5 +254,6 @@ def print_summary(summary: dict[str, Any], out: TextIO = sys.stdout) -> None:
         p(f"  payment  {pay['number']:<14} {pay['amount']}")
     p("  stock:   " + "; ".join(f"{sku} {v['before']} → {v['after']}" for sku, v in summary["stock"].items()
                                 if v["before"] != v["after"]))
+    p(f"  {summary['refused']} answers refused (each in the audit log; nothing moved)")
     p(f"  {len(summary['emails'])} emails in {summary['mail_dir']}")
     p(f"  {len(summary['documents'])} documents (HTML and PDF) in {summary['documents_dir']}")

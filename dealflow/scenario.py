@@ -6,9 +6,10 @@ Used by ``dealflow demo`` (answers go through Prefect, as a person's would), by 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -98,6 +99,61 @@ SCRIPT: list[Move] = [
 ]
 
 
+class Team:
+    """The scenario's people, each logged in once, as `dealflow login` does: a session opened with
+    the code their authenticator app would show (computed from their enrolled secret), whose key
+    then signs each of their answers. Sessions are kept per database for the process, so a second
+    deal does not need a second code within the same 30 seconds."""
+
+    _logins: dict[tuple[str, str], Any] = {}
+
+    def login(self, handle: str):
+        from models import identity
+        from services import keys
+        from services.config import load_settings
+        from services.db import session_scope
+
+        from .login import Login
+
+        url = load_settings().database_url
+        cipher = keys.cipher()
+        with session_scope() as s:
+            cached = self._logins.get((url, handle))
+            row = s.get(identity.StaffSession, cached.session) if cached else None  # (a test may empty the tables)
+            if row is not None and row.closed_at is None and row.expires_at > utcnow() + timedelta(minutes=5):
+                return cached
+            person = identity.staff_member(s, handle)
+            generator = identity.totp(person, cipher)
+            now = generator.timecode(utcnow().replace(tzinfo=UTC))
+            step = max(now, (person.totp_last_step or 0) + 1)  # a code used a moment ago: the next one
+            if step > now + 1:
+                time.sleep(identity.STEP_SECONDS - time.time() % identity.STEP_SECONDS + 0.1)
+            opened = identity.open_session(s, handle, generator.generate_otp(step), cipher, door="scenario")
+            s.commit()
+        login = self._logins[(url, handle)] = Login.opened(opened)
+        return login
+
+    def signed(self, deal_number: str, wait_key: str, answer: dict[str, Any]) -> dict[str, Any]:
+        """``answer`` with its proof: signed by its person (``by``) for this deal and wait."""
+        return {**answer, **self.login(answer["by"]).prove(deal_number, wait_key, answer)}
+
+    @staticmethod
+    def wrong_code(handle: str) -> str:
+        """A code that is not ``handle``'s now (nor one step either side): an impostor's guess."""
+        from models import identity
+        from services import keys
+        from services.db import session_scope
+
+        with session_scope() as s:
+            generator = identity.totp(identity.staff_member(s, handle), keys.cipher())
+        now = generator.timecode(utcnow().replace(tzinfo=UTC))
+        valid = {generator.generate_otp(now + d) for d in (-1, 0, 1)}
+        return next(c for c in (f"{n:06d}" for n in range(123456, 999999, 111111)) if c not in valid)
+
+
+TEAM = Team()
+
+
 def work_the_opportunity(session: Session, deal: Deal) -> None:
     """What Sofia does while the deal waits for her hand-off: follow-ups and stage moves."""
     now = utcnow()
@@ -183,7 +239,8 @@ def play_direct(deal_number: str, script: list[Move] | None = None, until: str |
                 raise RuntimeError(f"{deal_number} waits at {step['key']} but the script has "
                                    f"{moves[0].step if moves else 'nothing'} next")
             move = moves.pop(0)
-            result = record_answer.fn(deal_number, step["key"], answer_for(deal_number, move))
+            result = record_answer.fn(deal_number, step["key"],
+                                      TEAM.signed(deal_number, step["key"], answer_for(deal_number, move)))
             trail.append({"key": step["key"], **result})
         for _ in range(repeat):
             deliver_mail.fn(deal_number)

@@ -1,7 +1,8 @@
 """What a person enters at each wait: typed RunInput forms with a description on every field.
 
-The Prefect UI renders them as forms; ``dealflow answer`` validates the same models. The
-business rules (role, stock, amounts due) are checked again by the flow after the resume.
+The Prefect UI renders them as forms; ``dealflow answer`` validates the same models. Each
+carries its proof (a one-time code, or a session's signature from the CLI); the flow checks it,
+the person's role and the business rules (stock, amounts due) after the resume.
 """
 
 from __future__ import annotations
@@ -11,16 +12,51 @@ from typing import Literal
 from uuid import UUID
 
 from prefect.input import RunInput
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from models.billing import PAYMENT_METHODS
 from models.estimates import DECISION_CHANNELS
 
 
+def _form_schema(schema: dict, model: type) -> None:  # noqa: ARG001
+    """The one-time code is the form's last field: typed last, just before Submit, while it is
+    still the code the app shows. The schema admits fields it does not show (the CLI's session
+    and signature); ``dealflow answer`` still refuses a field no form has."""
+    props = schema.get("properties", {})
+    if "code" in props:
+        props["code"] = props.pop("code")
+    schema.pop("additionalProperties", None)
+
+
 class Answer(RunInput):
+    # extra="ignore": a field sent straight to the API that no form has cannot crash the run
+    model_config = ConfigDict(extra="ignore", json_schema_extra=_form_schema)
+
     by: str = Field(title="Your handle",
                     description="Your staff handle (e.g. sofia, mark, qa, delivery, finance). "
                                 "The flow checks that you have the role this step needs.")
+    code: str = Field(title="One-time code", default="",
+                      description="The 6 digits your authenticator app shows now. A code works once: "
+                                  "for a second answer within the same 30 seconds, wait for the next code.")
+    # A signed answer from `dealflow answer` in a session (not in the UI's form): the session's id
+    # and the HMAC of the deal, the wait's key and the answer (see models/identity.py).
+    session: SkipJsonSchema[str] = ""
+    signature: SkipJsonSchema[str] = ""
+
+    @classmethod
+    def check_fields(cls, payload: dict) -> None:
+        """A field the form does not have (a typo in `--set`) is a mistake, said as one."""
+        from models.errors import ValidationError
+
+        for name in payload:
+            if name not in cls.model_fields:
+                raise ValidationError(str(name)[:40], f"not a field of the {cls.__name__.removesuffix('Input').lower()} "
+                                                      f"form (its fields: {', '.join(cls.fields_shown())})")
+
+    @classmethod
+    def fields_shown(cls) -> list[str]:
+        return [n for n in cls.model_fields if n not in ("session", "signature")]
 
     @classmethod
     def save(cls, keyset: dict[str, str], flow_run_id: UUID | None = None) -> None:

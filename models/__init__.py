@@ -8,6 +8,7 @@ from . import (
                      deal,
                      estimates,
                      guard,
+                     identity,
                      numbering,
                      orders,
                      outbox,
@@ -46,7 +47,7 @@ from .staff import Role, StaffUser
 
 __all__ = [
     "AuditEntry", "Base", "utcnow", "audit", "billing", "catalog", "crm", "deal", "estimates", "numbering", "orders",
-    "outbox", "reminders", "staff", "guard", "Invoice", "InvoiceLine", "Payment", "Product", "StockLevel", "StockMove",
+    "outbox", "reminders", "staff", "guard", "identity", "Invoice", "InvoiceLine", "Payment", "Product", "StockLevel", "StockMove",
     "Contact", "Customer", "FollowUp", "Lead", "Opportunity", "StageChange", "Deal", "Wait",
     "DomainError", "InvalidTransition", "NotFound", "OutOfStock", "Overpayment", "PermissionDenied",
     "ValidationError", "WaitNotOpen", "ChangeRequest", "Estimate", "EstimateLine", "EstimateRevision",

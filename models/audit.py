@@ -49,8 +49,9 @@ def recordable(value: Any, max_text: int = 4000, max_items: int = 200, depth: in
     acceptable."""
     if isinstance(value, dict | list | tuple) and depth <= 0:
         return "…"
-    if isinstance(value, dict):
-        return {printable(k, 80): recordable(v, max_text, max_items, depth - 1)
+    if isinstance(value, dict):  # a one-time code is never kept, not even a wrong one
+        return {printable(k, 80): "(not recorded)" if k == "code" and v not in (None, "")
+                else recordable(v, max_text, max_items, depth - 1)
                 for k, v in list(value.items())[:max_items]}
     if isinstance(value, list | tuple):
         return [recordable(v, max_text, max_items, depth - 1) for v in value[:max_items]]

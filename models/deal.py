@@ -117,6 +117,10 @@ class Wait(Base):
     answered_by: Mapped[str | None] = mapped_column(String(40))
     answer: Mapped[dict[str, Any] | None]
     refusal_reason: Mapped[str] = mapped_column(Text, default="")
+    # how the answer was proven ("one-time code", "signed session", "unverified"), and the roles a
+    # manager answered for without holding them (standing in)
+    proof: Mapped[str | None] = mapped_column(String(20))
+    stand_in_for: Mapped[str | None] = mapped_column(String(80))
 
     deal: Mapped[Deal] = relationship(back_populates="waits")
 
@@ -124,9 +128,12 @@ class Wait(Base):
     def role_list(self) -> list[str]:
         return self.roles.split(",")
 
-    def close(self, status: str, by: str, answer: dict[str, Any], reason: str = "") -> None:
+    def close(self, status: str, by: str, answer: dict[str, Any], reason: str = "", *,
+              proof: str | None = None, stand_in_for: str | None = None) -> None:
         if self.status != "open":
             raise InvalidTransition(f"wait {self.key} of deal {self.deal.number}", self.status, "answer it")
+        self.proof = proof
+        self.stand_in_for = stand_in_for
         self.status = status
         self.answered_by = by
         self.answered_at = utcnow()

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import audit, identity
 from .audit import recordable
 from .base import utcnow
 from .billing import Invoice, InvoiceLine
@@ -37,13 +37,13 @@ from .documents import (
     receipt_context,
     shipment_context,
 )
-from .errors import DomainError, InvalidTransition, NotFound, PermissionDenied, ValidationError, WaitNotOpen
+from .errors import DomainError, InvalidTransition, NotFound, ValidationError, WaitNotOpen
 from .estimates import Estimate, EstimateLine, EstimateRevision
 from .money import parse_money
 from .numbering import next_number
 from .orders import SalesOrder, SalesOrderLine, SalesReceipt, Shipment, ShipmentLine
 from .outbox import add_document, queue_email
-from .staff import Role, StaffUser
+from .staff import Role, StaffUser, staff_member
 from .text import bounded, one_line, printable, shown
 
 SYSTEM = "system"
@@ -177,36 +177,54 @@ def find_open_wait(session: Session, deal: Deal, step_or_key: str) -> Wait:
 
 
 def staff_by_handle(session: Session, handle: str, field_name: str = "by") -> StaffUser:
-    handle = one_line(handle, field_name, 40, required=True)  # checked before the database sees it
-    person = session.scalars(select(StaffUser).where(StaffUser.handle == handle)).one_or_none()
-    if person is None:
-        raise ValidationError(field_name, f"no staff member with handle {handle!r}")
-    return person
+    return staff_member(session, handle, field_name)  # checked before the database sees it
 
 
-def check_answerer(session: Session, wait: Wait, handle: str) -> StaffUser:
-    person = staff_by_handle(session, handle)
-    if not any(person.has_role(r) for r in wait.role_list):
-        raise PermissionDenied(person.handle, " or ".join(wait.role_list), wait.step, has=person.role)
-    return person
+@dataclass(frozen=True)
+class AnswerCheck:
+    """How answers are proven where they are checked: the cipher of this installation's secret
+    key (None: not available here), and whether a code or a signed session is required."""
+    cipher: identity.Cipher | None
+    codes_required: bool = True
+    door: str = "flow"
 
 
-def apply_answer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any]) -> str:
-    """Check the person's role, apply the answer to the business, close the wait.
+def prove_answer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any], proof: dict[str, Any],
+                 check: AnswerCheck, *, consume: bool) -> identity.Proven:
+    """Who answers, and the proof that it is them (see ``models.identity``). A code is used up only
+    with ``consume`` (the flow, after the resume); ``dealflow answer`` checks first without."""
+    person = staff_by_handle(session, answer.get("by", ""))
+    return identity.prove(session, person, wait.role_list, wait.step, proof, deal.number, wait.key, answer,
+                          cipher=check.cipher, codes_required=check.codes_required, consume=consume,
+                          door=check.door)
+
+
+def apply_answer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any], proven: identity.Proven) -> str:
+    """Apply a proven answer (without its proof) to the business and close the wait.
     Raises a DomainError, with nothing applied, if the answer breaks a rule."""
-    person = check_answerer(session, wait, answer.get("by", ""))
+    person = proven.person
     outcome = ANSWER_HANDLERS[wait.step](session, deal, person, answer)
-    wait.close("answered", person.handle, recordable(answer))
+    wait.close("answered", person.handle, recordable(answer), proof=proven.kind, stand_in_for=proven.stands_in_for)
+    extra = {"stands_in_for": proven.stands_in_for} if proven.stands_in_for else {}
     audit.record(session, person.handle, f"{wait.step}.answered", deal_id=deal.id, subject=wait.key,
-                 outcome=outcome, answer=recordable(answer))
+                 outcome=outcome, answer=recordable(answer), proof=proven.kind, **extra)
     return outcome
 
 
-def refuse_answer(session: Session, wait: Wait, answer: dict[str, Any], reason: str, door: str = "flow") -> None:
+def _tried(proof: dict[str, Any]) -> str:
+    """Which proof an answer came with, for the record (never the proof itself)."""
+    if proof.get("session") or proof.get("signature"):
+        return identity.BY_SESSION
+    return identity.BY_CODE if proof.get("code") else "none"
+
+
+def refuse_answer(session: Session, wait: Wait, answer: dict[str, Any], reason: str, door: str = "flow",
+                  proof: dict[str, Any] | None = None) -> None:
+    proof, answer = identity.split_proof({**answer, **(proof or {})})
     by = printable(answer.get("by", "") or "?", 40)  # whatever was typed, made safe to record
-    wait.close("refused", by, recordable(answer), printable(reason, 2000))
+    wait.close("refused", by, recordable(answer), printable(reason, 2000), proof=_tried(proof))
     audit.record(session, by, f"{wait.step}.refused", deal_id=wait.deal_id, subject=wait.key,
-                 reason=printable(reason, 2000), answer=recordable(answer), door=door)
+                 reason=printable(reason, 2000), answer=recordable(answer), door=door, proof=_tried(proof))
 
 
 def record_refused_attempt(session: Session, deal_number: str, step: str, answer: dict[str, Any], reason: str,
@@ -223,10 +241,11 @@ def record_refused_attempt(session: Session, deal_number: str, step: str, answer
     wait = deal.open_wait if deal is not None else None
     if wait is not None and step not in (wait.step, wait.key):
         wait = None
+    proof, answer = identity.split_proof(answer) if isinstance(answer, dict) else ({}, answer)
     by = answer.get("by", "") if isinstance(answer, dict) else ""
     audit.record(session, printable(by or "?", 40), f"{wait.step if wait else printable(step, 30)}.refused",
                  deal_id=deal.id if deal else None, subject=printable(wait.key if wait else step, 60),
-                 reason=printable(reason, 2000), answer=recordable(answer), door=door)
+                 reason=printable(reason, 2000), answer=recordable(answer), door=door, proof=_tried(proof))
 
 
 def locked_wait(session: Session, deal: Deal, key: str) -> Wait:
@@ -238,24 +257,33 @@ def locked_wait(session: Session, deal: Deal, key: str) -> Wait:
     return wait
 
 
-def answer_wait(session: Session, deal: Deal, key: str, answer: dict[str, Any]) -> dict[str, Any]:
-    """Apply an answer to the wait ``key``, or, if it breaks a rule, record the refusal instead:
-    the business change and the refusal never both happen (a savepoint separates them)."""
+def answer_wait(session: Session, deal: Deal, key: str, answer: dict[str, Any], check: AnswerCheck) -> dict[str, Any]:
+    """Prove and apply an answer to the wait ``key``, or, if the proof fails or the answer breaks a
+    rule, record the refusal instead: the business change and the refusal never both happen (a
+    savepoint separates them). A code is used up, and a wrong one counted, either way."""
     wait = locked_wait(session, deal, key)
     if wait.status != "open":
         return {"accepted": wait.status == "answered", "outcome": "already recorded",
                 "reason": wait.refusal_reason}
+    proof, body = identity.split_proof(answer)
     try:
-        with session.begin_nested():
-            outcome = apply_answer(session, deal, wait, answer)
-        return {"accepted": True, "outcome": outcome, "by": wait.answered_by}
+        proven = prove_answer(session, deal, wait, body, proof, check, consume=True)
     except DomainError as exc:
         reason = str(exc)
-    except (DataError, OverflowError, ArithmeticError) as exc:  # a value the database cannot hold
-        reason = f"answer: a value is out of range ({type(exc).__name__})"
-    session.expire_all()
-    wait = locked_wait(session, deal, key)
-    refuse_answer(session, wait, answer, reason)
+    else:
+        session.flush()  # the code is used up, whatever the business rules say next
+        try:
+            with session.begin_nested():
+                outcome = apply_answer(session, deal, wait, body, proven)
+            return {"accepted": True, "outcome": outcome, "by": wait.answered_by, "proof": proven.kind,
+                    "stands_in_for": proven.stands_in_for}
+        except DomainError as exc:
+            reason = str(exc)
+        except (DataError, OverflowError, ArithmeticError) as exc:  # a value the database cannot hold
+            reason = f"answer: a value is out of range ({type(exc).__name__})"
+        session.expire_all()
+        wait = locked_wait(session, deal, key)
+    refuse_answer(session, wait, body, reason, proof=proof)
     return {"accepted": False, "reason": reason}
 
 
@@ -312,8 +340,9 @@ def _qualify(session: Session, deal: Deal, person: StaffUser, answer: dict[str, 
 def _handoff(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
     _notes(answer, "note", 2000)  # kept with the answer (the wait and the audit log)
     engineer = staff_by_handle(session, answer.get("engineer"), "engineer")
-    if engineer.role != Role.SALES_ENGINEER:
-        raise ValidationError("engineer", f"{engineer.handle} is {engineer.role}, not a sales_engineer")
+    if not engineer.holds(Role.SALES_ENGINEER) or not engineer.active:
+        raise ValidationError("engineer", f"{engineer.handle} is {engineer.role}{'' if engineer.active else ' (disabled)'}"
+                                          f", not a sales_engineer")
     deal.opportunity.engineer = engineer
     return f"assigned to {engineer.handle}"
 

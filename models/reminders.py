@@ -93,7 +93,8 @@ def _sent(rule: str, entity_col, day: date | None = None):
     return ~select(ReminderSent.id).where(*cond).exists()
 
 def _staff_with(session: Session, role: Role) -> list[StaffUser]:
-    return list(session.scalars(select(StaffUser).where(StaffUser.role == str(role), StaffUser.active)))
+    return [p for p in session.scalars(select(StaffUser).where(StaffUser.active).order_by(StaffUser.id))
+            if p.holds(role)]
 
 def followup_digests(session: Session, now: datetime) -> Iterator[Reminder]:
     today = now.date()

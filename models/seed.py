@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .catalog import Product, receive
+from .identity import Cipher, enroll
 from .staff import Role, StaffUser
 
 STAFF = [
@@ -31,11 +32,16 @@ CATALOGUE = [
 ]
 
 
-def load(session: Session) -> dict[str, int]:
+def load(session: Session, cipher: Cipher | None = None) -> dict[str, int]:
+    """With ``cipher``, the Glocial staff are enrolled for one-time codes as they are added (their
+    secrets encrypted with it); ``dealflow staff enroll HANDLE`` gives a person a new one to scan."""
     added = {"staff": 0, "products": 0}
     for handle, name, email, role in STAFF:
         if session.scalars(select(StaffUser).where(StaffUser.handle == handle)).one_or_none() is None:
-            session.add(StaffUser(handle=handle, name=name, email=email, role=str(role)))
+            person = StaffUser(handle=handle, name=name, email=email, roles=str(role))
+            session.add(person)
+            if cipher is not None:
+                enroll(session, person, cipher, by="init")
             added["staff"] += 1
     for sku, name, price, tax, on_hand in CATALOGUE:
         if session.scalars(select(Product).where(Product.sku == sku)).one_or_none() is None:

@@ -31,6 +31,9 @@ class Settings:
     finance_email: str
     company: dict[str, str]
     mail_retry_seconds: tuple[int, ...] = MAIL_RETRY_SECONDS  # DEALFLOW_MAIL_RETRY_SECONDS
+    # Every answer needs a one-time code or a signed session; DEALFLOW_ANSWER_CODES=off (a trial
+    # by one person) makes the handle enough, and every answer is then recorded as unverified.
+    answer_codes: bool = True
 
     @property
     def mail_dir(self) -> Path:
@@ -72,7 +75,23 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     }
     return Settings(data_dir=data_dir, database_url=database_url, smtp=smtp, mail_from=mail_from,
                     finance_email=env.get("DEALFLOW_FINANCE_EMAIL", "finance@glocial.example"),
-                    company=company, mail_retry_seconds=_retry_seconds(env.get("DEALFLOW_MAIL_RETRY_SECONDS")))
+                    company=company, mail_retry_seconds=_retry_seconds(env.get("DEALFLOW_MAIL_RETRY_SECONDS")),
+                    answer_codes=_switch(env.get("DEALFLOW_ANSWER_CODES"), "DEALFLOW_ANSWER_CODES"))
+
+
+UNVERIFIED_NOTE = ("answers are NOT verified (DEALFLOW_ANSWER_CODES=off): a handle is enough, "
+                   "every answer is recorded as unverified")
+
+
+def _switch(value: str | None, name: str) -> bool:
+    if value is None or value.strip().lower() in ("", "on", "true", "1", "yes"):
+        return True
+    if value.strip().lower() in ("off", "false", "0", "no"):
+        return False
+    from models.errors import ValidationError
+    from models.text import shown
+
+    raise ValidationError(name, f"must be on or off, got {shown(value)}")
 
 
 def _retry_seconds(value: str | None) -> tuple[int, ...]:

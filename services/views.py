@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Deal, Document, Email, Product, StockLevel, Wait, utcnow
+from models import Deal, Document, Email, Product, StaffUser, StockLevel, Wait, utcnow
 from models.markdown import Markdown, table
 
 
@@ -84,7 +84,18 @@ def stock(session: Session) -> list[dict[str, Any]]:
             for p, lvl in rows]
 
 
-def deal_page(session: Session, deal: Deal, documents_dir: str) -> tuple[Markdown, list[dict[str, Any]]]:
+def answerer(session: Session, wait: Wait) -> str:
+    """Who answered a wait, as an auditor reads it: 'Mark Henry (mark)', or for a manager standing
+    in, 'manager Morgan Lee for qa'."""
+    person = session.scalars(select(StaffUser).where(StaffUser.handle == wait.answered_by)).one_or_none()
+    name = person.name if person else (wait.answered_by or "?")
+    if wait.stand_in_for:
+        return f"manager {name} for {wait.stand_in_for}"
+    return f"{name} ({wait.answered_by})" if person else name
+
+
+def deal_page(session: Session, deal: Deal, documents_dir: str,
+              note: str | None = None) -> tuple[Markdown, list[dict[str, Any]]]:
     """The deal as a Markdown page (timeline, documents, money) and its current lines as a table,
     for the deal's artifacts in the Prefect UI. Every value is escaped (``models.markdown``): a
     name, a note or an answer someone typed shows as typed, never as a link, image or tag."""
@@ -94,6 +105,8 @@ def deal_page(session: Session, deal: Deal, documents_dir: str) -> tuple[Markdow
     out = [Markdown("# {} · {}").format(d["deal"], d["customer"]), Markdown(""),
            Markdown("**{}** · stage {} · owner {}").format(d["status"], d["stage"], d["owner"])
            + (Markdown(" · engineer {}").format(d["engineer"]) if d["engineer"] else Markdown(""))]
+    if note:  # e.g. answers are not verified in this installation
+        out.append(Markdown("\n> ⚠ {}").format(note))
     if d["waiting_for"]:
         w = d["waiting_for"]
         out.append(Markdown("\n⏸ waiting for **{}** (`{}`, {}) since {} UTC").format(
@@ -117,6 +130,12 @@ def deal_page(session: Session, deal: Deal, documents_dir: str) -> tuple[Markdow
                 table(["kind", "number", "files"],
                       [[x["kind"], x["number"], Markdown("{}/{}, {}").format(documents_dir, x["file"], x["pdf"])]
                        for x in d["documents"]])]
+    closed = [w for w in deal.waits if w.status != "open"]
+    if closed:
+        out += [Markdown(""), Markdown("## Answers"), Markdown(""),
+                table(["wait", "answer", "by", "proven by", "when (UTC)"],
+                      [[w.key, w.status, answerer(session, w), w.proof or "", Markdown("{:%Y-%m-%d %H:%M:%S}").format(
+                          w.answered_at) if w.answered_at else ""] for w in closed])]
     entries = session.scalars(select(AuditEntry).where(AuditEntry.deal_id == deal.id).order_by(AuditEntry.id)).all()
     out += [Markdown(""), Markdown("## Timeline"), Markdown(""),
             table(["when (UTC)", "who", "what", ""],

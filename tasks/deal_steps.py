@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from models import DomainError, process, prompts
 from models.deal import deal_by_number
-from services import mailer
+from services import keys, mailer
 from services.config import MAIL_RETRY_SECONDS, load_settings, with_smtp_password
 from services.db import session_scope
 
@@ -123,10 +123,11 @@ def unconfirmed_waits(older_than_seconds: float, within_days: int = 2) -> list[d
 
 @task(task_run_name="answer-{key}", cache_policy=NO_CACHE)
 def record_answer(deal_number: str, key: str, answer: dict[str, Any]) -> dict[str, Any]:
-    """Re-check the person's role and the business rules, then apply the answer; a refused
-    answer is recorded with its reason, with nothing else written."""
+    """Check who answers (the person, their role, their code or signed session) and the business
+    rules, then apply the answer; a refused answer is recorded with its reason, with nothing else
+    written (but a code it carried is used up). The answer's proof is in no log or record."""
     with session_scope() as s:
-        result = process.answer_wait(s, deal_by_number(s, deal_number), key, answer)
+        result = process.answer_wait(s, deal_by_number(s, deal_number), key, answer, keys.answer_check())
         s.commit()
         return result
 
@@ -181,9 +182,13 @@ def publish_deal_page(deal_number: str) -> str:
 
     from .ui import markdown_artifact, table_artifact
 
+    from services.config import UNVERIFIED_NOTE
+
+    settings = load_settings()
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
-        markdown, lines = deal_page(s, deal, str(load_settings().documents_dir))
+        markdown, lines = deal_page(s, deal, str(settings.documents_dir),
+                                    note=None if settings.answer_codes else UNVERIFIED_NOTE)
         key = f"deal-{deal.number.lower()}"
         description = f"{deal.number} · {deal.customer_name}"
     markdown_artifact(key, markdown, description)

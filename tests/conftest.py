@@ -10,14 +10,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import text
 
 from models import Base, DocumentSequence, process, seed
 from models.numbering import PREFIXES
 from models.pipeline import add_lead
+from services import keys
 from services.db import engine_for, migrate, session_scope
 
 PG_URL = os.environ.get("DEALFLOW_TEST_DATABASE_URL")
+# One secret key for the test session (the seeded staff's code secrets are encrypted with it);
+# tests of the key file itself unset it.
+os.environ["DEALFLOW_SECRET_KEY"] = Fernet.generate_key().decode()
+os.environ.pop("DEALFLOW_SECRET_KEY_BLOCK", None)
+os.environ.pop("DEALFLOW_ANSWER_CODES", None)
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +40,7 @@ def _template(tmp_path_factory) -> str:
     url = f"sqlite:///{path}"
     migrate(url)
     with session_scope(url) as s:
-        seed.load(s)
+        seed.load(s, keys.cipher())
         s.commit()
     engine_for(url).dispose()
     return str(path)
@@ -49,7 +56,7 @@ def db(_template, tmp_path, monkeypatch) -> Iterator[str]:
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         with session_scope(PG_URL) as s:  # as the migrations leave a new database
             s.add_all(DocumentSequence(doc_type=t, last_value=0) for t in PREFIXES)
-            seed.load(s)
+            seed.load(s, keys.cipher())
             s.commit()
         url = PG_URL
     else:
@@ -58,6 +65,7 @@ def db(_template, tmp_path, monkeypatch) -> Iterator[str]:
         url = f"sqlite:///{path}"
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("DEALFLOW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DEALFLOW_CONFIG_DIR", str(tmp_path / "config"))  # `dealflow login`'s session file
     for name in ("SMTP_HOST", "SMTP_PORT", "SMTP_USER", "SMTP_PASSWORD", "SMTP_PASSWORD_SECRET_BLOCK"):
         monkeypatch.delenv(name, raising=False)
     yield url

@@ -6,14 +6,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from dealflow.answers import check_answer
 from dealflow.scenario import play_direct
 from models import DomainError, Product, StockLevel
 from models.markdown import plain
 from services.db import session_scope
-from tasks.deal_steps import open_wait, plan_next_step, record_answer
+from tasks.deal_steps import open_wait, plan_next_step
 
-from .helpers import audit_actions, counts, wait_row
+from .helpers import audit_actions, check_answer, counts, record_answer, wait_row
 
 
 def _refused_everywhere(deal: str, step: str, key: str, answer: dict, message: str) -> None:

@@ -295,7 +295,7 @@ def test_an_estimate_sku_with_a_nul_is_refused_before_the_database_sees_it(new_d
 
 
 def test_a_qualify_note_with_a_nul_is_refused_with_its_field_by_the_flow_too(new_deal):
-    from tasks.deal_steps import record_answer
+    from .helpers import record_answer
 
     play_direct(new_deal, until="qualify")
     result = record_answer.fn(new_deal, "qualify", {"by": "sofia", "qualified": True, "notes": "a\x00b"})

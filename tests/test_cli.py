@@ -92,7 +92,7 @@ def test_inbox_deal_show_and_stock_speak_json(new_deal):
      "error: step: DEAL-0001 is not waiting for 'payment' (it waits for: qualify)\n"),
     (["answer", "DEAL-0001", "qualify", "--by", "qa", "--set", "qualified=true"],
      "error: by: qa (qa) may not answer 'qualify'; it needs the role sales_rep\n"),
-    (["answer", "DEAL-0001", "qualify", "--set", "qualified=true"], "error: by: say who answers (--by HANDLE)\n"),
+    (["answer", "DEAL-0001", "qualify", "--set", "qualified=true"], "error: by: say who answers (--by HANDLE), or log in first (`dealflow login HANDLE`)\n"),
     (["answer", "DEAL-0001", "qualify", "--by", "sofia", "--input", "{nope"],
      "error: input: is not valid JSON (Expecting property name enclosed in double quotes at character 1)\n"),
     (["answer", "DEAL-0001", "qualify", "--by", "sofia", "--set", "budget=lots", "--set", "qualified=true"],

@@ -14,14 +14,14 @@ from uuid import UUID
 import pytest
 from click.testing import CliRunner
 
-from dealflow import answers
+from dealflow.answers import _form_saved
 from dealflow.cli import main
 from dealflow.scenario import SCRIPT, answer_for, play_direct
 from models.deal import deal_by_number
 from models.markdown import plain
 from services.db import session_scope
 
-from .helpers import audit_actions, counts, wait_row
+from .helpers import answers, audit_actions, counts, wait_row
 
 pytestmark = pytest.mark.flow
 
@@ -78,8 +78,11 @@ def test_the_demo_plays_the_whole_sale_through_prefect(prefect_api, tmp_path, mo
         "TOOL-KIT-PRO": {"before": 25, "after": 22}, "VMC-850": {"before": 3, "after": 3}}
     assert len(summary["emails"]) == 10 and all(Path(m["file"]).is_file() for m in summary["emails"])
     assert len(list(Path(summary["documents_dir"]).glob("*.html"))) == 9
-    assert "Sofia tries to sign off QA herself" in result.stderr
-    assert "qa-attempt-2: attempt 2 passed; released for picking" in result.stderr
+    assert "Impostors first: Sofia, logged in as herself, tries to sign off QA" in result.stderr
+    assert "qa-attempt-1 refused before anything moved: by: sofia (sales_rep) may not answer 'qa'" in result.stderr
+    assert ("qa-attempt-1 refused before anything moved: code: wrong or expired code" in result.stderr)
+    assert "qa-attempt-2: attempt 2 passed; released for picking, signed by qa" in result.stderr
+    assert summary["refused"] == 2
 
 
 def test_an_answer_from_the_ui_by_the_wrong_person_is_refused_and_the_deal_waits_again(prefect_api, new_deal):
@@ -180,20 +183,20 @@ def test_a_wait_whose_form_was_lost_is_given_it_again_and_can_be_answered(prefec
             while True:
                 state = client.read_flow_run(run_id).state
                 keyset = state.state_details.run_input_keyset if state.is_paused() else None
-                if keyset and answers._form_saved(client, run_id, state):
+                if keyset and _form_saved(client, run_id, state):
                     break
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
             for key in (keyset["schema"], keyset["description"]):
                 client.delete_flow_run_input(run_id, key)
-            assert not answers._form_saved(client, run_id, state)
+            assert not _form_saved(client, run_id, state)
         with session_scope() as s:  # as a run that died before confirming its form leaves it
             s.execute(update(Wait).values(form_stored_at=None, opened_at=utcnow() - timedelta(minutes=1)))
             s.commit()
         assert restore_missing_forms(older_than_seconds=30) == [f"{new_deal} qualify"]
         assert restore_missing_forms(older_than_seconds=30) == []  # confirmed now
         with get_client(sync_client=True) as client:
-            assert answers._form_saved(client, run_id, client.read_flow_run(run_id).state)
+            assert _form_saved(client, run_id, client.read_flow_run(run_id).state)
             description = client.read_flow_run_input(run_id, keyset["description"])
         assert "qualify the lead from Priya Raman" in plain(description)
         answers.answer(new_deal, "qualify", {"by": "sofia", "qualified": False, "notes": "no budget"})

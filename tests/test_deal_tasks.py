@@ -14,9 +14,9 @@ from models import Deal, Document, Email, OutOfStock, Product, StockLevel, Stock
 from models.deal import deal_by_number
 from services.db import session_scope
 from services.views import deal_summary
-from tasks.deal_steps import AUTOMATIC, deliver_mail, plan_next_step, record_answer
+from tasks.deal_steps import AUTOMATIC, deliver_mail, plan_next_step
 
-from .helpers import counts
+from .helpers import counts, record_answer
 
 
 def _summary(number: str) -> dict:

@@ -84,7 +84,9 @@ def test_hostile_text_is_escaped_in_html_literal_in_text_and_adds_no_recipient(d
 def test_the_send_task_retries_a_4xx_and_the_message_arrives_once(prefect_api, new_deal, smtp):
     from prefect import flow
 
-    from tasks.deal_steps import plan_next_step, record_answer, send_estimate
+    from tasks.deal_steps import plan_next_step, send_estimate
+
+    from .helpers import record_answer
 
     play_direct(new_deal, until="estimate-rev-1")
     record_answer.fn(new_deal, "estimate-rev-1", {"by": "mark", "lines": [{"sku": "VMC-850", "quantity": 1}]})
@@ -117,10 +119,11 @@ def test_the_smtp_password_from_a_secret_block_is_used_and_appears_nowhere(prefe
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
     from sqlalchemy import text
 
-    from dealflow import answers
     from flows.deal import deal_flow
     from models import Base
     from models.deal import deal_by_number
+
+    from .helpers import answers
 
     Secret(value=SMTP_PASSWORD).save("dealflow-smtp-test", overwrite=True)
     monkeypatch.delenv("SMTP_PASSWORD")
@@ -177,11 +180,11 @@ def test_a_mail_server_down_longer_than_every_retry_stops_no_deal_and_loses_no_m
     import threading
     import time
 
-    from dealflow import answers
     from flows.deal import deal_flow
     from flows.outbox import outbox_flow
     from models.deal import deal_by_number
 
+    from .helpers import answers
     from .smtp_server import Recorder, free_port, start
 
     port = free_port()  # nothing listens here yet: every connection is refused
@@ -253,7 +256,9 @@ def test_the_outbox_run_fails_visibly_while_the_mail_server_is_down(prefect_api,
     monkeypatch.setenv("SMTP_PORT", str(free_port()))
     monkeypatch.setenv("SMTP_SECURITY", "none")
     play_direct(new_deal, until="estimate-rev-1")
-    from tasks.deal_steps import record_answer, send_estimate
+    from tasks.deal_steps import send_estimate
+
+    from .helpers import record_answer
     record_answer.fn(new_deal, "estimate-rev-1", {"by": "mark", "lines": [{"sku": "VMC-850", "quantity": 1}]})
     send_estimate.fn(new_deal)
     state = outbox_flow(return_state=True)

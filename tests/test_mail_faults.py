@@ -28,7 +28,6 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import func, select
 
-from dealflow import answers
 from dealflow.scenario import SCRIPT, answer_for, start_scenario_deal
 from models import Email, utcnow
 from models.deal import deal_by_number
@@ -36,6 +35,7 @@ from services.config import PROJECT_ROOT
 from services.db import session_scope
 
 from .e2e_stack import await_wait, running_stack
+from .helpers import answers
 from .smtp_server import free_port
 from .smtp_sink import received
 

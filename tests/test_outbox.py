@@ -26,7 +26,9 @@ from tasks.deal_steps import deliver_mail, mail_pending
 
 def _estimate_mail_pending(deal: str) -> int:
     """The deal waits for the customer's decision, its estimate email not yet sent."""
-    from tasks.deal_steps import record_answer, send_estimate
+    from tasks.deal_steps import send_estimate
+
+    from .helpers import record_answer
 
     play_direct(deal, until="estimate-rev-1")
     record_answer.fn(deal, "estimate-rev-1", {"by": "mark", "lines": [{"sku": "VMC-850", "quantity": 1}]})

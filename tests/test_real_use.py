@@ -16,7 +16,6 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from dealflow import answers
 from dealflow.scenario import SCRIPT, answer_for, start_scenario_deal
 from models import Document, Email, Payment, Shipment, StockMove
 from models.deal import deal_by_number
@@ -24,6 +23,7 @@ from services.db import session_scope
 from services.views import inbox
 
 from .e2e_stack import Stack, await_wait, browser_path, flow_processes, run_state, running_stack
+from .helpers import answers
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not os.environ.get("DEALFLOW_E2E"), reason="set DEALFLOW_E2E=1 (CI does)")]

@@ -142,7 +142,9 @@ def test_mail_waiting_over_an_hour_is_told_to_the_managers_once_a_day_and_shown_
     from click.testing import CliRunner
 
     from dealflow.cli import main
-    from tasks.deal_steps import record_answer, send_estimate
+    from tasks.deal_steps import send_estimate
+
+    from .helpers import record_answer
 
     play_direct(new_deal, until="estimate-rev-1")
     record_answer.fn(new_deal, "estimate-rev-1", {"by": "mark", "lines": [{"sku": "VMC-850", "quantity": 1}]})

@@ -70,7 +70,7 @@ def test_a_lead_needs_a_real_email_address():
 
 
 def test_moving_a_stage_records_history_and_default_probability():
-    rep = StaffUser(handle="sofia", name="Sofia", email="s@x", role="sales_rep", active=True)
+    rep = StaffUser(handle="sofia", name="Sofia", email="s@x", roles="sales_rep", active=True)
     opp = Opportunity(name="o", stage="qualification", probability=20)
     opp.move_to("proposal", rep)
     assert (opp.stage, opp.probability) == ("proposal", 60)
@@ -94,9 +94,9 @@ def test_a_follow_up_is_done_once_with_an_outcome():
 
 
 def test_only_the_steps_role_or_a_manager_may_answer():
-    qa = StaffUser(handle="qa", name="Q", email="q@x", role="qa", active=True)
-    boss = StaffUser(handle="boss", name="B", email="b@x", role="manager", active=True)
-    rep = StaffUser(handle="sofia", name="S", email="s@x", role="sales_rep", active=True)
+    qa = StaffUser(handle="qa", name="Q", email="q@x", roles="qa", active=True)
+    boss = StaffUser(handle="boss", name="B", email="b@x", roles="manager", active=True)
+    rep = StaffUser(handle="sofia", name="S", email="s@x", roles="sales_rep", active=True)
     qa.require_role("qa", "qa")
     boss.require_role("qa", "qa")
     with pytest.raises(PermissionDenied, match="by: sofia \\(sales_rep\\) may not answer 'qa'; it needs the role qa"):

@@ -1,0 +1,537 @@
+"""Answers you can prove: staff accounts, one-time codes, signed sessions, the lock after wrong
+codes, a manager standing in, codes switched off for a trial; and no code or key written where
+others can read it. The flow's own check is ``record_answer`` (what runs after a resume from the
+UI, which skips every check of the CLI); the CLI's is ``dealflow answer`` / ``check_answer``."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import time
+from datetime import UTC, datetime, timedelta
+
+import pyotp
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select, text, update
+
+from dealflow.cli import main
+from dealflow.login import session_file
+from dealflow.scenario import TEAM, play_direct, start_scenario_deal
+from models import AuditEntry, Base, StaffUser, Wait, identity
+from models.deal import deal_by_number
+from models.markdown import plain
+from models.staff import ROLES
+from services import keys
+from services.db import session_scope
+from tasks.deal_steps import open_wait, plan_next_step
+from tasks.deal_steps import record_answer as flow_check  # the flow's check, on the answer as sent
+
+from .helpers import check_answer, proved
+
+
+def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), input=input)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def code_of(handle: str, ahead: int = 0) -> str:
+    """The code ``handle``'s authenticator app shows now (or ``ahead`` steps later)."""
+    with session_scope() as s:
+        person = s.scalars(select(StaffUser).where(StaffUser.handle == handle)).one()
+        generator = identity.totp(person, keys.cipher())
+    return generator.generate_otp(generator.timecode(datetime.now(UTC)) + ahead)
+
+
+def refusals(deal_number: str | None = None) -> list[tuple[str, str, str]]:
+    with session_scope() as s:
+        q = select(AuditEntry).where(AuditEntry.action.like("%.refused")).order_by(AuditEntry.id)
+        return [(e.action, e.subject, e.details["reason"]) for e in s.scalars(q)]
+
+
+def waits_at(deal_number: str) -> str:
+    """The key the deal waits at now (its wait opened, as the flow opens it)."""
+    step = plan_next_step(deal_number)
+    assert step["kind"] == "wait"
+    open_wait.fn(deal_number, step["name"], step["key"], None)
+    return step["key"]
+
+
+# --- the flow's check after a resume ---------------------------------------------------------------
+
+def test_an_answer_without_a_code_or_with_a_wrong_one_is_refused_and_the_deal_waits_again(new_deal):
+    play_direct(new_deal, until="qualify")
+    answer = {"by": "sofia", "qualified": True}
+    result = flow_check.fn(new_deal, "qualify", answer)
+    assert not result["accepted"]
+    assert result["reason"] == "code: missing; type the 6 digits your authenticator app shows now"
+    assert waits_at(new_deal) == "qualify-retry-1"
+    result = flow_check.fn(new_deal, "qualify-retry-1", {**answer, "code": TEAM.wrong_code("sofia")})
+    assert result["reason"] == "code: wrong or expired code; type the code your authenticator app shows now"
+    assert waits_at(new_deal) == "qualify-retry-2"
+    assert [r[:2] for r in refusals()] == [("qualify.refused", "qualify"), ("qualify.refused", "qualify-retry-1")]
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(identity.AnswerFailure)) == 1  # only the wrong code counts
+        tried = [e.details["proof"] for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "qualify.refused"))]
+        assert tried == ["none", "one-time code"]
+
+
+def test_a_code_works_once_and_the_next_one_moves_the_deal_on(new_deal):
+    play_direct(new_deal, until="qualify")
+    code = code_of("sofia")
+    accepted = flow_check.fn(new_deal, "qualify", {"by": "sofia", "qualified": True, "code": code})
+    assert accepted["accepted"] and accepted["proof"] == "one-time code"
+    play_direct(new_deal, until="handoff")
+    replayed = flow_check.fn(new_deal, "handoff", {"by": "sofia", "engineer": "mark", "code": code})
+    assert replayed["reason"].startswith("code: already used (a code works once); wait for the next code")
+    assert waits_at(new_deal) == "handoff-retry-1"
+    assert flow_check.fn(new_deal, "handoff-retry-1", {"by": "sofia", "engineer": "mark",
+                                                       "code": code_of("sofia", ahead=1)})["accepted"]
+    assert waits_at(new_deal) == "estimate-rev-1"
+
+
+def test_a_signed_answer_is_good_for_its_own_wait_and_answer_only(new_deal):
+    other = start_scenario_deal(company="Second Plant Ltd")
+    play_direct(new_deal, until="qualify")
+    play_direct(other, until="qualify")
+    signed = proved(new_deal, "qualify", {"by": "sofia", "qualified": True, "notes": "real"})
+    # the same signature on another deal's wait, then on another answer to this wait
+    assert flow_check.fn(other, "qualify", signed)["reason"].startswith("signature: does not match this deal")
+    changed = {**signed, "qualified": False}
+    assert flow_check.fn(new_deal, "qualify", changed)["reason"].startswith("signature: does not match")
+    assert waits_at(new_deal) == "qualify-retry-1"
+    assert flow_check.fn(new_deal, "qualify-retry-1", proved(new_deal, "qualify-retry-1",
+                                                             {"by": "sofia", "qualified": True}))["accepted"]
+
+
+def test_an_expired_or_closed_session_is_refused(new_deal):
+    play_direct(new_deal, until="qualify")
+    login = TEAM.login("sofia")
+    with session_scope() as s:
+        s.execute(update(identity.StaffSession).where(identity.StaffSession.id == login.session)
+                  .values(expires_at=datetime(2020, 1, 1)))
+        s.commit()
+    answer = {"by": "sofia", "qualified": True}
+    result = flow_check.fn(new_deal, "qualify", {**answer, **login.prove(new_deal, "qualify", answer)})
+    assert result["reason"].startswith("session: expired at 2020-01-01 00:00 UTC; log in again")
+    TEAM._logins.clear()
+    fresh = TEAM.login("sofia")
+    with session_scope() as s:
+        assert identity.close_session(s, fresh.session)
+        s.commit()
+    key = waits_at(new_deal)
+    result = flow_check.fn(new_deal, key, {**answer, **fresh.prove(new_deal, key, answer)})
+    assert result["reason"].startswith("session: sofia logged out of it")
+    TEAM._logins.clear()
+
+
+def test_a_disabled_person_a_wrong_role_and_one_not_enrolled_are_refused(new_deal):
+    play_direct(new_deal, until="qualify")
+    answer = {"by": "qa", "qualified": True, "code": code_of("qa")}
+    assert flow_check.fn(new_deal, "qualify", answer)["reason"] == (
+        "by: qa (qa) may not answer 'qualify'; it needs the role sales_rep")
+    assert run("staff", "add", "ana", "--name", "Ana Silva", "--email", "ana@glocial.example",
+               "--role", "sales_rep")[0] == 0
+    assert flow_check.fn(new_deal, waits_at(new_deal), {"by": "ana", "qualified": True, "code": "123456"})["reason"] == (
+        "by: ana is not enrolled for one-time codes; a manager runs `dealflow staff enroll ana`")
+    login = TEAM.login("sofia")
+    assert run("staff", "disable", "sofia")[0] == 0
+    answer = {"by": "sofia", "qualified": True}
+    key = waits_at(new_deal)
+    result = flow_check.fn(new_deal, key, {**answer, **login.prove(new_deal, key, answer)})
+    assert result["reason"] == "by: sofia is disabled and may not answer"
+    assert waits_at(new_deal) == "qualify-retry-3"
+    TEAM._logins.clear()
+
+
+def test_five_wrong_codes_lock_a_person_for_ten_minutes(new_deal):
+    play_direct(new_deal, until="qualify")
+    key = "qualify"
+    for _ in range(5):
+        result = flow_check.fn(new_deal, key, {"by": "sofia", "qualified": True, "code": TEAM.wrong_code("sofia")})
+        key = waits_at(new_deal)
+    assert result["reason"].startswith("code: wrong or expired code")
+    assert "sofia's answers are now locked until" in result["reason"]
+    assert "after 5 wrong codes within 10 minutes" in result["reason"]
+    # the right code, and a valid session, are refused while locked; others are not
+    result = flow_check.fn(new_deal, key, {"by": "sofia", "qualified": True, "code": code_of("sofia")})
+    assert result["reason"].startswith("by: sofia's answers are locked until")
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "staff.locked")) == 1
+        person = s.scalars(select(StaffUser).where(StaffUser.handle == "sofia")).one()
+        assert person.locked_until - datetime.now(UTC).replace(tzinfo=None) > timedelta(minutes=9)
+        assert person.totp_last_step is None  # a refused code is not used up by a locked person
+    code, out, _ = run("staff", "list", "--json")
+    assert next(r for r in json.loads(out) if r["handle"] == "sofia")["locked_until"]
+    key = waits_at(new_deal)
+    result = flow_check.fn(new_deal, key, {"by": "manager", "qualified": True, "code": code_of("manager")})
+    assert result["accepted"]
+
+
+def test_a_manager_may_stand_in_and_the_deal_page_says_so(new_deal):
+    from services.views import deal_page
+
+    play_direct(new_deal, until="qualify")
+    result = flow_check.fn(new_deal, "qualify", {"by": "manager", "qualified": True, "code": code_of("manager")})
+    assert result["accepted"] and result["stands_in_for"] == "sales_rep"
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        wait = next(w for w in deal.waits if w.key == "qualify")
+        assert (wait.answered_by, wait.proof, wait.stand_in_for) == ("manager", "one-time code", "sales_rep")
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "qualify.answered")).one()
+        assert entry.details["stands_in_for"] == "sales_rep" and entry.details["proof"] == "one-time code"
+        page, _ = deal_page(s, deal, "docs")
+    assert "manager Morgan Lee (sales manager) for sales\\_rep" in page
+
+
+def test_with_codes_off_a_handle_is_enough_and_every_answer_says_unverified(new_deal, monkeypatch):
+    from services.config import UNVERIFIED_NOTE
+    from services.views import deal_page
+
+    monkeypatch.setenv("DEALFLOW_ANSWER_CODES", "off")
+    play_direct(new_deal, until="qualify")
+    result = flow_check.fn(new_deal, "qualify", {"by": "sofia", "qualified": True})
+    assert result["accepted"] and result["proof"] == "unverified"
+    code, out, err = run("inbox")
+    assert code == 0 and err == f"note: {UNVERIFIED_NOTE}\n"
+    with session_scope() as s:
+        page, _ = deal_page(s, deal_by_number(s, new_deal), "docs", note=UNVERIFIED_NOTE)
+    assert "answers are NOT verified" in page and "unverified" in page
+    monkeypatch.setenv("DEALFLOW_ANSWER_CODES", "maybe")
+    assert run("inbox")[2] == "error: DEALFLOW_ANSWER_CODES: must be on or off, got 'maybe'\n"
+
+
+# --- the CLI's check first: it uses no code up when it refuses, nor when it accepts --------------------
+
+def test_the_command_line_checks_the_proof_first_and_uses_no_code_up(new_deal):
+    play_direct(new_deal, until="qualify")
+    from dealflow.answers import check_answer as cli_check
+    from models import DomainError
+
+    with pytest.raises(DomainError, match=r"^code: this answer needs proof: --code NNNNNN"):
+        cli_check(new_deal, "qualify", {"by": "sofia", "qualified": True})
+    with pytest.raises(DomainError, match=r"^code: wrong or expired code"):
+        cli_check(new_deal, "qualify", {"by": "sofia", "qualified": True}, code=TEAM.wrong_code("sofia"))
+    code = code_of("sofia")
+    _, data = cli_check(new_deal, "qualify", {"by": "sofia", "qualified": True}, code=code)
+    with session_scope() as s:
+        assert s.scalars(select(StaffUser.totp_last_step).where(StaffUser.handle == "sofia")).one() is None
+    assert flow_check.fn(new_deal, "qualify", data)["accepted"]  # the flow uses it up
+    with pytest.raises(DomainError):
+        check_answer(new_deal, "qualify", {"by": "sofia"})  # no longer open
+    assert [r[2].split(";")[0] for r in refusals()] == []  # a dry run records nothing itself
+
+
+def test_a_wrong_code_on_the_command_line_is_one_line_and_on_the_record_without_the_code(new_deal):
+    play_direct(new_deal, until="qualify")
+    wrong = TEAM.wrong_code("sofia")
+    code, out, err = run("answer", new_deal, "qualify", "--by", "sofia", "--set", "qualified=true", "--code", wrong)
+    assert (code, out) == (2, "")
+    assert err == "error: code: wrong or expired code; type the code your authenticator app shows now\n"
+    code, _, err = run("answer", new_deal, "qualify", "--by", "sofia", "--set", "qualified=true",
+                       "--set", f"code={wrong}")
+    assert code == 2 and err.startswith("error: code: wrong or expired code")
+    with session_scope() as s:
+        entries = s.scalars(select(AuditEntry).where(AuditEntry.action == "qualify.refused")).all()
+        assert [e.details["door"] for e in entries] == ["command line", "command line"]
+        assert wrong not in json.dumps([e.details for e in entries])
+    assert waits_at(new_deal) == "qualify"  # nothing moved
+
+
+# --- logging in -------------------------------------------------------------------------------------
+
+def test_login_opens_a_session_kept_mode_0600_and_logout_closes_it(new_deal):
+    play_direct(new_deal, until="qualify")
+    code, out, err = run("login", "sofia", "--code", TEAM.wrong_code("sofia"))
+    assert (code, err) == (2, "error: code: wrong or expired code; type the code your authenticator app shows now\n")
+    code, out, _ = run("login", "sofia", input=code_of("sofia") + "\n")  # asked for, hidden
+    assert code == 0 and out.startswith("logged in as sofia until ")
+    path = session_file()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    saved = json.loads(path.read_text())
+    with session_scope() as s:
+        row = s.get(identity.StaffSession, saved["session"])
+        assert row.key != saved["key"] and saved["key"] not in row.key
+        assert keys.cipher().decrypt(row.key.encode()) == __import__("base64").b64decode(saved["key"])
+    from dealflow.answers import check_answer as cli_check
+    from dealflow.login import current
+
+    _, data = cli_check(new_deal, "qualify", {"qualified": True}, login=current())
+    assert data["by"] == "sofia" and data["session"] == saved["session"] and len(data["signature"]) == 64
+    assert flow_check.fn(new_deal, "qualify", data)["accepted"]
+    assert run("logout") == (0, "logged out (sofia)\n", "")
+    assert not path.exists()
+    with session_scope() as s:
+        assert s.get(identity.StaffSession, saved["session"]).closed_at is not None
+        actions = list(s.scalars(select(AuditEntry.action).where(AuditEntry.action.like("staff.%"))
+                                 .order_by(AuditEntry.id)))
+    assert actions[-3:] == ["staff.login_refused", "staff.login", "staff.logout"]
+
+
+# --- accounts ---------------------------------------------------------------------------------------
+
+def _staff_fingerprint() -> list:
+    with session_scope() as s:
+        return [s.execute(select(StaffUser.handle, StaffUser.roles, StaffUser.active, StaffUser.email,
+                                 StaffUser.totp_secret).order_by(StaffUser.id)).all(),
+                s.scalar(select(func.count()).select_from(AuditEntry))]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["add", "ana", "--name", "Ana", "--email", "ana@x.example", "--role", "sales_rep,boss"],
+     "role: 'boss' is not a role; roles are sales_rep, sales_engineer, qa, delivery, finance, manager"),
+    (["add", "mark", "--name", "Mark Two", "--email", "m2@x.example", "--role", "qa"],
+     "handle: 'mark' is taken; choose another handle"),
+    (["add", "ana", "--name", "Ana", "--email", "ana-at-example", "--role", "qa"],
+     "email: 'ana-at-example' is not an e-mail address (name@example.com)"),
+    (["add", "Ana Silva", "--name", "Ana", "--email", "ana@x.example", "--role", "qa"],
+     "handle: 'Ana Silva' is not a handle: 1-40 lower-case letters, digits, '.', '_' or '-', starting with a "
+     "letter or digit"),
+    (["add", "ana", "--name", "", "--email", "ana@x.example", "--role", "qa"], "name: must not be empty"),
+    (["disable", "manager"], "handle: manager is the last enabled manager; enable or add another manager first"),
+    (["role", "manager", "qa"], "role: manager is the last manager; make someone else a manager first"),
+    (["role", "qa", "tester"], "role: 'tester' is not a role; roles are sales_rep, sales_engineer, qa, delivery, "
+                               "finance, manager"),
+    (["enroll", "nobody"], "handle: no staff member with handle 'nobody'"),
+])
+def test_a_bad_account_command_is_one_line_and_writes_nothing(db, args, message):
+    before = _staff_fingerprint()
+    code, out, err = run("staff", *args)
+    assert (code, out, err) == (2, "", f"error: {message}\n")
+    assert _staff_fingerprint() == before
+
+
+def test_accounts_are_added_given_roles_disabled_enabled_and_listed(db):
+    assert run("staff", "add", "ana", "--name", "Ana Silva", "--email", "ana@glocial.example",
+               "--role", "sales_rep,sales_engineer")[0] == 0
+    assert run("staff", "role", "ana", "sales_engineer", "manager")[1] == "ana: sales_engineer, manager\n"
+    assert run("staff", "disable", "manager")[0] == 0  # ana is a manager too now
+    assert run("staff", "disable", "ana")[2] == ("error: handle: ana is the last enabled manager; enable or add "
+                                                 "another manager first\n")
+    assert run("staff", "enable", "manager")[0] == 0
+    rows = {r["handle"]: r for r in json.loads(run("staff", "list", "--json")[1])}
+    assert rows["ana"] == {"handle": "ana", "name": "Ana Silva", "email": "ana@glocial.example",
+                           "roles": ["sales_engineer", "manager"], "enabled": True, "enrolled": False,
+                           "locked_until": None}
+    assert rows["mark"]["enrolled"] and rows["manager"]["enabled"]
+    table = run("staff", "list")[1]
+    assert table.splitlines()[0].split() == ["HANDLE", "NAME", "EMAIL", "ROLES", "ENABLED", "ENROLLED", "LOCKED_UNTIL"]
+    with session_scope() as s:
+        actions = s.execute(select(AuditEntry.action, AuditEntry.subject).where(
+            AuditEntry.action.like("staff.%"), AuditEntry.action != "staff.enrolled").order_by(AuditEntry.id)).all()
+    assert [tuple(a) for a in actions] == [("staff.added", "ana"), ("staff.roles_changed", "ana"),
+                                           ("staff.disabled", "manager"), ("staff.enabled", "manager")]
+
+
+def test_enroll_shows_a_uri_an_app_can_scan_and_the_old_secret_stops_working(new_deal, data_dir):
+    old_code = code_of("mark")
+    code, out, _ = run("staff", "enroll", "mark", "--json")
+    assert code == 0
+    shown = json.loads(out)
+    totp = pyotp.parse_uri(shown["uri"])  # as an authenticator app reads it
+    assert shown["uri"].startswith("otpauth://totp/dealflow:mark?secret=") and totp.digits == 6 and totp.interval == 30
+    png = data_dir / "enroll" / "mark.png"
+    assert shown["png"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert stat.S_IMODE(png.stat().st_mode) == 0o600
+    with session_scope() as s:  # kept encrypted only
+        row = s.scalars(select(StaffUser).where(StaffUser.handle == "mark")).one()
+        assert totp.secret not in row.totp_secret
+    assert code_of("mark") == totp.now()
+    code, out, _ = run("staff", "enroll", "qa")  # for a person: the URI and a QR code in the terminal
+    assert code == 0 and "otpauth://totp/dealflow:qa?secret=" in out and any(c in out for c in "█▀▄")
+    if old_code != totp.now():
+        assert run("login", "mark", "--code", old_code)[0] == 2
+    assert run("login", "mark", "--code", totp.now())[0] == 0
+
+
+def test_init_creates_a_key_file_mode_0600_and_enrolls_the_staff(tmp_path, monkeypatch):
+    monkeypatch.delenv("DEALFLOW_SECRET_KEY")
+    monkeypatch.setenv("DEALFLOW_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'data' / 'dealflow.db'}")
+    code, out, _ = run("init")
+    key = tmp_path / "data" / "secret.key"
+    assert code == 0 and f"secret key created: {key} (mode 0600" in out
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    code, out, _ = run("init")
+    assert code == 0 and "secret key created" not in out  # made once, kept
+    rows = json.loads(run("staff", "list", "--json")[1])
+    assert len(rows) == 6 and all(r["enrolled"] for r in rows)
+    monkeypatch.setenv("DEALFLOW_SECRET_KEY", "not-a-key")
+    code, _, err = run("staff", "enroll", "mark")
+    assert (code, err) == (2, "error: DEALFLOW_SECRET_KEY: the key from DEALFLOW_SECRET_KEY is not a Fernet key "
+                              "(44 characters of url-safe base64; `dealflow init` makes one)\n")
+
+
+HOSTILE = st.text(st.characters(codec="utf-8"), max_size=60)
+
+
+@settings(max_examples=int(os.environ.get("DEALFLOW_HYPOTHESIS_EXAMPLES", "40")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(handle=HOSTILE, name=HOSTILE, email=HOSTILE, role=st.one_of(HOSTILE, st.sampled_from(["qa", "finance,qa"])))
+def test_any_account_typed_is_added_whole_or_refused_in_one_line_with_nothing_written(db, handle, name, email, role):
+    before = _staff_fingerprint()
+    code, out, err = run("staff", "add", "--name", name, "--email", email, "--role", role, "--", handle)
+    if code == 0:
+        assert out.startswith(f"added {handle} (")
+        with session_scope() as s:
+            person = s.scalars(select(StaffUser).where(StaffUser.handle == handle)).one()
+            assert person.role_list and set(person.role_list) <= set(ROLES)
+            s.delete(person)
+            s.execute(text("DELETE FROM audit_log WHERE action = 'staff.added'"))
+            s.commit()
+    else:
+        assert code == 2 and out == "" and err.startswith("error: ") and err.count("\n") == 1
+        assert _staff_fingerprint() == before
+
+
+# --- nothing secret where others can read it ---------------------------------------------------------
+
+def test_no_code_secret_or_session_key_is_in_any_table(new_deal):
+    play_direct(new_deal, until="qualify")
+    flow_check.fn(new_deal, "qualify", {"by": "sofia", "qualified": True, "code": code_of("sofia")})
+    play_direct(new_deal)  # the rest of the sale, every answer signed in a session
+    with session_scope() as s:
+        secrets = [keys.cipher().decrypt(p.totp_secret.encode()).decode()
+                   for p in s.scalars(select(StaffUser).where(StaffUser.totp_secret.is_not(None)))]
+        session_keys = [keys.cipher().decrypt(r.key.encode()) for r in s.scalars(select(identity.StaffSession))]
+        dump = json.dumps([[list(map(str, row)) for row in s.execute(select(t)).all()]
+                           for t in Base.metadata.sorted_tables])
+    import base64
+
+    assert secrets and session_keys
+    for secret in secrets:
+        assert secret not in dump
+    for key in session_keys:
+        assert base64.b64encode(key).decode() not in dump and key.hex() not in dump
+    assert '"code": "' not in dump.replace('"code": ""', "")  # no answer keeps a code
+
+
+def test_a_one_time_code_typed_in_a_refused_answer_is_not_recorded(new_deal):
+    play_direct(new_deal, until="qualify")
+    wrong = TEAM.wrong_code("sofia")
+    flow_check.fn(new_deal, "qualify", {"by": "sofia", "qualified": "maybe", "code": wrong})
+    with session_scope() as s:
+        wait = s.scalars(select(Wait).where(Wait.key == "qualify")).one()
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "qualify.refused")).one()
+        assert "code" not in wait.answer and wrong not in json.dumps(entry.details)
+
+
+# --- on a real Prefect API: the resume (the UI's door), the CLI, and what Prefect keeps -------------
+
+@pytest.mark.flow
+def test_on_a_real_prefect_api_only_proven_answers_move_the_deal_and_no_code_or_key_is_readable(
+        prefect_api, new_deal, caplog):
+    import base64
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.flow_runs import resume_flow_run
+
+    from dealflow import answers
+    from flows.deal import deal_flow
+
+    from .test_deal_flow import _in_background, _wait_for
+
+    used: list[str] = []
+
+    def resume(key: str, run_input: dict) -> None:
+        """As the Prefect UI's Resume form does: straight to the API, none of the CLI's checks."""
+        run_id = _wait_for(new_deal, key)
+        for _ in range(100):
+            try:
+                resume_flow_run(UUID(run_id), run_input=run_input)
+                break
+            except Exception:  # the wait row is written a moment before the run is Paused
+                time.sleep(0.1)
+        answers.wait_closed(new_deal, key)
+
+    def ui_answers() -> None:
+        resume("qualify", {"by": "sofia", "qualified": True})  # no code
+        resume("qualify-retry-1", {"by": "sofia", "qualified": True, "code": TEAM.wrong_code("sofia")})
+        used.append(code_of("sofia"))
+        resume("qualify-retry-2", {"by": "sofia", "qualified": True, "code": used[-1]})  # moves on
+
+    def cli_answers() -> None:
+        used.append(code_of("sofia", ahead=1))  # the next code: the last one is used up
+        assert run("login", "sofia", "--code", used[-1])[0] == 0
+        _wait_for(new_deal, "handoff")
+        code, out, err = run("answer", new_deal, "handoff", "--set", "engineer=mark", "--set", "note=quote soon")
+        assert (code, err) == (0, "") and out == "handoff: answered by sofia\n"
+        # what Prefect keeps of that answer, anyone with API access can read; sent again to a
+        # later wait that sofia may answer too, it is refused: the signature is for the hand-off only
+        with get_client(sync_client=True) as client:
+            stored = json.loads(client.read_flow_run_input(UUID(current_run_id()), "paused-handoff-response"))
+        assert stored["signature"] and stored["session"] and not stored.get("code")
+        estimate = '{"lines": [{"sku": "VMC-850", "quantity": 1}], "notes": "one machine"}'
+        assert run("answer", new_deal, "estimate", "--by", "mark", "--input", estimate)[2] \
+            == "error: by: you are logged in as sofia; `dealflow logout` to answer as someone else (with --code)\n"
+        used.append(code_of("mark"))
+        resume("estimate-rev-1", {"by": "mark", "lines": [{"sku": "VMC-850", "quantity": 1}], "code": used[-1]})
+        resume("decision-rev-1", {**stored, "decision": "approve"})  # sofia's session is still open
+        assert run("logout")[0] == 0
+        resume("decision-rev-1-retry-1", {"by": "mark", "decision": "decline", "reason": "budget", "code": used[-1]})
+        used.append(code_of("mark", ahead=1))
+        code, out, err = run("answer", new_deal, "decision", "--by", "mark", "--code", used[-1],
+                             "--set", "decision=decline", "--set", "reason=budget")
+        assert (code, out, err) == (0, "decision-rev-1-retry-2: answered by mark\n", "")
+
+    def current_run_id() -> str:
+        with session_scope() as s:
+            return deal_by_number(s, new_deal).flow_run_id
+
+    thread, errors = _in_background([ui_answers, cli_answers])
+    try:
+        result = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=120)
+    finally:
+        thread.join(timeout=30)
+        assert not errors, errors
+    assert result["status"] == "lost"
+    assert [r[1:] for r in refusals()] == [
+        ("qualify", "code: missing; type the 6 digits your authenticator app shows now"),
+        ("qualify-retry-1", "code: wrong or expired code; type the code your authenticator app shows now"),
+        ("estimate-rev-1", "by: you are logged in as sofia; `dealflow logout` to answer as someone else (with --code)"),
+        ("decision-rev-1", "signature: does not match this deal, wait and answer (a signed answer is good for "
+                           "the one wait it was made for)"),
+        ("decision-rev-1-retry-1", "code: already used (a code works once); wait for the next code your "
+                                   "authenticator app shows and answer again")]
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        proofs = {w.key: (w.status, w.proof) for w in deal.waits}
+        run_id = UUID(deal.flow_run_id)
+        secrets_ = [keys.cipher().decrypt(p.totp_secret.encode()).decode()
+                    for p in s.scalars(select(StaffUser).where(StaffUser.totp_secret.is_not(None)))]
+        session_keys = [base64.b64encode(keys.cipher().decrypt(r.key.encode())).decode()
+                        for r in s.scalars(select(identity.StaffSession))]
+        tables = json.dumps([[list(map(str, row)) for row in s.execute(select(t)).all()]
+                             for t in Base.metadata.sorted_tables])
+    assert proofs["qualify-retry-2"] == ("answered", "one-time code")
+    assert proofs["handoff"] == ("answered", "signed session")
+    assert proofs["estimate-rev-1"] == ("answered", "one-time code")
+    assert proofs["decision-rev-1-retry-2"] == ("answered", "one-time code")
+    # the refused wait's form said why: the reason heads the next form
+    assert "was refused: code: missing" in plain(wait_description(new_deal, "qualify-retry-1"))
+    # nowhere others can read: the audit log and every table, the run's parameters, its logs and
+    # its artifacts (the code stays in Prefect's record of the answer, used up: that is why a code
+    # works once)
+    with get_client(sync_client=True) as client:
+        params = json.dumps(client.read_flow_run(run_id).parameters)
+        logs = json.dumps([log.message for log in client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))])
+        artifacts = json.dumps([str(a.data) for a in client.read_artifacts()])
+    readable = {"tables": tables, "parameters": params, "logs": logs, "artifacts": artifacts,
+                "test log": caplog.text}
+    for where, text_ in readable.items():
+        for secret in [*secrets_, *session_keys]:
+            assert secret not in text_, f"a TOTP secret or session key in the {where}"
+        for code in used:  # as a number of its own (not the microseconds of a time, nor part of an id)
+            assert not re.search(rf"(?<![\w.]){code}(?!\w)", text_), f"a one-time code in the {where}"
+
+
+def wait_description(deal_number: str, key: str) -> str:
+    with session_scope() as s:
+        return s.scalars(select(Wait.description).join(Wait.deal).where(Wait.key == key)).one()
