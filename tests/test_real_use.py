@@ -23,7 +23,7 @@ from models.deal import deal_by_number
 from services.db import session_scope
 from services.views import inbox
 
-from .e2e_stack import Stack, await_wait, browser_path, flow_processes, run_state, running_stack
+from .e2e_stack import Stack, api_status, await_wait, browser_path, flow_processes, run_state, running_stack
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not os.environ.get("DEALFLOW_E2E"), reason="set DEALFLOW_E2E=1 (CI does)")]
@@ -32,6 +32,19 @@ pytestmark = [pytest.mark.e2e,
 def stack(db, tmp_path):
     with running_stack(tmp_path) as s:
         yield s
+
+
+def test_the_api_answers_only_a_client_with_the_credential(stack):
+    """The whole e2e suite runs with the server's authentication on: a stranger gets 401, its
+    clients (this process's too) get their answers; the health check stays open for probes."""
+    assert api_status(stack.api, "/admin/version") == 401
+    assert api_status(stack.api, "/admin/version", auth="dealflow-e2e:wrong") == 401
+    assert api_status(stack.api, "/admin/version", auth=stack.auth) == 200
+    assert api_status(stack.api, "/health") == 200
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        assert client.read_deployment_by_name("deal/deal").name == "deal"  # deployed with it, too
 
 
 def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
@@ -153,6 +166,18 @@ def _browser(p):
         "--disable-sync", "--no-first-run"])
 
 
+def _sign_in(page, stack: Stack) -> None:
+    """As a person would: the UI sends a stranger to its login page, whose one (password) field
+    takes the whole credential, and then back to the page asked for."""
+    ui = stack.api.removesuffix("/api")
+    page.goto(f"{ui}/runs", wait_until="networkidle")
+    page.wait_for_url("**/login**", timeout=30_000)
+    password = page.locator("input[type=password]")
+    password.fill(stack.auth)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_url(lambda url: "/login" not in url, timeout=30_000)  # back where it was sent from
+
+
 @UI
 def test_a_person_answers_a_wait_in_the_prefect_ui_and_the_deal_moves_on(stack, tmp_path):
     """The README's promise, in a real browser: the run is listed by deal number and customer,
@@ -169,6 +194,7 @@ def test_a_person_answers_a_wait_in_the_prefect_ui_and_the_deal_moves_on(stack, 
     with sync_playwright() as p:
         browser = _browser(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        _sign_in(page, stack)
         page.goto(f"{ui}/runs", wait_until="networkidle")
         page.get_by_text(f"{number}-gamma-presses-gmbh").first.wait_for(timeout=30_000)
         page.goto(f"{ui}/runs/flow-run/{run_id}", wait_until="networkidle")
@@ -224,6 +250,7 @@ def test_what_people_typed_shows_as_typed_in_the_prefect_ui_never_as_markup(stac
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.on("request", lambda r: requests.append(r.url))
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        _sign_in(page, stack)
         page.goto(f"{ui}/runs/flow-run/{run_id}", wait_until="networkidle")
         page.get_by_role("button", name="Resume").click()
         dialog = page.get_by_role("dialog")
