@@ -113,6 +113,10 @@ def main() -> None:
     api = f"http://127.0.0.1:{args.port}/api"
     os.environ.update({"DEALFLOW_DATA_DIR": data, "DATABASE_URL": args.database_url or f"sqlite:///{data}/dealflow.db",
                        "PREFECT_API_URL": api, "PREFECT_LOGGING_LEVEL": "WARNING"})
+    # the API `up` starts takes its credential only; Prefect reads it once, when it is imported
+    from dealflow.api_credential import ensure_credential
+
+    os.environ["PREFECT_API_AUTH_STRING"] = ensure_credential(Path(data))[0]
 
     from dealflow import answers, stack
     from dealflow.scenario import SCRIPT, TEAM, answer_for, start_scenario_deal

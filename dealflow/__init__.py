@@ -9,3 +9,9 @@ import os
 # imports Prefect; a value the user set is kept.
 STARTUP_TIMEOUT_SECONDS = 600
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(STARTUP_TIMEOUT_SECONDS))
+
+# A shell pointed at the server `dealflow up` runs for this data folder gets its credential
+# (Prefect's basic auth) from the folder, for the same reason: before Prefect reads its settings.
+from .api_credential import supply as _supply_api_credential  # noqa: E402
+
+_supply_api_credential()

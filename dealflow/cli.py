@@ -116,6 +116,23 @@ class DealflowGroup(click.Group):
             _fail(f"database: {first}; is DATABASE_URL right, and has `dealflow init` run?")
         except PrefectUnavailable as exc:
             _fail(str(exc), 1)
+        except Exception as exc:
+            import httpx
+
+            if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 401:
+                _fail(_unauthorized(), 1)
+            raise
+
+
+def _unauthorized() -> str:
+    from services.config import load_settings
+
+    from .api_credential import credential_file
+
+    return (f"prefect: the Prefect server at {os.environ.get('PREFECT_API_URL')} refused the request "
+            f"(401 Unauthorized): set PREFECT_API_AUTH_STRING to its credential (for the server `dealflow up` "
+            f"started: {credential_file(load_settings().data_dir)}, read by itself when PREFECT_API_URL "
+            f"is that server's address)")
 
 
 @click.group(name="dealflow", cls=DealflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -124,7 +141,8 @@ def main() -> None:
 
     Settings come from the environment: DATABASE_URL (default: SQLite in DEALFLOW_DATA_DIR, ./data),
     SMTP_HOST/SMTP_PORT/SMTP_USER/SMTP_PASSWORD/SMTP_SECURITY (default: mail written as .eml files),
-    PREFECT_API_URL (default: a temporary local Prefect server per process).
+    PREFECT_API_URL (default: a temporary local Prefect server per process), PREFECT_API_AUTH_STRING
+    (its credential; read from the data folder for the server `dealflow up` runs).
     """
 
 

@@ -2,22 +2,28 @@
 machine, in the background, for trying real use without setting anything up by hand.
 
 Everything lives under the data folder: the server's own database and home in ``prefect/``,
-logs in ``logs/``, process ids in ``run/``. For production, run the same three pieces as services
+logs in ``logs/``, process ids and the server's address in ``run/``, the API's credential in
+``prefect-api-auth`` (see ``api_credential``). For production, run the same three pieces as services
 (see the README's "Run it for real").
 """
 
 from __future__ import annotations
 
+import base64
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 from services.config import PROJECT_ROOT, load_settings
+
+from . import api_credential
 
 POOL = "dealflow"  # the scheduled flows (reminders, reports, outbox): a stock process worker
 DEALS_POOL = "dealflow-deals"  # the deals: dealflow's executor (see dealflow/executor.py)
@@ -67,6 +73,24 @@ def _healthy(api: str, timeout: float) -> bool:
     return False
 
 
+def _auth_on(api: str, credential: str) -> str:
+    """Whether the server takes this credential and nothing else: "on"; "off" when it takes
+    requests without one (started without authentication); "other" when it refuses this one."""
+    def status(headers: dict[str, str]) -> int:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(f"{api}/admin/version", headers=headers), timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:  # gone again: the next step says so
+            return 0
+
+    token = base64.b64encode(credential.encode()).decode()
+    if status({"Authorization": f"Basic {token}"}) == 401:
+        return "other"
+    return "off" if status({}) == 200 else "on"
+
+
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is free
@@ -84,10 +108,25 @@ def executor_poll(env: dict[str, str]) -> str:
 
 def up(port: int = 4200, executors: int = 1, say=print) -> dict[str, object]:
     run, logs, home = _paths()
+    data = run.parent
     api = f"http://127.0.0.1:{port}/api"
     if not _alive(run / "server.pid") and not _port_free(port):
         raise RuntimeError(f"port {port} is taken by another program; choose one with --port")
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api,
+    # The API is closed to strangers: the server takes requests with this credential only (its
+    # health check excepted), and every client started here is given it.
+    try:
+        credential, created = api_credential.ensure_credential(data)
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(str(exc)) from None
+    credential_file = api_credential.credential_file(data)
+    if created:
+        say(f"Prefect API credential (new, shown this once): {credential}\n"
+            f"  kept in {credential_file} (readable by you only). The UI asks for it: paste it whole "
+            f"into the password field of its login page.")
+    else:
+        say(f"Prefect API credential: in {credential_file} (the UI's login page takes its whole content "
+            f"as the password)")
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": credential,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     # Each poll of a pool is a write on the server (the pool is marked ready). A server on SQLite
     # has one writer at a time and refuses a resume that collides with another write
@@ -95,11 +134,20 @@ def up(port: int = 4200, executors: int = 1, say=print) -> dict[str, object]:
     poll = executor_poll(env)
     on_sqlite = poll == "2"
     server_env = {k: v for k, v in env.items() if not k.startswith("SMTP_")}  # the server needs no mail secrets
+    server_env["PREFECT_SERVER_API_AUTH_STRING"] = credential
     prefect = [sys.executable, "-m", "prefect"]
     server = _spawn("server", [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], server_env)
+    api_credential.record_address(data, api)  # a dealflow command pointed at it finds the credential
     say(f"Prefect server (pid {server}) starting on {api} ...")
     if not _healthy(api, 90):
         raise RuntimeError(f"the Prefect server did not answer on {api}; see {logs / 'server.log'}")
+    auth = _auth_on(api, credential)
+    if auth == "other":
+        raise RuntimeError(f"the Prefect server running on {api} (pid {server}) refuses the credential in "
+                           f"{credential_file}: it was started with another one; run `dealflow down`, then `dealflow up`")
+    if auth == "off":
+        say(f"WARNING: the Prefect server running on {api} (pid {server}) was started without authentication "
+            f"and takes requests from anyone who reaches it; run `dealflow down`, then `dealflow up`, to turn it on")
     for pool_name in (POOL, DEALS_POOL):
         pool = subprocess.run([*prefect, "work-pool", "create", pool_name, "--type", "process", "--overwrite"],
                               env=env, cwd=PROJECT_ROOT, capture_output=True, text=True)
@@ -120,9 +168,11 @@ def up(port: int = 4200, executors: int = 1, say=print) -> dict[str, object]:
         say("The Prefect server runs on SQLite: fine to try things; for a team, put it on PostgreSQL "
             "(PREFECT_SERVER_DATABASE_CONNECTION_URL, see the README).")
     ui = f"http://127.0.0.1:{port}"
-    say(f"\nThe UI: {ui}\nIn your shell:  export PREFECT_API_URL={api}\nLogs: {logs}")
+    say(f"\nThe UI: {ui} (sign in with the credential)\nIn your shell:  export PREFECT_API_URL={api}\n"
+        f"  (dealflow commands then read the credential themselves; the prefect CLI also needs\n"
+        f"  export PREFECT_API_AUTH_STRING=\"$(cat {shlex.quote(str(credential_file))})\")\nLogs: {logs}")
     return {"ui": ui, "api": api, "server_pid": server, "worker_pid": worker, "executor_pids": pids,
-            "logs": str(logs)}
+            "logs": str(logs), "credential_file": str(credential_file)}
 
 
 def down(say=print) -> list[str]:
@@ -143,4 +193,5 @@ def down(say=print) -> list[str]:
             stopped.append(pid_file.stem)
             say(f"stopped {pid_file.stem} (pid {pid})")
         pid_file.unlink(missing_ok=True)
+    api_credential.forget_address(run.parent)  # the credential file stays, for the next `up`
     return stopped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -44,9 +45,15 @@ class Settings:
         return self.data_dir / "documents"
 
 
+def data_dir_of(env: Mapping[str, str]) -> Path:
+    """The data folder: DEALFLOW_DATA_DIR, or ``data/`` in the checkout. Read alone (without the
+    rest of the settings) where nothing else may fail, e.g. before Prefect is imported."""
+    return Path(env.get("DEALFLOW_DATA_DIR", PROJECT_ROOT / "data")).resolve()
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
-    data_dir = Path(env.get("DEALFLOW_DATA_DIR", PROJECT_ROOT / "data")).resolve()
+    data_dir = data_dir_of(env)
     database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'dealflow.db'}"
     mail_from = env.get("DEALFLOW_MAIL_FROM", "sales@glocial.example")
     smtp = None

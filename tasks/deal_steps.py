@@ -178,11 +178,10 @@ def _retry_on_transient_mail(task, task_run, state) -> bool:  # noqa: ARG001
 
 def publish_deal_page(deal_number: str) -> str:
     """The deal's artifacts, under stable keys: a page (timeline, documents, money) and its lines."""
+    from services.config import UNVERIFIED_NOTE
     from services.views import deal_page
 
     from .ui import markdown_artifact, table_artifact
-
-    from services.config import UNVERIFIED_NOTE
 
     settings = load_settings()
     with session_scope() as s:

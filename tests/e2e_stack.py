@@ -1,14 +1,18 @@
-"""The pieces of real use for the end-to-end tests: a `prefect server start`, `prefect deploy`
+"""The pieces of real use for the end-to-end tests: a `prefect server start` with basic
+authentication on (a credential generated per stack, as `dealflow up` does), `prefect deploy`
 from prefect.yaml and a deal executor as separate processes, and ways to look at them."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,15 +33,17 @@ PREFECT = [sys.executable, "-m", "prefect"]
 
 
 class Stack:
-    """A Prefect server, the deployments and a deal executor, as separate processes."""
+    """A Prefect server that takes only the credential its clients are given (``env``'s
+    PREFECT_API_AUTH_STRING), the deployments and a deal executor, as separate processes."""
 
     def __init__(self, home: Path, env: dict[str, str]):
         self.home, self.env, self.executor = home, env, None
-        self.api = env["PREFECT_API_URL"]
+        self.api, self.auth = env["PREFECT_API_URL"], env["PREFECT_API_AUTH_STRING"]
         self.status_file = home / "executor.json"
         self.server = subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port",
                                         self.api.split(":")[-1].split("/")[0]],
-                                       env=env, cwd=PROJECT_ROOT, start_new_session=True,
+                                       env={**env, "PREFECT_SERVER_API_AUTH_STRING": self.auth},
+                                       cwd=PROJECT_ROOT, start_new_session=True,
                                        stdout=open(home / "server.log", "wb"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while True:
@@ -84,6 +90,16 @@ class Stack:
                 proc.wait(timeout=30)
 
 
+def api_status(api: str, path: str, auth: str | None = None) -> int:
+    """The HTTP status of a GET of the API, with this credential (basic auth) or none."""
+    headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(f"{api}{path}", headers=headers), timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def _prefect_database(tmp_path: Path) -> str:
     """Prefect's own database: PostgreSQL when the tests run on it (as in CI), else SQLite."""
     if not PG_URL:
@@ -98,23 +114,35 @@ def _prefect_database(tmp_path: Path) -> str:
 
 @contextmanager
 def running_stack(tmp_path: Path, **extra_env: str) -> Iterator[Stack]:
-    """A Prefect server (on PostgreSQL when the tests are), the deployments and an executor,
-    with this process's Prefect client pointed at them; everything killed afterwards."""
+    """A Prefect server (on PostgreSQL when the tests are) with authentication on, the
+    deployments and an executor, with this process's Prefect client pointed at them and given
+    the credential; everything killed afterwards."""
     home = tmp_path / "prefect-home"
     home.mkdir()
     api = f"http://127.0.0.1:{free_port()}/api"
+    auth = f"dealflow-e2e:{secrets.token_urlsafe(18)}"
     env = {**os.environ, **extra_env, "PREFECT_HOME": str(home), "PREFECT_API_URL": api,
+           "PREFECT_API_AUTH_STRING": auth,
            "PREFECT_SERVER_DATABASE_CONNECTION_URL": _prefect_database(tmp_path),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "PREFECT_LOGGING_LEVEL": "INFO"}
     s = Stack(home, env)
+    client_env = {"PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": auth}
+    before = {name: os.environ.get(name) for name in client_env}
     try:
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-        with temporary_settings(updates={PREFECT_API_URL: api}):
-            os.environ["PREFECT_API_URL"] = api
+        # Prefect read its settings from the environment when this process imported it: the
+        # client in this process (and in threads run in a copy of this context) gets them as
+        # settings; the environment is for what reads it later (the CLI's own checks).
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+        with temporary_settings(updates={PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: auth}):
+            os.environ.update(client_env)
             yield s
     finally:
-        os.environ.pop("PREFECT_API_URL", None)
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         s.stop()
 
 

@@ -104,3 +104,16 @@ class answers:  # noqa: N801 - used like the module `dealflow.answers`
         from dealflow import answers as real
 
         return real.wait_closed(deal_number, key, timeout)
+
+
+def code_of(handle: str, ahead: int = 0) -> str:
+    """The code ``handle``'s authenticator app shows now (or ``ahead`` steps of 30 s later)."""
+    from datetime import UTC, datetime
+
+    from models import StaffUser, identity
+    from services import keys
+
+    with session_scope() as s:
+        person = s.scalars(select(StaffUser).where(StaffUser.handle == handle)).one()
+        generator = identity.totp(person, keys.cipher())
+    return generator.generate_otp(generator.timecode(datetime.now(UTC)) + ahead)

@@ -31,20 +31,12 @@ from services.db import session_scope
 from tasks.deal_steps import open_wait, plan_next_step
 from tasks.deal_steps import record_answer as flow_check  # the flow's check, on the answer as sent
 
-from .helpers import check_answer, proved
+from .helpers import check_answer, code_of, proved
 
 
 def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, list(args), input=input)
     return result.exit_code, result.stdout, result.stderr
-
-
-def code_of(handle: str, ahead: int = 0) -> str:
-    """The code ``handle``'s authenticator app shows now (or ``ahead`` steps later)."""
-    with session_scope() as s:
-        person = s.scalars(select(StaffUser).where(StaffUser.handle == handle)).one()
-        generator = identity.totp(person, keys.cipher())
-    return generator.generate_otp(generator.timecode(datetime.now(UTC)) + ahead)
 
 
 def refusals(deal_number: str | None = None) -> list[tuple[str, str, str]]:

@@ -16,14 +16,14 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from dealflow.scenario import SCRIPT, answer_for, start_scenario_deal
+from dealflow.scenario import SCRIPT, TEAM, answer_for, start_scenario_deal
 from models import Document, Email, Payment, Shipment, StockMove
 from models.deal import deal_by_number
 from services.db import session_scope
 from services.views import inbox
 
-from .e2e_stack import Stack, await_wait, browser_path, flow_processes, run_state, running_stack
-from .helpers import answers
+from .e2e_stack import Stack, api_status, await_wait, browser_path, flow_processes, run_state, running_stack
+from .helpers import answers, code_of
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not os.environ.get("DEALFLOW_E2E"), reason="set DEALFLOW_E2E=1 (CI does)")]
@@ -32,6 +32,19 @@ pytestmark = [pytest.mark.e2e,
 def stack(db, tmp_path):
     with running_stack(tmp_path) as s:
         yield s
+
+
+def test_the_api_answers_only_a_client_with_the_credential(stack):
+    """The whole e2e suite runs with the server's authentication on: a stranger gets 401, its
+    clients (this process's too) get their answers; the health check stays open for probes."""
+    assert api_status(stack.api, "/admin/version") == 401
+    assert api_status(stack.api, "/admin/version", auth="dealflow-e2e:wrong") == 401
+    assert api_status(stack.api, "/admin/version", auth=stack.auth) == 200
+    assert api_status(stack.api, "/health") == 200
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        assert client.read_deployment_by_name("deal/deal").name == "deal"  # deployed with it, too
 
 
 def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
@@ -153,6 +166,18 @@ def _browser(p):
         "--disable-sync", "--no-first-run"])
 
 
+def _sign_in(page, stack: Stack) -> None:
+    """As a person would: the UI sends a stranger to its login page, whose one (password) field
+    takes the whole credential, and then back to the page asked for."""
+    ui = stack.api.removesuffix("/api")
+    page.goto(f"{ui}/runs", wait_until="networkidle")
+    page.wait_for_url("**/login**", timeout=30_000)
+    password = page.locator("input[type=password]")
+    password.fill(stack.auth)
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_url(lambda url: "/login" not in url, timeout=30_000)  # back where it was sent from
+
+
 @UI
 def test_a_person_answers_a_wait_in_the_prefect_ui_and_the_deal_moves_on(stack, tmp_path):
     """The README's promise, in a real browser: the run is listed by deal number and customer,
@@ -169,6 +194,7 @@ def test_a_person_answers_a_wait_in_the_prefect_ui_and_the_deal_moves_on(stack, 
     with sync_playwright() as p:
         browser = _browser(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        _sign_in(page, stack)
         page.goto(f"{ui}/runs", wait_until="networkidle")
         page.get_by_text(f"{number}-gamma-presses-gmbh").first.wait_for(timeout=30_000)
         page.goto(f"{ui}/runs/flow-run/{run_id}", wait_until="networkidle")
@@ -178,12 +204,29 @@ def test_a_person_answers_a_wait_in_the_prefect_ui_and_the_deal_moves_on(stack, 
         assert "qualify the lead" in dialog.inner_text()  # the wait's description heads the form
         assert "Qualified?" in dialog.inner_text()
         page.screenshot(path=str(tmp_path / "resume-form.png"))
+        assert "One-time code" in dialog.inner_text()
         dialog.locator("textarea").first.fill("sofia")
         dialog.get_by_role("switch").first.click()
+        dialog.locator("textarea").last.fill(TEAM.wrong_code("sofia"))  # the code is the form's last field
+        dialog.get_by_role("button", name="Submit").click()
+        refused = answers.wait_closed(number, key, timeout=120)
+        # the deal waits again; the new form says why, and the code from sofia's app moves it on
+        key, _ = await_wait(number, "qualify")
+        page.goto(f"{ui}/runs/flow-run/{run_id}", wait_until="networkidle")
+        page.get_by_role("button", name="Resume").click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text("Your handle").wait_for(timeout=30_000)
+        assert "was refused: code: wrong or expired code" in dialog.inner_text()
+        dialog.locator("textarea").first.fill("sofia")
+        dialog.get_by_role("switch").first.click()
+        dialog.locator("textarea").last.fill(code_of("sofia"))
+        page.screenshot(path=str(tmp_path / "resume-form-retry.png"))
         dialog.get_by_role("button", name="Submit").click()
         closed = answers.wait_closed(number, key, timeout=120)
         browser.close()
-    assert (closed.status, closed.answered_by) == ("answered", "sofia")
+    assert (refused.status, refused.refusal_reason) == (
+        "refused", "code: wrong or expired code; type the code your authenticator app shows now")
+    assert (key, closed.status, closed.answered_by) == ("qualify-retry-1", "answered", "sofia")
     assert await_wait(number, "handoff")[1] == run_id  # the same run went on to the next step
 
 
@@ -224,6 +267,7 @@ def test_what_people_typed_shows_as_typed_in_the_prefect_ui_never_as_markup(stac
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.on("request", lambda r: requests.append(r.url))
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        _sign_in(page, stack)
         page.goto(f"{ui}/runs/flow-run/{run_id}", wait_until="networkidle")
         page.get_by_role("button", name="Resume").click()
         dialog = page.get_by_role("dialog")

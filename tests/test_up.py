@@ -1,0 +1,99 @@
+"""`dealflow up` as a user runs it, in a data folder of its own on a free port: the Prefect API it
+starts takes its generated credential and nothing else, and everything it starts (worker,
+executor) and the CLI in the user's shell find it.
+
+Slow (a minute or two: a Prefect server, two `prefect deploy` runs, a flow run, `dealflow down`):
+it runs when DEALFLOW_E2E=1, as CI does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+
+from services.config import PROJECT_ROOT
+
+from .e2e_stack import api_status
+from .smtp_server import free_port
+
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not os.environ.get("DEALFLOW_E2E"), reason="set DEALFLOW_E2E=1 (CI does)")]
+
+
+def dealflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dealflow.cli", *args], env=env, cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_up_closes_the_prefect_api_to_strangers_and_what_it_starts_and_the_cli_get_in(data_dir):
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    # the user's shell: the data folder and database of the `db` fixture, no Prefect API of its own
+    shell = {k: v for k, v in os.environ.items()
+             if k not in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING")}
+    credential_file = data_dir / "prefect-api-auth"
+    pids: list[int] = []
+    try:
+        first = dealflow("up", "--port", str(port), env=shell)
+        pids = [int(p.read_text()) for p in (data_dir / "run").glob("*.pid")]
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert stat.S_IMODE(credential_file.stat().st_mode) == 0o600
+        credential = credential_file.read_text().strip()
+        assert credential.startswith("dealflow:") and len(credential) > 30
+        assert first.stdout.count(credential) == 1, first.stdout  # shown once, when it is made
+        assert f"kept in {credential_file}" in first.stdout
+
+        second = dealflow("up", "--port", str(port), env=shell)  # finds everything running
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert credential not in second.stdout + second.stderr
+        assert f"Prefect API credential: in {credential_file}" in second.stdout
+        assert credential_file.read_text().strip() == credential
+
+        assert api_status(api, "/admin/version") == 401  # a stranger
+        assert api_status(api, "/health") == 200  # a health probe needs none
+        assert api_status(api, "/admin/version", auth=credential) == 200
+
+        # `export PREFECT_API_URL=...` and nothing else: dealflow reads the credential itself
+        inbox = dealflow("inbox", "--json", env={**shell, "PREFECT_API_URL": api})
+        assert (inbox.returncode, inbox.stderr) == (0, ""), inbox.stderr
+        assert json.loads(inbox.stdout) == []
+        # ... and it did ask the server: with a wrong credential the server refuses, in one line
+        wrong = dealflow("inbox", env={**shell, "PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": "dealflow:wrong"})
+        assert wrong.returncode == 1 and wrong.stdout == ""
+        assert wrong.stderr.startswith(f"error: prefect: the Prefect server at {api} refused the request "
+                                       "(401 Unauthorized): set PREFECT_API_AUTH_STRING"), wrong.stderr
+        assert wrong.stderr.count("\n") == 1
+
+        # the worker `up` started has the credential: it runs a scheduled flow's run to the end
+        from prefect import get_client
+        from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: credential}), \
+                get_client(sync_client=True) as client:
+            run = client.create_flow_run_from_deployment(client.read_deployment_by_name("outbox/outbox").id)
+            deadline = time.monotonic() + 120
+            while not (state := client.read_flow_run(UUID(str(run.id))).state).is_final() \
+                    and time.monotonic() < deadline:
+                time.sleep(1)
+        assert state.name == "Completed", (state, (data_dir / "logs" / "worker.log").read_text()[-3000:])
+    finally:
+        down = dealflow("down", env=shell)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert len(pids) == 3 and not [p for p in pids if running(p)]  # server, worker, executor
+    assert credential_file.read_text().strip() == credential  # kept for the next `up`
+    assert not (data_dir / "run" / "api-url").exists()  # nothing answering there may be sent it
