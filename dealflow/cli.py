@@ -658,10 +658,15 @@ def staff_enroll(handle: str, png: Path | None, as_json: bool) -> None:
         handle = person.handle
         qr = segno.make(uri, error="m")
         path = png or settings.data_dir / "enroll" / f"{handle}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.unlink(missing_ok=True)
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
-            qr.save(f, kind="png", scale=6)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if png is None:
+                path.unlink(missing_ok=True)  # our own earlier one; a path you give is never overwritten
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+                qr.save(f, kind="png", scale=6)
+        except OSError as exc:
+            raise DomainError(f"png: cannot write {shown(str(path), 200)} ({exc.strerror}); "
+                              f"choose another path") from None
         s.commit()
     if as_json:
         _emit({"handle": handle, "uri": uri, "png": str(path)}, True)
@@ -674,7 +679,7 @@ def staff_enroll(handle: str, png: Path | None, as_json: bool) -> None:
 @main.command()
 @click.argument("handle")
 @click.option("--code", metavar="NNNNNN", help="Your one-time code (asked for, hidden, when not given).")
-@click.option("--hours", type=click.FloatRange(0.01, 168), default=8, show_default=True,
+@click.option("--hours", type=click.FloatRange(0.01, 24), default=8, show_default=True,
               help="How long the session lasts.")
 def login(handle: str, code: str | None, hours: float) -> None:
     """Open a session with a one-time code: `dealflow answer` then signs every answer with the
@@ -694,9 +699,14 @@ def login(handle: str, code: str | None, hours: float) -> None:
         except DomainError:
             s.commit()  # the refusal and a wrong code are on the record
             raise
+        try:
+            path = save(Login.opened(opened))
+        except OSError as exc:  # nowhere to keep the key: no session either
+            s.rollback()
+            raise DomainError(f"config: cannot keep the session in {shown(str(exc.filename or ''), 200)} "
+                              f"({exc.strerror}); set DEALFLOW_CONFIG_DIR to a folder of yours") from None
         s.commit()
-    save(Login.opened(opened))
-    click.echo(f"logged in as {opened.handle} until {opened.expires_at:%Y-%m-%d %H:%M} UTC")
+    click.echo(f"logged in as {opened.handle} until {opened.expires_at:%Y-%m-%d %H:%M} UTC (session kept in {path})")
 
 
 @main.command()
@@ -978,9 +988,9 @@ def answer(deal_number: str, step: str, by: str | None, code: str | None, sets: 
 
 
 def _typed_input(input_json: str | None) -> str:
-    """--input as typed, for the record of a refusal; not when it carries a one-time code."""
-    if input_json and '"code"' in input_json:
-        return "(not recorded: it carries a one-time code)"
+    """--input as typed, for the record of a refusal; not when it may carry a one-time code."""
+    if input_json and re.search(r"code|\\u00[0-9a-fA-F]{2}", input_json):
+        return "(not recorded: it may carry a one-time code)"
     return input_json or ""
 
 

@@ -8,7 +8,7 @@ the person's role and the business rules (stock, amounts due) after the resume.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from prefect.input import RunInput
@@ -41,8 +41,10 @@ class Answer(RunInput):
                                   "for a second answer within the same 30 seconds, wait for the next code.")
     # A signed answer from `dealflow answer` in a session (not in the UI's form): the session's id
     # and the HMAC of the deal, the wait's key and the answer (see models/identity.py).
-    session: SkipJsonSchema[str] = ""
-    signature: SkipJsonSchema[str] = ""
+    # Not in the schema, so the server does not check their type: any value is taken (and read as
+    # text by the check), so that a crafted one is refused by the flow instead of crashing the run.
+    session: SkipJsonSchema[Any] = ""
+    signature: SkipJsonSchema[Any] = ""
 
     @classmethod
     def check_fields(cls, payload: dict) -> None:

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,7 +47,7 @@ FAILURES_TO_LOCK = 5
 FAILURE_WINDOW = timedelta(minutes=10)
 LOCK_FOR = timedelta(minutes=10)
 SESSION_HOURS = 8
-MAX_SESSION_HOURS = 24 * 7
+MAX_SESSION_HOURS = 24
 
 # How an answer was proven, as recorded on the wait and in the audit log.
 BY_CODE, BY_SESSION, UNVERIFIED = "one-time code", "signed session", "unverified"
@@ -109,6 +110,7 @@ def enroll(session: Session, person: StaffUser, cipher: Cipher, by: str) -> str:
     """A new secret for ``person`` (any old one stops working); returns its otpauth:// URI, for
     the person's authenticator app. The secret itself is stored encrypted only."""
     secret = pyotp.random_base32()
+    close_sessions(session, person, "enrolled again")
     person.totp_secret = cipher.encrypt(secret.encode()).decode()
     person.totp_last_step = None
     person.enrolled_at = utcnow()
@@ -126,8 +128,16 @@ def totp(person: StaffUser, cipher: Cipher) -> pyotp.TOTP:
     if person.totp_secret is None:
         raise ProofRefused(f"by: {person.handle} is not enrolled; a manager runs `dealflow staff enroll "
                            f"{person.handle}`")
-    secret = cipher.decrypt(person.totp_secret.encode()).decode()
+    secret = _decrypt(cipher, person.totp_secret).decode()
     return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS)
+
+
+def _decrypt(cipher: Cipher, token: str) -> bytes:
+    try:
+        return cipher.decrypt(token.encode())
+    except Exception:  # cryptography's InvalidToken: another installation's key
+        raise DomainError("DEALFLOW_SECRET_KEY: does not decrypt the staff's secrets; is it the key this "
+                          "installation's `dealflow init` made (DATA_DIR/secret.key)?") from None
 
 
 def _time_step(now: datetime) -> int:
@@ -141,13 +151,13 @@ def use_code(session: Session, person: StaffUser, code: object, cipher: Cipher, 
     typed = "".join(str(code or "").split())
     if not typed:
         raise ProofRefused("code: missing; type the 6 digits your authenticator app shows now")
-    if len(typed) != DIGITS or not typed.isdigit():
+    if not re.fullmatch(rf"[0-9]{{{DIGITS}}}", typed):  # ASCII digits only (not "１２３４５６")
         raise ProofRefused(f"code: wrong code (a code is the {DIGITS} digits your authenticator app shows)",
                            counts=True)
     generator = totp(person, cipher)
     now_step = _time_step(now)
     matched = next((step for step in (now_step, now_step - 1, now_step + 1)
-                    if hmac.compare_digest(generator.generate_otp(step), typed)), None)
+                    if hmac.compare_digest(generator.generate_otp(step).encode(), typed.encode())), None)
     if matched is None:
         raise ProofRefused("code: wrong or expired code; type the code your authenticator app shows now",
                            counts=True)
@@ -212,6 +222,20 @@ def open_session(session: Session, handle: str, code: object, cipher: Cipher, *,
     return OpenedSession(row.id, person.handle, base64.b64encode(key).decode(), row.expires_at)
 
 
+def close_sessions(session: Session, person: StaffUser, why: str) -> int:
+    """Close every open session of ``person`` (re-enrolled, disabled, roles changed): a session
+    never outlives what it was opened with."""
+    now = utcnow()
+    rows = list(session.scalars(select(StaffSession).where(StaffSession.staff_id == person.id,
+                                                           StaffSession.closed_at.is_(None),
+                                                           StaffSession.expires_at > now)))
+    for row in rows:
+        row.closed_at = now
+    if rows:
+        audit.record(session, "system", "staff.sessions_closed", subject=person.handle, why=why, sessions=len(rows))
+    return len(rows)
+
+
 def close_session(session: Session, session_id: str, now: datetime | None = None) -> bool:
     row = session.get(StaffSession, one_line(session_id, "session", 40, required=True))
     if row is None or row.closed_at is not None:
@@ -244,9 +268,9 @@ def _check_signature(session: Session, person: StaffUser, proof: dict[str, Any],
     if row.expires_at <= now:
         raise ProofRefused(f"session: expired at {row.expires_at:%Y-%m-%d %H:%M} UTC; log in again "
                            f"(`dealflow login {person.handle}`) or give a code")
-    key = cipher.decrypt(row.key.encode())
+    key = _decrypt(cipher, row.key)
     expected = hmac.new(key, canonical(deal_number, wait_key, answer), hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, str(proof.get("signature") or "")):
+    if not hmac.compare_digest(expected.encode(), str(proof.get("signature") or "").encode()):
         raise ProofRefused("signature: does not match this deal, wait and answer (a signed answer is "
                            "good for the one wait it was made for)", counts=True)
 

@@ -176,8 +176,8 @@ def find_open_wait(session: Session, deal: Deal, step_or_key: str) -> Wait:
     return wait
 
 
-def staff_by_handle(session: Session, handle: str, field_name: str = "by") -> StaffUser:
-    return staff_member(session, handle, field_name)  # checked before the database sees it
+def staff_by_handle(session: Session, handle: str, field_name: str = "by", *, lock: bool = False) -> StaffUser:
+    return staff_member(session, handle, field_name, lock=lock)  # checked before the database sees it
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ def prove_answer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any
                  check: AnswerCheck, *, consume: bool) -> identity.Proven:
     """Who answers, and the proof that it is them (see ``models.identity``). A code is used up only
     with ``consume`` (the flow, after the resume); ``dealflow answer`` checks first without."""
-    person = staff_by_handle(session, answer.get("by", ""))
+    person = staff_by_handle(session, answer.get("by", ""), lock=consume)  # a code is used up once, also in a race
     return identity.prove(session, person, wait.role_list, wait.step, proof, deal.number, wait.key, answer,
                           cipher=check.cipher, codes_required=check.codes_required, consume=consume,
                           door=check.door)
@@ -270,6 +270,8 @@ def answer_wait(session: Session, deal: Deal, key: str, answer: dict[str, Any], 
         proven = prove_answer(session, deal, wait, body, proof, check, consume=True)
     except DomainError as exc:
         reason = str(exc)
+    except (TypeError, ValueError, UnicodeError) as exc:  # a proof no form makes (sent straight to the API)
+        reason = f"code: not a proof dealflow can read ({type(exc).__name__})"
     else:
         session.flush()  # the code is used up, whatever the business rules say next
         try:

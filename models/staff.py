@@ -116,9 +116,14 @@ def check_roles(values: object, field: str = "role") -> str:
     return ",".join(roles)
 
 
-def staff_member(session: Session, handle: str, field: str = "handle") -> StaffUser:
+def staff_member(session: Session, handle: str, field: str = "handle", *, lock: bool = False) -> StaffUser:
+    """The account with this handle; with ``lock``, its row locked until the transaction ends (two
+    answers by one person, e.g. with the same code, are then checked one after the other)."""
     handle = one_line(handle, field, 40, required=True)
-    person = session.scalars(select(StaffUser).where(StaffUser.handle == handle)).one_or_none()
+    query = select(StaffUser).where(StaffUser.handle == handle)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    person = session.scalars(query).one_or_none()
     if person is None:
         raise ValidationError(field, f"no staff member with handle {handle!r}")
     return person
@@ -145,6 +150,10 @@ def set_roles(session: Session, person: StaffUser, roles: object) -> str:
     if person.holds(Role.MANAGER) and Role.MANAGER not in new.split(",") and person.active \
             and not _other_managers(session, person):
         raise ValidationError("role", f"{person.handle} is the last manager; make someone else a manager first")
+    if new != person.roles:
+        from .identity import close_sessions
+
+        close_sessions(session, person, "roles changed")
     person.roles = new
     return new
 
@@ -153,6 +162,9 @@ def disable(session: Session, person: StaffUser) -> None:
     if person.active and person.holds(Role.MANAGER) and not _other_managers(session, person):
         raise ValidationError("handle", f"{person.handle} is the last enabled manager; "
                                         f"enable or add another manager first")
+    from .identity import close_sessions
+
+    close_sessions(session, person, "disabled")
     person.active = False
 
 

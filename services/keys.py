@@ -32,7 +32,11 @@ def _key_text(settings: Settings) -> tuple[str, str]:
     if block := os.environ.get("DEALFLOW_SECRET_KEY_BLOCK"):
         from prefect.blocks.system import Secret  # only this path needs Prefect
 
-        return str(Secret.load(block).get()).strip(), f"the Prefect Secret block {block!r}"
+        try:
+            return str(Secret.load(block).get()).strip(), f"the Prefect Secret block {block!r}"
+        except ValueError:
+            raise ValidationError("DEALFLOW_SECRET_KEY_BLOCK", f"no Prefect Secret block named {block!r} "
+                                                               f"on this Prefect API") from None
     path = key_file(settings)
     try:
         return path.read_text().strip(), str(path)

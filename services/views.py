@@ -134,7 +134,8 @@ def deal_page(session: Session, deal: Deal, documents_dir: str,
     if closed:
         out += [Markdown(""), Markdown("## Answers"), Markdown(""),
                 table(["wait", "answer", "by", "proven by", "when (UTC)"],
-                      [[w.key, w.status, answerer(session, w), w.proof or "", Markdown("{:%Y-%m-%d %H:%M:%S}").format(
+                      [[w.key, w.status, answerer(session, w),
+                        (w.proof or "") if w.status == "answered" else f"(tried: {w.proof or 'none'})", Markdown("{:%Y-%m-%d %H:%M:%S}").format(
                           w.answered_at) if w.answered_at else ""] for w in closed])]
     entries = session.scalars(select(AuditEntry).where(AuditEntry.deal_id == deal.id).order_by(AuditEntry.id)).all()
     out += [Markdown(""), Markdown("## Timeline"), Markdown(""),

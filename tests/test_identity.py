@@ -468,6 +468,7 @@ def test_on_a_real_prefect_api_only_proven_answers_move_the_deal_and_no_code_or_
         assert run("logout")[0] == 0
         resume("decision-rev-1-retry-1", {"by": "mark", "decision": "decline", "reason": "budget", "code": used[-1]})
         used.append(code_of("mark", ahead=1))
+        _wait_for(new_deal, "decision-rev-1-retry-2")
         code, out, err = run("answer", new_deal, "decision", "--by", "mark", "--code", used[-1],
                              "--set", "decision=decline", "--set", "reason=budget")
         assert (code, out, err) == (0, "decision-rev-1-retry-2: answered by mark\n", "")
@@ -527,3 +528,76 @@ def test_on_a_real_prefect_api_only_proven_answers_move_the_deal_and_no_code_or_
 def wait_description(deal_number: str, key: str) -> str:
     with session_scope() as s:
         return s.scalars(select(Wait.description).join(Wait.deal).where(Wait.key == key)).one()
+
+
+# --- what the cold review and the attacker found ------------------------------------------------------
+
+def test_a_code_in_other_digits_or_a_crafted_proof_is_refused_not_a_crash(new_deal):
+    from flows.inputs import QAInput
+
+    play_direct(new_deal, until="qualify")
+    for key, proof in [("qualify", {"code": "１２３４５６"}), ("qualify-retry-1", {"code": "٠١٢٣٤٥"}),
+                       ("qualify-retry-2", {"session": TEAM.login("sofia").session, "signature": "é" * 64}),
+                       ("qualify-retry-3", {"session": 123, "signature": ["x"]})]:
+        waits_at(new_deal)
+        result = flow_check.fn(new_deal, key, {"by": "sofia", "qualified": True, **proof})
+        assert not result["accepted"] and result["reason"].split(":")[0] in ("code", "signature", "session")
+    # a value of any type where the form has no field is read by the flow (and refused), never a crash
+    assert QAInput.model_validate({"by": "qa", "passed": True, "session": 123, "signature": None}).session == 123
+
+
+def test_two_answers_racing_with_one_code_only_one_is_accepted(new_deal):
+    import threading
+
+    other = start_scenario_deal(company="Second Plant Ltd")
+    play_direct(new_deal, until="qualify")
+    play_direct(other, until="qualify")
+    code = code_of("sofia")
+    results: list[bool] = []
+    start = threading.Barrier(2)
+
+    def answer(deal: str) -> None:
+        start.wait()
+        results.append(flow_check.fn(deal, "qualify", {"by": "sofia", "qualified": True, "code": code})["accepted"])
+
+    threads = [threading.Thread(target=answer, args=(d,)) for d in (new_deal, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sorted(results) == [False, True]
+
+
+def test_a_new_secret_disabling_or_new_roles_close_a_persons_sessions(new_deal):
+    play_direct(new_deal, until="qualify")
+    TEAM._logins.clear()
+    login = TEAM.login("sofia")
+    assert run("staff", "enroll", "sofia", "--json")[0] == 0
+    answer = {"by": "sofia", "qualified": True}
+    result = flow_check.fn(new_deal, "qualify", {**answer, **login.prove(new_deal, "qualify", answer)})
+    assert result["reason"].startswith("session: sofia logged out of it")
+    login = TEAM.login("mark")
+    assert run("staff", "role", "mark", "sales_engineer", "qa")[0] == 0
+    with session_scope() as s:
+        assert s.get(identity.StaffSession, login.session).closed_at is not None
+        closed = [e.details["why"] for e in s.scalars(select(AuditEntry).where(
+            AuditEntry.action == "staff.sessions_closed").order_by(AuditEntry.id))]
+    assert closed == ["enrolled again", "roles changed"]
+    TEAM._logins.clear()
+
+
+def test_another_installations_key_and_an_unwritable_config_folder_are_one_line(new_deal, monkeypatch, tmp_path):
+    from cryptography.fernet import Fernet
+
+    play_direct(new_deal, until="qualify")
+    code = code_of("sofia")
+    monkeypatch.setenv("DEALFLOW_CONFIG_DIR", "/proc/not-here")
+    before = _staff_fingerprint()
+    assert run("login", "sofia", "--code", code)[2].startswith("error: config: cannot keep the session in ")
+    with session_scope() as s:  # no session was left open, and the code was not used up
+        assert s.scalar(select(func.count()).select_from(identity.StaffSession)) == 0
+    assert _staff_fingerprint()[0] == before[0]
+    monkeypatch.setenv("DEALFLOW_SECRET_KEY", Fernet.generate_key().decode())
+    code_, _, err = run("answer", new_deal, "qualify", "--by", "sofia", "--set", "qualified=true", "--code", code)
+    assert (code_, err) == (2, "error: DEALFLOW_SECRET_KEY: does not decrypt the staff's secrets; is it the key "
+                               "this installation's `dealflow init` made (DATA_DIR/secret.key)?\n")
