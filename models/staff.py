@@ -121,8 +121,9 @@ def staff_member(session: Session, handle: str, field: str = "handle", *, lock: 
     answers by one person, e.g. with the same code, are then checked one after the other)."""
     handle = one_line(handle, field, 40, required=True)
     query = select(StaffUser).where(StaffUser.handle == handle)
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
+    if lock:  # FOR NO KEY UPDATE: a row that merely refers to the person (a shipment's shipped_by,
+        # taken in another deal's transaction) is not blocked by it, so no deadlock with stock locks
+        query = query.with_for_update(key_share=True).execution_options(populate_existing=True)
     person = session.scalars(query).one_or_none()
     if person is None:
         raise ValidationError(field, f"no staff member with handle {handle!r}")

@@ -601,3 +601,86 @@ def test_another_installations_key_and_an_unwritable_config_folder_are_one_line(
     code_, _, err = run("answer", new_deal, "qualify", "--by", "sofia", "--set", "qualified=true", "--code", code)
     assert (code_, err) == (2, "error: DEALFLOW_SECRET_KEY: does not decrypt the staff's secrets; is it the key "
                                "this installation's `dealflow init` made (DATA_DIR/secret.key)?\n")
+
+
+@pytest.mark.flow
+def test_on_a_real_prefect_api_every_kind_of_bad_proof_is_refused_audited_and_the_deal_waits(prefect_api, new_deal):
+    """Through real resumes (the UI's door): a wrong role, a disabled person, an expired session,
+    a person not enrolled, and a locked-out person; then the right code moves the deal on."""
+    from uuid import UUID
+
+    from prefect.flow_runs import resume_flow_run
+
+    from dealflow import answers
+    from flows.deal import deal_flow
+
+    from .test_deal_flow import _in_background, _wait_for
+
+    for handle in ("ana", "bo", "cy"):
+        assert run("staff", "add", handle, "--name", handle.title(), "--email", f"{handle}@glocial.example",
+                   "--role", "sales_rep")[0] == 0
+    assert run("staff", "enroll", "ana", "--json")[0] == 0 and run("staff", "enroll", "bo", "--json")[0] == 0
+    assert run("staff", "disable", "ana")[0] == 0
+    expired = TEAM.login("sofia")
+    with session_scope() as s:
+        s.execute(update(identity.StaffSession).where(identity.StaffSession.id == expired.session)
+                  .values(expires_at=datetime(2020, 1, 1)))
+        s.commit()
+    keys_tried: list[str] = []
+
+    def resume(run_input: dict) -> None:
+        key = waiting_key()
+        keys_tried.append(key)
+        run_id = _wait_for(new_deal, key)
+        for _ in range(100):
+            try:
+                resume_flow_run(UUID(run_id), run_input=run_input)
+                break
+            except Exception:  # the wait row is written a moment before the run is Paused
+                time.sleep(0.1)
+        answers.wait_closed(new_deal, key)
+
+    def waiting_key() -> str:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with session_scope() as s:
+                w = deal_by_number(s, new_deal).open_wait
+                if w is not None and w.flow_run_id:
+                    return w.key
+            time.sleep(0.1)
+        raise TimeoutError("no wait opened")
+
+    def bad_then_good() -> None:
+        qualify = {"qualified": False, "notes": "no budget"}
+        resume({"by": "qa", **qualify, "code": code_of("qa")})
+        resume({"by": "ana", **qualify, "code": code_of("ana")})
+        resume({"by": "sofia", **qualify, **expired.prove(new_deal, waiting_key(), {"by": "sofia", **qualify})})
+        resume({"by": "cy", **qualify, "code": "123456"})
+        for _ in range(5):
+            resume({"by": "bo", **qualify, "code": TEAM.wrong_code("bo")})
+        resume({"by": "bo", **qualify, "code": code_of("bo")})
+        resume({"by": "sofia", **qualify, "code": code_of("sofia", ahead=1)})  # her login used the current one
+
+    thread, errors = _in_background([bad_then_good])
+    try:
+        result = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=120)
+    finally:
+        thread.join(timeout=30)
+        assert not errors and not thread.is_alive(), (errors, keys_tried, refusals())
+    assert result["status"] == "lost"  # disqualified, by sofia's code, after every bad proof
+    reasons = [r[2] for r in refusals()]
+    assert [r[1] for r in refusals()] == keys_tried[:-1]
+    assert reasons[:4] == [
+        "by: qa (qa) may not answer 'qualify'; it needs the role sales_rep",
+        "by: ana is disabled and may not answer",
+        "session: expired at 2020-01-01 00:00 UTC; log in again (`dealflow login sofia`) or give a code",
+        "by: cy is not enrolled for one-time codes; a manager runs `dealflow staff enroll cy`"]
+    assert all(r.startswith("code: wrong or expired code") for r in reasons[4:9])
+    assert "bo's answers are now locked until" in reasons[8]
+    assert reasons[9].startswith("by: bo's answers are locked until")
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        last = deal.waits[-1]
+        assert (last.status, last.answered_by, last.proof) == ("answered", "sofia", "one-time code")
+        assert s.scalar(select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "staff.locked")) == 1
+    TEAM._logins.clear()
