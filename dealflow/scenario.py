@@ -109,6 +109,7 @@ class Team:
 
     def login(self, handle: str):
         from models import identity
+        from models.staff import staff_member
         from services import keys
         from services.config import load_settings
         from services.db import session_scope
@@ -122,7 +123,7 @@ class Team:
             row = s.get(identity.StaffSession, cached.session) if cached else None  # (a test may empty the tables)
             if row is not None and row.closed_at is None and row.expires_at > utcnow() + timedelta(minutes=5):
                 return cached
-            person = identity.staff_member(s, handle)
+            person = staff_member(s, handle)
             generator = identity.totp(person, cipher)
             now = generator.timecode(utcnow().replace(tzinfo=UTC))
             step = max(now, (person.totp_last_step or 0) + 1)  # a code used a moment ago: the next one
@@ -141,11 +142,12 @@ class Team:
     def wrong_code(handle: str) -> str:
         """A code that is not ``handle``'s now (nor one step either side): an impostor's guess."""
         from models import identity
+        from models.staff import staff_member
         from services import keys
         from services.db import session_scope
 
         with session_scope() as s:
-            generator = identity.totp(identity.staff_member(s, handle), keys.cipher())
+            generator = identity.totp(staff_member(s, handle), keys.cipher())
         now = generator.timecode(utcnow().replace(tzinfo=UTC))
         valid = {generator.generate_otp(now + d) for d in (-1, 0, 1)}
         return next(c for c in (f"{n:06d}" for n in range(123456, 999999, 111111)) if c not in valid)

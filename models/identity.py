@@ -36,7 +36,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from . import audit
 from .base import Base, utcnow
 from .errors import DomainError
-from .staff import StaffUser, staff_member  # noqa: F401 - staff_member: for callers
+from .staff import StaffUser, staff_member
 from .text import one_line
 
 PROOF_FIELDS = ("code", "session", "signature")

@@ -117,3 +117,59 @@ def code_of(handle: str, ahead: int = 0) -> str:
         person = s.scalars(select(StaffUser).where(StaffUser.handle == handle)).one()
         generator = identity.totp(person, keys.cipher())
     return generator.generate_otp(generator.timecode(datetime.now(UTC)) + ahead)
+
+
+# --- a deal's flow in this process, answered from a thread ----------------------------------------
+
+def wait_for_run(deal: str, key: str, timeout: float = 60) -> str:
+    """Until the deal waits at ``key`` with its flow run attached; returns the run id."""
+    import time
+
+    from models.deal import deal_by_number
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope() as s:
+            w = deal_by_number(s, deal).open_wait
+            if w is not None and w.key == key and w.flow_run_id:
+                return w.flow_run_id
+        time.sleep(0.1)
+    raise TimeoutError(f"{deal} never waited at {key}")
+
+
+def in_background(actions):
+    """Run ``actions`` one after the other in a thread; returns it and the errors it met."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            for act in actions:
+                act()
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, errors
+
+
+def resume_as_the_ui(deal: str, key: str, run_input: dict) -> None:
+    """Answer ``key`` as the Prefect UI's Resume form does: straight to the API, none of the CLI's
+    checks; then wait until the flow has recorded it (answered or refused)."""
+    import time
+    from uuid import UUID
+
+    from prefect.flow_runs import resume_flow_run
+
+    from dealflow.answers import wait_closed
+
+    run_id = wait_for_run(deal, key)
+    for _ in range(100):
+        try:
+            resume_flow_run(UUID(run_id), run_input=run_input)
+            break
+        except Exception:  # the wait row is written a moment before the run is Paused
+            time.sleep(0.1)
+    wait_closed(deal, key)

@@ -4,7 +4,6 @@ waits are real pauses, answers are real resumes through the API."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -21,41 +20,14 @@ from models.deal import deal_by_number
 from models.markdown import plain
 from services.db import session_scope
 
-from .helpers import answers, audit_actions, counts, wait_row
+from .helpers import answers, audit_actions, counts, in_background, resume_as_the_ui, wait_for_run, wait_row
 
 pytestmark = pytest.mark.flow
 
 
-def _wait_for(deal: str, key: str, timeout: float = 60) -> str:
-    """Until the deal waits at ``key`` with its flow run attached; returns the run id."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with session_scope() as s:
-            w = deal_by_number(s, deal).open_wait
-            if w is not None and w.key == key and w.flow_run_id:
-                return w.flow_run_id
-        time.sleep(0.1)
-    raise TimeoutError(f"{deal} never waited at {key}")
-
-
-def _in_background(actions: list[Callable[[], None]]) -> tuple[threading.Thread, list[BaseException]]:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            for act in actions:
-                act()
-        except BaseException as exc:
-            errors.append(exc)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t, errors
-
-
 def _answer(deal: str, key: str, payload: dict) -> Callable[[], None]:
     def act() -> None:
-        _wait_for(deal, key)
+        wait_for_run(deal, key)
         answers.answer(deal, key, payload)
         answers.wait_closed(deal, key)
     return act
@@ -86,22 +58,14 @@ def test_the_demo_plays_the_whole_sale_through_prefect(prefect_api, tmp_path, mo
 
 
 def test_an_answer_from_the_ui_by_the_wrong_person_is_refused_and_the_deal_waits_again(prefect_api, new_deal):
-    from prefect.flow_runs import resume_flow_run
 
     from flows.deal import deal_flow
 
     def wrong_person() -> None:
-        run_id = _wait_for(new_deal, "qualify")
-        for _ in range(100):  # as the Prefect UI does: straight to the API, no CLI checks
-            try:
-                resume_flow_run(UUID(run_id), run_input={"by": "qa", "qualified": True})
-                break
-            except Exception:  # the wait row is written a moment before the run is Paused
-                time.sleep(0.1)
-        answers.wait_closed(new_deal, "qualify")
+        resume_as_the_ui(new_deal, "qualify", {"by": "qa", "qualified": True})
 
     def second_start_is_refused() -> None:
-        _wait_for(new_deal, "qualify-retry-1")
+        wait_for_run(new_deal, "qualify-retry-1")
         result = CliRunner().invoke(main, ["deal", "start", "1"])
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith(f"error: lead: deal {new_deal} already runs as flow run ")
@@ -112,7 +76,7 @@ def test_an_answer_from_the_ui_by_the_wrong_person_is_refused_and_the_deal_waits
              _answer(new_deal, "estimate-rev-1", {"by": "mark", "lines": [{"sku": "VMC-850", "quantity": 1}]}),
              _answer(new_deal, "decision-rev-1", {"by": "sofia", "decision": "decline", "channel": "phone",
                                                   "reason": "bought second-hand"})]
-    thread, errors = _in_background(moves)
+    thread, errors = in_background(moves)
     result = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=120)
     thread.join(timeout=30)
     assert not errors, errors
@@ -135,7 +99,7 @@ def test_a_flow_started_on_a_deal_part_way_continues_and_a_rerun_repeats_nothing
     first, second = [m for m in SCRIPT if m.step == "payment"]
     moves = [_answer(new_deal, "payment-1", answer_for(new_deal, first)),
              _answer(new_deal, "payment-2", {"by": "finance", "amount": "104510.21"})]
-    thread, errors = _in_background(moves)
+    thread, errors = in_background(moves)
     result = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=120)
     thread.join(timeout=30)
     assert not errors, errors
@@ -177,7 +141,7 @@ def test_a_wait_whose_form_was_lost_is_given_it_again_and_can_be_answered(prefec
     from models import Wait, utcnow
 
     def lose_the_form_then_answer() -> None:
-        run_id = UUID(_wait_for(new_deal, "qualify"))
+        run_id = UUID(wait_for_run(new_deal, "qualify"))
         with get_client(sync_client=True) as client:
             deadline = time.monotonic() + 60
             while True:
@@ -202,7 +166,7 @@ def test_a_wait_whose_form_was_lost_is_given_it_again_and_can_be_answered(prefec
         answers.answer(new_deal, "qualify", {"by": "sofia", "qualified": False, "notes": "no budget"})
         answers.wait_closed(new_deal, "qualify")
 
-    thread, errors = _in_background([lose_the_form_then_answer])
+    thread, errors = in_background([lose_the_form_then_answer])
     result = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=120)
     thread.join(timeout=30)
     assert not errors, errors
