@@ -448,6 +448,7 @@ def test_on_a_real_prefect_api_only_proven_answers_move_the_deal_and_no_code_or_
             stored = json.loads(client.read_flow_run_input(UUID(current_run_id()), "paused-handoff-response"))
         assert stored["signature"] and stored["session"] and not stored.get("code")
         estimate = '{"lines": [{"sku": "VMC-850", "quantity": 1}], "notes": "one machine"}'
+        wait_for_run(new_deal, "estimate-rev-1")  # the flow moves on from the hand-off first
         assert run("answer", new_deal, "estimate", "--by", "mark", "--input", estimate)[2] \
             == "error: by: you are logged in as sofia; `dealflow logout` to answer as someone else (with --code)\n"
         used.append(code_of("mark"))
