@@ -734,13 +734,17 @@ def logout() -> None:
               help="Port of the Prefect server and UI.")
 @click.option("--executors", "--workers", "executors", type=click.IntRange(1, 16), default=1, show_default=True,
               help="How many deal executors to start (each runs many deals in one process).")
+@click.option("--portal-port", type=click.IntRange(1, 65535), default=8765, show_default=True,
+              help="Port of the customer portal.")
 @click.option("--json", "as_json", is_flag=True, help="Print the addresses and pids as JSON.")
-def up(port: int, executors: int, as_json: bool) -> None:
-    """Start a Prefect server, deploy prefect.yaml, a worker and deal executor(s), in the background."""
+def up(port: int, executors: int, portal_port: int, as_json: bool) -> None:
+    """Start a Prefect server, deploy prefect.yaml, a worker, deal executor(s) and the customer
+    portal, in the background."""
     from .stack import up as stack_up
 
     try:
-        info = stack_up(port=port, executors=executors, say=(lambda *_: None) if as_json else click.echo)
+        info = stack_up(port=port, executors=executors, say=(lambda *_: None) if as_json else click.echo,
+                        portal_port=portal_port)
     except RuntimeError as exc:
         raise DomainError(f"up: {exc}") from None
     from services.config import load_settings
@@ -779,6 +783,33 @@ def executor(pool: str, slots: int, poll: float, adopt: tuple[str, ...], status_
     logging.getLogger("dealflow").setLevel(logging.INFO)
     logging.getLogger("services.mailer").setLevel(logging.INFO)  # a line per email sent
     serve(pool=pool, slots=slots, poll=poll, status_file=status_file, adopt=adopt)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (behind an HTTPS proxy, keep 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="Port to listen on.")
+@click.option("--trusted-proxies", default="127.0.0.1", show_default=True, metavar="ADDRESSES",
+              help="Proxies whose X-Forwarded-For names the customer's address (comma-separated, or *).")
+def portal(host: str, port: int, trusted_proxies: str) -> None:
+    """Serve the customer portal until stopped: the pages behind the links in estimate and invoice
+    emails, where the customer accepts an estimate, asks for changes or declines, and sees an
+    invoice's balance. Links in mail start with DEALFLOW_PUBLIC_URL. Needs PREFECT_API_URL (the
+    customer's answer resumes the deal's run) and the same secret key as the flows."""
+    import logging
+
+    from services import keys
+    from services.config import load_settings
+
+    from .portal import serve as serve_portal
+
+    settings = load_settings()
+    keys.portal_secret(settings)  # no key: one clear line now, not an error per page
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("dealflow.portal").setLevel(logging.INFO)
+    click.echo(f"portal: http://{host}:{port} (links in mail start with {settings.public_url}; "
+               f"set DEALFLOW_PUBLIC_URL to change that)")
+    serve_portal(host=host, port=port, settings=settings, trusted_proxies=trusted_proxies)
 
 
 @main.command()

@@ -60,11 +60,11 @@ def _spawn(name: str, args: list[str], env: dict[str, str]) -> int:
     return proc.pid
 
 
-def _healthy(api: str, timeout: float) -> bool:
+def _healthy(api: str, timeout: float, path: str = "/health") -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{api}/health", timeout=2) as r:
+            with urllib.request.urlopen(f"{api}{path}", timeout=2) as r:
                 if r.status == 200:
                     return True
         except OSError:
@@ -106,8 +106,9 @@ def executor_poll(env: dict[str, str]) -> str:
     return "0.25" if env.get("PREFECT_SERVER_DATABASE_CONNECTION_URL", "").startswith("postgresql") else "2"
 
 
-def up(port: int = 4200, executors: int = 1, say=print) -> dict[str, object]:
+def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = 8765) -> dict[str, object]:
     run, logs, home = _paths()
+    public_url = os.environ.get("DEALFLOW_PUBLIC_URL", "")
     data = run.parent
     api = f"http://127.0.0.1:{port}/api"
     if not _alive(run / "server.pid") and not _port_free(port):
@@ -128,6 +129,8 @@ def up(port: int = 4200, executors: int = 1, say=print) -> dict[str, object]:
             f"as the password)")
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": credential,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # the executors mail the customers' links: by default they name the portal started below
+    env["DEALFLOW_PUBLIC_URL"] = public_url or f"http://127.0.0.1:{portal_port}"
     # Each poll of a pool is a write on the server (the pool is marked ready). A server on SQLite
     # has one writer at a time and refuses a resume that collides with another write
     # ("database is locked"; the CLI retries, the UI's Resume button does not): poll it gently.
@@ -164,6 +167,15 @@ def up(port: int = 4200, executors: int = 1, say=print) -> dict[str, object]:
                                       "--status-file", str(run / f"executor-{i}.json")], env)
             for i in range(1, executors + 1)]
     say(f"{executors} deal executor(s) on pool '{DEALS_POOL}' (polling every {poll} s): pids {', '.join(map(str, pids))}")
+    portal_url = f"http://127.0.0.1:{portal_port}"
+    if not _alive(run / "portal.pid") and not _port_free(portal_port):
+        raise RuntimeError(f"port {portal_port} (the customer portal) is taken by another program; "
+                           f"choose one with --portal-port")
+    portal = _spawn("portal", [sys.executable, "-m", "dealflow.cli", "portal", "--port", str(portal_port)],
+                    env)
+    if not _healthy(portal_url + "/healthz", 30, path=""):
+        raise RuntimeError(f"the customer portal did not answer on {portal_url}; see {logs / 'portal.log'}")
+    say(f"customer portal (pid {portal}) on {portal_url}; links in mail start with {public_url or portal_url}")
     if on_sqlite:
         say("The Prefect server runs on SQLite: fine to try things; for a team, put it on PostgreSQL "
             "(PREFECT_SERVER_DATABASE_CONNECTION_URL, see the README).")
@@ -171,7 +183,8 @@ def up(port: int = 4200, executors: int = 1, say=print) -> dict[str, object]:
     say(f"\nThe UI: {ui} (sign in with the credential)\nIn your shell:  export PREFECT_API_URL={api}\n"
         f"  (dealflow commands then read the credential themselves; the prefect CLI also needs\n"
         f"  export PREFECT_API_AUTH_STRING=\"$(cat {shlex.quote(str(credential_file))})\")\nLogs: {logs}")
-    return {"ui": ui, "api": api, "server_pid": server, "worker_pid": worker, "executor_pids": pids,
+    return {"ui": ui, "api": api, "portal": portal_url, "portal_pid": portal, "server_pid": server,
+            "worker_pid": worker, "executor_pids": pids,
             "logs": str(logs), "credential_file": str(credential_file)}
 
 

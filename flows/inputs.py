@@ -45,6 +45,9 @@ class Answer(RunInput):
     # text by the check), so that a crafted one is refused by the flow instead of crashing the run.
     session: SkipJsonSchema[Any] = ""
     signature: SkipJsonSchema[Any] = ""
+    # The customer's own answer from the portal (the estimate email's link), signed by the portal;
+    # checked by the flow like any proof (see models/portal.py). Only the decision takes one.
+    portal: SkipJsonSchema[Any] = ""
 
     @classmethod
     def check_fields(cls, payload: dict) -> None:
@@ -58,7 +61,7 @@ class Answer(RunInput):
 
     @classmethod
     def fields_shown(cls) -> list[str]:
-        return [n for n in cls.model_fields if n not in ("session", "signature")]
+        return [n for n in cls.model_fields if n not in ("session", "signature", "portal")]
 
     @classmethod
     def save(cls, keyset: dict[str, str], flow_run_id: UUID | None = None) -> None:

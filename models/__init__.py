@@ -12,6 +12,7 @@ from . import (
                      numbering,
                      orders,
                      outbox,
+                     portal,
                      reminders,
                      staff,
 )
@@ -47,7 +48,7 @@ from .staff import Role, StaffUser
 
 __all__ = [
     "AuditEntry", "Base", "utcnow", "audit", "billing", "catalog", "crm", "deal", "estimates", "numbering", "orders",
-    "outbox", "reminders", "staff", "guard", "identity", "Invoice", "InvoiceLine", "Payment", "Product", "StockLevel", "StockMove",
+    "outbox", "portal", "reminders", "staff", "guard", "identity", "Invoice", "InvoiceLine", "Payment", "Product", "StockLevel", "StockMove",
     "Contact", "Customer", "FollowUp", "Lead", "Opportunity", "StageChange", "Deal", "Wait",
     "DomainError", "InvalidTransition", "NotFound", "OutOfStock", "Overpayment", "PermissionDenied",
     "ValidationError", "WaitNotOpen", "ChangeRequest", "Estimate", "EstimateLine", "EstimateRevision",

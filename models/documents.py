@@ -91,6 +91,11 @@ def order_context(order: SalesOrder) -> dict[str, Any]:
     ctx = _base(order.deal, "order", order.number)
     ctx.update({"estimate": order.estimate_revision.number, "lines": _lines(order.lines),
                 "totals": order.totals.as_dict(), "date": order.created_at.date().isoformat()})
+    online = order.estimate_revision.customer_answer
+    if online is not None and online.action == "accept":
+        ctx["accepted_online"] = {"name": online.name, "po_number": online.po_number,
+                                  "date": online.submitted_at.date().isoformat(),
+                                  "at": online.submitted_at.isoformat(timespec="seconds") + " UTC"}
     return ctx
 
 

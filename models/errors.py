@@ -64,9 +64,10 @@ class PermissionDenied(DomainError):
 
 
 class WaitNotOpen(DomainError):
-    def __init__(self, deal: str, step: str, open_steps: list[str]):
+    def __init__(self, deal: str, step: str, open_steps: list[str], why: str = ""):
         self.deal = deal
         self.step = step
         waiting = ", ".join(open_steps) if open_steps else "nothing"
-        super().__init__(f"step: {deal} is not waiting for '{step}' (it waits for: {waiting})")
+        super().__init__(f"step: {deal} is not waiting for '{step}': {why}" if why else
+                         f"step: {deal} is not waiting for '{step}' (it waits for: {waiting})")
 

@@ -39,7 +39,7 @@ from .errors import DomainError
 from .staff import StaffUser, staff_member
 from .text import one_line
 
-PROOF_FIELDS = ("code", "session", "signature")
+PROOF_FIELDS = ("code", "session", "signature", "portal")  # portal: a customer's signed answer (models.portal)
 ISSUER = "dealflow"
 STEP_SECONDS = 30
 DIGITS = 6

@@ -13,7 +13,7 @@ one receipt per pick release, one invoice per order), so running it twice change
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-from . import audit, identity
+from . import audit, identity, portal
 from .audit import recordable
 from .base import utcnow
 from .billing import Invoice, InvoiceLine
@@ -172,6 +172,11 @@ def open_wait(session: Session, deal: Deal, step: Step, description: str | Calla
 def find_open_wait(session: Session, deal: Deal, step_or_key: str) -> Wait:
     wait = deal.open_wait
     if wait is None or step_or_key not in (wait.step, wait.key):
+        online = deal.estimate.latest.customer_answer if deal.estimate and deal.estimate.latest else None
+        if step_or_key.startswith("decision") and online is not None:  # the customer was first
+            raise WaitNotOpen(deal.number, step_or_key, [wait.step] if wait else [],
+                              f"the customer already answered online: {online.action.replace('_', ' ')} by "
+                              f"{online.name} on {online.submitted_at:%Y-%m-%d %H:%M} UTC (the first answer wins)")
         raise WaitNotOpen(deal.number, step_or_key, [wait.step] if wait else [])
     return wait
 
@@ -187,6 +192,7 @@ class AnswerCheck:
     cipher: identity.Cipher | None
     codes_required: bool = True
     door: str = "flow"
+    link_secret: bytes | None = None  # checks a customer's signed answer from the portal
 
 
 def prove_answer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any], proof: dict[str, Any],
@@ -266,6 +272,8 @@ def answer_wait(session: Session, deal: Deal, key: str, answer: dict[str, Any], 
         return {"accepted": wait.status == "answered", "outcome": "already recorded",
                 "reason": wait.refusal_reason}
     proof, body = identity.split_proof(answer)
+    if proof.get("portal") not in (None, ""):
+        return _answer_as_customer(session, deal, wait, key, body, proof, check)
     try:
         proven = prove_answer(session, deal, wait, body, proof, check, consume=True)
     except DomainError as exc:
@@ -286,6 +294,36 @@ def answer_wait(session: Session, deal: Deal, key: str, answer: dict[str, Any], 
         session.expire_all()
         wait = locked_wait(session, deal, key)
     refuse_answer(session, wait, body, reason, proof=proof)
+    return {"accepted": False, "reason": reason}
+
+
+def _answer_as_customer(session: Session, deal: Deal, wait: Wait, key: str, body: dict[str, Any],
+                        proof: dict[str, Any], check: AnswerCheck) -> dict[str, Any]:
+    """The customer's own answer from the portal: its signed answer is the proof (see
+    ``models.portal``); recorded as the customer's, with what they typed and saw."""
+    try:
+        if wait.step != "decision":
+            raise identity.ProofRefused(f"portal: a customer answers only the estimate decision, not {wait.step}")
+        signed = portal.prove_customer(session, deal, wait, body, proof.get("portal"), check.link_secret)
+        with session.begin_nested():
+            outcome = _decide(session, deal, portal.ACTIONS[signed.action], signed.name[:40], "portal",
+                              note=f"PO {signed.po_number}" if signed.po_number else "", text=signed.text,
+                              mover=deal.estimate.latest.prepared_by)
+            portal.record_customer_answer(session, deal, wait, signed)
+            by = portal.answered_by_customer(signed)
+            record = {**recordable(body), "ip": signed.ip, "user_agent": signed.user_agent,
+                      "pdf_sha256": signed.pdf_sha256, "submitted_at": signed.at}
+            wait.close("answered", by, record, proof=portal.BY_LINK)
+            audit.record(session, by, "decision.answered", deal_id=deal.id, subject=wait.key, outcome=outcome,
+                         answer=record, proof=portal.BY_LINK, door="portal")
+        return {"accepted": True, "outcome": outcome, "by": by, "proof": portal.BY_LINK, "stands_in_for": None}
+    except DomainError as exc:
+        reason = str(exc)
+    except (DataError, OverflowError, ArithmeticError) as exc:
+        reason = f"answer: a value is out of range ({type(exc).__name__})"
+    session.expire_all()
+    wait = locked_wait(session, deal, key)
+    refuse_answer(session, wait, body, reason, door="portal", proof=proof)
     return {"accepted": False, "reason": reason}
 
 
@@ -386,22 +424,35 @@ def _estimate(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
 
 
 def _decision(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
-    rev = deal.estimate.latest
+    """A decision the customer told sales (by phone, email, a meeting): recorded by them."""
     decision = _line(answer, "decision", 20, required=True)
     channel = _line(answer, "channel", 20) or "email"
+    if channel == "portal":
+        raise ValidationError("channel", "portal is the customer's own answer from the estimate link; "
+                                         "say how the customer told you (email, phone, signed_document, meeting)")
+    text = _notes(answer, "changes") if decision == "request_changes" else _notes(answer, "reason", 2000)
+    return _decide(session, deal, decision, person.handle, channel, note=_notes(answer, "note", 2000), text=text,
+                   mover=person)
+
+
+def _decide(session: Session, deal: Deal, decision: str, by: str, channel: str, *, note: str, text: str,
+            mover: StaffUser) -> str:
+    """The customer's decision on the revision that waits, whoever records it: the revision's
+    state makes the first decision the only one."""
+    rev = deal.estimate.latest
     if decision == "approve":
-        rev.approve(person.handle, channel, _notes(answer, "note", 2000))
-        deal.opportunity.move_to("closed_won", person)
+        rev.approve(by, channel, note)
+        deal.opportunity.move_to("closed_won", mover)
         return f"{rev.number} approved"
     if decision == "request_changes":
-        rev.request_changes(person.handle, channel, _notes(answer, "changes"))
+        rev.request_changes(by, channel, text)
         if deal.opportunity.stage != "negotiation":
-            deal.opportunity.move_to("negotiation", person)
+            deal.opportunity.move_to("negotiation", mover)
         return f"{rev.number}: changes requested"
     if decision == "decline":
-        reason = _notes(answer, "reason", 2000) or "declined"
-        rev.decline(person.handle, channel, reason)
-        deal.opportunity.move_to("closed_lost", person)
+        reason = text or "declined"
+        rev.decline(by, channel, reason)
+        deal.opportunity.move_to("closed_lost", mover)
         deal.close_lost(f"estimate declined: {reason}")
         return f"{rev.number} declined"
     raise ValidationError("decision", "must be approve, request_changes or decline")
@@ -487,11 +538,16 @@ def _today():
     return utcnow().date()
 
 
-def _mail_customer(session: Session, deal: Deal, kind: str, number: str, subject: str, doc) -> None:
+def _mail_customer(session: Session, deal: Deal, kind: str, number: str, subject: str, doc,
+                   link: Callable[[str], portal.Link | None] | None = None) -> None:
+    """Mail a document to the customer; ``link`` names the customer's personal link (the portal),
+    signed only when the mail is rendered (see ``services.links``)."""
     ctx = doc.context
+    to = ctx["customer"]["email"]
+    named = link(to) if link else None
     queue_email(session, deal_id=deal.id, dedupe_key=f"{kind}:{number}", kind=kind,
-                to_addr=ctx["customer"]["email"], subject=subject, template=f"emails/{kind}",
-                context=ctx, document=doc)
+                to_addr=to, subject=subject, template=f"emails/{kind}",
+                context={**ctx, "portal_link": asdict(named)} if named else ctx, document=doc)
 
 
 def convert_lead(session: Session, deal: Deal) -> str:
@@ -528,7 +584,7 @@ def send_estimate(session: Session, deal: Deal) -> str:
     doc = add_document(session, deal.id, "estimate", rev.number, "documents/estimate.html",
                        estimate_context(rev))
     _mail_customer(session, deal, "estimate", rev.number,
-                   f"Estimate {rev.number} for {deal.customer_name}", doc)
+                   f"Estimate {rev.number} for {deal.customer_name}", doc, lambda to: portal.estimate_link(rev, to))
     audit.record(session, SYSTEM, "estimate.sent", deal_id=deal.id, subject=rev.number,
                  total=rev.totals.total)
     return f"{rev.number} sent, total {rev.totals.total}"
@@ -595,7 +651,8 @@ def create_invoice(session: Session, deal: Deal) -> str:
     doc = add_document(session, deal.id, "invoice", invoice.number, "documents/invoice.html",
                        invoice_context(invoice))
     _mail_customer(session, deal, "invoice", invoice.number,
-                   f"Invoice {invoice.number} for order {order.number}, due {invoice.due_date}", doc)
+                   f"Invoice {invoice.number} for order {order.number}, due {invoice.due_date}", doc,
+                   lambda to: portal.invoice_link(invoice, to))
     audit.record(session, SYSTEM, "invoice.created", deal_id=deal.id, subject=invoice.number,
                  total=invoice.totals.total)
     return f"{invoice.number} issued, {invoice.totals.total} due {invoice.due_date}"

@@ -67,8 +67,10 @@ def _decision(session: Session, deal: Deal) -> Markdown:
     previous = deal.estimate.revisions[-2] if len(deal.estimate.revisions) > 1 else None
     changes = revision_changes(previous, rev)
     t = rev.totals
-    text = Markdown("record the customer's decision on {} (valid until {}): approve, request\\_changes (say "
-                    "what) or decline, and how it came (channel).\n\n{}\n\nNet {}, tax {}, **total {} {}**").format(
+    text = Markdown("record the customer's decision on {} (valid until {}) taken by phone, email or in a "
+                    "meeting: approve, request\\_changes (say what) or decline, and how it came (channel). "
+                    "The customer can also answer online from the link in the estimate email; the first "
+                    "answer wins.\n\n{}\n\nNet {}, tax {}, **total {} {}**").format(
         rev.number, rev.valid_until, _lines_table(rev.lines, deal.currency), t.net, t.tax, deal.currency, t.total)
     if changes:
         text += Markdown("\n\nChanged since the previous revision: ") + Markdown("; ").join(changes)

@@ -35,6 +35,9 @@ class Settings:
     # Every answer needs a one-time code or a signed session; DEALFLOW_ANSWER_CODES=off (a trial
     # by one person) makes the handle enough, and every answer is then recorded as unverified.
     answer_codes: bool = True
+    # The base of every link in mail to customers (the portal, `dealflow portal`): DEALFLOW_PUBLIC_URL,
+    # e.g. https://portal.example.com behind an HTTPS proxy; by default the portal on this machine.
+    public_url: str = "http://127.0.0.1:8765"
 
     @property
     def mail_dir(self) -> Path:
@@ -83,7 +86,27 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     return Settings(data_dir=data_dir, database_url=database_url, smtp=smtp, mail_from=mail_from,
                     finance_email=env.get("DEALFLOW_FINANCE_EMAIL", "finance@glocial.example"),
                     company=company, mail_retry_seconds=_retry_seconds(env.get("DEALFLOW_MAIL_RETRY_SECONDS")),
-                    answer_codes=_switch(env.get("DEALFLOW_ANSWER_CODES"), "DEALFLOW_ANSWER_CODES"))
+                    answer_codes=_switch(env.get("DEALFLOW_ANSWER_CODES"), "DEALFLOW_ANSWER_CODES"),
+                    public_url=_public_url(env.get("DEALFLOW_PUBLIC_URL")))
+
+
+PORTAL_PORT = 8765
+
+
+def _public_url(value: str | None) -> str:
+    if value is None or not value.strip():
+        return f"http://127.0.0.1:{PORTAL_PORT}"
+    from urllib.parse import urlsplit
+
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        from models.errors import ValidationError
+        from models.text import shown
+
+        raise ValidationError("DEALFLOW_PUBLIC_URL", f"must be an http(s) address such as https://portal.example.com "
+                                                     f"(no query), got {shown(value)}")
+    return url
 
 
 UNVERIFIED_NOTE = ("answers are NOT verified (DEALFLOW_ANSWER_CODES=off): a handle is enough, "

@@ -8,6 +8,8 @@ answer (the executor, a worker, the CLI) needs the same key.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -59,6 +61,14 @@ def cipher(settings: Settings | None = None) -> Fernet:
     return _fernet(*_key_text(settings or load_settings()))
 
 
+def portal_secret(settings: Settings | None = None) -> bytes:
+    """The secret that signs the customer's links and answers (the portal): derived from this
+    installation's key, so that it is never the key itself and changes with it."""
+    key, _ = _key_text(settings or load_settings())
+    cipher(settings)  # a malformed key is said as such, once
+    return hmac.new(key.encode(), b"dealflow portal links v1", hashlib.sha256).digest()
+
+
 def has_key(settings: Settings | None = None) -> bool:
     settings = settings or load_settings()
     return bool(os.environ.get("DEALFLOW_SECRET_KEY") or os.environ.get("DEALFLOW_SECRET_KEY_BLOCK")
@@ -86,9 +96,12 @@ def answer_check(door: str = "flow", settings: Settings | None = None):
     from models.process import AnswerCheck
 
     settings = settings or load_settings()
-    if not settings.answer_codes:
-        return AnswerCheck(None, codes_required=False, door=door)
+    if not settings.answer_codes:  # staff need no code; a customer's answer is still checked
+        try:
+            return AnswerCheck(None, codes_required=False, door=door, link_secret=portal_secret(settings))
+        except ValidationError:
+            return AnswerCheck(None, codes_required=False, door=door)
     try:
-        return AnswerCheck(cipher(settings), codes_required=True, door=door)
+        return AnswerCheck(cipher(settings), codes_required=True, door=door, link_secret=portal_secret(settings))
     except ValidationError:
         return AnswerCheck(None, codes_required=True, door=door)

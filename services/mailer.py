@@ -202,7 +202,9 @@ def compose(mail: Outgoing, text: str, html: str, pdf: Path | None, sender: tupl
 
 def render_message(out: Outgoing, settings: Settings) -> EmailMessage:
     """Everything that can fail slowly or for good (templates, the PDF) happens before the claim."""
-    text, html = render_email(out.template, out.context, settings)
+    from .links import url_of
+
+    text, html = render_email(out.template, out.context, settings, url_of(out.context.get("portal_link"), settings))
     pdf = None
     if out.document:
         stem, template, context = out.document

@@ -37,12 +37,13 @@ def environment() -> Environment:
     )
     env.filters["money"] = money
     env.filters["pct"] = pct
+    env.globals["portal_url"] = None  # an email's personal link, when render() is given one
     return env
 
 
-def render(template: str, context: dict[str, Any], settings: Settings | None = None) -> str:
+def render(template: str, context: dict[str, Any], settings: Settings | None = None, **extra: Any) -> str:
     settings = settings or load_settings()
-    return environment().get_template(template).render(doc=context, company=settings.company)
+    return environment().get_template(template).render(doc=context, company=settings.company, **extra)
 
 
 def render_pdf(html: str) -> bytes:
@@ -55,6 +56,9 @@ def render_pdf(html: str) -> bytes:
     return HTML(string=html, base_url=str(TEMPLATES_DIR)).write_pdf()
 
 
-def render_email(template: str, context: dict[str, Any], settings: Settings | None = None) -> tuple[str, str]:
-    """(plain text, html) of an email; ``template`` is a stem such as ``emails/estimate``."""
-    return render(f"{template}.txt", context, settings), render(f"{template}.html", context, settings)
+def render_email(template: str, context: dict[str, Any], settings: Settings | None = None,
+                 portal_url: str | None = None) -> tuple[str, str]:
+    """(plain text, html) of an email; ``template`` is a stem such as ``emails/estimate``;
+    ``portal_url`` the customer's personal link, if the mail has one."""
+    return (render(f"{template}.txt", context, settings, portal_url=portal_url),
+            render(f"{template}.html", context, settings, portal_url=portal_url))

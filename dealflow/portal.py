@@ -1,0 +1,482 @@
+"""The customer's portal: the page behind the personal link in an estimate or invoice email.
+
+No login and no account: the signed link is the customer's proof (``models.portal``). On an
+estimate's page the customer reads the estimate as the document shows it and accepts it (typing
+their name as a signature), asks for changes or declines; the portal signs that answer and
+resumes the deal's flow run through the Prefect API, and the flow checks it and records it as
+the customer's own. An invoice's page shows the invoice, its balance and the payments received.
+
+Every action works without JavaScript (plain forms, Post/Redirect/Get). Every POST carries a
+CSRF token tied to a cookie and to the link; links that do not verify are counted per address
+and refused for a while after too many; pages send a strict Content-Security-Policy and load
+nothing from elsewhere; all text is escaped by the templates. The link is a secret: it is never
+logged (the access log names the route only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from models import Document, Email, audit
+from models.base import utcnow
+from models.deal import Wait
+from models.errors import NotFound, ValidationError
+from models.outbox import queue_email
+from models.portal import (
+    ACTIONS,
+    MAX_CHANGES,
+    MAX_NAME,
+    MAX_PO,
+    MAX_REASON,
+    EstimateState,
+    Link,
+    check_typed,
+    decision_wait,
+    describe_decision,
+    estimate_state,
+    linked_invoice,
+    read_link,
+    run_input,
+)
+from services.config import PROJECT_ROOT, Settings, load_settings
+from services.db import session_scope
+from services.keys import portal_secret
+from services.rendering import environment
+
+log = logging.getLogger("dealflow.portal")
+
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+       "base-uri 'none'")
+CSRF_COOKIE = "dealflow_csrf"
+FAILURES_ALLOWED = 20  # links that do not verify, per address, within the window
+FAILURE_WINDOW = 600.0
+ANSWER_SETTLE_SECONDS = 20.0  # how long a submit waits for the flow to record the answer
+CSS = (PROJECT_ROOT / "templates" / "portal" / "portal.css").read_text(encoding="utf-8")
+
+
+class FailureLimit:
+    """Links that did not verify, counted per address: after ``allowed`` within ``window``
+    seconds, that address is refused until the oldest failure leaves the window."""
+
+    def __init__(self, allowed: int = FAILURES_ALLOWED, window: float = FAILURE_WINDOW,
+                 clock: Callable[[], float] = time.monotonic):
+        self.allowed, self.window, self.clock = allowed, window, clock
+        self._seen: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _trim(self, ip: str) -> deque[float]:
+        seen, now = self._seen[ip], self.clock()
+        while seen and seen[0] <= now - self.window:
+            seen.popleft()
+        return seen
+
+    def blocked_for(self, ip: str) -> float:
+        """Seconds until ``ip`` may try again (0: it may now)."""
+        with self._lock:
+            seen = self._trim(ip)
+            return seen[0] + self.window - self.clock() if len(seen) >= self.allowed else 0.0
+
+    def fail(self, ip: str) -> None:
+        with self._lock:
+            self._trim(ip).append(self.clock())
+            if len(self._seen) > 100_000:  # an address flood must not grow without bound
+                self._seen.clear()
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "?"
+
+
+def create_app(settings: Settings | None = None, limit: FailureLimit | None = None) -> Starlette:
+    settings = settings or load_settings()
+    secret = portal_secret(settings)
+    limit = limit or FailureLimit()
+    env = environment()
+    secure = settings.public_url.startswith("https://")
+
+    def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        html = env.get_template(f"portal/{template}").render(company=settings.company, **context)
+        return HTMLResponse(html, status_code=status)
+
+    def not_found(request: Request) -> Response:
+        limit.fail(_client_ip(request))
+        return page("not_found.html", 404)
+
+    def csrf_for(cookie: str, token: str) -> str:
+        return hmac.new(secret, f"csrf|{cookie}|{token}".encode(), hashlib.sha256).hexdigest()
+
+    def with_cookie(request: Request, response: Response, cookie: str) -> Response:
+        if request.cookies.get(CSRF_COOKIE) != cookie:
+            response.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="strict", secure=secure, path="/")
+        return response
+
+    def csrf_cookie(request: Request) -> str:
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        return cookie if 20 <= len(cookie) <= 100 else secrets.token_urlsafe(24)
+
+    def link_of(request: Request, kind: str) -> tuple[str, Link] | Response:
+        ip = _client_ip(request)
+        if (wait := limit.blocked_for(ip)) > 0:
+            return page("too_many.html", 429, minutes=max(1, round(wait / 60)))
+        token = request.path_params["token"]
+        link = read_link(secret, token)
+        if link is None or link.kind != kind:
+            return not_found(request)
+        return token, link
+
+    # --- the estimate -----------------------------------------------------------------------------
+
+    def estimate_page(request: Request, s, token: str, state: EstimateState, *, status: int = 200,
+                      error: ValidationError | None = None, form: dict[str, str] | None = None,
+                      action: str = "", notice: str = "") -> Response:
+        rev, deal = state.revision, state.deal
+        doc = s.scalars(select(Document).where(Document.kind == "estimate",
+                                               Document.number == rev.number)).one_or_none()
+        if doc is None:
+            return not_found(request)
+        context = dict(doc.context)
+        cookie = csrf_cookie(request)
+        answered = describe_decision(rev) if state.state == "answered" else None
+        renewal = _renewal_requested(s, rev.number) if state.state == "expired" else None
+        response = page(
+            "estimate.html", status, doc=context, state=state.state, latest=state.latest, token=token,
+            csrf=csrf_for(cookie, token), answered=answered, error=error, form=form or {}, action=action,
+            notice=notice, renewal=renewal, deal_status=deal.status,
+            limits={"name": MAX_NAME, "po": MAX_PO, "changes": MAX_CHANGES, "reason": MAX_REASON},
+            today=utcnow().date().isoformat())
+        return with_cookie(request, response, cookie)
+
+    def show_estimate(request: Request) -> Response:
+        found = link_of(request, "estimate")
+        if isinstance(found, Response):
+            return found
+        token, link = found
+        with session_scope() as s:
+            try:
+                state = estimate_state(s, link)
+            except NotFound:
+                return not_found(request)
+            notice = {"accept": "accepted", "request_changes": "changes", "decline": "declined",
+                      "pending": "pending", "refused": "refused"}.get(request.query_params.get("done", ""), "")
+            if notice == "refused":
+                notice = "refused:" + _last_refusal(s, state)
+            return estimate_page(request, s, token, state, notice=notice)
+
+    def estimate_pdf(request: Request) -> Response:
+        found = link_of(request, "estimate")
+        if isinstance(found, Response):
+            return found
+        _, link = found
+        with session_scope() as s:
+            try:
+                state = estimate_state(s, link)
+            except NotFound:
+                return not_found(request)
+            number = state.revision.number
+            pdf = _document_pdf(s, "estimate", number, settings)
+        if pdf is None:
+            return not_found(request)
+        return Response(pdf, media_type="application/pdf",
+                        headers={"Content-Disposition": f'inline; filename="{number}.pdf"'})
+
+    async def answer_estimate(request: Request) -> Response:
+        form = await request.form(max_files=0, max_fields=20, max_part_size=64 * 1024)
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(_answer_estimate, request, {k: str(v) for k, v in form.items()})
+
+    def _answer_estimate(request: Request, form: dict[str, str]) -> Response:
+        found = link_of(request, "estimate")
+        if isinstance(found, Response):
+            return found
+        token, link = found
+        action = request.path_params["action"]
+        if action not in (*ACTIONS, "renew"):
+            return not_found(request)
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        if not cookie or not hmac.compare_digest(form.get("csrf", ""), csrf_for(cookie, token)):
+            limit.fail(_client_ip(request))
+            return page("csrf.html", 403, back=f"/e/{token}")
+        with session_scope() as s:
+            try:
+                state = estimate_state(s, link)
+            except NotFound:
+                return not_found(request)
+            if action == "renew":
+                return _renew(request, s, token, state)
+            if not state.is_open:  # answered meanwhile, replaced, expired: the page says which
+                return RedirectResponse(f"/e/{token}", status_code=303)
+            try:
+                check_typed(action, form)  # what the customer can correct is said first
+            except ValidationError as exc:
+                return estimate_page(request, s, token, state, status=400, error=exc, form=form, action=action)
+            wait = decision_wait(state.deal, state.revision)
+            if wait is None or not wait.flow_run_id:
+                return page("busy.html", 503, back=f"/e/{token}")
+            pdf = _document_pdf(s, "estimate", state.revision.number, settings) or b""
+            answer = run_input(secret, state, wait, action, form, ip=_client_ip(request),
+                               user_agent=request.headers.get("user-agent", ""),
+                               pdf_sha256=hashlib.sha256(pdf).hexdigest())
+            wait_id, run_id = wait.id, wait.flow_run_id
+        try:
+            _resume(run_id, answer)
+        except Exception as exc:  # noqa: BLE001 - the Prefect API down or refusing: nothing was recorded
+            log.warning("a customer's answer could not be handed to the deal's run: %s", type(exc).__name__)
+            return page("busy.html", 503, back=f"/e/{token}")
+        status = _settled(wait_id, ANSWER_SETTLE_SECONDS)
+        done = {"answered": action, "refused": "refused"}.get(status, "pending")
+        return RedirectResponse(f"/e/{token}?done={done}", status_code=303)
+
+    def _renew(request: Request, s, token: str, state: EstimateState) -> Response:
+        if state.state != "expired":
+            return RedirectResponse(f"/e/{token}", status_code=303)
+        mail_id = _ask_for_renewal(s, state)
+        if mail_id is not None:
+            _send_now(mail_id, settings)
+        return RedirectResponse(f"/e/{token}", status_code=303)
+
+    # --- the invoice ------------------------------------------------------------------------------
+
+    def show_invoice(request: Request) -> Response:
+        found = link_of(request, "invoice")
+        if isinstance(found, Response):
+            return found
+        token, link = found
+        with session_scope() as s:
+            try:
+                invoice = linked_invoice(s, link)
+            except NotFound:
+                return not_found(request)
+            doc = s.scalars(select(Document).where(Document.kind == "invoice",
+                                                   Document.number == invoice.number)).one_or_none()
+            if doc is None:
+                return not_found(request)
+            today = utcnow().date()
+            balance = {"total": str(invoice.totals.total), "paid": str(invoice.paid),
+                       "due": str(invoice.amount_due), "due_date": invoice.due_date.isoformat(),
+                       "status": "paid" if invoice.status == "paid" else
+                       ("overdue" if invoice.due_date < today else "open"),
+                       "days_overdue": (today - invoice.due_date).days}
+            payments = [{"number": p.number, "date": p.at.date().isoformat(), "amount": str(p.amount),
+                         "method": p.method.replace("_", " ")} for p in invoice.payments]
+            return page("invoice.html", doc=dict(doc.context), balance=balance, payments=payments, token=token)
+
+    def invoice_pdf(request: Request) -> Response:
+        found = link_of(request, "invoice")
+        if isinstance(found, Response):
+            return found
+        _, link = found
+        with session_scope() as s:
+            try:
+                invoice = linked_invoice(s, link)
+            except NotFound:
+                return not_found(request)
+            pdf = _document_pdf(s, "invoice", invoice.number, settings)
+            number = invoice.number
+        if pdf is None:
+            return not_found(request)
+        return Response(pdf, media_type="application/pdf",
+                        headers={"Content-Disposition": f'inline; filename="{number}.pdf"'})
+
+    # --- the rest ---------------------------------------------------------------------------------
+
+    def home(request: Request) -> Response:
+        return page("home.html")
+
+    def css(request: Request) -> Response:
+        return Response(CSS, media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+
+    def health(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    def unknown(request: Request) -> Response:
+        return page("not_found.html", 404)
+
+    app = Starlette(routes=[
+        Route("/", home), Route("/healthz", health), Route("/static/portal.css", css),
+        Route("/e/{token}", show_estimate), Route("/e/{token}/pdf", estimate_pdf),
+        Route("/e/{token}/{action}", answer_estimate, methods=["POST"]),
+        Route("/i/{token}", show_invoice), Route("/i/{token}/pdf", invoice_pdf),
+    ], exception_handlers={404: lambda r, e: unknown(r), 405: lambda r, e: unknown(r)})
+    return _Headers(app, hsts=secure)
+
+
+class _Headers:
+    """Security headers on every response, and an access log that never names a link."""
+
+    def __init__(self, app, hsts: bool):
+        self.app, self.hsts = app, hsts
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+
+        async def sending(message):
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
+                headers += [(b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+                            (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY"),
+                            (b"cross-origin-opener-policy", b"same-origin")]
+                if not any(k.lower() == b"cache-control" for k, _ in headers):
+                    headers.append((b"cache-control", b"no-store"))
+                if self.hsts:
+                    headers.append((b"strict-transport-security", b"max-age=31536000"))
+                message = {**message, "headers": headers}
+                route = "/".join(p if i < 2 or p in ("pdf", *ACTIONS, "renew") else "…"
+                                 for i, p in enumerate(scope["path"].split("/")[:4]))
+                log.info("%s %s %s %.0f ms", scope["method"], route, message["status"],
+                         (time.perf_counter() - started) * 1000)
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+# --- what the portal does outside the page ------------------------------------------------------
+
+def _document_pdf(session, kind: str, number: str, settings: Settings) -> bytes | None:
+    """The document's PDF, as attached to its email (the same file: its SHA-256 is what the
+    customer's acceptance records)."""
+    from services.mailer import write_document
+
+    doc = session.scalars(select(Document).where(Document.kind == kind, Document.number == number)).one_or_none()
+    if doc is None:
+        return None
+    _, pdf = write_document(doc, settings)
+    return pdf.read_bytes()
+
+
+def _resume(run_id: str, answer: dict[str, Any], attempts: int = 40) -> None:
+    """Resume the deal's run with the customer's answer. Right after the estimate is sent, the
+    run may still be storing its form: it is tried again for a few seconds."""
+    from prefect.exceptions import NotPausedError
+    from prefect.flow_runs import resume_flow_run
+
+    from dealflow.prefect_api import ensure_api
+
+    ensure_api()
+    for i in range(attempts):
+        try:
+            resume_flow_run(UUID(run_id), run_input=answer)
+            return
+        except NotPausedError:
+            if i == attempts - 1:
+                raise
+            time.sleep(0.25)
+
+
+def _settled(wait_id: int, timeout: float) -> str:
+    """The wait's status once the flow has recorded the answer ("open" if not yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with session_scope() as s:
+            status = s.get(Wait, wait_id).status
+        if status != "open" or time.monotonic() > deadline:
+            return status
+        time.sleep(0.2)
+
+
+def _last_refusal(session, state: EstimateState) -> str:
+    """Why the customer's last answer was refused, in the customer's terms."""
+    wait = session.scalars(select(Wait).where(Wait.deal_id == state.deal.id, Wait.status == "refused",
+                                              Wait.key.like(f"decision-rev-{state.revision.revision}%"))
+                           .order_by(Wait.id.desc())).first()
+    if wait is None:
+        return ""
+    return wait.refusal_reason.removeprefix("portal: ") if wait.proof == "signed link" or (
+        wait.answer or {}).get("channel") == "portal" else ""
+
+
+RENEWAL = "estimate-renewal"
+
+
+def _renewal_requested(session, number: str):
+    mail = session.scalars(select(Email).where(Email.dedupe_key == f"{RENEWAL}:{number}")).one_or_none()
+    return mail.created_at if mail else None
+
+
+def _ask_for_renewal(session, state: EstimateState) -> int | None:
+    """A note to the deal's owner that the customer asks for a new estimate: once per revision."""
+    rev, deal = state.revision, state.deal
+    key = f"{RENEWAL}:{rev.number}"
+    if session.scalars(select(Email.id).where(Email.dedupe_key == key)).first() is not None:
+        return None
+    owner = deal.owner
+    mail = queue_email(session, deal_id=deal.id, dedupe_key=key, kind="renewal_request", to_addr=owner.email,
+                       subject=f"{deal.customer_name} asks for a new estimate: {rev.number} expired",
+                       template="emails/staff_reminder",
+                       context={"name": owner.name, "number": rev.number,
+                                "title": f"{deal.customer_name} asks for a new estimate ({deal.number})",
+                                "lines": [f"{rev.number} expired on {rev.valid_until} without an answer",
+                                          f"{state.contact.name} ({state.contact.email}) asked for a new one "
+                                          f"from the link in the estimate email",
+                                          f"the deal still waits for the decision on {rev.number}: record "
+                                          f"it (decline, or request_changes for a new revision)"]})
+    audit.record(session, f"customer: {state.contact.name}"[:40], "estimate.renewal_requested", deal_id=deal.id,
+                 subject=rev.number, door="portal")
+    session.commit()
+    return mail.id
+
+
+def _send_now(mail_id: int, settings: Settings) -> None:
+    """Send the note now; if the mail server is down it stays in the outbox for the outbox run."""
+    from services.mailer import deliver
+
+    try:
+        with session_scope() as s:
+            deliver(s, email_ids=[mail_id], settings=settings)
+    except Exception as exc:  # noqa: BLE001 - the outbox sends it later
+        log.warning("the renewal request %s waits in the outbox: %s", mail_id, exc)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8765, settings: Settings | None = None,
+          trusted_proxies: str = "127.0.0.1") -> None:
+    """Serve the portal (blocking) with uvicorn; its own access log (no links in it)."""
+    import uvicorn
+
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, server_header=False,
+                proxy_headers=True, forwarded_allow_ips=trusted_proxies, log_level="warning")
+
+
+class PortalThread:
+    """The portal served from a thread of this process (the demo, the tests): ``url`` once started."""
+
+    def __init__(self, settings: Settings | None = None, host: str = "127.0.0.1", port: int = 0):
+        import uvicorn
+
+        self.config = uvicorn.Config(create_app(settings), host=host, port=port, access_log=False,
+                                     log_level="warning", server_header=False)
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self.server.run, name="dealflow-portal", daemon=True)
+        self.url = ""
+
+    def __enter__(self) -> PortalThread:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the portal did not start")
+            time.sleep(0.05)
+        host, port = self.server.servers[0].sockets[0].getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+

@@ -1,0 +1,37 @@
+"""The customer's personal links (the portal), made when a mail is rendered.
+
+An email row keeps only what its link names (``portal_link``: the deal, the document, the
+contact), never the link itself: the link is signed with this installation's key at the moment
+the mail is rendered, so no table holds a working link.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from models.errors import ValidationError
+from models.portal import Link, link_token
+
+from .config import Settings, load_settings
+from .keys import portal_secret
+
+log = logging.getLogger(__name__)
+PATHS = {"estimate": "e", "invoice": "i"}
+
+
+def url_for(link: Link, settings: Settings | None = None) -> str:
+    settings = settings or load_settings()
+    return f"{settings.public_url}/{PATHS[link.kind]}/{link_token(portal_secret(settings), link)}"
+
+
+def url_of(claims: Any, settings: Settings | None = None) -> str | None:
+    """The link an email's ``portal_link`` names, or None (an older email, or no key here: the
+    mail then goes without a link rather than not at all, and the log says so)."""
+    if not isinstance(claims, dict):
+        return None
+    try:
+        return url_for(Link(**claims), settings)
+    except ValidationError as exc:
+        log.warning("a mail goes without its portal link: %s", exc)
+        return None

@@ -1,0 +1,386 @@
+"""The customer portal: signed links, every page and refusal over real HTTP (uvicorn on loopback),
+and the customer's own answer recorded by the flow on a real Prefect API."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select, update
+
+from dealflow.customer import PortalCustomer, link_in_mail
+from dealflow.portal import CSRF_COOKIE, FailureLimit, PortalThread
+from dealflow.scenario import SCRIPT, play_direct
+from models import AuditEntry, Document, Email, EstimateRevision
+from models.deal import deal_by_number
+from models.portal import CustomerAnswer, Link, link_token, read_link
+from services import keys
+from services.config import load_settings
+from services.db import session_scope
+from tasks.deal_steps import deliver_mail
+from tasks.deal_steps import record_answer as flow_check
+
+from .helpers import in_background, resume_as_the_ui, wait_for_run
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture
+def portal(db, monkeypatch):
+    """The portal on loopback, and the links in mail pointing at it."""
+    with PortalThread(load_settings()) as server:
+        monkeypatch.setenv("DEALFLOW_PUBLIC_URL", server.url)
+        yield server
+
+
+@pytest.fixture
+def customer():
+    with PortalCustomer() as c:
+        yield c
+
+
+def estimate_link(data_dir: Path, revision: int = 1) -> str:
+    link = link_in_mail(data_dir / "mail", f"-R{revision} for")
+    assert link, "no portal link in the estimate email"
+    return link
+
+
+def at_decision(deal: str) -> None:
+    play_direct(deal, until="decision-rev-1")
+
+
+def form_token(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def plain_text(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+# --- links ------------------------------------------------------------------------------------------
+
+def test_a_link_names_its_deal_document_and_contact_and_any_change_breaks_it():
+    secret = keys.portal_secret()
+    link = Link("estimate", "DEAL-0007", "2", 31)
+    token = link_token(secret, link)
+    assert read_link(secret, token) == link
+    assert read_link(b"another installation's secret", token) is None
+    for i in range(len(token)):  # every single character changed: none verifies
+        changed = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1:]
+        assert read_link(secret, changed) is None
+    assert read_link(secret, "") is None and read_link(secret, "x" * 5000) is None
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=300))
+def test_no_made_up_token_verifies(token):
+    assert read_link(keys.portal_secret(), token) is None
+
+
+# --- the estimate's page ----------------------------------------------------------------------------
+
+def test_the_estimate_email_links_to_a_page_that_shows_the_estimate_and_its_pdf(new_deal, portal, customer, data_dir):
+    at_decision(new_deal)
+    link = estimate_link(data_dir)
+    assert link.startswith(portal.url + "/e/")
+    page = customer.open(link)
+    assert page.status_code == 200
+    text = plain_text(page.text)
+    assert "Estimate EST-0001-R1" in text and "CNC-LATHE-2000" in text and "Valid until" in text
+    assert "Accept and order" in text and "Ask for a revised estimate" in text and "Decline the estimate" in text
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["referrer-policy"] == "no-referrer" and page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store" and "server" not in page.headers
+    assert "<script" not in page.text and "http" not in page.text.split("<main>")[0].replace("http-equiv", "")
+    cookie = page.headers["set-cookie"]
+    assert CSRF_COOKIE in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    pdf = customer.open(link + "/pdf")
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
+    assert pdf.content == (data_dir / "documents" / "EST-0001-R1.pdf").read_bytes()  # as attached to the mail
+    css = customer.open(portal.url + "/static/portal.css")
+    assert css.status_code == 200 and "font-family" in css.text
+
+
+def test_a_link_that_does_not_verify_is_not_found_without_detail_and_too_many_are_refused(
+        new_deal, db, data_dir, monkeypatch):
+    at_decision(new_deal)
+    with PortalThread(load_settings()) as server:  # a portal of its own: a fresh count of failures
+        monkeypatch.setenv("DEALFLOW_PUBLIC_URL", server.url)
+        with session_scope() as s:
+            s.execute(update(Email).where(Email.kind == "estimate").values(status="pending"))
+            s.commit()
+        deliver_mail.fn(new_deal)
+        link = estimate_link(data_dir)
+        token = link.rsplit("/", 1)[1]
+        tampered = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
+        with httpx.Client() as client:
+            for url in (tampered, server.url + "/e/nonsense", server.url + "/i/" + token, server.url + "/nowhere"):
+                page = client.get(url)
+                assert page.status_code == 404 and "This link does not work" in page.text
+                assert new_deal not in page.text and "EST-" not in page.text
+            for _ in range(FailureLimit().allowed):
+                client.get(tampered)
+            page = client.get(link)  # even a good link, from an address that tried too many
+            assert page.status_code == 429 and "Too many links that did not work" in page.text
+            assert "try again in about 10 minutes" in page.text
+
+
+def test_failures_leave_the_count_after_the_window():
+    now = [0.0]
+    limit = FailureLimit(allowed=3, window=60, clock=lambda: now[0])
+    for _ in range(3):
+        limit.fail("10.0.0.1")
+    assert limit.blocked_for("10.0.0.1") == 60 and limit.blocked_for("10.0.0.2") == 0
+    now[0] = 61
+    assert limit.blocked_for("10.0.0.1") == 0
+
+
+def test_a_form_without_its_csrf_token_or_cookie_changes_nothing(new_deal, portal, customer, data_dir):
+    at_decision(new_deal)
+    link = estimate_link(data_dir)
+    customer.open(link)
+    fields = {"name": "Priya Raman", "terms": "yes"}
+    assert customer.client.post(link + "/accept", data=fields).status_code == 403  # no token
+    assert customer.client.post(link + "/accept", data={**fields, "csrf": "0" * 64}).status_code == 403
+    with httpx.Client() as other:  # another browser's page: its token is not for this cookie
+        token = re.search(r'name="csrf" value="([^"]+)"', other.get(link).text).group(1)
+    page = customer.client.post(link + "/accept", data={**fields, "csrf": token})
+    assert page.status_code == 403 and "Your answer was not sent" in page.text
+    with session_scope() as s:
+        assert deal_by_number(s, new_deal).estimate.latest.status == "sent"
+        assert s.scalar(select(CustomerAnswer.id)) is None
+
+
+@pytest.mark.parametrize(("action", "fields", "message"), [
+    ("accept", {"name": "", "terms": "yes"}, "name: type your full name to accept (it is your signature)"),
+    ("accept", {"name": "P", "terms": "yes"}, "name: type your full name to accept"),
+    ("accept", {"name": "Priya Raman"}, "terms: tick the box to accept the estimate"),
+    ("accept", {"name": "Priya\nRaman", "terms": "yes"}, "name: must be one line"),
+    ("accept", {"name": "Priya Raman", "terms": "yes", "po_number": "P" * 61}, "po_number: must be at most 60"),
+    ("request_changes", {"changes": "  "}, "changes: say what you would like changed"),
+    ("request_changes", {"changes": "x" * 4001}, "changes: must be at most 4000 characters"),
+    ("decline", {"reason": ""}, "reason: tell us briefly why"),
+])
+def test_what_the_customer_types_is_checked_with_one_clear_message_and_nothing_moves(
+        new_deal, portal, customer, data_dir, action, fields, message):
+    at_decision(new_deal)
+    page = customer.answer(estimate_link(data_dir), action, **fields)
+    assert page.status_code == 400
+    assert message in plain_text(page.text)
+    if fields.get("changes", "").strip():
+        assert fields["changes"][:50] in page.text  # what they typed is kept for them to correct
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        assert deal.estimate.latest.status == "sent" and deal.open_wait.key == "decision-rev-1"
+
+
+def test_a_replaced_revision_says_which_one_to_answer(new_deal, portal, customer, data_dir):
+    play_direct(new_deal, until="decision-rev-2")
+    first, second = estimate_link(data_dir, 1), estimate_link(data_dir, 2)
+    assert first != second
+    page = plain_text(customer.open(first).text)
+    assert "replaced by revision 2" in page and "see the email with revision 2" in page
+    assert "Accept and order" not in page
+    assert "<form" not in customer.open(first).text
+    token = form_token(customer.open(second).text)  # a form's token is good for its own link only
+    page = customer.client.post(first + "/accept", data={"name": "Priya Raman", "terms": "yes", "csrf": token})
+    assert page.status_code == 403
+    with session_scope() as s:
+        assert [r.status for r in deal_by_number(s, new_deal).estimate.revisions] == ["changes_requested", "sent"]
+
+
+def test_a_decision_recorded_by_phone_shows_on_the_page_and_the_customer_cannot_answer_again(
+        new_deal, portal, customer, data_dir):
+    link = None
+    play_direct(new_deal, until="decision-rev-1")
+    link = estimate_link(data_dir)
+    token = form_token(customer.open(link).text)  # the page open in the customer's browser
+    play_direct(new_deal, script=[SCRIPT[5]], until="qa-attempt-1")  # sales records it first
+    page = customer.client.post(link + "/accept", data={"name": "Priya Raman", "terms": "yes", "csrf": token})
+    text = plain_text(page.text)
+    assert page.status_code == 200 and "This estimate was accepted on" in text
+    assert "by your answer on a signed document, recorded by our sales team" in text
+    assert "Accept and order" not in text
+    with session_scope() as s:
+        assert s.scalar(select(CustomerAnswer.id)) is None
+        assert deal_by_number(s, new_deal).estimate.latest.decision_channel == "signed_document"
+
+
+def test_an_expired_estimate_offers_one_button_that_asks_the_owner_once(new_deal, portal, customer, data_dir):
+    at_decision(new_deal)
+    with session_scope() as s:
+        rev = deal_by_number(s, new_deal).estimate.latest
+        s.execute(update(EstimateRevision).where(EstimateRevision.id == rev.id)
+                  .values(valid_until=rev.valid_until - timedelta(days=40)))
+        s.commit()
+    link = estimate_link(data_dir)
+    page = plain_text(customer.open(link).text)
+    assert "has expired" in page and "Ask for a new estimate" in page and "Accept and order" not in page
+    token = form_token(customer.open(link).text)
+    page = customer.client.post(link + "/accept", data={"name": "Priya Raman", "terms": "yes", "csrf": token})
+    assert "has expired" in plain_text(page.text)  # an old page's Accept: back to the page, nothing moved
+    for _ in range(2):  # pressed twice: one note
+        page = customer.client.post(link + "/renew", data={"csrf": token})
+    assert "You asked for a new estimate on" in plain_text(page.text) and "Ask for a new estimate" not in page.text
+    with session_scope() as s:
+        mails = s.scalars(select(Email).where(Email.kind == "renewal_request")).all()
+        assert [(m.to_addr, m.status) for m in mails] == [("sofia@glocial.example", "sent")]
+        assert s.scalar(select(AuditEntry.action).where(AuditEntry.action == "estimate.renewal_requested"))
+        assert deal_by_number(s, new_deal).estimate.latest.status == "sent"
+    renewal_eml = sorted((data_dir / "mail").glob("*renewal_request.eml"))
+    assert len(renewal_eml) == 1 and b"asks for a new estimate" in renewal_eml[0].read_bytes()
+
+
+def test_hostile_names_and_requests_are_shown_as_text(db, portal, customer, data_dir):
+    from dealflow.scenario import start_scenario_deal
+
+    deal = start_scenario_deal(company=f"ACME {HOSTILE}")
+    script = [SCRIPT[0], SCRIPT[1], SCRIPT[2], SCRIPT[3].__class__(
+        "decision", "mark", {"decision": "request_changes", "channel": "email", "changes": f"more {HOSTILE}"}, ""),
+        SCRIPT[4]]
+    play_direct(deal, script=script, until="decision-rev-2")
+    page = customer.open(estimate_link(data_dir, 2)).text
+    assert "<script>" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(" in page  # the change request, shown as the customer typed it
+
+
+# --- the invoice's page -------------------------------------------------------------------------------
+
+def test_the_invoice_email_links_to_its_balance_and_payments(new_deal, portal, customer, data_dir):
+    play_direct(new_deal, until="payment-2")
+    link = link_in_mail(data_dir / "mail", "Invoice INV-", kind="i")
+    assert link and link.startswith(portal.url + "/i/")
+    page = plain_text(customer.open(link).text)
+    with session_scope() as s:
+        invoice = deal_by_number(s, new_deal).invoice
+        due, paid, payment = invoice.amount_due, invoice.paid, invoice.payments[0].number
+    assert f"{due:,} due" in page and f"Received USD {paid:,}" in page and payment in page
+    pdf = customer.open(link + "/pdf")
+    assert pdf.content.startswith(b"%PDF")
+    assert customer.open(link.replace("/i/", "/e/")).status_code == 404  # an invoice link opens no estimate
+    assert "Accept" not in page and "<form" not in customer.open(link).text  # read-only
+
+
+# --- the customer's answer, recorded by the flow ------------------------------------------------------
+
+def test_the_flow_refuses_a_customer_answer_it_cannot_verify(new_deal, portal, data_dir):
+    at_decision(new_deal)
+    answer = {"by": "customer", "decision": "approve", "channel": "portal"}
+    forged = {**answer, "portal": "eyJkZWFsIjoiREVBTC0wMDAxIn0.forged"}
+    result = flow_check.fn(new_deal, "decision-rev-1", forged)
+    assert result == {"accepted": False, "reason": "portal: the customer's signed answer does not verify"}
+    play_direct(new_deal, script=[], until="decision-rev-1-retry-1")  # the flow waits again
+    staff = {"by": "mark", "decision": "approve", "channel": "portal"}
+    result = flow_check.fn(new_deal, "decision-rev-1-retry-1", {**staff, **_signed(new_deal, "decision-rev-1-retry-1", staff)})
+    assert result["reason"].startswith("channel: portal is the customer's own answer")
+
+
+def waits_answer(deal, key: str) -> dict:
+    return next(w.answer for w in deal.waits if w.key == key)
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from dealflow.cli import main
+
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _signed(deal: str, key: str, answer: dict) -> dict:
+    from dealflow.scenario import TEAM
+
+    return TEAM.login(answer["by"]).prove(deal, key, answer)
+
+
+@pytest.mark.flow
+def test_the_customer_asks_for_changes_then_accepts_from_the_links_and_the_deal_reaches_its_order(
+        prefect_api, new_deal, portal, customer, data_dir):
+    from dealflow.scenario import TEAM, answer_for
+    from flows.deal import deal_flow
+
+    def staff(key: str, move) -> None:  # signed over the answer as the form makes it, as the CLI does
+        from flows.inputs import INPUTS
+
+        wait_for_run(new_deal, key)  # the deal as it stands at this wait (the amount due, say)
+        answer = INPUTS[move.step].model_validate(answer_for(new_deal, move)).model_dump(mode="json")
+        resume_as_the_ui(new_deal, key, TEAM.signed(new_deal, key, answer))
+
+    outcome: dict = {}
+
+    def people() -> None:
+        for key, move in (("qualify", SCRIPT[0]), ("handoff", SCRIPT[1]), ("estimate-rev-1", SCRIPT[2])):
+            staff(key, move)
+        wait_for_run(new_deal, "decision-rev-1")
+        first = estimate_link(data_dir, 1)
+        page = customer.answer(first, "request_changes", changes=SCRIPT[3].payload["changes"], name="Priya Raman")
+        outcome["changes"] = plain_text(page.text)
+        staff("estimate-rev-2", SCRIPT[4])
+        wait_for_run(new_deal, "decision-rev-2")
+        second = estimate_link(data_dir, 2)
+        outcome["superseded"] = plain_text(customer.open(first).text)
+        token = form_token(customer.open(second).text)
+        fields = {"name": "Priya Raman", "po_number": "PO 4500-2231", "terms": "yes", "csrf": token}
+        outcome["accepted"] = plain_text(customer.client.post(second + "/accept", data=fields).text)
+        again = customer.client.post(second + "/decline", data={"reason": "changed our mind", "csrf": token})
+        outcome["again"] = (again.status_code, plain_text(again.text))  # the back button, another answer
+        code, _, err = run_cli("answer", new_deal, "decision", "--by", "mark", "--set", "decision=decline",
+                               "--set", "reason=phone")
+        outcome["phone"] = (code, err)
+        for key, move in zip(("qa-attempt-1", "qa-attempt-2", "shipment-1", "shipment-2", "payment-1"),
+                             SCRIPT[6:11], strict=True):
+            staff(key, move)
+        wait_for_run(new_deal, "payment-2")
+        outcome["invoice"] = plain_text(customer.open(link_in_mail(data_dir / "mail", "Invoice INV-", "i")).text)
+        staff("payment-2", SCRIPT[11])
+
+    thread, errors = in_background([people])
+    try:
+        result = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=60)
+    finally:
+        thread.join(timeout=60)
+        assert not errors, errors
+    assert result["status"] == "won"
+    assert "we received your change request" in outcome["changes"] and "revision 2" in outcome["changes"]
+    assert "replaced by revision 2" in outcome["superseded"]
+    assert "you accepted estimate EST-0001-R2" in outcome["accepted"]
+    assert "This estimate was accepted on" in outcome["accepted"] and "by Priya Raman (online)" in outcome["accepted"]
+    assert outcome["again"][0] == 200 and "This estimate was accepted on" in outcome["again"][1]
+    assert "Balance due" in outcome["invoice"] and "RMW-ADV" not in outcome["invoice"]
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        revs = deal.estimate.revisions
+        assert [(r.status, r.decision_channel, r.decided_by) for r in revs] == [
+            ("changes_requested", "portal", "Priya Raman"), ("approved", "portal", "Priya Raman")]
+        assert revs[0].change_request.text == SCRIPT[3].payload["changes"]
+        online = s.scalars(select(CustomerAnswer).order_by(CustomerAnswer.id)).all()
+        assert [(a.action, a.name, a.po_number) for a in online] == [
+            ("request_changes", "Priya Raman", ""), ("accept", "Priya Raman", "PO 4500-2231")]
+        accepted = online[1]
+        outcome["accepted_at"] = f"{accepted.submitted_at:%Y-%m-%d %H:%M}"
+        assert accepted.ip == "127.0.0.1" and "dealflow-customer" in accepted.user_agent
+        assert accepted.pdf_sha256 == hashlib.sha256((data_dir / "documents" / "EST-0001-R2.pdf").read_bytes()).hexdigest()
+        assert deal.order is not None and deal.order.estimate_revision.revision == 2
+        waits = {w.key: (w.status, w.proof, w.answered_by) for w in deal.waits}
+        assert waits["decision-rev-2"] == ("answered", "signed link", "customer: Priya Raman")
+        order_doc = s.scalars(select(Document).where(Document.kind == "order")).one()
+        assert order_doc.context["accepted_online"]["name"] == "Priya Raman"
+        # what Prefect and the tables keep of the customer's answer: no link anywhere
+        tokens = [estimate_link(data_dir, n).rsplit("/", 1)[1] for n in (1, 2)]
+        rows = str([w.answer for w in deal.waits]) + str([e.details for e in s.scalars(select(AuditEntry))]) \
+            + str([e.context for e in s.scalars(select(Email))])
+        assert not any(t in rows for t in tokens)
+        assert "portal" not in waits_answer(deal, "decision-rev-2")  # the signed answer is proof, never recorded
+    order_text = (data_dir / "documents" / "SO-0001.html").read_text()
+    assert "Accepted online by Priya Raman on" in order_text
+    assert outcome["phone"] == (2, "error: step: DEAL-0001 is not waiting for 'decision': "
+                                   "the customer already answered online: accept by Priya Raman on "
+                                   f"{outcome['accepted_at']} UTC (the first answer wins)\n")
