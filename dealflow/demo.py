@@ -59,7 +59,8 @@ class Narrator(threading.Thread):
                 self.last_id = e.id
                 line = describe_entry(e.actor, e.action, e.subject, e.details)
                 if line:
-                    print(f"  {e.at:%H:%M:%S}  {e.actor:<9} {line}", file=self.out, flush=True)
+                    who = "customer" if e.actor.startswith("customer: ") else e.actor  # named in the line
+                    print(f"  {e.at:%H:%M:%S}  {who:<9} {line}", file=self.out, flush=True)
 
 
 def describe_entry(actor: str, action: str, subject: str, d: dict[str, Any]) -> str | None:
@@ -67,7 +68,7 @@ def describe_entry(actor: str, action: str, subject: str, d: dict[str, Any]) -> 
         return f"⏸  deal waits: {subject} (for {d.get('roles', '').replace(',', ' or ')})"
     if action.endswith(".answered"):
         how = {"signed session": f", signed by {actor}", "one-time code": f", {actor}'s one-time code",
-               "unverified": ", UNVERIFIED"}.get(d.get("proof"), "")
+               "unverified": ", UNVERIFIED", "signed link": ", online from the customer's link"}.get(d.get("proof"), "")
         stand_in = f" (standing in for {d['stands_in_for']})" if d.get("stands_in_for") else ""
         return f"✔  {subject}: {d.get('outcome')}{how}{stand_in}"
     if action == "staff.login":
@@ -85,8 +86,43 @@ def _say(out: TextIO, text: str) -> None:
     print(f"\n▶ {text}", file=out, flush=True)
 
 
+CUSTOMER = {"name": "Priya Raman", "po_number": "PO 4500-2231"}
+
+
+def as_the_customer(deal_number: str, move, key: str, out: TextIO, narrator: Narrator, portal) -> None:
+    """The customer answers from the link in the estimate email, on the portal's page: the change
+    request for revision 1, then the acceptance of revision 2 (name, PO number, terms)."""
+    from models.deal import deal_by_number
+    from services.config import load_settings
+    from services.db import session_scope
+
+    from . import answers
+    from .customer import PortalCustomer, link_in_mail
+
+    with session_scope() as s:
+        number = deal_by_number(s, deal_number).estimate.latest.number
+    link = link_in_mail(load_settings().mail_dir, f"Estimate {number} for")
+    if link is None:
+        raise DemoError(f"no portal link in the email of {number}")
+    decision = move.payload["decision"]
+    with PortalCustomer(user_agent="Mozilla/5.0 (dealflow demo; Priya Raman's browser)") as browser:
+        page = browser.open(link)
+        page.raise_for_status()
+        narrator.flush()
+        if decision == "request_changes":
+            _say(out, f"The customer, Priya Raman, opens the link in the email of {number} and asks for changes")
+            page = browser.answer(link, "request_changes", changes=move.payload["changes"], name=CUSTOMER["name"])
+        else:
+            _say(out, f"The customer opens the link in the email of {number}, types her name and PO number, "
+                      f"ticks the terms and presses Accept")
+            page = browser.answer(link, "accept", terms="yes", **CUSTOMER)
+    if page.status_code != 200 or "id=\"outcome\"" not in page.text or "status bad" in page.text:
+        raise DemoError(f"the portal did not take the customer's answer on {number} (HTTP {page.status_code})")
+    answers.wait_closed(deal_number, key)
+
+
 def people(deal_number: str, out: TextIO, stop: threading.Event, errors: list[BaseException],
-           narrator: Narrator) -> None:
+           narrator: Narrator, portal=None) -> None:
     """The scripted people: each waits for their turn, then answers like `dealflow answer`."""
     from models import DomainError
     from models.deal import deal_by_number
@@ -125,6 +161,9 @@ def people(deal_number: str, out: TextIO, stop: threading.Event, errors: list[Ba
                                    code=TEAM.wrong_code("qa"), door="demo")
                 except DomainError:
                     narrator.flush()
+            if move.step == "decision" and portal is not None:
+                as_the_customer(deal_number, move, key, out, narrator, portal)
+                continue
             payload = answer_for(deal_number, move)
             login = TEAM.login(move.by)  # once per person: a code from their app opens the session
             narrator.flush()
@@ -194,7 +233,10 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[s
     narrator.start()
     stop = threading.Event()
     errors: list[BaseException] = []
-    script = threading.Thread(target=people, args=(deal_number, out, stop, errors, narrator), daemon=True, name="people")
+    public_url = os.environ.get("DEALFLOW_PUBLIC_URL")
+    portal = start_portal(out)
+    script = threading.Thread(target=people, args=(deal_number, out, stop, errors, narrator, portal), daemon=True,
+                              name="people")
     script.start()
     try:
         result = deal_flow(deal_number=deal_number, poll_interval=1, wait_timeout=600)
@@ -203,6 +245,12 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[s
         script.join(timeout=30)
         narrator.stop.set()
         narrator.join(timeout=5)
+        if portal is not None:
+            portal.__exit__(None, None, None)
+            if public_url is None:
+                os.environ.pop("DEALFLOW_PUBLIC_URL", None)
+            else:
+                os.environ["DEALFLOW_PUBLIC_URL"] = public_url
     if errors:
         raise errors[0]
 
@@ -218,8 +266,42 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[s
     summary["mail_dir"] = str(mail_dir)
     summary["flow_steps"] = len(result["steps"])
     summary["refused"] = refused_answers(deal_number)
+    summary["portal"] = portal.url if portal is not None else None
+    summary["online_answers"] = online_answers(deal_number)
     summary["seconds"] = round(time.monotonic() - started, 1)
     return summary
+
+
+def start_portal(out: TextIO):
+    """The customer portal, served from this process for the demo, with the links in mail
+    pointing at it; None (sales then record the customer's decisions) if it cannot start."""
+    from services.config import load_settings
+
+    from .portal import PortalThread
+
+    try:
+        portal = PortalThread(load_settings()).__enter__()
+    except Exception as exc:  # noqa: BLE001 - the demo goes on without it
+        print(f"(the customer portal could not start: {exc}; sales record the customer's decisions)",
+              file=out, flush=True)
+        return None
+    os.environ["DEALFLOW_PUBLIC_URL"] = portal.url
+    print(f"The customer portal serves the links in mail on {portal.url} while the demo runs", file=out, flush=True)
+    return portal
+
+
+def online_answers(deal_number: str) -> list[dict[str, Any]]:
+    """What the customer answered from the portal: what, by whom, with which PO, when."""
+    from models.deal import deal_by_number
+    from models.portal import CustomerAnswer
+    from services.db import session_scope
+
+    with session_scope() as s:
+        deal_id = deal_by_number(s, deal_number).id
+        return [{"action": a.action, "name": a.name, "po_number": a.po_number, "revision": a.revision.number,
+                 "at": a.submitted_at.isoformat(timespec="seconds")}
+                for a in s.scalars(select(CustomerAnswer).where(CustomerAnswer.deal_id == deal_id)
+                                   .order_by(CustomerAnswer.id))]
 
 
 def refused_answers(deal_number: str) -> int:
@@ -254,6 +336,12 @@ def print_summary(summary: dict[str, Any], out: TextIO = sys.stdout) -> None:
         p(f"  payment  {pay['number']:<14} {pay['amount']}")
     p("  stock:   " + "; ".join(f"{sku} {v['before']} → {v['after']}" for sku, v in summary["stock"].items()
                                 if v["before"] != v["after"]))
+    for a in summary.get("online_answers") or []:
+        po = f", {a['po_number']}" if a["po_number"] else ""
+        p(f"  online   {a['revision']:<14} {a['action'].replace('_', ' ')} by {a['name']} (customer's link{po})")
+    if summary.get("portal"):
+        p(f"  (the links in the estimate emails pointed at the demo's portal, {summary['portal']}, which "
+          f"stopped with it; `dealflow up` serves them)")
     p(f"  {summary['refused']} answers refused (each in the audit log; nothing moved)")
     p(f"  {len(summary['emails'])} emails in {summary['mail_dir']}")
     p(f"  {len(summary['documents'])} documents (HTML and PDF) in {summary['documents_dir']}")

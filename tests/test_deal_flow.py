@@ -4,6 +4,7 @@ waits are real pauses, answers are real resumes through the API."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -36,6 +37,7 @@ def _answer(deal: str, key: str, payload: dict) -> Callable[[], None]:
 def test_the_demo_plays_the_whole_sale_through_prefect(prefect_api, tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "placeholder")  # the demo sets its own; restored after
     monkeypatch.setenv("DEALFLOW_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DEALFLOW_PUBLIC_URL", raising=False)
     result = CliRunner().invoke(main, ["demo", "--json", "--data-dir", str(tmp_path / "demo")])
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -55,6 +57,11 @@ def test_the_demo_plays_the_whole_sale_through_prefect(prefect_api, tmp_path, mo
     assert ("qa-attempt-1 refused before anything moved: code: wrong or expired code" in result.stderr)
     assert "qa-attempt-2: attempt 2 passed; released for picking, signed by qa" in result.stderr
     assert summary["refused"] == 2
+    # the customer's decisions came through the portal, from the links in the estimate emails
+    assert [(a["revision"], a["action"], a["name"], a["po_number"]) for a in summary["online_answers"]] == [
+        ("EST-0001-R1", "request_changes", "Priya Raman", ""), ("EST-0001-R2", "accept", "Priya Raman", "PO 4500-2231")]
+    assert "decision-rev-2: EST-0001-R2 approved, online from the customer's link" in result.stderr
+    assert "DEALFLOW_PUBLIC_URL" not in os.environ  # the demo's portal is gone: so is its address
 
 
 def test_an_answer_from_the_ui_by_the_wrong_person_is_refused_and_the_deal_waits_again(prefect_api, new_deal):

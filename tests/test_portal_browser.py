@@ -1,0 +1,165 @@
+"""The customer portal in a real browser (the system's chromium, through playwright): a deal driven
+by a real Prefect flow run to its estimate, the estimate email written as an .eml file, and the
+customer accepting from the link in it, with JavaScript off, as nothing in the portal needs it.
+
+Needs a browser: runs when DEALFLOW_UI=1, as the Prefect UI's browser tests do (CI sets it)
+(`DEALFLOW_UI=1 pytest tests/test_portal_browser.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from dealflow.customer import link_in
+from dealflow.portal import PortalThread
+from dealflow.scenario import SCRIPT, TEAM, answer_for
+from models import Document
+from models.deal import deal_by_number
+from models.portal import CustomerAnswer
+from services.config import load_settings
+from services.db import session_scope
+from services.rendering import money
+
+from .e2e_stack import browser_path
+from .helpers import in_background, resume_as_the_ui, wait_for_run
+
+UI = pytest.mark.skipif(not os.environ.get("DEALFLOW_UI"),
+                        reason="set DEALFLOW_UI=1, with playwright and chromium installed (CI does)")
+
+NAME = "<img src=x onerror=alert(1)>Priya Raman"  # a signature typed like markup: shown as typed
+PO = "PO 4500-2231"
+
+
+@pytest.fixture
+def portal(db, monkeypatch):
+    """The portal on loopback, and the links in mail pointing at it."""
+    with PortalThread(load_settings()) as server:
+        monkeypatch.setenv("DEALFLOW_PUBLIC_URL", server.url)
+        yield server
+
+
+def _browser(p):
+    # the system's chromium, never a downloaded one; no background traffic to Google on a closed network
+    return p.chromium.launch(executable_path=shutil.which(browser_path() or "/usr/bin/chromium"), headless=True,
+                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                   "--disable-component-update", "--disable-sync", "--no-first-run"])
+
+
+def estimate_eml(mail_dir: Path, number: str) -> Path:
+    """The .eml file of the email that sent estimate ``number``."""
+    for path in sorted(mail_dir.glob("*.eml")):
+        if number in str(message_from_bytes(path.read_bytes(), policy=policy.default)["Subject"]):
+            return path
+    raise AssertionError(f"no email for {number} in {sorted(p.name for p in mail_dir.glob('*'))}")
+
+
+def plain(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+@UI
+@pytest.mark.flow
+def test_the_customer_accepts_the_estimate_in_a_browser_and_the_deal_reaches_its_order(
+        prefect_api, new_deal, portal, data_dir):
+    from playwright.sync_api import sync_playwright
+
+    from flows.deal import deal_flow
+    from flows.inputs import INPUTS
+
+    def staff(key: str, move) -> None:  # signed over the answer as the form makes it, as the CLI does
+        wait_for_run(new_deal, key)
+        answer = INPUTS[move.step].model_validate(answer_for(new_deal, move)).model_dump(mode="json")
+        resume_as_the_ui(new_deal, key, TEAM.signed(new_deal, key, answer))
+
+    seen: dict = {}
+
+    def customer() -> None:  # playwright is made, used and closed in this thread
+        wait_for_run(new_deal, "decision-rev-1")
+        eml = estimate_eml(data_dir / "mail", "EST-0001-R1")
+        link = link_in(eml)
+        assert link and link.startswith(portal.url + "/e/"), link
+        with session_scope() as s:
+            rev = deal_by_number(s, new_deal).estimate.latest
+            currency = s.scalars(select(Document.context).where(Document.number == rev.number)).one()["currency"]
+            seen["total"] = money(rev.totals.total, currency)
+        requests, dialogs = [], []
+        with sync_playwright() as p:
+            browser = _browser(p)
+            context = browser.new_context(java_script_enabled=False)
+            page = context.new_page()
+            page.set_default_timeout(60_000)
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            response = page.goto(link)
+            seen["status"], seen["headers"] = response.status, response.headers
+            seen["before"] = plain(page.locator("body").inner_text())
+            page.fill("#name", NAME)
+            page.fill("#po_number", PO)
+            page.check("#terms")
+            page.click("#accept")  # a plain form: the POST, then the redirect to the page with its outcome
+            page.wait_for_url(re.compile(r"\?done="))
+            seen["after_url"] = page.url
+            seen["after"] = plain(page.locator("body").inner_text())
+            page.goto(link)  # later, the same link
+            seen["again"] = plain(page.locator("#state").inner_text())
+            seen["images"] = page.locator("img").count()
+            seen["forms"] = page.locator("form").count()
+            context.close()
+            browser.close()
+        seen["requests"], seen["dialogs"] = requests, dialogs
+
+    def people() -> None:
+        for key, move in (("qualify", SCRIPT[0]), ("handoff", SCRIPT[1]), ("estimate-rev-1", SCRIPT[2])):
+            staff(key, move)
+        customer()
+        # the order exists: the rest of the deal the short way (QA passes, one shipment, paid in full)
+        for key, move in (("qa-attempt-1", SCRIPT[7]), ("shipment-1", SCRIPT[9]), ("payment-1", SCRIPT[11])):
+            staff(key, move)
+
+    thread, errors = in_background([people])
+    try:
+        result = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=60)
+    finally:
+        thread.join(timeout=120)
+        assert not errors, errors
+    assert result["status"] == "won"
+
+    # the page, as the browser showed it before the answer
+    assert seen["status"] == 200
+    before = seen["before"]
+    assert "Estimate EST-0001-R1" in before and "CNC-LATHE-2000" in before and seen["total"] in before
+    assert "Accept and order" in before
+    csp = seen["headers"].get("content-security-policy", "")
+    assert "default-src 'none'" in csp and "script-src" not in csp, csp
+    # the answer, confirmed on the page it led to
+    assert seen["after_url"].endswith("?done=accept"), seen["after_url"]
+    assert "you accepted estimate EST-0001-R1" in seen["after"], seen["after"][:2000]
+    assert f"by {NAME} (online)" in seen["after"]
+    # and again from the link: the name as typed, as text, no form to answer twice
+    assert "This estimate was accepted on" in seen["again"] and f"by {NAME} (online)" in seen["again"]
+    assert f"Your purchase order: {PO}" in seen["again"]
+    assert seen["images"] == 0 and seen["forms"] == 0
+    assert seen["dialogs"] == []
+    assert all(u.startswith(portal.url + "/") for u in seen["requests"]), seen["requests"]
+
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        assert deal.order is not None and deal.order.estimate_revision.revision == 1
+        rev = deal.estimate.latest
+        assert (rev.status, rev.decision_channel, rev.decided_by) == ("approved", "portal", NAME)
+        order_doc = s.scalars(select(Document).where(Document.kind == "order")).one()
+        assert order_doc.context["accepted_online"]["name"] == NAME
+        assert order_doc.context["accepted_online"]["po_number"] == PO
+        online = s.scalars(select(CustomerAnswer)).one()
+        assert (online.action, online.name, online.po_number, online.ip) == ("accept", NAME, PO, "127.0.0.1")
+        assert "Chrome" in online.user_agent, online.user_agent  # HeadlessChrome/…: the browser's own
+        assert "dealflow-customer" not in online.user_agent
+    order_html = (data_dir / "documents" / "SO-0001.html").read_text()
+    assert "Accepted online by &lt;img src=x" in order_html and "<img src=x" not in order_html
