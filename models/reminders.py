@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -34,6 +34,7 @@ from .errors import ValidationError
 from .estimates import EstimateRevision
 from .orders import PickRelease, SalesOrder
 from .outbox import add_document, queue_email
+from .portal import estimate_link
 from .staff import Role, StaffUser
 
 
@@ -133,6 +134,9 @@ def estimate_reminders(session: Session, now: datetime, rules: ReminderRules) ->
         n = 1 + session.scalar(select(func.count()).select_from(ReminderSent).where(
             ReminderSent.rule == "estimate", ReminderSent.entity_id == rev.id))
         ctx = estimate_reminder_context(rev, n, today)
+        link = estimate_link(rev, ctx["customer"]["email"])  # the customer's page, signed when mailed
+        if link is not None:
+            ctx["portal_link"] = asdict(link)
         yield Reminder("estimate", rev.id, ctx["customer"]["email"], today,
                        f"Reminder: estimate {rev.number} for {ctx['customer']['name']}", "emails/estimate_reminder",
                        ctx, deal_id=rev.estimate.deal_id,

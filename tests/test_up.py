@@ -19,9 +19,11 @@ from uuid import UUID
 
 import pytest
 
+from dealflow.customer import PortalCustomer, link_in_mail
 from services.config import PROJECT_ROOT
 
 from .e2e_stack import api_status
+from .helpers import code_of
 from .smtp_server import free_port
 
 pytestmark = [pytest.mark.e2e,
@@ -31,6 +33,16 @@ pytestmark = [pytest.mark.e2e,
 def dealflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dealflow.cli", *args], env=env, cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=300)
+
+
+def waited_for(deal: str, step: str, env: dict[str, str], timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        inbox = json.loads(dealflow("inbox", "--json", env=env).stdout or "[]")
+        if any(w.get("deal") == deal and w.get("step") == step for w in inbox):
+            return
+        time.sleep(1)
+    raise TimeoutError(f"{deal} never waited for {step}")
 
 
 def running(pid: int) -> bool:
@@ -49,7 +61,8 @@ def test_up_closes_the_prefect_api_to_strangers_and_what_it_starts_and_the_cli_g
     credential_file = data_dir / "prefect-api-auth"
     pids: list[int] = []
     try:
-        first = dealflow("up", "--port", str(port), env=shell)
+        portal_port = free_port()
+        first = dealflow("up", "--port", str(port), "--portal-port", str(portal_port), env=shell)
         pids = [int(p.read_text()) for p in (data_dir / "run").glob("*.pid")]
         assert first.returncode == 0, first.stdout + first.stderr
         assert stat.S_IMODE(credential_file.stat().st_mode) == 0o600
@@ -58,7 +71,7 @@ def test_up_closes_the_prefect_api_to_strangers_and_what_it_starts_and_the_cli_g
         assert first.stdout.count(credential) == 1, first.stdout  # shown once, when it is made
         assert f"kept in {credential_file}" in first.stdout
 
-        second = dealflow("up", "--port", str(port), env=shell)  # finds everything running
+        second = dealflow("up", "--port", str(port), "--portal-port", str(portal_port), env=shell)  # finds it all running
         assert second.returncode == 0, second.stdout + second.stderr
         assert credential not in second.stdout + second.stderr
         assert f"Prefect API credential: in {credential_file}" in second.stdout
@@ -91,9 +104,39 @@ def test_up_closes_the_prefect_api_to_strangers_and_what_it_starts_and_the_cli_g
                     and time.monotonic() < deadline:
                 time.sleep(1)
         assert state.name == "Completed", (state, (data_dir / "logs" / "worker.log").read_text()[-3000:])
+
+        # the customer's side: a deal brought to its estimate, the link from its .eml opened, Accept
+        # pressed, and `dealflow deal show` lists the order within seconds
+        assert "customer portal (pid " in first.stdout and f"127.0.0.1:{portal_port}" in first.stdout
+        user = {**shell, "PREFECT_API_URL": api}
+        lead = json.loads(dealflow("lead", "add", "--company", "Acme Steel", "--contact", "Ann Lee", "--email",
+                                   "ann@acme.example", "--owner", "sofia", "--json", env=user).stdout)
+        started = dealflow("deal", "start", str(lead["lead"]), "--json", env=user)
+        assert started.returncode == 0, started.stderr
+        deal = json.loads(started.stdout)["deal"]
+        for step, by, ahead, args in (
+                ("qualify", "sofia", 0, ["--set", "qualified=true"]),
+                ("handoff", "sofia", 1, ["--set", "engineer=mark"]),
+                ("estimate", "mark", 0, ["--input", '{"lines": [{"sku": "VMC-850", "quantity": 1}]}'])):
+            waited_for(deal, step, user)
+            answered = dealflow("answer", deal, step, "--by", by, "--code", code_of(by, ahead=ahead), *args, env=user)
+            assert answered.returncode == 0, answered.stderr
+        waited_for(deal, "decision", user)
+        link = link_in_mail(data_dir / "mail", "Estimate EST-")
+        assert link and link.startswith(f"http://127.0.0.1:{portal_port}/e/")
+        with PortalCustomer() as browser:
+            page = browser.answer(link, "accept", name="Ann Lee", po_number="PO-77", terms="yes")
+        assert page.status_code == 200 and "you accepted estimate" in page.text, page.text[-2000:]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            shown = json.loads(dealflow("deal", "show", deal, "--json", env=user).stdout)
+            if shown.get("order"):
+                break
+            time.sleep(1)
+        assert shown["order"]["number"] == "SO-0001", shown
     finally:
         down = dealflow("down", env=shell)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert len(pids) == 3 and not [p for p in pids if running(p)]  # server, worker, executor
+    assert len(pids) == 4 and not [p for p in pids if running(p)]  # server, worker, executor, portal
     assert credential_file.read_text().strip() == credential  # kept for the next `up`
     assert not (data_dir / "run" / "api-url").exists()  # nothing answering there may be sent it
