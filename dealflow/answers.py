@@ -109,11 +109,19 @@ def record_refusal(deal_number: str, step: str, payload: dict[str, Any], reason:
 
 def _answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str | None, login: Login | None,
             door: str, settle_timeout: float) -> OpenWait:
+    wait, data = check_answer(deal_number, step, payload, code=code, login=login, door=door)
+    return resume_wait(wait, data, settle_timeout)
+
+
+def resume_wait(wait: OpenWait, data: dict[str, Any], settle_timeout: float = 30) -> OpenWait:
+    """Resume the deal's run with ``data`` once it is paused at exactly this wait (its form
+    stored); a DomainError if it is not there within ``settle_timeout`` seconds (it moved on, or
+    another answer got there first). The CLI and the customer portal both come through here."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import NotPausedError, ObjectNotFound
     from prefect.flow_runs import resume_flow_run
 
-    wait, data = check_answer(deal_number, step, payload, code=code, login=login, door=door)
+    deal_number = wait.deal
     if not wait.flow_run_id:
         raise DomainError(f"step: {deal_number} has no flow run attached; start it with `dealflow deal start`")
     ensure_api()

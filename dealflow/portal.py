@@ -24,7 +24,6 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
-from uuid import UUID
 
 from sqlalchemy import select
 from starlette.applications import Starlette
@@ -57,6 +56,8 @@ from services.config import PROJECT_ROOT, Settings, load_settings
 from services.db import session_scope
 from services.keys import portal_secret
 from services.rendering import environment
+
+from .answers import OpenWait, resume_wait
 
 log = logging.getLogger("dealflow.portal")
 
@@ -171,10 +172,7 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
                 state = estimate_state(s, link)
             except NotFound:
                 return not_found(request)
-            notice = {"accept": "accepted", "request_changes": "changes", "decline": "declined",
-                      "pending": "pending", "refused": "refused"}.get(request.query_params.get("done", ""), "")
-            if notice == "refused":
-                notice = "refused:" + _last_refusal(s, state)
+            notice = _notice(s, state, request.query_params.get("done", ""))
             return estimate_page(request, s, token, state, notice=notice)
 
     def estimate_pdf(request: Request) -> Response:
@@ -232,10 +230,13 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
             answer = run_input(secret, state, wait, action, form, ip=_client_ip(request),
                                user_agent=request.headers.get("user-agent", ""),
                                pdf_sha256=hashlib.sha256(pdf).hexdigest())
-            wait_id, run_id = wait.id, wait.flow_run_id
+            wait_id = wait.id
+            open_wait = OpenWait(state.deal.number, wait.key, wait.step, wait.flow_run_id)
         try:
-            _resume(run_id, answer)
-        except Exception as exc:  # noqa: BLE001 - the Prefect API down or refusing: nothing was recorded
+            resume_wait(open_wait, answer, settle_timeout=10)
+        except Exception as exc:  # noqa: BLE001 - the Prefect API down, or another answer first
+            if _settled(wait_id, 3) != "open":  # answered meanwhile (a second press of the button):
+                return RedirectResponse(f"/e/{token}", status_code=303)  # the page says by whom
             log.warning("a customer's answer could not be handed to the deal's run: %s", type(exc).__name__)
             return page("busy.html", 503, back=f"/e/{token}")
         status = _settled(wait_id, ANSWER_SETTLE_SECONDS)
@@ -361,25 +362,6 @@ def _document_pdf(session, kind: str, number: str, settings: Settings) -> bytes 
     return pdf.read_bytes()
 
 
-def _resume(run_id: str, answer: dict[str, Any], attempts: int = 40) -> None:
-    """Resume the deal's run with the customer's answer. Right after the estimate is sent, the
-    run may still be storing its form: it is tried again for a few seconds."""
-    from prefect.exceptions import NotPausedError
-    from prefect.flow_runs import resume_flow_run
-
-    from dealflow.prefect_api import ensure_api
-
-    ensure_api()
-    for i in range(attempts):
-        try:
-            resume_flow_run(UUID(run_id), run_input=answer)
-            return
-        except NotPausedError:
-            if i == attempts - 1:
-                raise
-            time.sleep(0.25)
-
-
 def _settled(wait_id: int, timeout: float) -> str:
     """The wait's status once the flow has recorded the answer ("open" if not yet)."""
     deadline = time.monotonic() + timeout
@@ -389,6 +371,20 @@ def _settled(wait_id: int, timeout: float) -> str:
         if status != "open" or time.monotonic() > deadline:
             return status
         time.sleep(0.2)
+
+
+def _notice(session, state: EstimateState, done: str) -> str:
+    """What the page says after a submit (``?done=``), only if it is still true: a thank-you
+    for an answer the revision really has, "being recorded" while it waits, why it was refused."""
+    status = state.revision.status
+    if done == "accept" and status == "approved" or done == "request_changes" and status == "changes_requested" \
+            or done == "decline" and status == "declined":
+        return {"accept": "accepted", "request_changes": "changes", "decline": "declined"}[done]
+    if done == "pending" and state.is_open:
+        return "pending"
+    if done == "refused" and state.is_open:
+        return "refused:" + _last_refusal(session, state)
+    return ""
 
 
 def _last_refusal(session, state: EstimateState) -> str:

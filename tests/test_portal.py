@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -329,7 +330,10 @@ def test_the_customer_asks_for_changes_then_accepts_from_the_links_and_the_deal_
         outcome["superseded"] = plain_text(customer.open(first).text)
         token = form_token(customer.open(second).text)
         fields = {"name": "Priya Raman", "po_number": "PO 4500-2231", "terms": "yes", "csrf": token}
-        outcome["accepted"] = plain_text(customer.client.post(second + "/accept", data=fields).text)
+        with ThreadPoolExecutor(2) as pool:  # the button pressed twice at once (no JavaScript to stop it)
+            pages = list(pool.map(lambda _: customer.client.post(second + "/accept", data=fields), range(2)))
+        outcome["accepted"] = plain_text(pages[0].text)
+        outcome["twice"] = [(p.status_code, "This estimate was accepted on" in plain_text(p.text)) for p in pages]
         again = customer.client.post(second + "/decline", data={"reason": "changed our mind", "csrf": token})
         outcome["again"] = (again.status_code, plain_text(again.text))  # the back button, another answer
         code, _, err = run_cli("answer", new_deal, "decision", "--by", "mark", "--set", "decision=decline",
@@ -353,6 +357,7 @@ def test_the_customer_asks_for_changes_then_accepts_from_the_links_and_the_deal_
     assert "replaced by revision 2" in outcome["superseded"]
     assert "you accepted estimate EST-0001-R2" in outcome["accepted"]
     assert "This estimate was accepted on" in outcome["accepted"] and "by Priya Raman (online)" in outcome["accepted"]
+    assert outcome["twice"] == [(200, True), (200, True)]  # both land on the page saying it is accepted
     assert outcome["again"][0] == 200 and "This estimate was accepted on" in outcome["again"][1]
     assert "Balance due" in outcome["invoice"] and "RMW-ADV" not in outcome["invoice"]
     with session_scope() as s:
