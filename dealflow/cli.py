@@ -789,8 +789,9 @@ def executor(pool: str, slots: int, poll: float, adopt: tuple[str, ...], status_
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (behind an HTTPS proxy, keep 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="Port to listen on.")
-@click.option("--trusted-proxies", default="127.0.0.1", show_default=True, metavar="ADDRESSES",
-              help="Proxies whose X-Forwarded-For names the customer's address (comma-separated, or *).")
+@click.option("--trusted-proxies", default="", metavar="ADDRESSES",
+              help="The HTTPS proxy's address(es) (comma-separated), whose X-Forwarded-For names the "
+                   "customer's address; none by default (then the connection's address counts).")
 def portal(host: str, port: int, trusted_proxies: str) -> None:
     """Serve the customer portal until stopped: the pages behind the links in estimate and invoice
     emails, where the customer accepts an estimate, asks for changes or declines, and sees an

@@ -16,22 +16,29 @@ LINK = re.compile(r"https?://[^\s<>\"']+/(e|i)/[A-Za-z0-9_.\-]+")
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-def link_in(eml: bytes | str | Path, kind: str = "e") -> str | None:
-    """The portal link (``e`` estimate, ``i`` invoice) in the plain-text part of an email."""
+def link_in(eml: bytes | str | Path, kind: str = "e", base: str | None = None) -> str | None:
+    """The portal link (``e`` estimate, ``i`` invoice) in the plain-text part of an email: the
+    first that starts with ``base`` (the portal's address; by default DEALFLOW_PUBLIC_URL's), so
+    that an address typed into a company name is never taken for it."""
+    if base is None:
+        from services.config import load_settings
+
+        base = load_settings().public_url
     raw = eml.read_bytes() if isinstance(eml, Path) else eml.encode() if isinstance(eml, str) else eml
     msg = email.message_from_bytes(raw, policy=policy.default)
     body = msg.get_body(preferencelist=("plain",))
     text = body.get_content() if body is not None else ""
-    return next((m.group(0) for m in LINK.finditer(text) if m.group(1) == kind), None)
+    return next((m.group(0) for m in LINK.finditer(text)
+                 if m.group(1) == kind and m.group(0).startswith(f"{base.rstrip('/')}/{kind}/")), None)
 
 
-def link_in_mail(mail_dir: Path, subject_contains: str, kind: str = "e") -> str | None:
+def link_in_mail(mail_dir: Path, subject_contains: str, kind: str = "e", base: str | None = None) -> str | None:
     """The link in the newest email in ``mail_dir`` (the .eml files the embedded default writes)
     whose subject contains ``subject_contains``."""
     for path in sorted(mail_dir.glob("*.eml"), reverse=True):
         msg = email.message_from_bytes(path.read_bytes(), policy=policy.default)
         if subject_contains in str(msg["Subject"]):
-            return link_in(path, kind)
+            return link_in(path, kind, base)
     return None
 
 

@@ -38,6 +38,7 @@ from models.errors import NotFound, ValidationError
 from models.outbox import queue_email
 from models.portal import (
     ACTIONS,
+    BY_LINK,
     MAX_CHANGES,
     MAX_NAME,
     MAX_PO,
@@ -66,6 +67,8 @@ CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'
 CSRF_COOKIE = "dealflow_csrf"
 FAILURES_ALLOWED = 20  # links that do not verify, per address, within the window
 FAILURE_WINDOW = 600.0
+MAX_TRACKED = 100_000  # addresses whose failures are counted at once
+MAX_BODY = 128 * 1024  # a form is a few fields of text
 ANSWER_SETTLE_SECONDS = 20.0  # how long a submit waits for the flow to record the answer
 CSS = (PROJECT_ROOT / "templates" / "portal" / "portal.css").read_text(encoding="utf-8")
 
@@ -94,13 +97,25 @@ class FailureLimit:
 
     def fail(self, ip: str) -> None:
         with self._lock:
+            if ip not in self._seen and len(self._seen) >= MAX_TRACKED:  # an address flood: forget the stale
+                for other in [k for k, v in self._seen.items() if not v or v[-1] <= self.clock() - self.window]:
+                    del self._seen[other]
+                if len(self._seen) >= MAX_TRACKED:
+                    return  # never unblock a blocked address to make room
             self._trim(ip).append(self.clock())
-            if len(self._seen) > 100_000:  # an address flood must not grow without bound
-                self._seen.clear()
 
 
 def _client_ip(request: Request) -> str:
-    return request.client.host if request.client else "?"
+    """The customer's address; an IPv6 address counts as its /64 (one customer's whole network)."""
+    host = request.client.host if request.client else "?"
+    if ":" in host:
+        import ipaddress
+
+        try:
+            return str(ipaddress.ip_network(f"{host}/64", strict=False))
+        except ValueError:
+            return host
+    return host
 
 
 def create_app(settings: Settings | None = None, limit: FailureLimit | None = None) -> Starlette:
@@ -123,7 +138,9 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
 
     def with_cookie(request: Request, response: Response, cookie: str) -> Response:
         if request.cookies.get(CSRF_COOKIE) != cookie:
-            response.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="strict", secure=secure, path="/")
+            # Lax: a click on the email's link (a cross-site navigation) keeps the cookie, so a page
+            # opened earlier still submits; a cross-site POST never carries it
+            response.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="lax", secure=secure, path="/")
         return response
 
     def csrf_cookie(request: Request) -> str:
@@ -193,23 +210,22 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
                         headers={"Content-Disposition": f'inline; filename="{number}.pdf"'})
 
     async def answer_estimate(request: Request) -> Response:
-        form = await request.form(max_files=0, max_fields=20, max_part_size=64 * 1024)
         from starlette.concurrency import run_in_threadpool
 
-        return await run_in_threadpool(_answer_estimate, request, {k: str(v) for k, v in form.items()})
-
-    def _answer_estimate(request: Request, form: dict[str, str]) -> Response:
-        found = link_of(request, "estimate")
+        found = link_of(request, "estimate")  # the link and the address first: no body read for strangers
         if isinstance(found, Response):
             return found
+        if request.path_params["action"] not in (*ACTIONS, "renew"):
+            return not_found(request)
+        form = await request.form(max_files=0, max_fields=20, max_part_size=MAX_BODY)
+        return await run_in_threadpool(_answer_estimate, request, found, {k: str(v) for k, v in form.items()})
+
+    def _answer_estimate(request: Request, found: tuple[str, Link], form: dict[str, str]) -> Response:
         token, link = found
         action = request.path_params["action"]
-        if action not in (*ACTIONS, "renew"):
-            return not_found(request)
         cookie = request.cookies.get(CSRF_COOKIE, "")
-        if not cookie or not hmac.compare_digest(form.get("csrf", ""), csrf_for(cookie, token)):
-            limit.fail(_client_ip(request))
-            return page("csrf.html", 403, back=f"/e/{token}")
+        if not cookie or not hmac.compare_digest(form.get("csrf", "").encode(), csrf_for(cookie, token).encode()):
+            return page("csrf.html", 403, back=f"/e/{token}")  # the link verified: not a guess, not counted
         with session_scope() as s:
             try:
                 state = estimate_state(s, link)
@@ -327,6 +343,18 @@ class _Headers:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
+        length = dict(scope.get("headers", [])).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > MAX_BODY:
+            return await _too_large(send)
+        received = 0
+
+        async def receiving():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_BODY:  # a body sent in chunks, without a length
+                raise _TooLarge
+            return message
 
         async def sending(message):
             if message["type"] == "http.response.start":
@@ -339,13 +367,30 @@ class _Headers:
                 if self.hsts:
                     headers.append((b"strict-transport-security", b"max-age=31536000"))
                 message = {**message, "headers": headers}
-                route = "/".join(p if i < 2 or p in ("pdf", *ACTIONS, "renew") else "…"
-                                 for i, p in enumerate(scope["path"].split("/")[:4]))
+                parts = scope["path"].split("/")
+                route = {"e": "estimate", "i": "invoice", "static": "static", "healthz": "health", "": "home"}.get(
+                    parts[1] if len(parts) > 1 else "", "other")
+                if route in ("estimate", "invoice") and len(parts) > 3:
+                    route += " " + (parts[3] if parts[3] in ("pdf", *ACTIONS, "renew") else "other")
                 log.info("%s %s %s %.0f ms", scope["method"], route, message["status"],
                          (time.perf_counter() - started) * 1000)
             await send(message)
 
-        await self.app(scope, receive, sending)
+        try:
+            await self.app(scope, receiving, sending)
+        except _TooLarge:
+            await _too_large(send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send) -> None:
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store"),
+                            (b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff")]})
+    await send({"type": "http.response.body", "body": b"Request too large"})
 
 
 # --- what the portal does outside the page ------------------------------------------------------
@@ -394,8 +439,7 @@ def _last_refusal(session, state: EstimateState) -> str:
                            .order_by(Wait.id.desc())).first()
     if wait is None:
         return ""
-    return wait.refusal_reason.removeprefix("portal: ") if wait.proof == "signed link" or (
-        wait.answer or {}).get("channel") == "portal" else ""
+    return wait.refusal_reason.removeprefix("portal: ") if wait.proof == BY_LINK else ""
 
 
 RENEWAL = "estimate-renewal"
@@ -441,12 +485,14 @@ def _send_now(mail_id: int, settings: Settings) -> None:
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, settings: Settings | None = None,
-          trusted_proxies: str = "127.0.0.1") -> None:
-    """Serve the portal (blocking) with uvicorn; its own access log (no links in it)."""
+          trusted_proxies: str = "") -> None:
+    """Serve the portal (blocking) with uvicorn; its own access log (no links in it). Only with
+    ``trusted_proxies`` is X-Forwarded-For believed (from those addresses)."""
     import uvicorn
 
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False, server_header=False,
-                proxy_headers=True, forwarded_allow_ips=trusted_proxies, log_level="warning")
+                proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or None,
+                log_level="warning")
 
 
 class PortalThread:
@@ -456,7 +502,7 @@ class PortalThread:
         import uvicorn
 
         self.config = uvicorn.Config(create_app(settings), host=host, port=port, access_log=False,
-                                     log_level="warning", server_header=False)
+                                     log_level="warning", server_header=False, proxy_headers=False)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="dealflow-portal", daemon=True)
         self.url = ""

@@ -97,8 +97,8 @@ class EstimateRevision(Base):
         self.status = "sent"
         self.sent_at = utcnow()
 
-    def approve(self, by: str, channel: str, note: str = "") -> None:
-        if self.valid_until < utcnow().date():
+    def approve(self, by: str, channel: str, note: str = "", on: date | None = None) -> None:
+        if self.valid_until < (on or utcnow().date()):
             raise ValidationError("decision", f"estimate {self.number} expired on {self.valid_until}")
         self._decide("approved", "approve it", by, channel, note)
 

@@ -31,7 +31,7 @@ from typing import Any
 # Markdown would turn into links.
 _INLINE = frozenset("\\`*_~[]<>&|:@")
 _LINE_START = re.compile(r"^(?:[-+=#>]|\d{1,9}[.)])")  # a heading, quote, list or underline if it starts a line
-_WWW = re.compile(r"(?i)\bwww\.")
+_DOT = re.compile(r"\.(?=\w)")
 
 
 def escape(value: Any) -> str:
@@ -40,7 +40,7 @@ def escape(value: Any) -> str:
         return str(value)
     text = " ".join(str(value).split())
     text = "".join("\\" + c if c in _INLINE else c for c in text)
-    text = _WWW.sub(lambda m: m.group(0)[:-1] + "\\.", text)
+    text = _DOT.sub("\\\\.", text)  # a name like "a.al" would otherwise become a link to a domain
     match = _LINE_START.match(text)
     if match:
         text = text[: match.end() - 1] + "\\" + text[match.end() - 1:]

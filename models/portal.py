@@ -246,6 +246,18 @@ class Signed:
     at: str  # ISO time the customer submitted it
     nonce: str
 
+    @property
+    def submitted_on(self) -> date:
+        return datetime.fromisoformat(self.at).date()
+
+
+def as_answered(signed: Signed) -> dict[str, Any]:
+    """The decision form's fields as the customer's signed answer makes them."""
+    return {"by": "customer", "decision": ACTIONS[signed.action], "channel": "portal",
+            "changes": signed.text if signed.action == "request_changes" else "",
+            "reason": signed.text if signed.action == "decline" else "",
+            "note": f"PO {signed.po_number}" if signed.po_number else "", "name": signed.name}
+
 
 def run_input(secret: bytes, state: EstimateState, wait: Wait, action: str, fields: dict[str, Any], *,
               ip: str, user_agent: str, pdf_sha256: str, now: datetime | None = None) -> dict[str, Any]:
@@ -257,11 +269,8 @@ def run_input(secret: bytes, state: EstimateState, wait: Wait, action: str, fiel
                     text=typed["text"], ip=printable(ip, 64), user_agent=printable(user_agent, 300),
                     pdf_sha256=pdf_sha256, at=(now or utcnow()).isoformat(timespec="seconds"),
                     nonce=secrets.token_urlsafe(18))
-    return {"by": "customer", "decision": ACTIONS[action], "channel": "portal",
-            "changes": typed["text"] if action == "request_changes" else "",
-            "reason": typed["text"] if action == "decline" else "",
-            "note": f"PO {typed['po_number']}" if typed["po_number"] else "",
-            "portal": _serializer(secret, ANSWER_SALT).dumps(asdict(signed))}
+    fields = {k: v for k, v in as_answered(signed).items() if k != "name"}
+    return {**fields, "portal": _serializer(secret, ANSWER_SALT).dumps(asdict(signed))}
 
 
 def prove_customer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any], blob: object,
@@ -281,12 +290,12 @@ def prove_customer(session: Session, deal: Deal, wait: Wait, answer: dict[str, A
     rev = deal.estimate.latest if deal.estimate else None
     if rev is None or rev.revision != signed.revision or rev.status != "sent":
         raise ProofRefused(f"portal: revision {signed.revision} is no longer waiting for an answer")
-    if rev.valid_until < (today or utcnow().date()):
+    if rev.valid_until < min(today or utcnow().date(), signed.submitted_on):  # sent in time counts
         raise ProofRefused(f"portal: estimate {rev.number} expired on {rev.valid_until}")
     if session.scalar(select(CustomerAnswer.id).where(CustomerAnswer.nonce == signed.nonce)) is not None:
         raise ProofRefused("portal: this signed answer was already used")
-    if (answer.get("decision") != ACTIONS.get(signed.action) or answer.get("channel") != "portal"
-            or answer.get("by") != "customer"):
+    expected = {k: v for k, v in as_answered(signed).items() if k != "name"}
+    if any(str(answer.get(k) or "") != str(v) for k, v in expected.items()):
         raise ProofRefused("portal: the answer sent is not the one the customer signed")
     check_typed(signed.action, {"name": signed.name, "po_number": signed.po_number, "terms": True,
                                 "changes": signed.text, "reason": signed.text})
@@ -320,5 +329,6 @@ def describe_decision(rev: EstimateRevision) -> dict[str, Any]:
                 "po_number": online.po_number, "text": online.text}
     how = {"phone": " by phone", "email": " by email", "meeting": " in a meeting",
            "signed_document": " on a signed document"}.get(rev.decision_channel or "", "")
+    # what sales typed (a reason, a note) is theirs, not shown to the customer
     return {"what": what, "when": rev.decided_at, "by": f"your answer{how}, recorded by our sales team",
-            "online": False, "po_number": "", "text": rev.decision_note if rev.status != "approved" else ""}
+            "online": False, "po_number": "", "text": ""}

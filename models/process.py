@@ -219,6 +219,8 @@ def apply_answer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any
 
 def _tried(proof: dict[str, Any]) -> str:
     """Which proof an answer came with, for the record (never the proof itself)."""
+    if proof.get("portal"):
+        return portal.BY_LINK
     if proof.get("session") or proof.get("signature"):
         return identity.BY_SESSION
     return identity.BY_CODE if proof.get("code") else "none"
@@ -308,11 +310,11 @@ def _answer_as_customer(session: Session, deal: Deal, wait: Wait, key: str, body
         with session.begin_nested():
             outcome = _decide(session, deal, portal.ACTIONS[signed.action], signed.name[:40], "portal",
                               note=f"PO {signed.po_number}" if signed.po_number else "", text=signed.text,
-                              mover=deal.estimate.latest.prepared_by)
+                              mover=deal.estimate.latest.prepared_by, on=signed.submitted_on)
             portal.record_customer_answer(session, deal, wait, signed)
             by = portal.answered_by_customer(signed)
-            record = {**recordable(body), "ip": signed.ip, "user_agent": signed.user_agent,
-                      "pdf_sha256": signed.pdf_sha256, "submitted_at": signed.at}
+            record = {**portal.as_answered(signed), "ip": signed.ip, "user_agent": signed.user_agent,
+                      "pdf_sha256": signed.pdf_sha256, "submitted_at": signed.at}  # what the customer signed
             wait.close("answered", by, record, proof=portal.BY_LINK)
             audit.record(session, by, "decision.answered", deal_id=deal.id, subject=wait.key, outcome=outcome,
                          answer=record, proof=portal.BY_LINK, door="portal")
@@ -436,12 +438,13 @@ def _decision(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
 
 
 def _decide(session: Session, deal: Deal, decision: str, by: str, channel: str, *, note: str, text: str,
-            mover: StaffUser) -> str:
+            mover: StaffUser, on=None) -> str:
     """The customer's decision on the revision that waits, whoever records it: the revision's
-    state makes the first decision the only one."""
+    state makes the first decision the only one. ``on``: the day the customer decided (an
+    answer sent online before the validity ended counts, even if recorded a moment after)."""
     rev = deal.estimate.latest
     if decision == "approve":
-        rev.approve(by, channel, note)
+        rev.approve(by, channel, note, on=on)
         deal.opportunity.move_to("closed_won", mover)
         return f"{rev.number} approved"
     if decision == "request_changes":

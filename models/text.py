@@ -16,7 +16,8 @@ MAX_ID = 2**31 - 1  # ids are 32-bit integers in the database
 
 
 def is_control(char: str, allowed: frozenset[str] = frozenset()) -> bool:
-    return unicodedata.category(char) == "Cc" and char not in allowed
+    # Cs: a lone surrogate (no character at all) that some decoders let through
+    return unicodedata.category(char) in ("Cc", "Cs") and char not in allowed
 
 
 def has_control(text: str, allowed: frozenset[str] = frozenset()) -> bool:

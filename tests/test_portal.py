@@ -101,7 +101,7 @@ def test_the_estimate_email_links_to_a_page_that_shows_the_estimate_and_its_pdf(
     assert page.headers["cache-control"] == "no-store" and "server" not in page.headers
     assert "<script" not in page.text and "http" not in page.text.split("<main>")[0].replace("http-equiv", "")
     cookie = page.headers["set-cookie"]
-    assert CSRF_COOKIE in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert CSRF_COOKIE in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
     pdf = customer.open(link + "/pdf")
     assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF")
     assert pdf.content == (data_dir / "documents" / "EST-0001-R1.pdf").read_bytes()  # as attached to the mail
