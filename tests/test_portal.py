@@ -4,6 +4,7 @@ and the customer's own answer recorded by the flow on a real Prefect API."""
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -20,7 +21,9 @@ from dealflow.portal import CSRF_COOKIE, FailureLimit, PortalThread
 from dealflow.scenario import SCRIPT, play_direct
 from models import AuditEntry, Document, Email, EstimateRevision
 from models.deal import deal_by_number
-from models.portal import CustomerAnswer, Link, link_token, read_link
+from models.errors import ValidationError
+from models.portal import ACTIONS, MAX_NAME, CustomerAnswer, Link, check_typed, link_token, read_link
+from models.text import ALLOWED_IN_NOTES, has_control
 from services import keys
 from services.config import load_settings
 from services.db import session_scope
@@ -82,6 +85,47 @@ def test_a_link_names_its_deal_document_and_contact_and_any_change_breaks_it():
 @given(st.text(max_size=300))
 def test_no_made_up_token_verifies(token):
     assert read_link(keys.portal_secret(), token) is None
+
+
+EXAMPLES = int(os.environ.get("DEALFLOW_HYPOTHESIS_EXAMPLES", "40"))
+TYPED_TEXT = st.one_of(st.text(max_size=80), st.text(min_size=4000, max_size=4100), st.just(""),
+                       st.sampled_from(["Priya Raman", HOSTILE, "a\nb", "\x00", "\ud800", " " * 5]))
+FIELDS = ("name", "terms", "po_number", "changes", "reason")
+
+
+@settings(max_examples=EXAMPLES * 5, deadline=None)
+@given(st.sampled_from(list(ACTIONS)), st.dictionaries(st.sampled_from(FIELDS), TYPED_TEXT, max_size=5))
+def test_what_a_customer_types_is_accepted_bounded_or_refused_naming_its_field(action, fields):
+    try:
+        typed = check_typed(action, fields)
+    except ValidationError as exc:
+        assert exc.field in FIELDS and str(exc).count("\n") == 0
+        return
+    assert 2 <= len(typed["name"]) <= MAX_NAME if action == "accept" else len(typed["name"]) <= MAX_NAME
+    assert len(typed["po_number"]) <= 60 and len(typed["text"]) <= 4000
+    assert not has_control(typed["name"] + typed["po_number"]) and not has_control(typed["text"], ALLOWED_IN_NOTES)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(action=st.sampled_from(list(ACTIONS)), fields=st.dictionaries(st.sampled_from(FIELDS), TYPED_TEXT, max_size=5))
+def test_any_form_the_customer_sends_gets_a_page_and_nothing_moves_unless_it_is_whole(
+        decision_page, action, fields):
+    """Over HTTP: a bad form is one message naming its field (400); a whole one goes to the deal
+    (here a deal whose run is not started: 'try again shortly', 503); never a server error."""
+    link, customer = decision_page
+    page = customer.answer(link, action, **{k: v.replace("\ud800", "?") for k, v in fields.items()})
+    assert page.status_code in (400, 503), page.status_code
+    if page.status_code == 400:
+        assert re.search(r'id="error" role="alert">(name|terms|po_number|changes|reason): ', page.text)
+    with session_scope() as s:
+        assert s.scalar(select(CustomerAnswer.id)) is None
+        assert s.scalar(select(EstimateRevision.status)) == "sent"
+
+
+@pytest.fixture
+def decision_page(new_deal, portal, customer, data_dir):
+    at_decision(new_deal)
+    return estimate_link(data_dir), customer
 
 
 # --- the estimate's page ----------------------------------------------------------------------------
