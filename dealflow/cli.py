@@ -15,7 +15,7 @@ import click
 
 from models import DomainError, Role, utcnow
 from models.text import ALLOWED_IN_NOTES, MAX_ID, has_control, printable, shown
-from services.config import UNVERIFIED_NOTE
+from services.config import PORTAL_PORT, UNVERIFIED_NOTE
 
 from .prefect_api import PrefectUnavailable, ensure_api
 
@@ -734,7 +734,7 @@ def logout() -> None:
               help="Port of the Prefect server and UI.")
 @click.option("--executors", "--workers", "executors", type=click.IntRange(1, 16), default=1, show_default=True,
               help="How many deal executors to start (each runs many deals in one process).")
-@click.option("--portal-port", type=click.IntRange(1, 65535), default=8765, show_default=True,
+@click.option("--portal-port", type=click.IntRange(1, 65535), default=PORTAL_PORT, show_default=True,
               help="Port of the customer portal.")
 @click.option("--json", "as_json", is_flag=True, help="Print the addresses and pids as JSON.")
 def up(port: int, executors: int, portal_port: int, as_json: bool) -> None:
@@ -788,7 +788,7 @@ def executor(pool: str, slots: int, poll: float, adopt: tuple[str, ...], status_
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (behind an HTTPS proxy, keep 127.0.0.1).")
-@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True, help="Port to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=PORTAL_PORT, show_default=True, help="Port to listen on.")
 @click.option("--trusted-proxies", default="", metavar="ADDRESSES",
               help="The HTTPS proxy's address(es) (comma-separated), whose X-Forwarded-For names the "
                    "customer's address; none by default (then the connection's address counts).")
@@ -806,6 +806,7 @@ def portal(host: str, port: int, trusted_proxies: str) -> None:
 
     settings = load_settings()
     keys.portal_secret(settings)  # no key: one clear line now, not an error per page
+    ensure_api()  # a customer's answer resumes the deal's run: the Prefect API is needed from the start
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("dealflow.portal").setLevel(logging.INFO)
     click.echo(f"portal: http://{host}:{port} (links in mail start with {settings.public_url}; "

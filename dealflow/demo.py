@@ -89,7 +89,7 @@ def _say(out: TextIO, text: str) -> None:
 CUSTOMER = {"name": "Priya Raman", "po_number": "PO 4500-2231"}
 
 
-def as_the_customer(deal_number: str, move, key: str, out: TextIO, narrator: Narrator, portal) -> None:
+def as_the_customer(deal_number: str, move, key: str, out: TextIO, narrator: Narrator) -> None:
     """The customer answers from the link in the estimate email, on the portal's page: the change
     request for revision 1, then the acceptance of revision 2 (name, PO number, terms)."""
     from models.deal import deal_by_number
@@ -162,7 +162,7 @@ def people(deal_number: str, out: TextIO, stop: threading.Event, errors: list[Ba
                 except DomainError:
                     narrator.flush()
             if move.step == "decision" and portal is not None:
-                as_the_customer(deal_number, move, key, out, narrator, portal)
+                as_the_customer(deal_number, move, key, out, narrator)
                 continue
             payload = answer_for(deal_number, move)
             login = TEAM.login(move.by)  # once per person: a code from their app opens the session
@@ -275,12 +275,14 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[s
 def start_portal(out: TextIO):
     """The customer portal, served from this process for the demo, with the links in mail
     pointing at it; None (sales then record the customer's decisions) if it cannot start."""
+    from dataclasses import replace
+
     from services.config import load_settings
 
     from .portal import PortalThread
 
-    try:
-        portal = PortalThread(load_settings()).__enter__()
+    try:  # served over plain http on this machine, whatever DEALFLOW_PUBLIC_URL the shell has
+        portal = PortalThread(replace(load_settings(), public_url="http://127.0.0.1")).__enter__()
     except Exception as exc:  # noqa: BLE001 - the demo goes on without it
         print(f"(the customer portal could not start: {exc}; sales record the customer's decisions)",
               file=out, flush=True)
@@ -340,8 +342,8 @@ def print_summary(summary: dict[str, Any], out: TextIO = sys.stdout) -> None:
         po = f", {a['po_number']}" if a["po_number"] else ""
         p(f"  online   {a['revision']:<14} {a['action'].replace('_', ' ')} by {a['name']} (customer's link{po})")
     if summary.get("portal"):
-        p(f"  (the links in the estimate emails pointed at the demo's portal, {summary['portal']}, which "
-          f"stopped with it; `dealflow up` serves them)")
+        p(f"  (the links in these emails pointed at the demo's own portal, {summary['portal']}, and stopped "
+          f"working with it; with `dealflow up`, estimate emails link to the portal it starts)")
     p(f"  {summary['refused']} answers refused (each in the audit log; nothing moved)")
     p(f"  {len(summary['emails'])} emails in {summary['mail_dir']}")
     p(f"  {len(summary['documents'])} documents (HTML and PDF) in {summary['documents_dir']}")

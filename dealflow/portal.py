@@ -31,29 +31,30 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from models import Document, Email, audit
+from models import Document
 from models.base import utcnow
 from models.deal import Wait
 from models.errors import NotFound, ValidationError
-from models.outbox import queue_email
 from models.portal import (
     ACTIONS,
-    BY_LINK,
     MAX_CHANGES,
     MAX_NAME,
     MAX_PO,
     MAX_REASON,
     EstimateState,
     Link,
+    ask_for_renewal,
     check_typed,
     decision_wait,
     describe_decision,
     estimate_state,
+    last_refusal,
     linked_invoice,
     read_link,
+    renewal_asked,
     run_input,
 )
-from services.config import PROJECT_ROOT, Settings, load_settings
+from services.config import PORTAL_PORT, PROJECT_ROOT, Settings, load_settings
 from services.db import session_scope
 from services.keys import portal_secret
 from services.rendering import environment
@@ -78,36 +79,48 @@ class FailureLimit:
     seconds, that address is refused until the oldest failure leaves the window."""
 
     def __init__(self, allowed: int = FAILURES_ALLOWED, window: float = FAILURE_WINDOW,
-                 clock: Callable[[], float] = time.monotonic):
-        self.allowed, self.window, self.clock = allowed, window, clock
+                 clock: Callable[[], float] = time.monotonic, max_tracked: int = MAX_TRACKED):
+        self.allowed, self.window, self.clock, self.max_tracked = allowed, window, clock, max_tracked
         self._seen: dict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
 
-    def _trim(self, ip: str) -> deque[float]:
-        seen, now = self._seen[ip], self.clock()
+    def _trim(self, seen: deque[float]) -> deque[float]:
+        now = self.clock()
         while seen and seen[0] <= now - self.window:
             seen.popleft()
         return seen
 
     def blocked_for(self, ip: str) -> float:
-        """Seconds until ``ip`` may try again (0: it may now)."""
+        """Seconds until ``ip`` may try again (0: it may now). Looks only: an address that never
+        failed is not remembered."""
         with self._lock:
-            seen = self._trim(ip)
+            seen = self._seen.get(ip)
+            if not seen:
+                return 0.0
+            self._trim(seen)
             return seen[0] + self.window - self.clock() if len(seen) >= self.allowed else 0.0
+
+    def tracked(self) -> int:
+        return len(self._seen)
 
     def fail(self, ip: str) -> None:
         with self._lock:
-            if ip not in self._seen and len(self._seen) >= MAX_TRACKED:  # an address flood: forget the stale
-                for other in [k for k, v in self._seen.items() if not v or v[-1] <= self.clock() - self.window]:
+            if ip not in self._seen and len(self._seen) >= self.max_tracked:  # a flood: forget the stale
+                for other in [k for k, v in self._seen.items() if not self._trim(v)]:
                     del self._seen[other]
-                if len(self._seen) >= MAX_TRACKED:
+                if len(self._seen) >= self.max_tracked:
                     return  # never unblock a blocked address to make room
-            self._trim(ip).append(self.clock())
+            self._trim(self._seen[ip]).append(self.clock())
 
 
 def _client_ip(request: Request) -> str:
-    """The customer's address; an IPv6 address counts as its /64 (one customer's whole network)."""
-    host = request.client.host if request.client else "?"
+    """The customer's address, as an acceptance records it."""
+    return request.client.host if request.client else "?"
+
+
+def _limit_key(request: Request) -> str:
+    """Whose failures count together: an address; an IPv6 address by its /64 (one network)."""
+    host = _client_ip(request)
     if ":" in host:
         import ipaddress
 
@@ -130,7 +143,7 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
         return HTMLResponse(html, status_code=status)
 
     def not_found(request: Request) -> Response:
-        limit.fail(_client_ip(request))
+        limit.fail(_limit_key(request))
         return page("not_found.html", 404)
 
     def csrf_for(cookie: str, token: str) -> str:
@@ -148,8 +161,7 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
         return cookie if 20 <= len(cookie) <= 100 else secrets.token_urlsafe(24)
 
     def link_of(request: Request, kind: str) -> tuple[str, Link] | Response:
-        ip = _client_ip(request)
-        if (wait := limit.blocked_for(ip)) > 0:
+        if (wait := limit.blocked_for(_limit_key(request))) > 0:
             return page("too_many.html", 429, minutes=max(1, round(wait / 60)))
         token = request.path_params["token"]
         link = read_link(secret, token)
@@ -170,7 +182,7 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
         context = dict(doc.context)
         cookie = csrf_cookie(request)
         answered = describe_decision(rev) if state.state == "answered" else None
-        renewal = _renewal_requested(s, rev.number) if state.state == "expired" else None
+        renewal = renewal_asked(s, rev) if state.state == "expired" else None
         response = page(
             "estimate.html", status, doc=context, state=state.state, latest=state.latest, token=token,
             csrf=csrf_for(cookie, token), answered=answered, error=error, form=form or {}, action=action,
@@ -193,17 +205,20 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
             return estimate_page(request, s, token, state, notice=notice)
 
     def estimate_pdf(request: Request) -> Response:
-        found = link_of(request, "estimate")
+        return pdf_of(request, "estimate", lambda s, link: estimate_state(s, link).revision.number)
+
+    def pdf_of(request: Request, kind: str, number_of: Callable[[Any, Link], str]) -> Response:
+        """The PDF of the document a link names, as attached to its email."""
+        found = link_of(request, kind)
         if isinstance(found, Response):
             return found
         _, link = found
         with session_scope() as s:
             try:
-                state = estimate_state(s, link)
+                number = number_of(s, link)
             except NotFound:
                 return not_found(request)
-            number = state.revision.number
-            pdf = _document_pdf(s, "estimate", number, settings)
+            pdf = _document_pdf(s, kind, number, settings)
         if pdf is None:
             return not_found(request)
         return Response(pdf, media_type="application/pdf",
@@ -217,7 +232,10 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
             return found
         if request.path_params["action"] not in (*ACTIONS, "renew"):
             return not_found(request)
-        form = await request.form(max_files=0, max_fields=20, max_part_size=MAX_BODY)
+        try:
+            form = await request.form(max_files=0, max_fields=20, max_part_size=MAX_BODY)
+        except _TooLarge:  # a body sent in chunks, without a length, past the limit
+            return PlainTextResponse("Request too large", status_code=413)
         return await run_in_threadpool(_answer_estimate, request, found, {k: str(v) for k, v in form.items()})
 
     def _answer_estimate(request: Request, found: tuple[str, Link], form: dict[str, str]) -> Response:
@@ -260,11 +278,11 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
         return RedirectResponse(f"/e/{token}?done={done}", status_code=303)
 
     def _renew(request: Request, s, token: str, state: EstimateState) -> Response:
-        if state.state != "expired":
-            return RedirectResponse(f"/e/{token}", status_code=303)
-        mail_id = _ask_for_renewal(s, state)
-        if mail_id is not None:
-            _send_now(mail_id, settings)
+        if state.state == "expired":
+            mail = ask_for_renewal(s, state)
+            s.commit()
+            if mail is not None:
+                _send_now(mail.id, settings)
         return RedirectResponse(f"/e/{token}", status_code=303)
 
     # --- the invoice ------------------------------------------------------------------------------
@@ -287,28 +305,14 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
             balance = {"total": str(invoice.totals.total), "paid": str(invoice.paid),
                        "due": str(invoice.amount_due), "due_date": invoice.due_date.isoformat(),
                        "status": "paid" if invoice.status == "paid" else
-                       ("overdue" if invoice.due_date < today else "open"),
+                       ("overdue" if invoice.is_overdue(today) else "open"),
                        "days_overdue": (today - invoice.due_date).days}
             payments = [{"number": p.number, "date": p.at.date().isoformat(), "amount": str(p.amount),
                          "method": p.method.replace("_", " ")} for p in invoice.payments]
             return page("invoice.html", doc=dict(doc.context), balance=balance, payments=payments, token=token)
 
     def invoice_pdf(request: Request) -> Response:
-        found = link_of(request, "invoice")
-        if isinstance(found, Response):
-            return found
-        _, link = found
-        with session_scope() as s:
-            try:
-                invoice = linked_invoice(s, link)
-            except NotFound:
-                return not_found(request)
-            pdf = _document_pdf(s, "invoice", invoice.number, settings)
-            number = invoice.number
-        if pdf is None:
-            return not_found(request)
-        return Response(pdf, media_type="application/pdf",
-                        headers={"Content-Disposition": f'inline; filename="{number}.pdf"'})
+        return pdf_of(request, "invoice", lambda s, link: linked_invoice(s, link).number)
 
     # --- the rest ---------------------------------------------------------------------------------
 
@@ -428,49 +432,8 @@ def _notice(session, state: EstimateState, done: str) -> str:
     if done == "pending" and state.is_open:
         return "pending"
     if done == "refused" and state.is_open:
-        return "refused:" + _last_refusal(session, state)
+        return "refused:" + last_refusal(state.deal, state.revision)
     return ""
-
-
-def _last_refusal(session, state: EstimateState) -> str:
-    """Why the customer's last answer was refused, in the customer's terms."""
-    wait = session.scalars(select(Wait).where(Wait.deal_id == state.deal.id, Wait.status == "refused",
-                                              Wait.key.like(f"decision-rev-{state.revision.revision}%"))
-                           .order_by(Wait.id.desc())).first()
-    if wait is None:
-        return ""
-    return wait.refusal_reason.removeprefix("portal: ") if wait.proof == BY_LINK else ""
-
-
-RENEWAL = "estimate-renewal"
-
-
-def _renewal_requested(session, number: str):
-    mail = session.scalars(select(Email).where(Email.dedupe_key == f"{RENEWAL}:{number}")).one_or_none()
-    return mail.created_at if mail else None
-
-
-def _ask_for_renewal(session, state: EstimateState) -> int | None:
-    """A note to the deal's owner that the customer asks for a new estimate: once per revision."""
-    rev, deal = state.revision, state.deal
-    key = f"{RENEWAL}:{rev.number}"
-    if session.scalars(select(Email.id).where(Email.dedupe_key == key)).first() is not None:
-        return None
-    owner = deal.owner
-    mail = queue_email(session, deal_id=deal.id, dedupe_key=key, kind="renewal_request", to_addr=owner.email,
-                       subject=f"{deal.customer_name} asks for a new estimate: {rev.number} expired",
-                       template="emails/staff_reminder",
-                       context={"name": owner.name, "number": rev.number,
-                                "title": f"{deal.customer_name} asks for a new estimate ({deal.number})",
-                                "lines": [f"{rev.number} expired on {rev.valid_until} without an answer",
-                                          f"{state.contact.name} ({state.contact.email}) asked for a new one "
-                                          f"from the link in the estimate email",
-                                          f"the deal still waits for the decision on {rev.number}: record "
-                                          f"it (decline, or request_changes for a new revision)"]})
-    audit.record(session, f"customer: {state.contact.name}"[:40], "estimate.renewal_requested", deal_id=deal.id,
-                 subject=rev.number, door="portal")
-    session.commit()
-    return mail.id
 
 
 def _send_now(mail_id: int, settings: Settings) -> None:
@@ -484,7 +447,7 @@ def _send_now(mail_id: int, settings: Settings) -> None:
         log.warning("the renewal request %s waits in the outbox: %s", mail_id, exc)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, settings: Settings | None = None,
+def serve(host: str = "127.0.0.1", port: int = PORTAL_PORT, settings: Settings | None = None,
           trusted_proxies: str = "") -> None:
     """Serve the portal (blocking) with uvicorn; its own access log (no links in it). Only with
     ``trusted_proxies`` is X-Forwarded-For believed (from those addresses)."""

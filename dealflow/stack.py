@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from services.config import PROJECT_ROOT, load_settings
+from services.config import PORTAL_PORT, PROJECT_ROOT, load_settings
 
 from . import api_credential
 
@@ -106,7 +106,7 @@ def executor_poll(env: dict[str, str]) -> str:
     return "0.25" if env.get("PREFECT_SERVER_DATABASE_CONNECTION_URL", "").startswith("postgresql") else "2"
 
 
-def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = 8765) -> dict[str, object]:
+def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTAL_PORT) -> dict[str, object]:
     run, logs, home = _paths()
     public_url = os.environ.get("DEALFLOW_PUBLIC_URL", "")
     data = run.parent

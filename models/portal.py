@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
@@ -31,19 +32,23 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, backref, mapped_column, relationship
 
+from . import audit
 from .base import Base, utcnow
 from .billing import Invoice
 from .crm import Contact
 from .deal import Deal, Wait, deal_by_number
-from .errors import NotFound, ValidationError
+from .errors import InvalidTransition, NotFound, ValidationError
 from .estimates import EstimateRevision
 from .identity import ProofRefused
+from .outbox import Email, queue_email
 from .text import bounded, one_line, printable
 
 LINK_SALT = "dealflow.portal.link.v1"
 ANSWER_SALT = "dealflow.portal.answer.v1"
 ACTIONS = {"accept": "approve", "request_changes": "request_changes", "decline": "decline"}
 BY_LINK = "signed link"  # how a customer's answer is proven, as the wait and the audit log record it
+RENEWAL = "estimate-renewal"  # the outbox key of a customer's request for a new estimate
+DONE = {"accept": "accepted", "request_changes": "asked for changes", "decline": "declined"}  # in words
 INVOICE_LINK_DAYS = 365  # an invoice's page stays readable this long after its due date
 MAX_NAME, MAX_PO, MAX_CHANGES, MAX_REASON = 120, 60, 4000, 2000
 
@@ -196,12 +201,71 @@ def linked_invoice(session: Session, link: Link, today: date | None = None) -> I
     return invoice
 
 
+def decision_key(revision: int) -> str:
+    """The key of the wait for the customer's decision on a revision (then -retry-N after refusals)."""
+    return f"decision-rev-{revision}"
+
+
+def is_decision_on(key: str, revision: int) -> bool:
+    return re.fullmatch(rf"{decision_key(revision)}(-retry-\d+)?", key) is not None
+
+
 def decision_wait(deal: Deal, rev: EstimateRevision) -> Wait | None:
     """The deal's open wait for the customer's decision on ``rev``, if it waits for it now."""
     wait = deal.open_wait
-    if wait is None or wait.step != "decision" or not wait.key.startswith(f"decision-rev-{rev.revision}"):
+    if wait is None or wait.step != "decision" or not is_decision_on(wait.key, rev.revision):
         return None
     return wait
+
+
+def last_refusal(deal: Deal, rev: EstimateRevision) -> str:
+    """Why the customer's own last answer to ``rev`` was refused ("" if it was not), in their terms."""
+    refused = [w for w in deal.waits if w.status == "refused" and is_decision_on(w.key, rev.revision)]
+    if not refused or refused[-1].proof != BY_LINK:
+        return ""
+    return refused[-1].refusal_reason.removeprefix("portal: ")
+
+
+def ask_for_renewal(session: Session, state: EstimateState) -> Email | None:
+    """The customer asks for a new estimate on an expired one: a note to the deal's owner, once
+    per revision (also when pressed twice at once: the outbox's unique key). None if asked before."""
+    from sqlalchemy.exc import IntegrityError
+
+    rev, deal, contact = state.revision, state.deal, state.contact
+    if state.state != "expired":
+        raise InvalidTransition(f"estimate {rev.number}", state.state, "ask for a new one")
+    key = f"{RENEWAL}:{rev.number}"
+    if session.scalars(select(Email.id).where(Email.dedupe_key == key)).first() is not None:
+        return None
+    owner = deal.owner
+    try:
+        with session.begin_nested():
+            mail = queue_email(
+                session, deal_id=deal.id, dedupe_key=key, kind="renewal_request", to_addr=owner.email,
+                subject=f"{deal.customer_name} asks for a new estimate: {rev.number} expired",
+                template="emails/staff_reminder",
+                context={"name": owner.name, "number": rev.number,
+                         "title": f"{deal.customer_name} asks for a new estimate ({deal.number})",
+                         "lines": [f"{rev.number} expired on {rev.valid_until} without an answer",
+                                   f"{contact.name} ({contact.email}) asked for a new one from the link in the "
+                                   f"estimate email",
+                                   f"the deal still waits for the decision on {rev.number}: record it (decline, "
+                                   f"or request_changes for a new revision)"]})
+            audit.record(session, customer_actor(contact.name), "estimate.renewal_requested", deal_id=deal.id,
+                         subject=rev.number, door="portal")
+    except IntegrityError:  # pressed twice at once: the other press asked
+        return None
+    return mail
+
+
+def renewal_asked(session: Session, rev: EstimateRevision) -> datetime | None:
+    mail = session.scalars(select(Email).where(Email.dedupe_key == f"{RENEWAL}:{rev.number}")).one_or_none()
+    return mail.created_at if mail else None
+
+
+def customer_actor(name: str) -> str:
+    """How the customer is named as the actor of an answer or a request (40 characters at most)."""
+    return printable(f"customer: {name or 'contact'}", 40)
 
 
 # --- what the customer types ---------------------------------------------------------------------
@@ -265,7 +329,8 @@ def run_input(secret: bytes, state: EstimateState, wait: Wait, action: str, fiel
     (what the Prefect UI and the audit log show) and the signed answer the flow checks."""
     typed = check_typed(action, fields)
     signed = Signed(deal=state.deal.number, wait=wait.key, revision=state.revision.revision,
-                    contact=state.contact.id, action=action, name=typed["name"], po_number=typed["po_number"],
+                    contact=state.contact.id, action=action, name=typed["name"] or printable(state.contact.name, MAX_NAME),
+                    po_number=typed["po_number"],
                     text=typed["text"], ip=printable(ip, 64), user_agent=printable(user_agent, 300),
                     pdf_sha256=pdf_sha256, at=(now or utcnow()).isoformat(timespec="seconds"),
                     nonce=secrets.token_urlsafe(18))
@@ -314,8 +379,8 @@ def record_customer_answer(session: Session, deal: Deal, wait: Wait, signed: Sig
 
 
 def answered_by_customer(signed: Signed) -> str:
-    """How a customer's answer names its person on the wait (40 characters at most)."""
-    return printable(f"customer: {signed.name or 'contact'}", 40)
+    """How a customer's answer names its person on the wait."""
+    return customer_actor(signed.name)
 
 
 def describe_decision(rev: EstimateRevision) -> dict[str, Any]:

@@ -102,7 +102,7 @@ def next_step(session: Session, deal: Deal) -> Step:
     if latest.status == "draft":
         return Step("send_estimate", "auto", f"send-estimate-rev-{latest.revision}")
     if latest.status == "sent":
-        return _wait(session, deal, "decision", f"decision-rev-{latest.revision}", revision=latest.revision)
+        return _wait(session, deal, "decision", portal.decision_key(latest.revision), revision=latest.revision)
     order = deal.order
     if order is None:
         return Step("create_order", "auto", f"order-from-rev-{latest.revision}")
@@ -175,8 +175,8 @@ def find_open_wait(session: Session, deal: Deal, step_or_key: str) -> Wait:
         online = deal.estimate.latest.customer_answer if deal.estimate and deal.estimate.latest else None
         if step_or_key.startswith("decision") and online is not None:  # the customer was first
             raise WaitNotOpen(deal.number, step_or_key, [wait.step] if wait else [],
-                              f"the customer already answered online: {online.action.replace('_', ' ')} by "
-                              f"{online.name} on {online.submitted_at:%Y-%m-%d %H:%M} UTC (the first answer wins)")
+                              f"the customer already answered online: {portal.DONE[online.action]} ({online.name}, "
+                              f"{online.submitted_at:%Y-%m-%d %H:%M} UTC); the first answer wins")
         raise WaitNotOpen(deal.number, step_or_key, [wait.step] if wait else [])
     return wait
 

@@ -10,6 +10,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A mail task tries again after these pauses (seconds); then the mail waits for the outbox run.
 MAIL_RETRY_SECONDS: tuple[int, ...] = (2, 10, 30)
+PORTAL_PORT = 8765  # the customer portal's port on this machine (`dealflow portal`, `dealflow up`)
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Settings:
     answer_codes: bool = True
     # The base of every link in mail to customers (the portal, `dealflow portal`): DEALFLOW_PUBLIC_URL,
     # e.g. https://portal.example.com behind an HTTPS proxy; by default the portal on this machine.
-    public_url: str = "http://127.0.0.1:8765"
+    public_url: str = f"http://127.0.0.1:{PORTAL_PORT}"
 
     @property
     def mail_dir(self) -> Path:
@@ -88,9 +89,6 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
                     company=company, mail_retry_seconds=_retry_seconds(env.get("DEALFLOW_MAIL_RETRY_SECONDS")),
                     answer_codes=_switch(env.get("DEALFLOW_ANSWER_CODES"), "DEALFLOW_ANSWER_CODES"),
                     public_url=_public_url(env.get("DEALFLOW_PUBLIC_URL")))
-
-
-PORTAL_PORT = 8765
 
 
 def _public_url(value: str | None) -> str:

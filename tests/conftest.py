@@ -118,3 +118,14 @@ def smtp(db, monkeypatch):
     monkeypatch.setenv("SMTP_PASSWORD", SMTP_PASSWORD)
     yield recorder
     controller.stop()
+
+
+@pytest.fixture
+def portal(db, monkeypatch):
+    """The customer portal on loopback (a thread of the test), and the links in mail pointing at it."""
+    from dealflow.portal import PortalThread
+    from services.config import load_settings
+
+    with PortalThread(load_settings()) as server:
+        monkeypatch.setenv("DEALFLOW_PUBLIC_URL", server.url)
+        yield server

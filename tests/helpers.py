@@ -173,3 +173,14 @@ def resume_as_the_ui(deal: str, key: str, run_input: dict) -> None:
         except Exception:  # the wait row is written a moment before the run is Paused
             time.sleep(0.1)
     wait_closed(deal, key)
+
+
+def answer_as_staff(deal: str, key: str, move) -> None:
+    """A scripted person's answer (``move``) to ``key``, as the deal stands at that wait, signed
+    over the answer as its form makes it (as the CLI signs), sent as the UI's Resume does."""
+    from dealflow.scenario import TEAM, answer_for
+    from flows.inputs import INPUTS
+
+    wait_for_run(deal, key)
+    answer = INPUTS[move.step].model_validate(answer_for(deal, move)).model_dump(mode="json")
+    resume_as_the_ui(deal, key, TEAM.signed(deal, key, answer))

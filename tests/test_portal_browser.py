@@ -18,17 +18,15 @@ import pytest
 from sqlalchemy import select
 
 from dealflow.customer import link_in
-from dealflow.portal import PortalThread
-from dealflow.scenario import SCRIPT, TEAM, answer_for
+from dealflow.scenario import SCRIPT
 from models import Document
 from models.deal import deal_by_number
 from models.portal import CustomerAnswer
-from services.config import load_settings
 from services.db import session_scope
 from services.rendering import money
 
 from .e2e_stack import browser_path
-from .helpers import in_background, resume_as_the_ui, wait_for_run
+from .helpers import answer_as_staff, in_background, wait_for_run
 
 UI = pytest.mark.skipif(not os.environ.get("DEALFLOW_UI"),
                         reason="set DEALFLOW_UI=1, with playwright and chromium installed (CI does)")
@@ -36,13 +34,6 @@ UI = pytest.mark.skipif(not os.environ.get("DEALFLOW_UI"),
 NAME = "<img src=x onerror=alert(1)>Priya Raman"  # a signature typed like markup: shown as typed
 PO = "PO 4500-2231"
 
-
-@pytest.fixture
-def portal(db, monkeypatch):
-    """The portal on loopback, and the links in mail pointing at it."""
-    with PortalThread(load_settings()) as server:
-        monkeypatch.setenv("DEALFLOW_PUBLIC_URL", server.url)
-        yield server
 
 
 def _browser(p):
@@ -71,12 +62,9 @@ def test_the_customer_accepts_the_estimate_in_a_browser_and_the_deal_reaches_its
     from playwright.sync_api import sync_playwright
 
     from flows.deal import deal_flow
-    from flows.inputs import INPUTS
 
-    def staff(key: str, move) -> None:  # signed over the answer as the form makes it, as the CLI does
-        wait_for_run(new_deal, key)
-        answer = INPUTS[move.step].model_validate(answer_for(new_deal, move)).model_dump(mode="json")
-        resume_as_the_ui(new_deal, key, TEAM.signed(new_deal, key, answer))
+    def staff(key: str, move) -> None:
+        answer_as_staff(new_deal, key, move)
 
     seen: dict = {}
 

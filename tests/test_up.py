@@ -122,7 +122,7 @@ def test_up_closes_the_prefect_api_to_strangers_and_what_it_starts_and_the_cli_g
             answered = dealflow("answer", deal, step, "--by", by, "--code", code_of(by, ahead=ahead), *args, env=user)
             assert answered.returncode == 0, answered.stderr
         waited_for(deal, "decision", user)
-        link = link_in_mail(data_dir / "mail", "Estimate EST-")
+        link = link_in_mail(data_dir / "mail", "Estimate EST-", base=f"http://127.0.0.1:{portal_port}")
         assert link and link.startswith(f"http://127.0.0.1:{portal_port}/e/")
         with PortalCustomer() as browser:
             page = browser.answer(link, "accept", name="Ann Lee", po_number="PO-77", terms="yes")
