@@ -184,3 +184,16 @@ def answer_as_staff(deal: str, key: str, move) -> None:
     wait_for_run(deal, key)
     answer = INPUTS[move.step].model_validate(answer_for(deal, move)).model_dump(mode="json")
     resume_as_the_ui(deal, key, TEAM.signed(deal, key, answer))
+
+
+def run_deal_with(deal: str, people, wait_timeout: int = 60, join_timeout: float = 120) -> dict:
+    """Run the deal's flow here while ``people`` (a function) answer its waits from a thread;
+    what went wrong in that thread fails the test. Returns the flow's result."""
+    from flows.deal import deal_flow
+
+    thread, errors = in_background([people])
+    try:
+        return deal_flow(deal_number=deal, poll_interval=1, wait_timeout=wait_timeout)
+    finally:
+        thread.join(timeout=join_timeout)
+        assert not errors, errors

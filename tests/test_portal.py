@@ -30,7 +30,7 @@ from services.db import session_scope
 from tasks.deal_steps import deliver_mail
 from tasks.deal_steps import record_answer as flow_check
 
-from .helpers import answer_as_staff, in_background, wait_for_run
+from .helpers import answer_as_staff, run_deal_with, wait_for_run
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -415,7 +415,6 @@ def _signed(deal: str, key: str, answer: dict) -> dict:
 @pytest.mark.flow
 def test_the_customer_asks_for_changes_then_accepts_from_the_links_and_the_deal_reaches_its_order(
         prefect_api, new_deal, portal, customer, data_dir):
-    from flows.deal import deal_flow
 
     def staff(key: str, move) -> None:
         answer_as_staff(new_deal, key, move)
@@ -452,12 +451,7 @@ def test_the_customer_asks_for_changes_then_accepts_from_the_links_and_the_deal_
         outcome["invoice"] = plain_text(customer.open(link_in_mail(data_dir / "mail", "Invoice INV-", "i")).text)
         staff("payment-2", SCRIPT[11])
 
-    thread, errors = in_background([people])
-    try:
-        result = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=60)
-    finally:
-        thread.join(timeout=60)
-        assert not errors, errors
+    result = run_deal_with(new_deal, people)
     assert result["status"] == "won"
     assert "we received your change request" in outcome["changes"] and "revision 2" in outcome["changes"]
     assert "replaced by revision 2" in outcome["superseded"]

@@ -26,7 +26,7 @@ from services.db import session_scope
 from services.rendering import money
 
 from .e2e_stack import browser_path
-from .helpers import answer_as_staff, in_background, wait_for_run
+from .helpers import answer_as_staff, run_deal_with, wait_for_run
 
 UI = pytest.mark.skipif(not os.environ.get("DEALFLOW_UI"),
                         reason="set DEALFLOW_UI=1, with playwright and chromium installed (CI does)")
@@ -61,7 +61,6 @@ def test_the_customer_accepts_the_estimate_in_a_browser_and_the_deal_reaches_its
         prefect_api, new_deal, portal, data_dir):
     from playwright.sync_api import sync_playwright
 
-    from flows.deal import deal_flow
 
     def staff(key: str, move) -> None:
         answer_as_staff(new_deal, key, move)
@@ -111,12 +110,7 @@ def test_the_customer_accepts_the_estimate_in_a_browser_and_the_deal_reaches_its
         for key, move in (("qa-attempt-1", SCRIPT[7]), ("shipment-1", SCRIPT[9]), ("payment-1", SCRIPT[11])):
             staff(key, move)
 
-    thread, errors = in_background([people])
-    try:
-        result = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=60)
-    finally:
-        thread.join(timeout=120)
-        assert not errors, errors
+    result = run_deal_with(new_deal, people)
     assert result["status"] == "won"
 
     # the page, as the browser showed it before the answer
