@@ -123,6 +123,23 @@ def next_step(session: Session, deal: Deal) -> Step:
     return Step("close", "auto", f"close-{deal.number}")
 
 
+def whose_turn(deal: Deal, step: Step) -> tuple[str | None, str | None]:
+    """(who the deal waits for: a role, or the customer; the person it is assigned to, if one):
+    for the runs list's "my work". The customer's decision is followed up by the engineer, who
+    also records a decision given by phone."""
+    if not step.is_wait:
+        return None, None
+    opp = deal.opportunity
+    engineer = opp.engineer.handle if opp is not None and opp.engineer is not None else None
+    if step.name in ("qualify", "handoff"):
+        return Role.SALES_REP, deal.owner.handle
+    if step.name == "estimate":
+        return Role.SALES_ENGINEER, engineer
+    if step.name == "decision":
+        return "customer", engineer
+    return step.roles[0], None  # a team's queue (QA, delivery, finance): whoever of them is free
+
+
 # --- starting a deal ------------------------------------------------------------------------
 
 def start_deal(session: Session, lead_id: int, by: str = SYSTEM) -> Deal:

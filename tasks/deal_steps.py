@@ -43,7 +43,9 @@ def attach_run(deal_number: str, flow_run_id: str) -> int:
 
 
 def tag_run(deal_number: str, flow_run_id: str, step: str) -> list[str]:
-    """Tags on the deal's run for the UI's filters: customer, owner and the current step."""
+    """Tags on the deal's run for the UI's filters: customer, owner, the current step, and whose
+    turn it is (``waiting-for:ROLE`` or ``waiting-for:customer``, ``assignee:HANDLE``), all
+    written anew each time, so none is left from an earlier step."""
     from uuid import UUID
 
     from prefect import get_client
@@ -52,6 +54,9 @@ def tag_run(deal_number: str, flow_run_id: str, step: str) -> list[str]:
         deal = deal_by_number(s, deal_number)
         slug = "".join(c if c.isalnum() else "-" for c in deal.customer_name.lower()).strip("-")[:40]
         tags = ["dealflow", f"customer:{slug}", f"owner:{deal.owner.handle}", f"step:{step}"]
+        waiting_for, assignee = process.whose_turn(deal, process.next_step(s, deal))
+        tags += [f"waiting-for:{waiting_for}"] if waiting_for else []
+        tags += [f"assignee:{assignee}"] if assignee else []
     with get_client(sync_client=True) as client:
         client.update_flow_run(UUID(flow_run_id), tags=tags)
     return tags

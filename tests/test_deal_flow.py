@@ -123,6 +123,7 @@ def test_a_flow_started_on_a_deal_part_way_continues_and_a_rerun_repeats_nothing
         run = client.read_flow_run(UUID(run_id))
     assert run.name == f"{new_deal}-riverside-metalworks-ltd"  # the UI shows number and customer
     assert set(run.tags) >= {"dealflow", "customer:riverside-metalworks-ltd", "owner:sofia", "step:won"}
+    assert not [t for t in run.tags if t.startswith(("waiting-for:", "assignee:"))]  # nobody's turn: none left
     page = plain(Artifact.get(f"deal-{new_deal.lower()}").data)  # as the UI shows it
     assert page.startswith(f"# {new_deal} · Riverside Metalworks Ltd\n\n**won**")
     for piece in ["| invoice INV-0001 | paid, paid 174183.68, due 0.00", "PAY-0002.pdf", "payment.answered payment-2"]:

@@ -171,3 +171,27 @@ def test_a_deal_with_nothing_to_pay_closes_without_a_payment(new_deal):
     assert summary["status"] == "won"
     assert summary["invoice"]["total"] == "0.00" and summary["invoice"]["status"] == "paid"
     assert summary["payments"] == []
+
+
+def test_each_wait_says_whose_turn_it_is_the_engineer_once_the_deal_is_handed_over(new_deal):
+    from models import process
+
+    def turn(key: str) -> tuple:
+        play_direct(new_deal, until=key)
+        with session_scope() as s:
+            deal = deal_by_number(s, new_deal)
+            step = process.next_step(s, deal)
+            assert step.key == key
+            return process.whose_turn(deal, step)
+
+    assert turn("qualify") == ("sales_rep", "sofia")
+    assert turn("handoff") == ("sales_rep", "sofia")
+    assert turn("estimate-rev-1") == ("sales_engineer", "mark")  # not the owner any more
+    assert turn("decision-rev-1") == ("customer", "mark")  # the engineer follows the customer up
+    assert turn("qa-attempt-1") == ("qa", None)  # a team's queue
+    assert turn("shipment-1") == ("delivery", None)
+    assert turn("payment-1") == ("finance", None)
+    play_direct(new_deal)
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        assert process.whose_turn(deal, process.next_step(s, deal)) == (None, None)  # won: nobody's

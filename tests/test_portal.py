@@ -9,6 +9,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
+from uuid import UUID
 
 import httpx
 import pytest
@@ -424,7 +425,11 @@ def test_the_customer_asks_for_changes_then_accepts_from_the_links_and_the_deal_
     def people() -> None:
         for key, move in (("qualify", SCRIPT[0]), ("handoff", SCRIPT[1]), ("estimate-rev-1", SCRIPT[2])):
             staff(key, move)
-        wait_for_run(new_deal, "decision-rev-1")
+        run_id = wait_for_run(new_deal, "decision-rev-1")
+        from prefect import get_client
+
+        with get_client(sync_client=True) as client:  # the runs list says whose turn it is
+            outcome["tags"] = client.read_flow_run(UUID(run_id)).tags
         first = estimate_link(data_dir, 1)
         page = customer.answer(first, "request_changes", changes=SCRIPT[3].payload["changes"], name="Priya Raman")
         outcome["changes"] = plain_text(page.text)
@@ -453,6 +458,8 @@ def test_the_customer_asks_for_changes_then_accepts_from_the_links_and_the_deal_
 
     result = run_deal_with(new_deal, people)
     assert result["status"] == "won"
+    assert {"waiting-for:customer", "assignee:mark", "owner:sofia", "step:decision"} <= set(outcome["tags"])
+    assert not [t for t in outcome["tags"] if t.startswith("waiting-for:") and t != "waiting-for:customer"]
     assert "we received your change request" in outcome["changes"] and "revision 2" in outcome["changes"]
     assert "replaced by revision 2" in outcome["superseded"]
     assert "you accepted estimate EST-0001-R2" in outcome["accepted"]
