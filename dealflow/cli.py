@@ -746,7 +746,7 @@ def up(port: int, executors: int, portal_port: int, as_json: bool) -> None:
         info = stack_up(port=port, executors=executors, say=(lambda *_: None) if as_json else click.echo,
                         portal_port=portal_port)
     except RuntimeError as exc:
-        raise DomainError(f"up: {exc}") from None
+        raise DomainError(f"up: {exc} (what did start is still running: `dealflow down` stops it)") from None
     from services.config import load_settings
 
     verified = load_settings().answer_codes

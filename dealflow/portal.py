@@ -182,11 +182,12 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
         context = dict(doc.context)
         cookie = csrf_cookie(request)
         answered = describe_decision(rev) if state.state == "answered" else None
+        order = deal.order.number if deal.order is not None and deal.order.estimate_revision_id == rev.id else None
         renewal = renewal_asked(s, rev) if state.state == "expired" else None
         response = page(
             "estimate.html", status, doc=context, state=state.state, latest=state.latest, token=token,
             csrf=csrf_for(cookie, token), answered=answered, error=error, form=form or {}, action=action,
-            notice=notice, renewal=renewal, deal_status=deal.status,
+            notice=notice, renewal=renewal, deal_status=deal.status, order=order,
             limits={"name": MAX_NAME, "po": MAX_PO, "changes": MAX_CHANGES, "reason": MAX_REASON},
             today=utcnow().date().isoformat())
         return with_cookie(request, response, cookie)

@@ -109,6 +109,16 @@ def executor_poll(env: dict[str, str]) -> str:
 def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTAL_PORT) -> dict[str, object]:
     run, logs, home = _paths()
     public_url = os.environ.get("DEALFLOW_PUBLIC_URL", "")
+    # what the executors and the portal need from the first moment: the business database's
+    # tables and the secret key (`dealflow init` then loads the catalogue and the staff)
+    from services import keys
+    from services.db import migrate
+
+    created = keys.ensure_key_file()
+    migrate()
+    if created:
+        say(f"secret key created: {created} (mode 0600; back it up: it encrypts the staff's code secrets "
+            f"and signs the customers' links)")
     data = run.parent
     api = f"http://127.0.0.1:{port}/api"
     if not _alive(run / "server.pid") and not _port_free(port):
