@@ -350,7 +350,8 @@ def deal_show(deal_number: str, as_json: bool) -> None:
     if data["receipt"]:
         lines.append(f"receipt {data['receipt']['number']}: {data['receipt']['amount']}")
     for sh in data["shipments"]:
-        lines.append(f"shipment {sh['number']}: {sh['carrier']} {sh['tracking_number']} {sh['lines']}")
+        shipped = ", ".join(f"{qty} × {sku}" for sku, qty in sh["lines"].items())
+        lines.append(f"shipment {sh['number']}: {sh['carrier']} {sh['tracking_number']}: {shipped}")
     if data["invoice"]:
         i = data["invoice"]
         lines.append(f"invoice {i['number']}: total {i['total']}, paid {i['paid']}, due {i['due']} by {i['due_date']}")

@@ -194,6 +194,8 @@ def find_open_wait(session: Session, deal: Deal, step_or_key: str) -> Wait:
             raise WaitNotOpen(deal.number, step_or_key, [wait.step] if wait else [],
                               f"the customer already answered online: {portal.DONE[online.action]} ({online.name}, "
                               f"{online.submitted_at:%Y-%m-%d %H:%M} UTC); the first answer wins")
+        if not deal.is_open:
+            raise WaitNotOpen(deal.number, step_or_key, [], f"the deal is {deal.status}")
         raise WaitNotOpen(deal.number, step_or_key, [wait.step] if wait else [])
     return wait
 

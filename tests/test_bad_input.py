@@ -198,3 +198,11 @@ def test_an_estimate_line_cannot_change_once_written(new_deal):
         line.quantity = 1
         with pytest.raises(InvalidTransition, match="draft a new revision"):
             s.flush()
+
+
+def test_an_answer_to_a_deal_that_is_over_says_so(new_deal):
+    from dealflow.scenario import play_direct
+
+    play_direct(new_deal)
+    with pytest.raises(DomainError, match=r"^step: DEAL-0001 is not waiting for 'payment': the deal is won$"):
+        check_answer(new_deal, "payment", {"by": "finance", "amount": "10"})
