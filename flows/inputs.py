@@ -29,6 +29,9 @@ def _form_schema(schema: dict, model: type) -> None:  # noqa: ARG001
     schema.pop("additionalProperties", None)
 
 
+PROOF = ("code", "session", "signature", "portal")  # never put into a form
+
+
 class Answer(RunInput):
     # extra="ignore": a field sent straight to the API that no form has cannot crash the run
     model_config = ConfigDict(extra="ignore", json_schema_extra=_form_schema)
@@ -58,6 +61,25 @@ class Answer(RunInput):
             if name not in cls.model_fields:
                 raise ValidationError(str(name)[:40], f"not a field of the {cls.__name__.removesuffix('Input').lower()} "
                                                       f"form (its fields: {', '.join(cls.fields_shown())})")
+
+    @classmethod
+    def form(cls, description: str, prefill: dict | None = None) -> type[Answer]:
+        """The form for one wait: its description, and the fields it starts with (``prefill``),
+        kept only if they are of the form's types (else the form starts empty: never a form the
+        UI cannot show)."""
+        import logging
+
+        import pydantic
+
+        start = {k: v for k, v in (prefill or {}).items() if k in cls.model_fields and k not in PROOF}
+        if start:
+            try:
+                cls.model_validate({"by": "", **start})
+            except pydantic.ValidationError:
+                logging.getLogger(__name__).warning("%s: the form starts empty (what it would start with "
+                                                    "is not of its types)", cls.__name__)
+                start = {}
+        return cls.with_initial_data(description=description, **start)
 
     @classmethod
     def fields_shown(cls) -> list[str]:

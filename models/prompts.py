@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,18 +22,54 @@ def _lines_table(lines, currency: str) -> Markdown:
                  align=["---", "---:", "---:", "---:", "---:"])
 
 
+def _last_refused(session: Session, deal: Deal, key: str) -> Wait | None:
+    """The last refused answer to the wait ``key`` is a retry of (None if ``key`` is no retry)."""
+    base = re.sub(r"-retry-\d+$", "", key)
+    if base == key:
+        return None
+    return session.scalars(select(Wait).where(
+        Wait.deal_id == deal.id, Wait.status == "refused",
+        (Wait.key == base) | Wait.key.like(f"{base}-retry-%")).order_by(Wait.id.desc())).first()
+
+
+PROOF_AND_PORTAL = ("code", "session", "signature", "portal")
+
+
+def prefill(session: Session, deal: Deal, step: str, key: str) -> dict[str, Any]:
+    """What the wait's form starts with (plain JSON data), so that a person types only what is new:
+
+    - after a refusal, what was typed (the person corrects the wrong field, not the whole form),
+      without the person when the refusal was about them;
+    - a new revision: the previous revision's lines and notes;
+    - a shipment: every line still to ship; a payment: the amount due.
+    The customer's own answers (from the portal) are never put into a staff form."""
+    refused = _last_refused(session, deal, key)
+    if refused is not None and refused.answer and refused.proof != "signed link":
+        start = {k: v for k, v in refused.answer.items() if k not in PROOF_AND_PORTAL}
+        if refused.refusal_reason.startswith("by:"):
+            start.pop("by", None)
+        return start
+    if step == "estimate" and deal.estimate and deal.estimate.latest is not None:
+        latest = deal.estimate.latest
+        return {"lines": [{"sku": ln.sku, "quantity": ln.quantity, "discount_pct": str(ln.discount_pct)}
+                          for ln in latest.lines], "notes": latest.notes}
+    if step == "shipment":
+        return {"lines": [{"sku": ln.sku, "quantity": ln.remaining} for ln in deal.order.lines if ln.remaining]}
+    if step == "payment":
+        return {"amount": str(deal.invoice.amount_due)}
+    return {}
+
+
 def describe(session: Session, deal: Deal, step: str, key: str) -> Markdown:
     """Every value a person typed (names, notes, reasons) is escaped: see ``models.markdown``."""
     who = Markdown("**{}** · {}").format(deal.number, deal.customer_name)
     note = Markdown("")
-    base = re.sub(r"-retry-\d+$", "", key)
-    if base != key:  # a retry: say why the previous answer to this same wait was refused
-        refused = session.scalars(select(Wait).where(
-            Wait.deal_id == deal.id, Wait.status == "refused",
-            (Wait.key == base) | Wait.key.like(f"{base}-retry-%")).order_by(Wait.id.desc())).first()
-        if refused is not None:
-            note = Markdown("\n\n> Previous answer by {} was refused: {}").format(refused.answered_by or "?",
-                                                                                 refused.refusal_reason)
+    refused = _last_refused(session, deal, key)  # a retry: say why the previous answer was refused
+    if refused is not None:
+        note = Markdown("\n\n> Previous answer by {} was refused: {}").format(refused.answered_by or "?",
+                                                                             refused.refusal_reason)
+        if refused.answer and refused.proof != "signed link":
+            note += Markdown(" The form starts with what was typed: correct what the reason names.")
     body = _BODY[step](session, deal)
     return Markdown("{}: {}{}").format(who, body, note)
 

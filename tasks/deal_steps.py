@@ -67,7 +67,8 @@ def plan_next_step(deal_number: str) -> dict[str, Any]:
         deal = deal_by_number(s, deal_number)
         step = process.next_step(s, deal)
         wait = deal.open_wait if step.kind == "wait" else None
-        opened = ({"description": wait.description, "flow_run_id": wait.flow_run_id}
+        opened = ({"description": wait.description, "flow_run_id": wait.flow_run_id,
+                   "prefill": prompts.prefill(s, deal, step.name, step.key)}
                   if wait is not None and wait.key == step.key else None)
         return {"name": step.name, "kind": step.kind, "key": step.key, "roles": list(step.roles),
                 "facts": step.facts, "deal_status": deal.status, "opened": opened}
@@ -90,7 +91,15 @@ def open_wait(deal_number: str, step: str, key: str, flow_run_id: str | None) ->
         new = bool(described)
         s.commit()
         return {"wait_id": wait.id, "status": wait.status, "description": wait.description,
-                "answer": wait.answer, "new": new}
+                "answer": wait.answer, "new": new, "prefill": prompts.prefill(s, deal, step, key)}
+
+
+def form_prefill(deal_number: str, key: str) -> dict[str, Any]:
+    """What the form of the wait ``key`` starts with (recovery stores a lost form again with it)."""
+    with session_scope() as s:
+        deal = deal_by_number(s, deal_number)
+        wait = next((w for w in deal.waits if w.key == key), None)
+        return prompts.prefill(s, deal, wait.step, key) if wait is not None else {}
 
 
 def form_stored(deal_number: str, key: str, flow_run_id: str) -> None:

@@ -179,3 +179,50 @@ def test_a_wait_whose_form_was_lost_is_given_it_again_and_can_be_answered(prefec
     thread.join(timeout=30)
     assert not errors, errors
     assert result["status"] == "lost"
+
+
+def test_after_a_refusal_the_form_starts_with_what_was_typed_and_a_new_revision_with_the_last_lines(
+        prefect_api, new_deal):
+    """The forms a person sees in the UI (the schema Prefect stores for the wait): a refused
+    estimate comes back with its lines, so only the wrong one is corrected; revision 2 starts
+    with revision 1's lines."""
+    from prefect import get_client
+
+    from dealflow.scenario import Move
+
+    from .helpers import answer_as_staff, run_deal_with
+
+    typed = [{"sku": "CNC-LATHE-2000", "quantity": 2, "discount_pct": "5"},
+             {"sku": "NO-SUCH-SKU", "quantity": 1, "discount_pct": "0"}]
+    forms: dict[str, dict] = {}
+
+    def form_of(key: str) -> dict:
+        run_id = wait_for_run(new_deal, key)
+        with get_client(sync_client=True) as client:
+            for _ in range(50):
+                try:
+                    return json.loads(client.read_flow_run_input(UUID(run_id), f"paused-{key}-schema"))["properties"]
+                except Exception:  # stored a moment after the run pauses
+                    time.sleep(0.1)
+        raise AssertionError(f"no form stored for {key}")
+
+    def people() -> None:
+        answer_as_staff(new_deal, "qualify", SCRIPT[0])
+        answer_as_staff(new_deal, "handoff", SCRIPT[1])
+        answer_as_staff(new_deal, "estimate-rev-1", Move("estimate", "mark", {"lines": typed, "notes": "two"}, ""))
+        forms["retry"] = form_of("estimate-rev-1-retry-1")
+        answer_as_staff(new_deal, "estimate-rev-1-retry-1", Move("estimate", "mark", {"lines": typed[:1]}, ""))
+        answer_as_staff(new_deal, "decision-rev-1", SCRIPT[3])  # the customer asks for changes (by phone)
+        forms["revision 2"] = form_of("estimate-rev-2")
+        answer_as_staff(new_deal, "estimate-rev-2", Move("estimate", "mark", {"lines": typed[:1]}, ""))
+        answer_as_staff(new_deal, "decision-rev-2",
+                        Move("decision", "mark", {"decision": "decline", "channel": "phone", "reason": "budget"}, ""))
+
+    assert run_deal_with(new_deal, people)["status"] == "lost"
+    retry = forms["retry"]
+    assert [(ln["sku"], ln["quantity"]) for ln in retry["lines"]["default"]] == [("CNC-LATHE-2000", 2), ("NO-SUCH-SKU", 1)]
+    assert retry["notes"]["default"] == "two" and retry["by"]["default"] == "mark"
+    assert "code" not in retry or not retry["code"].get("default")  # never a code
+    assert [(ln["sku"], ln["quantity"]) for ln in forms["revision 2"]["lines"]["default"]] == [("CNC-LATHE-2000", 2)]
+    description = wait_row(new_deal, "estimate-rev-1-retry-1")["description"]
+    assert "The form starts with what was typed" in plain(description)
