@@ -79,7 +79,21 @@ class Answer(RunInput):
                 logging.getLogger(__name__).warning("%s: the form starts empty (what it would start with "
                                                     "is not of its types)", cls.__name__)
                 start = {}
-        return cls.with_initial_data(description=description, **start)
+        # as Prefect's with_initial_data, but each field keeps its title and description (Prefect's
+        # drops them for the fields it pre-fills: the UI would show "by" instead of "Your handle")
+        import copy
+
+        import pydantic as pd
+
+        fields = {}
+        for name, value in start.items():
+            info = copy.copy(cls.model_fields[name])
+            info.default, info.default_factory = value, None
+            fields[name] = (info.annotation, info)
+        model = pd.create_model(cls.__name__, __base__=cls, **fields) if fields else \
+            pd.create_model(cls.__name__, __base__=cls)
+        model._description = description
+        return model
 
     @classmethod
     def fields_shown(cls) -> list[str]:

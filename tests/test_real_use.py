@@ -217,8 +217,9 @@ def test_a_person_answers_a_wait_in_the_prefect_ui_and_the_deal_moves_on(stack, 
         dialog = page.get_by_role("dialog")
         dialog.get_by_text("Your handle").wait_for(timeout=30_000)
         assert "was refused: code: wrong or expired code" in dialog.inner_text()
-        dialog.locator("textarea").first.fill("sofia")
-        dialog.get_by_role("switch").first.click()
+        # the form starts with what was typed: only the code is typed again
+        assert dialog.locator("textarea").first.input_value() == "sofia"
+        assert dialog.get_by_role("switch").first.get_attribute("aria-checked") == "true"
         dialog.locator("textarea").last.fill(code_of("sofia"))
         page.screenshot(path=str(tmp_path / "resume-form-retry.png"))
         dialog.get_by_role("button", name="Submit").click()
