@@ -64,11 +64,13 @@ class Narrator(threading.Thread):
 
 
 def describe_entry(actor: str, action: str, subject: str, d: dict[str, Any]) -> str | None:
+    from models.portal import BY_LINK
+
     if action == "wait.opened":
         return f"⏸  deal waits: {subject} (for {d.get('roles', '').replace(',', ' or ')})"
     if action.endswith(".answered"):
         how = {"signed session": f", signed by {actor}", "one-time code": f", {actor}'s one-time code",
-               "unverified": ", UNVERIFIED", "signed link": ", online from the customer's link"}.get(d.get("proof"), "")
+               "unverified": ", UNVERIFIED", BY_LINK: ", online from the customer's link"}.get(d.get("proof"), "")
         stand_in = f" (standing in for {d['stands_in_for']})" if d.get("stands_in_for") else ""
         return f"✔  {subject}: {d.get('outcome')}{how}{stand_in}"
     if action == "staff.login":

@@ -34,6 +34,7 @@ from starlette.routing import Route
 from models import Document
 from models.base import utcnow
 from models.deal import Wait
+from models.documents import invoice_balance
 from models.errors import NotFound, ValidationError
 from models.portal import (
     ACTIONS,
@@ -71,7 +72,9 @@ FAILURE_WINDOW = 600.0
 MAX_TRACKED = 100_000  # addresses whose failures are counted at once
 MAX_BODY = 128 * 1024  # a form is a few fields of text
 ANSWER_SETTLE_SECONDS = 20.0  # how long a submit waits for the flow to record the answer
-CSS = (PROJECT_ROOT / "templates" / "portal" / "portal.css").read_text(encoding="utf-8")
+# the documents' own rules for lines and totals, then the portal's: the pages look like the PDFs
+CSS = "\n".join((PROJECT_ROOT / "templates" / path).read_text(encoding="utf-8")
+                 for path in ("documents/_lines.css", "portal/portal.css"))
 
 
 class FailureLimit:
@@ -169,6 +172,21 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
             return not_found(request)
         return token, link
 
+    def linked(request: Request, kind: str, lookup: Callable[[Any, Link], Any],
+               respond: Callable[[Any, str, Any], Response]) -> Response:
+        """A page of what a link names: the link and the address checked, the thing looked up
+        (NotFound: the link's page does not exist), then ``respond(session, token, thing)``."""
+        found = link_of(request, kind)
+        if isinstance(found, Response):
+            return found
+        token, link = found
+        with session_scope() as s:
+            try:
+                thing = lookup(s, link)
+            except NotFound:
+                return not_found(request)
+            return respond(s, token, thing)
+
     # --- the estimate -----------------------------------------------------------------------------
 
     def estimate_page(request: Request, s, token: str, state: EstimateState, *, status: int = 200,
@@ -187,43 +205,27 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
         response = page(
             "estimate.html", status, doc=context, state=state.state, latest=state.latest, token=token,
             csrf=csrf_for(cookie, token), answered=answered, error=error, form=form or {}, action=action,
-            notice=notice, renewal=renewal, deal_status=deal.status, order=order,
-            limits={"name": MAX_NAME, "po": MAX_PO, "changes": MAX_CHANGES, "reason": MAX_REASON},
-            today=utcnow().date().isoformat())
+            notice=notice, renewal=renewal, order=order,
+            limits={"name": MAX_NAME, "po": MAX_PO, "changes": MAX_CHANGES, "reason": MAX_REASON})
         return with_cookie(request, response, cookie)
 
     def show_estimate(request: Request) -> Response:
-        found = link_of(request, "estimate")
-        if isinstance(found, Response):
-            return found
-        token, link = found
-        with session_scope() as s:
-            try:
-                state = estimate_state(s, link)
-            except NotFound:
-                return not_found(request)
-            notice = _notice(s, state, request.query_params.get("done", ""))
-            return estimate_page(request, s, token, state, notice=notice)
+        return linked(request, "estimate", estimate_state, lambda s, token, state: estimate_page(
+            request, s, token, state, notice=_notice(s, state, request.query_params.get("done", ""))))
 
     def estimate_pdf(request: Request) -> Response:
         return pdf_of(request, "estimate", lambda s, link: estimate_state(s, link).revision.number)
 
     def pdf_of(request: Request, kind: str, number_of: Callable[[Any, Link], str]) -> Response:
         """The PDF of the document a link names, as attached to its email."""
-        found = link_of(request, kind)
-        if isinstance(found, Response):
-            return found
-        _, link = found
-        with session_scope() as s:
-            try:
-                number = number_of(s, link)
-            except NotFound:
-                return not_found(request)
+        def respond(s, token: str, number: str) -> Response:
             pdf = _document_pdf(s, kind, number, settings)
-        if pdf is None:
-            return not_found(request)
-        return Response(pdf, media_type="application/pdf",
-                        headers={"Content-Disposition": f'inline; filename="{number}.pdf"'})
+            if pdf is None:
+                return not_found(request)
+            return Response(pdf, media_type="application/pdf",
+                            headers={"Content-Disposition": f'inline; filename="{number}.pdf"'})
+
+        return linked(request, kind, number_of, respond)
 
     async def answer_estimate(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
@@ -289,28 +291,15 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
     # --- the invoice ------------------------------------------------------------------------------
 
     def show_invoice(request: Request) -> Response:
-        found = link_of(request, "invoice")
-        if isinstance(found, Response):
-            return found
-        token, link = found
-        with session_scope() as s:
-            try:
-                invoice = linked_invoice(s, link)
-            except NotFound:
-                return not_found(request)
+        def respond(s, token: str, invoice) -> Response:
             doc = s.scalars(select(Document).where(Document.kind == "invoice",
                                                    Document.number == invoice.number)).one_or_none()
             if doc is None:
                 return not_found(request)
-            today = utcnow().date()
-            balance = {"total": str(invoice.totals.total), "paid": str(invoice.paid),
-                       "due": str(invoice.amount_due), "due_date": invoice.due_date.isoformat(),
-                       "status": "paid" if invoice.status == "paid" else
-                       ("overdue" if invoice.is_overdue(today) else "open"),
-                       "days_overdue": (today - invoice.due_date).days}
-            payments = [{"number": p.number, "date": p.at.date().isoformat(), "amount": str(p.amount),
-                         "method": p.method.replace("_", " ")} for p in invoice.payments]
-            return page("invoice.html", doc=dict(doc.context), balance=balance, payments=payments, token=token)
+            return page("invoice.html", doc=dict(doc.context), token=token,
+                        **invoice_balance(invoice, utcnow().date()))
+
+        return linked(request, "invoice", linked_invoice, respond)
 
     def invoice_pdf(request: Request) -> Response:
         return pdf_of(request, "invoice", lambda s, link: linked_invoice(s, link).number)

@@ -17,6 +17,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from models.billing import PAYMENT_METHODS
 from models.estimates import DECISION_CHANNELS
+from models.identity import PROOF_FIELDS
 
 
 def _form_schema(schema: dict, model: type) -> None:  # noqa: ARG001
@@ -27,9 +28,6 @@ def _form_schema(schema: dict, model: type) -> None:  # noqa: ARG001
     if "code" in props:
         props["code"] = props.pop("code")
     schema.pop("additionalProperties", None)
-
-
-PROOF = ("code", "session", "signature", "portal")  # never put into a form
 
 
 class Answer(RunInput):
@@ -71,7 +69,7 @@ class Answer(RunInput):
 
         import pydantic
 
-        start = {k: v for k, v in (prefill or {}).items() if k in cls.model_fields and k not in PROOF}
+        start = {k: v for k, v in (prefill or {}).items() if k in cls.model_fields and k not in PROOF_FIELDS}
         if start:
             try:
                 cls.model_validate({"by": "", **start})
@@ -97,7 +95,7 @@ class Answer(RunInput):
 
     @classmethod
     def fields_shown(cls) -> list[str]:
-        return [n for n in cls.model_fields if n not in ("session", "signature", "portal")]
+        return [n for n in cls.model_fields if n == "code" or n not in PROOF_FIELDS]  # code: the form's field
 
     @classmethod
     def save(cls, keyset: dict[str, str], flow_run_id: UUID | None = None) -> None:

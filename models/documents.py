@@ -134,6 +134,19 @@ def invoice_context(invoice: Invoice) -> dict[str, Any]:
     return ctx
 
 
+def invoice_balance(invoice: Invoice, today: date) -> dict[str, Any]:
+    """Where an invoice stands today, for the customer's invoice page: the balance (total, paid,
+    due, open/overdue/paid) and the payments received."""
+    status = "paid" if invoice.status == "paid" else ("overdue" if invoice.is_overdue(today) else "open")
+    return {
+        "balance": {"total": str(invoice.totals.total), "paid": str(invoice.paid), "due": str(invoice.amount_due),
+                    "due_date": invoice.due_date.isoformat(), "status": status,
+                    "days_overdue": (today - invoice.due_date).days},
+        "payments": [{"number": p.number, "date": p.at.date().isoformat(), "amount": str(p.amount),
+                      "method": p.method.replace("_", " ")} for p in invoice.payments],
+    }
+
+
 def payment_context(payment: Payment) -> dict[str, Any]:
     invoice = payment.invoice
     ctx = _base(invoice.deal, "payment", payment.number)

@@ -11,7 +11,9 @@ from sqlalchemy.orm import Session
 from .catalog import StockLevel
 from .deal import Deal, Wait
 from .documents import revision_changes
+from .identity import PROOF_FIELDS
 from .markdown import Markdown, table
+from .portal import BY_LINK
 
 QA_CHECKLIST = ("spindle_runout", "safety_guards", "emergency_stop", "hydraulics", "control_software")
 
@@ -32,9 +34,6 @@ def _last_refused(session: Session, deal: Deal, key: str) -> Wait | None:
         (Wait.key == base) | Wait.key.like(f"{base}-retry-%")).order_by(Wait.id.desc())).first()
 
 
-PROOF_AND_PORTAL = ("code", "session", "signature", "portal")
-
-
 def prefill(session: Session, deal: Deal, step: str, key: str) -> dict[str, Any]:
     """What the wait's form starts with (plain JSON data), so that a person types only what is new:
 
@@ -44,8 +43,8 @@ def prefill(session: Session, deal: Deal, step: str, key: str) -> dict[str, Any]
     - a shipment: every line still to ship; a payment: the amount due.
     The customer's own answers (from the portal) are never put into a staff form."""
     refused = _last_refused(session, deal, key)
-    if refused is not None and refused.answer and refused.proof != "signed link":
-        start = {k: v for k, v in refused.answer.items() if k not in PROOF_AND_PORTAL}
+    if refused is not None and refused.answer and refused.proof != BY_LINK:
+        start = {k: v for k, v in refused.answer.items() if k not in PROOF_FIELDS}
         if refused.refusal_reason.startswith("by:"):
             start.pop("by", None)
         return start
@@ -68,7 +67,7 @@ def describe(session: Session, deal: Deal, step: str, key: str) -> Markdown:
     if refused is not None:
         note = Markdown("\n\n> Previous answer by {} was refused: {}").format(refused.answered_by or "?",
                                                                              refused.refusal_reason)
-        if refused.answer and refused.proof != "signed link":
+        if refused.answer and refused.proof != BY_LINK:
             note += Markdown(" The form starts with what was typed: correct what the reason names.")
     body = _BODY[step](session, deal)
     return Markdown("{}: {}{}").format(who, body, note)

@@ -8,6 +8,7 @@ import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from email import message_from_bytes, policy
 from pathlib import Path
 from uuid import UUID
 
@@ -17,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, update
 
-from dealflow.customer import PortalCustomer, link_in_mail
+from dealflow.customer import PortalCustomer, link_in, link_in_mail
 from dealflow.portal import CSRF_COOKIE, FailureLimit, PortalThread
-from dealflow.scenario import SCRIPT, play_direct
+from dealflow.scenario import SCRIPT, Move, play_direct
 from models import AuditEntry, Document, Email, EstimateRevision, Wait, utcnow
 from models.deal import deal_by_number
 from models.errors import ValidationError
@@ -152,6 +153,17 @@ def test_the_estimate_email_links_to_a_page_that_shows_the_estimate_and_its_pdf(
     assert css.status_code == 200 and "font-family" in css.text
 
 
+def test_the_estimate_mailed_over_smtp_carries_a_working_link_in_both_its_parts(new_deal, portal, customer, smtp):
+    at_decision(new_deal)
+    [got] = smtp.received  # the real message, as the mail server received it
+    raw = got.message.as_bytes()
+    link = link_in(raw)
+    assert link and link.startswith(portal.url + "/e/")
+    html = message_from_bytes(raw, policy=policy.default).get_body(("html",)).get_content()
+    assert f'href="{link}"' in html  # the button in the HTML part opens the same page
+    assert "Estimate EST-0001-R1" in plain_text(customer.open(link).text)
+
+
 def test_a_link_that_does_not_verify_is_not_found_without_detail_and_too_many_are_refused(
         new_deal, db, data_dir, monkeypatch):
     at_decision(new_deal)
@@ -250,7 +262,6 @@ def test_a_replaced_revision_says_which_one_to_answer(new_deal, portal, customer
 
 def test_a_decision_recorded_by_phone_shows_on_the_page_and_the_customer_cannot_answer_again(
         new_deal, portal, customer, data_dir):
-    link = None
     play_direct(new_deal, until="decision-rev-1")
     link = estimate_link(data_dir)
     token = form_token(customer.open(link).text)  # the page open in the customer's browser
@@ -294,7 +305,7 @@ def test_hostile_names_and_requests_are_shown_as_text(db, portal, customer, data
     from dealflow.scenario import start_scenario_deal
 
     deal = start_scenario_deal(company=f"ACME {HOSTILE}")
-    script = [SCRIPT[0], SCRIPT[1], SCRIPT[2], SCRIPT[3].__class__(
+    script = [SCRIPT[0], SCRIPT[1], SCRIPT[2], Move(
         "decision", "mark", {"decision": "request_changes", "channel": "email", "changes": f"more {HOSTILE}"}, ""),
         SCRIPT[4]]
     play_direct(deal, script=script, until="decision-rev-2")
