@@ -58,6 +58,7 @@ def check_answer(deal_number: str, step: str, payload: dict[str, Any], *, code: 
             data = INPUTS[wait.step].model_validate(payload).model_dump(mode="json")
         except pydantic.ValidationError as exc:
             raise _pydantic_message(exc) from None
+        data = process.normalized(wait.step, data)  # as the flow reads it (and checks its signature)
         proof, data = identity.split_proof(data)
         if code is not None:
             proof = {"code": code}
@@ -135,7 +136,8 @@ def resume_wait(wait: OpenWait, data: dict[str, Any], settle_timeout: float = 30
                 raise DomainError(f"step: flow run {run_id} of {deal_number} is not known to this "
                                   f"Prefect API; is PREFECT_API_URL the one the deal runs on?") from None
             if state and state.is_paused() and state.state_details.pause_key == wait.key:
-                if _form_saved(client, run_id, state):
+                form = _stored_form(client, run_id, state)
+                if form is not None:
                     break
                 if _seconds_since(state) > 5:  # its run died between suspending and storing the form
                     restore_form(client, wait.deal, wait.key, wait.step, wait.description, wait.flow_run_id)
@@ -146,6 +148,9 @@ def resume_wait(wait: OpenWait, data: dict[str, Any], settle_timeout: float = 30
                                   + (", but the form of its wait is not stored" if at == wait.key else "")
                                   + f", not waiting at {wait.key}")
             time.sleep(0.1)
+    # as the stored form has it (the server checks the answer against it): a SKU as the catalogue
+    # select lists it; an empty optional field left out rather than null
+    data = INPUTS[wait.step].fit_answer({k: v for k, v in data.items() if v is not None}, form)
     try:
         resume_flow_run(run_id, run_input=data)
     except NotPausedError:
@@ -161,21 +166,24 @@ def _seconds_since(state) -> float:
     return (datetime.now(UTC) - state.timestamp).total_seconds()
 
 
-def _form_saved(client, run_id: UUID, state) -> bool:
-    """Prefect marks a run Suspended a moment *before* it stores the wait's form, and refuses a
-    resume in between ("Run input schema not found"); a person is never that quick, a script is."""
+def _stored_form(client, run_id: UUID, state) -> dict | None:
+    """The wait's form (its JSON schema) as stored, or None while it is not stored yet: Prefect
+    marks a run Suspended a moment *before* it stores the form, and refuses a resume in between
+    ("Run input schema not found"); a person is never that quick, a script is."""
+    import json
+
     import httpx
 
     keyset = state.state_details.run_input_keyset
     if not keyset:
-        return True
+        return {}
     try:
-        client.read_flow_run_input(run_id, keyset["schema"])
+        stored = client.read_flow_run_input(run_id, keyset["schema"])
     except httpx.HTTPStatusError as exc:
         if exc.response.status_code == 404:
-            return False
+            return None
         raise
-    return True
+    return json.loads(stored) if isinstance(stored, str) else stored
 
 
 @dataclass(frozen=True)

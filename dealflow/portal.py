@@ -38,6 +38,7 @@ from models.documents import invoice_balance
 from models.errors import NotFound, ValidationError
 from models.portal import (
     ACTIONS,
+    DOCUMENT_LINK_DAYS,
     MAX_CHANGES,
     MAX_NAME,
     MAX_PO,
@@ -51,6 +52,7 @@ from models.portal import (
     estimate_state,
     last_refusal,
     linked_invoice,
+    read_document_token,
     read_link,
     renewal_asked,
     run_input,
@@ -304,6 +306,26 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
     def invoice_pdf(request: Request) -> Response:
         return pdf_of(request, "invoice", lambda s, link: linked_invoice(s, link).number)
 
+    # --- a colleague's document link (the deal's page in the Prefect UI) ----------------------------
+
+    def document_pdf(request: Request) -> Response:
+        """A document's PDF for the team: the link is signed and dated (``DOCUMENT_LINK_DAYS``); an
+        expired one says where a fresh one is."""
+        if (wait := limit.blocked_for(_limit_key(request))) > 0:
+            return page("too_many.html", 429, minutes=max(1, round(wait / 60)))
+        found = read_document_token(secret, request.path_params["token"])
+        if found == "expired":
+            return page("expired_link.html", 410, days=DOCUMENT_LINK_DAYS)
+        if found is None:
+            return not_found(request)
+        with session_scope() as s:
+            doc = s.get(Document, found)
+            pdf = _document_pdf(s, doc.kind, doc.number, settings) if doc is not None else None
+            if pdf is None:
+                return not_found(request)
+            return Response(pdf, media_type="application/pdf",
+                            headers={"Content-Disposition": f'inline; filename="{doc.number}.pdf"'})
+
     # --- the rest ---------------------------------------------------------------------------------
 
     def home(request: Request) -> Response:
@@ -323,6 +345,7 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
         Route("/e/{token}", show_estimate), Route("/e/{token}/pdf", estimate_pdf),
         Route("/e/{token}/{action}", answer_estimate, methods=["POST"]),
         Route("/i/{token}", show_invoice), Route("/i/{token}/pdf", invoice_pdf),
+        Route("/d/{token}", document_pdf),
     ], exception_handlers={404: lambda r, e: unknown(r), 405: lambda r, e: unknown(r)})
     return _Headers(app, hsts=secure)
 
@@ -362,7 +385,7 @@ class _Headers:
                     headers.append((b"strict-transport-security", b"max-age=31536000"))
                 message = {**message, "headers": headers}
                 parts = scope["path"].split("/")
-                route = {"e": "estimate", "i": "invoice", "static": "static", "healthz": "health", "": "home"}.get(
+                route = {"e": "estimate", "i": "invoice", "d": "document", "static": "static", "healthz": "health", "": "home"}.get(
                     parts[1] if len(parts) > 1 else "", "other")
                 if route in ("estimate", "invoice") and len(parts) > 3:
                     route += " " + (parts[3] if parts[3] in ("pdf", *ACTIONS, "renew") else "other")

@@ -7,12 +7,14 @@ the person's role and the business rules (stock, amounts due) after the resume.
 
 from __future__ import annotations
 
+import copy
+from datetime import date
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 from prefect.input import RunInput
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
 from models.billing import PAYMENT_METHODS
@@ -20,14 +22,50 @@ from models.estimates import DECISION_CHANNELS
 from models.identity import PROOF_FIELDS
 
 
-def _form_schema(schema: dict, model: type) -> None:  # noqa: ARG001
-    """The one-time code is the form's last field: typed last, just before Submit, while it is
+def _number(value: Decimal | float | int) -> int | float:
+    """An amount in an answer's JSON: a JSON number, as the form's number input sends it (the
+    server checks answers against the form's schema). Read back, pydantic makes it the same
+    Decimal (from the float's shortest text: 12.34 stays 12.34)."""
+    value = value if isinstance(value, Decimal) else Decimal(str(value))  # a default given as a number
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+# Money and percentages: a plain number input in the UI (a bare Decimal shows a "number | string"
+# chooser), a Decimal inside, a JSON number on the wire.
+Amount = Annotated[Decimal, WithJsonSchema({"type": "number"}), PlainSerializer(_number, when_used="json")]
+
+
+def _plain(prop: dict) -> dict:
+    """An optional field as the input of its type: empty means "not given" (a "type | null"
+    chooser, or a null default the server would refuse, helps no one)."""
+    options = prop.get("anyOf")
+    if options and len(options) == 2 and {"type": "null"} in options:
+        kept = dict(next(o for o in options if o != {"type": "null"}))
+        prop = {**{k: v for k, v in prop.items() if k != "anyOf"}, **kept}
+    if prop.get("default", 0) is None:
+        del prop["default"]
+    return prop
+
+
+def _form_schema(schema: dict, model: type) -> None:
+    """The form as the UI shows it: the fields of the right kind, the wait's choices (see
+    ``Answer.form``), and the one-time code last: typed last, just before Submit, while it is
     still the code the app shows. The schema admits fields it does not show (the CLI's session
     and signature); ``dealflow answer`` still refuses a field no form has."""
     props = schema.get("properties", {})
+    for name in list(props):
+        props[name] = _plain(props[name])
+    getattr(model, "fit_schema", lambda _s: None)(schema)
     if "code" in props:
         props["code"] = props.pop("code")
     schema.pop("additionalProperties", None)
+
+
+def _inline(model: type[BaseModel]) -> dict:
+    """A nested model's schema written out in place (so a wait can add its choices to it)."""
+    schema = model.model_json_schema()
+    schema["properties"] = {k: _plain(v) for k, v in schema["properties"].items()}
+    return schema
 
 
 class Answer(RunInput):
@@ -49,6 +87,19 @@ class Answer(RunInput):
     # The customer's own answer from the portal (the estimate email's link), signed by the portal;
     # checked by the flow like any proof (see models/portal.py). Only the decision takes one.
     portal: SkipJsonSchema[Any] = ""
+    # what this wait's form offers to pick from (``models.prompts.form_choices``): set by ``form``
+    choices: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def fit_schema(cls, schema: dict) -> None:
+        """Put the wait's choices into the form's schema (the answer's Python types stay those of
+        the class: a stored answer is read back whatever the catalogue says by then)."""
+
+    @classmethod
+    def fit_answer(cls, answer: dict[str, Any], schema: dict) -> dict[str, Any]:
+        """An answer made to fit the stored form's choices (``dealflow answer`` gives a plain SKU
+        where the form lists "SKU — name — price — stock")."""
+        return answer
 
     @classmethod
     def check_fields(cls, payload: dict) -> None:
@@ -61,26 +112,28 @@ class Answer(RunInput):
                                                       f"form (its fields: {', '.join(cls.fields_shown())})")
 
     @classmethod
-    def form(cls, description: str, prefill: dict | None = None) -> type[Answer]:
-        """The form for one wait: its description, and the fields it starts with (``prefill``),
-        kept only if they are of the form's types (else the form starts empty: never a form the
-        UI cannot show)."""
+    def form(cls, description: str, prefill: dict | None = None,
+             choices: dict[str, Any] | None = None) -> type[Answer]:
+        """The form for one wait: its description, the fields it starts with (``prefill``), kept
+        only if they are of the form's types (else the form starts empty: never a form the UI
+        cannot show), and what it offers to pick from (``choices``, see ``fit_schema``)."""
         import logging
 
         import pydantic
 
         start = {k: v for k, v in (prefill or {}).items() if k in cls.model_fields and k not in PROOF_FIELDS}
-        if start:
-            try:
-                cls.model_validate({"by": "", **start})
+        for name, value in list(start.items()):  # each field on its own (the others may be required)
+            try:  # and as the form sends it back (an amount as a number, not "5.00")
+                info = cls.model_fields[name]
+                adapter = pydantic.TypeAdapter(Annotated[info.annotation, *info.metadata] if info.metadata
+                                               else info.annotation)
+                start[name] = adapter.dump_python(adapter.validate_python(value), mode="json")
             except pydantic.ValidationError:
-                logging.getLogger(__name__).warning("%s: the form starts empty (what it would start with "
-                                                    "is not of its types)", cls.__name__)
-                start = {}
+                logging.getLogger(__name__).warning("%s: %s starts empty (what it would start with is not "
+                                                    "of its type)", cls.__name__, name)
+                del start[name]
         # as Prefect's with_initial_data, but each field keeps its title and description (Prefect's
         # drops them for the fields it pre-fills: the UI would show "by" instead of "Your handle")
-        import copy
-
         import pydantic as pd
 
         fields = {}
@@ -91,6 +144,7 @@ class Answer(RunInput):
         model = pd.create_model(cls.__name__, __base__=cls, **fields) if fields else \
             pd.create_model(cls.__name__, __base__=cls)
         model._description = description
+        model.choices = dict(choices or {})
         return model
 
     @classmethod
@@ -124,7 +178,8 @@ class QualifyInput(Answer):
     """Qualify the lead."""
     qualified: bool = Field(title="Qualified?", description="Is this a real opportunity (need, budget, authority, timeline)?")
     notes: str = Field(title="Notes", default="", description="What you learned: needs, decision makers, competitors.")
-    budget: Decimal | None = Field(title="Budget", default=None, description="The customer's budget, in the deal's currency.")
+    budget: Amount | None = Field(title="Budget", default=None,
+                                  description="The customer's budget, in the deal's currency (empty: not given).")
     timeline: str = Field(title="Timeline", default="", description="When the customer wants the machinery, e.g. 'Q1 2027'.")
 
 
@@ -135,9 +190,20 @@ class HandoffInput(Answer):
 
 
 class EstimateLineInput(BaseModel):
-    sku: str = Field(title="SKU", description="Product SKU from the catalogue, e.g. CNC-LATHE-2000.")
+    sku: str = Field(title="Product", description="Pick it from the catalogue (price and stock shown); "
+                                                   "`dealflow answer` takes the SKU, e.g. CNC-LATHE-2000.")
     quantity: int = Field(title="Quantity", description="How many; a whole number greater than zero.")
-    discount_pct: Decimal = Field(title="Discount %", default=Decimal("0"), description="Discount on this line, 0 to 100 %.")
+    discount_pct: Amount = Field(title="Discount %", default=0, validate_default=True,
+                                 description="Discount on this line, 0 to 100 %.")
+
+
+def _pick(schema: dict, field: str, nested: type[BaseModel], options: list[str]) -> None:
+    """The lines' ``sku`` as a select of ``options`` (an empty list: left as text)."""
+    if not options or field not in schema.get("properties", {}):
+        return
+    items = _inline(nested)
+    items["properties"]["sku"] = {**items["properties"]["sku"], "type": "string", "enum": list(options)}
+    schema["properties"][field]["items"] = items
 
 
 class EstimateInput(Answer):
@@ -145,6 +211,23 @@ class EstimateInput(Answer):
     lines: list[EstimateLineInput] = Field(title="Lines", description="The estimate's lines; totals are computed from them.")
     valid_days: int = Field(title="Valid for (days)", default=30, description="How many days the estimate stays valid (1-365).")
     notes: str = Field(title="Notes", default="", description="Notes printed on the estimate for the customer.")
+
+    @classmethod
+    def fit_schema(cls, schema: dict) -> None:
+        _pick(schema, "lines", EstimateLineInput, cls.choices.get("products", []))
+
+    @classmethod
+    def fit_answer(cls, answer: dict[str, Any], schema: dict) -> dict[str, Any]:
+        from models.catalog import sku_of
+
+        try:
+            listed = schema["properties"]["lines"]["items"]["properties"]["sku"]["enum"]
+        except (KeyError, TypeError):
+            return answer
+        by_sku = {sku_of(label): label for label in listed}
+        lines = [{**ln, "sku": by_sku.get(ln.get("sku"), ln.get("sku"))} if isinstance(ln, dict) else ln
+                 for ln in answer.get("lines") or []]
+        return {**answer, "lines": lines}
 
 
 class DecisionInput(Answer):
@@ -160,15 +243,33 @@ class DecisionInput(Answer):
 
 
 class QAInput(Answer):
-    """QA sign-off. A pass releases the order for picking; a fail sends it to rework."""
-    passed: bool = Field(title="Passed?", description="Did the machine pass every test?")
+    """QA sign-off: one switch per check of the order's checklist; all on releases the order for
+    picking, any off sends it to rework. An order whose products have no checklist: passed yes/no."""
     checklist: dict[str, bool] = Field(title="Checklist", default_factory=dict,
-                                       description="Each check and whether it passed, e.g. {\"hydraulics\": true}.")
+                                       description="Switch on each check that passed.")
+    passed: bool | None = Field(title="Passed?", default=None,
+                                description="Did it pass? (With a checklist: passed when every check is on.)")
     notes: str = Field(title="Notes", default="", description="What was tested; for a fail, what must be reworked.")
+
+    @classmethod
+    def fit_schema(cls, schema: dict) -> None:
+        props = schema.get("properties", {})
+        items = cls.choices.get("checklist")
+        if items is None:
+            return
+        if items:  # a switch per check; passed follows from them
+            props["checklist"] = {**props["checklist"], "type": "object", "additionalProperties": False,
+                                  "properties": {name: {"type": "boolean", "title": title, "default": False}
+                                                 for name, title in items}}
+            props.pop("passed", None)
+        else:  # nothing to check one by one: the order passes or fails as a whole
+            props.pop("checklist", None)
+            props["passed"] = {**props["passed"], "type": "boolean"}
+            schema.setdefault("required", []).append("passed")
 
 
 class ShipmentLineInput(BaseModel):
-    sku: str = Field(title="SKU", description="SKU on the order.")
+    sku: str = Field(title="SKU", description="A SKU of the order that is still to ship.")
     quantity: int = Field(title="Quantity", description="How many in this shipment; at most what is left to ship and in stock.")
 
 
@@ -177,12 +278,19 @@ class ShipmentInput(Answer):
     carrier: str = Field(title="Carrier", description="Carrier name, e.g. DHL Freight.")
     tracking_number: str = Field(title="Tracking number", description="The carrier's tracking number.")
     lines: list[ShipmentLineInput] = Field(title="Lines", default_factory=list,
-                                           description="What is in this shipment; leave empty to ship all that is left.")
+                                           description="What is in this shipment (it starts with all that is left); "
+                                                       "remove lines or lower quantities for a partial shipment.")
+
+    @classmethod
+    def fit_schema(cls, schema: dict) -> None:
+        _pick(schema, "lines", ShipmentLineInput, cls.choices.get("ship", []))
 
 
 class PaymentInput(Answer):
     """Record a payment received against the invoice."""
-    amount: Decimal = Field(title="Amount received", description="Amount received, at most what is still due.")
+    amount: Amount = Field(title="Amount received", description="Amount received, at most what is still due.")
+    received_on: date | None = Field(title="Date received", default=None,
+                                     description="The day the money arrived (empty: today).")
     method: Literal[PAYMENT_METHODS] = Field(  # type: ignore[valid-type]
         title="Payment method", default="bank_transfer", description="bank_transfer, card, cheque or cash.")
     reference: str = Field(title="Reference", default="", description="Bank reference or cheque number.")

@@ -26,7 +26,7 @@ from prefect.exceptions import Pause
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 
 from tasks.deal_steps import (
-    form_prefill,
+    form_start,
     form_stored,
     open_wait,
     publish_deal_page,
@@ -49,7 +49,7 @@ def wait_for_answer(deal_number: str, step: dict[str, Any], flow_run_id: str, *,
         opened = open_wait(deal_number, step["name"], step["key"], flow_run_id)
         if opened["new"]:  # the page shows the new wait
             publish_deal_page(deal_number)
-    form = INPUTS[step["name"]].form(opened["description"], opened.get("prefill"))
+    form = INPUTS[step["name"]].form(opened["description"], opened.get("prefill"), opened.get("choices"))
     if runs_from_deployment():
         try:
             answer = suspend_flow_run(wait_for_input=form, key=step["key"], timeout=None)
@@ -84,8 +84,9 @@ def restore_form(client, deal_number: str, key: str, step: str, description: str
     if state is None or not state.is_paused() or state.state_details.pause_key != key:
         return False
     if state.state_details.run_input_keyset:
-        INPUTS[step].form(description, form_prefill(deal_number, key)).save(state.state_details.run_input_keyset,
-                                                                            flow_run_id=UUID(flow_run_id))
+        start = form_start(deal_number, key)
+        INPUTS[step].form(description, start.get("prefill"), start.get("choices")).save(
+            state.state_details.run_input_keyset, flow_run_id=UUID(flow_run_id))
     form_stored(deal_number, key, flow_run_id)
     return True
 

@@ -63,7 +63,16 @@ class Invoice(Base):
             self.status = "paid"
 
     def record_payment(self, session: Session, amount: Decimal, method: str, reference: str,
-                       by: StaffUser) -> Payment:
+                       by: StaffUser, received_on: date | None = None) -> Payment:
+        """``received_on``: the day the money came in (default: today); not in the future, not
+        before the invoice was issued."""
+        today = utcnow().date()
+        received_on = received_on or today
+        if received_on > today:
+            raise ValidationError("received_on", f"is in the future ({received_on}; today is {today})")
+        if received_on < self.issued_at.date():
+            raise ValidationError("received_on", f"is before invoice {self.number} was issued "
+                                                 f"({self.issued_at.date()})")
         if self.status == "paid":
             raise InvalidTransition(f"invoice {self.number}", self.status, "record a payment")
         if amount <= ZERO:
@@ -76,7 +85,7 @@ class Invoice(Base):
         if method not in PAYMENT_METHODS:
             raise ValidationError("method", f"must be one of {', '.join(PAYMENT_METHODS)}")
         payment = Payment(seq=len(self.payments) + 1, number=next_number(session, "payment"), amount=amount, method=method,
-                          reference=reference, recorded_by=by)
+                          reference=reference, recorded_by=by, received_on=received_on)
         self.payments.append(payment)
         self.status = "paid" if self.amount_due == ZERO else "partially_paid"
         return payment
@@ -110,6 +119,11 @@ class Payment(Base):
     reference: Mapped[str] = mapped_column(String(80), default="")
     recorded_by_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_on: Mapped[date | None] = mapped_column(default=None)  # None: recorded before this was asked
+
+    @property
+    def received(self) -> date:
+        return self.received_on or self.at.date()
 
     invoice: Mapped[Invoice] = relationship(back_populates="payments")
     recorded_by: Mapped[StaffUser] = relationship()

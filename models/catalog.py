@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -30,7 +31,39 @@ class Product(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     unit_price: Mapped[Decimal]
     tax_rate: Mapped[Decimal] = mapped_column(Numeric(5, 2))  # percent
+    # what QA checks on this product before it is released; None: the standard machine checklist,
+    # []: nothing (an accessory, a spare part)
+    qa_checklist: Mapped[list[Any] | None] = mapped_column(default=None)
     stock: Mapped[StockLevel | None] = relationship(back_populates="product")
+
+    @property
+    def checklist(self) -> tuple[str, ...]:
+        return STANDARD_CHECKLIST if self.qa_checklist is None else tuple(self.qa_checklist)
+
+    def label(self, currency: str) -> str:
+        """How a person picks it from a list: "CNC-LATHE-2000 — CNC lathe GL-2000 — 48,500.00 USD —
+        4 available" (``sku_of`` reads the SKU back)."""
+        available = self.stock.on_hand if self.stock is not None else 0
+        return LABEL_SEPARATOR.join((self.sku, self.name, f"{self.unit_price:,.2f} {currency}",
+                                     f"{available} available"))
+
+
+STANDARD_CHECKLIST = ("spindle_runout", "safety_guards", "emergency_stop", "hydraulics", "control_software")
+LABEL_SEPARATOR = " — "
+
+
+def sku_of(value: object) -> str:
+    """The SKU in a product's label (or the SKU itself): what a catalogue select answers."""
+    return str(value).split(LABEL_SEPARATOR, 1)[0].strip() if isinstance(value, str) else value
+
+
+def checklist_title(item: str) -> str:
+    return item.replace("_", " ").capitalize()
+
+
+def catalogue(session: Session) -> list[Product]:
+    """The products offered in new estimates, by SKU."""
+    return list(session.scalars(select(Product).order_by(Product.sku)))
 
 
 class StockLevel(Base):

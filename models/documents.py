@@ -142,7 +142,7 @@ def invoice_balance(invoice: Invoice, today: date) -> dict[str, Any]:
         "balance": {"total": str(invoice.totals.total), "paid": str(invoice.paid), "due": str(invoice.amount_due),
                     "due_date": invoice.due_date.isoformat(), "status": status,
                     "days_overdue": (today - invoice.due_date).days},
-        "payments": [{"number": p.number, "date": p.at.date().isoformat(), "amount": str(p.amount),
+        "payments": [{"number": p.number, "date": p.received.isoformat(), "amount": str(p.amount),
                       "method": p.method.replace("_", " ")} for p in invoice.payments],
     }
 
@@ -151,7 +151,7 @@ def payment_context(payment: Payment) -> dict[str, Any]:
     invoice = payment.invoice
     ctx = _base(invoice.deal, "payment", payment.number)
     ctx.update({"invoice": invoice.number, "amount": str(payment.amount), "method": payment.method,
-                "reference": payment.reference, "date": payment.at.date().isoformat(),
+                "reference": payment.reference, "date": payment.received.isoformat(),
                 "invoice_total": str(invoice.totals.total), "paid": str(invoice.paid),
                 "amount_due": str(invoice.amount_due), "settled": invoice.status == "paid"})
     return ctx

@@ -90,6 +90,18 @@ class Markdown(str):
         return Markdown(str.join(self, (escape(x) for x in items)))
 
 
+_SAFE_URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~/-]*)?")
+
+
+def link(text: Any, url: str) -> Markdown:
+    """``[text](url)`` with the text escaped and only a plain http(s) URL of letters, digits and
+    ``.:/_~-`` (what dealflow makes: the portal's address and a signed token); any other URL is
+    shown as escaped text, never as a link."""
+    if not isinstance(url, str) or not _SAFE_URL.fullmatch(url):
+        return Markdown("{}").format(text)
+    return Markdown("[{}](" + url + ")").format(text)
+
+
 def table(header: Iterable[str], rows: Iterable[Iterable[Any]], align: Iterable[str] | None = None) -> Markdown:
     """A Markdown table whose cells are escaped (a '|' typed in a name is a character, not a column)."""
     header = list(header)

@@ -60,6 +60,14 @@ class SalesOrder(Base):
     def is_fully_shipped(self) -> bool:
         return all(line.remaining == 0 for line in self.lines)
 
+    @property
+    def qa_checklist(self) -> list[str]:
+        """What QA checks on this order: every item of its products' checklists, once, in order."""
+        items: list[str] = []
+        for line in self.lines:
+            items += [i for i in line.product.checklist if i not in items]
+        return items
+
     def line_for_sku(self, sku: str, field: str) -> SalesOrderLine:
         for line in self.lines:
             if line.sku == sku:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, backref, mapped_column, relationship
 
@@ -50,6 +50,8 @@ BY_LINK = "signed link"  # how a customer's answer is proven, as the wait and th
 RENEWAL = "estimate-renewal"  # the outbox key of a customer's request for a new estimate
 DONE = {"accept": "accepted", "request_changes": "asked for changes", "decline": "declined"}  # in words
 INVOICE_LINK_DAYS = 365  # an invoice's page stays readable this long after its due date
+DOCUMENT_SALT = "dealflow.portal.document.v1"
+DOCUMENT_LINK_DAYS = 7  # a colleague's link to a document (from the deal's page) opens this long
 MAX_NAME, MAX_PO, MAX_CHANGES, MAX_REASON = 120, 60, 4000, 2000
 
 
@@ -117,6 +119,31 @@ def read_link(secret: bytes, token: str) -> Link | None:
     link = Link(kind, str(deal), ref, contact)
     # only the token as it was made: base64's spare bits would let a changed last character verify
     return link if hmac.compare_digest(link_token(secret, link), token) else None
+
+
+def _timed(secret: bytes) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret, salt=DOCUMENT_SALT, signer_kwargs={"digest_method": hashlib.sha256})
+
+
+def document_token(secret: bytes, document_id: int) -> str:
+    """A short-lived link to one document's PDF, for the team (the deal's page in the Prefect UI):
+    signed with the installation's key and dated, so it opens for ``DOCUMENT_LINK_DAYS``."""
+    return _timed(secret).dumps(document_id)
+
+
+def read_document_token(secret: bytes, token: str, max_age_days: int = DOCUMENT_LINK_DAYS) -> int | str | None:
+    """The document a token names; "expired" for a genuine token past its days; None if it does not
+    verify (tampered, another key, not a token)."""
+    if not isinstance(token, str) or not 20 <= len(token) <= 200:
+        return None
+    try:
+        document_id = _timed(secret).loads(token, max_age=max_age_days * 86400)
+    except SignatureExpired:
+        return "expired"
+    except (BadSignature, ValueError, TypeError):
+        return None
+    # (a token whose signature differs in base64's spare bits opens the same document, as long)
+    return document_id if isinstance(document_id, int) and not isinstance(document_id, bool) else None
 
 
 def contact_for(deal: Deal, email: str) -> Contact | None:

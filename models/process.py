@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -22,11 +22,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-from . import audit, identity, portal
+from . import audit, identity, portal, prompts
 from .audit import recordable
 from .base import utcnow
 from .billing import Invoice, InvoiceLine
-from .catalog import issue, product_by_sku
+from .catalog import issue, product_by_sku, sku_of
 from .crm import STAGES, Contact, Customer, Lead, Opportunity, StageChange
 from .deal import Deal, Wait
 from .documents import (
@@ -49,17 +49,6 @@ from .text import bounded, one_line, printable, shown
 SYSTEM = "system"
 PAYMENT_TERMS_DAYS = 30
 
-WAIT_ROLES: dict[str, tuple[str, ...]] = {
-    "qualify": (Role.SALES_REP,),
-    "handoff": (Role.SALES_REP,),
-    "estimate": (Role.SALES_ENGINEER,),
-    # the customer's decision is recorded by sales on the customer's behalf
-    "decision": (Role.SALES_ENGINEER, Role.SALES_REP),
-    "qa": (Role.QA,),
-    "shipment": (Role.DELIVERY,),
-    "payment": (Role.FINANCE,),
-}
-WAIT_STEPS = tuple(WAIT_ROLES)
 
 
 @dataclass(frozen=True)
@@ -81,7 +70,7 @@ def _wait(session: Session, deal: Deal, step: str, base_key: str, **facts: Any) 
         Wait.deal_id == deal.id, Wait.status == "refused",
         (Wait.key == base_key) | Wait.key.like(f"{base_key}-retry-%")))
     key = base_key if not refused else f"{base_key}-retry-{refused}"
-    return Step(step, "wait", key, WAIT_ROLES[step], facts)
+    return Step(step, "wait", key, WAITS[step].roles, facts)
 
 
 def next_step(session: Session, deal: Deal) -> Step:
@@ -228,7 +217,7 @@ def apply_answer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any
     """Apply a proven answer (without its proof) to the business and close the wait.
     Raises a DomainError, with nothing applied, if the answer breaks a rule."""
     person = proven.person
-    outcome = ANSWER_HANDLERS[wait.step](session, deal, person, answer)
+    outcome = WAITS[wait.step].answer(session, deal, person, answer)
     wait.close("answered", person.handle, recordable(answer), proof=proven.kind, stand_in_for=proven.stands_in_for)
     extra = {"stands_in_for": proven.stands_in_for} if proven.stands_in_for else {}
     audit.record(session, person.handle, f"{wait.step}.answered", deal_id=deal.id, subject=wait.key,
@@ -293,6 +282,7 @@ def answer_wait(session: Session, deal: Deal, key: str, answer: dict[str, Any], 
         return {"accepted": wait.status == "answered", "outcome": "already recorded",
                 "reason": wait.refusal_reason}
     proof, body = identity.split_proof(answer)
+    body = normalized(wait.step, body)
     if proof.get("portal") not in (None, ""):
         return _answer_as_customer(session, deal, wait, key, body, proof, check)
     try:
@@ -427,7 +417,7 @@ def _estimate(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
     seen = set()
     for i, raw in enumerate(lines, start=1):
         where = f"lines[{i}]"
-        sku = str(raw.get("sku", "")).strip()
+        sku = str(sku_of(raw.get("sku", ""))).strip()
         product = product_by_sku(session, sku, f"{where}.sku")
         if sku in seen:
             raise ValidationError(f"{where}.sku", f"{sku} appears twice; put the quantity on one line")
@@ -481,12 +471,25 @@ def _decide(session: Session, deal: Deal, decision: str, by: str, channel: str, 
 
 
 def _qa(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
+    """One yes/no per check of the order's checklist: all yes is a pass (``passed`` may say so
+    too, but cannot pass a failed check); an order whose products have no checklist is passed
+    or failed as a whole."""
     order = deal.order
     raw_checklist = answer.get("checklist") or {}
-    if len(raw_checklist) > 50:
-        raise ValidationError("checklist", f"has at most 50 checks, got {len(raw_checklist)}")
-    checklist = {one_line(k, "checklist", 60, required=True): bool(v) for k, v in raw_checklist.items()}
-    passed = bool(answer.get("passed"))
+    if not isinstance(raw_checklist, dict):
+        raise ValidationError("checklist", "must say yes or no for each check")
+    items = order.qa_checklist
+    for name in raw_checklist:
+        if name not in items:
+            raise ValidationError(f"checklist.{one_line(name, 'checklist', 60, required=True)}",
+                                  f"is not a check of order {order.number} (its checks: {', '.join(items) or 'none'})")
+    checklist = {item: bool(raw_checklist.get(item, False)) for item in items}
+    passed = answer.get("passed")
+    if passed is None:
+        if not items:
+            raise ValidationError("passed", f"order {order.number} has no checklist: say whether it passed")
+        passed = all(checklist.values())
+    passed = bool(passed)
     inspection = order.record_inspection(person, passed, _notes(answer, "notes"), checklist)
     if not passed:
         return f"attempt {inspection.attempt} failed: rework"
@@ -539,7 +542,7 @@ def _payment(session: Session, deal: Deal, person: StaffUser, answer: dict[str, 
     invoice = deal.invoice
     amount = parse_money(answer.get("amount"), "amount")
     payment = invoice.record_payment(session, amount, _line(answer, "method", 20) or "bank_transfer",
-                                     _line(answer, "reference", 80), person)
+                                     _line(answer, "reference", 80), person, _day(answer, "received_on"))
     session.flush()
     doc = add_document(session, deal.id, "payment", payment.number, "documents/payment.html",
                        payment_context(payment))
@@ -548,10 +551,73 @@ def _payment(session: Session, deal: Deal, person: StaffUser, answer: dict[str, 
     return f"{payment.number}: {payment.amount} received, {invoice.amount_due} due"
 
 
-ANSWER_HANDLERS: dict[str, Callable[[Session, Deal, StaffUser, dict[str, Any]], str]] = {
-    "qualify": _qualify, "handoff": _handoff, "estimate": _estimate, "decision": _decision,
-    "qa": _qa, "shipment": _shipment, "payment": _payment,
+def _day(answer: dict[str, Any], name: str) -> date | None:
+    value = answer.get(name)
+    if value in (None, ""):
+        return None
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ValidationError(name, f"must be a date as YYYY-MM-DD, got {shown(value)}") from None
+
+
+def _listed_skus(answer: dict[str, Any]) -> dict[str, Any]:
+    """An estimate's lines as picked from the catalogue select ("SKU — name — price — stock"),
+    read as their SKUs: what is recorded, signed and checked."""
+    lines = answer.get("lines")
+    if not isinstance(lines, list):
+        return answer
+    return {**answer, "lines": [{**ln, "sku": sku_of(ln.get("sku"))} if isinstance(ln, dict) else ln
+                                for ln in lines]}
+
+
+@dataclass(frozen=True)
+class WaitKind:
+    """Everything about one kind of wait, in one place (``tests/test_waits.py`` checks that each is
+    complete, and that the Prefect form of ``flows.inputs`` exists for each):
+
+    - ``roles``: who may answer (a manager may stand in);
+    - ``answer``: the rule that applies an answer (raises a DomainError naming the field);
+    - ``describe``: what the person needs to decide, shown at the top of the form;
+    - ``choices``: what the form offers to pick from, built from the deal when it opens;
+    - ``reminder``: the reminder rule (``models.reminders``) that chases it when it waits too long;
+    - ``normalize``: how an answer is read before it is checked (the same on every door)."""
+    roles: tuple[str, ...]
+    answer: Callable[[Session, Deal, StaffUser, dict[str, Any]], str]
+    describe: Callable[[Session, Deal], Any]
+    reminder: str
+    choices: Callable[[Session, Deal, str], dict[str, Any]] = prompts.form_choices
+    normalize: Callable[[dict[str, Any]], dict[str, Any]] = lambda answer: answer
+
+
+WAITS: dict[str, WaitKind] = {
+    "qualify": WaitKind((Role.SALES_REP,), _qualify, prompts.describe_qualify, "stuck-wait"),
+    "handoff": WaitKind((Role.SALES_REP,), _handoff, prompts.describe_handoff, "stuck-wait"),
+    "estimate": WaitKind((Role.SALES_ENGINEER,), _estimate, prompts.describe_estimate, "stuck-wait",
+                         normalize=_listed_skus),
+    # the customer's decision is recorded by sales on the customer's behalf (or by the customer online)
+    "decision": WaitKind((Role.SALES_ENGINEER, Role.SALES_REP), _decision, prompts.describe_decision,
+                         "estimate"),
+    "qa": WaitKind((Role.QA,), _qa, prompts.describe_qa, "qa-pending"),
+    "shipment": WaitKind((Role.DELIVERY,), _shipment, prompts.describe_shipment, "unshipped"),
+    "payment": WaitKind((Role.FINANCE,), _payment, prompts.describe_payment, "dunning"),
 }
+WAIT_STEPS = tuple(WAITS)
+
+
+def describe_wait(session: Session, deal: Deal, step: str, key: str) -> str:
+    return prompts.describe(session, deal, key, WAITS[step].describe(session, deal))
+
+
+def form_start(session: Session, deal: Deal, step: str, key: str) -> dict[str, Any]:
+    """What the wait's form starts with (``prefill``) and offers to pick from (``choices``), as plain data."""
+    return {"prefill": prompts.prefill(session, deal, step, key), "choices": WAITS[step].choices(session, deal, step)}
+
+
+def normalized(step: str, answer: dict[str, Any]) -> dict[str, Any]:
+    return WAITS[step].normalize(answer) if step in WAITS else answer
 
 
 # --- automatic steps ----------------------------------------------------------------------------

@@ -8,14 +8,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .catalog import StockLevel
+from .catalog import StockLevel, catalogue, checklist_title, product_by_sku, sku_of
 from .deal import Deal, Wait
 from .documents import revision_changes
+from .errors import DomainError
 from .identity import PROOF_FIELDS
 from .markdown import Markdown, table
 from .portal import BY_LINK
-
-QA_CHECKLIST = ("spindle_runout", "safety_guards", "emergency_stop", "hydraulics", "control_software")
 
 
 def _lines_table(lines, currency: str) -> Markdown:
@@ -47,20 +46,48 @@ def prefill(session: Session, deal: Deal, step: str, key: str) -> dict[str, Any]
         start = {k: v for k, v in refused.answer.items() if k not in PROOF_FIELDS}
         if refused.refusal_reason.startswith("by:"):
             start.pop("by", None)
-        return start
-    if step == "estimate" and deal.estimate and deal.estimate.latest is not None:
+    elif step == "estimate" and deal.estimate and deal.estimate.latest is not None:
         latest = deal.estimate.latest
-        return {"lines": [{"sku": ln.sku, "quantity": ln.quantity, "discount_pct": str(ln.discount_pct)}
-                          for ln in latest.lines], "notes": latest.notes}
+        start = {"lines": [{"sku": ln.sku, "quantity": ln.quantity, "discount_pct": str(ln.discount_pct)}
+                           for ln in latest.lines], "notes": latest.notes}
+    elif step == "shipment":
+        start = {"lines": [{"sku": ln.sku, "quantity": ln.remaining} for ln in deal.order.lines if ln.remaining]}
+    elif step == "payment":
+        start = {"amount": str(deal.invoice.amount_due)}
+    else:
+        start = {}
+    if step == "estimate" and isinstance(start.get("lines"), list):  # as the catalogue select shows them now
+        start["lines"] = [_as_listed(session, ln, deal.currency) for ln in start["lines"] if isinstance(ln, dict)]
+        start["lines"] = [ln for ln in start["lines"] if ln]
+    return start
+
+
+def _as_listed(session: Session, line: dict[str, Any], currency: str) -> dict[str, Any]:
+    """An estimate line with its SKU as the catalogue select lists it now ({} if no product has it)."""
+    try:
+        product = product_by_sku(session, sku_of(line.get("sku", "")))
+    except DomainError:
+        return {}
+    return {**line, "sku": product.label(currency)}
+
+
+def form_choices(session: Session, deal: Deal, step: str) -> dict[str, Any]:
+    """What the wait's form offers to pick from, built from the deal when the wait opens:
+    ``products`` (the catalogue, as labels with price and stock), ``ship`` (the SKUs left to
+    ship), ``checklist`` ([item, title] of what QA checks on this order)."""
+    if step == "estimate":
+        return {"products": [p.label(deal.currency) for p in catalogue(session)]}
     if step == "shipment":
-        return {"lines": [{"sku": ln.sku, "quantity": ln.remaining} for ln in deal.order.lines if ln.remaining]}
-    if step == "payment":
-        return {"amount": str(deal.invoice.amount_due)}
+        return {"ship": [ln.sku for ln in deal.order.lines if ln.remaining]}
+    if step == "qa":
+        return {"checklist": [[item, checklist_title(item)] for item in deal.order.qa_checklist]}
     return {}
 
 
-def describe(session: Session, deal: Deal, step: str, key: str) -> Markdown:
-    """Every value a person typed (names, notes, reasons) is escaped: see ``models.markdown``."""
+def describe(session: Session, deal: Deal, key: str, body: Markdown) -> Markdown:
+    """The wait's description: the deal, ``body`` (what to decide, from the wait's ``describe``), and
+    why the previous answer was refused. Every value a person typed (names, notes, reasons) is
+    escaped: see ``models.markdown``."""
     who = Markdown("**{}** · {}").format(deal.number, deal.customer_name)
     note = Markdown("")
     refused = _last_refused(session, deal, key)  # a retry: say why the previous answer was refused
@@ -69,17 +96,16 @@ def describe(session: Session, deal: Deal, step: str, key: str) -> Markdown:
                                                                              refused.refusal_reason)
         if refused.answer and refused.proof != BY_LINK:
             note += Markdown(" The form starts with what was typed: correct what the reason names.")
-    body = _BODY[step](session, deal)
     return Markdown("{}: {}{}").format(who, body, note)
 
 
-def _qualify(session: Session, deal: Deal) -> Markdown:
+def describe_qualify(session: Session, deal: Deal) -> Markdown:
     lead = deal.lead
     return Markdown("qualify the lead from {} ({}), source {}. Notes: {}. Answer qualified yes/no with budget "
                     "and timeline.").format(lead.contact_name, lead.email, lead.source, lead.notes or "-")
 
 
-def _handoff(session: Session, deal: Deal) -> Markdown:
+def describe_handoff(session: Session, deal: Deal) -> Markdown:
     opp = deal.opportunity
     done = sum(1 for f in opp.followups if f.is_done)
     return Markdown("opportunity at stage {} ({}%), {}/{} follow-ups done. Hand it to a sales engineer (his "
@@ -87,18 +113,21 @@ def _handoff(session: Session, deal: Deal) -> Markdown:
                                                                         len(opp.followups))
 
 
-def _estimate(session: Session, deal: Deal) -> Markdown:
+def describe_estimate(session: Session, deal: Deal) -> Markdown:
     latest = deal.estimate.latest if deal.estimate else None
     if latest is None:
         budget = deal.lead.budget
-        return Markdown("prepare estimate revision 1: lines (SKU, quantity, discount %). Budget {}, timeline {}."
+        return Markdown("prepare estimate revision 1: a line per product (pick it from the list, with its price "
+                        "and stock), quantity and discount %. Budget {}, timeline {}."
                         ).format(budget if budget is not None else "not given", deal.lead.timeline or "-")
     cr = latest.change_request
-    return Markdown('prepare revision {}. The customer asked on {}: "{}"\n\n{}').format(
-        latest.revision + 1, latest.number, cr.text if cr else "-", _lines_table(latest.lines, deal.currency))
+    return Markdown('prepare revision {}. The customer asked on {}: "{}" The form starts with the lines of '
+                    '{}: change what was asked.\n\n{}').format(
+        latest.revision + 1, latest.number, cr.text if cr else "-", latest.number,
+        _lines_table(latest.lines, deal.currency))
 
 
-def _decision(session: Session, deal: Deal) -> Markdown:
+def describe_decision(session: Session, deal: Deal) -> Markdown:
     rev = deal.estimate.latest
     previous = deal.estimate.revisions[-2] if len(deal.estimate.revisions) > 1 else None
     changes = revision_changes(previous, rev)
@@ -113,18 +142,21 @@ def _decision(session: Session, deal: Deal) -> Markdown:
     return text
 
 
-def _qa(session: Session, deal: Deal) -> Markdown:
+def describe_qa(session: Session, deal: Deal) -> Markdown:
     order = deal.order
     machines = ", ".join(f"{ln.quantity} × {ln.sku}" for ln in order.lines)
     failed = [i for i in order.inspections if not i.passed]
-    text = Markdown("test order {} ({}). Checklist: {}. Pass releases it for picking.").format(
-        order.number, machines, ", ".join(QA_CHECKLIST))
+    items = order.qa_checklist
+    text = (Markdown("test order {} ({}). Switch on each check that passed: all on releases it for picking; "
+                     "any off sends it to rework (say what failed in the notes).").format(order.number, machines)
+            if items else Markdown("test order {} ({}). Its products have no checklist: answer passed yes/no."
+                                   ).format(order.number, machines))
     if failed:
         text += Markdown(" Attempt {} failed: {}").format(failed[-1].attempt, failed[-1].notes)
     return text
 
 
-def _shipment(session: Session, deal: Deal) -> Markdown:
+def describe_shipment(session: Session, deal: Deal) -> Markdown:
     order = deal.order
     parts = []
     for ln in order.lines:
@@ -136,11 +168,8 @@ def _shipment(session: Session, deal: Deal) -> Markdown:
                     ).format(order.number) + Markdown("; ").join(parts)
 
 
-def _payment(session: Session, deal: Deal) -> Markdown:
+def describe_payment(session: Session, deal: Deal) -> Markdown:
     inv = deal.invoice
     return Markdown("record a payment on {} (due {}): total {}, paid {}, **due {} {}**.").format(
         inv.number, inv.due_date, inv.totals.total, inv.paid, deal.currency, inv.amount_due)
 
-
-_BODY = {"qualify": _qualify, "handoff": _handoff, "estimate": _estimate, "decision": _decision,
-         "qa": _qa, "shipment": _shipment, "payment": _payment}

@@ -262,6 +262,9 @@ def mail_waiting(session: Session, now: datetime, rules: ReminderRules) -> Itera
                         "number": f"outbox-{today}"}, about=f"{len(late)} emails in the outbox")
 
 
+RULES = ("followup-digest", "estimate", "qa-pending", "unshipped", "dunning", "stuck-wait", "mail-waiting")
+
+
 def due_reminders(session: Session, now: datetime, rules: ReminderRules) -> list[Reminder]:
     return [*followup_digests(session, now), *estimate_reminders(session, now, rules),
             *qa_pending(session, now, rules), *unshipped(session, now, rules), *dunning(session, now, rules),

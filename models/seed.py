@@ -31,6 +31,13 @@ CATALOGUE = [
     ("CHUCK-3J-250", "Three-jaw chuck, 250 mm", "1850.00", "18", 10),
 ]
 
+# what QA checks before release (not listed: the standard machine checklist; []: no QA checks)
+CHECKLISTS = {
+    "VMC-850": ["spindle_runout", "axis_backlash", "safety_guards", "emergency_stop", "control_software"],
+    "HYD-PRESS-100T": ["hydraulics", "pressure_relief_valve", "safety_guards", "emergency_stop"],
+    "TOOL-KIT-PRO": [], "COOLANT-20L": [], "CHUCK-3J-250": [],
+}
+
 
 def load(session: Session, cipher: Cipher | None = None) -> dict[str, int]:
     """With ``cipher``, the Glocial staff are enrolled for one-time codes as they are added (their
@@ -45,7 +52,8 @@ def load(session: Session, cipher: Cipher | None = None) -> dict[str, int]:
             added["staff"] += 1
     for sku, name, price, tax, on_hand in CATALOGUE:
         if session.scalars(select(Product).where(Product.sku == sku)).one_or_none() is None:
-            product = Product(sku=sku, name=name, unit_price=Decimal(price), tax_rate=Decimal(tax))
+            product = Product(sku=sku, name=name, unit_price=Decimal(price), tax_rate=Decimal(tax),
+                              qa_checklist=CHECKLISTS.get(sku))
             session.add(product)
             session.flush()
             receive(session, product, on_hand, reason="initial", source_key=f"initial:{sku}", by="init")

@@ -11,13 +11,13 @@ import logging
 from typing import Any
 
 from models.errors import ValidationError
-from models.portal import Link, link_token
+from models.portal import Link, document_token, link_token
 
 from .config import Settings, load_settings
 from .keys import portal_secret
 
 log = logging.getLogger(__name__)
-PATHS = {"estimate": "e", "invoice": "i"}
+PATHS = {"estimate": "e", "invoice": "i", "document": "d"}
 
 
 def url_for(link: Link, settings: Settings | None = None) -> str:
@@ -34,4 +34,15 @@ def url_of(claims: Any, settings: Settings | None = None) -> str | None:
         return url_for(Link(**claims), settings)
     except ValidationError as exc:
         log.warning("a mail goes without its portal link: %s", exc)
+        return None
+
+
+def document_url(document_id: int, settings: Settings | None = None) -> str | None:
+    """A colleague's link to a document's PDF through the portal (short-lived: see
+    ``models.portal.DOCUMENT_LINK_DAYS``), or None where this installation has no key."""
+    settings = settings or load_settings()
+    try:
+        return f"{settings.public_url}/{PATHS['document']}/{document_token(portal_secret(settings), document_id)}"
+    except ValidationError as exc:
+        log.warning("the deal page shows documents without links: %s", exc)
         return None

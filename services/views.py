@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -9,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from models import Deal, Document, Email, Product, StaffUser, StockLevel, Wait, utcnow
 from models.markdown import Markdown, table
+from models.markdown import link as mdlink
 
 
 def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
@@ -46,7 +48,7 @@ def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
                      "status": invoice.status} if invoice else None),
         "payments": [{"number": p.number, "amount": str(p.amount), "method": p.method}
                      for p in (invoice.payments if invoice else [])],
-        "documents": [{"kind": d.kind, "number": d.number, "file": d.filename, "pdf": d.pdf_filename}
+        "documents": [{"id": d.id, "kind": d.kind, "number": d.number, "file": d.filename, "pdf": d.pdf_filename}
                       for d in docs],
         "emails": [{"id": m.id, "kind": m.kind, "to": m.to_addr, "subject": m.subject, "status": m.status}
                    for m in mails],
@@ -94,11 +96,13 @@ def answerer(session: Session, wait: Wait) -> str:
     return f"{name} ({wait.answered_by})" if person else name
 
 
-def deal_page(session: Session, deal: Deal, documents_dir: str,
-              note: str | None = None) -> tuple[Markdown, list[dict[str, Any]]]:
-    """The deal as a Markdown page (timeline, documents, money) and its current lines as a table,
-    for the deal's artifacts in the Prefect UI. Every value is escaped (``models.markdown``): a
-    name, a note or an answer someone typed shows as typed, never as a link, image or tag."""
+def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = lambda _id: None,
+              note: str | None = None, link_days: int | None = None) -> Markdown:
+    """The deal as one Markdown page (state, money, lines, documents, answers, timeline): the
+    deal's artifact in the Prefect UI. ``link(document id)``: a link a colleague on another
+    machine can open (through the portal, valid ``link_days``), or None. Every value is escaped
+    (``models.markdown``): a name, a note or an answer someone typed shows as typed, never as a
+    link, image or tag."""
     from models import AuditEntry
 
     d = deal_summary(session, deal)
@@ -125,10 +129,23 @@ def deal_page(session: Session, deal: Deal, documents_dir: str,
     if money:
         out += [Markdown(""), table(["document", "state", Markdown("total ({})").format(deal.currency)], money,
                                     align=["---", "---", "---:"])]
+    source = (deal.order.lines if deal.order else deal.estimate.latest.lines if deal.estimate and deal.estimate.latest
+              else [])
+    if source:
+        out += [Markdown(""), Markdown("## Lines"), Markdown(""),
+                table(["SKU", "description", "qty", "shipped", "unit price", "disc. %", "net", "tax"],
+                      [[ln.sku, ln.description, ln.quantity, getattr(ln, "shipped_qty", ""), ln.unit_price,
+                        ln.discount_pct, ln.net, ln.tax] for ln in source],
+                      align=["---", "---", "---:", "---:", "---:", "---:", "---:", "---:"])]
     if d["documents"]:
-        out += [Markdown(""), Markdown("## Documents"), Markdown(""),
-                table(["kind", "number", "files"],
-                      [[x["kind"], x["number"], Markdown("{}/{}, {}").format(documents_dir, x["file"], x["pdf"])]
+        urls = {x["id"]: link(x["id"]) for x in d["documents"]}
+        out += [Markdown(""), Markdown("## Documents"), Markdown("")]
+        if any(urls.values()):
+            out += [Markdown("Each opens as a PDF through the portal, for {} days from {:%Y-%m-%d} (the page "
+                             "gets fresh links at every step; `dealflow deal show` prints the files)."
+                             ).format(link_days, utcnow()), Markdown("")]
+        out += [table(["kind", "number", "PDF"],
+                      [[x["kind"], x["number"], mdlink(x["pdf"], urls[x["id"]]) if urls[x["id"]] else x["pdf"]]
                        for x in d["documents"]])]
     closed = [w for w in deal.waits if w.status != "open"]
     if closed:
@@ -142,12 +159,7 @@ def deal_page(session: Session, deal: Deal, documents_dir: str,
             table(["when (UTC)", "who", "what", ""],
                   [[Markdown("{:%Y-%m-%d %H:%M:%S}").format(e.at), e.actor, Markdown("{} {}").format(e.action, e.subject),
                     str(e.details.get("outcome") or e.details.get("reason") or "")[:120]] for e in entries])]
-    source = (deal.order.lines if deal.order else deal.estimate.latest.lines if deal.estimate and deal.estimate.latest
-              else [])
-    lines = [{"sku": ln.sku, "description": ln.description, "quantity": ln.quantity,
-              "shipped": getattr(ln, "shipped_qty", None), "unit_price": str(ln.unit_price),
-              "discount_pct": str(ln.discount_pct), "net": str(ln.net), "tax": str(ln.tax)} for ln in source]
-    return Markdown("\n").join(out), lines
+    return Markdown("\n").join(out)
 
 
 def run_name(deal_number: str) -> str:

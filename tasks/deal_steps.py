@@ -16,7 +16,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from models import DomainError, process, prompts
+from models import DomainError, process
 from models.deal import deal_by_number
 from services import keys, mailer
 from services.config import MAIL_RETRY_SECONDS, load_settings, with_smtp_password
@@ -68,7 +68,7 @@ def plan_next_step(deal_number: str) -> dict[str, Any]:
         step = process.next_step(s, deal)
         wait = deal.open_wait if step.kind == "wait" else None
         opened = ({"description": wait.description, "flow_run_id": wait.flow_run_id,
-                   "prefill": prompts.prefill(s, deal, step.name, step.key)}
+                   **process.form_start(s, deal, step.name, step.key)}
                   if wait is not None and wait.key == step.key else None)
         return {"name": step.name, "kind": step.kind, "key": step.key, "roles": list(step.roles),
                 "facts": step.facts, "deal_status": deal.status, "opened": opened}
@@ -84,22 +84,23 @@ def open_wait(deal_number: str, step: str, key: str, flow_run_id: str | None) ->
         described: list[str] = []  # described only when the wait is new
 
         def describe() -> str:
-            described.append(prompts.describe(s, deal, step, key))
+            described.append(process.describe_wait(s, deal, step, key))
             return described[0]
 
         wait = process.open_wait(s, deal, planned, describe, flow_run_id)
         new = bool(described)
         s.commit()
         return {"wait_id": wait.id, "status": wait.status, "description": wait.description,
-                "answer": wait.answer, "new": new, "prefill": prompts.prefill(s, deal, step, key)}
+                "answer": wait.answer, "new": new, **process.form_start(s, deal, step, key)}
 
 
-def form_prefill(deal_number: str, key: str) -> dict[str, Any]:
-    """What the form of the wait ``key`` starts with (recovery stores a lost form again with it)."""
+def form_start(deal_number: str, key: str) -> dict[str, Any]:
+    """What the form of the wait ``key`` starts with and offers (recovery stores a lost form
+    again with them): ``prefill`` and ``choices``."""
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
         wait = next((w for w in deal.waits if w.key == key), None)
-        return prompts.prefill(s, deal, wait.step, key) if wait is not None else {}
+        return process.form_start(s, deal, wait.step, key) if wait is not None else {}
 
 
 def form_stored(deal_number: str, key: str, flow_run_id: str) -> None:
@@ -191,22 +192,23 @@ def _retry_on_transient_mail(task, task_run, state) -> bool:  # noqa: ARG001
 
 
 def publish_deal_page(deal_number: str) -> str:
-    """The deal's artifacts, under stable keys: a page (timeline, documents, money) and its lines."""
+    """The deal's page, one artifact per deal under a stable key, kept current in place (one page
+    to find, not a version per step); its documents link through the portal."""
+    from models.portal import DOCUMENT_LINK_DAYS
     from services.config import UNVERIFIED_NOTE
+    from services.links import document_url
     from services.views import deal_page
 
-    from .ui import markdown_artifact, table_artifact
+    from .ui import markdown_page
 
     settings = load_settings()
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
-        markdown, lines = deal_page(s, deal, str(settings.documents_dir),
-                                    note=None if settings.answer_codes else UNVERIFIED_NOTE)
+        markdown = deal_page(s, deal, lambda doc_id: document_url(doc_id, settings),
+                             note=None if settings.answer_codes else UNVERIFIED_NOTE, link_days=DOCUMENT_LINK_DAYS)
         key = f"deal-{deal.number.lower()}"
         description = f"{deal.number} · {deal.customer_name}"
-    markdown_artifact(key, markdown, description)
-    if lines:
-        table_artifact(f"{key}-lines", lines, f"{description}: lines")
+    markdown_page(key, markdown, description)
     return key
 
 

@@ -166,13 +166,35 @@ def resume_as_the_ui(deal: str, key: str, run_input: dict) -> None:
     from dealflow.answers import wait_closed
 
     run_id = wait_for_run(deal, key)
-    for _ in range(100):
+    for attempt in range(100):
         try:
-            resume_flow_run(UUID(run_id), run_input=run_input)
+            resume_flow_run(UUID(run_id), run_input=as_the_form_sends(deal, key, run_id, run_input))
             break
         except Exception:  # the wait row is written a moment before the run is Paused
+            if attempt == 99:
+                raise
             time.sleep(0.1)
     wait_closed(deal, key)
+
+
+def as_the_form_sends(deal: str, key: str, run_id: str, run_input: dict) -> dict:
+    """``run_input`` as the wait's stored form sends it: a product picked from its list (the
+    label, not the bare SKU), an empty optional field left out."""
+    import json
+    from uuid import UUID
+
+    from prefect import get_client
+
+    from flows.inputs import INPUTS
+    from models.deal import deal_by_number
+    from services.db import session_scope
+
+    with session_scope() as s:
+        step = next(w.step for w in deal_by_number(s, deal).waits if w.key == key)
+    with get_client(sync_client=True) as client:
+        keyset = client.read_flow_run(UUID(run_id)).state.state_details.run_input_keyset or {}
+        schema = json.loads(client.read_flow_run_input(UUID(run_id), keyset["schema"])) if keyset else {}
+    return INPUTS[step].fit_answer({k: v for k, v in run_input.items() if v is not None}, schema)
 
 
 def answer_as_staff(deal: str, key: str, move) -> None:

@@ -109,10 +109,29 @@ def test_a_deal_whose_flow_has_not_reached_a_wait_takes_no_answer(new_deal):
 
 
 def test_a_qa_pass_with_a_failed_check_is_refused(new_deal):
+    from dealflow.scenario import ALL_CHECKS_PASS
+
     play_direct(new_deal, until="qa-attempt-1")
     _refused_everywhere(new_deal, "qa", "qa-attempt-1",
-                        {"by": "qa", "passed": True, "checklist": {"hydraulics": False, "safety_guards": True}},
+                        {"by": "qa", "passed": True, "checklist": {**ALL_CHECKS_PASS, "hydraulics": False}},
                         "checklist: cannot pass with failed checks: hydraulics")
+
+
+def test_a_qa_sign_off_answers_each_check_of_the_order_and_no_other(new_deal):
+    play_direct(new_deal, until="qa-attempt-1")
+    # a check left off is not passed: a sign-off switches on every check of the order's machines
+    _refused_everywhere(new_deal, "qa", "qa-attempt-1",
+                        {"by": "qa", "passed": True, "checklist": {"hydraulics": True}},
+                        "checklist: cannot pass with failed checks: spindle_runout, safety_guards, "
+                        "emergency_stop, control_software")
+
+
+def test_a_qa_sign_off_cannot_tick_a_check_the_order_does_not_have(new_deal):
+    play_direct(new_deal, until="qa-attempt-1")
+    _refused_everywhere(new_deal, "qa", "qa-attempt-1",
+                        {"by": "qa", "checklist": {"axis_backlash": True}},
+                        "checklist.axis_backlash: is not a check of order SO-0001 (its checks: spindle_runout, "
+                        "safety_guards, emergency_stop, hydraulics, control_software)")
 
 
 def _open_description(deal: str) -> str:

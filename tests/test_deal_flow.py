@@ -14,7 +14,7 @@ from uuid import UUID
 import pytest
 from click.testing import CliRunner
 
-from dealflow.answers import _form_saved
+from dealflow.answers import _stored_form
 from dealflow.cli import main
 from dealflow.scenario import SCRIPT, answer_for, play_direct
 from models.deal import deal_by_number
@@ -117,6 +117,7 @@ def test_a_flow_started_on_a_deal_part_way_continues_and_a_rerun_repeats_nothing
 
     from prefect import get_client
     from prefect.artifacts import Artifact
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     with session_scope() as s:
         run_id = deal_by_number(s, new_deal).flow_run_id
     with get_client(sync_client=True) as client:
@@ -126,10 +127,18 @@ def test_a_flow_started_on_a_deal_part_way_continues_and_a_rerun_repeats_nothing
     assert not [t for t in run.tags if t.startswith(("waiting-for:", "assignee:"))]  # nobody's turn: none left
     page = plain(Artifact.get(f"deal-{new_deal.lower()}").data)  # as the UI shows it
     assert page.startswith(f"# {new_deal} · Riverside Metalworks Ltd\n\n**won**")
-    for piece in ["| invoice INV-0001 | paid, paid 174183.68, due 0.00", "PAY-0002.pdf", "payment.answered payment-2"]:
+    for piece in ["| invoice INV-0001 | paid, paid 174183.68, due 0.00", "payment.answered payment-2",
+                  "| CNC-LATHE-2000 | CNC lathe GL-2000, 2 m bed | 3 | 3 | 48500.00 |"]:
         assert piece in page, piece
-    lines = json.loads(Artifact.get(f"deal-{new_deal.lower()}-lines").data)
-    assert [(ln["sku"], ln["quantity"], ln["shipped"]) for ln in lines][0] == ("CNC-LATHE-2000", 3, 3)
+    # one page per deal, kept current in place: the key has one version, not one per step
+    with get_client(sync_client=True) as client:
+        versions = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[
+            f"deal-{new_deal.lower()}"])))
+    assert len(versions) == 1
+    # its documents open through the portal with a signed, short-lived link: never a server path
+    data = Artifact.get(f"deal-{new_deal.lower()}").data
+    from services.config import load_settings
+    assert f"PAY-0002.pdf]({load_settings().public_url}/d/" in data and "/documents/" not in data
 
     again = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=120)
     assert again == {"deal": new_deal, "status": "won", "steps": []}
@@ -155,20 +164,20 @@ def test_a_wait_whose_form_was_lost_is_given_it_again_and_can_be_answered(prefec
             while True:
                 state = client.read_flow_run(run_id).state
                 keyset = state.state_details.run_input_keyset if state.is_paused() else None
-                if keyset and _form_saved(client, run_id, state):
+                if keyset and _stored_form(client, run_id, state) is not None:
                     break
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
             for key in (keyset["schema"], keyset["description"]):
                 client.delete_flow_run_input(run_id, key)
-            assert not _form_saved(client, run_id, state)
+            assert _stored_form(client, run_id, state) is None
         with session_scope() as s:  # as a run that died before confirming its form leaves it
             s.execute(update(Wait).values(form_stored_at=None, opened_at=utcnow() - timedelta(minutes=1)))
             s.commit()
         assert restore_missing_forms(older_than_seconds=30) == [f"{new_deal} qualify"]
         assert restore_missing_forms(older_than_seconds=30) == []  # confirmed now
         with get_client(sync_client=True) as client:
-            assert _form_saved(client, run_id, client.read_flow_run(run_id).state)
+            assert _stored_form(client, run_id, client.read_flow_run(run_id).state) is not None
             description = client.read_flow_run_input(run_id, keyset["description"])
         assert "qualify the lead from Priya Raman" in plain(description)
         answers.answer(new_deal, "qualify", {"by": "sofia", "qualified": False, "notes": "no budget"})
@@ -189,11 +198,12 @@ def test_after_a_refusal_the_form_starts_with_what_was_typed_and_a_new_revision_
     from prefect import get_client
 
     from dealflow.scenario import Move
+    from models.catalog import sku_of
 
     from .helpers import answer_as_staff, run_deal_with
 
     typed = [{"sku": "CNC-LATHE-2000", "quantity": 2, "discount_pct": "5"},
-             {"sku": "NO-SUCH-SKU", "quantity": 1, "discount_pct": "0"}]
+             {"sku": "VMC-850", "quantity": 1, "discount_pct": "150"}]  # refused: at most 100 %
     forms: dict[str, dict] = {}
 
     def form_of(key: str) -> dict:
@@ -220,9 +230,12 @@ def test_after_a_refusal_the_form_starts_with_what_was_typed_and_a_new_revision_
 
     assert run_deal_with(new_deal, people)["status"] == "lost"
     retry = forms["retry"]
-    assert [(ln["sku"], ln["quantity"]) for ln in retry["lines"]["default"]] == [("CNC-LATHE-2000", 2), ("NO-SUCH-SKU", 1)]
+    assert [(sku_of(ln["sku"]), ln["quantity"], ln["discount_pct"]) for ln in retry["lines"]["default"]] == [
+        ("CNC-LATHE-2000", 2, 5), ("VMC-850", 1, 150)]  # as the list shows them, to pick again
+    assert retry["lines"]["default"][0]["sku"] in retry["lines"]["items"]["properties"]["sku"]["enum"]
     assert retry["notes"]["default"] == "two" and retry["by"]["default"] == "mark"
     assert "code" not in retry or not retry["code"].get("default")  # never a code
-    assert [(ln["sku"], ln["quantity"]) for ln in forms["revision 2"]["lines"]["default"]] == [("CNC-LATHE-2000", 2)]
+    assert [(sku_of(ln["sku"]), ln["quantity"]) for ln in forms["revision 2"]["lines"]["default"]] == [
+        ("CNC-LATHE-2000", 2)]
     description = wait_row(new_deal, "estimate-rev-1-retry-1")["description"]
     assert "The form starts with what was typed" in plain(description)

@@ -176,7 +176,7 @@ def test_a_manager_may_stand_in_and_the_deal_page_says_so(new_deal):
         assert (wait.answered_by, wait.proof, wait.stand_in_for) == ("manager", "one-time code", "sales_rep")
         entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "qualify.answered")).one()
         assert entry.details["stands_in_for"] == "sales_rep" and entry.details["proof"] == "one-time code"
-        page, _ = deal_page(s, deal, "docs")
+        page = deal_page(s, deal)
     assert "manager Morgan Lee (sales manager) for sales\\_rep" in page
 
 
@@ -191,7 +191,7 @@ def test_with_codes_off_a_handle_is_enough_and_every_answer_says_unverified(new_
     code, out, err = run("inbox")
     assert code == 0 and err == f"note: {UNVERIFIED_NOTE}\n"
     with session_scope() as s:
-        page, _ = deal_page(s, deal_by_number(s, new_deal), "docs", note=UNVERIFIED_NOTE)
+        page = deal_page(s, deal_by_number(s, new_deal), note=UNVERIFIED_NOTE)
     assert "answers are NOT verified" in page and "unverified" in page
     monkeypatch.setenv("DEALFLOW_ANSWER_CODES", "maybe")
     assert run("inbox")[2] == "error: DEALFLOW_ANSWER_CODES: must be on or off, got 'maybe'\n"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from email import message_from_bytes, policy
@@ -510,3 +511,37 @@ def test_the_customer_asks_for_changes_then_accepts_from_the_links_and_the_deal_
     assert outcome["phone"] == (2, "error: step: DEAL-0001 is not waiting for 'decision': "
                                    "the customer already answered online: accepted (Priya Raman, "
                                    f"{outcome['accepted_at']} UTC); the first answer wins\n")
+
+
+def test_a_colleague_opens_a_deal_document_from_its_page_link_until_it_expires(new_deal, portal, customer, data_dir):
+    """The deal's page in the Prefect UI links its documents through the portal: a signed, dated
+    link any colleague's browser opens, not a path on the server; changed, it does not work;
+    after DOCUMENT_LINK_DAYS it says where a fresh one is."""
+    from itsdangerous import URLSafeTimedSerializer
+
+    from models import Document
+    from models.markdown import plain
+    from models.portal import DOCUMENT_LINK_DAYS, DOCUMENT_SALT
+    from services.keys import portal_secret
+    from services.links import document_url
+    from services.views import deal_page
+
+    at_decision(new_deal)
+    with session_scope() as s:
+        doc_id = s.scalars(select(Document.id).where(Document.number == "EST-0001-R1")).one()
+        url = document_url(doc_id)
+        page = plain(deal_page(s, deal_by_number(s, new_deal), document_url, link_days=DOCUMENT_LINK_DAYS))
+    assert url.startswith(portal.url + "/d/") and url in page and str(data_dir) not in page
+    pdf = customer.open(url)
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content == (data_dir / "documents" / "EST-0001-R1.pdf").read_bytes()
+    assert 'filename="EST-0001-R1.pdf"' in pdf.headers["content-disposition"]
+    assert customer.open(url[:-4] + ("AAAA" if not url.endswith("AAAA") else "BBBB")).status_code == 404
+    made = int(time.time()) - DOCUMENT_LINK_DAYS * 86400 - 60  # made 7 days and a minute ago
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("itsdangerous.timed.TimestampSigner.get_timestamp", lambda self: made)
+        old = URLSafeTimedSerializer(portal_secret(), salt=DOCUMENT_SALT,
+                                     signer_kwargs={"digest_method": hashlib.sha256}).dumps(doc_id)
+    expired = customer.open(f"{portal.url}/d/{old}")
+    assert expired.status_code == 410 and "This link has expired" in expired.text
+    assert "EST-0001" not in expired.text

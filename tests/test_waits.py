@@ -1,0 +1,115 @@
+"""Every kind of wait is declared once (``models.process.WAITS``) and complete: who answers, the
+rule, the description, the choices, the reminder, and its form in the Prefect UI. And each form,
+built from the deal at its wait as the flow builds it, has fields of the right kind: no type
+chooser, no JSON editor, choices as selects, what the form starts with of the form's types."""
+
+from __future__ import annotations
+
+import pytest
+from prefect._internal.pydantic.v2_schema import create_v2_schema
+
+from dealflow.scenario import SCRIPT, play_direct
+from flows.inputs import INPUTS
+from models import process, reminders
+from models.deal import deal_by_number
+from models.identity import PROOF_FIELDS
+from models.staff import ROLES
+from services.db import session_scope
+
+
+def test_every_wait_is_declared_once_with_all_its_parts():
+    assert set(process.WAITS) == set(INPUTS), "a wait without a form, or a form without a wait"
+    for name, kind in process.WAITS.items():
+        assert kind.roles and set(kind.roles) <= set(ROLES), name
+        for part in (kind.answer, kind.describe, kind.choices, kind.normalize):
+            assert callable(part), (name, part)
+        assert kind.reminder in reminders.RULES, (name, kind.reminder)
+        assert INPUTS[name].__doc__, f"{name}: the form says what it is for"
+
+
+def _form_at(deal_number: str, key: str) -> tuple[dict, dict]:
+    """The form of the wait ``key`` as the flow stores it (its JSON schema), and what it starts with."""
+    with session_scope() as s:
+        deal = deal_by_number(s, deal_number)
+        step = process.next_step(s, deal)
+        assert step.key == key
+        description = process.describe_wait(s, deal, step.name, key)
+        start = process.form_start(s, deal, step.name, key)
+    form = INPUTS[step.name].form(description, start["prefill"], start["choices"])
+    return create_v2_schema(form.__name__, model_base=form), start
+
+
+def _fields(schema: dict, path: str = "") -> list[tuple[str, dict]]:
+    out = []
+    for name, prop in schema.get("properties", {}).items():
+        out.append((f"{path}{name}", prop))
+        if prop.get("type") == "array" and "properties" in prop.get("items", {}):
+            out += _fields(prop["items"], f"{path}{name}[].")
+        if prop.get("type") == "object":
+            out += _fields(prop, f"{path}{name}.")
+    return out
+
+
+KEYS = ["qualify", "handoff", "estimate-rev-1", "decision-rev-1", "estimate-rev-2", "qa-attempt-1",
+        "shipment-1", "payment-1"]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_each_form_has_fields_of_the_right_kind(new_deal, key):
+    play_direct(new_deal, until=key)
+    schema, start = _form_at(new_deal, key)
+    for name, prop in _fields(schema):
+        assert "anyOf" not in prop and "oneOf" not in prop, f"{key}: {name} shows a type chooser: {prop}"
+        assert prop.get("type") in ("string", "number", "integer", "boolean", "array", "object"), (key, name, prop)
+        assert prop.get("title"), f"{key}: {name} has no title"
+        if prop["type"] == "object":  # never a JSON editor: an object's fields are named
+            assert prop.get("properties"), f"{key}: {name} is a free-form object (a JSON editor)"
+    shown = [n for n in schema["properties"] if n not in PROOF_FIELDS or n == "code"]
+    assert shown[-1] == "code", f"{key}: the one-time code is typed last"
+    for name in start["prefill"]:  # what it starts with is in the form, not dropped
+        assert schema["properties"][name].get("default") not in (None, [], ""), (key, name)
+
+
+def test_the_estimate_picks_products_from_the_catalogue_with_price_and_stock(new_deal):
+    play_direct(new_deal, until="estimate-rev-1")
+    schema, _ = _form_at(new_deal, "estimate-rev-1")
+    line = schema["properties"]["lines"]["items"]["properties"]
+    assert "CNC-LATHE-2000 — CNC lathe GL-2000, 2 m bed — 48,500.00 USD — 4 available" in line["sku"]["enum"]
+    assert len(line["sku"]["enum"]) == 6
+    assert line["quantity"]["type"] == "integer" and line["discount_pct"] == {
+        "type": "number", "title": "Discount %", "default": 0, "description": "Discount on this line, 0 to 100 %."}
+
+
+def test_a_new_revision_starts_with_the_previous_lines_as_the_list_shows_them(new_deal):
+    play_direct(new_deal, until="estimate-rev-2", script=SCRIPT[:4])
+    schema, start = _form_at(new_deal, "estimate-rev-2")
+    lines = schema["properties"]["lines"]["default"]
+    assert [ln["sku"].split(" — ")[0] for ln in lines] == ["CNC-LATHE-2000", "TOOL-KIT-PRO", "CHUCK-3J-250"]
+    assert all(ln["sku"] in schema["properties"]["lines"]["items"]["properties"]["sku"]["enum"] for ln in lines)
+    assert lines[0]["quantity"] == 2 and lines[0]["discount_pct"] == 5  # a number, as the input sends it
+
+
+def test_qa_signs_off_each_check_of_the_machines_on_the_order(new_deal):
+    play_direct(new_deal, until="qa-attempt-1")
+    schema, _ = _form_at(new_deal, "qa-attempt-1")
+    checks = schema["properties"]["checklist"]["properties"]
+    assert list(checks) == ["spindle_runout", "safety_guards", "emergency_stop", "hydraulics", "control_software"]
+    assert checks["spindle_runout"] == {"type": "boolean", "title": "Spindle runout", "default": False}
+    assert "passed" not in schema["properties"]  # it follows from the checks
+
+
+def test_shipment_and_payment_forms_start_with_what_is_left(new_deal):
+    play_direct(new_deal, until="shipment-1")
+    schema, _ = _form_at(new_deal, "shipment-1")
+    assert schema["properties"]["lines"]["default"] == [
+        {"sku": "CNC-LATHE-2000", "quantity": 3}, {"sku": "TOOL-KIT-PRO", "quantity": 3},
+        {"sku": "CHUCK-3J-250", "quantity": 3}, {"sku": "COOLANT-20L", "quantity": 10}]
+    assert schema["properties"]["lines"]["items"]["properties"]["sku"]["enum"] == [
+        "CNC-LATHE-2000", "TOOL-KIT-PRO", "CHUCK-3J-250", "COOLANT-20L"]
+    play_direct(new_deal, until="payment-1")
+    schema, _ = _form_at(new_deal, "payment-1")
+    assert schema["properties"]["amount"]["type"] == "number"
+    assert schema["properties"]["amount"]["default"] == 174183.68  # what is due, as a number
+    assert schema["properties"]["received_on"] == {
+        "type": "string", "format": "date", "title": "Date received",
+        "description": "The day the money arrived (empty: today)."}
