@@ -472,8 +472,8 @@ def _decide(session: Session, deal: Deal, decision: str, by: str, channel: str, 
 
 def _qa(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
     """One yes/no per check of the order's checklist: all yes is a pass (``passed`` may say so
-    too, but cannot pass a failed check); an order whose products have no checklist is passed
-    or failed as a whole."""
+    too, but cannot pass a failed or unanswered check; ``passed`` alone says every check
+    passed); an order whose products have no checklist is passed or failed as a whole."""
     order = deal.order
     raw_checklist = answer.get("checklist") or {}
     if not isinstance(raw_checklist, dict):
@@ -483,8 +483,9 @@ def _qa(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any])
         if name not in items:
             raise ValidationError(f"checklist.{one_line(name, 'checklist', 60, required=True)}",
                                   f"is not a check of order {order.number} (its checks: {', '.join(items) or 'none'})")
-    checklist = {item: bool(raw_checklist.get(item, False)) for item in items}
     passed = answer.get("passed")
+    # "passed" with no checks named (`dealflow answer … --set passed=true`): every check passed
+    checklist = {item: bool(raw_checklist.get(item, False) if raw_checklist else passed is True) for item in items}
     if passed is None:
         if not items:
             raise ValidationError("passed", f"order {order.number} has no checklist: say whether it passed")

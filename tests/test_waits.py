@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from prefect._internal.pydantic.v2_schema import create_v2_schema
+from sqlalchemy import select
 
 from dealflow.scenario import SCRIPT, play_direct
 from flows.inputs import INPUTS
@@ -113,3 +114,19 @@ def test_shipment_and_payment_forms_start_with_what_is_left(new_deal):
     assert schema["properties"]["received_on"] == {
         "type": "string", "format": "date", "title": "Date received",
         "description": "The day the money arrived (empty: today)."}
+
+
+def test_qa_from_the_command_line_passed_alone_says_every_check_passed_and_is_recorded_so(new_deal):
+    from models import SalesOrder
+    from tasks.deal_steps import open_wait
+
+    from .helpers import record_answer
+
+    play_direct(new_deal, until="qa-attempt-1")
+    open_wait.fn(new_deal, "qa", "qa-attempt-1", None)
+    result = record_answer.fn(new_deal, "qa-attempt-1", {"by": "qa", "passed": True, "notes": "all good"})
+    assert result["accepted"], result
+    with session_scope() as s:
+        order = s.scalars(select(SalesOrder)).one()
+        assert order.status == "released"
+        assert order.inspections[-1].checklist == {item: True for item in order.qa_checklist}
