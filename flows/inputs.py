@@ -185,8 +185,13 @@ class QualifyInput(Answer):
 
 class HandoffInput(Answer):
     """Hand the opportunity to a sales engineer."""
-    engineer: str = Field(title="Sales engineer", description="Handle of the sales engineer who prepares the estimate (e.g. mark).")
+    engineer: str = Field(title="Sales engineer", description="The sales engineer who prepares the estimate (e.g. mark).")
     note: str = Field(title="Note", default="", description="What the engineer should know.")
+
+    @classmethod
+    def fit_schema(cls, schema: dict) -> None:
+        if cls.choices.get("engineers"):
+            schema["properties"]["engineer"] = {**schema["properties"]["engineer"], "enum": cls.choices["engineers"]}
 
 
 class EstimateLineInput(BaseModel):
@@ -236,10 +241,19 @@ class DecisionInput(Answer):
         title="Customer's decision",
         description="approve: make it an order; request_changes: a new revision follows; decline: deal lost.")
     channel: Literal[DECISION_CHANNELS] = Field(  # type: ignore[valid-type]
-        title="How the customer told us", default="email", description="How the customer told us: email, phone, signed_document, meeting, portal.")
+        title="How the customer told us", default="email",
+        description="How the customer told us: email, phone, signed_document or meeting (portal: the customer's "
+                    "own answer from the estimate link).")
     changes: str = Field(title="Changes wanted", default="", description="For request_changes: what the customer wants changed.")
     reason: str = Field(title="Reason for declining", default="", description="For decline: why the customer declined.")
     note: str = Field(title="Note", default="", description="Anything else worth keeping (e.g. PO number).")
+
+    @classmethod
+    def fit_schema(cls, schema: dict) -> None:
+        channel = schema["properties"]["channel"]  # the portal is the customer's own door, not a choice here
+        schema["properties"]["channel"] = {**channel, "enum": [c for c in channel["enum"] if c != "portal"],
+                                           "description": "How the customer told us: email, phone, "
+                                                          "signed_document or meeting."}
 
 
 class QAInput(Answer):

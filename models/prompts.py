@@ -15,6 +15,7 @@ from .errors import DomainError
 from .identity import PROOF_FIELDS
 from .markdown import Markdown, table
 from .portal import BY_LINK
+from .staff import Role, StaffUser
 
 
 def _lines_table(lines, currency: str) -> Markdown:
@@ -73,8 +74,13 @@ def _as_listed(session: Session, line: dict[str, Any], currency: str) -> dict[st
 
 def form_choices(session: Session, deal: Deal, step: str) -> dict[str, Any]:
     """What the wait's form offers to pick from, built from the deal when the wait opens:
-    ``products`` (the catalogue, as labels with price and stock), ``ship`` (the SKUs left to
-    ship), ``checklist`` ([item, title] of what QA checks on this order)."""
+    ``engineers`` (who can take the hand-off), ``products`` (the catalogue, as labels with price
+    and stock), ``ship`` (the SKUs left to ship), ``checklist`` ([item, title] of what QA checks
+    on this order)."""
+    if step == "handoff":
+        return {"engineers": [p.handle for p in session.scalars(select(StaffUser).where(StaffUser.active)
+                                                                .order_by(StaffUser.handle))
+                              if p.holds(Role.SALES_ENGINEER)]}
     if step == "estimate":
         return {"products": [p.label(deal.currency) for p in catalogue(session)]}
     if step == "shipment":

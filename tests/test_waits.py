@@ -130,3 +130,13 @@ def test_qa_from_the_command_line_passed_alone_says_every_check_passed_and_is_re
         order = s.scalars(select(SalesOrder)).one()
         assert order.status == "released"
         assert order.inspections[-1].checklist == {item: True for item in order.qa_checklist}
+
+
+def test_the_hand_off_picks_an_engineer_and_a_decision_is_never_recorded_as_the_portal(new_deal):
+    play_direct(new_deal, until="handoff")
+    schema, _ = _form_at(new_deal, "handoff")
+    assert schema["properties"]["engineer"]["enum"] == ["mark"]  # who holds the role and is enabled
+    play_direct(new_deal, until="decision-rev-1")
+    schema, _ = _form_at(new_deal, "decision-rev-1")
+    assert schema["properties"]["channel"]["enum"] == ["email", "phone", "signed_document", "meeting"]
+    assert schema["properties"]["decision"]["enum"] == ["approve", "request_changes", "decline"]
