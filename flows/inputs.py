@@ -56,6 +56,12 @@ def _form_schema(schema: dict, model: type) -> None:
     for name in list(props):
         props[name] = _plain(props[name])
     getattr(model, "fit_schema", lambda _s: None)(schema)
+    # a field the form starts with is still one to fill (the UI labels a field not required
+    # "Optional"); the person's code stays out: `dealflow answer` signs instead
+    required = list(schema.get("required", []))
+    required += [n for n in getattr(model, "required_fields", []) if n in props and n not in required]
+    if required:
+        schema["required"] = required
     if "code" in props:
         props["code"] = props.pop("code")
     schema.pop("additionalProperties", None)
@@ -76,7 +82,7 @@ class Answer(RunInput):
                     description="Your staff handle (e.g. sofia, mark, qa, delivery, finance). "
                                 "The flow checks that you have the role this step needs.")
     code: str = Field(title="One-time code", default="",
-                      description="The 6 digits your authenticator app shows now. A code works once: "
+                      description="Needed: the 6 digits your authenticator app shows now. A code works once: "
                                   "for a second answer within the same 30 seconds, wait for the next code.")
     # A signed answer from `dealflow answer` in a session (not in the UI's form): the session's id
     # and the HMAC of the deal, the wait's key and the answer (see models/identity.py).
@@ -89,6 +95,7 @@ class Answer(RunInput):
     portal: SkipJsonSchema[Any] = ""
     # what this wait's form offers to pick from (``models.prompts.form_choices``): set by ``form``
     choices: ClassVar[dict[str, Any]] = {}
+    required_fields: ClassVar[list[str]] = []  # the class's own, before a form pre-fills some
 
     @classmethod
     def fit_schema(cls, schema: dict) -> None:
@@ -145,6 +152,7 @@ class Answer(RunInput):
             pd.create_model(cls.__name__, __base__=cls)
         model._description = description
         model.choices = dict(choices or {})
+        model.required_fields = [n for n, f in cls.model_fields.items() if f.is_required()]
         return model
 
     @classmethod
@@ -247,13 +255,6 @@ class DecisionInput(Answer):
     changes: str = Field(title="Changes wanted", default="", description="For request_changes: what the customer wants changed.")
     reason: str = Field(title="Reason for declining", default="", description="For decline: why the customer declined.")
     note: str = Field(title="Note", default="", description="Anything else worth keeping (e.g. PO number).")
-
-    @classmethod
-    def fit_schema(cls, schema: dict) -> None:
-        channel = schema["properties"]["channel"]  # the portal is the customer's own door, not a choice here
-        schema["properties"]["channel"] = {**channel, "enum": [c for c in channel["enum"] if c != "portal"],
-                                           "description": "How the customer told us: email, phone, "
-                                                          "signed_document or meeting."}
 
 
 class QAInput(Answer):

@@ -111,6 +111,7 @@ def test_shipment_and_payment_forms_start_with_what_is_left(new_deal):
     schema, _ = _form_at(new_deal, "payment-1")
     assert schema["properties"]["amount"]["type"] == "number"
     assert schema["properties"]["amount"]["default"] == 174183.68  # what is due, as a number
+    assert schema["required"] == ["by", "amount"]  # pre-filled, still required (never shown "Optional")
     assert schema["properties"]["received_on"] == {
         "type": "string", "format": "date", "title": "Date received",
         "description": "The day the money arrived (empty: today)."}
@@ -132,11 +133,13 @@ def test_qa_from_the_command_line_passed_alone_says_every_check_passed_and_is_re
         assert order.inspections[-1].checklist == {item: True for item in order.qa_checklist}
 
 
-def test_the_hand_off_picks_an_engineer_and_a_decision_is_never_recorded_as_the_portal(new_deal):
+def test_the_hand_off_picks_an_engineer_and_the_decision_its_choices(new_deal):
     play_direct(new_deal, until="handoff")
     schema, _ = _form_at(new_deal, "handoff")
     assert schema["properties"]["engineer"]["enum"] == ["mark"]  # who holds the role and is enabled
     play_direct(new_deal, until="decision-rev-1")
     schema, _ = _form_at(new_deal, "decision-rev-1")
-    assert schema["properties"]["channel"]["enum"] == ["email", "phone", "signed_document", "meeting"]
+    # "portal" stays a choice: the customer's own answer arrives through this form too (staff
+    # choosing it are refused with the reason: see test_portal)
+    assert schema["properties"]["channel"]["enum"] == ["email", "phone", "signed_document", "meeting", "portal"]
     assert schema["properties"]["decision"]["enum"] == ["approve", "request_changes", "decline"]
