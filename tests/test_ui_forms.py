@@ -1,0 +1,308 @@
+"""Every kind of wait answered in the Prefect UI a person gets by default (the React UI, served
+under /v2), in a real browser: one deal from qualification to payment, each form filled as a person
+fills it (switches, number inputs, the catalogue select, the checklist, the date picker), the
+one-time code typed last, and the deal checked to move after each answer.
+
+Slow (it starts the e2e stack); runs when DEALFLOW_E2E=1 and DEALFLOW_UI=1, as CI does
+(`DEALFLOW_E2E=1 DEALFLOW_UI=1 pytest tests/test_ui_forms.py`). Screenshots of every form go to
+the test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from models import Product, StaffUser, StockLevel, utcnow
+from models.deal import deal_by_number
+from services.db import session_scope
+
+from . import test_real_use
+from .e2e_stack import Stack, await_wait, run_state
+from .helpers import answers
+from .test_real_use import UI, _browser
+
+stack = test_real_use.stack  # the e2e stack (a Prefect server with its credential, the deployments, an executor)
+
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not os.environ.get("DEALFLOW_E2E"), reason="set DEALFLOW_E2E=1 (CI does)")]
+
+CHECKS = {"spindle_runout": "Spindle runout", "safety_guards": "Safety guards", "emergency_stop": "Emergency stop",
+          "hydraulics": "Hydraulics", "control_software": "Control software"}
+
+
+def _code(handle: str) -> str:
+    """The code ``handle``'s authenticator app shows, as a person types it: a code works once, so a
+    person who answered a moment ago types the next one (the flow takes one step either side),
+    or, if that is used too, waits for the app to show a new one."""
+    from models import identity
+    from services import keys
+
+    with session_scope() as s:
+        person = s.scalars(select(StaffUser).where(StaffUser.handle == handle)).one()
+        last = person.totp_last_step
+        generator = identity.totp(person, keys.cipher())
+    while True:
+        now = int(time.time()) // identity.STEP_SECONDS
+        step = now if last is None else max(now, last + 1)
+        if step <= now + 1:
+            return generator.generate_otp(step)
+        time.sleep(identity.STEP_SECONDS - time.time() % identity.STEP_SECONDS + 0.2)
+
+
+class Forms:
+    """The Prefect UI (v2) in one browser page: sign in once, then a wait's Resume form per answer."""
+
+    def __init__(self, page, running: Stack, number: str, shots):
+        self.page, self.number, self.shots = page, number, shots
+        self.ui = running.api.removesuffix("/api") + "/v2"
+        self.sent: list[dict] = []  # the run_input of each resume, as the page sent it
+        self.retried: list[tuple[str, int]] = []  # (wait key, status) of resumes the server could not take
+        self.count = 0
+
+    def sign_in(self, auth: str) -> None:
+        """As a person would: the UI sends a stranger to its login page, whose one (password)
+        field takes the whole credential."""
+        self.page.goto(f"{self.ui}/runs", wait_until="domcontentloaded")
+        self.page.wait_for_url("**/login**", timeout=60_000)
+        self.page.locator("input[type=password]").fill(auth)
+        self.page.get_by_role("button", name="Login").click()
+        self.page.wait_for_url(lambda url: "/login" not in url, timeout=60_000)
+
+    def open(self, step: str):
+        """The deal's run page, its menu, Resume: the dialog with the wait's form. Returns (wait
+        key, dialog)."""
+        key, run_id = await_wait(self.number, step)
+        self.page.goto(f"{self.ui}/runs/flow-run/{run_id}", wait_until="domcontentloaded")
+        self.page.get_by_role("button", name="Open menu").first.click(timeout=60_000)
+        self.page.get_by_role("menuitem", name="Resume").click()
+        dialog = self.page.get_by_role("dialog").filter(has_text="Resume Flow Run")
+        dialog.get_by_label("Your handle").wait_for(timeout=60_000)
+        dialog.get_by_label("One-time code").wait_for()
+        # every field is the input of its type: no "number | string" tabs, no JSON editor
+        assert dialog.get_by_role("tablist").count() == 0, f"{key}: a type chooser in the form"
+        assert dialog.locator(".cm-editor, [data-language=json]").count() == 0, f"{key}: a JSON editor in the form"
+        return key, dialog
+
+    def pick(self, dialog, title: str, option: str, nth: int = 0) -> None:
+        """A select of the form (a combobox): open it, search, take the option shown as ``option``."""
+        dialog.locator(f'[aria-label="Select {title}"]').nth(nth).click()
+        self.page.get_by_placeholder("Search...").fill(option.split(" — ")[0])
+        self.page.get_by_role("option", name=option, exact=True).click()
+        assert dialog.locator(f'[aria-label="Select {title}"]').nth(nth).inner_text() == option
+
+    def submit(self, dialog, key: str, by: str) -> dict:
+        """The code typed last, Resume; the server must take the input (else: what the page sent
+        and what the server said). Returns the run_input sent."""
+        dialog.get_by_label("One-time code").fill(_code(by))
+        self.count += 1
+        self.page.screenshot(path=str(self.shots / f"{self.count:02d}-{key}.png"))
+        for _ in range(5):
+            with self.page.expect_response(lambda r: r.url.endswith("/resume") and r.request.method == "POST",
+                                           timeout=60_000) as info:
+                dialog.get_by_role("button", name="Resume").click()
+            response = info.value
+            if response.status < 500:
+                break
+            # a server on SQLite under load answers 503 ("database is locked", nothing done):
+            # the form stays open with a toast, and a person clicks Resume again
+            self.retried.append((key, response.status))
+            self.page.wait_for_timeout(1000)
+        sent = response.request.post_data_json["run_input"]
+        body = response.json() if response.status < 500 else {}
+        assert response.ok and body.get("status") == "ACCEPT", (
+            f"{key}: the server refused the form's input\n  sent: {sent}\n  "
+            f"answer: {response.status} {body.get('status')} {body.get('details')} (503s before: {self.retried})")
+        self.sent.append(sent)
+        self.page.goto("about:blank")  # nothing to watch while the flow takes the answer (the run page is busy)
+        return sent
+
+
+def _values(locators) -> list[str]:
+    return [x.input_value() for x in locators.all()]
+
+
+def _texts(locators) -> list[str]:
+    return [x.inner_text() for x in locators.all()]
+
+
+def _numbers(values: list[str]) -> list[float | None]:
+    return [float(v) if v else None for v in values]
+
+
+@UI
+def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(stack, tmp_path):
+    from playwright.sync_api import sync_playwright
+    from prefect.deployments import run_deployment
+
+    from dealflow.scenario import start_scenario_deal
+    from services.views import deal_summary
+
+    number = start_scenario_deal("Delta Lathes BV")
+    with session_scope() as s:
+        currency = deal_by_number(s, number).currency
+        label = {p.sku: p.label(currency) for p in s.scalars(select(Product))}
+        stock_before = {p.sku: p.stock.on_hand for p in s.scalars(select(Product))}
+    run_deployment("deal/deal", parameters={"deal_number": number}, timeout=0)
+    lathe, kit, chuck = label["CNC-LATHE-2000"], label["TOOL-KIT-PRO"], label["CHUCK-3J-250"]
+    shots = tmp_path / "screens"
+    shots.mkdir()
+
+    def moved(key: str, status: str = "answered") -> None:
+        closed = answers.wait_closed(number, key, timeout=180)
+        assert (closed.key, closed.status) == (key, status), closed
+
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 1280})
+        forms = Forms(page, stack, number, shots)
+        try:
+            forms.sign_in(stack.auth)
+
+            # qualify: a switch and a plain number input for the budget
+            key, dialog = forms.open("qualify")
+            dialog.get_by_label("Your handle").fill("sofia")
+            dialog.get_by_role("switch", name="Qualified?").click()
+            budget = dialog.get_by_label("Budget")
+            assert budget.get_attribute("type") == "number"
+            budget.fill("150000")
+            dialog.get_by_label("Timeline").fill("Q1 2027")
+            sent = forms.submit(dialog, key, "sofia")
+            assert (sent["qualified"], sent["budget"]) == (True, 150000)
+            moved(key)
+
+            # hand-off: the engineer picked from those who can take it
+            key, dialog = forms.open("handoff")
+            dialog.get_by_label("Your handle").fill("sofia")
+            forms.pick(dialog, "Sales engineer", "mark")
+            sent = forms.submit(dialog, key, "sofia")
+            assert sent["engineer"] == "mark"
+            moved(key)
+
+            # estimate: three lines picked from the catalogue; the third's discount mistyped (150)
+            key, dialog = forms.open("estimate")
+            dialog.get_by_label("Your handle").fill("mark")
+            for i, (option, qty, disc) in enumerate([(lathe, 2, 5), (kit, 2, 0), (chuck, 2, 150)]):
+                dialog.get_by_role("button", name="Add item").last.click()
+                forms.pick(dialog, "Product", option, nth=i)
+                quantity, discount = dialog.get_by_label("Quantity").nth(i), dialog.get_by_label("Discount %").nth(i)
+                assert (quantity.get_attribute("type"), quantity.get_attribute("step")) == ("number", "1")
+                assert discount.get_attribute("type") == "number"
+                quantity.fill(str(qty))
+                discount.fill(str(disc))
+            forms.submit(dialog, key, "mark")
+            moved(key, "refused")
+            # the retry says why and starts with the three lines as typed: only the discount is corrected
+            key, dialog = forms.open("estimate")
+            assert key.endswith("-retry-1"), key
+            assert "lines[3].discount_pct: must be between 0 and 100" in dialog.inner_text()
+            assert dialog.get_by_label("Your handle").input_value() == "mark"
+            assert _texts(dialog.locator('[aria-label="Select Product"]')) == [lathe, kit, chuck]
+            assert _numbers(_values(dialog.get_by_label("Quantity"))) == [2, 2, 2]
+            assert _numbers(_values(dialog.get_by_label("Discount %"))) == [5, 0, 150]
+            dialog.get_by_label("Discount %").nth(2).fill("10")
+            forms.submit(dialog, key, "mark")
+            moved(key)
+            with session_scope() as s:
+                rev = deal_by_number(s, number).estimate.latest
+                assert [(ln.sku, ln.quantity, ln.discount_pct) for ln in rev.lines] == [
+                    ("CNC-LATHE-2000", 2, 5), ("TOOL-KIT-PRO", 2, 0), ("CHUCK-3J-250", 2, 10)]
+
+            # decision: two selects (the channel starts as email)
+            key, dialog = forms.open("decision")
+            assert dialog.locator('[aria-label="Select How the customer told us"]').inner_text() == "email"
+            dialog.get_by_label("Your handle").fill("sofia")
+            forms.pick(dialog, "Customer's decision", "approve")
+            forms.pick(dialog, "How the customer told us", "signed_document")
+            dialog.get_by_label("Note").fill("PO 4500-2231")
+            sent = forms.submit(dialog, key, "sofia")
+            assert (sent["decision"], sent["channel"]) == ("approve", "signed_document")
+            moved(key)
+            with session_scope() as s:
+                summary = deal_summary(s, deal_by_number(s, number))
+            assert [r["status"] for r in summary["estimate_revisions"]] == ["approved"]  # the order follows
+
+            # QA: a switch per check of the order's checklist (the lathe's), all off to begin with
+            key, dialog = forms.open("qa")
+            switches = dialog.get_by_role("switch")
+            assert switches.count() == len(CHECKS)
+            assert [dialog.get_by_role("switch", name=t).count() for t in CHECKS.values()] == [1] * len(CHECKS)
+            assert [s.get_attribute("aria-checked") for s in switches.all()] == ["false"] * len(CHECKS)
+            dialog.get_by_label("Your handle").fill("qa")
+            for title in CHECKS.values():
+                dialog.get_by_role("switch", name=title).click()
+            assert [s.get_attribute("aria-checked") for s in switches.all()] == ["true"] * len(CHECKS)
+            dialog.get_by_label("Notes").fill("4 h run under load, all within tolerance.")
+            sent = forms.submit(dialog, key, "qa")
+            assert sent["checklist"] == dict.fromkeys(CHECKS, True)
+            moved(key)
+            with session_scope() as s:
+                order = deal_by_number(s, number).order
+                assert [(i.passed, i.checklist) for i in order.inspections] == [(True, dict.fromkeys(CHECKS, True))]
+                assert order.pick_release is not None  # released for picking
+
+            # shipment: the form starts with all that is left to ship
+            key, dialog = forms.open("shipment")
+            assert _texts(dialog.locator('[aria-label="Select SKU"]')) == ["CNC-LATHE-2000", "TOOL-KIT-PRO",
+                                                                           "CHUCK-3J-250"]
+            assert _numbers(_values(dialog.get_by_label("Quantity"))) == [2, 2, 2]
+            dialog.get_by_label("Your handle").fill("delivery")
+            dialog.get_by_label("Carrier").fill("DHL Freight")
+            dialog.get_by_label("Tracking number").fill("DHLF-7845120")
+            forms.submit(dialog, key, "delivery")
+            moved(key)
+            with session_scope() as s:
+                deal = deal_by_number(s, number)
+                shipment = deal.order.shipments[0]
+                assert (shipment.carrier, shipment.tracking_number) == ("DHL Freight", "DHLF-7845120")
+                assert {sl.order_line.sku: sl.quantity for sl in shipment.lines} == {
+                    "CNC-LATHE-2000": 2, "TOOL-KIT-PRO": 2, "CHUCK-3J-250": 2}
+                stock_after = {lvl.product.sku: lvl.on_hand for lvl in s.scalars(select(StockLevel))}
+            shipped = {sku: stock_before[sku] - stock_after[sku] for sku in stock_before}
+            assert {sku: n for sku, n in shipped.items() if n} == {"CNC-LATHE-2000": 2, "TOOL-KIT-PRO": 2,
+                                                                   "CHUCK-3J-250": 2}
+
+            # payment: the amount starts as what is due; the day it came in picked in the date field
+            await_wait(number, "payment")
+            with session_scope() as s:  # the invoice went out three days ago: yesterday is a day it may be paid
+                invoice = deal_by_number(s, number).invoice
+                invoice.issued_at = invoice.issued_at - timedelta(days=3)
+                due = invoice.amount_due
+                s.commit()
+            yesterday = utcnow().date() - timedelta(days=1)
+            key, dialog = forms.open("payment")
+            amount = dialog.get_by_label("Amount received")
+            assert amount.get_attribute("type") == "number"
+            assert amount.input_value() != "" and float(amount.input_value()) == float(due), amount.input_value()
+            dialog.get_by_label("Your handle").fill("finance")
+            dialog.get_by_label("Date received").click()
+            page.get_by_label("Date (yyyy-MM-dd)").fill(yesterday.isoformat())
+            page.keyboard.press("Escape")  # closes the date picker, not the form
+            assert yesterday.strftime("%B") in dialog.get_by_label("Date received").inner_text()
+            dialog.get_by_label("Reference").fill("DLB-0042")
+            sent = forms.submit(dialog, key, "finance")
+            assert sent["received_on"] == yesterday.isoformat()
+            moved(key)
+        finally:
+            page.screenshot(path=str(shots / "last.png"))
+            browser.close()
+
+    with session_scope() as s:
+        deal = deal_by_number(s, number)
+        payment = deal.invoice.payments[0]
+        assert (payment.amount, payment.received_on, payment.reference) == (due, yesterday, "DLB-0042")
+        assert deal.invoice.status == "paid"
+        run_id = deal.flow_run_id
+    deadline = time.monotonic() + 120  # the last step commits a moment before the run reports
+    while time.monotonic() < deadline:
+        with session_scope() as s:
+            if deal_by_number(s, number).status == "won" and run_state(run_id) == "Completed":
+                break
+        time.sleep(0.5)
+    with session_scope() as s:
+        assert deal_by_number(s, number).status == "won"
+    assert run_state(run_id) == "Completed"
