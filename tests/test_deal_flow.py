@@ -138,7 +138,7 @@ def test_a_flow_started_on_a_deal_part_way_continues_and_a_rerun_repeats_nothing
     # its documents open through the portal with a signed, short-lived link: never a server path
     data = Artifact.get(f"deal-{new_deal.lower()}").data
     from services.config import load_settings
-    assert f"PAY-0002.pdf]({load_settings().public_url}/d/" in data and "/documents/" not in data
+    assert f"PAY-0002\\.pdf]({load_settings().public_url}/d/" in data and "/documents/" not in data
 
     again = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=120)
     assert again == {"deal": new_deal, "status": "won", "steps": []}
