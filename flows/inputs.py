@@ -277,10 +277,18 @@ class QAInput(Answer):
                                   "properties": {name: {"type": "boolean", "title": title, "default": False}
                                                  for name, title in items}}
             props.pop("passed", None)
+            # required: the server then refuses an answer meant for another wait (it has no checks)
+            schema.setdefault("required", []).append("checklist")
         else:  # nothing to check one by one: the order passes or fails as a whole
             props.pop("checklist", None)
             props["passed"] = {**props["passed"], "type": "boolean"}
             schema.setdefault("required", []).append("passed")
+
+    @classmethod
+    def fit_answer(cls, answer: dict[str, Any], schema: dict) -> dict[str, Any]:
+        if "checklist" in schema.get("required", []) and "checklist" not in answer:
+            return {**answer, "checklist": {}}  # `--set passed=true`: every check passed
+        return answer
 
 
 class ShipmentLineInput(BaseModel):
