@@ -95,12 +95,14 @@ def requeue(session: Session, mail: Email, *, force: bool, is_alive: Callable[[s
     since it was read (marked it sent a moment ago), nothing changes and the person is told."""
     now = now or utcnow()
     allowed = mail.status in ("failed", "pending") or (force and mail.status == "sending" and (
-        (mail.handed_at is not None and mail.handed_at < now - UNKNOWN_AFTER)
-        or (mail.handed_at is None and not is_alive(mail.claimed_by))))
+        not is_alive(mail.claimed_by)
+        or (mail.handed_at is not None and mail.handed_at < now - UNKNOWN_AFTER)))
     if not allowed:
         why = "retry it" + (" (use --force)" if mail.status == "sending" and not force else "")
         if force and mail.status == "sending":
-            why = "retry it: its sender is handing it over right now"
+            why = "retry it: its sender is handing it over right now" + (
+                f"; if it never arrives, try again after {mail.handed_at + UNKNOWN_AFTER:%H:%M:%S} UTC"
+                if mail.handed_at is not None else "")
         raise InvalidTransition(f"email {mail.id}", mail.status, why)
     seen = (Email.status == mail.status, Email.claimed_by == mail.claimed_by,
             Email.handed_at.is_(None) if mail.handed_at is None else Email.handed_at == mail.handed_at)

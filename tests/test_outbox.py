@@ -130,3 +130,26 @@ def test_a_sender_killed_while_the_mail_server_is_slow_strands_nothing(new_deal,
     assert deliver_mail.fn(new_deal) == [email_id]
     assert len(smtp.received) == 1  # the killed sender's connection died before DATA
     assert _row(email_id).status == "sent"
+
+
+def test_mail_of_unknown_fate_is_sent_again_at_once_when_its_sender_is_gone_and_not_under_a_live_one(new_deal,
+                                                                                                     smtp):
+    """`outbox retry --force` right after a kill: the killed sender can no longer finish its
+    hand-over, so the person need not wait; a live sender's hand-over of a moment ago is left to it
+    and the message says when to try again."""
+    from click.testing import CliRunner
+
+    from dealflow.cli import main
+
+    email_id = _estimate_mail_pending(new_deal)
+    just_now = utcnow() - timedelta(seconds=1)
+    live = f"{socket.gethostname()}:{os.getpid()}:"
+    _set(email_id, status="sending", claimed_by=live, claimed_at=just_now, handed_at=just_now)
+    refused = CliRunner().invoke(main, ["outbox", "retry", str(email_id), "--force"])
+    assert refused.exit_code == 2 and "handing it over right now" in refused.output, refused.output
+    assert "try again after" in refused.output and _row(email_id).status == "sending"
+
+    _set(email_id, claimed_by=f"{socket.gethostname()}:{_dead_pid()}:1")
+    done = CliRunner().invoke(main, ["outbox", "retry", str(email_id), "--force"])
+    assert done.exit_code == 0 and f"email {email_id}: sent" in done.output, done.output
+    assert _row(email_id).status == "sent" and len(smtp.received) == 1
