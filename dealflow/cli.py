@@ -32,7 +32,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
         return "(none)"
     cell = lambda r, c: "" if r.get(c) is None else str(r[c])  # noqa: E731
     widths = {c: max(len(c), *(len(cell(r, c)) for r in rows)) for c in columns}
-    head = "  ".join(c.upper().ljust(widths[c]) for c in columns)
+    head = "  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip()
     body = ["  ".join(cell(r, c).ljust(widths[c]) for c in columns).rstrip() for r in rows]
     return "\n".join([head, *body])
 
@@ -1214,17 +1214,12 @@ def remind(as_of: str | None, as_json: bool) -> None:
     _emit(queued, as_json, _table(queued, ["rule", "about", "to", "subject"]))
 
 
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print stock as JSON.")
-def stock(as_json: bool) -> None:
-    """Stock on hand per product."""
-    from services.db import session_scope
-    from services.views import stock as stock_rows
+if __name__ == "__main__":  # `python -m dealflow.cli`: the command as its package's module has it
+    from dealflow.cli import main as the_command
 
-    with session_scope() as s:
-        rows = stock_rows(s)
-    _emit(rows, as_json, _table(rows, ["sku", "name", "on_hand", "unit_price"]))
+    the_command()
+else:
+    from .catalog_cli import product, stock  # they build on the helpers above
 
-
-if __name__ == "__main__":
-    main()
+    main.add_command(product)
+    main.add_command(stock)

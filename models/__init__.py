@@ -24,6 +24,7 @@ from .crm import Contact, Customer, FollowUp, Lead, Opportunity, StageChange
 from .deal import Deal, Wait
 from .errors import (
                      DomainError,
+                     FileRefused,
                      InvalidTransition,
                      NotFound,
                      OutOfStock,
@@ -51,7 +52,7 @@ __all__ = [
     "outbox", "portal", "reminders", "staff", "guard", "identity", "Invoice", "InvoiceLine", "Payment", "Product", "StockLevel", "StockMove",
     "Contact", "Customer", "FollowUp", "Lead", "Opportunity", "StageChange", "Deal", "Wait",
     "DomainError", "InvalidTransition", "NotFound", "OutOfStock", "Overpayment", "PermissionDenied",
-    "ValidationError", "WaitNotOpen", "ChangeRequest", "Estimate", "EstimateLine", "EstimateRevision",
+    "ValidationError", "WaitNotOpen", "FileRefused", "ChangeRequest", "Estimate", "EstimateLine", "EstimateRevision",
     "DocumentSequence", "PickRelease", "QAInspection", "SalesOrder", "SalesOrderLine", "SalesReceipt",
     "Shipment", "ShipmentLine", "Document", "Email", "Role", "StaffUser",
 ]

@@ -102,11 +102,11 @@ def order_context(order: SalesOrder) -> dict[str, Any]:
 def receipt_context(receipt: SalesReceipt) -> dict[str, Any]:
     order = receipt.pick_release.order
     ctx = _base(order.deal, "receipt", receipt.number)
-    passed = next(i for i in order.inspections if i.passed)
+    passed = next((i for i in order.inspections if i.passed), None)  # None: nothing on it needs QA
     ctx.update({"order": order.number, "lines": _lines(order.lines), "totals": order.totals.as_dict(),
                 "date": receipt.at.date().isoformat(), "released_by": order.pick_release.released_by.name,
-                "qa_attempts": len(order.inspections), "qa_inspector": passed.inspector.name,
-                "qa_notes": passed.notes})
+                "qa_attempts": len(order.inspections), "qa_inspector": passed.inspector.name if passed else None,
+                "qa_notes": passed.notes if passed else ""})
     return ctx
 
 

@@ -7,7 +7,8 @@
      ├── NotFound             no such record (kind and key)
      ├── InvalidTransition    a document's state does not allow the step
      ├── PermissionDenied     the person lacks the role the step needs
-     └── WaitNotOpen          an answer for a wait the deal is not at
+     ├── WaitNotOpen          an answer for a wait the deal is not at
+     └── FileRefused          an imported file with bad rows: every one of them, nothing written
 """
 
 from __future__ import annotations
@@ -71,3 +72,21 @@ class WaitNotOpen(DomainError):
         super().__init__(f"step: {deal} is not waiting for '{step}': {why}" if why else
                          f"step: {deal} is not waiting for '{step}' (it waits for: {waiting})")
 
+
+
+class FileRefused(DomainError):
+    """A file to import broke rules: ``problems`` lists each (row, column, rule), all at once; the
+    row is the spreadsheet's (the header is row 1); 0 for the file as a whole."""
+
+    def __init__(self, name: str, problems: list[tuple[int, str, str]], rows: int):
+        self.name = name
+        self.problems = problems
+        self.rows = rows
+        bad = len({row for row, _, _ in problems if row})
+        super().__init__(f"{name}: {len(problems)} problem(s) in {bad} of {rows} rows; nothing was imported" if bad
+                         else f"{name}: nothing was imported")
+
+    @property
+    def lines(self) -> list[str]:
+        return [f"{self.name}: " + (f"row {row}, column {column}: {rule}" if row else f"{column}: {rule}")
+                for row, column, rule in self.problems]

@@ -20,6 +20,7 @@ from .pricing import PricedLine, Totals
 from .staff import StaffUser
 
 if TYPE_CHECKING:
+    from .catalog import Product
     from .deal import Deal
 
 DECISION_CHANNELS = ("email", "phone", "signed_document", "meeting", "portal")
@@ -127,6 +128,7 @@ class EstimateLine(PricedLine, Base):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"))
 
     revision: Mapped[EstimateRevision] = relationship(back_populates="lines")
+    product: Mapped[Product] = relationship()
 
 
 class ChangeRequest(Base):

@@ -68,6 +68,11 @@ class SalesOrder(Base):
             items += [i for i in line.product.checklist if i not in items]
         return items
 
+    @property
+    def needs_qa(self) -> bool:
+        """Whether QA signs it off before release: not an order of only accessories and spare parts."""
+        return bool(self.qa_checklist)
+
     def line_for_sku(self, sku: str, field: str) -> SalesOrderLine:
         for line in self.lines:
             if line.sku == sku:
@@ -91,7 +96,7 @@ class SalesOrder(Base):
     def release_for_picking(self, by: StaffUser) -> PickRelease:
         if self.status != "awaiting_qa":
             raise InvalidTransition(f"order {self.number}", self.status, "release for picking")
-        if not self.qa_passed:
+        if self.needs_qa and not self.qa_passed:
             raise InvalidTransition(f"order {self.number}", "not QA-passed", "release for picking")
         self.status = "released"
         self.pick_release = PickRelease(released_by=by)

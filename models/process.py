@@ -6,7 +6,7 @@ one receipt per pick release, one invoice per order), so running it twice change
 
     qualify* -> convert -> handoff* -> estimate* -> send_estimate -> decision*
       (request_changes -> estimate* again; decline -> lost)
-    -> create_order -> qa* (fail -> qa* again) -> receipt -> shipment* (until all shipped)
+    -> create_order -> qa* (fail -> qa* again; none for accessories only) -> receipt -> shipment* (until all shipped)
     -> invoice -> payment* (until paid) -> close -> done          (* = a person answers)
 """
 
@@ -26,7 +26,7 @@ from . import audit, identity, portal, prompts
 from .audit import recordable
 from .base import utcnow
 from .billing import Invoice, InvoiceLine
-from .catalog import issue, product_by_sku, sku_of
+from .catalog import issue, product_by_sku, shortages, sku_of
 from .crm import STAGES, Contact, Customer, Lead, Opportunity, StageChange
 from .deal import Deal, Wait
 from .documents import (
@@ -419,6 +419,8 @@ def _estimate(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
         where = f"lines[{i}]"
         sku = str(sku_of(raw.get("sku", ""))).strip()
         product = product_by_sku(session, sku, f"{where}.sku")
+        if not product.active:
+            raise ValidationError(f"{where}.sku", f"{sku} is retired: no longer offered in new estimates")
         if sku in seen:
             raise ValidationError(f"{where}.sku", f"{sku} appears twice; put the quantity on one line")
         seen.add(sku)
@@ -431,7 +433,9 @@ def _estimate(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
                                       discount_pct=disc, tax_rate=product.tax_rate))
     estimate.revisions.append(rev)
     session.flush()
-    return f"revision {rev_no} drafted, total {rev.totals.total}"
+    short = shortages(session, [(ln.product, ln.quantity) for ln in rev.lines])
+    return f"revision {rev_no} drafted, total {rev.totals.total}" + (
+        f"; more than is available: {'; '.join(short)}" if short else "")
 
 
 def _decision(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
@@ -698,6 +702,11 @@ def create_order(session: Session, deal: Deal) -> str:
     _mail_customer(session, deal, "order", order.number,
                    f"Order confirmation {order.number} (from estimate {rev.number})", doc)
     audit.record(session, SYSTEM, "order.created", deal_id=deal.id, subject=order.number, estimate=rev.number)
+    if not order.needs_qa:  # accessories and spare parts only: nothing for QA to check
+        order.release_for_picking(rev.prepared_by)
+        audit.record(session, SYSTEM, "order.released", deal_id=deal.id, subject=order.number,
+                     why="no product on it needs QA")
+        return f"{order.number} created from {rev.number}, total {order.totals.total}; no QA needed: released"
     return f"{order.number} created from {rev.number}, total {order.totals.total}"
 
 
@@ -715,7 +724,9 @@ def create_receipt(session: Session, deal: Deal, finance_email: str) -> str:
     _mail_customer(session, deal, "receipt", receipt.number,
                    f"Sales receipt {receipt.number} for order {order.number}", doc)
     queue_email(session, deal_id=deal.id, dedupe_key=f"finance-qa-passed:{order.number}", kind="finance_notice",
-                to_addr=finance_email, subject=f"QA passed: {order.number} released, receipt {receipt.number}",
+                to_addr=finance_email, subject=(f"QA passed: {order.number} released, receipt {receipt.number}"
+                                                  if order.needs_qa else
+                                                  f"Released (no QA needed): {order.number}, receipt {receipt.number}"),
                 template="emails/finance_notice", context=doc.context, document=doc)
     audit.record(session, SYSTEM, "receipt.created", deal_id=deal.id, subject=receipt.number,
                  order=order.number, amount=receipt.amount)

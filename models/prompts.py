@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .catalog import StockLevel, catalogue, checklist_title, product_by_sku, sku_of
+from .catalog import StockLevel, catalogue, checklist_title, product_by_sku, reserved, shortages, sku_of
 from .deal import Deal, Wait
 from .documents import revision_changes
 from .errors import DomainError
@@ -64,12 +64,13 @@ def prefill(session: Session, deal: Deal, step: str, key: str) -> dict[str, Any]
 
 
 def _as_listed(session: Session, line: dict[str, Any], currency: str) -> dict[str, Any]:
-    """An estimate line with its SKU as the catalogue select lists it now ({} if no product has it)."""
+    """An estimate line with its SKU as the catalogue select lists it now ({} if no product has it,
+    or its product was retired since)."""
     try:
         product = product_by_sku(session, sku_of(line.get("sku", "")))
     except DomainError:
         return {}
-    return {**line, "sku": product.label(currency)}
+    return {**line, "sku": product.label(currency)} if product.active else {}
 
 
 def form_choices(session: Session, deal: Deal, step: str) -> dict[str, Any]:
@@ -82,7 +83,8 @@ def form_choices(session: Session, deal: Deal, step: str) -> dict[str, Any]:
                                                                 .order_by(StaffUser.handle))
                               if p.holds(Role.SALES_ENGINEER)]}
     if step == "estimate":
-        return {"products": [p.label(deal.currency) for p in catalogue(session)]}
+        held = reserved(session)
+        return {"products": [p.label(deal.currency, held.get(p.id, 0)) for p in catalogue(session)]}
     if step == "shipment":
         return {"ship": [ln.sku for ln in deal.order.lines if ln.remaining]}
     if step == "qa":
@@ -145,6 +147,11 @@ def describe_decision(session: Session, deal: Deal) -> Markdown:
         rev.number, rev.valid_until, _lines_table(rev.lines, deal.currency), t.net, t.tax, deal.currency, t.total)
     if changes:
         text += Markdown("\n\nChanged since the previous revision: ") + Markdown("; ").join(changes)
+    short = shortages(session, [(ln.product, ln.quantity) for ln in rev.lines])
+    if short:
+        text += (Markdown("\n\n**More than is available:** ") + Markdown("; ").join(Markdown("{}").format(n)
+                                                                                  for n in short)
+                 + Markdown(". The order can still be made; it ships when the stock is there."))
     return text
 
 

@@ -30,6 +30,7 @@ from models import (
     Wait,
     utcnow,
 )
+from models.catalog import reserved
 from models.crm import OPEN_STAGES, STAGES
 from models.money import round_money
 
@@ -115,7 +116,8 @@ def sales(session: Session) -> pd.DataFrame:
 
 
 def stock(session: Session) -> pd.DataFrame:
-    """Levels, movements in and out (from the ledger) and the value of what is on hand."""
+    """Levels (on hand, reserved by open orders, available), movements in and out (from the ledger)
+    and the value of what is on hand."""
     moved = (select(StockMove.product_id,
                     func.sum(case((StockMove.quantity > 0, StockMove.quantity), else_=0)).label("moved_in"),
                     func.sum(case((StockMove.quantity < 0, -StockMove.quantity), else_=0)).label("moved_out"))
@@ -125,6 +127,9 @@ def stock(session: Session) -> pd.DataFrame:
                            .join(StockLevel, StockLevel.product_id == Product.id)
                            .outerjoin(moved, moved.c.product_id == Product.id).order_by(Product.sku)).all()
     df = pd.DataFrame(rows, columns=["sku", "name", "on_hand", "unit_price", "moved_in", "moved_out"])
+    held = {p.sku: n for p, n in ((session.get(Product, pid), n) for pid, n in reserved(session).items())}
+    df.insert(3, "reserved", [held.get(sku, 0) for sku in df["sku"]])
+    df.insert(4, "available", df["on_hand"] - df["reserved"])
     df["value"] = [round_money(Decimal(str(p)) * q) for p, q in zip(df["unit_price"], df["on_hand"], strict=True)]
     return df
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Deal, Document, Email, Product, StaffUser, StockLevel, Wait, utcnow
+from models import Deal, Document, Email, StaffUser, Wait, utcnow
 from models.markdown import Markdown, table
 from models.markdown import link as mdlink
 
@@ -77,13 +77,6 @@ def inbox(session: Session, role: str | None = None, run_states: dict[str, str] 
             row["run"] = run_states.get(wait.flow_run_id or "", "not on this server")
         rows.append(row)
     return rows
-
-
-def stock(session: Session) -> list[dict[str, Any]]:
-    rows = session.execute(select(Product, StockLevel).join(StockLevel, StockLevel.product_id == Product.id)
-                           .order_by(Product.sku)).all()
-    return [{"sku": p.sku, "name": p.name, "on_hand": lvl.on_hand, "unit_price": str(p.unit_price)}
-            for p, lvl in rows]
 
 
 def answerer(session: Session, wait: Wait) -> str:

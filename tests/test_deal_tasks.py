@@ -165,7 +165,6 @@ def test_a_deal_with_nothing_to_pay_closes_without_a_payment(new_deal):
     free = [Move("estimate", "mark", {"lines": [{"sku": "COOLANT-20L", "quantity": 1, "discount_pct": "100"}]},
                  "a free can of coolant")]
     script = [m for m in SCRIPT[:2]] + free + [m for m in SCRIPT if m.step == "decision"][1:2]
-    script += [Move("qa", "qa", {"passed": True, "notes": "sealed can"}, "coolant has no checklist: passed")]
     script += [Move("shipment", "delivery", {"carrier": "Post", "tracking_number": "P1"}, "ship it")]
     play_direct(new_deal, script=script)
     summary = _summary(new_deal)
