@@ -337,24 +337,27 @@ def deal_show(deal_number: str, as_json: bool) -> None:
     if as_json:
         _emit(data, True)
         return
+    cur = data["currency"]
     lines = [f"{data['deal']} · {data['customer']} · {data['status']} · stage {data['stage']} · "
              f"owner {data['owner']}" + (f" · engineer {data['engineer']}" if data["engineer"] else "")]
     if data["waiting_for"]:
         w = data["waiting_for"]
         lines.append(f"waiting for: {w['step']} ({w['key']}, {' or '.join(w['roles'])}) since {w['since']}")
     for r in data["estimate_revisions"]:
-        lines.append(f"estimate {r['number']}: {r['status']}, total {r['total']}")
+        lines.append(f"estimate {r['number']}: {r['status']}, total {r['total']} {cur}")
     if data["order"]:
         o = data["order"]
-        lines.append(f"order {o['number']}: {o['status']}, total {o['total']}, QA attempts {len(o['qa_attempts'])}")
+        lines.append(f"order {o['number']}: {o['status']}, total {o['total']} {cur}, "
+                     f"QA attempts {len(o['qa_attempts'])}")
     if data["receipt"]:
-        lines.append(f"receipt {data['receipt']['number']}: {data['receipt']['amount']}")
+        lines.append(f"receipt {data['receipt']['number']}: {data['receipt']['amount']} {cur}")
     for sh in data["shipments"]:
         shipped = ", ".join(f"{qty} × {sku}" for sku, qty in sh["lines"].items())
         lines.append(f"shipment {sh['number']}: {sh['carrier']} {sh['tracking_number']}: {shipped}")
     if data["invoice"]:
         i = data["invoice"]
-        lines.append(f"invoice {i['number']}: total {i['total']}, paid {i['paid']}, due {i['due']} by {i['due_date']}")
+        lines.append(f"invoice {i['number']}: total {i['total']} {cur}, paid {i['paid']}, due {i['due']} {cur} "
+                     f"by {i['due_date']}")
     lines.append("documents: " + (", ".join(f"{d['number']} (.html, .pdf)" for d in data["documents"]) or "none"))
     lines.append(f"emails: {len(data['emails'])} ({sum(m['status'] == 'sent' for m in data['emails'])} sent)")
     click.echo("\n".join(lines))
@@ -887,7 +890,8 @@ def inbox(role: str | None, as_json: bool) -> None:
 
     if not load_settings().answer_codes:
         click.echo(f"note: {UNVERIFIED_NOTE}", err=True)
-    _emit(rows, as_json, _table(rows, columns)
+    shown_rows = [{**r, "amount": f"{r['amount']} {r['currency']}" if r["amount"] else ""} for r in rows]
+    _emit(rows, as_json, _table(shown_rows, columns)
           + ("\n(times in UTC)" if rows else ""))
 
 

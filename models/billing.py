@@ -102,6 +102,9 @@ class InvoiceLine(PricedLine, Base):
 
     invoice: Mapped[Invoice] = relationship(back_populates="lines")
 
+    def deal_of_line(self):
+        return self.invoice.deal if self.invoice is not None else None
+
 
 class Payment(Base):
     __tablename__ = "payments"

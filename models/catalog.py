@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
 from .errors import NotFound, OutOfStock, ValidationError
-from .money import parse_money
+from .money import parse_money, round_money
 from .text import bounded, one_line, shown
 
 
@@ -55,7 +55,7 @@ class Product(Base):
         """How a person picks it from a list: "CNC-LATHE-2000 — CNC lathe GL-2000 — 48,500.00 USD —
         4 available" (on hand less what open orders hold; ``sku_of`` reads the SKU back)."""
         available = (self.stock.on_hand if self.stock is not None else 0) - reserved
-        return LABEL_SEPARATOR.join((self.sku, self.name, f"{self.unit_price:,.2f} {currency}",
+        return LABEL_SEPARATOR.join((self.sku, self.name, f"{round_money(self.unit_price, currency):,} {currency}",
                                      f"{available} available"))
 
 

@@ -130,6 +130,10 @@ class EstimateLine(PricedLine, Base):
     revision: Mapped[EstimateRevision] = relationship(back_populates="lines")
     product: Mapped[Product] = relationship()
 
+    def deal_of_line(self):
+        estimate = self.revision.estimate if self.revision is not None else None
+        return estimate.deal if estimate is not None else None
+
 
 class ChangeRequest(Base):
     """What the customer asked to change, tied to the revision they saw."""

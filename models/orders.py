@@ -129,6 +129,9 @@ class SalesOrderLine(PricedLine, Base):
     order: Mapped[SalesOrder] = relationship(back_populates="lines")
     product: Mapped[Product] = relationship()
 
+    def deal_of_line(self):
+        return self.order.deal if self.order is not None else None
+
     @property
     def remaining(self) -> int:
         return self.quantity - self.shipped_qty

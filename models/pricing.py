@@ -7,7 +7,7 @@ from decimal import Decimal
 from sqlalchemy import Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .money import ZERO, round_money, total
+from .money import DEFAULT_CURRENCY, ZERO, round_money, total
 
 
 class PricedLine:
@@ -21,7 +21,15 @@ class PricedLine:
     discount_pct: Mapped[Decimal] = mapped_column(Numeric(5, 2), default=ZERO)
     tax_rate: Mapped[Decimal] = mapped_column(Numeric(5, 2), default=ZERO)
 
-    currency = "USD"  # overridden by the document's currency when it matters
+    @property
+    def currency(self) -> str:
+        """The currency of the deal the line's document belongs to: each amount rounds to its minor
+        unit line by line (a yen line to whole yen)."""
+        deal = self.deal_of_line()
+        return deal.currency if deal is not None and deal.currency else DEFAULT_CURRENCY
+
+    def deal_of_line(self):  # each kind of line knows its way to its deal
+        return None
 
     def gross_for(self, quantity: int) -> Decimal:
         return round_money(self.unit_price * quantity, self.currency)
@@ -59,7 +67,7 @@ class PricedLine:
 class Totals:
     """Totals of a document, always derived from its lines."""
 
-    def __init__(self, lines, currency: str = "USD"):
+    def __init__(self, lines, currency: str = DEFAULT_CURRENCY):
         lines = list(lines)
         self.subtotal = total((ln.gross for ln in lines), currency)
         self.discount = total((ln.discount for ln in lines), currency)

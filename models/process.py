@@ -434,7 +434,7 @@ def _estimate(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
     estimate.revisions.append(rev)
     session.flush()
     short = shortages(session, [(ln.product, ln.quantity) for ln in rev.lines])
-    return f"revision {rev_no} drafted, total {rev.totals.total}" + (
+    return f"revision {rev_no} drafted, total {rev.totals.total} {deal.currency}" + (
         f"; more than is available: {'; '.join(short)}" if short else "")
 
 
@@ -680,7 +680,7 @@ def send_estimate(session: Session, deal: Deal) -> str:
                    f"Estimate {rev.number} for {deal.customer_name}", doc, lambda to: portal.estimate_link(rev, to))
     audit.record(session, SYSTEM, "estimate.sent", deal_id=deal.id, subject=rev.number,
                  total=rev.totals.total)
-    return f"{rev.number} sent, total {rev.totals.total}"
+    return f"{rev.number} sent, total {rev.totals.total} {deal.currency}"
 
 
 def create_order(session: Session, deal: Deal) -> str:
@@ -706,8 +706,9 @@ def create_order(session: Session, deal: Deal) -> str:
         order.release_for_picking(rev.prepared_by)
         audit.record(session, SYSTEM, "order.released", deal_id=deal.id, subject=order.number,
                      why="no product on it needs QA")
-        return f"{order.number} created from {rev.number}, total {order.totals.total}; no QA needed: released"
-    return f"{order.number} created from {rev.number}, total {order.totals.total}"
+        return (f"{order.number} created from {rev.number}, total {order.totals.total} {deal.currency}; "
+                "no QA needed: released")
+    return f"{order.number} created from {rev.number}, total {order.totals.total} {deal.currency}"
 
 
 def create_receipt(session: Session, deal: Deal, finance_email: str) -> str:
@@ -755,7 +756,7 @@ def create_invoice(session: Session, deal: Deal) -> str:
                    lambda to: portal.invoice_link(invoice, to))
     audit.record(session, SYSTEM, "invoice.created", deal_id=deal.id, subject=invoice.number,
                  total=invoice.totals.total)
-    return f"{invoice.number} issued, {invoice.totals.total} due {invoice.due_date}"
+    return f"{invoice.number} issued, {invoice.totals.total} {deal.currency} due {invoice.due_date}"
 
 
 def close_deal(session: Session, deal: Deal) -> str:

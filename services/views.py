@@ -25,6 +25,7 @@ def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
         "deal": deal.number,
         "customer": deal.customer_name,
         "status": deal.status,
+        "currency": deal.currency,
         "lost_reason": deal.lost_reason or None,
         "owner": deal.owner.handle,
         "engineer": deal.opportunity.engineer.handle if deal.opportunity and deal.opportunity.engineer else None,

@@ -82,7 +82,7 @@ def test_inbox_deal_show_and_stock_speak_json(new_deal):
     shown = json.loads(out)
     assert shown["waiting_for"]["key"] == "payment-1" and shown["invoice"]["number"] == "INV-0001"
     code, out, _ = run("deal", "show", new_deal)
-    assert "invoice INV-0001: total 174183.68, paid 0.00, due 174183.68" in out
+    assert "invoice INV-0001: total 174183.68 USD, paid 0.00, due 174183.68 USD" in out
     stock = {r["sku"]: r["on_hand"] for r in json.loads(run("stock", "--json")[1])}
     assert stock["CNC-LATHE-2000"] == 1 and stock["COOLANT-20L"] == 190
 
