@@ -1223,7 +1223,8 @@ if __name__ == "__main__":  # `python -m dealflow.cli`: the command as its packa
 
     the_command()
 else:
-    from .catalog_cli import product, stock  # they build on the helpers above
+    from .catalog_cli import customer, product, stock  # they build on the helpers above
 
+    main.add_command(customer)
     main.add_command(product)
     main.add_command(stock)

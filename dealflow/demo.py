@@ -202,11 +202,12 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[s
     os.environ["DATABASE_URL"] = f"sqlite:///{data_dir / 'dealflow.db'}"
 
     from models import process, seed
+    from models.catalog import stock_rows as stock
     from models.deal import deal_by_number
     from models.pipeline import add_lead
     from services import keys
     from services.db import migrate, session_scope
-    from services.views import deal_summary, stock
+    from services.views import deal_summary
 
     from .scenario import LEAD
 

@@ -254,7 +254,10 @@ class DecisionInput(Answer):
                     "own answer from the estimate link).")
     changes: str = Field(title="Changes wanted", default="", description="For request_changes: what the customer wants changed.")
     reason: str = Field(title="Reason for declining", default="", description="For decline: why the customer declined.")
-    note: str = Field(title="Note", default="", description="Anything else worth keeping (e.g. PO number).")
+    po_number: str = Field(title="Customer's PO number", default="",
+                           description="For approve: the customer's purchase-order number, if they gave one "
+                                       "(it goes on the order, invoice and delivery note).")
+    note: str = Field(title="Note", default="", description="Anything else worth keeping.")
 
 
 class QAInput(Answer):

@@ -29,6 +29,9 @@ class Customer(Base):
     phone: Mapped[str] = mapped_column(String(60), default="")
     billing_address: Mapped[str] = mapped_column(Text, default="")
     shipping_address: Mapped[str] = mapped_column(Text, default="")
+    tax_id: Mapped[str] = mapped_column(String(40), default="", server_default="")
+    payment_terms_days: Mapped[int] = mapped_column(default=30, server_default="30")
+    currency: Mapped[str | None] = mapped_column(String(3))  # None: the settings' default
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="customer", order_by="Contact.id")

@@ -24,6 +24,7 @@ def _customer(deal: Deal) -> dict[str, Any]:
         "email": contact.email if contact else deal.lead.email,
         "billing_address": customer.billing_address if customer else deal.lead.address,
         "shipping_address": customer.shipping_address if customer else deal.lead.address,
+        "tax_id": customer.tax_id if customer else "",
     }
 
 
@@ -43,7 +44,7 @@ def _lines(lines: list[PricedLine], quantity_attr: str = "quantity") -> list[dic
 
 def _base(deal: Deal, kind: str, number: str) -> dict[str, Any]:
     return {"kind": kind, "number": number, "deal": deal.number, "currency": deal.currency,
-            "customer": _customer(deal)}
+            "customer": _customer(deal), "customer_po": deal.order.customer_po if deal.order is not None else ""}
 
 
 def revision_changes(previous: EstimateRevision | None, current: EstimateRevision) -> list[str]:

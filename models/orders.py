@@ -39,6 +39,7 @@ class SalesOrder(Base):
     estimate_revision_id: Mapped[int] = mapped_column(ForeignKey("estimate_revisions.id"), unique=True)
     status: Mapped[str] = mapped_column(String(20), default="awaiting_qa", index=True)
     created_by: Mapped[str] = mapped_column(String(40))
+    customer_po: Mapped[str] = mapped_column(String(40), default="", server_default="")  # the customer's PO number
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     deal: Mapped[Deal] = relationship(back_populates="order")

@@ -347,7 +347,7 @@ def as_answered(signed: Signed) -> dict[str, Any]:
     return {"by": "customer", "decision": ACTIONS[signed.action], "channel": "portal",
             "changes": signed.text if signed.action == "request_changes" else "",
             "reason": signed.text if signed.action == "decline" else "",
-            "note": f"PO {signed.po_number}" if signed.po_number else "", "name": signed.name}
+            "po_number": signed.po_number, "note": "", "name": signed.name}
 
 
 def run_input(secret: bytes, state: EstimateState, wait: Wait, action: str, fields: dict[str, Any], *,

@@ -28,6 +28,7 @@ from .base import utcnow
 from .billing import Invoice, InvoiceLine
 from .catalog import issue, product_by_sku, shortages, sku_of
 from .crm import STAGES, Contact, Customer, Lead, Opportunity, StageChange
+from .customers import find_customer
 from .deal import Deal, Wait
 from .documents import (
     estimate_context,
@@ -39,7 +40,7 @@ from .documents import (
 )
 from .errors import DomainError, InvalidTransition, NotFound, ValidationError, WaitNotOpen
 from .estimates import Estimate, EstimateLine, EstimateRevision
-from .money import parse_money
+from .money import DEFAULT_CURRENCY, parse_money
 from .numbering import next_number
 from .orders import SalesOrder, SalesOrderLine, SalesReceipt, Shipment, ShipmentLine
 from .outbox import add_document, queue_email
@@ -318,7 +319,8 @@ def _answer_as_customer(session: Session, deal: Deal, wait: Wait, key: str, body
         signed = portal.prove_customer(session, deal, wait, body, proof.get("portal"), check.link_secret)
         with session.begin_nested():
             outcome = _decide(session, deal, portal.ACTIONS[signed.action], signed.name[:40], "portal",
-                              note=f"PO {signed.po_number}" if signed.po_number else "", text=signed.text,
+                              note="", po=signed.po_number,
+                              text=signed.text,
                               mover=deal.estimate.latest.prepared_by, on=signed.submitted_on)
             portal.record_customer_answer(session, deal, wait, signed)
             by = portal.answered_by_customer(signed)
@@ -447,17 +449,18 @@ def _decision(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
                                          "say how the customer told you (email, phone, signed_document, meeting)")
     text = _notes(answer, "changes") if decision == "request_changes" else _notes(answer, "reason", 2000)
     return _decide(session, deal, decision, person.handle, channel, note=_notes(answer, "note", 2000), text=text,
-                   mover=person)
+                   po=_line(answer, "po_number", 40), mover=person)
 
 
 def _decide(session: Session, deal: Deal, decision: str, by: str, channel: str, *, note: str, text: str,
-            mover: StaffUser, on=None) -> str:
+            mover: StaffUser, on=None, po: str = "") -> str:
     """The customer's decision on the revision that waits, whoever records it: the revision's
     state makes the first decision the only one. ``on``: the day the customer decided (an
     answer sent online before the validity ended counts, even if recorded a moment after)."""
     rev = deal.estimate.latest
     if decision == "approve":
         rev.approve(by, channel, note, on=on)
+        rev.customer_po = po  # the customer's purchase-order number: on the order, invoice and delivery note
         deal.opportunity.move_to("closed_won", mover)
         return f"{rev.number} approved"
     if decision == "request_changes":
@@ -643,15 +646,22 @@ def _mail_customer(session: Session, deal: Deal, kind: str, number: str, subject
                 context={**ctx, "portal_link": asdict(named)} if named else ctx, document=doc)
 
 
-def convert_lead(session: Session, deal: Deal) -> str:
+def convert_lead(session: Session, deal: Deal, default_currency: str = DEFAULT_CURRENCY) -> str:
+    """The qualified lead becomes an opportunity of a customer: the known customer with the lead's
+    e-mail (imported, or from an earlier deal), else a new one in ``default_currency``. The deal
+    is in the customer's currency."""
     lead = deal.lead
     if deal.opportunity is not None:
         return "already converted"
-    customer = Customer(name=lead.company, email=lead.email, phone=lead.phone,
-                        billing_address=lead.address, shipping_address=lead.address)
-    customer.contacts.append(Contact(name=lead.contact_name, email=lead.email, phone=lead.phone,
-                                     is_primary=True))
-    session.add(customer)
+    customer = find_customer(session, lead.email)
+    known = customer is not None
+    if customer is None:
+        customer = Customer(name=lead.company, email=lead.email, phone=lead.phone, currency=default_currency,
+                            billing_address=lead.address, shipping_address=lead.address)
+        customer.contacts.append(Contact(name=lead.contact_name, email=lead.email, phone=lead.phone,
+                                         is_primary=True))
+        session.add(customer)
+    deal.currency = customer.currency or default_currency
     lead.mark_converted(customer)
     opp = Opportunity(lead=lead, customer=customer, name=f"{lead.company}: {lead.timeline or 'machinery'}"[:200],
                       stage="qualification", probability=STAGES["qualification"],
@@ -662,8 +672,9 @@ def convert_lead(session: Session, deal: Deal) -> str:
     deal.opportunity = opp
     session.flush()
     audit.record(session, SYSTEM, "lead.converted", deal_id=deal.id, subject=deal.number,
-                 customer=customer.id, opportunity=opp.id)
-    return f"lead converted: customer {customer.name}, opportunity {opp.id}"
+                 customer=customer.id, opportunity=opp.id, known_customer=known, currency=deal.currency)
+    return (f"lead converted: {'known ' if known else ''}customer {customer.name} ({deal.currency}), "
+            f"opportunity {opp.id}")
 
 
 def send_estimate(session: Session, deal: Deal) -> str:
@@ -690,7 +701,7 @@ def create_order(session: Session, deal: Deal) -> str:
     if rev.status != "approved":
         raise InvalidTransition(f"estimate {rev.number}", rev.status, "convert to an order")
     order = SalesOrder(number=next_number(session, "order"), deal=deal, estimate_revision=rev,
-                       created_by=rev.prepared_by.handle)
+                       created_by=rev.prepared_by.handle, customer_po=rev.customer_po or "")
     session.add(order)
     for ln in rev.lines:
         order.lines.append(SalesOrderLine(line_no=ln.line_no, product_id=ln.product_id, sku=ln.sku,
@@ -739,7 +750,8 @@ def create_invoice(session: Session, deal: Deal) -> str:
     if deal.invoice is not None:
         return f"{deal.invoice.number} already exists"
     invoice = Invoice(number=next_number(session, "invoice"), order=order, deal=deal,
-                      due_date=_today() + timedelta(days=PAYMENT_TERMS_DAYS))
+                      due_date=_today() + timedelta(days=deal.customer.payment_terms_days
+                                                    if deal.customer is not None else PAYMENT_TERMS_DAYS))
     session.add(invoice)
     for ln in order.lines:
         invoice.lines.append(InvoiceLine(line_no=ln.line_no, order_line_id=ln.id, sku=ln.sku,

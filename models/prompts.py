@@ -8,10 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .catalog import StockLevel, catalogue, checklist_title, product_by_sku, reserved, shortages, sku_of
+from .catalog import StockLevel, catalogue, checklist_title, reserved, shortages, sku_of
 from .deal import Deal, Wait
 from .documents import revision_changes
-from .errors import DomainError
 from .identity import PROOF_FIELDS
 from .markdown import Markdown, table
 from .portal import BY_LINK
@@ -58,19 +57,17 @@ def prefill(session: Session, deal: Deal, step: str, key: str) -> dict[str, Any]
     else:
         start = {}
     if step == "estimate" and isinstance(start.get("lines"), list):  # as the catalogue select shows them now
-        start["lines"] = [_as_listed(session, ln, deal.currency) for ln in start["lines"] if isinstance(ln, dict)]
-        start["lines"] = [ln for ln in start["lines"] if ln]
+        labels = catalogue_labels(session, deal.currency)  # a product retired since: its line is dropped
+        start["lines"] = [{**ln, "sku": labels[str(sku_of(ln.get("sku", "")))]} for ln in start["lines"]
+                          if isinstance(ln, dict) and str(sku_of(ln.get("sku", ""))) in labels]
     return start
 
 
-def _as_listed(session: Session, line: dict[str, Any], currency: str) -> dict[str, Any]:
-    """An estimate line with its SKU as the catalogue select lists it now ({} if no product has it,
-    or its product was retired since)."""
-    try:
-        product = product_by_sku(session, sku_of(line.get("sku", "")))
-    except DomainError:
-        return {}
-    return {**line, "sku": product.label(currency)} if product.active else {}
+def catalogue_labels(session: Session, currency: str) -> dict[str, str]:
+    """SKU -> how the estimate form's select lists it (price, what is available): the choices and
+    a pre-filled line are built by this one function, so a pre-filled line is always one of them."""
+    held = reserved(session)
+    return {p.sku: p.label(currency, held.get(p.id, 0)) for p in catalogue(session)}
 
 
 def form_choices(session: Session, deal: Deal, step: str) -> dict[str, Any]:
@@ -83,8 +80,7 @@ def form_choices(session: Session, deal: Deal, step: str) -> dict[str, Any]:
                                                                 .order_by(StaffUser.handle))
                               if p.holds(Role.SALES_ENGINEER)]}
     if step == "estimate":
-        held = reserved(session)
-        return {"products": [p.label(deal.currency, held.get(p.id, 0)) for p in catalogue(session)]}
+        return {"products": list(catalogue_labels(session, deal.currency).values())}
     if step == "shipment":
         return {"ship": [ln.sku for ln in deal.order.lines if ln.remaining]}
     if step == "qa":

@@ -39,6 +39,8 @@ class Settings:
     # The base of every link in mail to customers (the portal, `dealflow portal`): DEALFLOW_PUBLIC_URL,
     # e.g. https://portal.example.com behind an HTTPS proxy; by default the portal on this machine.
     public_url: str = f"http://127.0.0.1:{PORTAL_PORT}"
+    # A new customer's currency, unless theirs is set (`dealflow customer edit ID --currency JPY`)
+    currency: str = "USD"  # DEALFLOW_CURRENCY
 
     @property
     def mail_dir(self) -> Path:
@@ -83,12 +85,20 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         "email": mail_from,
         "phone": env.get("DEALFLOW_COMPANY_PHONE", "+1 555 0100"),
         "bank": env.get("DEALFLOW_COMPANY_BANK", "IBAN XX00 0000 0000 0000 0000 00"),
+        "tax_id": env.get("DEALFLOW_COMPANY_TAX_ID", "").strip(),  # on every document when set
     }
     return Settings(data_dir=data_dir, database_url=database_url, smtp=smtp, mail_from=mail_from,
                     finance_email=env.get("DEALFLOW_FINANCE_EMAIL", "finance@glocial.example"),
                     company=company, mail_retry_seconds=_retry_seconds(env.get("DEALFLOW_MAIL_RETRY_SECONDS")),
                     answer_codes=_switch(env.get("DEALFLOW_ANSWER_CODES"), "DEALFLOW_ANSWER_CODES"),
-                    public_url=_public_url(env.get("DEALFLOW_PUBLIC_URL")))
+                    public_url=_public_url(env.get("DEALFLOW_PUBLIC_URL")),
+                    currency=_currency(env.get("DEALFLOW_CURRENCY")))
+
+
+def _currency(value: str | None) -> str:
+    from models.customers import currency_code
+
+    return "USD" if value is None or not value.strip() else currency_code(value, "DEALFLOW_CURRENCY")
 
 
 def _public_url(value: str | None) -> str:

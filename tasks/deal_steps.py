@@ -164,7 +164,11 @@ def _create_receipt(session, deal):
     return process.create_receipt(session, deal, load_settings().finance_email)
 
 
-convert_lead = _auto(process.convert_lead, "convert-lead")
+def _convert_lead(session, deal):
+    return process.convert_lead(session, deal, load_settings().currency)
+
+
+convert_lead = _auto(_convert_lead, "convert-lead")
 send_estimate = _auto(process.send_estimate, "send-estimate")
 create_order = _auto(process.create_order, "create-order")
 create_receipt = _auto(_create_receipt, "create-receipt")

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from dealflow.cli import main
-from dealflow.scenario import SCRIPT, Move, play_direct
+from dealflow.scenario import LEAD, SCRIPT, Move, play_direct
 from models import Document
 from models.deal import deal_by_number
 from models.prompts import form_choices
@@ -18,20 +18,21 @@ from services.db import session_scope
 from services.rendering import render
 
 
-def test_a_yen_deal_rounds_each_line_to_whole_yen_and_says_yen_everywhere(new_deal):
+def test_a_yen_deal_rounds_each_line_to_whole_yen_and_says_yen_everywhere(new_deal, tmp_path):
     runner = CliRunner()
     for sku, price in (("JP-A", "1000.50"), ("JP-B", "2000.50")):
         added = runner.invoke(main, ["product", "add", sku, "--name", f"Part {sku}", "--price", price,
                                      "--tax-rate", "10", "--no-qa"])
         assert added.exit_code == 0, added.output
-    with session_scope() as s:
-        deal_by_number(s, new_deal).currency = "JPY"
-        s.commit()
+    book = tmp_path / "customers.csv"  # the lead's company is a known customer who buys in yen
+    book.write_text(f"name,email,currency\n{LEAD['company']},{LEAD['email'].upper()},JPY\n", encoding="utf-8")
+    assert runner.invoke(main, ["customer", "import", str(book)]).exit_code == 0
     lines = [{"sku": "JP-A", "quantity": 1}, {"sku": "JP-B", "quantity": 1}]
     trail = play_direct(new_deal, SCRIPT[:2] + [Move("estimate", "mark", {"lines": lines}, "two parts")],
                         until="decision-rev-1")
     with session_scope() as s:
         deal = deal_by_number(s, new_deal)
+        assert deal.currency == "JPY" and deal.customer.email == LEAD["email"].upper()  # the known customer
         rev = deal.estimate.latest
         # 1000.50 -> 1001 + 10 % 100 = 1101; 2000.50 -> 2001 + 200 = 2201: 3302 (the unrounded 3301.10 would be 3301)
         assert [ln.line_total for ln in rev.lines] == [Decimal("1101"), Decimal("2201")]

@@ -165,3 +165,18 @@ def test_two_orders_racing_for_the_last_machine_are_both_made_and_only_one_ships
         shipped = s.scalars(select(StockMove).where(StockMove.reason == "shipment")).all()
         assert [m.quantity for m in shipped] == [-1]
     assert level("HYD-PRESS-100T") == {"on_hand": 0, "reserved": 1, "available": -1}
+
+
+def test_a_new_revision_starts_with_lines_the_list_offers_while_other_orders_hold_stock(new_deal):
+    from models.prompts import form_choices, prefill
+
+    play_direct(new_deal, _approve(("VMC-850", 2)), until="qa-attempt-1")  # holds 2 of the 3
+    other = _second_deal()
+    play_direct(other, SCRIPT[:2] + [
+        Move("estimate", "mark", {"lines": [{"sku": "VMC-850", "quantity": 1}]}, "quote"),
+        Move("decision", "mark", {"decision": "request_changes", "channel": "email", "changes": "5 %"}, "changes")],
+        until="estimate-rev-2")
+    with session_scope() as s:
+        deal = deal_by_number(s, other)
+        [line] = prefill(s, deal, "estimate", "estimate-rev-2")["lines"]
+        assert line["sku"].endswith("1 available") and line["sku"] in form_choices(s, deal, "estimate")["products"]

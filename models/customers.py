@@ -1,0 +1,162 @@
+"""Customers as the people who keep them change them: their terms (tax ID, payment terms,
+currency), edits and a file's import. A lead whose e-mail is a known customer's converts to that
+customer, so a deal for an imported customer carries the customer's currency and terms."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from .crm import Contact, Customer
+from .errors import FileRefused, NotFound, ValidationError
+from .text import bounded, has_control, one_line, shown
+
+CURRENCY_RULE = re.compile(r"[A-Z]{3}")
+MAX_TERMS_DAYS = 365
+CUSTOMER_FIELDS = ("name", "email", "contact", "phone", "tax_id", "payment_terms", "currency", "billing_address",
+                   "shipping_address")
+
+
+def currency_code(value: object, field: str = "currency") -> str:
+    code = "" if value is None else str(value).strip().upper()
+    if not CURRENCY_RULE.fullmatch(code):
+        raise ValidationError(field, f"must be a three-letter ISO 4217 code such as USD, EUR or JPY; got {shown(value)}")
+    return code
+
+
+def email_address(value: object, field: str = "email") -> str:
+    email = "" if value is None else str(value).strip()
+    if "@" not in email or any(c in email for c in " ,;<>\"") or has_control(email) or len(email) > 200:
+        raise ValidationError(field, f"must be one e-mail address, got {shown(value)}")
+    return email
+
+
+def terms_days(value: object, field: str = "payment_terms") -> int:
+    text = str(value).strip().lower().removesuffix("days").removesuffix("d").strip()
+    if not text.isdigit() or not 0 <= int(text) <= MAX_TERMS_DAYS:
+        raise ValidationError(field, f"must be a number of days from 0 to {MAX_TERMS_DAYS}, got {shown(value)}")
+    return int(text)
+
+
+RULES = {
+    "name": ("name", lambda v, f: one_line(v, f, 200, required=True)),
+    "email": ("email", email_address),
+    "phone": ("phone", lambda v, f: one_line(v, f, 60)),
+    "tax_id": ("tax_id", lambda v, f: one_line(v, f, 40)),
+    "payment_terms": ("payment_terms_days", terms_days),
+    "currency": ("currency", currency_code),
+    "billing_address": ("billing_address", lambda v, f: bounded(v, f, 1000)),
+    "shipping_address": ("shipping_address", lambda v, f: bounded(v, f, 1000)),
+    "contact": ("contact", lambda v, f: one_line(v, f, 120)),
+}
+
+
+def customer_values(raw: dict[str, Any], *, new: bool) -> tuple[dict[str, Any], list[ValidationError]]:
+    """The customer's fields as given (options, a file's row), each checked: the values and every
+    rule broken. ``new``: name and e-mail are required; an empty currency or payment terms keeps
+    the default (the settings' currency; 30 days)."""
+    values: dict[str, Any] = {}
+    problems: list[ValidationError] = []
+    for field, (column, rule) in RULES.items():
+        value = raw.get(field)
+        if value is None or (str(value).strip() == "" and field in ("currency", "payment_terms")):
+            if new and field in ("name", "email"):
+                problems.append(ValidationError(field, "must not be empty"))
+            continue
+        try:
+            values[column] = rule(value, field)
+        except ValidationError as exc:
+            problems.append(exc)
+    return values, problems
+
+
+def find_customer(session: Session, email: str) -> Customer | None:
+    """The customer with this e-mail (theirs or one of their contacts'), case aside."""
+    email = (email or "").strip().lower()
+    if not email:
+        return None
+    return session.scalars(select(Customer).outerjoin(Contact).where(or_(
+        func.lower(Customer.email) == email, func.lower(Contact.email) == email)).order_by(Customer.id)).first()
+
+
+def customer_by_ref(session: Session, ref: str) -> Customer:
+    """A customer by its number or its e-mail."""
+    text = (ref or "").strip()
+    customer = session.get(Customer, int(text)) if text.isdigit() and len(text) < 10 else find_customer(session, text)
+    if customer is None:
+        raise NotFound("customer", shown(text))
+    return customer
+
+
+def _apply(customer: Customer, values: dict[str, Any]) -> dict[str, list[Any]]:
+    changed: dict[str, list[Any]] = {}
+    contact = values.pop("contact", None)
+    for column, value in values.items():
+        if getattr(customer, column) != value:
+            changed[column] = [getattr(customer, column), value]
+            setattr(customer, column, value)
+    if contact:
+        primary = customer.primary_contact
+        if primary is None:
+            customer.contacts.append(Contact(name=contact, email=customer.email, phone=customer.phone,
+                                             is_primary=True))
+            changed["contact"] = [None, contact]
+        elif primary.name != contact:
+            changed["contact"] = [primary.name, contact]
+            primary.name = contact
+    return changed
+
+
+def edit_customer(session: Session, customer: Customer, raw: dict[str, Any]) -> dict[str, list[Any]]:
+    values, problems = customer_values(raw, new=False)
+    if problems:
+        raise problems[0]
+    if "email" in values:
+        other = find_customer(session, values["email"])
+        if other is not None and other.id != customer.id:
+            raise ValidationError("email", f"{values['email']} is customer {other.id}'s ({other.name})")
+    changed = _apply(customer, values)
+    session.flush()
+    return changed
+
+
+def import_customers(session: Session, name: str, rows: list[tuple[int, dict[str, Any]]]) -> dict[str, list[str]]:
+    """A customer file's rows, all or none: a row whose e-mail is a known customer's updates that
+    customer, any other adds one. Every broken rule of every row is gathered first."""
+    problems: list[tuple[int, str, str]] = []
+    plans: list[tuple[dict[str, Any], str]] = []
+    seen: dict[str, int] = {}
+    for row_no, raw in rows:
+        values, broken = customer_values(raw, new=True)
+        problems += [(row_no, exc.field, exc.rule) for exc in broken]
+        email = values.get("email", "").lower()
+        if email and email in seen:
+            problems.append((row_no, "email", f"{values['email']} is also on row {seen[email]}"))
+        elif email:
+            seen[email] = row_no
+            plans.append((values, email))
+    if problems:
+        raise FileRefused(name, problems, len(rows))
+    result: dict[str, list[str]] = {"added": [], "changed": [], "unchanged": []}
+    for values, email in plans:
+        customer = find_customer(session, email)
+        if customer is None:
+            customer = Customer(name=values["name"], email=values["email"])
+            session.add(customer)
+            _apply(customer, values)
+            result["added"].append(values["email"])
+        else:
+            result["changed" if _apply(customer, values) else "unchanged"].append(values["email"])
+    session.flush()
+    return result
+
+
+def customer_row(customer: Customer, default_currency: str) -> dict[str, Any]:
+    contact = customer.primary_contact
+    return {"id": customer.id, "name": customer.name, "email": customer.email,
+            "contact": contact.name if contact else "", "phone": customer.phone, "tax_id": customer.tax_id,
+            "payment_terms": customer.payment_terms_days, "currency": customer.currency or default_currency,
+            "billing_address": customer.billing_address, "shipping_address": customer.shipping_address}

@@ -1,0 +1,102 @@
+"""Customers as a company keeps them: imported from a file (all rows or none, every bad row
+listed), edited with one clear line for a mistake; a lead of a known customer becomes that
+customer's deal, in their currency, on their payment terms, with their tax ID, the seller's tax ID
+and their purchase-order number on the documents."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from dealflow.cli import main
+from dealflow.scenario import LEAD, SCRIPT, Move, play_direct
+from models import Customer, Document
+from models.deal import deal_by_number
+from services.db import session_scope
+from services.rendering import render
+
+from .helpers import counts
+
+
+def cli(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+HEADER = "company,e-mail,contact,vat_id,payment_terms,currency,billing_address\n"
+
+
+def test_a_customer_file_with_bad_rows_lists_every_one_and_imports_nothing(db, tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_text(HEADER + "Good Co,good@example.com,Ann,GB123,30,GBP,1 High St\n"
+                             ",no-address,,,400,EURO,\n"
+                             "Again,GOOD@example.com,,,,,\n", encoding="utf-8")
+    before = counts()
+    result = cli("customer", "import", str(path))
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "error: customers.csv: row 3, column name: must not be empty",
+        "error: customers.csv: row 3, column email: must be one e-mail address, got 'no-address'",
+        "error: customers.csv: row 3, column payment_terms: must be a number of days from 0 to 365, got '400'",
+        "error: customers.csv: row 3, column currency: must be a three-letter ISO 4217 code such as USD, EUR or "
+        "JPY; got 'EURO'",
+        "error: customers.csv: row 4, column email: GOOD@example.com is also on row 2",
+        "error: customers.csv: 5 problem(s) in 2 of 3 rows; nothing was imported"]
+    assert counts() == before
+
+    path.write_text(HEADER + "Good Co,good@example.com,Ann,GB123,30,gbp,1 High St\n", encoding="utf-8")
+    assert "1 added" in cli("customer", "import", str(path)).output
+    assert "0 added, 0 changed, 1 unchanged" in cli("customer", "import", str(path)).output
+    shown = cli("customer", "show", "good@example.com").output
+    assert "GB123" in shown and "30 days; currency GBP" in shown and "Ann" in shown
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["edit", "1", "--currency", "EURO"], "currency: must be a three-letter ISO 4217 code"),
+    (["edit", "1", "--payment-terms", "-3"], "payment_terms: must be a number of days from 0 to 365"),
+    (["edit", "1", "--email", "two@a.example, three@b.example"], "email: must be one e-mail address"),
+    (["edit", "1", "--name", " "], "name: must not be empty"),
+    (["edit", "1", "--tax-id", "x" * 41], "tax_id: must be at most 40 characters"),
+    (["edit", "1"], "nothing to change"),
+    (["edit", "99", "--phone", "1"], "customer '99' not found"),
+    (["show", "nobody@example.com"], "customer 'nobody@example.com' not found"),
+])
+def test_a_bad_customer_command_is_one_clear_line_and_changes_nothing(db, tmp_path, args, message):
+    path = tmp_path / "customers.csv"
+    path.write_text(HEADER + "Good Co,good@example.com,Ann,GB123,30,GBP,1 High St\n", encoding="utf-8")
+    assert cli("customer", "import", str(path)).exit_code == 0
+    before = counts()
+    result = cli("customer", *args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
+    assert counts() == before
+    assert "30 days; currency GBP" in cli("customer", "show", "1").output
+
+
+def test_a_known_customers_deal_has_their_currency_terms_tax_id_and_po(new_deal, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEALFLOW_COMPANY_TAX_ID", "US-98-7654321")
+    path = tmp_path / "customers.csv"
+    path.write_text(HEADER + f"{LEAD['company']},{LEAD['email']},{LEAD['contact_name']},GB-<b>42</b>,45,EUR,"
+                             f"\"4 Canal Street\"\n", encoding="utf-8")
+    assert cli("customer", "import", str(path)).exit_code == 0
+    script = SCRIPT[:2] + [
+        Move("estimate", "mark", {"lines": [{"sku": "TOOL-KIT-PRO", "quantity": 1}]}, "a kit"),
+        Move("decision", "mark", {"decision": "approve", "channel": "email", "po_number": "PO-<i>77</i>"}, "ok"),
+        Move("shipment", "delivery", {"carrier": "UPS", "tracking_number": "1Z"}, "shipped")]
+    play_direct(new_deal, script, until="payment-1")
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Customer)) == 1  # the known one, not a second
+        deal = deal_by_number(s, new_deal)
+        assert deal.currency == "EUR" and deal.order.customer_po == "PO-<i>77</i>"
+        assert deal.invoice.due_date == deal.invoice.issued_at.date() + timedelta(days=45)
+        docs = {d.kind: d for d in s.scalars(select(Document).where(Document.deal_id == deal.id))}
+        html = {kind: render(d.template, d.context) for kind, d in docs.items()}
+    for kind in ("order", "invoice", "shipment"):
+        assert "Your PO PO-&lt;i&gt;77&lt;/i&gt;" in html[kind], kind
+    for kind, page in html.items():
+        assert "Tax ID US-98-7654321" in page and "Tax ID GB-&lt;b&gt;42&lt;/b&gt;" in page, kind
+        assert "<b>42" not in page and "<i>77" not in page
+    assert "EUR" in html["invoice"]
