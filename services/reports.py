@@ -34,27 +34,32 @@ from models.catalog import reserved
 from models.crm import OPEN_STAGES, STAGES
 from models.money import round_money
 
+from .config import load_settings
+
 REPORTS = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging")
 CHARTS = ("pipeline", "funnel", "aging")
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "over 90")
 
 
 def pipeline(session: Session) -> pd.DataFrame:
-    """The open pipeline by stage and owner: how many opportunities, their expected amount (the
-    latest estimate's total once one is sent, the budget before), and the forecast weighted by each
-    opportunity's probability. Won and lost opportunities are not pipeline."""
+    """The open pipeline by stage, owner and currency: how many opportunities, their expected amount
+    (the latest estimate's total once one is sent, the budget before), and the forecast weighted
+    by each opportunity's probability. Won and lost opportunities are not pipeline; amounts in
+    different currencies are never added together."""
     rows = session.execute(
-        select(Opportunity.stage, StaffUser.handle.label("owner"), func.count().label("opportunities"),
+        select(Opportunity.stage, StaffUser.handle.label("owner"), Deal.currency, func.count().label("opportunities"),
                func.coalesce(func.sum(Opportunity.expected_amount), 0).label("amount"),
                func.coalesce(func.sum(Opportunity.expected_amount * Opportunity.probability), 0).label("weighted"))
         .join(StaffUser, StaffUser.id == Opportunity.owner_id)
+        .join(Deal, Deal.opportunity_id == Opportunity.id)
         .where(Opportunity.stage.in_(OPEN_STAGES))
-        .group_by(Opportunity.stage, StaffUser.handle)).all()
-    df = pd.DataFrame(rows, columns=["stage", "owner", "opportunities", "amount", "weighted"])
-    df["amount"] = [round_money(Decimal(str(v))) for v in df["amount"]]
-    df["weighted"] = [round_money(Decimal(str(v)) / 100) for v in df["weighted"]]
+        .group_by(Opportunity.stage, StaffUser.handle, Deal.currency)).all()
+    df = pd.DataFrame(rows, columns=["stage", "owner", "currency", "opportunities", "amount", "weighted"])
+    df["amount"] = [round_money(Decimal(str(v)), c) for v, c in zip(df["amount"], df["currency"], strict=True)]
+    df["weighted"] = [round_money(Decimal(str(v)) / 100, c) for v, c in zip(df["weighted"], df["currency"],
+                                                                            strict=True)]
     order = {s: i for i, s in enumerate(STAGES)}
-    return (df.assign(_o=df["stage"].map(order)).sort_values(["_o", "owner"]).drop(columns="_o")
+    return (df.assign(_o=df["stage"].map(order)).sort_values(["_o", "owner", "currency"]).drop(columns="_o")
             .reset_index(drop=True))
 
 
@@ -104,15 +109,16 @@ def stage_times(session: Session, now: datetime | None = None) -> pd.DataFrame:
 
 
 def sales(session: Session) -> pd.DataFrame:
-    """Ordered quantities and net sales by product and month of the order."""
+    """Ordered quantities and net sales by product, month of the order and currency."""
     rows = session.scalars(select(SalesOrderLine).join(SalesOrder)).all()
-    data = [{"month": ln.order.created_at.strftime("%Y-%m"), "sku": ln.sku, "quantity": ln.quantity,
-             "net": ln.net} for ln in rows]
-    df = pd.DataFrame(data, columns=["month", "sku", "quantity", "net"])
+    data = [{"month": ln.order.created_at.strftime("%Y-%m"), "sku": ln.sku, "currency": ln.currency,
+             "quantity": ln.quantity, "net": ln.net} for ln in rows]
+    df = pd.DataFrame(data, columns=["month", "sku", "currency", "quantity", "net"])
     if df.empty:
         return df
-    return (df.groupby(["month", "sku"], as_index=False).agg(quantity=("quantity", "sum"), net=("net", "sum"))
-            .sort_values(["month", "sku"]).reset_index(drop=True))
+    return (df.groupby(["month", "sku", "currency"], as_index=False)
+            .agg(quantity=("quantity", "sum"), net=("net", "sum"))
+            .sort_values(["month", "sku", "currency"]).reset_index(drop=True))
 
 
 def stock(session: Session) -> pd.DataFrame:
@@ -135,7 +141,8 @@ def stock(session: Session) -> pd.DataFrame:
 
 
 def aging(session: Session, today: date | None = None) -> pd.DataFrame:
-    """Receivables by how late they are: current, 1-30, 31-60, 61-90, over 90 days past due."""
+    """Receivables by how late they are (current, 1-30, 31-60, 61-90, over 90 days past due), per
+    currency."""
     today = today or utcnow().date()
     end = datetime.combine(today + timedelta(days=1), datetime.min.time())
     rows = []
@@ -148,12 +155,15 @@ def aging(session: Session, today: date | None = None) -> pd.DataFrame:
         bucket = ("current" if late <= 0 else "1-30" if late <= 30 else "31-60" if late <= 60
                   else "61-90" if late <= 90 else "over 90")
         rows.append({"invoice": inv.number, "customer": inv.deal.customer_name, "due_date": inv.due_date,
-                     "days_late": max(late, 0), "bucket": bucket, "amount_due": due})
-    detail = pd.DataFrame(rows, columns=["invoice", "customer", "due_date", "days_late", "bucket", "amount_due"])
-    summary = pd.DataFrame({"bucket": AGING_BUCKETS})
-    summary["invoices"] = [int((detail["bucket"] == b).sum()) for b in AGING_BUCKETS]
-    summary["amount_due"] = [sum(detail.loc[detail["bucket"] == b, "amount_due"], Decimal("0.00"))
-                             for b in AGING_BUCKETS]
+                     "days_late": max(late, 0), "bucket": bucket, "currency": inv.deal.currency, "amount_due": due})
+    detail = pd.DataFrame(rows, columns=["invoice", "customer", "due_date", "days_late", "bucket", "currency",
+                                         "amount_due"])
+    currencies = sorted(set(detail["currency"])) or [load_settings().currency]
+    summary = pd.DataFrame([{"bucket": b, "currency": c} for c in currencies for b in AGING_BUCKETS])
+    picked = [(detail["bucket"] == b) & (detail["currency"] == c) for b, c in zip(summary["bucket"],
+                                                                                    summary["currency"], strict=True)]
+    summary["invoices"] = [int(m.sum()) for m in picked]
+    summary["amount_due"] = [sum(detail.loc[m, "amount_due"], Decimal("0")) for m in picked]
     return summary
 
 
@@ -194,7 +204,11 @@ def chart(name: str, df: pd.DataFrame, path) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
+    if name in ("pipeline", "aging") and "currency" in df and df["currency"].nunique() > 1:
+        _per_currency(name, df, path)  # amounts in different currencies are never added together
+        return
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    currency = df["currency"].iloc[0] if "currency" in df and len(df) else ""
     if name == "funnel":
         bars = ax.barh(df["step"][::-1], df["deals"][::-1], color="#1f4e79")
         ax.bar_label(bars, labels=[f"{d}" + (f"  ({c}%)" if c == c and c is not None else "")
@@ -212,17 +226,39 @@ def chart(name: str, df: pd.DataFrame, path) -> None:
         ax.set_xticks(list(xs), by_stage.index, rotation=20)
         ax.yaxis.set_major_formatter(FuncFormatter(_short_money))
         ax.legend()
-        ax.set_title("Pipeline by stage")
+        ax.set_ylabel(f"amount ({currency})")
+        ax.set_title(f"Pipeline by stage ({currency})")
     elif name == "aging":
         bars = ax.bar(df["bucket"], [float(v) for v in df["amount_due"]], color="#c55a11")
         ax.bar_label(bars, labels=[f"{v:,.0f}" for v in df["amount_due"]], padding=2)
         ax.set_xlabel("days past due")
-        ax.set_ylabel("amount due")
+        ax.set_ylabel(f"amount due ({currency})")
         ax.yaxis.set_major_formatter(FuncFormatter(_short_money))
-        ax.set_title("Receivables aging")
+        ax.set_title(f"Receivables aging ({currency})")
     else:
         from models import ValidationError
         raise ValidationError("png", f"charts exist for {', '.join(CHARTS)}")
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def _per_currency(name: str, df: pd.DataFrame, path) -> None:
+    """The pipeline or aging chart as one image of several, one chart per currency."""
+    import tempfile
+    from pathlib import Path
+
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+
+    currencies = sorted(df["currency"].unique())
+    fig, axes = plt.subplots(len(currencies), 1, figsize=(8, 4.5 * len(currencies)), dpi=100)
+    with tempfile.TemporaryDirectory() as tmp:
+        for ax, currency in zip(axes, currencies, strict=True):
+            part = Path(tmp) / f"{currency}.png"
+            chart(name, df[df["currency"] == currency].reset_index(drop=True), part)
+            ax.imshow(mpimg.imread(part))
+            ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, format="png")
     plt.close(fig)

@@ -6,13 +6,14 @@ import json
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
 from dealflow.cli import main
 from dealflow.scenario import LEAD, Move, play_direct
-from models import Invoice, pipeline, process
+from models import Invoice, pipeline, process, utcnow
 from models.deal import deal_by_number
 from models.pipeline import add_lead
 from services import reports
@@ -52,16 +53,16 @@ def test_pipeline_funnel_sales_and_stock_match_the_book(book):
         stk = reports.stock(s).set_index("sku")
     # the open pipeline only: B at proposal (60 %) with its budget; A is won, not pipeline
     assert pipe.to_dict(orient="records") == [
-        {"stage": "proposal", "owner": "sofia", "opportunities": 1, "amount": D("90000.00"), "weighted": D("54000.00")}]
+        {"stage": "proposal", "owner": "sofia", "currency": "USD", "opportunities": 1, "amount": D("90000.00"), "weighted": D("54000.00")}]
     assert fun[["step", "deals"]].values.tolist() == [["leads", 3], ["opportunities", 2], ["estimates sent", 1],
                                                        ["orders", 1], ["paid", 1]]
     assert fun["conversion_pct"].tolist()[1:] == [66.7, 50.0, 100.0, 100.0]
     month = datetime.now().strftime("%Y-%m")
     assert sal.to_dict(orient="records") == [
-        {"month": month, "sku": "CHUCK-3J-250", "quantity": 3, "net": D("5550.00")},
-        {"month": month, "sku": "CNC-LATHE-2000", "quantity": 3, "net": D("133860.00")},  # 3 × 48,500 − 8 %
-        {"month": month, "sku": "COOLANT-20L", "quantity": 10, "net": D("899.00")},
-        {"month": month, "sku": "TOOL-KIT-PRO", "quantity": 3, "net": D("7350.00")}]
+        {"month": month, "sku": "CHUCK-3J-250", "currency": "USD", "quantity": 3, "net": D("5550.00")},
+        {"month": month, "sku": "CNC-LATHE-2000", "currency": "USD", "quantity": 3, "net": D("133860.00")},  # 3 × 48,500 − 8 %
+        {"month": month, "sku": "COOLANT-20L", "currency": "USD", "quantity": 10, "net": D("899.00")},
+        {"month": month, "sku": "TOOL-KIT-PRO", "currency": "USD", "quantity": 3, "net": D("7350.00")}]
     assert stk.loc["CNC-LATHE-2000", ["on_hand", "reserved", "available", "moved_in", "moved_out"]].tolist() == [
         1, 0, 1, 4, 3]  # the won deal shipped all it ordered: nothing held
     assert stk.loc["CNC-LATHE-2000", "value"] == D("48500.00")
@@ -108,7 +109,7 @@ def test_report_command_writes_csv_xlsx_and_a_png_chart(book, tmp_path):
     csv, xlsx = tmp_path / "p.csv", tmp_path / "p.xlsx"
     result = CliRunner().invoke(main, ["report", "pipeline", "--csv", str(csv), "--xlsx", str(xlsx)])
     assert result.exit_code == 0
-    assert csv.read_text().splitlines()[1] == "proposal,sofia,1,90000.00,54000.00"
+    assert csv.read_text().splitlines()[1] == "proposal,sofia,USD,1,90000.00,54000.00"
     assert xlsx.read_bytes()[:2] == b"PK"
     rows = json.loads(CliRunner().invoke(main, ["report", "funnel", "--json"]).stdout)
     assert rows[0] == {"step": "leads", "deals": 3, "conversion_pct": None}
@@ -116,3 +117,23 @@ def test_report_command_writes_csv_xlsx_and_a_png_chart(book, tmp_path):
     assert (bad.exit_code, bad.stderr) == (2, "error: png: charts exist for pipeline, funnel, aging\n")
 
 
+
+
+def test_amounts_in_different_currencies_are_never_added_together(book, tmp_path):
+    from models import Deal
+
+    with session_scope() as s:
+        deals = s.scalars(select(Deal).order_by(Deal.id)).all()
+        for deal in deals:
+            if deal.opportunity is not None and deal.opportunity.stage == "proposal":
+                deal.currency = "EUR"  # the open proposal is a euro deal
+        s.commit()
+        pipe = reports.pipeline(s)
+        ages = reports.aging(s, utcnow().date())
+    assert pipe[["stage", "currency", "amount"]].values.tolist() == [["proposal", "EUR", D("90000.00")]]
+    assert set(ages["currency"]) == {"USD"} and len(ages) == len(reports.AGING_BUCKETS)
+    mixed = pd.DataFrame([{"stage": "proposal", "owner": "sofia", "currency": c, "opportunities": 1,
+                           "amount": D(a), "weighted": D(a) / 2} for c, a in (("EUR", "90000"), ("JPY", "5000000"))])
+    png = tmp_path / "pipeline.png"
+    reports.chart("pipeline", mixed, png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
