@@ -5,15 +5,19 @@ and their purchase-order number on the documents."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from dealflow.cli import main
 from dealflow.scenario import LEAD, SCRIPT, Move, play_direct
-from models import Customer, Document
+from models import Contact, Customer, Document
+from models.customers import customer_values
 from models.deal import deal_by_number
 from services.db import session_scope
 from services.rendering import render
@@ -100,3 +104,43 @@ def test_a_known_customers_deal_has_their_currency_terms_tax_id_and_po(new_deal,
         assert "Tax ID US-98-7654321" in page and "Tax ID GB-&lt;b&gt;42&lt;/b&gt;" in page, kind
         assert "<b>42" not in page and "<i>77" not in page
     assert "EUR" in html["invoice"]
+
+
+text = st.text(st.characters(codec="utf-8"), max_size=60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=text, email=text, terms=st.one_of(text, st.integers()), currency=text, tax_id=text)
+def test_customer_fields_are_accepted_only_within_their_rules(name, email, terms, currency, tax_id):
+    values, problems = customer_values({"name": name, "email": email, "payment_terms": terms, "currency": currency,
+                                        "tax_id": tax_id}, new=True)
+    assert all(p.field in ("name", "email", "payment_terms", "currency", "tax_id") and p.rule for p in problems)
+    if not problems:
+        assert values["name"] and "\n" not in values["name"] and "@" in values["email"]
+        assert 0 <= values.get("payment_terms_days", 30) <= 365
+        assert values.get("currency") is None or re.fullmatch(r"[A-Z]{3}", values["currency"])
+        assert len(values.get("tax_id", "")) <= 40
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(text, text, text), min_size=1, max_size=4))
+def test_a_customer_file_is_imported_whole_or_not_at_all(db, tmp_path, rows):
+    import csv
+
+    path = tmp_path / "customers.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["name", "email", "currency"])
+        writer.writerows(rows)
+    with session_scope() as s:
+        before = s.scalar(select(func.count()).select_from(Customer))
+    result = cli("customer", "import", str(path))
+    with session_scope() as s:
+        after = s.scalar(select(func.count()).select_from(Customer))
+        s.query(Contact).delete()
+        s.query(Customer).delete()
+        s.commit()
+    if result.exit_code == 0:
+        assert after - before == int(result.output.split(" added")[0].split()[-1])
+    else:
+        assert result.exit_code == 2 and after == before and "nothing was imported" in result.output
