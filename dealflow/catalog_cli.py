@@ -22,7 +22,7 @@ def _product_text(row: dict[str, Any]) -> str:
     checks = row["checklist"] or ("standard machine checklist" if row["needs_qa"] else "none (no QA)")
     return "\n".join([
         f"{row['sku']}  {row['name']}" + ("" if row["offered"] else "  (retired: not offered in new estimates)"),
-        f"  price      {row['price']} (tax {row['tax_rate']} %)",
+        f"  price      {row['price']} {_default_currency()} (tax {row['tax_rate']} %)",
         f"  QA         {'yes' if row['needs_qa'] else 'no'}; checks: {checks}",
         f"  on hand    {row['on_hand']}",
         *([f"  about      {row['description']}"] if row["description"] else []),
