@@ -3,8 +3,10 @@ machine, in the background, for trying real use without setting anything up by h
 
 Everything lives under the data folder: the server's own database and home in ``prefect/``,
 logs in ``logs/``, process ids and the server's address in ``run/``, the API's credential in
-``prefect-api-auth`` (see ``api_credential``). For production, run the same three pieces as services
-(see the README's "Run it for real").
+``prefect-api-auth`` (see ``api_credential``). A server on SQLite runs as ``python -m dealflow.stack``:
+``prefect server start`` with the changes of ``RetryBusy``, so that the UI's Resume does not fail
+with "database is locked". For production, run the same three pieces as services (see the README's
+"Run it for real").
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextvars import ContextVar
 from pathlib import Path
 
 from services.config import PORTAL_PORT, PROJECT_ROOT, load_settings
@@ -101,6 +104,152 @@ def _port_free(port: int) -> bool:
             return False
 
 
+# --- the Prefect server on SQLite, as `up` runs it: a resume takes SQLite's write lock first, and a
+# request refused with "database is locked" is sent again, as Prefect's own client does -----------------
+
+RETRIES_ENV = "DEALFLOW_SERVER_RETRIES"  # 0: a plain `prefect server start`, without what follows
+RETRIES = 6  # after 0.05, 0.1, 0.2, 0.4, 0.8, 1.6 s: 3.15 s at most
+_WRITE_AT_ONCE: ContextVar[bool] = ContextVar("dealflow_sqlite_write_at_once", default=False)
+
+
+def _resume_path(scope) -> bool:
+    path = scope.get("path", "")
+    return scope.get("method") == "POST" and "/flow_runs/" in path and path.endswith("/resume")
+
+
+class RetryBusy:
+    """An ASGI wrapper around Prefect's server app, for a server on SQLite.
+
+    SQLite has one writer at a time. A Prefect API transaction that reads, then writes, fails at
+    its first write with "database is locked" if another connection of the server committed in
+    between: SQLite cannot turn its read into a write, and its busy timeout does not apply. Prefect
+    answers 503 (Service Unavailable), marks it as safe to send again and its Python client does so
+    (the CLI, workers and executors never notice); the UI does not, and shows "Failed to resume flow
+    run" and "Oops. Something went wrong". The resume is such a transaction (it reads the run and
+    the form, validates the answer, then writes the new state); Prefect's own set_state takes the
+    write lock when it begins (BEGIN IMMEDIATE, waiting for it with the busy timeout) and cannot
+    fail that way. So here:
+
+    - a resume (POST .../flow_runs/ID/resume) begins its transaction as set_state does;
+    - any request answered 503 is sent to the app again (its body kept), up to ``retries`` times,
+      before an answer goes back. Websockets and all other answers pass as they are."""
+
+    def __init__(self, app, retries: int = RETRIES, first_pause: float = 0.05):
+        self.app, self.retries, self.first_pause = app, retries, first_pause
+
+    def __getattr__(self, name: str):  # the wrapped app's attributes (uvicorn reads some)
+        return getattr(self.app, name)
+
+    async def _try(self, scope, body: bytes, receive, send, hold: bool) -> tuple[bool, int]:
+        """Send the request to the app once: whether it answered 503 and ``hold`` kept that back,
+        and the answer's status."""
+        delivered, held, status = False, False, 0
+
+        async def replay():
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # the client's disconnect
+
+        async def answer(message) -> None:
+            nonlocal held, status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            if hold and status == 503 and message["type"] == "http.response.start":
+                held = True  # nothing has gone back yet
+            elif not held:
+                await send(message)
+
+        token = _WRITE_AT_ONCE.set(_resume_path(scope))
+        try:
+            await self.app(dict(scope), replay, answer)  # a copy: routing writes into the scope
+        except Exception:
+            if not status:  # Starlette raises again what its handler answered: that is told below
+                raise
+        finally:
+            _WRITE_AT_ONCE.reset(token)
+        return held, status
+
+    async def __call__(self, scope, receive, send) -> None:
+        import asyncio
+        import logging
+
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunks, more = [], True
+        while more:  # the whole body, to send it again (API requests are small JSON)
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        log = logging.getLogger("prefect.server.dealflow")
+        for attempt in range(self.retries + 1):
+            held, status = await self._try(scope, body, receive, send, hold=attempt < self.retries)
+            if not held:
+                if status == 503:
+                    log.warning("%s %s still answered 503 after %d tries", scope["method"], scope["path"],
+                                attempt + 1)
+                elif attempt:
+                    log.info("%s %s answered after %d tries", scope["method"], scope["path"], attempt + 1)
+                return
+            await asyncio.sleep(self.first_pause * 2 ** attempt)
+
+
+def _begin_immediate_when_asked() -> bool:
+    """Prefect's SQLite transactions begin IMMEDIATE when ``with_for_update`` (set_state's); make
+    them do so also while ``_WRITE_AT_ONCE`` is set (a resume). False if this Prefect has no such
+    switch (then only the retries apply)."""
+    import inspect
+
+    from prefect.server.database.configurations import AioSqliteConfiguration
+
+    begin = AioSqliteConfiguration.begin_transaction
+    if "with_for_update" not in inspect.signature(begin).parameters:
+        return False
+
+    def begin_transaction(self, session, with_for_update: bool = False):
+        return begin(self, session, with_for_update=with_for_update or _WRITE_AT_ONCE.get())
+
+    AioSqliteConfiguration.begin_transaction = begin_transaction
+    return True
+
+
+def server_retries(env) -> int:
+    """How many times ``up``'s server on SQLite tries a request again (DEALFLOW_SERVER_RETRIES,
+    at most 10); 0: a plain ``prefect server start``."""
+    try:
+        return max(0, min(int(env.get(RETRIES_ENV, RETRIES)), 10))
+    except ValueError:
+        return RETRIES
+
+
+def serve_prefect(args: list[str]) -> None:
+    """``prefect server start ARGS`` with its app in ``RetryBusy`` (what ``up`` runs for a server
+    on SQLite). Everything else is Prefect's own command: settings, banner, services."""
+    import inspect
+
+    import prefect.server.api.server as server
+    from prefect.cli import app
+    from prefect.cli._server_utils import _run_in_foreground
+
+    create_app = server.create_app
+    retries = server_retries(os.environ)
+    if "import create_app" not in inspect.getsource(_run_in_foreground) or not _begin_immediate_when_asked():
+        print("dealflow: this Prefect's server is built otherwise; the server runs without dealflow's "
+              "changes for SQLite (dealflow/stack.py, serve_prefect)", file=sys.stderr, flush=True)
+
+    def wrapped(*a, **kw):
+        return RetryBusy(create_app(*a, **kw), retries=retries)
+
+    server.create_app = wrapped  # looked up when `server start` builds its app
+    sys.argv = ["prefect", "server", "start", *args]
+    app()  # the `prefect` command's entry point: it reads sys.argv
+
+
 def executor_poll(env: dict[str, str]) -> str:
     """Seconds between an executor's polls: gentle for a Prefect server on SQLite (see ``up``)."""
     return "0.25" if env.get("PREFECT_SERVER_DATABASE_CONNECTION_URL", "").startswith("postgresql") else "2"
@@ -142,14 +291,18 @@ def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTA
     # the executors mail the customers' links: by default they name the portal started below
     env["DEALFLOW_PUBLIC_URL"] = public_url or f"http://127.0.0.1:{portal_port}"
     # Each poll of a pool is a write on the server (the pool is marked ready). A server on SQLite
-    # has one writer at a time and refuses a resume that collides with another write
-    # ("database is locked"; the CLI retries, the UI's Resume button does not): poll it gently.
+    # has one writer at a time, and a write that collides with another is refused ("database is
+    # locked"; see RetryBusy for how the server `up` starts copes with that): poll it gently.
     poll = executor_poll(env)
     on_sqlite = poll == "2"
     server_env = {k: v for k, v in env.items() if not k.startswith("SMTP_")}  # the server needs no mail secrets
     server_env["PREFECT_SERVER_API_AUTH_STRING"] = credential
     prefect = [sys.executable, "-m", "prefect"]
-    server = _spawn("server", [*prefect, "server", "start", "--host", "127.0.0.1", "--port", str(port)], server_env)
+    # On SQLite the server tries again what SQLite refused with "database is locked" (see
+    # RetryBusy), so that the UI's Resume (which never retries) does not fail with it.
+    wrapped = on_sqlite and server_retries(env) > 0
+    start = [sys.executable, "-m", "dealflow.stack"] if wrapped else [*prefect, "server", "start"]
+    server = _spawn("server", [*start, "--host", "127.0.0.1", "--port", str(port)], server_env)
     api_credential.record_address(data, api)  # a dealflow command pointed at it finds the credential
     say(f"Prefect server (pid {server}) starting on {api} ...")
     if not _healthy(api, 90):
@@ -218,3 +371,7 @@ def down(say=print) -> list[str]:
         pid_file.unlink(missing_ok=True)
     api_credential.forget_address(run.parent)  # the credential file stays, for the next `up`
     return stopped
+
+
+if __name__ == "__main__":  # `python -m dealflow.stack ARGS`: `prefect server start ARGS` (see serve_prefect)
+    serve_prefect(sys.argv[1:])

@@ -1,0 +1,63 @@
+"""The ASGI wrapper `dealflow up` puts around a Prefect server on SQLite: a request the app
+answers 503 (SQLite's "database is locked") is sent to it again with its body, and only the
+last answer goes back; anything else passes once, as it was answered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+
+from dealflow.stack import RetryBusy, _resume_path, server_retries
+
+
+class Busy:
+    """A small ASGI app that answers 503 ``busy`` times, then echoes the body it got."""
+
+    def __init__(self, busy: int, status: int = 200):
+        self.busy, self.status, self.calls, self.bodies = busy, status, 0, []
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.calls += 1
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        self.bodies.append(body)
+        status = 503 if self.calls <= self.busy else self.status
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": json.dumps({"call": self.calls, "got": body.decode()})
+                    .encode()})
+
+
+def _post(app, path: str = "/api/flow_runs/1/resume", body: bytes = b'{"run_input": {"x": 1}}'):
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            return await client.post(path, content=body)
+    return asyncio.run(go())
+
+
+def test_a_request_refused_as_busy_is_sent_again_with_its_body_and_only_the_last_answer_returns():
+    app = Busy(busy=2)
+    answer = _post(RetryBusy(app, retries=6, first_pause=0.001))
+    assert answer.status_code == 200 and answer.json() == {"call": 3, "got": '{"run_input": {"x": 1}}'}
+    assert app.bodies == [b'{"run_input": {"x": 1}}'] * 3
+
+
+def test_a_request_still_busy_after_every_try_gets_the_503_and_others_pass_once():
+    app = Busy(busy=100)
+    assert _post(RetryBusy(app, retries=3, first_pause=0.001)).status_code == 503 and app.calls == 4
+    other = Busy(busy=0, status=422)
+    assert _post(RetryBusy(other, retries=3, first_pause=0.001)).status_code == 422 and other.calls == 1
+
+
+def test_only_a_flow_runs_resume_begins_by_taking_the_write_lock_and_retries_are_bounded():
+    assert _resume_path({"method": "POST", "path": "/api/flow_runs/abc/resume"})
+    assert not _resume_path({"method": "GET", "path": "/api/flow_runs/abc/resume"})
+    assert not _resume_path({"method": "POST", "path": "/api/flow_runs/abc/set_state"})
+    assert server_retries({}) == 6 and server_retries({"DEALFLOW_SERVER_RETRIES": "0"}) == 0
+    assert server_retries({"DEALFLOW_SERVER_RETRIES": "99"}) == 10
+    assert server_retries({"DEALFLOW_SERVER_RETRIES": "x"}) == 6
