@@ -158,9 +158,10 @@ def product_retire(sku: str, undo: bool) -> None:
 def product_import(path: Path, as_json: bool) -> None:
     """Add and update products from a .csv or .xlsx file: all rows or none.
 
-    Columns: sku, name, price, tax_rate (required), needs_qa (yes/no, default yes), checklist
-    (comma-separated checks; empty: the standard machine checklist), description, offered (yes/no;
-    empty: as it is). A known SKU is set to what its row says; a refused file lists every bad row,
+    Columns: sku, name, price, tax_rate (required), needs_qa (yes/no; empty: yes for a new product,
+    as it is for a known one), checklist (comma-separated checks; empty with QA: the standard machine
+    checklist, or a known product's own), description, offered (yes/no; empty: as it is). A known
+    SKU gets its row's name, price, tax rate and description; a refused file lists every bad row,
     column and rule, and nothing is written. `dealflow product export` writes this format."""
     from models import FileRefused, audit
     from models.catalog import import_products
@@ -301,7 +302,7 @@ CUSTOMER_FILE_COLUMNS = ("name", "email", "contact", "phone", "tax_id", "payment
 @click.group(cls=DealflowGroup)
 def customer() -> None:
     """Customers: their terms (tax ID, payment terms, currency), edits and imports. A lead whose
-    e-mail is a known customer's becomes a deal of that customer, in their currency."""
+    e-mail and company are a known customer's becomes a deal of that customer, in their currency."""
 
 
 def _default_currency() -> str:

@@ -210,6 +210,7 @@ def edit_product(session: Session, product: Product, raw: dict[str, Any]) -> dic
     (their lines carry their own price)."""
     values, problems = product_values(raw, new=False)
     _first(problems)
+    _keep_own_checks(product, values)
     changed: dict[str, list[Any]] = {}
     for column, value in values.items():
         before = getattr(product, column)
@@ -220,6 +221,13 @@ def edit_product(session: Session, product: Product, raw: dict[str, Any]) -> dic
         product.retired_at = None if product.active else utcnow()
     session.flush()
     return changed
+
+
+def _keep_own_checks(product: Product, values: dict[str, Any]) -> None:
+    """"Needs QA" said of a product that QA already checks with its own list keeps that list (only a
+    product without QA falls back to the standard machine checklist)."""
+    if "qa_checklist" in values and values["qa_checklist"] is None and product.qa_checklist:
+        del values["qa_checklist"]
 
 
 def retire_product(product: Product, undo: bool = False) -> bool:
@@ -324,6 +332,8 @@ def import_products(session: Session, name: str, rows: list[tuple[int, dict[str,
     problems: list[tuple[int, str, str]] = []
     plans: list[tuple[int, str, dict[str, Any]]] = []
     seen: dict[str, int] = {}
+    named = [str(raw.get("sku") or "").strip() for _, raw in rows]
+    existing = set(session.scalars(select(Product.sku).where(Product.sku.in_(named)))) if named else set()
     for row_no, raw in rows:
         try:
             sku = valid_sku(raw.get("sku"))
@@ -336,7 +346,12 @@ def import_products(session: Session, name: str, rows: list[tuple[int, dict[str,
             seen[sku] = row_no
         given = {k: raw.get(k) for k in PRODUCT_FIELDS if k != "sku" and k in raw}
         if not str(given.get("needs_qa") or "").strip():
-            given["needs_qa"] = "yes"
+            if sku in existing:  # a known product: QA as it is, unless the row lists checks
+                given.pop("needs_qa", None)
+                if not str(given.get("checklist") or "").strip():
+                    given.pop("checklist", None)
+            else:
+                given["needs_qa"] = "yes"
         values, broken = product_values(given, new=True)
         problems += [(row_no, exc.field, exc.rule) for exc in broken]
         if sku is not None:
@@ -355,6 +370,7 @@ def import_products(session: Session, name: str, rows: list[tuple[int, dict[str,
             result["added"].append(sku)
             continue
         changed = False
+        _keep_own_checks(product, values)
         for column, value in values.items():
             if getattr(product, column) != value:
                 setattr(product, column, value)
@@ -374,7 +390,7 @@ MAX_QUANTITY = 1_000_000
 def quantity(value: object, field: str, *, zero: bool = False) -> int:
     """A count of pieces a person typed: a whole number (at least 1; ``zero``: at least 0)."""
     text = str(value).strip() if not isinstance(value, bool) else "?"
-    if not text.lstrip("-").isdigit():
+    if not re.fullmatch(r"-?[0-9]{1,9}", text):
         raise ValidationError(field, f"must be a whole number, got {shown(value)}")
     number = int(text)
     low = 0 if zero else 1

@@ -36,7 +36,7 @@ def email_address(value: object, field: str = "email") -> str:
 
 def terms_days(value: object, field: str = "payment_terms") -> int:
     text = str(value).strip().lower().removesuffix("days").removesuffix("d").strip()
-    if not text.isdigit() or not 0 <= int(text) <= MAX_TERMS_DAYS:
+    if not re.fullmatch(r"[0-9]{1,3}", text) or not 0 <= int(text) <= MAX_TERMS_DAYS:
         raise ValidationError(field, f"must be a number of days from 0 to {MAX_TERMS_DAYS}, got {shown(value)}")
     return int(text)
 
@@ -73,19 +73,40 @@ def customer_values(raw: dict[str, Any], *, new: bool) -> tuple[dict[str, Any], 
     return values, problems
 
 
-def find_customer(session: Session, email: str) -> Customer | None:
-    """The customer with this e-mail (theirs or one of their contacts'), case aside."""
+def find_customer(session: Session, email: str, contacts: bool = True) -> Customer | None:
+    """The customer with this e-mail (theirs, or with ``contacts`` one of their contacts'), case aside."""
     email = (email or "").strip().lower()
     if not email:
         return None
-    return session.scalars(select(Customer).outerjoin(Contact).where(or_(
-        func.lower(Customer.email) == email, func.lower(Contact.email) == email)).order_by(Customer.id)).first()
+    match = func.lower(Customer.email) == email
+    query = (select(Customer).outerjoin(Contact).where(or_(match, func.lower(Contact.email) == email)) if contacts
+             else select(Customer).where(match))
+    return session.scalars(query.order_by(Customer.id)).first()
+
+
+def same_company(a: str, b: str) -> bool:
+    """"Tokyo Precision K.K." and "tokyo precision kk" are one name; "Alpha Tools" and "Beta Forge" are not."""
+    def key(name: str) -> str:
+        return re.sub(r"[\W_]+", "", (name or "").casefold())
+    return bool(key(a)) and key(a) == key(b)
+
+
+def customer_of_lead(session: Session, email: str, company: str) -> Customer | None:
+    """The known customer a lead is from: the same e-mail (theirs or a contact's) *and* the same
+    company name; a shared address (purchasing@, a consultant) of another company is not a match."""
+    email = (email or "").strip().lower()
+    if not email:
+        return None
+    candidates = session.scalars(select(Customer).outerjoin(Contact).where(or_(
+        func.lower(Customer.email) == email, func.lower(Contact.email) == email)).order_by(Customer.id)).unique()
+    return next((c for c in candidates if same_company(c.name, company)), None)
 
 
 def customer_by_ref(session: Session, ref: str) -> Customer:
     """A customer by its number or its e-mail."""
     text = (ref or "").strip()
-    customer = session.get(Customer, int(text)) if text.isdigit() and len(text) < 10 else find_customer(session, text)
+    number = re.fullmatch(r"[0-9]{1,9}", text)
+    customer = session.get(Customer, int(text)) if number else find_customer(session, text)
     if customer is None:
         raise NotFound("customer", shown(text))
     return customer
@@ -142,7 +163,7 @@ def import_customers(session: Session, name: str, rows: list[tuple[int, dict[str
         raise FileRefused(name, problems, len(rows))
     result: dict[str, list[str]] = {"added": [], "changed": [], "unchanged": []}
     for values, email in plans:
-        customer = find_customer(session, email)
+        customer = find_customer(session, email, contacts=False)  # a row is a customer, by their own e-mail
         if customer is None:
             customer = Customer(name=values["name"], email=values["email"])
             session.add(customer)

@@ -17,7 +17,9 @@ from .pricing import PricedLine
 
 def _customer(deal: Deal) -> dict[str, Any]:
     customer = deal.customer
-    contact = customer.primary_contact if customer else None
+    asked = (deal.lead.email or "").lower()  # the person who asked for this deal, if they are a contact
+    contact = (next((c for c in customer.contacts if c.email.lower() == asked), customer.primary_contact)
+               if customer else None)
     return {
         "name": deal.customer_name,
         "contact": contact.name if contact else deal.lead.contact_name,
@@ -107,7 +109,7 @@ def receipt_context(receipt: SalesReceipt) -> dict[str, Any]:
     ctx.update({"order": order.number, "lines": _lines(order.lines), "totals": order.totals.as_dict(),
                 "date": receipt.at.date().isoformat(), "released_by": order.pick_release.released_by.name,
                 "qa_attempts": len(order.inspections), "qa_inspector": passed.inspector.name if passed else None,
-                "qa_notes": passed.notes if passed else ""})
+                "qa_notes": passed.notes if passed else "", "released_automatically": passed is None})
     return ctx
 
 

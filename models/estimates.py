@@ -64,7 +64,7 @@ class EstimateRevision(Base):
     decided_by: Mapped[str | None] = mapped_column(String(40))
     decision_channel: Mapped[str | None] = mapped_column(String(20))
     decision_note: Mapped[str] = mapped_column(Text, default="")
-    customer_po: Mapped[str] = mapped_column(String(40), default="", server_default="")  # given with the approval
+    customer_po: Mapped[str] = mapped_column(String(60), default="", server_default="")  # given with the approval
 
     estimate: Mapped[Estimate] = relationship(back_populates="revisions")
     prepared_by: Mapped[StaffUser] = relationship()

@@ -39,7 +39,9 @@ class SalesOrder(Base):
     estimate_revision_id: Mapped[int] = mapped_column(ForeignKey("estimate_revisions.id"), unique=True)
     status: Mapped[str] = mapped_column(String(20), default="awaiting_qa", index=True)
     created_by: Mapped[str] = mapped_column(String(40))
-    customer_po: Mapped[str] = mapped_column(String(40), default="", server_default="")  # the customer's PO number
+    customer_po: Mapped[str] = mapped_column(String(60), default="", server_default="")  # the customer's PO number
+    # what QA checks on this order, fixed when it is made (None: an order made before: its products' lists)
+    qa_checks: Mapped[list[Any] | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     deal: Mapped[Deal] = relationship(back_populates="order")
@@ -63,7 +65,10 @@ class SalesOrder(Base):
 
     @property
     def qa_checklist(self) -> list[str]:
-        """What QA checks on this order: every item of its products' checklists, once, in order."""
+        """What QA checks on this order: every item of its products' checklists, once, in order, as
+        they were when the order was made (a product edited later does not change it)."""
+        if self.qa_checks is not None:
+            return list(self.qa_checks)
         items: list[str] = []
         for line in self.lines:
             items += [i for i in line.product.checklist if i not in items]

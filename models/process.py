@@ -28,7 +28,7 @@ from .base import utcnow
 from .billing import Invoice, InvoiceLine
 from .catalog import issue, product_by_sku, shortages, sku_of
 from .crm import STAGES, Contact, Customer, Lead, Opportunity, StageChange
-from .customers import find_customer
+from .customers import customer_of_lead
 from .deal import Deal, Wait
 from .documents import (
     estimate_context,
@@ -449,7 +449,7 @@ def _decision(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
                                          "say how the customer told you (email, phone, signed_document, meeting)")
     text = _notes(answer, "changes") if decision == "request_changes" else _notes(answer, "reason", 2000)
     return _decide(session, deal, decision, person.handle, channel, note=_notes(answer, "note", 2000), text=text,
-                   po=_line(answer, "po_number", 40), mover=person)
+                   po=_line(answer, "po_number", portal.MAX_PO), mover=person)
 
 
 def _decide(session: Session, deal: Deal, decision: str, by: str, channel: str, *, note: str, text: str,
@@ -648,13 +648,16 @@ def _mail_customer(session: Session, deal: Deal, kind: str, number: str, subject
 
 def convert_lead(session: Session, deal: Deal, default_currency: str = DEFAULT_CURRENCY) -> str:
     """The qualified lead becomes an opportunity of a customer: the known customer with the lead's
-    e-mail (imported, or from an earlier deal), else a new one in ``default_currency``. The deal
-    is in the customer's currency."""
+    e-mail and company name (imported, or from an earlier deal; the lead's contact is added to it),
+    else a new one in ``default_currency``. The deal is in the customer's currency."""
     lead = deal.lead
     if deal.opportunity is not None:
         return "already converted"
-    customer = find_customer(session, lead.email)
+    customer = customer_of_lead(session, lead.email, lead.company)
     known = customer is not None
+    if known and not any(c.email.lower() == lead.email.lower() for c in customer.contacts):
+        customer.contacts.append(Contact(name=lead.contact_name, email=lead.email, phone=lead.phone,
+                                         is_primary=not customer.contacts))
     if customer is None:
         customer = Customer(name=lead.company, email=lead.email, phone=lead.phone, currency=default_currency,
                             billing_address=lead.address, shipping_address=lead.address)
@@ -709,6 +712,7 @@ def create_order(session: Session, deal: Deal) -> str:
                                           unit_price=ln.unit_price, discount_pct=ln.discount_pct,
                                           tax_rate=ln.tax_rate))
     session.flush()
+    order.qa_checks = order.qa_checklist  # fixed now: editing a product later does not change this order's QA
     doc = add_document(session, deal.id, "order", order.number, "documents/order.html", order_context(order))
     _mail_customer(session, deal, "order", order.number,
                    f"Order confirmation {order.number} (from estimate {rev.number})", doc)

@@ -4,6 +4,7 @@ a new price applies to new estimate revisions only; an order of accessories only
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 
 import pytest
@@ -106,7 +107,8 @@ def test_product_fields_are_accepted_only_within_their_rules(name, price, tax, n
         assert values.get("qa_checklist") is None or all(c.isidentifier() for c in values["qa_checklist"])
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("DEALFLOW_HYPOTHESIS_EXAMPLES", "40")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(price=st.one_of(text, st.decimals(allow_nan=True)), tax=text)
 def test_a_refused_product_leaves_nothing_behind(db, price, tax):
     before = counts()
@@ -255,3 +257,25 @@ def test_a_mixed_order_waits_for_qa_of_its_machines_only(new_deal):
         assert deal.order.qa_checklist == ["spindle_runout", "axis_backlash", "safety_guards", "emergency_stop",
                                            "control_software"]
         assert s.scalars(select(Product).where(Product.sku == "TOOL-KIT-PRO")).one().needs_qa is False
+
+
+def test_a_known_products_qa_stays_as_it_is_unless_a_file_or_command_says_otherwise(db, tmp_path):
+    path = tmp_path / "prices.csv"  # a price list: no QA columns at all
+    path.write_text("sku,name,price,tax_rate\nTOOL-KIT-PRO,Tooling kit,2500,18\nVMC-850,VMC-850,73000,18\n"
+                    "NEW-9,New machine,1000,18\n", encoding="utf-8")
+    assert cli("product", "import", str(path)).exit_code == 0
+    assert product("TOOL-KIT-PRO")["checklist"] == []  # still an accessory
+    assert product("VMC-850")["checklist"][:2] == ["spindle_runout", "axis_backlash"]  # still its own checks
+    assert product("NEW-9")["checklist"] is None  # new: QA with the standard checklist
+    assert cli("product", "edit", "VMC-850", "--needs-qa").output.strip() == "VMC-850: nothing changed"
+    assert product("VMC-850")["checklist"][:2] == ["spindle_runout", "axis_backlash"]
+
+
+def test_an_orders_qa_checks_are_fixed_when_it_is_made(new_deal):
+    play_direct(new_deal, _order_of(("VMC-850", 1)), until="qa-attempt-1")
+    assert cli("product", "edit", "VMC-850", "--checklist", "paint").exit_code == 0
+    assert cli("product", "edit", "VMC-850", "--no-qa").exit_code == 0
+    with session_scope() as s:
+        order = deal_by_number(s, new_deal).order
+        assert order.needs_qa and order.qa_checklist == ["spindle_runout", "axis_backlash", "safety_guards",
+                                                         "emergency_stop", "control_software"]

@@ -5,6 +5,7 @@ and their purchase-order number on the documents."""
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 
@@ -60,6 +61,8 @@ def test_a_customer_file_with_bad_rows_lists_every_one_and_imports_nothing(db, t
 @pytest.mark.parametrize(("args", "message"), [
     (["edit", "1", "--currency", "EURO"], "currency: must be a three-letter ISO 4217 code"),
     (["edit", "1", "--payment-terms", "-3"], "payment_terms: must be a number of days from 0 to 365"),
+    (["edit", "1", "--payment-terms", "³"], "payment_terms: must be a number of days from 0 to 365"),
+    (["show", "²"], "customer '²' not found"),
     (["edit", "1", "--email", "two@a.example, three@b.example"], "email: must be one e-mail address"),
     (["edit", "1", "--name", " "], "name: must not be empty"),
     (["edit", "1", "--tax-id", "x" * 41], "tax_id: must be at most 40 characters"),
@@ -122,7 +125,8 @@ def test_customer_fields_are_accepted_only_within_their_rules(name, email, terms
         assert len(values.get("tax_id", "")) <= 40
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("DEALFLOW_HYPOTHESIS_EXAMPLES", "25")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.tuples(text, text, text), min_size=1, max_size=4))
 def test_a_customer_file_is_imported_whole_or_not_at_all(db, tmp_path, rows):
     import csv
@@ -144,3 +148,19 @@ def test_a_customer_file_is_imported_whole_or_not_at_all(db, tmp_path, rows):
         assert after - before == int(result.output.split(" added")[0].split()[-1])
     else:
         assert result.exit_code == 2 and after == before and "nothing was imported" in result.output
+
+
+def test_a_shared_address_of_another_company_is_a_new_customer_and_a_long_po_fits(new_deal, tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_text(HEADER + f"Another Company Ltd,{LEAD['email']},Someone Else,,60,JPY,\n", encoding="utf-8")
+    assert cli("customer", "import", str(path)).exit_code == 0
+    po = "PO-" + "9" * 57  # 60 characters, as the portal's accept form allows
+    script = SCRIPT[:2] + [
+        Move("estimate", "mark", {"lines": [{"sku": "TOOL-KIT-PRO", "quantity": 1}]}, "a kit"),
+        Move("decision", "mark", {"decision": "approve", "channel": "email", "po_number": po}, "ok")]
+    play_direct(new_deal, script, until="shipment-1")
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        assert deal.customer.name == LEAD["company"] and deal.currency == "USD"  # not the other company's
+        assert s.scalar(select(func.count()).select_from(Customer)) == 2
+        assert deal.order.customer_po == po

@@ -61,3 +61,37 @@ def test_only_a_flow_runs_resume_begins_by_taking_the_write_lock_and_retries_are
     assert server_retries({}) == 6 and server_retries({"DEALFLOW_SERVER_RETRIES": "0"}) == 0
     assert server_retries({"DEALFLOW_SERVER_RETRIES": "99"}) == 10
     assert server_retries({"DEALFLOW_SERVER_RETRIES": "x"}) == 6
+
+
+def test_a_resume_begins_its_sqlite_transaction_by_taking_the_write_lock(tmp_path):
+    """Prefect's own SQLite configuration, patched as `dealflow up`'s server patches it: inside a
+    resume the transaction begins IMMEDIATE (the write lock first), elsewhere as Prefect begins it."""
+    from prefect.server.database.configurations import SQLITE_BEGIN_MODE, AioSqliteConfiguration
+    from sqlalchemy import text
+
+    from dealflow import stack
+
+    original = AioSqliteConfiguration.begin_transaction
+    try:
+        assert stack._begin_immediate_when_asked()
+
+        async def modes() -> list[str]:
+            config = AioSqliteConfiguration(connection_url=f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}")
+            engine = await config.engine()
+            seen = []
+            for resume in (False, True):
+                token = stack._WRITE_AT_ONCE.set(resume)
+                try:
+                    session = await config.session(engine)
+                    async with config.begin_transaction(session):
+                        seen.append(SQLITE_BEGIN_MODE.get())
+                        await session.execute(text("select 1"))
+                    await session.close()
+                finally:
+                    stack._WRITE_AT_ONCE.reset(token)
+            await engine.dispose()
+            return seen
+
+        assert asyncio.run(modes()) == ["DEFERRED", "IMMEDIATE"]
+    finally:
+        AioSqliteConfiguration.begin_transaction = original

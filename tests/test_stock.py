@@ -54,6 +54,8 @@ def test_goods_in_counts_and_the_ledger(db):
     (["receive", "VMC-850", "1.5", "--ref", "DN-1"], "quantity: must be a whole number, got '1.5'"),
     (["receive", "VMC-850", "--ref", "DN-1", "--", "-3"], "quantity: must be between 1 and 1,000,000, got -3"),
     (["receive", "VMC-850", "2e3", "--ref", "DN-1"], "quantity: must be a whole number, got '2e3'"),
+    (["receive", "VMC-850", "²", "--ref", "DN-1"], "quantity: must be a whole number, got '²'"),
+    (["adjust", "VMC-850", "--to", "--5", "--reason", "x"], "to: must be a whole number, got '--5'"),
     (["receive", "VMC-850", "99999999", "--ref", "DN-1"], "quantity: must be between 1 and 1,000,000"),
     (["receive", "VMC-850", "2", "--ref", " "], "ref: must not be empty"),
     (["receive", "NOPE", "2", "--ref", "DN-1"], "sku: unknown SKU 'NOPE'"),
