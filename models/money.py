@@ -8,7 +8,11 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from .errors import ValidationError
 from .text import shown
 
-MINOR_UNITS = {"JPY": 0, "KWD": 3, "BHD": 3}
+# ISO 4217 minor units where they are not 2: amounts are kept to 2 decimals, so the three-decimal
+# currencies (BHD, IQD, JOD, KWD, LYD, OMR, TND) are refused for a customer (models.customers)
+MINOR_UNITS = {c: 0 for c in ("BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND",
+                              "VUV", "XAF", "XOF", "XPF")} | {c: 3 for c in ("BHD", "IQD", "JOD", "KWD", "LYD", "OMR",
+                                                                            "TND")}
 DEFAULT_CURRENCY = "USD"
 ZERO = Decimal("0")
 

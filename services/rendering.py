@@ -22,6 +22,14 @@ def money(value: Any, currency: str | None = None) -> str:
     return f"{currency} {text}" if currency else text
 
 
+def amount(value: Any, currency: str | None = None, exact: bool = False) -> str:
+    """An amount without its currency code, to the currency's minor unit (a yen line: 1,001, not
+    1,001.00). ``exact``: a price keeps decimals beyond the minor unit (a unit price of 1,000.50 yen)."""
+    value = Decimal(str(value))
+    rounded = round_money(value, currency or "USD")
+    return f"{value if exact and rounded != value else rounded:,}"
+
+
 def pct(value: Any) -> str:
     return f"{Decimal(str(value)).normalize():f}%"
 
@@ -36,6 +44,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["money"] = money
+    env.filters["amount"] = amount
     env.filters["pct"] = pct
     env.globals["portal_url"] = None  # an email's personal link, when render() is given one
     return env

@@ -43,5 +43,7 @@ def test_a_yen_deal_rounds_each_line_to_whole_yen_and_says_yen_everywhere(new_de
         text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", render(doc.template, doc.context)))
     assert any("total 3302 JPY" in str(t.get("outcome", "")) or "total 3302 JPY" in str(t) for t in trail), trail
     assert "Total JPY 3,302" in text and "3,302.00" not in text and "3,301" not in text, text
+    lines_text = text[text.index("Part JP-A"):text.index("Subtotal")]
+    assert "1,000.50" in lines_text and " 1,001 " in lines_text and "1,001.00" not in text, lines_text  # unit price as priced
     shown = runner.invoke(main, ["deal", "show", new_deal]).output
     assert "total 3302 JPY" in shown, shown
