@@ -163,16 +163,25 @@ def product_import(path: Path, as_json: bool) -> None:
     checklist, or a known product's own), description, offered (yes/no; empty: as it is). A known
     SKU gets its row's name, price, tax rate and description; a refused file lists every bad row,
     column and rule, and nothing is written. `dealflow product export` writes this format."""
-    from models import FileRefused, audit
     from models.catalog import import_products
+
+    _import_file(path, as_json, "product", import_products, FILE_COLUMNS, ("sku", "name", "price", "tax_rate"),
+                 {"unit_price": "price"})
+
+
+def _import_file(path: Path, as_json: bool, kind: str, load, columns: tuple[str, ...], required: tuple[str, ...],
+                 aliases: dict[str, str]) -> None:
+    """Read the file, hand its rows to ``load`` (all or none), audit, commit; a refused file: every
+    problem on its own line, then the summary, exit 2."""
+    from models import FileRefused, audit
     from services.db import session_scope
     from services.tabular import read_rows
 
     try:
-        rows = read_rows(path, FILE_COLUMNS, ("sku", "name", "price", "tax_rate"), aliases={"unit_price": "price"})
+        rows = read_rows(path, columns, required, aliases=aliases)
         with session_scope() as s:
-            result = import_products(s, path.name, rows)
-            audit.record(s, _operator(), "product.imported", subject=path.name, rows=len(rows),
+            result = load(s, path.name, rows)
+            audit.record(s, _operator(), f"{kind}.imported", subject=path.name, rows=len(rows),
                          added=len(result["added"]), changed=result["changed"][:200])
             s.commit()
     except FileRefused as refused:
@@ -394,23 +403,7 @@ def customer_import(path: Path, as_json: bool) -> None:
     Columns: name, email (required), contact, phone, tax_id, payment_terms (days), currency,
     billing_address, shipping_address. A row whose e-mail is a known customer's updates that
     customer; a refused file lists every bad row, column and rule, and nothing is written."""
-    from models import FileRefused, audit
     from models.customers import import_customers
-    from services.db import session_scope
-    from services.tabular import read_rows
 
-    try:
-        rows = read_rows(path, CUSTOMER_FILE_COLUMNS, ("name", "email"),
-                         aliases={"company": "name", "e_mail": "email", "vat_id": "tax_id", "terms": "payment_terms"})
-        with session_scope() as s:
-            result = import_customers(s, path.name, rows)
-            audit.record(s, _operator(), "customer.imported", subject=path.name, rows=len(rows),
-                         added=len(result["added"]), changed=result["changed"][:200])
-            s.commit()
-    except FileRefused as refused:
-        for line in refused.lines:
-            click.echo(f"error: {line}", err=True)
-        _fail(str(refused))
-    counts = {k: len(v) for k, v in result.items()}
-    _emit(result, as_json, f"{path.name}: {len(rows)} rows; {counts['added']} added, {counts['changed']} changed, "
-                           f"{counts['unchanged']} unchanged")
+    _import_file(path, as_json, "customer", import_customers, CUSTOMER_FILE_COLUMNS, ("name", "email"),
+                 {"company": "name", "e_mail": "email", "vat_id": "tax_id", "terms": "payment_terms"})

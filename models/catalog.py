@@ -281,7 +281,12 @@ def product_by_sku(session: Session, sku: str, field: str = "sku") -> Product:
     return product
 
 
-def locked_level(session: Session, product: Product) -> StockLevel:
+def locked_level(session: Session, product: Product, create: bool = False) -> StockLevel:
+    """The product's stock level, row-locked (PostgreSQL) and read fresh; ``create``: made at 0 first
+    if the product has none yet."""
+    if create and session.get(StockLevel, product.id) is None:
+        session.add(StockLevel(product_id=product.id, on_hand=0))
+        session.flush()
     level = session.scalars(
         select(StockLevel).where(StockLevel.product_id == product.id).with_for_update()
     ).one_or_none()
@@ -295,12 +300,7 @@ def receive(session: Session, product: Product, quantity: int, *, reason: str, s
             reference: str = "", by: str = "system") -> StockMove:
     if quantity <= 0:
         raise ValidationError("quantity", "must be greater than zero")
-    level = session.get(StockLevel, product.id)
-    if level is None:
-        level = StockLevel(product_id=product.id, on_hand=0)
-        session.add(level)
-        session.flush()
-    level = locked_level(session, product)
+    level = locked_level(session, product, create=True)
     level.on_hand += quantity
     move = StockMove(product_id=product.id, quantity=quantity, reason=reason,
                      reference=reference, source_key=source_key, by=by)
@@ -460,12 +460,7 @@ def count_stock(session: Session, product: Product, to: object, reason: object, 
 
     counted = quantity(to, "to", zero=True)
     why = one_line(reason, "reason", 40, required=True)
-    level = session.get(StockLevel, product.id)
-    if level is None:
-        level = StockLevel(product_id=product.id, on_hand=0)
-        session.add(level)
-        session.flush()
-    level = locked_level(session, product)
+    level = locked_level(session, product, create=True)
     difference = counted - level.on_hand
     if difference == 0:
         return None
