@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
 from .errors import InvalidTransition, Overpayment, ValidationError
-from .money import ZERO, round_money, total
+from .money import ZERO, quantum, round_money, total
 from .numbering import next_number
 from .pricing import PricedLine, Totals
 from .staff import StaffUser
@@ -77,11 +77,13 @@ class Invoice(Base):
             raise InvalidTransition(f"invoice {self.number}", self.status, "record a payment")
         if amount <= ZERO:
             raise ValidationError("amount", "must be greater than zero")
-        if amount != round_money(amount, self.deal.currency):
-            raise ValidationError("amount", "must have at most 2 decimals")
+        currency = self.deal.currency
+        if amount != round_money(amount, currency):
+            places = -quantum(currency).as_tuple().exponent
+            raise ValidationError("amount", f"must have at most {places} decimals in {currency}, got {amount}")
         due = self.amount_due
         if amount > due:
-            raise Overpayment(amount, due)
+            raise Overpayment(round_money(amount, currency), round_money(due, currency))
         if method not in PAYMENT_METHODS:
             raise ValidationError("method", f"must be one of {', '.join(PAYMENT_METHODS)}")
         payment = Payment(seq=len(self.payments) + 1, number=next_number(session, "payment"), amount=amount, method=method,

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from .crm import Contact, Customer
 from .errors import FileRefused, NotFound, ValidationError
-from .money import MINOR_UNITS
+from .money import ISO_4217, MINOR_UNITS
 from .text import bounded, has_control, one_line, shown
 
 CURRENCY_RULE = re.compile(r"[A-Z]{3}")
@@ -25,6 +25,8 @@ def currency_code(value: object, field: str = "currency") -> str:
     code = "" if value is None else str(value).strip().upper()
     if not CURRENCY_RULE.fullmatch(code):
         raise ValidationError(field, f"must be a three-letter ISO 4217 code such as USD, EUR or JPY; got {shown(value)}")
+    if code not in ISO_4217:
+        raise ValidationError(field, f"{code} is not an ISO 4217 currency code (USD, EUR, JPY, GBP, …)")
     if MINOR_UNITS.get(code, 2) > 2:
         raise ValidationError(field, f"{code} has three decimals; amounts are kept to two, so it is not supported")
     return code

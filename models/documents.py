@@ -80,6 +80,8 @@ def estimate_context(rev: EstimateRevision) -> dict[str, Any]:
     ctx.update({
         "revision": rev.revision,
         "valid_until": rev.valid_until.isoformat(),
+        "payment_terms_days": deal.customer.payment_terms_days if deal.customer is not None else 30,
+        "needs_qa": any(ln.product.needs_qa for ln in rev.lines),
         "prepared_by": rev.prepared_by.name,
         "notes": rev.notes,
         "lines": _lines(rev.lines),

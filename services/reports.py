@@ -136,7 +136,10 @@ def stock(session: Session) -> pd.DataFrame:
     held = {p.sku: n for p, n in ((session.get(Product, pid), n) for pid, n in reserved(session).items())}
     df.insert(3, "reserved", [held.get(sku, 0) for sku in df["sku"]])
     df.insert(4, "available", df["on_hand"] - df["reserved"])
-    df["value"] = [round_money(Decimal(str(p)) * q) for p, q in zip(df["unit_price"], df["on_hand"], strict=True)]
+    currency = load_settings().currency  # catalogue prices are in the company's currency
+    df["value"] = [round_money(Decimal(str(p)) * q, currency) for p, q in zip(df["unit_price"], df["on_hand"],
+                                                                               strict=True)]
+    df["currency"] = currency
     return df
 
 

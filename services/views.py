@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from models import Deal, Document, Email, StaffUser, Wait, utcnow
 from models.markdown import Markdown, table
 from models.markdown import link as mdlink
+from models.money import round_money
 
 
 def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
@@ -40,14 +41,15 @@ def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
         "order": ({"number": order.number, "status": order.status, "total": str(order.totals.total),
                    "qa_attempts": [{"attempt": i.attempt, "passed": i.passed, "by": i.inspector.handle,
                                     "notes": i.notes} for i in order.inspections]} if order else None),
-        "receipt": ({"number": receipt.number, "amount": str(receipt.amount)} if receipt else None),
+        "receipt": ({"number": receipt.number, "amount": str(round_money(receipt.amount, deal.currency))}
+                    if receipt else None),
         "shipments": [{"number": s.number, "carrier": s.carrier, "tracking_number": s.tracking_number,
                        "lines": {sl.order_line.sku: sl.quantity for sl in s.lines}}
                       for s in (order.shipments if order else [])],
         "invoice": ({"number": invoice.number, "total": str(invoice.totals.total), "paid": str(invoice.paid),
                      "due": str(invoice.amount_due), "due_date": invoice.due_date.isoformat(),
                      "status": invoice.status} if invoice else None),
-        "payments": [{"number": p.number, "amount": str(p.amount), "method": p.method}
+        "payments": [{"number": p.number, "amount": str(round_money(p.amount, deal.currency)), "method": p.method}
                      for p in (invoice.payments if invoice else [])],
         "documents": [{"id": d.id, "kind": d.kind, "number": d.number, "file": d.filename, "pdf": d.pdf_filename}
                       for d in docs],

@@ -61,6 +61,7 @@ def test_a_customer_file_with_bad_rows_lists_every_one_and_imports_nothing(db, t
 @pytest.mark.parametrize(("args", "message"), [
     (["edit", "1", "--currency", "EURO"], "currency: must be a three-letter ISO 4217 code"),
     (["edit", "1", "--currency", "kwd"], "currency: KWD has three decimals; amounts are kept to two"),
+    (["edit", "1", "--currency", "XYZ"], "currency: XYZ is not an ISO 4217 currency code"),
     (["edit", "1", "--payment-terms", "-3"], "payment_terms: must be a number of days from 0 to 365"),
     (["edit", "1", "--payment-terms", "³"], "payment_terms: must be a number of days from 0 to 365"),
     (["show", "²"], "customer '²' not found"),
