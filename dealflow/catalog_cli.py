@@ -222,9 +222,10 @@ def _stock_note(row: dict[str, Any]) -> str:
 
 
 @click.group(cls=DealflowGroup, invoke_without_command=True)
+@click.option("--sku", "skus", multiple=True, help="Only this product (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print stock as JSON.")
 @click.pass_context
-def stock(ctx: click.Context, as_json: bool) -> None:
+def stock(ctx: click.Context, skus: tuple[str, ...], as_json: bool) -> None:
     """Stock per product: on hand, reserved by open orders, available (on hand - reserved).
 
     An order reserves its quantities when it is made; a shipment takes its pieces out of stock and
@@ -232,11 +233,13 @@ def stock(ctx: click.Context, as_json: bool) -> None:
     (shown as over-reserved): a shipment never takes stock below zero."""
     if ctx.invoked_subcommand is not None:
         return
-    from models.catalog import stock_rows
+    from models.catalog import product_by_sku, stock_rows
     from services.db import session_scope
 
     with session_scope() as s:
-        rows = stock_rows(s)
+        for sku in skus:  # an unknown SKU is one clear line, not an empty table
+            product_by_sku(s, sku)
+        rows = stock_rows(s, list(skus) or None)
     _emit(rows, as_json, _table([{**r, "note": _stock_note(r)} for r in rows], STOCK_COLUMNS))
 
 
@@ -357,6 +360,7 @@ def customer_show(ref: str, as_json: bool) -> None:
                       f"  tax ID     {row['tax_id'] or '-'}",
                       f"  terms      {row['payment_terms']} days; currency {row['currency']}",
                       f"  billing    {' / '.join(row['billing_address'].splitlines()) or '-'}",
+                      f"  shipping   {' / '.join(row['shipping_address'].splitlines()) or '-'}",
                       f"  deals      {', '.join(d['deal'] + ' (' + d['status'] + ')' for d in row['deals']) or 'none'}"])
     _emit(row, as_json, text)
 

@@ -216,15 +216,21 @@ def lead() -> None:
 @click.option("--notes", default="", help="What we know so far.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def lead_add(as_json: bool, **fields: Any) -> None:
-    """Add a lead."""
+    """Add a lead. A lead whose e-mail and company are a known customer's becomes that customer's
+    deal (their currency and terms) when it is converted."""
+    from models.customers import customer_of_lead
     from models.pipeline import add_lead
     from services.db import session_scope
 
     with session_scope() as s:
         new = add_lead(s, **fields)
         s.commit()
-        out = {"lead": new.id, "company": new.company, "owner": new.owner.handle}
-    _emit(out, as_json, f"lead {out['lead']} added: {out['company']} (owner {out['owner']}); "
+        known = customer_of_lead(s, new.email, new.company)
+        out = {"lead": new.id, "company": new.company, "owner": new.owner.handle,
+               "customer": {"id": known.id, "name": known.name, "currency": known.currency} if known else None}
+    of = (f"; a known customer: {out['customer']['name']} (customer {out['customer']['id']}"
+          + (f", {out['customer']['currency']}" if out["customer"]["currency"] else "") + ")") if known else ""
+    _emit(out, as_json, f"lead {out['lead']} added: {out['company']} (owner {out['owner']}){of}; "
                         f"start its deal with `dealflow deal start {out['lead']}`")
 
 

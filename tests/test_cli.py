@@ -43,7 +43,7 @@ def test_init_is_idempotent(db):
 def test_a_lead_is_added_and_a_bad_one_is_one_clear_line(db):
     code, out, _ = run("lead", "add", "--company", "Acme", "--contact", "Ann", "--email", "ann@acme.example",
                        "--owner", "sofia", "--json")
-    assert code == 0 and json.loads(out) == {"lead": 1, "company": "Acme", "owner": "sofia"}
+    assert code == 0 and json.loads(out) == {"lead": 1, "company": "Acme", "owner": "sofia", "customer": None}
     code, out, err = run("lead", "add", "--company", "Acme", "--contact", "Ann", "--email", "not-an-address",
                          "--owner", "sofia")
     assert code == 2 and out == ""

@@ -91,6 +91,9 @@ def test_a_known_customers_deal_has_their_currency_terms_tax_id_and_po(new_deal,
     path.write_text(HEADER + f"{LEAD['company']},{LEAD['email']},{LEAD['contact_name']},GB-<b>42</b>,45,EUR,"
                              f"\"4 Canal Street\"\n", encoding="utf-8")
     assert cli("customer", "import", str(path)).exit_code == 0
+    added = cli("lead", "add", "--company", LEAD["company"].upper(), "--contact", "Ann", "--email", LEAD["email"],
+                "--owner", "sofia")
+    assert f"a known customer: {LEAD['company']} (customer 1, EUR)" in added.output, added.output
     script = SCRIPT[:2] + [
         Move("estimate", "mark", {"lines": [{"sku": "TOOL-KIT-PRO", "quantity": 1}]}, "a kit"),
         Move("decision", "mark", {"decision": "approve", "channel": "email", "po_number": "PO-<i>77</i>"}, "ok"),

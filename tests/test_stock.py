@@ -47,6 +47,7 @@ def test_goods_in_counts_and_the_ledger(db):
         (-1, "count", "annual count"), (2, "goods_in", "DN-4711"), (3, "initial", "")]
     assert all(m["by"] for m in moves)
     assert level("VMC-850") == {"on_hand": 4, "reserved": 0, "available": 4}
+    assert [r["sku"] for r in json.loads(cli("stock", "--sku", "VMC-850", "--json").output)] == ["VMC-850"]
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -65,6 +66,7 @@ def test_goods_in_counts_and_the_ledger(db):
     (["adjust", "VMC-850", "--to", "1", "--reason", ""], "reason: must not be empty"),
     (["adjust", "VMC-850", "--to", "1", "--reason", "x" * 41], "reason: must be at most 40 characters"),
     (["moves", "NOPE"], "sku: unknown SKU 'NOPE'"),
+    (["--sku", "NOPE"], "sku: unknown SKU 'NOPE'"),
 ])
 def test_a_bad_stock_command_is_one_clear_line_and_moves_nothing(db, args, message):
     before = counts()
