@@ -100,28 +100,37 @@ class DealflowGroup(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
-        from sqlalchemy.exc import DataError, OperationalError, ProgrammingError
-
         try:
             _refuse_control_characters(ctx)
             return super().invoke(ctx)
         except DomainError as exc:
             _fail(str(exc))
-        except DataError as exc:  # the rules should have caught it first; still one line, nothing written
-            first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            column = getattr(getattr(exc.orig, "diag", None), "column_name", None)
-            _fail(f"{column or 'value'}: the database cannot hold it ({first})")
-        except (OperationalError, ProgrammingError) as exc:
-            first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            _fail(f"database: {first}; is DATABASE_URL right, and has `dealflow init` run?")
         except PrefectUnavailable as exc:
             _fail(str(exc), 1)
         except Exception as exc:
-            import httpx
+            _database_error(exc)  # a value the database cannot hold, a database not set up
+            if "httpx" in sys.modules:
+                import httpx
 
-            if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 401:
-                _fail(_unauthorized(), 1)
+                if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code == 401:
+                    _fail(_unauthorized(), 1)
             raise
+
+
+def _database_error(exc: Exception) -> None:
+    """One line for SQLAlchemy's errors a user can cause; SQLAlchemy is imported only by commands
+    that use the database, and only they can raise its errors."""
+    if "sqlalchemy" not in sys.modules:
+        return
+    from sqlalchemy.exc import DataError, OperationalError, ProgrammingError
+
+    if isinstance(exc, DataError):  # the rules should have caught it first; still one line, nothing written
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        column = getattr(getattr(exc.orig, "diag", None), "column_name", None)
+        _fail(f"{column or 'value'}: the database cannot hold it ({first})")
+    if isinstance(exc, OperationalError | ProgrammingError):
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        _fail(f"database: {first}; is DATABASE_URL right, and has `dealflow init` run?")
 
 
 def _unauthorized() -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, MetaData, Numeric
 from sqlalchemy.orm import DeclarativeBase
+
+from .clock import utcnow  # noqa: F401  (the models import it from here)
 
 # Constraint names are fixed so that Alembic migrations are the same on SQLite and PostgreSQL.
 NAMING = {
@@ -17,11 +19,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-def utcnow() -> datetime:
-    """Naive UTC: both SQLite and PostgreSQL store and compare it the same way."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):

@@ -11,26 +11,15 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import BigInteger, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .base import Base
 from .errors import PermissionDenied, ValidationError
+from .roles import ROLES, Role
 from .text import one_line, shown
 
-
-class Role(StrEnum):
-    SALES_REP = "sales_rep"
-    SALES_ENGINEER = "sales_engineer"
-    QA = "qa"
-    DELIVERY = "delivery"
-    FINANCE = "finance"
-    MANAGER = "manager"
-
-
-ROLES = tuple(r.value for r in Role)
 HANDLE = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
 EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 

@@ -11,11 +11,14 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+import models
+
 from .config import PROJECT_ROOT, load_settings
 
 
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> Engine:
+    models.load_all()  # every mapped class known before the first session maps one
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":

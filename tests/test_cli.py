@@ -35,6 +35,43 @@ def test_every_command_has_help():
         assert code == 0 and "Usage:" in out
 
 
+HEAVY = ("prefect", "sqlalchemy", "pandas", "matplotlib", "weasyprint", "jinja2", "pydantic", "uvicorn")
+
+
+def _imported_by(*argv: str, env: dict[str, str] | None = None) -> set[str]:
+    """The heavy packages a fresh `dealflow ARGV` process has imported when it ends."""
+    import os
+    import subprocess
+    import sys
+
+    probe = ("import sys, atexit\n"
+             f"heavy = {HEAVY!r}\n"
+             "atexit.register(lambda: sys.__stderr__.write('IMPORTED ' + ' '.join("
+             "m for m in heavy if m in sys.modules) + '\\n'))\n"
+             "from dealflow.cli import main\n"
+             f"sys.argv = ['dealflow', *{list(argv)!r}]\n"
+             "main()\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+    line = next(x for x in done.stderr.splitlines() if x.startswith("IMPORTED"))
+    return set(line.split()[1:])
+
+
+def test_help_imports_no_heavy_package():
+    """`dealflow --help` (and a group's help) answer at once: no Prefect, SQLAlchemy or pandas."""
+    assert _imported_by("--help") == set()
+    assert _imported_by("stock", "--help") == set()
+    assert _imported_by("deal", "show", "--help") == set()
+
+
+def test_reading_commands_without_a_server_import_no_prefect(new_deal):
+    """Reading the business database needs SQLAlchemy, not Prefect, pandas or the document tools."""
+    for argv in (["stock"], ["inbox"], ["deal", "show", new_deal]):
+        imported = _imported_by(*argv, env={"PREFECT_API_URL": ""})
+        assert "sqlalchemy" in imported  # it did read the database
+        assert not imported & {"prefect", "pandas", "matplotlib", "weasyprint"}, (argv, imported)
+
+
 def test_init_is_idempotent(db):
     code, out, _ = run("init", "--json")
     assert code == 0 and json.loads(out)["staff"] == 0  # the fixture already loaded it
