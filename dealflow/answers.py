@@ -16,7 +16,7 @@ import pydantic
 
 from dealflow.prefect_api import ensure_api
 from flows.inputs import INPUTS
-from flows.waits import restore_form
+from flows.waits import note_resumed, restore_form
 from models import DomainError, ValidationError, identity, process
 from models.deal import deal_by_number
 from services import keys
@@ -157,6 +157,7 @@ def resume_wait(wait: OpenWait, data: dict[str, Any], settle_timeout: float = 30
         raise DomainError(f"step: {wait.key} of {deal_number} was answered by someone else a moment ago") from None
     except RuntimeError as exc:  # the server refused the resume; it says why
         raise DomainError(f"step: the Prefect server refused the answer to {wait.key}: {exc}") from None
+    note_resumed(wait.flow_run_id)  # a run paused in this process goes on at once
     return wait
 
 

@@ -12,18 +12,30 @@ How it waits depends on where the run lives:
   top; the flow then goes straight to this wait (the database says so) and Prefect hands back
   the stored answer for the key at once;
 - in-process (the demo, the tests, ``deal start`` without a server deployment) it **pauses**,
-  polling every ``poll_interval`` seconds, because suspending needs a deployment.
+  because suspending needs a deployment: the run is Paused on the server with its form, as
+  Prefect's ``pause_flow_run`` leaves it, and the flow's process blocks until the resume. Prefect's
+  own loop sleeps a whole ``poll_interval`` before it first looks, so every answer cost at least a
+  second; ``_pause_here`` looks at once, then every ``poll_interval`` seconds, and wakes at once
+  when the resume came from this same process (``note_resumed``: the demo's scripted people, a
+  portal or CLI answer in the same process).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 from uuid import UUID
 
+from prefect import get_client, get_run_logger
 from prefect.context import FlowRunContext
-from prefect.exceptions import Pause
-from prefect.flow_runs import pause_flow_run, suspend_flow_run
+from prefect.exceptions import FlowPauseTimeout, Pause
+from prefect.flow_runs import suspend_flow_run
+from prefect.input import keyset_from_paused_state
+from prefect.input.run_input import RunInput
+from prefect.states import Paused
+from prefect.utilities.engine import propose_state_sync
 
 from tasks.deal_steps import (
     form_start,
@@ -64,10 +76,63 @@ def wait_for_answer(deal_number: str, step: dict[str, Any], flow_run_id: str, *,
                                                     step["key"], exc_info=True)
             raise
     else:
-        form_stored(deal_number, step["key"], flow_run_id)  # a pause in this process: nothing to recover
-        answer = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=poll_interval,
-                                key=step["key"])
+        answer = _pause_here(form, step["key"], timeout=timeout, poll_interval=poll_interval,
+                             stored=lambda: form_stored(deal_number, step["key"], flow_run_id))
     return record_answer(deal_number, step["key"], answer.model_dump(mode="json"))
+
+
+# run id -> an event set when this process resumed that run (see note_resumed)
+_resumed: dict[str, threading.Event] = {}
+_resumed_lock = threading.Lock()
+
+
+def note_resumed(flow_run_id: str) -> None:
+    """Wake this process's paused run ``flow_run_id`` now (called after resuming it)."""
+    with _resumed_lock:
+        event = _resumed.get(str(flow_run_id))
+    if event is not None:
+        event.set()
+
+
+def _pause_here(form: type[RunInput], key: str, *, timeout: float, poll_interval: float,
+                stored) -> RunInput:
+    """Pause the current run at ``key`` for ``form`` and block until it is resumed; the answer.
+    What Prefect's ``pause_flow_run`` does (Paused with the key and the form's keyset; a run
+    resumed at this key before returns its stored answer at once), with a wait that notices the
+    resume at once. ``stored`` is called once the form is stored."""
+    context = FlowRunContext.get()
+    run_id = context.flow_run.id
+    proposed = Paused(timeout_seconds=timeout, reschedule=False, pause_key=key)
+    keyset = keyset_from_paused_state(proposed)
+    proposed.state_details.run_input_keyset = keyset
+    logger = get_run_logger()
+    event = threading.Event()
+    with _resumed_lock:
+        _resumed[str(run_id)] = event
+    try:
+        with get_client(sync_client=True) as client:
+            state = propose_state_sync(client=client, state=proposed, flow_run_id=run_id)
+            if state.is_running():  # resumed at this key before: its stored answer
+                return form.load(keyset)
+            if not state.is_paused():
+                raise RuntimeError(f"Flow run cannot be paused. Received non-paused state from API: {state}")
+            form.save(keyset)
+            stored()
+            logger.info("Waiting at %s; the run goes on when it is resumed.", key)
+            deadline = time.monotonic() + timeout
+            while True:
+                run = client.read_flow_run(run_id)
+                if run.state and run.state.is_running():
+                    return form.load(keyset)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise FlowPauseTimeout("Flow run was paused and never resumed.")
+                event.wait(min(poll_interval, left))
+                event.clear()
+    finally:
+        with _resumed_lock:
+            if _resumed.get(str(run_id)) is event:
+                del _resumed[str(run_id)]
 
 
 def restore_form(client, deal_number: str, key: str, step: str, description: str, flow_run_id: str) -> bool:
