@@ -23,6 +23,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import dealflow  # noqa: E402, F401  (as every dealflow process: its Prefect settings before Prefect)
 
 
 def _prepare(url: str) -> None:

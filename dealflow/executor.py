@@ -280,31 +280,12 @@ class Executor:
         tmp.replace(self.status_file)
 
 
-def _skip_ca_bundle_for_plain_http(data_dir: Path) -> None:
-    """Every Prefect client builds a TLS context with the whole CA bundle (~25 ms of CPU), several
-    per re-entry of a deal, even when the API is plain ``http://`` and TLS never happens. For a
-    plain-HTTP API, point ``PREFECT_API_SSL_CERT_FILE`` at a one-certificate bundle (1 ms); an
-    ``https://`` API, or a cert file you set yourself, is left alone."""
-    import certifi
-
-    if not os.environ.get("PREFECT_API_URL", "").startswith("http://") or os.environ.get("PREFECT_API_SSL_CERT_FILE"):
-        return
-    bundle = Path(certifi.where()).read_text()
-    end = "-----END CERTIFICATE-----"
-    one = data_dir / "plain-http-ca.pem"
-    one.parent.mkdir(parents=True, exist_ok=True)
-    one.write_text(bundle[: bundle.index(end) + len(end)] + "\n")
-    os.environ["PREFECT_API_SSL_CERT_FILE"] = str(one)
-
-
 def serve(pool: str = POOL, slots: int = 8, poll: float = 0.25, status_file: Path | None = None,
           adopt: tuple[str, ...] = ()) -> None:
     """Run until SIGTERM/SIGINT, then let the running deals reach their next wait."""
     from weasyprint.text.ffi import harfbuzz_subset
 
-    from services.config import load_settings
-
-    _skip_ca_bundle_for_plain_http(load_settings().data_dir / "run")
+    # (a plain-HTTP API's clients skip the CA bundle: dealflow/__init__.py)
     # The executor's threads mostly wait on the network; one rendering a PDF holds the GIL. With
     # Python's default 5 ms switch interval a thread whose answer has arrived (the mail server's
     # "250", a database commit) can wait behind it at every step; 1 ms keeps the window between

@@ -13,6 +13,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import text
 
+import dealflow  # noqa: F401  (its settings for Prefect are made before Prefect is imported)
 from models import Base, DocumentSequence, process, seed
 from models.numbering import PREFIXES
 from models.pipeline import add_lead
