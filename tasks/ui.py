@@ -19,21 +19,38 @@ def markdown_artifact(key: str, page: Markdown, description: str) -> None:
     create_markdown_artifact(key=key, markdown=str(page), description=escape(description))
 
 
+# key -> id of the artifact a page of this process last wrote under it: the next update of the
+# page goes straight to it (a deal's page changes at every wait) instead of looking it up first
+_page_ids: dict[str, object] = {}
+
+
 def markdown_page(key: str, page: Markdown, description: str) -> None:
     """A page kept current under ``key``: the latest artifact of that key is updated in place
     (the UI then has one page to open, not a version per change); the first time, it is created.
     Prefect updates the key's "latest" entry with it."""
+    from httpx import HTTPStatusError
     from prefect import get_client
     from prefect.client.schemas.actions import ArtifactUpdate
     from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
 
     if not isinstance(page, Markdown):
         raise TypeError(f"artifact {key}: the page must be Markdown (models.markdown), not {type(page).__name__}")
+    update = ArtifactUpdate(data=str(page), description=escape(description))
     with get_client(sync_client=True) as client:
+        known = _page_ids.get(key)
+        if known is not None:
+            try:
+                client.update_artifact(known, update)
+                return
+            except HTTPStatusError as exc:
+                if exc.response.status_code != 404:
+                    raise
+                _page_ids.pop(key, None)  # deleted meanwhile: look for the latest again
         latest = client.read_latest_artifacts(artifact_filter=ArtifactCollectionFilter(
             key=ArtifactCollectionFilterKey(any_=[key])), limit=1)
         if latest:
-            client.update_artifact(latest[0].latest_id, ArtifactUpdate(data=str(page), description=escape(description)))
+            client.update_artifact(latest[0].latest_id, update)
+            _page_ids[key] = latest[0].latest_id
             return
     markdown_artifact(key, page, description)
 

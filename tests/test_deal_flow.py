@@ -144,6 +144,14 @@ def test_a_flow_started_on_a_deal_part_way_continues_and_a_rerun_repeats_nothing
     assert again == {"deal": new_deal, "status": "won", "steps": []}
     assert counts() == after
 
+    # a page deleted in the UI comes back at the next change (the update goes to the page this
+    # process wrote last; when that is gone, to the key's latest or a new one)
+    from tasks.deal_steps import publish_deal_page
+    with get_client(sync_client=True) as client:
+        client.delete_artifact(versions[0].id)
+    publish_deal_page(new_deal)
+    assert plain(Artifact.get(f"deal-{new_deal.lower()}").data).startswith(f"# {new_deal} · Riverside")
+
 
 def test_a_wait_whose_form_was_lost_is_given_it_again_and_can_be_answered(prefect_api, new_deal):
     """Prefect marks a run Suspended, then stores the wait's form; a process killed in between
