@@ -57,6 +57,7 @@ def plain(text: str) -> str:
 
 @UI
 @pytest.mark.flow
+@pytest.mark.ui
 def test_the_customer_accepts_the_estimate_in_a_browser_and_the_deal_reaches_its_order(
         prefect_api, new_deal, portal, data_dir):
     from playwright.sync_api import sync_playwright

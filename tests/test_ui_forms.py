@@ -17,6 +17,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from dealflow.scenario import TEAM
 from models import Product, StaffUser, StockLevel, utcnow
 from models.deal import deal_by_number
 from services.db import session_scope
@@ -95,10 +96,10 @@ class Forms:
         self.page.get_by_role("option", name=option, exact=True).click()
         assert dialog.locator(f'[aria-label="Select {title}"]').nth(nth).inner_text() == option
 
-    def submit(self, dialog, key: str, by: str) -> dict:
-        """The code typed last, Resume; the server must take the input (else: what the page sent
-        and what the server said). Returns the run_input sent."""
-        dialog.get_by_label("One-time code").fill(_code(by))
+    def submit(self, dialog, key: str, by: str, code: str | None = None) -> dict:
+        """The code typed last (``by``'s, or ``code``), Resume; the server must take the input
+        (else: what the page sent and what the server said). Returns the run_input sent."""
+        dialog.get_by_label("One-time code").fill(code or _code(by))
         self.count += 1
         self.page.screenshot(path=str(self.shots / f"{self.count:02d}-{key}.png"))
         for _ in range(5):
@@ -163,7 +164,11 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
         try:
             forms.sign_in(stack.auth)
 
-            # qualify: a switch and a plain number input for the budget
+            # the runs list names the deal and its customer
+            page.goto(f"{forms.ui}/runs", wait_until="domcontentloaded")
+            page.get_by_text(f"{number}-").first.wait_for(timeout=60_000)
+
+            # qualify: a switch and a plain number input for the budget; a wrong code first
             key, dialog = forms.open("qualify")
             dialog.get_by_label("Your handle").fill("sofia")
             dialog.get_by_role("switch", name="Qualified?").click()
@@ -171,6 +176,14 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
             assert budget.get_attribute("type") == "number"
             budget.fill("150000")
             dialog.get_by_label("Timeline").fill("Q1 2027")
+            forms.submit(dialog, key, "sofia", code=TEAM.wrong_code("sofia"))
+            moved(key, "refused")
+            # the deal waits again; the new form says why and keeps what was typed: only the code again
+            key, dialog = forms.open("qualify")
+            assert key == "qualify-retry-1", key
+            assert "was refused: code: wrong or expired code" in dialog.inner_text()
+            assert dialog.get_by_label("Your handle").input_value() == "sofia"
+            assert dialog.get_by_role("switch", name="Qualified?").get_attribute("aria-checked") == "true"
             sent = forms.submit(dialog, key, "sofia")
             assert (sent["qualified"], sent["budget"]) == (True, 150000)
             moved(key)
