@@ -234,7 +234,7 @@ def play_direct(deal_number: str, script: list[Move] | None = None, until: str |
             trail.append({"key": step["key"], "outcome": outcomes[0]})
         else:
             for _ in range(repeat):
-                open_wait.fn(deal_number, step["name"], step["key"], None)
+                open_wait(deal_number, step["name"], step["key"], None)
             if step["key"] == until:
                 return trail
             if not moves or moves[0].step != step["name"]:

@@ -1,9 +1,9 @@
 """The deal's stage tasks. Each takes the deal's number (never an ORM object), commits once and
 returns plain data; each is idempotent by business key, so a flow re-run repeats nothing.
 
-The stages (automatic steps, opening a wait, recording an answer, sending mail) are Prefect tasks:
-they show in the run's graph and carry retries. The flow's bookkeeping (``attach_run``,
-``plan_next_step``, ``tag_run``, ``mail_pending``, ``publish_deal_page``) are plain functions: as
+The stages (automatic steps, recording an answer, sending mail) are Prefect tasks: they show in
+the run's graph and carry retries. The flow's bookkeeping (``attach_run``, ``plan_next_step``,
+``open_wait``, ``tag_run``, ``mail_pending``, ``publish_deal_page``) are plain functions: as
 tasks they would cost a task run each (three events for the server to record), several times per
 answer, and show nothing a person looks for.
 No task caches (``NO_CACHE``): the database, not a cache, says what has been done."""
@@ -74,8 +74,10 @@ def plan_next_step(deal_number: str) -> dict[str, Any]:
                 "facts": step.facts, "deal_status": deal.status, "opened": opened}
 
 
-@task(task_run_name="open-{key}", cache_policy=NO_CACHE)
 def open_wait(deal_number: str, step: str, key: str, flow_run_id: str | None) -> dict[str, Any]:
+    """Write the wait (who may answer, since when, what the form says) and return what its form
+    starts with. Bookkeeping, not a stage: a plain call (as a task it cost three events on the
+    server at every wait, and the run shows the wait itself as Paused/Suspended at its key)."""
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
         planned = process.next_step(s, deal)

@@ -70,7 +70,7 @@ def test_shipping_more_than_in_stock_is_refused_and_uses_no_number(new_deal):
     _refused_everywhere(new_deal, "shipment", "shipment-1", answer,
                         "lines[2].quantity: CNC-LATHE-2000: 3 requested but only 2 in stock")
     step = plan_next_step(new_deal)
-    open_wait.fn(new_deal, step["name"], step["key"], None)
+    open_wait(new_deal, step["name"], step["key"], None)
     ok = record_answer.fn(new_deal, step["key"], {"by": "delivery", "carrier": "DHL", "tracking_number": "T2",
                                                   "lines": [{"sku": "CNC-LATHE-2000", "quantity": 2}]})
     assert ok["accepted"] and ok["outcome"].startswith("SHP-0001: 2 × CNC-LATHE-2000")  # gap-free
@@ -136,7 +136,7 @@ def test_a_qa_sign_off_cannot_tick_a_check_the_order_does_not_have(new_deal):
 
 def _open_description(deal: str) -> str:
     step = plan_next_step(deal)
-    return plain(open_wait.fn(deal, step["name"], step["key"], None)["description"])  # as the form shows it
+    return plain(open_wait(deal, step["name"], step["key"], None)["description"])  # as the form shows it
 
 
 def test_names_and_references_are_one_line(db):

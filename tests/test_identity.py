@@ -49,7 +49,7 @@ def waits_at(deal_number: str) -> str:
     """The key the deal waits at now (its wait opened, as the flow opens it)."""
     step = plan_next_step(deal_number)
     assert step["kind"] == "wait"
-    open_wait.fn(deal_number, step["name"], step["key"], None)
+    open_wait(deal_number, step["name"], step["key"], None)
     return step["key"]
 
 

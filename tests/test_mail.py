@@ -158,7 +158,8 @@ def test_the_smtp_password_from_a_secret_block_is_used_and_appears_nowhere(prefe
         logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
         artifacts = client.read_artifacts()
-    assert len(logs) > 5 and len(task_runs) > 10
+    # the haystacks are really there: the run's logs and its task runs (the answer and mail stages)
+    assert len(logs) > 5 and len(task_runs) >= 5 and any(tr.name.startswith("mail-") for tr in task_runs)
     haystacks = {
         "flow parameters": json.dumps(run.parameters),
         "logs": "\n".join(log.message for log in logs),

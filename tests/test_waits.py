@@ -124,7 +124,7 @@ def test_qa_from_the_command_line_passed_alone_says_every_check_passed_and_is_re
     from .helpers import record_answer
 
     play_direct(new_deal, until="qa-attempt-1")
-    open_wait.fn(new_deal, "qa", "qa-attempt-1", None)
+    open_wait(new_deal, "qa", "qa-attempt-1", None)
     result = record_answer.fn(new_deal, "qa-attempt-1", {"by": "qa", "passed": True, "notes": "all good"})
     assert result["accepted"], result
     with session_scope() as s:
