@@ -250,6 +250,30 @@ def serve_prefect(args: list[str]) -> None:
     app()  # the `prefect` command's entry point: it reads sys.argv
 
 
+# The Prefect server's own services, tuned for dealflow's load (a value the user set is kept).
+# Every task run reaches the server as events; by default the task-run recorder reads and writes
+# them one at a time: batched here (written at most a second late), and the event persister's
+# reads too. The triggers service (Prefect automations) reads every event to match automations,
+# and dealflow defines none: it is off (PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED=true turns it
+# back on for automations of your own). What each measured: benchmarks/README.md, "The server
+# deal at an ERP's cost".
+SERVER_TUNING = {
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "50",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "50",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_READ_BATCH_SIZE": "50",
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+}
+
+
+def server_tuning(env: dict[str, str]) -> dict[str, str]:
+    """The server's environment: ``env`` with SERVER_TUNING where the user set nothing
+    (DEALFLOW_SERVER_TUNING=off: Prefect's defaults)."""
+    if env.get("DEALFLOW_SERVER_TUNING", "on").lower() in ("off", "0", "false", "no"):
+        return dict(env)
+    return {**SERVER_TUNING, **env}
+
+
 def executor_poll(env: dict[str, str]) -> str:
     """Seconds between an executor's polls: gentle for a Prefect server on SQLite (see ``up``)."""
     return "0.25" if env.get("PREFECT_SERVER_DATABASE_CONNECTION_URL", "").startswith("postgresql") else "2"
@@ -297,6 +321,7 @@ def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTA
     on_sqlite = poll == "2"
     server_env = {k: v for k, v in env.items() if not k.startswith("SMTP_")}  # the server needs no mail secrets
     server_env["PREFECT_SERVER_API_AUTH_STRING"] = credential
+    server_env = server_tuning(server_env)
     prefect = [sys.executable, "-m", "prefect"]
     # On SQLite the server tries again what SQLite refused with "database is locked" (see
     # RetryBusy), so that the UI's Resume (which never retries) does not fail with it.

@@ -9,7 +9,7 @@ import json
 
 import httpx
 
-from dealflow.stack import RetryBusy, _resume_path, server_retries
+from dealflow.stack import SERVER_TUNING, RetryBusy, _resume_path, server_retries, server_tuning
 
 
 class Busy:
@@ -95,3 +95,20 @@ def test_a_resume_begins_its_sqlite_transaction_by_taking_the_write_lock(tmp_pat
         assert asyncio.run(modes()) == ["DEFERRED", "IMMEDIATE"]
     finally:
         AioSqliteConfiguration.begin_transaction = original
+
+
+def test_the_server_gets_dealflows_tuning_unless_the_user_set_a_value_or_turned_it_off(monkeypatch):
+    key = "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"
+    assert server_tuning({"X": "1"}) == {**SERVER_TUNING, "X": "1"}
+    assert server_tuning({key: "7"})[key] == "7"  # the user's own value is kept
+    assert server_tuning({"DEALFLOW_SERVER_TUNING": "off"}) == {"DEALFLOW_SERVER_TUNING": "off"}
+    # every setting is one Prefect 3 knows, with a value it accepts
+    from prefect.settings import Settings
+
+    for name, value in SERVER_TUNING.items():
+        monkeypatch.setenv(name, value)
+    services = Settings().server.services
+    assert (services.task_run_recorder.batch_size, services.task_run_recorder.read_batch_size) == (50, 50)
+    assert services.task_run_recorder.flush_interval == 1
+    assert services.event_persister.read_batch_size == 50
+    assert services.triggers.enabled is False
