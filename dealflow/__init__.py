@@ -16,13 +16,14 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(ST
 # a one-certificate bundle is given instead; it is never used to trust anything, because no TLS
 # connection is made to that API. An https:// API, a Prefect profile that names one, or a
 # certificate file the user set, is left alone.
-def _plain_http_api() -> bool:
-    url = os.environ.get("PREFECT_API_URL")
+def _plain_http_api(env=os.environ) -> bool:
+    url = env.get("PREFECT_API_URL")
     if url is not None:
         return url.startswith("http://")
-    home = os.environ.get("PREFECT_HOME") or os.path.join(os.path.expanduser("~"), ".prefect")
+    home = os.path.expanduser(env.get("PREFECT_HOME") or "~/.prefect")
+    profiles = os.path.expanduser(env.get("PREFECT_PROFILES_PATH") or os.path.join(home, "profiles.toml"))
     try:
-        with open(os.path.join(home, "profiles.toml"), encoding="utf-8") as f:
+        with open(profiles, encoding="utf-8") as f:
             return "https://" not in f.read()  # a profile may name the API
     except OSError:
         return True

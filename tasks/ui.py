@@ -11,17 +11,18 @@ from typing import Any
 from models.markdown import Markdown, cells, escape
 
 
-def markdown_artifact(key: str, page: Markdown, description: str) -> None:
+def markdown_artifact(key: str, page: Markdown, description: str):
+    """A new artifact (a new version under ``key``); returns its id."""
     from prefect.artifacts import create_markdown_artifact
 
     if not isinstance(page, Markdown):  # a plain str could carry a value nobody escaped
         raise TypeError(f"artifact {key}: the page must be Markdown (models.markdown), not {type(page).__name__}")
-    create_markdown_artifact(key=key, markdown=str(page), description=escape(description))
+    return create_markdown_artifact(key=key, markdown=str(page), description=escape(description))
 
 
-# key -> id of the artifact a page of this process last wrote under it: the next update of the
-# page goes straight to it (a deal's page changes at every wait) instead of looking it up first
-_page_ids: dict[str, object] = {}
+# (API, key) -> id of the artifact a page of this process last wrote under it: the next update
+# of the page goes straight to it (a deal's page changes at every wait) instead of looking it up
+_page_ids: dict[tuple[str, str], object] = {}
 
 
 def markdown_page(key: str, page: Markdown, description: str) -> None:
@@ -37,7 +38,8 @@ def markdown_page(key: str, page: Markdown, description: str) -> None:
         raise TypeError(f"artifact {key}: the page must be Markdown (models.markdown), not {type(page).__name__}")
     update = ArtifactUpdate(data=str(page), description=escape(description))
     with get_client(sync_client=True) as client:
-        known = _page_ids.get(key)
+        cached = (str(client.api_url), key)
+        known = _page_ids.get(cached)
         if known is not None:
             try:
                 client.update_artifact(known, update)
@@ -45,14 +47,14 @@ def markdown_page(key: str, page: Markdown, description: str) -> None:
             except HTTPStatusError as exc:
                 if exc.response.status_code != 404:
                     raise
-                _page_ids.pop(key, None)  # deleted meanwhile: look for the latest again
+                _page_ids.pop(cached, None)  # deleted meanwhile: look for the latest again
         latest = client.read_latest_artifacts(artifact_filter=ArtifactCollectionFilter(
             key=ArtifactCollectionFilterKey(any_=[key])), limit=1)
         if latest:
             client.update_artifact(latest[0].latest_id, update)
-            _page_ids[key] = latest[0].latest_id
+            _page_ids[cached] = latest[0].latest_id
             return
-    markdown_artifact(key, page, description)
+    _page_ids[cached] = markdown_artifact(key, page, description)
 
 
 def table_artifact(key: str, rows: list[dict[str, Any]], description: str) -> None:

@@ -72,6 +72,24 @@ def test_reading_commands_without_a_server_import_no_prefect(new_deal):
         assert not imported & {"prefect", "pandas", "matplotlib", "weasyprint"}, (argv, imported)
 
 
+def test_only_a_plain_http_prefect_api_gets_the_one_certificate_bundle(tmp_path):
+    """The bundle that skips parsing every CA certificate is given only where no TLS is made: an
+    https:// API, named in the environment or by a Prefect profile, keeps Prefect's default."""
+    from dealflow import _plain_http_api
+
+    assert _plain_http_api({"PREFECT_API_URL": "http://127.0.0.1:4200/api"})
+    assert not _plain_http_api({"PREFECT_API_URL": "https://prefect.example/api"})
+    assert not _plain_http_api({"PREFECT_API_URL": ""})
+    home = tmp_path / "prefect-home"
+    assert _plain_http_api({"PREFECT_HOME": str(home)})  # no profile: the temporary local server
+    home.mkdir()
+    (home / "profiles.toml").write_text('[profiles.team]\nPREFECT_API_URL = "https://prefect.example/api"\n')
+    assert not _plain_http_api({"PREFECT_HOME": str(home)})
+    elsewhere = tmp_path / "profiles.toml"
+    elsewhere.write_text('[profiles.team]\nPREFECT_API_URL = "https://prefect.example/api"\n')
+    assert not _plain_http_api({"PREFECT_HOME": str(tmp_path / "none"), "PREFECT_PROFILES_PATH": str(elsewhere)})
+
+
 def test_init_is_idempotent(db):
     code, out, _ = run("init", "--json")
     assert code == 0 and json.loads(out)["staff"] == 0  # the fixture already loaded it

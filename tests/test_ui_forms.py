@@ -153,9 +153,10 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
     shots = tmp_path / "screens"
     shots.mkdir()
 
-    def moved(key: str, status: str = "answered") -> None:
+    def moved(key: str, status: str = "answered"):
         closed = answers.wait_closed(number, key, timeout=180)
         assert (closed.key, closed.status) == (key, status), closed
+        return closed
 
     with sync_playwright() as p:
         browser = _browser(p)
@@ -166,10 +167,12 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
 
             # the runs list names the deal and its customer
             page.goto(f"{forms.ui}/runs", wait_until="domcontentloaded")
-            page.get_by_text(f"{number}-").first.wait_for(timeout=60_000)
+            page.get_by_text(f"{number}-delta-lathes-bv").first.wait_for(timeout=60_000)
 
             # qualify: a switch and a plain number input for the budget; a wrong code first
             key, dialog = forms.open("qualify")
+            first_run = await_wait(number, "qualify")[1]
+            assert "qualify the lead" in dialog.inner_text()  # the wait's description heads the form
             dialog.get_by_label("Your handle").fill("sofia")
             dialog.get_by_role("switch", name="Qualified?").click()
             budget = dialog.get_by_label("Budget")
@@ -177,7 +180,9 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
             budget.fill("150000")
             dialog.get_by_label("Timeline").fill("Q1 2027")
             forms.submit(dialog, key, "sofia", code=TEAM.wrong_code("sofia"))
-            moved(key, "refused")
+            refused = moved(key, "refused")
+            assert refused.refusal_reason == ("code: wrong or expired code; type the code your "
+                                              "authenticator app shows now")
             # the deal waits again; the new form says why and keeps what was typed: only the code again
             key, dialog = forms.open("qualify")
             assert key == "qualify-retry-1", key
@@ -186,7 +191,8 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
             assert dialog.get_by_role("switch", name="Qualified?").get_attribute("aria-checked") == "true"
             sent = forms.submit(dialog, key, "sofia")
             assert (sent["qualified"], sent["budget"]) == (True, 150000)
-            moved(key)
+            assert moved(key).answered_by == "sofia"
+            assert await_wait(number, "handoff")[1] == first_run  # the same run went on to the next step
 
             # hand-off: the engineer picked from those who can take it
             key, dialog = forms.open("handoff")
