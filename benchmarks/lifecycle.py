@@ -67,20 +67,11 @@ def direct(deals: int) -> list[float]:
 def _answer_at_once(number: str, stop: threading.Event, errors: list[BaseException]) -> None:
     from dealflow import answers
     from dealflow.scenario import SCRIPT, TEAM, answer_for
-    from models.deal import deal_by_number
-    from services.db import session_scope
 
     try:
         for move in SCRIPT:
-            while not stop.is_set():
-                with session_scope() as s:
-                    deal = deal_by_number(s, number)
-                    wait = deal.open_wait
-                    if wait is not None and wait.step == move.step and wait.flow_run_id:
-                        key = wait.key
-                        break
-                time.sleep(0.02)
-            if stop.is_set():
+            key = answers.wait_for_turn(number, move.step, stop)
+            if key is None:
                 return
             answers.answer(number, move.step, answer_for(number, move), login=TEAM.login(move.by))
             answers.wait_closed(number, key)
@@ -89,7 +80,7 @@ def _answer_at_once(number: str, stop: threading.Event, errors: list[BaseExcepti
 
 
 def through_prefect(deals: int, poll_interval: int, first: int = 2000) -> list[float]:
-    from flows.deal import deal_flow
+    from flows.deal import run_here
 
     times = []
     for i in range(deals):
@@ -98,7 +89,7 @@ def through_prefect(deals: int, poll_interval: int, first: int = 2000) -> list[f
         people = threading.Thread(target=_answer_at_once, args=(number, stop, errors), daemon=True)
         t0 = time.perf_counter()
         people.start()
-        result = deal_flow(deal_number=number, poll_interval=poll_interval, wait_timeout=600)
+        result = run_here(number, poll_interval=poll_interval, wait_timeout=600)
         times.append(time.perf_counter() - t0)
         stop.set()
         people.join(timeout=30)
@@ -126,12 +117,15 @@ def main() -> None:
     os.environ["DEALFLOW_DATA_DIR"] = tmp
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     _prepare(url)
 
     from prefect.testing.utilities import prefect_test_harness
 
+    from dealflow.prefect_api import tune_temporary_server
+
     api = os.environ.get("PREFECT_API_URL")
+    if not api:
+        tune_temporary_server()  # as `dealflow demo` and `deal start` start theirs
     print("settings:")
     print(f"  deals per path      {args.deals}")
     print(f"  business database   {url.split('@')[-1]}")

@@ -7,6 +7,7 @@ transaction that is rolled back. The flow checks again after the resume (the UI 
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,7 +17,7 @@ import pydantic
 
 from dealflow.prefect_api import ensure_api
 from flows.inputs import INPUTS
-from flows.waits import note_resumed, restore_form
+from flows.waits import note_resumed, paused_here, restore_form, runs_here, watch
 from models import DomainError, ValidationError, identity, process
 from models.deal import deal_by_number
 from services import keys
@@ -119,8 +120,8 @@ def resume_wait(wait: OpenWait, data: dict[str, Any], settle_timeout: float = 30
     stored); a DomainError if it is not there within ``settle_timeout`` seconds (it moved on, or
     another answer got there first). The CLI and the customer portal both come through here."""
     from prefect.client.orchestration import get_client
-    from prefect.exceptions import NotPausedError, ObjectNotFound
-    from prefect.flow_runs import resume_flow_run
+    from prefect.client.schemas.responses import SetStateStatus
+    from prefect.exceptions import ObjectNotFound
 
     deal_number = wait.deal
     if not wait.flow_run_id:
@@ -128,8 +129,12 @@ def resume_wait(wait: OpenWait, data: dict[str, Any], settle_timeout: float = 30
     ensure_api()
     run_id = UUID(wait.flow_run_id)
     deadline = time.monotonic() + settle_timeout
-    with get_client(sync_client=True) as client:
+    with get_client(sync_client=True) as client, watch(deal_number) as moved:
         while True:  # the wait row is written a moment before the run reports Paused
+            moved.clear()
+            form = paused_here(wait.flow_run_id, wait.key)  # paused in this process: no need to ask
+            if form is not None:
+                break
             try:
                 state = client.read_flow_run(run_id).state
             except ObjectNotFound:
@@ -147,18 +152,45 @@ def resume_wait(wait: OpenWait, data: dict[str, Any], settle_timeout: float = 30
                                   + (f" at {at}" if at and at != wait.key else "")
                                   + (", but the form of its wait is not stored" if at == wait.key else "")
                                   + f", not waiting at {wait.key}")
-            time.sleep(0.1)
-    # as the stored form has it (the server checks the answer against it): a SKU as the catalogue
-    # select lists it; an empty optional field left out rather than null
-    data = INPUTS[wait.step].fit_answer({k: v for k, v in data.items() if v is not None}, form)
-    try:
-        resume_flow_run(run_id, run_input=data)
-    except NotPausedError:
-        raise DomainError(f"step: {wait.key} of {deal_number} was answered by someone else a moment ago") from None
-    except RuntimeError as exc:  # the server refused the resume; it says why
-        raise DomainError(f"step: the Prefect server refused the answer to {wait.key}: {exc}") from None
-    note_resumed(wait.flow_run_id)  # a run paused in this process goes on at once
+            moved.wait(0.1)  # set at once when the run pauses in this process
+        # as the stored form has it (the server checks the answer against it): a SKU as the
+        # catalogue select lists it; an empty optional field left out rather than null
+        data = INPUTS[wait.step].fit_answer({k: v for k, v in data.items() if v is not None}, form)
+        # the server resumes only a paused run, and checks the answer against the stored form
+        result = client.resume_flow_run(run_id, run_input=data)
+    if result.status == SetStateStatus.ABORT:  # not paused (any more)
+        raise DomainError(f"step: {wait.key} of {deal_number} was answered by someone else a moment ago")
+    if result.status != SetStateStatus.ACCEPT:
+        reason = result.details.reason if result.details and getattr(result.details, "reason", None) else result.status
+        raise DomainError(f"step: the Prefect server refused the answer to {wait.key}: {reason}")
+    note_resumed(wait.flow_run_id, data)  # a run paused in this process goes on at once
     return wait
+
+
+def wait_for_turn(deal_number: str, step: str, stop: threading.Event | None = None,
+                  timeout: float | None = None) -> str | None:
+    """Block until the deal waits at ``step`` with a flow run attached; the wait's key (None if
+    ``stop`` was set first). What a script that plays the people does before each answer."""
+    from models.deal import deal_by_number
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with watch(deal_number) as moved:
+        while stop is None or not stop.is_set():
+            moved.clear()
+            with session_scope() as s:
+                wait = deal_by_number(s, deal_number).open_wait
+                if wait is not None and wait.step == step and wait.flow_run_id:
+                    return wait.key
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{deal_number} did not come to {step} in {timeout:.0f} s")
+            moved.wait(_poll_seconds(deal_number))
+    return None
+
+
+def _poll_seconds(deal_number: str) -> float:
+    """How long to wait before looking at the database again: a deal whose flow runs in this
+    process says when it moves (``flows.waits.watch``), so the look is only a safety net."""
+    return 1.0 if runs_here(deal_number) else 0.1
 
 
 def _seconds_since(state) -> float:
@@ -198,12 +230,14 @@ class ClosedWait:
 def wait_closed(deal_number: str, key: str, timeout: float = 60) -> ClosedWait:
     """Block until the flow has recorded the answer to ``key`` (answered or refused)."""
     deadline = time.monotonic() + timeout
-    while True:
-        with session_scope() as s:
-            deal = deal_by_number(s, deal_number)
-            wait = next((w for w in deal.waits if w.key == key), None)
-            if wait is not None and wait.status != "open":
-                return ClosedWait(wait.key, wait.status, wait.answered_by, wait.refusal_reason)
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{deal_number}: no answer recorded for {key} after {timeout:.0f} s")
-        time.sleep(0.1)
+    with watch(deal_number) as moved:
+        while True:
+            moved.clear()
+            with session_scope() as s:
+                deal = deal_by_number(s, deal_number)
+                wait = next((w for w in deal.waits if w.key == key), None)
+                if wait is not None and wait.status != "open":
+                    return ClosedWait(wait.key, wait.status, wait.answered_by, wait.refusal_reason)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{deal_number}: no answer recorded for {key} after {timeout:.0f} s")
+            moved.wait(min(_poll_seconds(deal_number), max(deadline - time.monotonic(), 0)))

@@ -314,8 +314,8 @@ def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
     click.echo(f"{number}: running its flow here; answer its waits from another terminal "
                f"(`dealflow inbox`, `dealflow answer {number} STEP ...`)", err=True)
     ensure_api()
-    from flows.deal import deal_flow
-    result = deal_flow(deal_number=number)
+    from flows.deal import run_here
+    result = run_here(number)
     _emit(result, as_json, f"{number} ended: {result['status']}")
 
 

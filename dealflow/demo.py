@@ -127,8 +127,6 @@ def people(deal_number: str, out: TextIO, stop: threading.Event, errors: list[Ba
            narrator: Narrator, portal=None) -> None:
     """The scripted people: each waits for their turn, then answers like `dealflow answer`."""
     from models import DomainError
-    from models.deal import deal_by_number
-    from services.db import session_scope
 
     from . import answers
     from .scenario import ALL_CHECKS_PASS, SCRIPT, TEAM, answer_for
@@ -136,14 +134,7 @@ def people(deal_number: str, out: TextIO, stop: threading.Event, errors: list[Ba
     try:
         showed_refusal = False
         for move in SCRIPT:
-            key = None
-            while not stop.is_set():
-                with session_scope() as s:
-                    wait = deal_by_number(s, deal_number).open_wait
-                    if wait is not None and wait.step == move.step:
-                        key = wait.key
-                        break
-                time.sleep(0.1)
+            key = answers.wait_for_turn(deal_number, move.step, stop)
             if key is None:
                 return
             narrator.flush()  # what happened so far is printed before the next person speaks
@@ -228,7 +219,7 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[s
     if start_api is not None:
         start_api(out)
 
-    from flows.deal import deal_flow  # import Prefect here, before the threads that use it start
+    from flows.deal import run_here  # import Prefect here, before the threads that use it start
 
     from . import answers  # noqa: F401
 
@@ -242,7 +233,7 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[s
                               name="people")
     script.start()
     try:
-        result = deal_flow(deal_number=deal_number, poll_interval=1, wait_timeout=600)
+        result = run_here(deal_number, poll_interval=1, wait_timeout=600)
     finally:
         stop.set()
         script.join(timeout=30)

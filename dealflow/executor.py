@@ -206,12 +206,15 @@ class Executor:
         from prefect.flow_engine import run_flow
         from prefect.states import Scheduled
 
+        from flows.deal import engine_settings
+
         started = time.monotonic()
         try:
             with get_client(sync_client=True) as client:
                 flow_run = client.read_flow_run(flow_run_id)
                 flow = self._flow_for(client, flow_run)
-            state = run_flow(flow, flow_run=flow_run, return_type="state")
+            with engine_settings():
+                state = run_flow(flow, flow_run=flow_run, return_type="state")
             log.info("%s -> %s in %.2f s", flow_run.name, getattr(state, "name", state), time.monotonic() - started)
         except (Pause, Abort) as stopped:  # a suspension, or the server telling the engine to stop
             log.info("%s stopped: %s", flow_run_id, stopped)

@@ -27,10 +27,7 @@ def ensure_api(out: TextIO = sys.stderr) -> str:
     if server.running:
         return server.api_url
     timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
-    # The temporary server reports usage to Prefect unless told not to; offline (as a sales
-    # office's machine may well be) that is an ERROR line on every command. Asked only here, for
-    # the server dealflow starts itself; a value the user set is kept.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    tune_temporary_server()
     print(f"starting a temporary Prefect server for this command (no PREFECT_API_URL set; "
           f"allowing it up to {timeout} s on a busy machine)", file=out, flush=True)
     failure: list[BaseException] = []
@@ -58,6 +55,17 @@ def ensure_api(out: TextIO = sys.stderr) -> str:
         raise PrefectUnavailable(f"prefect: the temporary Prefect server did not start within {timeout} s "
                                  f"({reason}); {_what_to_do(timeout)}")
     return server.api_url
+
+
+def tune_temporary_server() -> None:
+    """The environment a temporary server started from this process gets (it inherits ours):
+    the same tuning as `dealflow up`'s server (``dealflow.stack.SERVER_TUNING``), and no usage
+    reports to Prefect (offline, as a sales office's machine may well be, that is an ERROR line on
+    every command). A value the user set is kept."""
+    from .stack import server_tuning
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.update(server_tuning(dict(os.environ)))
 
 
 def _what_to_do(timeout: int) -> str:

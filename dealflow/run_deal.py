@@ -6,7 +6,7 @@ from dealflow.prefect_api import ensure_api
 
 if __name__ == "__main__":
     ensure_api(sys.stdout)
-    from flows.deal import deal_flow
+    from flows.deal import run_here
 
-    result = deal_flow(deal_number=sys.argv[1])
+    result = run_here(sys.argv[1])
     print(result)

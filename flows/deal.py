@@ -8,6 +8,9 @@ continues where the deal really is, and the stage tasks' business keys make repe
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -25,7 +28,7 @@ from tasks.deal_steps import (
 )
 
 from .mail import sent_or_left_in_outbox, with_mail_retries
-from .waits import wait_for_answer
+from .waits import moved, running_here, wait_for_answer
 
 MAX_STEPS = 500  # a guard against a rule bug turning into an endless loop
 THIRTY_DAYS = 30 * 24 * 3600
@@ -39,6 +42,14 @@ def deal_run_name() -> str:
 @flow(name="deal", flow_run_name=deal_run_name, persist_result=False)
 def deal_flow(deal_number: str, poll_interval: int = 1, wait_timeout: int = THIRTY_DAYS) -> dict[str, Any]:
     """Drive deal ``deal_number`` from where it stands to won or lost."""
+    with running_here(deal_number):
+        try:
+            return _drive(deal_number, poll_interval, wait_timeout)
+        finally:
+            moved(deal_number)  # whoever waits on the deal in this process looks again
+
+
+def _drive(deal_number: str, poll_interval: int, wait_timeout: int) -> dict[str, Any]:
     logger = get_run_logger()
     run_id = str(current_run.id)
     attach_run(deal_number, run_id)
@@ -48,7 +59,9 @@ def deal_flow(deal_number: str, poll_interval: int = 1, wait_timeout: int = THIR
         if mail_pending(deal_number):  # also what a run that died mid-send left behind
             send_mail(deal_number)
         step = plan_next_step(deal_number)
-        if step["name"] != last_tagged:
+        # tagged where the run stops (a wait, the end); an automatic step passes in a moment, and
+        # a tag for it would cost a round trip nobody sees
+        if step["kind"] != "auto" and step["name"] != last_tagged:
             tag_run(deal_number, run_id, step["name"] if step["kind"] != "done" else step["deal_status"])
             last_tagged = step["name"]
         if step["kind"] == "done":
@@ -68,6 +81,28 @@ def deal_flow(deal_number: str, poll_interval: int = 1, wait_timeout: int = THIR
             else:
                 logger.warning("%s refused: %s", step["key"], result["reason"])
     raise RuntimeError(f"{deal_number} took more than {MAX_STEPS} steps; a rule must be looping")
+
+
+@contextmanager
+def engine_settings() -> Iterator[None]:
+    """How deal flows run in this process: without Prefect's flow-run heartbeats, unless
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY is set. A heartbeat is an event for an automation that
+    would notice a crashed run; dealflow defines none (its executor recovers crashed runs
+    itself), and Prefect's heartbeat thread sleeps in whole seconds, so every run that ends or
+    suspends waited for it, half a second on average."""
+    if os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY"):
+        yield
+        return
+    from prefect.settings import temporary_settings
+
+    with temporary_settings(updates={"flows.heartbeat_frequency": None}):
+        yield
+
+
+def run_here(deal_number: str, **options: Any) -> dict[str, Any]:
+    """Run the deal's flow in this process (the demo, `deal start` without a server deployment)."""
+    with engine_settings():
+        return deal_flow(deal_number=deal_number, **options)
 
 
 def send_mail(deal_number: str) -> None:

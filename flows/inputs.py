@@ -160,8 +160,9 @@ class Answer(RunInput):
         return [n for n in cls.model_fields if n == "code" or n not in PROOF_FIELDS]  # code: the form's field
 
     @classmethod
-    def save(cls, keyset: dict[str, str], flow_run_id: UUID | None = None) -> None:
-        """Store the form (its schema, then its description), keeping any part already stored.
+    def save(cls, keyset: dict[str, str], flow_run_id: UUID | None = None) -> dict | None:
+        """Store the form (its schema, then its description), keeping any part already stored;
+        the schema it stored, or None if one was stored already (the server's is then the one).
 
         Prefect stores a wait's form just *after* it marks the run Suspended; a process killed in
         between leaves a run nobody can answer, until recovery (``flows.waits.restore_form``)
@@ -171,15 +172,20 @@ class Answer(RunInput):
         from prefect._internal.pydantic.v2_schema import create_v2_schema
         from prefect.input.actions import create_flow_run_input
 
-        parts = {keyset["schema"]: create_v2_schema(cls.__name__, model_base=cls)}
+        schema = create_v2_schema(cls.__name__, model_base=cls)
+        parts = {keyset["schema"]: schema}
         if isinstance(cls._description, str) and cls._description:
             parts[keyset["description"]] = cls._description
+        stored = schema
         for key, value in parts.items():
             try:
                 create_flow_run_input(key=key, value=value, flow_run_id=flow_run_id)
             except httpx.HTTPStatusError as exc:
                 if exc.response.status_code != 409:  # 409: stored already
                     raise
+                if key == keyset["schema"]:
+                    stored = None
+        return stored
 
 
 class QualifyInput(Answer):

@@ -15,9 +15,13 @@ How it waits depends on where the run lives:
   because suspending needs a deployment: the run is Paused on the server with its form, as
   Prefect's ``pause_flow_run`` leaves it, and the flow's process blocks until the resume. Prefect's
   own loop sleeps a whole ``poll_interval`` before it first looks, so every answer cost at least a
-  second; ``_pause_here`` looks at once, then every ``poll_interval`` seconds, and wakes at once
-  when the resume came from this same process (``note_resumed``: the demo's scripted people, a
-  portal or CLI answer in the same process).
+  second; ``_pause_here`` wakes at once when the resume came from this same process
+  (``note_resumed``: the demo's scripted people, a portal or CLI answer in the same process), and
+  otherwise looks every ``poll_interval`` seconds.
+
+People answering in the same process as the flow (the demo, a benchmark) need not poll either:
+the flow says when the deal moves (``watch``), and which wait it is paused at with which form
+(``paused_here``), so an answer costs the resume and nothing else on the server.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -76,63 +81,142 @@ def wait_for_answer(deal_number: str, step: dict[str, Any], flow_run_id: str, *,
                                                     step["key"], exc_info=True)
             raise
     else:
-        answer = _pause_here(form, step["key"], timeout=timeout, poll_interval=poll_interval,
+        answer = _pause_here(deal_number, form, step["key"], timeout=timeout, poll_interval=poll_interval,
                              stored=lambda: form_stored(deal_number, step["key"], flow_run_id))
-    return record_answer(deal_number, step["key"], answer.model_dump(mode="json"))
+    try:
+        return record_answer(deal_number, step["key"], answer.model_dump(mode="json"))
+    finally:
+        moved(deal_number)
 
 
-# run id -> an event set when this process resumed that run (see note_resumed)
-_resumed: dict[str, threading.Event] = {}
-_resumed_lock = threading.Lock()
+# What this process knows of its own runs, so that people answering in the same process (the
+# demo's, a benchmark's, the portal beside an in-process deal) wait on an event, not a poll:
+_lock = threading.Lock()
+_paused: dict[str, _PausedHere] = {}  # run id -> the wait it is paused at here, form stored
+_watchers: dict[str, set[threading.Event]] = {}  # deal number -> events set when the deal moves here
+_running: dict[str, int] = {}  # deal number -> deal flows running in this process
 
 
-def note_resumed(flow_run_id: str) -> None:
-    """Wake this process's paused run ``flow_run_id`` now (called after resuming it)."""
-    with _resumed_lock:
-        event = _resumed.get(str(flow_run_id))
-    if event is not None:
+def _deal(number: str) -> str:
+    return str(number).strip().upper()
+
+
+class _PausedHere:
+    def __init__(self, deal_number: str, key: str):
+        self.deal = deal_number
+        self.key = key
+        self.schema: dict | None = None  # the form as this process stored it
+        self.answer: dict[str, Any] | None = None  # what this process resumed it with
+        self.resumed = threading.Event()
+
+
+def note_resumed(flow_run_id: str, run_input: dict[str, Any]) -> None:
+    """Wake this process's paused run ``flow_run_id`` now, with the answer it was resumed with
+    (called once the server accepted the resume, and stored ``run_input`` as the answer)."""
+    with _lock:
+        here = _paused.get(str(flow_run_id))
+    if here is not None:
+        here.answer = run_input
+        here.resumed.set()
+
+
+def paused_here(flow_run_id: str, key: str) -> dict | None:
+    """The form's schema if this process's run ``flow_run_id`` is paused at ``key`` with the form
+    this process stored (the server holds the same; no need to ask it), else None."""
+    with _lock:
+        here = _paused.get(str(flow_run_id))
+        return here.schema if here is not None and here.key == key else None
+
+
+def runs_here(deal_number: str) -> bool:
+    """Whether the deal's flow runs in this process (then its moves are signalled, see ``watch``)."""
+    with _lock:
+        return _running.get(_deal(deal_number), 0) > 0
+
+
+@contextmanager
+def running_here(deal_number: str):
+    """The deal's flow runs in this process while in this block."""
+    deal_number = _deal(deal_number)
+    with _lock:
+        _running[deal_number] = _running.get(deal_number, 0) + 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _running[deal_number] -= 1
+            if not _running[deal_number]:
+                del _running[deal_number]
+
+
+@contextmanager
+def watch(deal_number: str):
+    """An event set whenever the deal moves in this process (a wait paused with its form stored,
+    an answer recorded, the run ended): a loop that polls the database for the deal can wait on
+    it instead of sleeping, and look again at once. Clear it before looking."""
+    deal_number = _deal(deal_number)
+    event = threading.Event()
+    with _lock:
+        _watchers.setdefault(deal_number, set()).add(event)
+    try:
+        yield event
+    finally:
+        with _lock:
+            _watchers[deal_number].discard(event)
+            if not _watchers[deal_number]:
+                del _watchers[deal_number]
+
+
+def moved(deal_number: str) -> None:
+    with _lock:
+        events = list(_watchers.get(_deal(deal_number), ()))
+    for event in events:
         event.set()
 
 
-def _pause_here(form: type[RunInput], key: str, *, timeout: float, poll_interval: float,
+def _pause_here(deal_number: str, form: type[RunInput], key: str, *, timeout: float, poll_interval: float,
                 stored) -> RunInput:
     """Pause the current run at ``key`` for ``form`` and block until it is resumed; the answer.
     What Prefect's ``pause_flow_run`` does (Paused with the key and the form's keyset; a run
     resumed at this key before returns its stored answer at once), with a wait that notices the
     resume at once. ``stored`` is called once the form is stored."""
     context = FlowRunContext.get()
-    run_id = context.flow_run.id
+    run_id = str(context.flow_run.id)
     proposed = Paused(timeout_seconds=timeout, reschedule=False, pause_key=key)
     keyset = keyset_from_paused_state(proposed)
     proposed.state_details.run_input_keyset = keyset
     logger = get_run_logger()
-    event = threading.Event()
-    with _resumed_lock:
-        _resumed[str(run_id)] = event
+    here = _PausedHere(deal_number, key)
+    with _lock:
+        _paused[run_id] = here
     try:
         with get_client(sync_client=True) as client:
-            state = propose_state_sync(client=client, state=proposed, flow_run_id=run_id)
+            state = propose_state_sync(client=client, state=proposed, flow_run_id=context.flow_run.id)
             if state.is_running():  # resumed at this key before: its stored answer
                 return form.load(keyset)
             if not state.is_paused():
                 raise RuntimeError(f"Flow run cannot be paused. Received non-paused state from API: {state}")
-            form.save(keyset)
+            schema = form.save(keyset)
             stored()
+            with _lock:
+                here.schema = schema
+            moved(deal_number)
             logger.info("Waiting at %s; the run goes on when it is resumed.", key)
             deadline = time.monotonic() + timeout
             while True:
-                run = client.read_flow_run(run_id)
+                # resumed from this process: the server accepted it (the run is Running again)
+                # and stored this answer, which it checked against the form
+                if here.resumed.wait(min(poll_interval, max(deadline - time.monotonic(), 0))):
+                    return form(**here.answer)
+                run = client.read_flow_run(context.flow_run.id)  # resumed elsewhere (the UI, a CLI)?
                 if run.state and run.state.is_running():
                     return form.load(keyset)
-                left = deadline - time.monotonic()
-                if left <= 0:
+                if time.monotonic() >= deadline:
                     raise FlowPauseTimeout("Flow run was paused and never resumed.")
-                event.wait(min(poll_interval, left))
-                event.clear()
     finally:
-        with _resumed_lock:
-            if _resumed.get(str(run_id)) is event:
-                del _resumed[str(run_id)]
+        with _lock:
+            if _paused.get(run_id) is here:
+                del _paused[run_id]
 
 
 def restore_form(client, deal_number: str, key: str, step: str, description: str, flow_run_id: str) -> bool:

@@ -155,8 +155,12 @@ def test_the_smtp_password_from_a_secret_block_is_used_and_appears_nowhere(prefe
         tables = {t.name: [tuple(map(str, row)) for row in s.execute(t.select())] for t in Base.metadata.sorted_tables}
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(run_id)
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+        for _ in range(100):  # the server records logs and task runs from events, a moment later
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+            task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+            if len(logs) > 5 and len(task_runs) >= 5 and any(tr.name.startswith("mail-") for tr in task_runs):
+                break
+            time.sleep(0.1)
         artifacts = client.read_artifacts()
     # the haystacks are really there: the run's logs and its task runs (the answer and mail stages)
     assert len(logs) > 5 and len(task_runs) >= 5 and any(tr.name.startswith("mail-") for tr in task_runs)
