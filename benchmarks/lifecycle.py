@@ -4,6 +4,11 @@ as soon as its wait opens. Prints per-deal mean and median of both, and their ra
 
     .venv/bin/python benchmarks/lifecycle.py --deals 5
     .venv/bin/python benchmarks/lifecycle.py --deals 5 --database-url postgresql://root@127.0.0.1:5432/test
+    .venv/bin/python benchmarks/lifecycle.py --deals 5 --tryton-python /tmp/tryton-venv/bin/python
+
+With --tryton-python, the same deal is also run through the Tryton ERP in the same run
+(``benchmarks/tryton_deal.py`` in that Python, which has Tryton installed: see that script),
+and its time per deal is printed beside (a) and (b).
 
 Without PREFECT_API_URL a temporary local Prefect server is started (Prefect's test harness).
 The business database is a fresh SQLite file in a temporary folder unless --database-url is
@@ -13,8 +18,10 @@ given (that database's dealflow tables are dropped and re-created: use a scratch
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -99,6 +106,18 @@ def through_prefect(deals: int, poll_interval: int, first: int = 2000) -> list[f
     return times
 
 
+def tryton(python: str, deals: int) -> list[float]:
+    """Tryton's wall time per deal, from ``tryton_deal.py --json`` run in ``python``."""
+    script = Path(__file__).resolve().parent / "tryton_deal.py"
+    done = subprocess.run([python, str(script), "--deals", str(deals), "--json"], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"tryton_deal.py failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"  Tryton              {result['version']}, SQLite, in {python}")
+    return result["wall"]
+
+
 def _line(name: str, times: list[float]) -> str:
     return (f"{name:<28} deals {len(times):>3}  mean {statistics.mean(times):7.3f} s  "
             f"median {statistics.median(times):7.3f} s  min {min(times):7.3f} s  max {max(times):7.3f} s")
@@ -109,6 +128,7 @@ def main() -> None:
     parser.add_argument("--deals", type=int, default=5, help="complete deals per path (default 5)")
     parser.add_argument("--poll-interval", type=int, default=1, help="pause poll interval, s (default 1)")
     parser.add_argument("--database-url", help="business database (default: a temporary SQLite file)")
+    parser.add_argument("--tryton-python", help="a Python with Tryton installed: run the deal in Tryton too")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="dealflow-bench-")
@@ -132,16 +152,25 @@ def main() -> None:
     print(f"  Prefect API         {api or 'temporary local server (SQLite), started by this script'}")
     print(f"  pause poll interval {args.poll_interval} s; mail to .eml files in {tmp}/mail")
     print(f"  machine             {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print("  Prefect server      " + ("as configured" if api else
+                                     "dealflow's tuning (dealflow.stack.SERVER_TUNING; DEALFLOW_SERVER_TUNING=off: "
+                                     "Prefect's defaults)"))
 
     a = direct(args.deals)
     with (nullcontext() if api else prefect_test_harness(server_startup_timeout=60)):
         through_prefect(1, args.poll_interval, first=3000)  # warm-up: imports, first flow registration
         b = through_prefect(args.deals, args.poll_interval)
+    t = tryton(args.tryton_python, args.deals) if args.tryton_python else None
     print("results (per complete deal: 12 human answers, 7 automatic steps, 10 emails):")
     print("  " + _line("(a) tasks, no Prefect", a))
     print("  " + _line("(b) deal flow on Prefect", b))
+    if t:
+        print("  " + _line("Tryton (no documents, mail)", t))
     print(f"  ratio (b)/(a): mean {statistics.mean(b) / statistics.mean(a):.1f}×, "
           f"median {statistics.median(b) / statistics.median(a):.1f}×")
+    if t:
+        print(f"  ratio (b)/Tryton: mean {statistics.mean(b) / statistics.mean(t):.2f}×, "
+              f"median {statistics.median(b) / statistics.median(t):.2f}×")
 
 
 if __name__ == "__main__":

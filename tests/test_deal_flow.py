@@ -247,3 +247,50 @@ def test_after_a_refusal_the_form_starts_with_what_was_typed_and_a_new_revision_
         ("CNC-LATHE-2000", 2)]
     description = wait_row(new_deal, "estimate-rev-1-retry-1")["description"]
     assert "The form starts with what was typed" in plain(description)
+
+
+def test_an_answer_a_moment_after_the_ui_answered_the_same_wait_is_refused_and_the_first_stands(
+        prefect_api, new_deal):
+    """Two people answer one wait at once: the manager's resume from the UI lands first, Sofia's
+    from this process a moment later, while the flow (in this process) has not yet noticed. She
+    is told so, in one line; the manager's answer is the one the deal records."""
+    from uuid import UUID
+
+    import dealflow.answers as real
+    from flows.deal import run_here
+    from flows.waits import paused_here
+    from models import DomainError
+
+    from .helpers import as_the_form_sends, code_of, login_of
+
+    refusals: list[str] = []
+
+    def both_answer() -> None:
+        run_id = wait_for_run(new_deal, "qualify")
+        deadline = time.monotonic() + 60
+        while paused_here(run_id, "qualify") is None:  # paused here, its form stored
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        mine = {"by": "sofia", "qualified": True, "budget": "90000"}
+        wait, data = real.check_answer(new_deal, "qualify", mine, login=login_of(mine))
+        from prefect.flow_runs import resume_flow_run
+
+        theirs = {"by": "manager", "qualified": False, "notes": "no budget this year", "code": code_of("manager")}
+        resume_flow_run(UUID(run_id), run_input=as_the_form_sends(new_deal, "qualify", run_id, theirs))
+        try:
+            real.resume_wait(wait, data)
+        except DomainError as exc:
+            refusals.append(str(exc))
+        real.wait_closed(new_deal, "qualify")
+
+    thread, errors = in_background([both_answer])
+    # the flow looks for a resume from elsewhere every 5 s: the second answer comes well before
+    result = run_here(new_deal, poll_interval=5, wait_timeout=120)
+    thread.join(timeout=30)
+    assert not errors, errors
+    assert refusals == [f"step: qualify of {new_deal} was answered by someone else a moment ago"]
+    assert result["status"] == "lost"
+    answered = wait_row(new_deal, "qualify")
+    assert answered["status"] == "answered" and answered["by"] == "manager"
+    with session_scope() as s:
+        assert deal_by_number(s, new_deal).lost_reason == "lead disqualified: no budget this year"
