@@ -9,6 +9,7 @@ continues where the deal really is, and the stage tasks' business keys make repe
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -93,10 +94,23 @@ def engine_settings() -> Iterator[None]:
     if os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY"):
         yield
         return
-    from prefect.settings import temporary_settings
+    from prefect.context import SettingsContext, get_settings_context
 
-    with temporary_settings(updates={"flows.heartbeat_frequency": None}):
+    current = get_settings_context()
+    # Prefect's temporary_settings builds and validates a whole Settings object (28 ms of CPU),
+    # and an executor enters this for every re-entry of every run: once per base settings
+    with _derived_lock:
+        base, derived = _derived.get(id(current.settings), (None, None))
+        if base is not current.settings:
+            base, derived = current.settings, current.settings.copy_with_update(
+                updates={"flows.heartbeat_frequency": None})
+            _derived[id(base)] = (base, derived)
+    with SettingsContext(profile=current.profile, settings=derived):
         yield
+
+
+_derived: dict[int, tuple[Any, Any]] = {}  # id of a Settings -> (it, it without heartbeats)
+_derived_lock = threading.Lock()
 
 
 def run_here(deal_number: str, **options: Any) -> dict[str, Any]:
