@@ -158,13 +158,17 @@ def resume_wait(wait: OpenWait, data: dict[str, Any], settle_timeout: float = 30
         data = INPUTS[wait.step].fit_answer({k: v for k, v in data.items() if v is not None}, form)
         # the server resumes only a paused run, and checks the answer against the stored form
         result = client.resume_flow_run(run_id, run_input=data)
-    if result.status == SetStateStatus.ABORT:  # not paused (any more)
-        raise DomainError(f"step: {wait.key} of {deal_number} was answered by someone else a moment ago")
-    if result.status != SetStateStatus.ACCEPT:
-        reason = result.details.reason if result.details and getattr(result.details, "reason", None) else result.status
-        raise DomainError(f"step: the Prefect server refused the answer to {wait.key}: {reason}")
-    note_resumed(wait.flow_run_id, data)  # a run paused in this process goes on at once
-    return wait
+        if result.status == SetStateStatus.ACCEPT:
+            note_resumed(wait.flow_run_id, wait.key, data)  # a run paused in this process goes on at once
+            return wait
+        if result.status == SetStateStatus.ABORT:  # not paused (any more): why?
+            state = client.read_flow_run(run_id).state
+            if state is not None and (state.is_running() or state.is_scheduled() or state.is_paused()):
+                raise DomainError(f"step: {wait.key} of {deal_number} was answered by someone else a moment ago")
+            raise DomainError(f"step: {deal_number}'s flow run is {state.name if state else 'unknown'}, "
+                              f"not waiting at {wait.key}")
+    reason = result.details.reason if result.details and getattr(result.details, "reason", None) else result.status
+    raise DomainError(f"step: the Prefect server refused the answer to {wait.key}: {reason}")
 
 
 def wait_for_turn(deal_number: str, step: str, stop: threading.Event | None = None,
@@ -183,7 +187,8 @@ def wait_for_turn(deal_number: str, step: str, stop: threading.Event | None = No
                     return wait.key
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{deal_number} did not come to {step} in {timeout:.0f} s")
-            moved.wait(_poll_seconds(deal_number))
+            pause = _poll_seconds(deal_number)
+            moved.wait(pause if deadline is None else min(pause, max(deadline - time.monotonic(), 0)))
     return None
 
 

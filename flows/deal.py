@@ -8,7 +8,6 @@ continues where the deal really is, and the stage tasks' business keys make repe
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,11 +42,11 @@ def deal_run_name() -> str:
 @flow(name="deal", flow_run_name=deal_run_name, persist_result=False)
 def deal_flow(deal_number: str, poll_interval: int = 1, wait_timeout: int = THIRTY_DAYS) -> dict[str, Any]:
     """Drive deal ``deal_number`` from where it stands to won or lost."""
-    with running_here(deal_number):
-        try:
+    try:
+        with running_here(deal_number):
             return _drive(deal_number, poll_interval, wait_timeout)
-        finally:
-            moved(deal_number)  # whoever waits on the deal in this process looks again
+    finally:
+        moved(deal_number)  # whoever waits on the deal in this process looks again
 
 
 def _drive(deal_number: str, poll_interval: int, wait_timeout: int) -> dict[str, Any]:
@@ -56,15 +55,17 @@ def _drive(deal_number: str, poll_interval: int, wait_timeout: int) -> dict[str,
     attach_run(deal_number, run_id)
     steps: list[dict[str, Any]] = []
     last_tagged = next((t.split(":", 1)[1] for t in current_run.tags if t.startswith("step:")), None)
+    after_wait = True  # the last tags may name a wait (and whose turn it was)
     for _ in range(MAX_STEPS):
         if mail_pending(deal_number):  # also what a run that died mid-send left behind
             send_mail(deal_number)
         step = plan_next_step(deal_number)
-        # tagged where the run stops (a wait, the end); an automatic step passes in a moment, and
-        # a tag for it would cost a round trip nobody sees
-        if step["kind"] != "auto" and step["name"] != last_tagged:
+        # tagged where the run stops (a wait, the end), and at the first automatic step after a
+        # wait, so that nobody is shown as the one it waits for; the automatic steps that follow
+        # pass in a moment, and a tag for each would cost a round trip nobody sees
+        if step["name"] != last_tagged and (step["kind"] != "auto" or after_wait):
             tag_run(deal_number, run_id, step["name"] if step["kind"] != "done" else step["deal_status"])
-            last_tagged = step["name"]
+            last_tagged, after_wait = step["name"], step["kind"] != "auto"
         if step["kind"] == "done":
             publish_deal_page(deal_number)
             logger.info("%s is %s", deal_number, step["deal_status"])
@@ -86,17 +87,17 @@ def _drive(deal_number: str, poll_interval: int, wait_timeout: int) -> dict[str,
 
 @contextmanager
 def engine_settings() -> Iterator[None]:
-    """How deal flows run in this process: without Prefect's flow-run heartbeats, unless
-    PREFECT_FLOWS_HEARTBEAT_FREQUENCY is set. A heartbeat is an event for an automation that
+    """How deal flows run in this process: without Prefect's flow-run heartbeats, unless they
+    are set (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, a profile, prefect.toml). A heartbeat is an event for an automation that
     would notice a crashed run; dealflow defines none (its executor recovers crashed runs
     itself), and Prefect's heartbeat thread sleeps in whole seconds, so every run that ends or
     suspends waited for it, half a second on average."""
-    if os.environ.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY"):
-        yield
-        return
     from prefect.context import SettingsContext, get_settings_context
 
     current = get_settings_context()
+    if "heartbeat_frequency" in current.settings.flows.model_fields_set:  # set by the user, anywhere
+        yield
+        return
     # Prefect's temporary_settings builds and validates a whole Settings object (28 ms of CPU),
     # and an executor enters this for every re-entry of every run: once per base settings
     with _derived_lock:

@@ -103,21 +103,24 @@ def _deal(number: str) -> str:
 
 class _PausedHere:
     def __init__(self, deal_number: str, key: str):
-        self.deal = deal_number
+        self.deal = _deal(deal_number)
         self.key = key
         self.schema: dict | None = None  # the form as this process stored it
         self.answer: dict[str, Any] | None = None  # what this process resumed it with
         self.resumed = threading.Event()
 
 
-def note_resumed(flow_run_id: str, run_input: dict[str, Any]) -> None:
-    """Wake this process's paused run ``flow_run_id`` now, with the answer it was resumed with
-    (called once the server accepted the resume, and stored ``run_input`` as the answer)."""
+def note_resumed(flow_run_id: str, key: str, run_input: dict[str, Any]) -> None:
+    """Wake this process's run ``flow_run_id`` paused at ``key`` now, with the answer it was
+    resumed with (called once the server accepted the resume, and stored ``run_input`` as the
+    answer). Only at that key: by the time this is called the run may have noticed the resume
+    itself, gone on and paused at its next wait, which this answer is not for."""
     with _lock:
         here = _paused.get(str(flow_run_id))
-    if here is not None:
+        if here is None or here.key != key:
+            return
         here.answer = run_input
-        here.resumed.set()
+    here.resumed.set()
 
 
 def paused_here(flow_run_id: str, key: str) -> dict | None:

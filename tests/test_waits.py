@@ -143,3 +143,24 @@ def test_the_hand_off_picks_an_engineer_and_the_decision_its_choices(new_deal):
     # choosing it are refused with the reason: see test_portal)
     assert schema["properties"]["channel"]["enum"] == ["email", "phone", "signed_document", "meeting", "portal"]
     assert schema["properties"]["decision"]["enum"] == ["approve", "request_changes", "decline"]
+
+
+def test_an_answer_resumes_only_the_wait_it_was_given_for_in_this_process():
+    """``note_resumed`` wakes a run paused here only at the key it was answered at: when the
+    answer's own note comes late, the run may already have noticed the resume, gone on and paused
+    at its next wait, which must not take that answer as its own."""
+    from flows import waits
+
+    run_id = "9b0e3d1c-0000-4000-8000-000000000001"
+    here = waits._PausedHere("deal-0001", "handoff")
+    with waits._lock:
+        waits._paused[run_id] = here
+    try:
+        waits.note_resumed(run_id, "qualify", {"by": "sofia", "qualified": True})  # the wait before
+        assert not here.resumed.is_set() and here.answer is None
+        waits.note_resumed(run_id, "handoff", {"by": "sofia", "engineer": "mark"})
+        assert here.resumed.is_set() and here.answer == {"by": "sofia", "engineer": "mark"}
+        assert here.deal == "DEAL-0001"  # as deal_by_number reads a number: any case
+    finally:
+        with waits._lock:
+            del waits._paused[run_id]
