@@ -175,8 +175,6 @@ def wait_for_turn(deal_number: str, step: str, stop: threading.Event | None = No
                   timeout: float | None = None) -> str | None:
     """Block until the deal waits at ``step`` with a flow run attached; the wait's key (None if
     ``stop`` was set first). What a script that plays the people does before each answer."""
-    from models.deal import deal_by_number
-
     deadline = None if timeout is None else time.monotonic() + timeout
     with watch(deal_number) as moved:
         while stop is None or not stop.is_set():
@@ -187,15 +185,16 @@ def wait_for_turn(deal_number: str, step: str, stop: threading.Event | None = No
                     return wait.key
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{deal_number} did not come to {step} in {timeout:.0f} s")
-            pause = _poll_seconds(deal_number)
-            moved.wait(pause if deadline is None else min(pause, max(deadline - time.monotonic(), 0)))
+            _until_it_moves(moved, deal_number, deadline)
     return None
 
 
-def _poll_seconds(deal_number: str) -> float:
-    """How long to wait before looking at the database again: a deal whose flow runs in this
-    process says when it moves (``flows.waits.watch``), so the look is only a safety net."""
-    return 1.0 if runs_here(deal_number) else 0.1
+def _until_it_moves(moved: threading.Event, deal_number: str, deadline: float | None) -> None:
+    """Wait before looking at the database again, never past ``deadline``: until the deal moves,
+    if its flow runs in this process (which says so, ``flows.waits.watch``: the look is then
+    only a safety net, once a second), else a tenth of a second."""
+    pause = 1.0 if runs_here(deal_number) else 0.1
+    moved.wait(pause if deadline is None else min(pause, max(deadline - time.monotonic(), 0)))
 
 
 def _seconds_since(state) -> float:
@@ -245,4 +244,4 @@ def wait_closed(deal_number: str, key: str, timeout: float = 60) -> ClosedWait:
                     return ClosedWait(wait.key, wait.status, wait.answered_by, wait.refusal_reason)
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{deal_number}: no answer recorded for {key} after {timeout:.0f} s")
-            moved.wait(min(_poll_seconds(deal_number), max(deadline - time.monotonic(), 0)))
+            _until_it_moves(moved, deal_number, deadline)

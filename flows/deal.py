@@ -88,10 +88,10 @@ def _drive(deal_number: str, poll_interval: int, wait_timeout: int) -> dict[str,
 @contextmanager
 def engine_settings() -> Iterator[None]:
     """How deal flows run in this process: without Prefect's flow-run heartbeats, unless they
-    are set (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, a profile, prefect.toml). A heartbeat is an event for an automation that
-    would notice a crashed run; dealflow defines none (its executor recovers crashed runs
-    itself), and Prefect's heartbeat thread sleeps in whole seconds, so every run that ends or
-    suspends waited for it, half a second on average."""
+    are set (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, a profile, prefect.toml). A heartbeat is an event
+    for an automation that would notice a crashed run; dealflow defines none (its executor
+    recovers crashed runs itself), and Prefect's heartbeat thread sleeps in whole seconds, so
+    every run that ended or suspended waited for it, half a second on average."""
     from prefect.context import SettingsContext, get_settings_context
 
     current = get_settings_context()

@@ -102,8 +102,7 @@ def _deal(number: str) -> str:
 
 
 class _PausedHere:
-    def __init__(self, deal_number: str, key: str):
-        self.deal = _deal(deal_number)
+    def __init__(self, key: str):
         self.key = key
         self.schema: dict | None = None  # the form as this process stored it
         self.answer: dict[str, Any] | None = None  # what this process resumed it with
@@ -189,7 +188,7 @@ def _pause_here(deal_number: str, form: type[RunInput], key: str, *, timeout: fl
     keyset = keyset_from_paused_state(proposed)
     proposed.state_details.run_input_keyset = keyset
     logger = get_run_logger()
-    here = _PausedHere(deal_number, key)
+    here = _PausedHere(key)
     with _lock:
         _paused[run_id] = here
     try:

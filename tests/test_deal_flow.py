@@ -256,6 +256,8 @@ def test_an_answer_a_moment_after_the_ui_answered_the_same_wait_is_refused_and_t
     is told so, in one line; the manager's answer is the one the deal records."""
     from uuid import UUID
 
+    from prefect.flow_runs import resume_flow_run
+
     import dealflow.answers as real
     from flows.deal import run_here
     from flows.waits import paused_here
@@ -273,8 +275,6 @@ def test_an_answer_a_moment_after_the_ui_answered_the_same_wait_is_refused_and_t
             time.sleep(0.02)
         mine = {"by": "sofia", "qualified": True, "budget": "90000"}
         wait, data = real.check_answer(new_deal, "qualify", mine, login=login_of(mine))
-        from prefect.flow_runs import resume_flow_run
-
         theirs = {"by": "manager", "qualified": False, "notes": "no budget this year", "code": code_of("manager")}
         resume_flow_run(UUID(run_id), run_input=as_the_form_sends(new_deal, "qualify", run_id, theirs))
         try:
