@@ -57,14 +57,27 @@ def _form_schema(schema: dict, model: type) -> None:
         props[name] = _plain(props[name])
     getattr(model, "fit_schema", lambda _s: None)(schema)
     # a field the form starts with is still one to fill (the UI labels a field not required
-    # "Optional"); the person's code stays out: `dealflow answer` signs instead
+    # "Optional")
     required = list(schema.get("required", []))
     required += [n for n in getattr(model, "required_fields", []) if n in props and n not in required]
+    if "by" in props and _asks_for_handle():
+        required = ["by", *(n for n in required if n != "by")]
+    else:  # the gateway names the person: the form does not ask
+        props.pop("by", None)
+        required = [n for n in required if n != "by"]
     if required:
-        schema["required"] = required
-    if "code" in props:
-        props["code"] = props.pop("code")
+        schema["required"] = list(dict.fromkeys(required))
+    else:
+        schema.pop("required", None)
     schema.pop("additionalProperties", None)
+
+
+def _asks_for_handle() -> bool:
+    """Whether the forms ask who answers: only with codes off (DEALFLOW_ANSWER_CODES=off), where
+    a handle is all the proof there is."""
+    from services.config import load_settings
+
+    return not load_settings().answer_codes
 
 
 def _inline(model: type[BaseModel]) -> dict:
@@ -78,12 +91,18 @@ class Answer(RunInput):
     # extra="ignore": a field sent straight to the API that no form has cannot crash the run
     model_config = ConfigDict(extra="ignore", json_schema_extra=_form_schema)
 
-    by: str = Field(title="Your handle",
+    # Who answers. In the Prefect UI the gateway fills it in from the person's signed-in session
+    # and seals the answer (so the form has no such field); `dealflow answer` from the session of
+    # `dealflow login`. Only with codes off (a one-person trial) does the form ask for it.
+    by: str = Field(title="Your handle", default="",
                     description="Your staff handle (e.g. sofia, mark, qa, delivery, finance). "
                                 "The flow checks that you have the role this step needs.")
-    code: str = Field(title="One-time code", default="",
-                      description="Needed: the 6 digits your authenticator app shows now. A code works once: "
-                                  "for a second answer within the same 30 seconds, wait for the next code.")
+    # Never part of an answer: a code is typed once, to sign in. Kept as a field so that an answer
+    # that carries one (sent straight to the API) is refused as tampered, not silently stripped.
+    code: SkipJsonSchema[Any] = ""
+    # The gateway's seal over the deal, the wait, the answer, the person, the time and a nonce
+    # (see models/identity.py): what a signed-in person's answer from the Prefect UI carries.
+    seal: SkipJsonSchema[Any] = ""
     # A signed answer from `dealflow answer` in a session (not in the UI's form): the session's id
     # and the HMAC of the deal, the wait's key and the answer (see models/identity.py).
     # Not in the schema, so the server does not check their type: any value is taken (and read as
@@ -157,7 +176,7 @@ class Answer(RunInput):
 
     @classmethod
     def fields_shown(cls) -> list[str]:
-        return [n for n in cls.model_fields if n == "code" or n not in PROOF_FIELDS]  # code: the form's field
+        return [n for n in cls.model_fields if n not in PROOF_FIELDS]
 
     @classmethod
     def save(cls, keyset: dict[str, str], flow_run_id: UUID | None = None) -> dict | None:

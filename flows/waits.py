@@ -84,9 +84,27 @@ def wait_for_answer(deal_number: str, step: dict[str, Any], flow_run_id: str, *,
         answer = _pause_here(deal_number, form, step["key"], timeout=timeout, poll_interval=poll_interval,
                              stored=lambda: form_stored(deal_number, step["key"], flow_run_id))
     try:
-        return record_answer(deal_number, step["key"], answer.model_dump(mode="json"))
+        data = answer.model_dump(mode="json")
+        sent = as_stored(step["key"], flow_run_id) if data.get("seal") else None
+        return record_answer(deal_number, step["key"], data, sent)
     finally:
         moved(deal_number)
+
+
+def as_stored(key: str, flow_run_id: str) -> dict[str, Any] | None:
+    """The answer to ``key`` exactly as Prefect stored it (not as the form reads it): what the
+    gateway's seal covers. None if it cannot be read (the seal is then refused, and the deal waits
+    again)."""
+    from prefect.input.actions import read_flow_run_input
+    from prefect.input.run_input import keyset_from_base_key
+
+    base = f"{'suspended' if runs_from_deployment() else 'paused'}-{key}"
+    try:
+        stored = read_flow_run_input(keyset_from_base_key(base)["response"], flow_run_id=UUID(flow_run_id))
+    except Exception:  # noqa: BLE001 - said by the refusal
+        logging.getLogger(__name__).warning("%s: the stored answer could not be read", key, exc_info=True)
+        return None
+    return stored if isinstance(stored, dict) else None
 
 
 # What this process knows of its own runs, so that people answering in the same process (the

@@ -1,17 +1,24 @@
 """Proof that an answer comes from its person: one-time codes and signed sessions.
 
-Every answer to a wait names its person (``by``) and carries one of two proofs:
+A person proves who they are with a one-time code once, when they sign in (``open_session``:
+the 6 digits their authenticator app shows, TOTP, RFC 6238, 30 s steps, one step either side;
+a code is consumed by its first use, also when two sign-ins race, since the person's row is
+locked). Every answer to a wait then names its person (``by``) and carries one of two proofs,
+never the code itself (Prefect stores answers where every holder of its credential reads them):
 
-- ``code``: the 6 digits the person's authenticator app shows now (TOTP, RFC 6238, 30 s steps,
-  one step either side accepted). A code is consumed by its first use: the person's last used
-  time step is kept, and only a later step is accepted after it. Prefect stores each answer where
-  anyone with API access can read it, so a code seen there is already worthless.
+- ``seal``: the gateway's (``dealflow/gateway.py``) HMAC over the deal, the wait's key, the
+  answer as sent, the person taken from their signed-in session, the time and a nonce, with a key
+  derived from the installation's secret key (Prefect's credential does not give it). A seal is
+  good once (its nonce is recorded with the answer).
 - ``session`` + ``signature``: the answer signed (HMAC-SHA256) with the key of a session the
   person opened with a code (``dealflow login``), over the deal, the wait's key and the answer;
   what Prefect stores cannot be replayed for another wait or another answer. The key is kept
   encrypted here and in the user's own config file; only the signature travels.
 
-Five wrong proofs for one person within ten minutes lock that person's answers for ten minutes.
+Any other answer (a code in the answer, no proof, a seal or signature that does not match what
+is stored) is refused as tampered. Five wrong codes or signatures for one person within ten
+minutes lock that person for ten minutes; each lock after that, until a good sign-in or a
+manager's ``dealflow staff unlock``, doubles, up to a day.
 Secrets are encrypted with a ``Cipher`` (Fernet) the caller passes in; this module never reads
 keys from the environment. Nothing here writes a code, a secret or a session key in clear.
 """
@@ -39,18 +46,23 @@ from .errors import DomainError
 from .staff import StaffUser, staff_member
 from .text import one_line
 
-PROOF_FIELDS = ("code", "session", "signature", "portal")  # portal: a customer's signed answer (models.portal)
+# portal: a customer's signed answer (models.portal); code: never a proof in an answer (refused)
+PROOF_FIELDS = ("code", "session", "signature", "seal", "portal")
 ISSUER = "dealflow"
 STEP_SECONDS = 30
 DIGITS = 6
 FAILURES_TO_LOCK = 5
 FAILURE_WINDOW = timedelta(minutes=10)
-LOCK_FOR = timedelta(minutes=10)
+LOCK_FOR = timedelta(minutes=10)  # the first lock; each next one doubles, up to LONGEST_LOCK
+LONGEST_LOCK = timedelta(days=1)
+SEAL_MAX_AGE = timedelta(days=2)  # a sealed answer the flow has not read by then is refused
 SESSION_HOURS = 8
 MAX_SESSION_HOURS = 24
 
 # How an answer was proven, as recorded on the wait and in the audit log.
 BY_CODE, BY_SESSION, UNVERIFIED = "one-time code", "signed session", "unverified"
+BY_GATEWAY = "signed in at the gateway"
+TAMPERED = "answer.tampered"  # the audit action of an answer whose proof does not hold
 
 
 class Cipher(Protocol):
@@ -61,8 +73,9 @@ class Cipher(Protocol):
 class ProofRefused(DomainError):
     """The answer's proof did not hold; the message says why, never what was typed."""
 
-    def __init__(self, reason: str, *, counts: bool = False):
+    def __init__(self, reason: str, *, counts: bool = False, tampered: bool = False):
         self.counts = counts  # a wrong code or signature: counts towards the lock
+        self.tampered = tampered  # no door of dealflow's makes it: changed or made on the way
         super().__init__(reason)
 
 
@@ -73,6 +86,17 @@ class AnswerFailure(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AnswerSeal(Base):
+    """A gateway's seal the flow has accepted: its nonce, so that it is good once."""
+    __tablename__ = "answer_seals"
+
+    nonce: Mapped[str] = mapped_column(String(40), primary_key=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
+    wait_key: Mapped[str] = mapped_column(String(80))
+    sealed_at: Mapped[datetime]
+    used_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class StaffSession(Base):
@@ -140,8 +164,13 @@ def _decrypt(cipher: Cipher, token: str) -> bytes:
                           "installation's `dealflow init` made (DATA_DIR/secret.key)?") from None
 
 
+def _epoch(now: datetime) -> int:
+    """Seconds since 1970 (a naive time is UTC, as ``utcnow`` gives)."""
+    return int(now.timestamp() if now.tzinfo else (now - datetime(1970, 1, 1)).total_seconds())
+
+
 def _time_step(now: datetime) -> int:
-    return int(now.timestamp() if now.tzinfo else (now - datetime(1970, 1, 1)).total_seconds()) // STEP_SECONDS
+    return _epoch(now) // STEP_SECONDS
 
 
 def use_code(session: Session, person: StaffUser, code: object, cipher: Cipher, now: datetime,
@@ -176,42 +205,88 @@ def locked(person: StaffUser, now: datetime) -> bool:
 
 def check_not_locked(person: StaffUser, now: datetime) -> None:
     if locked(person, now):
-        raise ProofRefused(f"by: {person.handle}'s answers are locked until "
-                           f"{person.locked_until:%H:%M} UTC after {FAILURES_TO_LOCK} wrong codes "
-                           f"within {FAILURE_WINDOW.seconds // 60} minutes")
+        raise ProofRefused(f"by: {person.handle} is locked until {_until(person.locked_until, now)} "
+                           f"after {FAILURES_TO_LOCK} wrong codes within {FAILURE_WINDOW.seconds // 60} "
+                           f"minutes; a manager may stand in, or unlock with `dealflow staff unlock "
+                           f"{person.handle}`")
+
+
+def _until(when: datetime, now: datetime) -> str:
+    return f"{when:%H:%M} UTC" if when - now < timedelta(hours=12) else f"{when:%Y-%m-%d %H:%M} UTC"
+
+
+def lock_length(locks_before: int) -> timedelta:
+    """How long the next lock lasts after ``locks_before`` locks in a row: 10 min, 20, 40, … a day."""
+    return min(LOCK_FOR * 2 ** min(max(locks_before, 0), 16), LONGEST_LOCK)
 
 
 def note_failure(session: Session, person: StaffUser, now: datetime, door: str) -> bool:
-    """A wrong code or signature for ``person``; True if that locks them now (audited)."""
+    """A wrong code or signature for ``person``; True if that locks them now (audited). Each lock
+    after the first, without a good sign-in or an unlock in between, lasts twice as long."""
     session.add(AnswerFailure(staff_id=person.id, at=now))
     session.flush()
+    since = max(now - FAILURE_WINDOW, person.locked_until or now - FAILURE_WINDOW)  # a new lock needs new failures
     recent = session.scalar(select(func.count()).select_from(AnswerFailure).where(
-        AnswerFailure.staff_id == person.id, AnswerFailure.at > now - FAILURE_WINDOW))
+        AnswerFailure.staff_id == person.id, AnswerFailure.at > since))
     if recent >= FAILURES_TO_LOCK and not locked(person, now):
-        person.locked_until = now + LOCK_FOR
+        person.locked_until = now + lock_length(person.locks_in_row or 0)
+        person.locks_in_row = (person.locks_in_row or 0) + 1
         audit.record(session, "system", "staff.locked", subject=person.handle, door=door,
-                     until=person.locked_until.isoformat(timespec="seconds"), wrong_proofs=recent)
+                     until=person.locked_until.isoformat(timespec="seconds"), wrong_proofs=recent,
+                     lock_number=person.locks_in_row)
         return True
     return False
+
+
+def unlock(session: Session, person: StaffUser, by: str) -> bool:
+    """A manager lifts the lock (and the growth of the next one); False if none was in force."""
+    was = locked(person, utcnow())
+    person.locked_until = None
+    person.locks_in_row = 0
+    audit.record(session, by, "staff.unlocked", subject=person.handle, was_locked=was)
+    return was
+
+
+def check_code(session: Session, person: StaffUser, code: object, cipher: Cipher, *, door: str,
+               now: datetime | None = None) -> None:
+    """What a sign-in with ``code`` would check (enrolled, not locked, the code good now and
+    unused), without using the code up; a wrong code is noted (the caller commits it)."""
+    now = now or utcnow()
+    if not person.enrolled:
+        raise ProofRefused(f"by: {person.handle} is not enrolled for one-time codes; a manager runs "
+                           f"`dealflow staff enroll {person.handle}`")
+    check_not_locked(person, now)
+    try:
+        use_code(session, person, code, cipher, now, consume=False)
+    except ProofRefused as exc:
+        _refused(session, person, exc, now, door)
 
 
 # --- sessions -------------------------------------------------------------------------------------
 
 def open_session(session: Session, handle: str, code: object, cipher: Cipher, *, hours: float = SESSION_HOURS,
-                 now: datetime | None = None, door: str = "command line") -> OpenedSession:
+                 now: datetime | None = None, door: str = "command line", verify: bool = True) -> OpenedSession:
     """Log ``handle`` in with a code (which is used up). The caller commits, also when this raises
-    a ProofRefused that ``counts`` (the wrong code is then noted)."""
+    a ProofRefused that ``counts`` (the wrong code is then noted). ``verify=False``: codes are off
+    (DEALFLOW_ANSWER_CODES=off, a one-person trial), the handle is enough."""
     now = now or utcnow()
     if not 0 < hours <= MAX_SESSION_HOURS:
         raise DomainError(f"hours: must be more than 0 and at most {MAX_SESSION_HOURS}")
-    person = staff_member(session, handle, "handle")
+    # the person's row locked until the caller commits: two sign-ins with one code, at the same
+    # moment, are checked one after the other, and the second finds the code used
+    person = staff_member(session, handle, "handle", lock=True)
     if not person.active:
         raise ProofRefused(f"handle: {person.handle} is disabled")
-    check_not_locked(person, now)
-    try:
-        use_code(session, person, code, cipher, now, consume=True)
-    except ProofRefused as exc:
-        _refused(session, person, exc, now, door, "staff.login_refused")
+    if verify:
+        if not person.enrolled:
+            raise ProofRefused(f"handle: {person.handle} is not enrolled for one-time codes; a manager runs "
+                               f"`dealflow staff enroll {person.handle}`")
+        check_not_locked(person, now)
+        try:
+            use_code(session, person, code, cipher, now, consume=True)
+        except ProofRefused as exc:
+            _refused(session, person, exc, now, door, "staff.login_refused")
+    person.locks_in_row = 0  # a good code: the next lock is a short one again
     key = secrets.token_bytes(32)
     row = StaffSession(id=secrets.token_urlsafe(18), person=person, key=cipher.encrypt(key).decode(),
                        opened_at=now, expires_at=now + timedelta(hours=hours))
@@ -262,7 +337,7 @@ def _check_signature(session: Session, person: StaffUser, proof: dict[str, Any],
     row = session.get(StaffSession, sid) if sid else None
     if row is None or row.staff_id != person.id:
         raise ProofRefused(f"session: not a session of {person.handle}; log in again (`dealflow login "
-                           f"{person.handle}`) or give a code", counts=True)
+                           f"{person.handle}`) or give a code", counts=True, tampered=True)
     if row.closed_at is not None:
         raise ProofRefused(f"session: {person.handle} logged out of it; log in again or give a code")
     if row.expires_at <= now:
@@ -272,7 +347,7 @@ def _check_signature(session: Session, person: StaffUser, proof: dict[str, Any],
     expected = hmac.new(key, canonical(deal_number, wait_key, answer), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected.encode(), str(proof.get("signature") or "").encode()):
         raise ProofRefused("signature: does not match this deal, wait and answer (a signed answer is "
-                           "good for the one wait it was made for)", counts=True)
+                           "good for the one wait it was made for)", counts=True, tampered=True)
 
 
 # --- proving an answer ------------------------------------------------------------------------------
@@ -283,12 +358,69 @@ def split_proof(answer: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
             {k: v for k, v in answer.items() if k not in PROOF_FIELDS})
 
 
+def seal_key_of(secret_key: bytes | str) -> bytes:
+    """The key of the gateway's seals, derived from the installation's secret key (never the key
+    itself): the gateway and every process that checks answers have it; Prefect's credential
+    does not give it."""
+    key = secret_key.encode() if isinstance(secret_key, str) else secret_key
+    return hmac.new(key, b"dealflow gateway seals v1", hashlib.sha256).digest()
+
+
+def _sealed(deal_number: str, wait_key: str, answer: dict[str, Any], by: str, at: int, nonce: str) -> bytes:
+    return b"seal v1\n" + canonical(deal_number, wait_key, answer) + json.dumps(
+        {"by": by, "at": at, "nonce": nonce}, sort_keys=True, separators=(",", ":")).encode()
+
+
+def make_seal(seal_key: bytes, deal_number: str, wait_key: str, answer: dict[str, Any],
+              now: datetime | None = None) -> dict[str, Any]:
+    """The gateway's seal of ``answer`` (its ``by`` the signed-in person) to ``wait_key``."""
+    now = now or utcnow()
+    at = _epoch(now)
+    nonce = secrets.token_urlsafe(18)
+    by = str(answer.get("by", ""))
+    mac = hmac.new(seal_key, _sealed(deal_number, wait_key, answer, by, at, nonce), hashlib.sha256).hexdigest()
+    return {"v": 1, "by": by, "at": at, "nonce": nonce, "mac": mac}
+
+
+def _check_seal(session: Session, person: StaffUser, seal: object, deal_number: str, wait_key: str,
+                sent: dict[str, Any] | None, seal_key: bytes | None, now: datetime, consume: bool) -> None:
+    """``sent``: the answer exactly as Prefect stored it (the seal covers that, not a reading of it)."""
+    if sent is None:
+        raise ProofRefused("seal: the answer as stored could not be read to check its seal; answer again")
+    answer = {k: v for k, v in sent.items() if k not in PROOF_FIELDS}
+    if seal_key is None:
+        raise ProofRefused("seal: cannot be checked here: no secret key is set up (DEALFLOW_SECRET_KEY)")
+    if not (isinstance(seal, dict) and seal.get("v") == 1 and isinstance(seal.get("at"), int)
+            and isinstance(seal.get("nonce"), str) and isinstance(seal.get("mac"), str)
+            and isinstance(seal.get("by"), str) and 0 < len(seal["nonce"]) <= 40):
+        raise ProofRefused("seal: not a seal the gateway makes", tampered=True)
+    expected = hmac.new(seal_key, _sealed(deal_number, wait_key, answer, seal["by"], seal["at"], seal["nonce"]),
+                        hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode(), seal["mac"].encode()) or seal["by"] != person.handle:
+        raise ProofRefused("seal: does not match this deal, wait, person and answer (the answer was changed "
+                           "after it was sent)", tampered=True)
+    sealed_at = datetime(1970, 1, 1) + timedelta(seconds=seal["at"])
+    now_naive = now.replace(tzinfo=None) if now.tzinfo else now
+    if sealed_at > now_naive + timedelta(minutes=5):
+        raise ProofRefused("seal: made in the future", tampered=True)
+    if now_naive - sealed_at > SEAL_MAX_AGE:
+        raise ProofRefused(f"seal: the answer was sent on {sealed_at:%Y-%m-%d %H:%M} UTC and not read "
+                           f"within {SEAL_MAX_AGE.days} days; answer again")
+    if session.get(AnswerSeal, seal["nonce"]) is not None:
+        raise ProofRefused("seal: used before (a sealed answer is good once)", tampered=True)
+    if consume:
+        session.add(AnswerSeal(nonce=seal["nonce"], staff_id=person.id, wait_key=wait_key[:80],
+                               sealed_at=sealed_at, used_at=now_naive))
+
+
 def prove(session: Session, person: StaffUser, roles: list[str], step: str, proof: dict[str, Any],
           deal_number: str, wait_key: str, answer: dict[str, Any], *, cipher: Cipher | None,
-          codes_required: bool, consume: bool, now: datetime | None = None, door: str = "flow") -> Proven:
+          codes_required: bool, consume: bool, now: datetime | None = None, door: str = "flow",
+          seal_key: bytes | None = None, sent: dict[str, Any] | None = None) -> Proven:
     """Check that ``person`` may answer and that the proof holds, in this order: enabled, has the
-    role, enrolled, not locked, then the code (used up if ``consume``) or the session signature.
-    A wrong code or signature is noted (the caller commits it with the refusal)."""
+    role, enrolled, not locked, then the gateway's seal (used up if ``consume``) or the session
+    signature. A code in an answer, or no proof, is refused as tampered: no door of dealflow's
+    sends one. A wrong signature is noted (the caller commits it with the refusal)."""
     from .errors import PermissionDenied
 
     now = now or utcnow()
@@ -300,28 +432,38 @@ def prove(session: Session, person: StaffUser, roles: list[str], step: str, proo
     if not codes_required:
         return Proven(person, UNVERIFIED, stands_in)
     if cipher is None:
-        raise ProofRefused("code: answers need a code but no secret key is set up (DEALFLOW_SECRET_KEY)")
+        raise ProofRefused("proof: answers need proof but no secret key is set up (DEALFLOW_SECRET_KEY)")
     if not person.enrolled:
         raise ProofRefused(f"by: {person.handle} is not enrolled for one-time codes; a manager runs "
                            f"`dealflow staff enroll {person.handle}`")
     check_not_locked(person, now)
     try:
-        if proof.get("session") or proof.get("signature"):
+        if proof.get("code") not in (None, ""):
+            raise ProofRefused("code: a one-time code is never part of an answer (Prefect keeps answers "
+                               "where others read them); sign in at the gateway, or `dealflow login`",
+                               tampered=True)
+        if proof.get("seal") not in (None, ""):
+            _check_seal(session, person, proof["seal"], deal_number, wait_key, sent, seal_key, now, consume)
+            kind = BY_GATEWAY
+        elif proof.get("session") or proof.get("signature"):
             _check_signature(session, person, proof, deal_number, wait_key, answer, cipher, now)
             kind = BY_SESSION
         else:
-            use_code(session, person, proof.get("code"), cipher, now, consume)
-            kind = BY_CODE
+            raise ProofRefused("proof: none; answer in the Prefect UI through dealflow's gateway (signed in), "
+                               "or with `dealflow answer` after `dealflow login`", tampered=True)
     except ProofRefused as exc:
-        _refused(session, person, exc, now, door)
+        _refused(session, person, exc, now, door, subject=wait_key, deal=deal_number)
     return Proven(person, kind, stands_in)
 
 
 def _refused(session: Session, person: StaffUser, exc: ProofRefused, now: datetime, door: str,
-             action: str | None = None) -> None:
+             action: str | None = None, subject: str | None = None, deal: str | None = None) -> None:
+    if exc.tampered:  # on the record as such, whatever else follows
+        audit.record(session, person.handle, TAMPERED, subject=(subject or person.handle)[:60], deal=deal,
+                     reason=str(exc), door=door)
     if exc.counts and note_failure(session, person, now, door):
-        raise ProofRefused(f"{exc}; {person.handle}'s answers are now locked until {person.locked_until:%H:%M} "
-                           f"UTC after {FAILURES_TO_LOCK} wrong codes within "
+        raise ProofRefused(f"{exc}; {person.handle} is now locked until {_until(person.locked_until, now)} "
+                           f"after {FAILURES_TO_LOCK} wrong codes within "
                            f"{FAILURE_WINDOW.seconds // 60} minutes") from None
     if action:
         audit.record(session, person.handle, action, subject=person.handle, reason=str(exc), door=door)

@@ -202,16 +202,17 @@ class AnswerCheck:
     codes_required: bool = True
     door: str = "flow"
     link_secret: bytes | None = None  # checks a customer's signed answer from the portal
+    seal_key: bytes | None = None  # checks the gateway's seal of a signed-in person's answer
 
 
 def prove_answer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any], proof: dict[str, Any],
-                 check: AnswerCheck, *, consume: bool) -> identity.Proven:
+                 check: AnswerCheck, *, consume: bool, sent: dict[str, Any] | None = None) -> identity.Proven:
     """Who answers, and the proof that it is them (see ``models.identity``). A code is used up only
     with ``consume`` (the flow, after the resume); ``dealflow answer`` checks first without."""
     person = staff_by_handle(session, answer.get("by", ""), lock=consume)  # a code is used up once, also in a race
     return identity.prove(session, person, wait.role_list, wait.step, proof, deal.number, wait.key, answer,
                           cipher=check.cipher, codes_required=check.codes_required, consume=consume,
-                          door=check.door)
+                          door=check.door, seal_key=check.seal_key, sent=sent)
 
 
 def apply_answer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any], proven: identity.Proven) -> str:
@@ -230,6 +231,8 @@ def _tried(proof: dict[str, Any]) -> str:
     """Which proof an answer came with, for the record (never the proof itself)."""
     if proof.get("portal"):
         return portal.BY_LINK
+    if proof.get("seal"):
+        return identity.BY_GATEWAY
     if proof.get("session") or proof.get("signature"):
         return identity.BY_SESSION
     return identity.BY_CODE if proof.get("code") else "none"
@@ -274,10 +277,12 @@ def locked_wait(session: Session, deal: Deal, key: str) -> Wait:
     return wait
 
 
-def answer_wait(session: Session, deal: Deal, key: str, answer: dict[str, Any], check: AnswerCheck) -> dict[str, Any]:
+def answer_wait(session: Session, deal: Deal, key: str, answer: dict[str, Any], check: AnswerCheck,
+                sent: dict[str, Any] | None = None) -> dict[str, Any]:
     """Prove and apply an answer to the wait ``key``, or, if the proof fails or the answer breaks a
     rule, record the refusal instead: the business change and the refusal never both happen (a
-    savepoint separates them). A code is used up, and a wrong one counted, either way."""
+    savepoint separates them). A seal is used up, and a wrong signature counted, either way.
+    ``sent``: the answer exactly as stored, which a gateway's seal covers."""
     wait = locked_wait(session, deal, key)
     if wait.status != "open":
         return {"accepted": wait.status == "answered", "outcome": "already recorded",
@@ -287,7 +292,7 @@ def answer_wait(session: Session, deal: Deal, key: str, answer: dict[str, Any], 
     if proof.get("portal") not in (None, ""):
         return _answer_as_customer(session, deal, wait, key, body, proof, check)
     try:
-        proven = prove_answer(session, deal, wait, body, proof, check, consume=True)
+        proven = prove_answer(session, deal, wait, body, proof, check, consume=True, sent=sent)
     except DomainError as exc:
         reason = str(exc)
     except (TypeError, ValueError, UnicodeError) as exc:  # a proof no form makes (sent straight to the API)

@@ -37,6 +37,7 @@ class StaffUser(Base):
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)  # the time step of the last code used
     enrolled_at: Mapped[datetime | None]
     locked_until: Mapped[datetime | None]  # after too many wrong codes
+    locks_in_row: Mapped[int] = mapped_column(default=0, server_default="0")  # each next lock doubles
 
     @property
     def role_list(self) -> list[str]:

@@ -69,6 +69,15 @@ def portal_secret(settings: Settings | None = None) -> bytes:
     return hmac.new(key.encode(), b"dealflow portal links v1", hashlib.sha256).digest()
 
 
+def seal_key(settings: Settings | None = None) -> bytes:
+    """The key of the gateway's seals on answers (see ``models.identity.make_seal``)."""
+    from models.identity import seal_key_of
+
+    key, _ = _key_text(settings or load_settings())
+    cipher(settings)
+    return seal_key_of(key)
+
+
 def has_key(settings: Settings | None = None) -> bool:
     settings = settings or load_settings()
     return bool(os.environ.get("DEALFLOW_SECRET_KEY") or os.environ.get("DEALFLOW_SECRET_KEY_BLOCK")
@@ -102,6 +111,7 @@ def answer_check(door: str = "flow", settings: Settings | None = None):
         except ValidationError:
             return AnswerCheck(None, codes_required=False, door=door)
     try:
-        return AnswerCheck(cipher(settings), codes_required=True, door=door, link_secret=portal_secret(settings))
+        return AnswerCheck(cipher(settings), codes_required=True, door=door, link_secret=portal_secret(settings),
+                           seal_key=seal_key(settings))
     except ValidationError:
         return AnswerCheck(None, codes_required=True, door=door)

@@ -139,12 +139,15 @@ def unconfirmed_waits(older_than_seconds: float, within_days: int = 2) -> list[d
 
 
 @task(task_run_name="answer-{key}", cache_policy=NO_CACHE)
-def record_answer(deal_number: str, key: str, answer: dict[str, Any]) -> dict[str, Any]:
-    """Check who answers (the person, their role, their code or signed session) and the business
-    rules, then apply the answer; a refused answer is recorded with its reason, with nothing else
-    written (but a code it carried is used up). The answer's proof is in no log or record."""
+def record_answer(deal_number: str, key: str, answer: dict[str, Any],
+                  sent: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check who answers (the person, their role, the gateway's seal or their signed session) and
+    the business rules, then apply the answer; a refused answer is recorded with its reason, with
+    nothing else written (but a seal it carried is used up). ``sent``: the answer exactly as
+    Prefect stored it, which a seal covers. The answer's proof is in no log or record."""
     with session_scope() as s:
-        result = process.answer_wait(s, deal_by_number(s, deal_number), key, answer, keys.answer_check())
+        result = process.answer_wait(s, deal_by_number(s, deal_number), key, answer, keys.answer_check(),
+                                     sent=sent)
         s.commit()
         return result
 

@@ -155,9 +155,10 @@ def in_background(actions):
     return t, errors
 
 
-def resume_as_the_ui(deal: str, key: str, run_input: dict) -> None:
+def resume_as_the_ui(deal: str, key: str, run_input: dict, *, sealed: bool = False) -> None:
     """Answer ``key`` as the Prefect UI's Resume form does: straight to the API, none of the CLI's
-    checks; then wait until the flow has recorded it (answered or refused)."""
+    checks (``sealed``: through the gateway, as its signed-in ``by``); then wait until the flow
+    has recorded it (answered or refused)."""
     import time
     from uuid import UUID
 
@@ -168,7 +169,8 @@ def resume_as_the_ui(deal: str, key: str, run_input: dict) -> None:
     run_id = wait_for_run(deal, key)
     for attempt in range(100):
         try:
-            resume_flow_run(UUID(run_id), run_input=as_the_form_sends(deal, key, run_id, run_input))
+            sent = (as_the_gateway_sends if sealed else as_the_form_sends)(deal, key, run_id, run_input)
+            resume_flow_run(UUID(run_id), run_input=sent)
             break
         except Exception:  # the wait row is written a moment before the run is Paused
             if attempt == 99:
@@ -219,3 +221,14 @@ def run_deal_with(deal: str, people, wait_timeout: int = 60, join_timeout: float
     finally:
         thread.join(timeout=join_timeout)
         assert not errors, errors
+
+
+def as_the_gateway_sends(deal: str, key: str, run_id: str, answer: dict) -> dict:
+    """``answer`` as a signed-in person's Resume reaches Prefect through the gateway: as the form
+    sends it, ``by`` the person's handle, sealed (see ``dealflow.gateway``)."""
+    from models import identity
+    from services import keys
+
+    run_input = {k: v for k, v in as_the_form_sends(deal, key, run_id, answer).items()
+                 if k not in identity.PROOF_FIELDS}
+    return {**run_input, "seal": identity.make_seal(keys.seal_key(), deal, key, run_input)}

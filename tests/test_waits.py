@@ -65,8 +65,10 @@ def test_each_form_has_fields_of_the_right_kind(new_deal, key):
         assert prop.get("title"), f"{key}: {name} has no title"
         if prop["type"] == "object":  # never a JSON editor: an object's fields are named
             assert prop.get("properties"), f"{key}: {name} is a free-form object (a JSON editor)"
-    shown = [n for n in schema["properties"] if n not in PROOF_FIELDS or n == "code"]
-    assert shown[-1] == "code", f"{key}: the one-time code is typed last"
+    # who answers is the gateway's to say (the signed-in person), never the form's: no handle,
+    # no code, no proof field to type
+    assert not set(schema["properties"]) & {"by", *PROOF_FIELDS}, f"{key}: a handle or proof field in the form"
+    assert "by" not in schema.get("required", [])
     for name in start["prefill"]:  # what it starts with is in the form, not dropped
         assert schema["properties"][name].get("default") not in (None, [], ""), (key, name)
 
@@ -111,7 +113,7 @@ def test_shipment_and_payment_forms_start_with_what_is_left(new_deal):
     schema, _ = _form_at(new_deal, "payment-1")
     assert schema["properties"]["amount"]["type"] == "number"
     assert schema["properties"]["amount"]["default"] == 174183.68  # what is due, as a number
-    assert schema["required"] == ["by", "amount"]  # pre-filled, still required (never shown "Optional")
+    assert schema["required"] == ["amount"]  # pre-filled, still required (never shown "Optional")
     assert schema["properties"]["received_on"] == {
         "type": "string", "format": "date", "title": "Date received",
         "description": "The day the money arrived (empty: today)."}
