@@ -2,6 +2,8 @@
 
 import os
 
+import services  # noqa: F401  (every dealflow process writes its files for its owner alone)
+
 # Without PREFECT_API_URL every dealflow process starts a temporary Prefect server, and Prefect
 # waits 20 s for it. On a busy 2-core machine its first start (a fresh database, migrations)
 # takes longer, and the README's first command failed more often than it worked. Prefect reads

@@ -42,10 +42,20 @@ class OpenWait:
 
 
 def check_answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str | None = None,
-                 login: Login | None = None, door: str = "command line") -> tuple[OpenWait, dict[str, Any]]:
+                 login: Login | None = None, door: str = "command line",
+                 signed_in: str | None = None) -> tuple[OpenWait, dict[str, Any]]:
     """The open wait and the normalised answer with its proof (``code``, or signed in ``login``'s
     session); raises a DomainError naming the field and rule. The proof is checked as the flow
-    will check it, but a code is not used up here (a wrong one is counted)."""
+    will check it, but a code is not used up here (a wrong one is counted); ``answer`` then signs
+    in with it for this one answer, so that no code is ever sent in an answer."""
+    if code is None and "code" in payload and signed_in is None:  # `--set code=…`: as --code
+        payload = dict(payload)
+        code = str(payload.pop("code") or "")
+    if signed_in is not None:  # the gateway's person (their session proved them): sealed when sent
+        payload = {k: v for k, v in payload.items() if k not in identity.PROOF_FIELDS}
+        if payload.get("by") not in (None, "", signed_in):
+            raise DomainError(f"by: you are signed in as {signed_in}; sign out to answer as someone else")
+        payload["by"] = signed_in
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
         wait = process.find_open_wait(s, deal, step)
@@ -73,11 +83,18 @@ def check_answer(deal_number: str, step: str, payload: dict[str, Any], *, code: 
         person = process.prove_answer(s, deal, wait, data, {}, replace(check, codes_required=False), consume=False)
         process.apply_answer(s, deal, wait, data, person)
         s.rollback()
+        if signed_in is not None:
+            return found, data
         if check.codes_required and not proof:
             raise DomainError("code: this answer needs proof: --code NNNNNN (the 6 digits your authenticator "
                               "app shows), or `dealflow login HANDLE` once")
         try:
-            process.prove_answer(s, deal, wait, data, proof, check, consume=False)
+            if "code" in proof and check.codes_required:
+                if check.cipher is None:
+                    raise DomainError("code: answers need a code but no secret key is set up (DEALFLOW_SECRET_KEY)")
+                identity.check_code(s, person.person, proof["code"], check.cipher, door=door)
+            elif check.codes_required:
+                process.prove_answer(s, deal, wait, data, proof, check, consume=False)
         except DomainError:
             s.commit()  # a wrong code counts towards the lock; nothing else was written
             raise
@@ -112,10 +129,40 @@ def record_refusal(deal_number: str, step: str, payload: dict[str, Any], reason:
 def _answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str | None, login: Login | None,
             door: str, settle_timeout: float) -> OpenWait:
     wait, data = check_answer(deal_number, step, payload, code=code, login=login, door=door)
+    if "code" in data:  # a one-off code: it opens a session for this answer, which signs it
+        code = data.pop("code")
+        if keys.answer_check(door).codes_required:
+            data = {**data, **one_off_login(data["by"], code, door).prove(wait.deal, wait.key, data)}
     return resume_wait(wait, data, settle_timeout)
 
 
-def resume_wait(wait: OpenWait, data: dict[str, Any], settle_timeout: float = 30) -> OpenWait:
+def one_off_login(handle: str, code: str, door: str, minutes: float = 10) -> Login:
+    """A session opened with ``code`` (used up) for one answer: the answer carries its signature,
+    never the code (Prefect keeps answers where every holder of its credential reads them)."""
+    with session_scope() as s:
+        try:
+            opened = identity.open_session(s, handle, code, keys.cipher(), hours=minutes / 60, door=door)
+        except DomainError:
+            s.commit()  # a wrong code is on the record
+            raise
+        s.commit()
+    return Login.opened(opened)
+
+
+def answer_signed_in(deal_number: str, step: str, payload: dict[str, Any], handle: str,
+                     door: str = "gateway", settle_timeout: float = 30) -> OpenWait:
+    """An answer by ``handle``, signed in at the gateway (their session is the proof): checked as
+    `dealflow answer` checks it, then sealed (see ``models.identity.make_seal``) and sent."""
+    try:
+        wait, data = check_answer(deal_number, step, payload, door=door, signed_in=handle)
+        return resume_wait(wait, data, settle_timeout, seal=True)
+    except DomainError as exc:
+        record_refusal(deal_number, step, {**payload, "by": handle}, str(exc), door)
+        raise
+
+
+def resume_wait(wait: OpenWait, data: dict[str, Any], settle_timeout: float = 30, *,
+                seal: bool = False) -> OpenWait:
     """Resume the deal's run with ``data`` once it is paused at exactly this wait (its form
     stored); a DomainError if it is not there within ``settle_timeout`` seconds (it moved on, or
     another answer got there first). The CLI and the customer portal both come through here."""
@@ -156,6 +203,8 @@ def resume_wait(wait: OpenWait, data: dict[str, Any], settle_timeout: float = 30
         # as the stored form has it (the server checks the answer against it): a SKU as the
         # catalogue select lists it; an empty optional field left out rather than null
         data = INPUTS[wait.step].fit_answer({k: v for k, v in data.items() if v is not None}, form)
+        if seal:  # over the answer exactly as it is sent, and so stored
+            data = {**data, "seal": identity.make_seal(keys.seal_key(), deal_number, wait.key, data)}
         # the server resumes only a paused run, and checks the answer against the stored form
         result = client.resume_flow_run(run_id, run_input=data)
         if result.status == SetStateStatus.ACCEPT:

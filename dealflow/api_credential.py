@@ -79,3 +79,28 @@ def supply(env: MutableMapping[str, str] = os.environ) -> None:
             env["PREFECT_API_AUTH_STRING"] = read_credential(credential_file(data_dir))
     except (OSError, ValueError):
         pass
+
+
+def gateway_file(data_dir: Path) -> Path:
+    return data_dir / "run" / "gateway-url"
+
+
+def record_gateway(data_dir: Path, url: str) -> None:
+    path = gateway_file(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(url.rstrip("/") + "\n")
+
+
+def forget_gateway(data_dir: Path) -> None:
+    gateway_file(data_dir).unlink(missing_ok=True)
+
+
+def people_url(env: MutableMapping[str, str] = os.environ) -> str | None:
+    """Where people open the Prefect UI: the gateway (DEALFLOW_GATEWAY_URL, or the one `dealflow up`
+    started for this data folder); None if there is none (then only the server's own address)."""
+    if env.get("DEALFLOW_GATEWAY_URL"):
+        return env["DEALFLOW_GATEWAY_URL"].rstrip("/")
+    try:
+        return gateway_file(data_dir_of(env)).read_text().strip() or None
+    except OSError:
+        return None

@@ -15,7 +15,7 @@ import click
 
 from models import DomainError, Role, utcnow
 from models.text import ALLOWED_IN_NOTES, MAX_ID, has_control, printable, shown
-from services.config import PORTAL_PORT, UNVERIFIED_NOTE
+from services.config import GATEWAY_PORT, PORTAL_PORT, UNVERIFIED_NOTE
 
 from .prefect_api import PrefectUnavailable, ensure_api
 
@@ -141,7 +141,8 @@ def _unauthorized() -> str:
     return (f"prefect: the Prefect server at {os.environ.get('PREFECT_API_URL')} refused the request "
             f"(401 Unauthorized): set PREFECT_API_AUTH_STRING to its credential (for the server `dealflow up` "
             f"started: {credential_file(load_settings().data_dir)}, read by itself when PREFECT_API_URL "
-            f"is that server's address)")
+            f"is that server's address; it is the machines' and administrators' credential: the team goes "
+            f"through the gateway, `dealflow login HANDLE --gateway URL`)")
 
 
 @click.group(name="dealflow", cls=DealflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -166,6 +167,7 @@ def init(as_json: bool) -> None:
     from services import keys
     from services.config import load_settings
     from services.db import migrate, session_scope
+    from services.files import tighten
 
     settings = load_settings()
     created = keys.ensure_key_file(settings)
@@ -173,14 +175,19 @@ def init(as_json: bool) -> None:
     with session_scope() as s:
         added = seed.load(s, keys.cipher(settings))
         s.commit()
+    tightened = tighten(settings.data_dir)
     url = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", settings.database_url)
     text = f"database ready at {url}; added {added['staff']} staff and {added['products']} products"
+    if tightened:
+        text += (f"\n{settings.data_dir}: {tightened} files and folders that others could read or write are now "
+                 f"yours alone")
     if created:
         text += (f"\nsecret key created: {created} (mode 0600; it encrypts the staff's code secrets: "
                  f"back it up, and give the same key to every machine that runs deals, as DEALFLOW_SECRET_KEY)")
     if not settings.answer_codes:
         text += f"\n{UNVERIFIED_NOTE}"
-    _emit({"database": url, **added, "secret_key_file": str(created) if created else None}, as_json, text)
+    _emit({"database": url, **added, "secret_key_file": str(created) if created else None,
+           "tightened": tightened}, as_json, text)
 
 
 @main.command()
@@ -298,7 +305,9 @@ def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
         with session_scope() as s:
             process.attach_flow_run(s, deal_by_number(s, number), str(run.id))
             s.commit()
-        url = os.environ["PREFECT_API_URL"].removesuffix("/api")
+        from .api_credential import people_url
+
+        url = people_url() or os.environ["PREFECT_API_URL"].removesuffix("/api")
         _emit({"deal": number, "flow_run_id": str(run.id), "ui": f"{url}/runs/flow-run/{run.id}"}, as_json,
               f"{number} started on the 'deal' deployment as flow run {run.id}\n{url}/runs/flow-run/{run.id}")
         return
@@ -343,12 +352,19 @@ def _refuse_second_run(number: str, run_id: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the deal as JSON.")
 def deal_show(deal_number: str, as_json: bool) -> None:
     """Everything about one deal: stage, waits, documents, money, mail."""
-    from models.deal import deal_by_number
-    from services.db import session_scope
-    from services.views import deal_summary
+    from . import remote
 
-    with session_scope() as s:
-        data = deal_summary(s, deal_by_number(s, deal_number))
+    if signed := remote.current():
+        from urllib.parse import quote
+
+        data = signed.call("GET", f"/dealflow/api/deals/{quote(deal_number.strip(), safe='')}")
+    else:
+        from models.deal import deal_by_number
+        from services.db import session_scope
+        from services.views import deal_summary
+
+        with session_scope() as s:
+            data = deal_summary(s, deal_by_number(s, deal_number))
     if as_json:
         _emit(data, True)
         return
@@ -652,6 +668,28 @@ def staff_enable(handle: str) -> None:
     click.echo(f"{row['handle']} enabled")
 
 
+@staff.command("unlock")
+@click.argument("handle")
+def staff_unlock(handle: str) -> None:
+    """Lift HANDLE's lock after wrong codes (a manager, logged in with `dealflow login`); the next
+    lock is a short one again. Audited."""
+    from models import identity
+    from models.staff import staff_member
+    from services.db import session_scope
+
+    login = _logged_in()
+    with session_scope() as s:
+        manager = staff_member(s, login.handle) if login else None
+        row = s.get(identity.StaffSession, login.session) if login else None
+        if row is None or row.staff_id != manager.id or row.closed_at is not None or row.expires_at <= utcnow() \
+                or not manager.holds("manager") or not manager.active:
+            raise DomainError("staff unlock: a manager's step; log in as a manager first (`dealflow login HANDLE`)")
+        person = staff_member(s, handle)
+        was = identity.unlock(s, person, manager.handle)
+        s.commit()
+    click.echo(f"{handle} unlocked" if was else f"{handle} was not locked (the next lock is a short one again)")
+
+
 @staff.command("enroll")
 @click.argument("handle")
 @click.option("--png", "png", type=FilePath(dir_okay=False, path_type=Path), default=None,
@@ -700,9 +738,13 @@ def staff_enroll(handle: str, png: Path | None, as_json: bool) -> None:
 @click.option("--code", metavar="NNNNNN", help="Your one-time code (asked for, hidden, when not given).")
 @click.option("--hours", type=click.FloatRange(0.01, 24), default=8, show_default=True,
               help="How long the session lasts.")
-def login(handle: str, code: str | None, hours: float) -> None:
+@click.option("--gateway", "gateway_url", metavar="URL",
+              help="Sign in at the team's gateway (e.g. https://prefect.example.com) instead of this machine's "
+                   "database: `inbox`, `deal show` and `answer` then go through it.")
+def login(handle: str, code: str | None, hours: float, gateway_url: str | None) -> None:
     """Open a session with a one-time code: `dealflow answer` then signs every answer with the
-    session's key (kept in your config folder, mode 0600), no code needed until it expires."""
+    session's key (kept in your config folder, mode 0600), no code needed until it expires.
+    With --gateway, the session is the gateway's (its token kept the same way)."""
     from models import identity
     from services import keys
     from services.db import session_scope
@@ -711,6 +753,13 @@ def login(handle: str, code: str | None, hours: float) -> None:
 
     if code is None:
         code = click.prompt("One-time code (the 6 digits your authenticator app shows)", hide_input=True, err=True)
+    if gateway_url:
+        from . import remote
+
+        signed = remote.sign_in(gateway_url, handle, code, hours)
+        click.echo(f"signed in at {signed.url} as {signed.handle} until {signed.expires_at:%Y-%m-%d %H:%M} UTC "
+                   f"(token kept in {remote.login_file()}); `inbox`, `deal show` and `answer` go through it")
+        return
     cipher = keys.cipher()
     with session_scope() as s:
         try:
@@ -734,8 +783,16 @@ def logout() -> None:
     from models import identity
     from services.db import session_scope
 
+    from . import remote
     from .login import forget
 
+    if signed := remote.forget():
+        try:
+            signed.call("POST", "/dealflow/api/logout")
+        except DomainError:
+            pass  # ended already, or the gateway is away: the token is gone from here either way
+        click.echo(f"signed out at {signed.url} ({signed.handle})")
+        return
     login_ = forget()
     if login_ is None:
         click.echo("not logged in")
@@ -755,15 +812,17 @@ def logout() -> None:
               help="How many deal executors to start (each runs many deals in one process).")
 @click.option("--portal-port", type=click.IntRange(1, 65535), default=PORTAL_PORT, show_default=True,
               help="Port of the customer portal.")
+@click.option("--gateway-port", type=click.IntRange(1, 65535), default=GATEWAY_PORT, show_default=True,
+              help="Port of the gateway: the address people open (each signs in as themselves).")
 @click.option("--json", "as_json", is_flag=True, help="Print the addresses and pids as JSON.")
-def up(port: int, executors: int, portal_port: int, as_json: bool) -> None:
+def up(port: int, executors: int, portal_port: int, gateway_port: int, as_json: bool) -> None:
     """Start a Prefect server, deploy prefect.yaml, a worker, deal executor(s) and the customer
     portal, in the background."""
     from .stack import up as stack_up
 
     try:
         info = stack_up(port=port, executors=executors, say=(lambda *_: None) if as_json else click.echo,
-                        portal_port=portal_port)
+                        portal_port=portal_port, gateway_port=gateway_port)
     except RuntimeError as exc:
         raise DomainError(f"up: {exc} (what did start is still running: `dealflow down` stops it)") from None
     from services.config import load_settings
@@ -834,6 +893,39 @@ def portal(host: str, port: int, trusted_proxies: str) -> None:
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (behind an HTTPS proxy, keep 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=GATEWAY_PORT, show_default=True,
+              help="Port to listen on.")
+@click.option("--upstream", default=None, metavar="URL",
+              help="The Prefect server it fronts (default: PREFECT_API_URL without /api).")
+@click.option("--public-url", default=None, metavar="URL",
+              help="The address people open, e.g. https://prefect.example.com behind a TLS proxy "
+                   "(DEALFLOW_GATEWAY_URL): its origin is the only one allowed to make changes, "
+                   "and with https its cookies are Secure.")
+def gateway(host: str, port: int, upstream: str | None, public_url: str | None) -> None:
+    """Serve the team's door to the Prefect UI and API: each person signs in with their handle
+    and one-time code, reaches what their role allows, and every Resume is named and sealed here.
+    Needs the Prefect server's credential (PREFECT_API_AUTH_STRING, or the one `dealflow up`
+    keeps), the business database and the secret key."""
+    from services import keys
+
+    from .gateway import config_from_env
+    from .gateway import serve as serve_gateway
+
+    keys.seal_key()  # no key: one clear line now
+    try:
+        config = config_from_env(upstream, public_url)
+    except ValueError as exc:
+        raise DomainError(f"upstream: {exc}") from None
+    if not config.credential:
+        click.echo("note: no Prefect credential (PREFECT_API_AUTH_STRING): the Prefect server behind the gateway "
+                   "must then be reachable by no one else", err=True)
+    click.echo(f"gateway: http://{host}:{port} in front of {config.upstream}")
+    serve_gateway(config, host=host, port=port)
+
+
+@main.command()
 def down() -> None:
     """Stop what `dealflow up` started (workers first, then the server)."""
     from .stack import down as stack_down
@@ -890,15 +982,23 @@ def _waiting_runs() -> dict[str, str]:
 def inbox(role: str | None, as_json: bool) -> None:
     """Deals waiting for a person: for what, since when, for which role. With PREFECT_API_URL set,
     each row also shows its run's state on the server (Suspended, Paused, or what went wrong)."""
-    from services.db import session_scope
-    from services.views import inbox as inbox_rows
+    from . import remote
 
-    states = _waiting_runs() if os.environ.get("PREFECT_API_URL") else None
-    with session_scope() as s:
-        rows = inbox_rows(s, role, states)
+    if signed := remote.current():
+        from urllib.parse import quote
+
+        rows = signed.call("GET", "/dealflow/api/inbox" + (f"?role={quote(role)}" if role else ""))
+        states = {} if any("run" in r for r in rows) else None
+    else:
+        from services.db import session_scope
+        from services.views import inbox as inbox_rows
+
+        states = _waiting_runs() if os.environ.get("PREFECT_API_URL") else None
+        with session_scope() as s:
+            rows = inbox_rows(s, role, states)
     for r in rows:
         r["who"] = " or ".join(r["roles"])
-        if states is not None and r["run"] == "not on this server" and r["flow_run_id"]:
+        if states is not None and r["run"] == "not on this server" and r["flow_run_id"] and not remote.current():
             r["run"] = _run_state(r["flow_run_id"])  # e.g. Running for a moment, or Crashed
     columns = ["deal", "customer", "step", "key", "who", "since", "amount"] + (["run"] if states is not None else [])
     from services.config import load_settings
@@ -914,13 +1014,16 @@ def _answer_arguments(deal_number: str, step: str, read: Any, as_typed: dict[str
     """An answer's arguments, checked and read (``read()``); refused before it was even read
     whole, it is still on the record, as every refused answer is. Commands that answer a wait
     check their arguments here, not in ``DealflowCommand``, so that the refusal is recorded."""
+    from . import remote
+
     try:
         _refuse_control_characters(click.get_current_context())
         return read()
     except DomainError as exc:
-        from . import answers
+        if remote.current() is None:  # through the gateway, the gateway keeps the record
+            from . import answers
 
-        answers.record_refusal(deal_number, step, as_typed, str(exc))
+            answers.record_refusal(deal_number, step, as_typed, str(exc))
         raise
 
 
@@ -947,7 +1050,9 @@ def _answer_payload(input_json: str | None, sets: tuple[str, ...], by: str | Non
         payload[key.strip()] = value if key.strip() == "code" else _coerce(value)  # 012345 stays text
     if by:
         payload["by"] = by
-    if not payload.get("by") and not _logged_in():
+    from . import remote
+
+    if not payload.get("by") and not _logged_in() and remote.current() is None:
         raise DomainError("by: say who answers (--by HANDLE), or log in first (`dealflow login HANDLE`)")
     return payload
 
@@ -984,8 +1089,11 @@ def _coerce(value: str) -> Any:
 
 def _answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str | None, wait: bool,
             as_json: bool) -> None:
-    from . import answers
+    from . import answers, remote
 
+    if signed := remote.current():
+        _answer_through(signed, deal_number, step, payload, code=code, wait=wait, as_json=as_json)
+        return
     try:
         proof = _proof(code)
     except DomainError as exc:
@@ -1006,6 +1114,39 @@ def _answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str |
         raise DomainError(f"{closed.key} refused by the flow: {closed.refusal_reason}")
     _emit({"deal": deal_number.upper(), "key": w.key, "status": closed.status, "by": closed.answered_by},
           as_json, f"{w.key}: answered by {closed.answered_by}")
+
+
+def _answer_through(signed, deal_number: str, step: str, payload: dict[str, Any], *, code: str | None,
+                    wait: bool, as_json: bool) -> None:
+    """`dealflow answer` for a person signed in at the gateway: it checks, names and seals."""
+    import time
+    from urllib.parse import quote
+
+    if code is not None or "code" in payload:
+        raise DomainError(f"code: you are signed in at {signed.url} as {signed.handle}: no code is needed "
+                          f"(`dealflow logout` to answer as someone else)")
+    if payload.get("by") not in (None, "", signed.handle):
+        raise DomainError(f"by: you are signed in at {signed.url} as {signed.handle}; `dealflow logout` to "
+                          f"answer as someone else")
+    sent = signed.call("POST", "/dealflow/api/answer", {"deal": deal_number, "step": step, "answer": payload})
+    if not wait:
+        _emit({"deal": sent["deal"], "key": sent["key"], "status": "sent"}, as_json,
+              f"{sent['key']}: answer sent to {sent['deal']}")
+        return
+    deadline = time.monotonic() + 60
+    while True:
+        closed = signed.call("GET", f"/dealflow/api/deals/{quote(sent['deal'])}/waits/{quote(sent['key'])}")
+        if closed["status"] != "open":
+            break
+        if time.monotonic() > deadline:
+            click.echo(f"{sent['key']}: answer sent, but the flow has not recorded it yet; see "
+                       f"`dealflow deal show {sent['deal']}`", err=True)
+            sys.exit(1)
+        time.sleep(0.5)
+    if closed["status"] == "refused":
+        raise DomainError(f"{closed['key']} refused by the flow: {closed['reason']}")
+    _emit({"deal": sent["deal"], "key": sent["key"], "status": closed["status"], "by": closed["by"]},
+          as_json, f"{sent['key']}: answered by {closed['by']}")
 
 
 @main.command()

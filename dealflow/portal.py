@@ -21,7 +21,6 @@ import logging
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -63,59 +62,18 @@ from services.keys import portal_secret
 from services.rendering import environment
 
 from .answers import OpenWait, resume_wait
+from .limits import FAILURE_WINDOW, FAILURES_ALLOWED, FailureLimit  # noqa: F401 - the portal's own
 
 log = logging.getLogger("dealflow.portal")
 
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
        "base-uri 'none'")
 CSRF_COOKIE = "dealflow_csrf"
-FAILURES_ALLOWED = 20  # links that do not verify, per address, within the window
-FAILURE_WINDOW = 600.0
-MAX_TRACKED = 100_000  # addresses whose failures are counted at once
 MAX_BODY = 128 * 1024  # a form is a few fields of text
 ANSWER_SETTLE_SECONDS = 20.0  # how long a submit waits for the flow to record the answer
 # the documents' own rules for lines and totals, then the portal's: the pages look like the PDFs
 CSS = "\n".join((PROJECT_ROOT / "templates" / path).read_text(encoding="utf-8")
                  for path in ("documents/_lines.css", "portal/portal.css"))
-
-
-class FailureLimit:
-    """Links that did not verify, counted per address: after ``allowed`` within ``window``
-    seconds, that address is refused until the oldest failure leaves the window."""
-
-    def __init__(self, allowed: int = FAILURES_ALLOWED, window: float = FAILURE_WINDOW,
-                 clock: Callable[[], float] = time.monotonic, max_tracked: int = MAX_TRACKED):
-        self.allowed, self.window, self.clock, self.max_tracked = allowed, window, clock, max_tracked
-        self._seen: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def _trim(self, seen: deque[float]) -> deque[float]:
-        now = self.clock()
-        while seen and seen[0] <= now - self.window:
-            seen.popleft()
-        return seen
-
-    def blocked_for(self, ip: str) -> float:
-        """Seconds until ``ip`` may try again (0: it may now). Looks only: an address that never
-        failed is not remembered."""
-        with self._lock:
-            seen = self._seen.get(ip)
-            if not seen:
-                return 0.0
-            self._trim(seen)
-            return seen[0] + self.window - self.clock() if len(seen) >= self.allowed else 0.0
-
-    def tracked(self) -> int:
-        return len(self._seen)
-
-    def fail(self, ip: str) -> None:
-        with self._lock:
-            if ip not in self._seen and len(self._seen) >= self.max_tracked:  # a flood: forget the stale
-                for other in [k for k, v in self._seen.items() if not self._trim(v)]:
-                    del self._seen[other]
-                if len(self._seen) >= self.max_tracked:
-                    return  # never unblock a blocked address to make room
-            self._trim(self._seen[ip]).append(self.clock())
 
 
 def _client_ip(request: Request) -> str:
@@ -466,9 +424,11 @@ def serve(host: str = "127.0.0.1", port: int = PORTAL_PORT, settings: Settings |
     ``trusted_proxies`` is X-Forwarded-For believed (from those addresses)."""
     import uvicorn
 
+    from .slow_clients import HeadersInTime
+
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False, server_header=False,
                 proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or None,
-                log_level="warning")
+                log_level="warning", http=HeadersInTime)
 
 
 class PortalThread:
@@ -477,8 +437,11 @@ class PortalThread:
     def __init__(self, settings: Settings | None = None, host: str = "127.0.0.1", port: int = 0):
         import uvicorn
 
+        from .slow_clients import HeadersInTime
+
         self.config = uvicorn.Config(create_app(settings), host=host, port=port, access_log=False,
-                                     log_level="warning", server_header=False, proxy_headers=False)
+                                     log_level="warning", server_header=False, proxy_headers=False,
+                                     http=HeadersInTime)
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self.server.run, name="dealflow-portal", daemon=True)
         self.url = ""

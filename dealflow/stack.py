@@ -24,7 +24,7 @@ import urllib.request
 from contextvars import ContextVar
 from pathlib import Path
 
-from services.config import PORTAL_PORT, PROJECT_ROOT, load_settings
+from services.config import GATEWAY_PORT, PORTAL_PORT, PROJECT_ROOT, load_settings
 
 from . import api_credential
 
@@ -274,21 +274,52 @@ def server_tuning(env: dict[str, str]) -> dict[str, str]:
     return {**SERVER_TUNING, **env}
 
 
+# The process pools' job template, with what a run executes pinned: the command (None: the worker's
+# own `python -m prefect.engine`), its environment (the worker's, nothing added) and its working
+# directory (the deployment's). A run created with job variables `command`, `env` or
+# `working_dir` (anyone holding Prefect's credential may create one) gets none of them: the
+# template has no such variables to fill in. Only a run's name, labels and output stay variable.
+PINNED_JOB_TEMPLATE = {
+    "job_configuration": {"command": None, "env": {}, "working_dir": None, "labels": "{{ labels }}",
+                          "name": "{{ name }}", "stream_output": "{{ stream_output }}"},
+    "variables": {"type": "object", "properties": {
+        "name": {"type": "string", "title": "Name", "description": "Name given to infrastructure created by a worker."},
+        "labels": {"type": "object", "title": "Labels", "additionalProperties": {"type": "string"},
+                   "description": "Labels applied to infrastructure created by a worker."},
+        "stream_output": {"type": "boolean", "title": "Stream Output", "default": True,
+                          "description": "If enabled, workers will stream output from flow run processes to local "
+                                         "standard output."}}},
+}
+
+
+def pinned_template_file(run: Path) -> Path:
+    import json
+
+    path = run / "pool-job-template.json"
+    path.write_text(json.dumps(PINNED_JOB_TEMPLATE, indent=1))
+    return path
+
+
 def executor_poll(env: dict[str, str]) -> str:
     """Seconds between an executor's polls: gentle for a Prefect server on SQLite (see ``up``)."""
     return "0.25" if env.get("PREFECT_SERVER_DATABASE_CONNECTION_URL", "").startswith("postgresql") else "2"
 
 
-def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTAL_PORT) -> dict[str, object]:
+def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTAL_PORT,
+       gateway_port: int = GATEWAY_PORT) -> dict[str, object]:
     run, logs, home = _paths()
     public_url = os.environ.get("DEALFLOW_PUBLIC_URL", "")
     # what the executors and the portal need from the first moment: the business database's
     # tables and the secret key (`dealflow init` then loads the catalogue and the staff)
     from services import keys
     from services.db import migrate
+    from services.files import tighten
 
     created = keys.ensure_key_file()
     migrate()
+    if tightened := tighten(load_settings().data_dir):
+        say(f"{load_settings().data_dir}: {tightened} files and folders that others could read or write are now "
+            f"yours alone")
     if created:
         say(f"secret key created: {created} (mode 0600; back it up: it encrypts the staff's code secrets "
             f"and signs the customers' links)")
@@ -303,13 +334,9 @@ def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTA
     except (OSError, ValueError) as exc:
         raise RuntimeError(str(exc)) from None
     credential_file = api_credential.credential_file(data)
-    if created:
-        say(f"Prefect API credential (new, shown this once): {credential}\n"
-            f"  kept in {credential_file} (readable by you only). The UI asks for it: paste it whole "
-            f"into the password field of its login page.")
-    else:
-        say(f"Prefect API credential: in {credential_file} (the UI's login page takes its whole content "
-            f"as the password)")
+    say(f"Prefect API credential: {'made now, ' if created else ''}kept in {credential_file} (readable by you "
+        f"only): for the machines (executors, the worker) and administrators on this host, never for the "
+        f"team, who sign in at the gateway")
     env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api, "PREFECT_API_AUTH_STRING": credential,
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     # the executors mail the customers' links: by default they name the portal started below
@@ -339,8 +366,10 @@ def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTA
     if auth == "off":
         say(f"WARNING: the Prefect server running on {api} (pid {server}) was started without authentication "
             f"and takes requests from anyone who reaches it; run `dealflow down`, then `dealflow up`, to turn it on")
+    template = pinned_template_file(run)
     for pool_name in (POOL, DEALS_POOL):
-        pool = subprocess.run([*prefect, "work-pool", "create", pool_name, "--type", "process", "--overwrite"],
+        pool = subprocess.run([*prefect, "work-pool", "create", pool_name, "--type", "process", "--overwrite",
+                               "--base-job-template", str(template)],
                               env=env, cwd=PROJECT_ROOT, capture_output=True, text=True)
         if pool.returncode != 0:
             raise RuntimeError(f"creating the work pool failed:\n{pool.stdout[-2000:]}{pool.stderr[-2000:]}")
@@ -364,14 +393,27 @@ def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTA
     if not _healthy(portal_url + "/healthz", 30, path=""):
         raise RuntimeError(f"the customer portal did not answer on {portal_url}; see {logs / 'portal.log'}")
     say(f"customer portal (pid {portal}) on {portal_url}; links in mail start with {public_url or portal_url}")
+    gateway_url = os.environ.get("DEALFLOW_GATEWAY_URL") or f"http://127.0.0.1:{gateway_port}"
+    if not _alive(run / "gateway.pid") and not _port_free(gateway_port):
+        raise RuntimeError(f"port {gateway_port} (the gateway) is taken by another program; choose one with "
+                           f"--gateway-port")
+    gateway = _spawn("gateway", [sys.executable, "-m", "dealflow.cli", "gateway", "--port", str(gateway_port),
+                                 "--upstream", api.removesuffix("/api")], env)
+    if not _healthy(f"http://127.0.0.1:{gateway_port}/dealflow/health", 30, path=""):
+        raise RuntimeError(f"the gateway did not answer on port {gateway_port}; see {logs / 'gateway.log'}")
+    api_credential.record_gateway(data, gateway_url)
+    say(f"gateway (pid {gateway}) on http://127.0.0.1:{gateway_port}: the team's door to the Prefect UI")
     if on_sqlite:
         say("The Prefect server runs on SQLite: fine to try things; for a team, put it on PostgreSQL "
             "(PREFECT_SERVER_DATABASE_CONNECTION_URL, see the README).")
-    ui = f"http://127.0.0.1:{port}"
-    say(f"\nThe UI: {ui} (sign in with the credential)\nIn your shell:  export PREFECT_API_URL={api}\n"
+    say(f"\nThe UI, for the team: {gateway_url} (each person signs in with their handle and the code their "
+        f"authenticator app shows;\n  `dealflow staff enroll HANDLE` first)\n"
+        f"The Prefect server itself (machines and administrators on this host only): http://127.0.0.1:{port}\n"
+        f"In an administrator's shell:  export PREFECT_API_URL={api}\n"
         f"  (dealflow commands then read the credential themselves; the prefect CLI also needs\n"
         f"  export PREFECT_API_AUTH_STRING=\"$(cat {shlex.quote(str(credential_file))})\")\nLogs: {logs}")
-    return {"ui": ui, "api": api, "portal": portal_url, "portal_pid": portal, "server_pid": server,
+    return {"ui": gateway_url, "gateway": gateway_url, "gateway_pid": gateway, "prefect_ui": f"http://127.0.0.1:{port}",
+            "api": api, "portal": portal_url, "portal_pid": portal, "server_pid": server,
             "worker_pid": worker, "executor_pids": pids,
             "logs": str(logs), "credential_file": str(credential_file)}
 
@@ -395,6 +437,7 @@ def down(say=print) -> list[str]:
             say(f"stopped {pid_file.stem} (pid {pid})")
         pid_file.unlink(missing_ok=True)
     api_credential.forget_address(run.parent)  # the credential file stays, for the next `up`
+    api_credential.forget_gateway(run.parent)
     return stopped
 
 

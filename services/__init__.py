@@ -2,3 +2,9 @@
 
 Free of Prefect, like models/; unlike models/ it knows about files, templates and SMTP.
 """
+
+from .files import owner_only
+
+# Everything a dealflow process writes (databases, Prefect's home, mail with live portal links,
+# documents, logs) is its owner's alone; the servers, workers and flows it starts inherit it.
+owner_only()

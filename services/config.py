@@ -10,6 +10,7 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A mail task tries again after these pauses (seconds); then the mail waits for the outbox run.
 MAIL_RETRY_SECONDS: tuple[int, ...] = (2, 10, 30)
+GATEWAY_PORT = 4300  # the gateway (`dealflow gateway`, started by `up`): the address people open
 PORTAL_PORT = 8765  # the customer portal's port on this machine (`dealflow portal`, `dealflow up`)
 
 

@@ -37,7 +37,7 @@ class Stack:
     PREFECT_API_AUTH_STRING), the deployments and a deal executor, as separate processes."""
 
     def __init__(self, home: Path, env: dict[str, str]):
-        self.home, self.env, self.executor = home, env, None
+        self.home, self.env, self.executor, self.gateway_process = home, env, None, None
         self.api, self.auth = env["PREFECT_API_URL"], env["PREFECT_API_AUTH_STRING"]
         self.status_file = home / "executor.json"
         self.server = subprocess.Popen([*PREFECT, "server", "start", "--host", "127.0.0.1", "--port",
@@ -54,8 +54,10 @@ class Stack:
                 if time.monotonic() > deadline:
                     raise RuntimeError((home / "server.log").read_text()[-3000:]) from None
                 time.sleep(0.5)
+        template = dealflow_stack.pinned_template_file(home)
         for pool in (dealflow_stack.POOL, dealflow_stack.DEALS_POOL):
-            self.prefect("work-pool", "create", pool, "--type", "process", "--overwrite")
+            self.prefect("work-pool", "create", pool, "--type", "process", "--overwrite", "--base-job-template",
+                         str(template))
         self.prefect("--no-prompt", "deploy", "--all")
         self.start_executor()
 
@@ -71,6 +73,26 @@ class Stack:
                                          start_new_session=True, stdout=open(self.home / "executor.log", "ab"),
                                          stderr=subprocess.STDOUT)
 
+    def gateway(self) -> str:
+        """The team's door in front of this server (started on first use): its address."""
+        if self.gateway_process is None:
+            port = free_port()
+            self.gateway_url = f"http://127.0.0.1:{port}"
+            self.gateway_process = subprocess.Popen(
+                [sys.executable, "-m", "dealflow.cli", "gateway", "--port", str(port), "--upstream",
+                 self.api.removesuffix("/api")], env=self.env, cwd=PROJECT_ROOT, start_new_session=True,
+                stdout=open(self.home / "gateway.log", "ab"), stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{self.gateway_url}/dealflow/health", timeout=2):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError((self.home / "gateway.log").read_text()[-3000:]) from None
+                    time.sleep(0.3)
+        return self.gateway_url
+
     def kill_executor(self) -> None:
         """The executor dies (SIGKILL, no goodbye), with whatever runs it had in hand."""
         os.kill(self.executor.pid, signal.SIGKILL)
@@ -84,7 +106,7 @@ class Stack:
             return []
 
     def stop(self) -> None:
-        for proc in (self.executor, self.server):
+        for proc in (self.gateway_process, self.executor, self.server):
             if proc and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=30)

@@ -548,3 +548,29 @@ def test_a_colleague_opens_a_deal_document_from_its_page_link_until_it_expires(n
     expired = customer.open(f"{portal.url}/d/{old}")
     assert expired.status_code == 410 and "This link has expired" in expired.text
     assert "EST-0001" not in expired.text
+
+
+def test_a_client_that_sends_its_headers_slowly_is_cut_off(db, monkeypatch):
+    import socket
+    import time
+
+    from dealflow import slow_clients
+
+    monkeypatch.setattr(slow_clients.HeadersInTime, "header_seconds", 1.0)
+    with PortalThread() as served:
+        host, port = served.url.removeprefix("http://").split(":")
+        # a whole request in time is answered, and the connection then has as long for the next
+        with socket.create_connection((host, int(port)), timeout=10) as quick:
+            quick.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert quick.recv(200).startswith(b"HTTP/1.1 200")
+        with socket.create_connection((host, int(port)), timeout=10) as slow:
+            started = time.monotonic()
+            slow.sendall(b"GET /healthz HTTP/1.1\r\n")
+            for _ in range(3):  # a header line now and then, never the end of the headers
+                time.sleep(0.4)
+                try:
+                    slow.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    break
+            closed = slow.recv(100)  # b"": the portal closed the connection, answering nothing
+        assert closed == b"" and time.monotonic() - started < 5

@@ -169,43 +169,49 @@ def _browser(p):
         "--disable-sync", "--no-first-run"])
 
 
-def _sign_in(page, stack: Stack) -> None:
-    """As a person would: the UI sends a stranger to its login page, whose one (password) field
-    takes the whole credential, and then back to the page asked for."""
-    ui = stack.api.removesuffix("/api")
-    page.goto(f"{ui}/runs", wait_until="networkidle")
-    page.wait_for_url("**/login**", timeout=30_000)
-    password = page.locator("input[type=password]")
-    password.fill(stack.auth)
-    page.get_by_role("button", name="Login").click()
-    page.wait_for_url(lambda url: "/login" not in url, timeout=30_000)  # back where it was sent from
+def _sign_in(page, stack: Stack, handle: str, code: str | None = None, at: str = "/runs") -> None:
+    """As a person would: the gateway sends a stranger to its sign-in page (handle, the code their
+    authenticator app shows), and then back to the page asked for."""
+    from .test_ui_forms import _code
+
+    gateway = stack.gateway()
+    page.goto(f"{gateway}{at}", wait_until="domcontentloaded")
+    page.wait_for_url("**/dealflow/sign-in**", timeout=30_000)
+    page.get_by_label("Your handle").fill(handle)
+    page.get_by_label("One-time code").fill(code or _code(handle))
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: "/dealflow/sign-in" not in url, timeout=30_000)  # back where it was sent from
 
 
 HOSTILE = {"company": "<script>alert(1)</script> [x](javascript:alert(1))",
            "contact_name": "![](http://evil.example/x)",
            "notes": "<img src=http://evil.example/n onerror=alert(2)> **bold** www.evil.example"}
-HOSTILE_BY = "![](http://evil.example/by)"
+HOSTILE_NAME = "![](http://evil.example/by) [x](javascript:alert(3))"
 
 
 @UI
 def test_what_people_typed_shows_as_typed_in_the_prefect_ui_never_as_markup(stack, tmp_path):
-    """A customer named like a script, a contact named like an image and a person answering the
-    form as a link: the wait's form and the deal's page in the Prefect UI show these characters,
-    and the browser gets no link, no image, runs no script and asks evil.example for nothing."""
+    """A customer named like a script, a contact named like an image and a colleague named like an
+    image and a link: the wait's form (which says who is signed in) and the deal's page in the
+    Prefect UI, through the gateway, show these characters, and the browser gets no link, no
+    image, runs no script and asks evil.example for nothing."""
     from playwright.sync_api import sync_playwright
     from prefect.deployments import run_deployment
 
     from dealflow.scenario import LEAD
-    from models import process
+    from models import identity, process
     from models.pipeline import add_lead
+    from models.staff import add_staff
+    from services import keys
 
     with session_scope() as s:
         lead = add_lead(s, **(LEAD | HOSTILE))
         number = process.start_deal(s, lead.id).number
+        identity.enroll(s, add_staff(s, "eve", HOSTILE_NAME, "eve@glocial.example", "sales_rep"), keys.cipher(), "test")
         s.commit()
     run_deployment("deal/deal", parameters={"deal_number": number}, timeout=0)
     key, run_id = await_wait(number, "qualify")
-    ui = stack.api.removesuffix("/api")
+    ui = stack.gateway()
     requests, dialogs = [], []
 
     def nothing_live(where) -> None:
@@ -218,21 +224,21 @@ def test_what_people_typed_shows_as_typed_in_the_prefect_ui_never_as_markup(stac
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.on("request", lambda r: requests.append(r.url))
         page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        _sign_in(page, stack)
+        _sign_in(page, stack, "eve", at=f"/runs/flow-run/{run_id}")
         page.goto(f"{ui}/runs/flow-run/{run_id}", wait_until="networkidle")
         page.get_by_role("button", name="Resume").click()
         dialog = page.get_by_role("dialog")
-        dialog.get_by_text("Your handle").wait_for(timeout=30_000)
+        dialog.get_by_text(f"You answer as {HOSTILE_NAME} (eve)").wait_for(timeout=30_000)
         text = dialog.inner_text()
         assert HOSTILE["contact_name"] in text and HOSTILE["notes"] in text, text[:1000]
+        assert "Your handle" not in text and "One-time code" not in text  # the gateway names the person
         nothing_live(dialog)
         page.screenshot(path=str(tmp_path / "hostile-form.png"))
-        dialog.locator("textarea").first.fill(HOSTILE_BY)  # answered by "a link": refused, and on the record
         dialog.get_by_role("switch").first.click()
         dialog.get_by_role("button", name="Submit").click()
         closed = answers.wait_closed(number, key, timeout=120)
-        assert closed.status == "refused"
-        await_wait(number, "qualify")  # waits again, the refusal in the new form
+        assert (closed.status, closed.answered_by) == ("answered", "eve")
+        await_wait(number, "handoff")
 
         page.goto(f"{ui}/artifacts/key/deal-{number.lower()}", wait_until="networkidle")
         nothing_live(page.locator("body"))  # the page's versions, titled by its (escaped) description
@@ -240,7 +246,7 @@ def test_what_people_typed_shows_as_typed_in_the_prefect_ui_never_as_markup(stac
         page.locator("a[href*='/artifacts/artifact/']").first.click()  # the newest version: the page itself
         page.get_by_text("Timeline").first.wait_for(timeout=30_000)
         body = page.locator("body")
-        page.get_by_text(HOSTILE_BY).first.wait_for(timeout=30_000)  # the refused answer's "who"
+        page.get_by_text(f"{HOSTILE_NAME} (eve)").first.wait_for(timeout=30_000)  # who answered, as named
         text = body.inner_text()
         assert f"{number} · {HOSTILE['company']}" in text, text[:1500]
         nothing_live(body)

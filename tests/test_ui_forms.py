@@ -1,7 +1,10 @@
 """Every kind of wait answered in the Prefect UI a person gets by default (the React UI, served
-under /v2), in a real browser: one deal from qualification to payment, each form filled as a person
-fills it (switches, number inputs, the catalogue select, the checklist, the date picker), the
-one-time code typed last, and the deal checked to move after each answer.
+under /v2), through dealflow's gateway, in a real browser: each person signs in at the gateway
+with their handle and code (a wrong code refused there), one deal goes from qualification to
+payment, each form filled as a person fills it (switches, number inputs, the catalogue select,
+the checklist, the date picker) with no handle or code to type, each answer recorded as its
+signed-in person's, a person without the step's role refused at the door, and no run input
+holding a code.
 
 Slow (it starts the e2e stack); runs when DEALFLOW_E2E=1 and DEALFLOW_UI=1, as CI does
 (`DEALFLOW_E2E=1 DEALFLOW_UI=1 pytest tests/test_ui_forms.py`). Screenshots of every form go to
@@ -18,8 +21,9 @@ import pytest
 from sqlalchemy import select
 
 from dealflow.scenario import TEAM
-from models import Product, StaffUser, StockLevel, utcnow
+from models import AuditEntry, Product, StaffUser, StockLevel, utcnow
 from models.deal import deal_by_number
+from models.identity import BY_GATEWAY
 from services.db import session_scope
 
 from . import test_real_use
@@ -56,34 +60,44 @@ def _code(handle: str) -> str:
 
 
 class Forms:
-    """The Prefect UI (v2) in one browser page: sign in once, then a wait's Resume form per answer."""
+    """The Prefect UI (v2) through the gateway: a browser context per person (each signed in
+    once, as themselves), a wait's Resume form per answer."""
 
-    def __init__(self, page, running: Stack, number: str, shots):
-        self.page, self.number, self.shots = page, number, shots
-        self.ui = running.api.removesuffix("/api") + "/v2"
+    def __init__(self, browser, running: Stack, number: str, shots):
+        self.browser, self.stack, self.number, self.shots = browser, running, number, shots
+        self.gateway = running.gateway()
+        self.ui = self.gateway + "/v2"
+        self.pages: dict[str, object] = {}
+        self.page = None
         self.sent: list[dict] = []  # the run_input of each resume, as the page sent it
         self.retried: list[tuple[str, int]] = []  # (wait key, status) of resumes the server could not take
         self.count = 0
 
-    def sign_in(self, auth: str) -> None:
-        """As a person would: the UI sends a stranger to its login page, whose one (password)
-        field takes the whole credential."""
-        self.page.goto(f"{self.ui}/runs", wait_until="domcontentloaded")
-        self.page.wait_for_url("**/login**", timeout=60_000)
-        self.page.locator("input[type=password]").fill(auth)
-        self.page.get_by_role("button", name="Login").click()
-        self.page.wait_for_url(lambda url: "/login" not in url, timeout=60_000)
+    def sign_in(self, handle: str, code: str | None = None):
+        """``handle`` signs in at the gateway (in a browser of their own); their page."""
+        from .test_real_use import _sign_in
 
-    def open(self, step: str):
-        """The deal's run page, its menu, Resume: the dialog with the wait's form. Returns (wait
-        key, dialog)."""
+        if handle not in self.pages:
+            page = self.browser.new_context(viewport={"width": 1280, "height": 1280}).new_page()
+            _sign_in(page, self.stack, handle, code, at="/v2/runs")
+            self.pages[handle] = page
+        self.page = self.pages[handle]
+        return self.page
+
+    def open(self, step: str, handle: str):
+        """``handle``'s page: the deal's run page, its menu, Resume: the dialog with the wait's
+        form. Returns (wait key, dialog)."""
+        page = self.sign_in(handle)
         key, run_id = await_wait(self.number, step)
-        self.page.goto(f"{self.ui}/runs/flow-run/{run_id}", wait_until="domcontentloaded")
-        self.page.get_by_role("button", name="Open menu").first.click(timeout=60_000)
-        self.page.get_by_role("menuitem", name="Resume").click()
-        dialog = self.page.get_by_role("dialog").filter(has_text="Resume Flow Run")
-        dialog.get_by_label("Your handle").wait_for(timeout=60_000)
-        dialog.get_by_label("One-time code").wait_for()
+        page.goto(f"{self.ui}/runs/flow-run/{run_id}", wait_until="domcontentloaded")
+        page.get_by_role("button", name="Open menu").first.click(timeout=60_000)
+        page.get_by_role("menuitem", name="Resume").click()
+        dialog = page.get_by_role("dialog").filter(has_text="Resume Flow Run")
+        dialog.get_by_text("You answer as ").wait_for(timeout=60_000)
+        text = dialog.inner_text()
+        # the person is the signed-in one: the form asks for no handle and no code
+        assert f"({handle})" in text.split("You answer as ", 1)[1].split("\n")[0], text[-600:]
+        assert dialog.get_by_label("Your handle").count() == 0 and dialog.get_by_label("One-time code").count() == 0
         # every field is the input of its type: no "number | string" tabs, no JSON editor
         assert dialog.get_by_role("tablist").count() == 0, f"{key}: a type chooser in the form"
         assert dialog.locator(".cm-editor, [data-language=json]").count() == 0, f"{key}: a JSON editor in the form"
@@ -96,10 +110,9 @@ class Forms:
         self.page.get_by_role("option", name=option, exact=True).click()
         assert dialog.locator(f'[aria-label="Select {title}"]').nth(nth).inner_text() == option
 
-    def submit(self, dialog, key: str, by: str, code: str | None = None) -> dict:
-        """The code typed last (``by``'s, or ``code``), Resume; the server must take the input
-        (else: what the page sent and what the server said). Returns the run_input sent."""
-        dialog.get_by_label("One-time code").fill(code or _code(by))
+    def submit(self, dialog, key: str, status: int = 201) -> dict | None:
+        """Resume; the gateway and the server must take the input (else: what the page sent and
+        what came back). Returns the run_input sent."""
         self.count += 1
         self.page.screenshot(path=str(self.shots / f"{self.count:02d}-{key}.png"))
         for _ in range(5):
@@ -114,6 +127,9 @@ class Forms:
             self.retried.append((key, response.status))
             self.page.wait_for_timeout(1000)
         sent = response.request.post_data_json["run_input"]
+        if status != 201:
+            assert response.status == status, (key, response.status, response.text())
+            return None
         body = response.json() if response.status < 500 else {}
         assert response.ok and body.get("status") == "ACCEPT", (
             f"{key}: the server refused the form's input\n  sent: {sent}\n  "
@@ -160,51 +176,60 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
 
     with sync_playwright() as p:
         browser = _browser(p)
-        page = browser.new_page(viewport={"width": 1280, "height": 1280})
-        forms = Forms(page, stack, number, shots)
+        forms = Forms(browser, stack, number, shots)
+        page = None
         try:
-            forms.sign_in(stack.auth)
+            # a wrong code is refused at the gateway's sign-in page, and counted; the right one lets in
+
+            stranger = browser.new_context().new_page()
+            stranger.goto(f"{forms.gateway}/v2/runs", wait_until="domcontentloaded")
+            stranger.get_by_label("Your handle").fill("sofia")
+            stranger.get_by_label("One-time code").fill(TEAM.wrong_code("sofia"))
+            stranger.get_by_role("button", name="Sign in").click()
+            stranger.get_by_text("code: wrong or expired code; type the code your authenticator app shows now"
+                                 ).wait_for(timeout=30_000)
+            assert "/dealflow/sign-in" in stranger.url
+            page = forms.sign_in("sofia")
 
             # the runs list names the deal and its customer
             page.goto(f"{forms.ui}/runs", wait_until="domcontentloaded")
             page.get_by_text(f"{number}-delta-lathes-bv").first.wait_for(timeout=60_000)
 
-            # qualify: a switch and a plain number input for the budget; a wrong code first
-            key, dialog = forms.open("qualify")
+            # QA may not answer the qualification: refused at the door, the deal still waits
+            key, dialog = forms.open("qualify", "qa")
+            dialog.get_by_role("switch", name="Qualified?").click()
+            forms.submit(dialog, key, status=403)
             first_run = await_wait(number, "qualify")[1]
+            with session_scope() as s:
+                refused = [e for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "gateway.refused"))
+                           if e.details["path"].endswith("/resume")]
+                assert [(e.actor, e.details["path"], e.details["reason"]) for e in refused] == [
+                    ("qa", f"/api/flow_runs/{first_run}/resume",
+                     f"qa (qa) may not answer qualify of {number}: it needs sales_rep")]
+
+            # qualify: a switch and a plain number input for the budget
+            key, dialog = forms.open("qualify", "sofia")
+            assert key == "qualify", key
             assert "qualify the lead" in dialog.inner_text()  # the wait's description heads the form
-            dialog.get_by_label("Your handle").fill("sofia")
             dialog.get_by_role("switch", name="Qualified?").click()
             budget = dialog.get_by_label("Budget")
             assert budget.get_attribute("type") == "number"
             budget.fill("150000")
             dialog.get_by_label("Timeline").fill("Q1 2027")
-            forms.submit(dialog, key, "sofia", code=TEAM.wrong_code("sofia"))
-            refused = moved(key, "refused")
-            assert refused.refusal_reason == ("code: wrong or expired code; type the code your "
-                                              "authenticator app shows now")
-            # the deal waits again; the new form says why and keeps what was typed: only the code again
-            key, dialog = forms.open("qualify")
-            assert key == "qualify-retry-1", key
-            assert "was refused: code: wrong or expired code" in dialog.inner_text()
-            assert dialog.get_by_label("Your handle").input_value() == "sofia"
-            assert dialog.get_by_role("switch", name="Qualified?").get_attribute("aria-checked") == "true"
-            sent = forms.submit(dialog, key, "sofia")
+            sent = forms.submit(dialog, key)
             assert (sent["qualified"], sent["budget"]) == (True, 150000)
             assert moved(key).answered_by == "sofia"
             assert await_wait(number, "handoff")[1] == first_run  # the same run went on to the next step
 
             # hand-off: the engineer picked from those who can take it
-            key, dialog = forms.open("handoff")
-            dialog.get_by_label("Your handle").fill("sofia")
+            key, dialog = forms.open("handoff", "sofia")
             forms.pick(dialog, "Sales engineer", "mark")
-            sent = forms.submit(dialog, key, "sofia")
+            sent = forms.submit(dialog, key)
             assert sent["engineer"] == "mark"
             moved(key)
 
             # estimate: three lines picked from the catalogue; the third's discount mistyped (150)
-            key, dialog = forms.open("estimate")
-            dialog.get_by_label("Your handle").fill("mark")
+            key, dialog = forms.open("estimate", "mark")
             for i, (option, qty, disc) in enumerate([(lathe, 2, 5), (kit, 2, 0), (chuck, 2, 150)]):
                 dialog.get_by_role("button", name="Add item").last.click()
                 forms.pick(dialog, "Product", option, nth=i)
@@ -213,18 +238,17 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
                 assert discount.get_attribute("type") == "number"
                 quantity.fill(str(qty))
                 discount.fill(str(disc))
-            forms.submit(dialog, key, "mark")
+            forms.submit(dialog, key)
             moved(key, "refused")
             # the retry says why and starts with the three lines as typed: only the discount is corrected
-            key, dialog = forms.open("estimate")
+            key, dialog = forms.open("estimate", "mark")
             assert key.endswith("-retry-1"), key
             assert "lines[3].discount_pct: must be between 0 and 100" in dialog.inner_text()
-            assert dialog.get_by_label("Your handle").input_value() == "mark"
             assert _texts(dialog.locator('[aria-label="Select Product"]')) == [lathe, kit, chuck]
             assert _numbers(_values(dialog.get_by_label("Quantity"))) == [2, 2, 2]
             assert _numbers(_values(dialog.get_by_label("Discount %"))) == [5, 0, 150]
             dialog.get_by_label("Discount %").nth(2).fill("10")
-            forms.submit(dialog, key, "mark")
+            forms.submit(dialog, key)
             moved(key)
             with session_scope() as s:
                 rev = deal_by_number(s, number).estimate.latest
@@ -232,13 +256,12 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
                     ("CNC-LATHE-2000", 2, 5), ("TOOL-KIT-PRO", 2, 0), ("CHUCK-3J-250", 2, 10)]
 
             # decision: two selects (the channel starts as email)
-            key, dialog = forms.open("decision")
+            key, dialog = forms.open("decision", "sofia")
             assert dialog.locator('[aria-label="Select How the customer told us"]').inner_text() == "email"
-            dialog.get_by_label("Your handle").fill("sofia")
             forms.pick(dialog, "Customer's decision", "approve")
             forms.pick(dialog, "How the customer told us", "signed_document")
             dialog.get_by_label("Note").fill("PO 4500-2231")
-            sent = forms.submit(dialog, key, "sofia")
+            sent = forms.submit(dialog, key)
             assert (sent["decision"], sent["channel"]) == ("approve", "signed_document")
             moved(key)
             with session_scope() as s:
@@ -246,17 +269,16 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
             assert [r["status"] for r in summary["estimate_revisions"]] == ["approved"]  # the order follows
 
             # QA: a switch per check of the order's checklist (the lathe's), all off to begin with
-            key, dialog = forms.open("qa")
+            key, dialog = forms.open("qa", "qa")
             switches = dialog.get_by_role("switch")
             assert switches.count() == len(CHECKS)
             assert [dialog.get_by_role("switch", name=t).count() for t in CHECKS.values()] == [1] * len(CHECKS)
             assert [s.get_attribute("aria-checked") for s in switches.all()] == ["false"] * len(CHECKS)
-            dialog.get_by_label("Your handle").fill("qa")
             for title in CHECKS.values():
                 dialog.get_by_role("switch", name=title).click()
             assert [s.get_attribute("aria-checked") for s in switches.all()] == ["true"] * len(CHECKS)
             dialog.get_by_label("Notes").fill("4 h run under load, all within tolerance.")
-            sent = forms.submit(dialog, key, "qa")
+            sent = forms.submit(dialog, key)
             assert sent["checklist"] == dict.fromkeys(CHECKS, True)
             moved(key)
             with session_scope() as s:
@@ -265,14 +287,13 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
                 assert order.pick_release is not None  # released for picking
 
             # shipment: the form starts with all that is left to ship
-            key, dialog = forms.open("shipment")
+            key, dialog = forms.open("shipment", "delivery")
             assert _texts(dialog.locator('[aria-label="Select SKU"]')) == ["CNC-LATHE-2000", "TOOL-KIT-PRO",
                                                                            "CHUCK-3J-250"]
             assert _numbers(_values(dialog.get_by_label("Quantity"))) == [2, 2, 2]
-            dialog.get_by_label("Your handle").fill("delivery")
             dialog.get_by_label("Carrier").fill("DHL Freight")
             dialog.get_by_label("Tracking number").fill("DHLF-7845120")
-            forms.submit(dialog, key, "delivery")
+            forms.submit(dialog, key)
             moved(key)
             with session_scope() as s:
                 deal = deal_by_number(s, number)
@@ -293,21 +314,21 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
                 due = invoice.amount_due
                 s.commit()
             yesterday = utcnow().date() - timedelta(days=1)
-            key, dialog = forms.open("payment")
+            key, dialog = forms.open("payment", "finance")
             amount = dialog.get_by_label("Amount received")
             assert amount.get_attribute("type") == "number"
             assert amount.input_value() != "" and float(amount.input_value()) == float(due), amount.input_value()
-            dialog.get_by_label("Your handle").fill("finance")
             dialog.get_by_label("Date received").click()
-            page.get_by_label("Date (yyyy-MM-dd)").fill(yesterday.isoformat())
-            page.keyboard.press("Escape")  # closes the date picker, not the form
+            forms.page.get_by_label("Date (yyyy-MM-dd)").fill(yesterday.isoformat())
+            forms.page.keyboard.press("Escape")  # closes the date picker, not the form
             assert yesterday.strftime("%B") in dialog.get_by_label("Date received").inner_text()
             dialog.get_by_label("Reference").fill("DLB-0042")
-            sent = forms.submit(dialog, key, "finance")
+            sent = forms.submit(dialog, key)
             assert sent["received_on"] == yesterday.isoformat()
             moved(key)
         finally:
-            page.screenshot(path=str(shots / "last.png"))
+            if forms.page is not None:
+                forms.page.screenshot(path=str(shots / "last.png"))
             browser.close()
 
     with session_scope() as s:
@@ -323,5 +344,25 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
                 break
         time.sleep(0.5)
     with session_scope() as s:
-        assert deal_by_number(s, number).status == "won"
+        deal = deal_by_number(s, number)
+        assert deal.status == "won"
+        answered = [(w.step, w.answered_by, w.proof) for w in deal.waits if w.status == "answered"]
     assert run_state(run_id) == "Completed"
+    # each answer is its signed-in person's, sealed at the gateway
+    assert answered == [("qualify", "sofia", BY_GATEWAY), ("handoff", "sofia", BY_GATEWAY),
+                        ("estimate", "mark", BY_GATEWAY), ("decision", "sofia", BY_GATEWAY),
+                        ("qa", "qa", BY_GATEWAY), ("shipment", "delivery", BY_GATEWAY),
+                        ("payment", "finance", BY_GATEWAY)], answered
+    # what Prefect keeps of every answer: the person and the seal, never a code
+    from uuid import UUID
+
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        stored = [i for i in client.filter_flow_run_input(UUID(run_id), key_prefix="suspended-", limit=200,
+                                                          exclude_keys=set())
+                  if i.key.endswith("-response")]
+    assert len(stored) == 8  # seven answers and the refused estimate
+    for item in stored:
+        value = item.decoded_value
+        assert "code" not in value and value["seal"]["by"] == value["by"], (item.key, value)

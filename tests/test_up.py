@@ -14,6 +14,8 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from uuid import UUID
 
@@ -45,6 +47,16 @@ def waited_for(deal: str, step: str, env: dict[str, str], timeout: float = 90) -
     raise TimeoutError(f"{deal} never waited for {step}")
 
 
+def _status(url: str, token: str, body: dict) -> int:
+    request = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json", "authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def running(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -60,21 +72,29 @@ def test_up_closes_the_prefect_api_to_strangers_and_what_it_starts_and_the_cli_g
              if k not in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_SERVER_API_AUTH_STRING")}
     credential_file = data_dir / "prefect-api-auth"
     pids: list[int] = []
+    # a file left readable by others in the data folder from before: `up` makes it the owner's alone
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "old-notes.txt").write_text("x")
+    os.chmod(data_dir / "old-notes.txt", 0o644)
     try:
-        portal_port = free_port()
-        first = dealflow("up", "--port", str(port), "--portal-port", str(portal_port), env=shell)
+        portal_port, gateway_port = free_port(), free_port()
+        ports = ["--port", str(port), "--portal-port", str(portal_port), "--gateway-port", str(gateway_port)]
+        first = dealflow("up", *ports, env=shell)
         pids = [int(p.read_text()) for p in (data_dir / "run").glob("*.pid")]
         assert first.returncode == 0, first.stdout + first.stderr
         assert stat.S_IMODE(credential_file.stat().st_mode) == 0o600
         credential = credential_file.read_text().strip()
         assert credential.startswith("dealflow:") and len(credential) > 30
-        assert first.stdout.count(credential) == 1, first.stdout  # shown once, when it is made
-        assert f"kept in {credential_file}" in first.stdout
+        assert credential not in first.stdout + first.stderr  # for the machines: kept, never shown
+        assert f"Prefect API credential: made now, kept in {credential_file}" in first.stdout
+        assert f"The UI, for the team: http://127.0.0.1:{gateway_port}" in first.stdout
+        assert "files and folders that others could read or write are now yours alone" in first.stdout
+        assert stat.S_IMODE((data_dir / "old-notes.txt").stat().st_mode) == 0o600
 
-        second = dealflow("up", "--port", str(port), "--portal-port", str(portal_port), env=shell)  # finds it all running
+        second = dealflow("up", *ports, env=shell)  # finds it all running
         assert second.returncode == 0, second.stdout + second.stderr
         assert credential not in second.stdout + second.stderr
-        assert f"Prefect API credential: in {credential_file}" in second.stdout
+        assert f"Prefect API credential: kept in {credential_file}" in second.stdout
         assert credential_file.read_text().strip() == credential
 
         assert api_status(api, "/admin/version") == 401  # a stranger
@@ -104,6 +124,44 @@ def test_up_closes_the_prefect_api_to_strangers_and_what_it_starts_and_the_cli_g
                     and time.monotonic() < deadline:
                 time.sleep(1)
         assert state.name == "Completed", (state, (data_dir / "logs" / "worker.log").read_text()[-3000:])
+
+        # no run can be told to run something else: job variables naming a command, an
+        # environment (answers without codes) or a folder are not the pools' to fill in
+        marker = data_dir / "job-variables-ran"
+        asked = {"command": f"touch {marker}", "env": {"DEALFLOW_ANSWER_CODES": "off", "PYTHONSTARTUP": str(marker)},
+                 "working_dir": "/tmp"}
+        with temporary_settings(updates={PREFECT_API_URL: api, PREFECT_API_AUTH_STRING: credential}), \
+                get_client(sync_client=True) as client:
+            ends = []
+            for deployment in ("outbox/outbox", "deal/deal"):
+                try:
+                    run = client.create_flow_run_from_deployment(
+                        client.read_deployment_by_name(deployment).id, job_variables=asked,
+                        parameters={"deal_number": "DEAL-9999"} if deployment == "deal/deal" else None)
+                except Exception as exc:  # noqa: BLE001 - refused by the server: nothing of theirs runs either
+                    ends.append(f"refused: {type(exc).__name__}")
+                    continue
+                deadline = time.monotonic() + 120
+                while not (state := client.read_flow_run(UUID(str(run.id))).state).is_final() \
+                        and time.monotonic() < deadline:
+                    time.sleep(1)
+                ends.append(state.name)
+        assert ends[0] in ("Completed", "refused: PrefectHTTPStatusError"), ends  # the outbox ran as deployed
+        assert ends[1] in ("Failed", "refused: PrefectHTTPStatusError"), ends  # no such deal: the flow's own end
+        assert not marker.exists()
+
+        # the team's door: strangers get nothing, a person signs in for a token and gets what
+        # their role allows
+        gateway = f"http://127.0.0.1:{gateway_port}"
+        assert api_status(gateway + "/api", "/flow_runs/x") == 401
+        login = urllib.request.Request(f"{gateway}/dealflow/api/login", method="POST",
+                                       data=json.dumps({"handle": "finance", "code": code_of("finance")}).encode(),
+                                       headers={"content-type": "application/json"})
+        with urllib.request.urlopen(login, timeout=10) as r:
+            token = json.loads(r.read())["token"]
+        assert _status(f"{gateway}/api/flow_runs/filter", token, {}) == 200
+        assert _status(f"{gateway}/api/flow_runs/", token, {"flow_id": "x"}) == 403
+        assert _status(f"{gateway}/api/block_documents/filter", token, {}) == 403
 
         # the customer's side: a deal brought to its estimate, the link from its .eml opened, Accept
         # pressed, and `dealflow deal show` lists the order within seconds
@@ -137,6 +195,9 @@ def test_up_closes_the_prefect_api_to_strangers_and_what_it_starts_and_the_cli_g
     finally:
         down = dealflow("down", env=shell)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert len(pids) == 4 and not [p for p in pids if running(p)]  # server, worker, executor, portal
+    assert len(pids) == 5 and not [p for p in pids if running(p)]  # server, worker, executor, portal, gateway
+    # everything in the data folder is its owner's alone: databases, Prefect's home, mail, logs
+    shared = [str(p.relative_to(data_dir)) for p in data_dir.rglob("*") if p.lstat().st_mode & 0o077]
+    assert shared == [], shared
     assert credential_file.read_text().strip() == credential  # kept for the next `up`
     assert not (data_dir / "run" / "api-url").exists()  # nothing answering there may be sent it
