@@ -4,8 +4,8 @@ through the gateway, on the same server, alternating.
     .venv/bin/python benchmarks/gateway.py                  # 300 reads of each kind, 100 resumes each way
     .venv/bin/python benchmarks/gateway.py --reads 50 --resumes 20
 
-In a new temporary data folder: a business database (SQLite, seeded), a `prefect server start`
-on SQLite with a credential, on a free port, and the gateway served by uvicorn in this process
+In a new temporary data folder: a business database (SQLite, seeded), the Prefect server on
+SQLite as `dealflow up` starts it (`python -m dealflow.stack`), with a credential, on a free port, and the gateway served by uvicorn in this process
 (as `dealflow gateway` serves it) in front of it. A person (sofia) signs in at the gateway for a
 bearer token. Then, alternating direct and through the gateway:
 - reads: `GET /api/flow_runs/{id}` and `POST /api/flow_runs/filter` (limit 20);
@@ -65,7 +65,9 @@ def main() -> None:
                       DEALFLOW_CONFIG_DIR=str(tmp / "config"), PREFECT_HOME=str(tmp / "prefect"),
                       PREFECT_API_URL=api, PREFECT_API_AUTH_STRING=credential,
                       PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_LOGGING_LEVEL="WARNING")
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+    # the server as `dealflow up` runs it on SQLite (dealflow/stack.py: a resume takes the write
+    # lock first, a "database is locked" is tried again in the server)
+    server = subprocess.Popen([sys.executable, "-m", "dealflow.stack", "--host", "127.0.0.1",
                                "--port", str(port)], env={**os.environ, "PREFECT_SERVER_API_AUTH_STRING": credential},
                               stdout=open(tmp / "server.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     uv = None
@@ -160,7 +162,7 @@ def main() -> None:
             got["gateway"].append(timed(through, "POST", f"/flow_runs/{runs[2 * i + 1]}/resume", answer))
 
         print(f"gateway benchmark: Python {platform.python_version()}, {os.cpu_count()} CPUs, load "
-              f"{os.getloadavg()[0]:.2f}; Prefect server on SQLite ({tmp}), gateway in-process (uvicorn, httpx "
+              f"{os.getloadavg()[0]:.2f}; Prefect server (python -m dealflow.stack) on SQLite ({tmp}), gateway in-process (uvicorn, httpx "
               f"pool to loopback), business database SQLite; reads x{args.reads}, resumes x{args.resumes}")
         print(f"{'request':42} {'direct p50':>10} {'p95':>7} {'gateway p50':>12} {'p95':>7} {'added p50':>10} {'p95':>7}")
         for name, got in results.items():

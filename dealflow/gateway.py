@@ -182,7 +182,7 @@ class WaitFound:
     roles: tuple[str, ...]
 
 
-def _open_wait_of_run(run_id: str, key: str) -> WaitFound | None:
+def _open_wait_of_run(run_id: str) -> WaitFound | None:
     from sqlalchemy import select
 
     from models.deal import Deal, Wait
@@ -190,18 +190,11 @@ def _open_wait_of_run(run_id: str, key: str) -> WaitFound | None:
 
     with session_scope() as s:
         row = s.execute(select(Wait, Deal.number).join(Deal, Deal.id == Wait.deal_id).where(
-            Wait.flow_run_id == run_id, Wait.key == key, Wait.status == "open")).first()
+            Wait.flow_run_id == run_id, Wait.status == "open").order_by(Wait.id.desc())).first()
         if row is None:
             return None
         wait, number = row
         return WaitFound(number, wait.deal_id, wait.step, wait.key, tuple(wait.role_list))
-
-
-def _seal(deal: str, key: str, answer: dict[str, Any]) -> dict[str, Any]:
-    from models import identity
-    from services import keys
-
-    return identity.make_seal(keys.seal_key(), deal, key, answer)
 
 
 def _inbox(role: str | None, states: dict[str, str] | None) -> list[dict[str, Any]]:
@@ -250,10 +243,12 @@ def _json(data: Any, status: int = 200) -> Response:
 
 def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None = None,
                limit: FailureLimit | None = None) -> Starlette:
+    from models import identity
     from services import keys
     from services.config import load_settings
 
     limit = limit or FailureLimit()
+    seal_key = keys.seal_key()  # the installation's key, read once
     headers = {}
     if config.credential:
         headers["authorization"] = "Basic " + base64.b64encode(config.credential.encode()).decode()
@@ -636,28 +631,19 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
         except ValueError:
             return JSONResponse({"detail": "dealflow's gateway: a resume is JSON with a run_input object"},
                                 status_code=422)
-        try:
-            run = await upstream_json(f"/api/flow_runs/{run_id}")
-        except httpx.HTTPStatusError as exc:
-            return JSONResponse({"detail": f"no such flow run ({exc.response.status_code})"},
-                                status_code=exc.response.status_code)
-        except (httpx.HTTPError, ValueError):
-            return JSONResponse({"detail": "dealflow's gateway: the Prefect server does not answer"}, status_code=502)
-        state = run.get("state") or {}
-        key = (state.get("state_details") or {}).get("pause_key")
-        if state.get("type") != "PAUSED" or not key:
-            return await refuse(person, request, path, "this run is not waiting for an answer", 409)
-        wait = await run_in_threadpool(_open_wait_of_run, run_id, key)
+        # The wait this run is at, from the business database (not from Prefect, whose stored
+        # state anyone with its credential may change). The seal names that wait's key: should
+        # Prefect hold the run paused elsewhere, the flow finds the seal is not for its wait and
+        # refuses it; a run not paused at all, Prefect refuses to resume.
+        wait = await run_in_threadpool(_open_wait_of_run, run_id)
         if wait is None:
-            return await refuse(person, request, path, f"this run waits at {key}, which is no open wait of a deal")
+            return await refuse(person, request, path, "this run waits at no open wait of a deal", 409)
         if not any(r in person.roles for r in wait.roles) and not person.is_manager:
             return await refuse(person, request, path, f"{person.handle} ({', '.join(person.roles)}) may not answer "
                                                        f"{wait.step} of {wait.deal}: it needs {' or '.join(wait.roles)}")
-        from models.identity import PROOF_FIELDS
-
-        answer = {k: v for k, v in (run_input or {}).items() if k not in PROOF_FIELDS}
+        answer = {k: v for k, v in (run_input or {}).items() if k not in identity.PROOF_FIELDS}
         answer["by"] = person.handle  # from the session, whatever was typed
-        answer["seal"] = await run_in_threadpool(_seal, wait.deal, wait.key, {k: v for k, v in answer.items()})
+        answer["seal"] = identity.make_seal(seal_key, wait.deal, wait.key, answer)
         log.info("resume of %s %s sealed for %s", wait.deal, wait.key, person.handle)
         return json.dumps({**payload, "run_input": answer}).encode()
 

@@ -346,7 +346,9 @@ def test_a_resume_of_a_run_that_waits_at_no_deals_wait_is_refused(gw, prefect, n
     sign_in(gw, "manager")
     prefect.pause_key = "anything"
     answer = gw.post(f"/api/flow_runs/{RUN}/resume", json={"run_input": {}}, headers=csrf_headers(gw))
-    assert answer.status_code == 403 and "which is no open wait of a deal" in answer.json()["detail"]
+    assert answer.status_code == 409
+    assert answer.json()["detail"] == "dealflow's gateway: this run waits at no open wait of a deal"
+    assert prefect.seen == []  # nothing reached Prefect
 
 
 # --- the table, tried with generated requests ----------------------------------------------------------
