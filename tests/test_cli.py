@@ -95,6 +95,24 @@ def test_init_is_idempotent(db):
     assert code == 0 and json.loads(out)["staff"] == 0  # the fixture already loaded it
 
 
+def test_init_makes_what_others_could_read_in_the_data_folder_its_owners_alone(data_dir):
+    import os
+    import stat
+
+    (data_dir / "mail").mkdir(parents=True)
+    os.chmod(data_dir / "mail", 0o755)
+    (data_dir / "mail" / "old.eml").write_text("a customer's live link")
+    os.chmod(data_dir / "mail" / "old.eml", 0o644)
+    code, out, _ = run("init")
+    assert code == 0
+    assert f"{data_dir}: 2 files and folders that others could read or write are now yours alone" in out
+    assert stat.S_IMODE((data_dir / "mail").stat().st_mode) == 0o700
+    assert stat.S_IMODE((data_dir / "mail" / "old.eml").stat().st_mode) == 0o600
+    assert json.loads(run("init", "--json")[1])["tightened"] == 0  # nothing left to tighten
+    (data_dir / "new.txt").write_text("x")  # this process writes with umask 077, as every dealflow process
+    assert stat.S_IMODE((data_dir / "new.txt").stat().st_mode) == 0o600
+
+
 def test_a_lead_is_added_and_a_bad_one_is_one_clear_line(db):
     code, out, _ = run("lead", "add", "--company", "Acme", "--contact", "Ann", "--email", "ann@acme.example",
                        "--owner", "sofia", "--json")
