@@ -54,10 +54,13 @@ def ensure_credential(data_dir: Path) -> tuple[str, bool]:
     return value, True
 
 
-def record_address(data_dir: Path, api: str) -> None:
-    path = address_file(data_dir)
+def _record(path: Path, url: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(api.rstrip("/") + "\n")
+    path.write_text(url.rstrip("/") + "\n")
+
+
+def record_address(data_dir: Path, api: str) -> None:
+    _record(address_file(data_dir), api)
 
 
 def forget_address(data_dir: Path) -> None:
@@ -86,9 +89,7 @@ def gateway_file(data_dir: Path) -> Path:
 
 
 def record_gateway(data_dir: Path, url: str) -> None:
-    path = gateway_file(data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(url.rstrip("/") + "\n")
+    _record(gateway_file(data_dir), url)
 
 
 def forget_gateway(data_dir: Path) -> None:

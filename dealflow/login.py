@@ -48,14 +48,17 @@ def session_file(database_url: str | None = None) -> Path:
 
 
 def save(login: Login) -> Path:
-    path = session_file()
+    return write_private(session_file(), {"session": login.session, "handle": login.handle, "key": login.key,
+                                          "expires_at": login.expires_at.isoformat()})
+
+
+def write_private(path: Path, data: dict[str, Any]) -> Path:
+    """``data`` as JSON at ``path``, readable by its owner only, replaced whole (never half-written)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"session": login.session, "handle": login.handle, "key": login.key,
-                   "expires_at": login.expires_at.isoformat()}, f)
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        json.dump(data, f)
     os.replace(tmp, path)
     return path
 

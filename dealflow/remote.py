@@ -8,7 +8,6 @@ which checks every request as it checks the UI's (see ``dealflow/gateway.py``), 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 from models.errors import DomainError
 
-from .login import config_dir
+from .login import config_dir, write_private
 
 
 @dataclass(frozen=True)
@@ -76,15 +75,8 @@ def sign_in(url: str, handle: str, code: str, hours: float) -> GatewayLogin:
 
 
 def save(login: GatewayLogin) -> Path:
-    path = login_file()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    tmp.unlink(missing_ok=True)
-    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-        json.dump({"url": login.url, "token": login.token, "handle": login.handle,
-                   "expires_at": login.expires_at.isoformat()}, f)
-    os.replace(tmp, path)
-    return path
+    return write_private(login_file(), {"url": login.url, "token": login.token, "handle": login.handle,
+                                        "expires_at": login.expires_at.isoformat()})
 
 
 def current() -> GatewayLogin | None:

@@ -248,18 +248,19 @@ def unlock(session: Session, person: StaffUser, by: str) -> bool:
 
 
 def check_code(session: Session, person: StaffUser, code: object, cipher: Cipher, *, door: str,
-               now: datetime | None = None) -> None:
-    """What a sign-in with ``code`` would check (enrolled, not locked, the code good now and
-    unused), without using the code up; a wrong code is noted (the caller commits it)."""
+               now: datetime | None = None, consume: bool = False, field: str = "by",
+               action: str | None = None) -> None:
+    """What a sign-in with ``code`` checks (enrolled, not locked, the code good now and unused);
+    with ``consume`` the code is used up. A wrong code is noted (the caller commits it)."""
     now = now or utcnow()
     if not person.enrolled:
-        raise ProofRefused(f"by: {person.handle} is not enrolled for one-time codes; a manager runs "
+        raise ProofRefused(f"{field}: {person.handle} is not enrolled for one-time codes; a manager runs "
                            f"`dealflow staff enroll {person.handle}`")
     check_not_locked(person, now)
     try:
-        use_code(session, person, code, cipher, now, consume=False)
+        use_code(session, person, code, cipher, now, consume=consume)
     except ProofRefused as exc:
-        _refused(session, person, exc, now, door)
+        _refused(session, person, exc, now, door, action)
 
 
 # --- sessions -------------------------------------------------------------------------------------
@@ -278,14 +279,8 @@ def open_session(session: Session, handle: str, code: object, cipher: Cipher, *,
     if not person.active:
         raise ProofRefused(f"handle: {person.handle} is disabled")
     if verify:
-        if not person.enrolled:
-            raise ProofRefused(f"handle: {person.handle} is not enrolled for one-time codes; a manager runs "
-                               f"`dealflow staff enroll {person.handle}`")
-        check_not_locked(person, now)
-        try:
-            use_code(session, person, code, cipher, now, consume=True)
-        except ProofRefused as exc:
-            _refused(session, person, exc, now, door, "staff.login_refused")
+        check_code(session, person, code, cipher, door=door, now=now, consume=True, field="handle",
+                   action="staff.login_refused")
     person.locks_in_row = 0  # a good code: the next lock is a short one again
     key = secrets.token_bytes(32)
     row = StaffSession(id=secrets.token_urlsafe(18), person=person, key=cipher.encrypt(key).decode(),
