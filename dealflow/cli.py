@@ -671,21 +671,29 @@ def staff_enable(handle: str) -> None:
 @staff.command("unlock")
 @click.argument("handle")
 def staff_unlock(handle: str) -> None:
-    """Lift HANDLE's lock after wrong codes (a manager, logged in with `dealflow login`); the next
-    lock is a short one again. Audited."""
+    """Lift HANDLE's lock after wrong codes; the next lock is a short one again. A manager logged
+    in with `dealflow login`, or the administrator on the server (with the database and the
+    secret key: when every manager is locked). Audited."""
     from models import identity
     from models.staff import staff_member
+    from services import keys
     from services.db import session_scope
 
     login = _logged_in()
     with session_scope() as s:
-        manager = staff_member(s, login.handle) if login else None
-        row = s.get(identity.StaffSession, login.session) if login else None
-        if row is None or row.staff_id != manager.id or row.closed_at is not None or row.expires_at <= utcnow() \
-                or not manager.holds("manager") or not manager.active:
-            raise DomainError("staff unlock: a manager's step; log in as a manager first (`dealflow login HANDLE`)")
+        if login is not None:
+            manager = staff_member(s, login.handle)
+            row = s.get(identity.StaffSession, login.session)
+            if row is None or row.staff_id != manager.id or row.closed_at is not None or row.expires_at <= utcnow() \
+                    or not manager.holds("manager") or not manager.active:
+                raise DomainError(f"staff unlock: a manager's step, and you are logged in as {login.handle}; "
+                                  f"`dealflow logout`, or log in as a manager")
+            by = manager.handle
+        else:
+            keys.cipher()  # the administrator: this machine holds the installation's key
+            by = _operator()
         person = staff_member(s, handle)
-        was = identity.unlock(s, person, manager.handle)
+        was = identity.unlock(s, person, by)
         s.commit()
     click.echo(f"{handle} unlocked" if was else f"{handle} was not locked (the next lock is a short one again)")
 
@@ -903,17 +911,24 @@ def portal(host: str, port: int, trusted_proxies: str) -> None:
               help="The address people open, e.g. https://prefect.example.com behind a TLS proxy "
                    "(DEALFLOW_GATEWAY_URL): its origin is the only one allowed to make changes, "
                    "and with https its cookies are Secure.")
-def gateway(host: str, port: int, upstream: str | None, public_url: str | None) -> None:
+@click.option("--trusted-proxies", default="", metavar="ADDRESSES",
+              help="The HTTPS proxy's address(es) (comma-separated), whose X-Forwarded-For names the person's "
+                   "address (failed sign-ins are counted by it); none by default.")
+def gateway(host: str, port: int, upstream: str | None, public_url: str | None, trusted_proxies: str) -> None:
     """Serve the team's door to the Prefect UI and API: each person signs in with their handle
     and one-time code, reaches what their role allows, and every Resume is named and sealed here.
     Needs the Prefect server's credential (PREFECT_API_AUTH_STRING, or the one `dealflow up`
     keeps), the business database and the secret key."""
     from services import keys
+    from services.config import load_settings
 
     from .gateway import config_from_env
     from .gateway import serve as serve_gateway
 
     keys.seal_key()  # no key: one clear line now
+    if not load_settings().answer_codes and host not in ("127.0.0.1", "localhost", "::1"):
+        raise DomainError(f"host: with DEALFLOW_ANSWER_CODES=off a handle is all it takes to sign in; the gateway "
+                          f"then listens on this machine only (127.0.0.1), not on {host}")
     try:
         config = config_from_env(upstream, public_url)
     except ValueError as exc:
@@ -922,7 +937,7 @@ def gateway(host: str, port: int, upstream: str | None, public_url: str | None) 
         click.echo("note: no Prefect credential (PREFECT_API_AUTH_STRING): the Prefect server behind the gateway "
                    "must then be reachable by no one else", err=True)
     click.echo(f"gateway: http://{host}:{port} in front of {config.upstream}")
-    serve_gateway(config, host=host, port=port)
+    serve_gateway(config, host=host, port=port, trusted_proxies=trusted_proxies)
 
 
 @main.command()

@@ -59,7 +59,11 @@ SESSION_COOKIE = "dealflow_session"
 SIGNIN_COOKIE = "dealflow_signin"
 SESSION_HOURS = 8
 MAX_BODY = 1024 * 1024
-SESSION_CHECK_SECONDS = 2.0  # a session's state is read again at most this often (disabled: out within 2 s)
+SESSION_CHECK_SECONDS = 2.0
+# One answer to every failed sign-in: whether the handle exists, is disabled, locked or not
+# enrolled is not a stranger's to learn (`dealflow staff list` and the audit log say which)
+SIGN_IN_REFUSED = ("handle or code: not accepted. Type the code your authenticator app shows now (a code works once); "
+                   "after 5 wrong codes you are locked for a while: a manager can unlock you")  # a session's state is read again at most this often (disabled: out within 2 s)
 FORWARDED_HEADERS = ("accept", "accept-encoding", "accept-language", "content-type", "if-none-match",
                      "if-modified-since", "cache-control", "x-prefect-ui")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -197,6 +201,27 @@ def _open_wait_of_run(run_id: str) -> WaitFound | None:
         return WaitFound(number, wait.deal_id, wait.step, wait.key, tuple(wait.role_list))
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number an answer may hold")
+
+
+def _not_plain_answer(value: Any, depth: int = 0) -> str | None:
+    """Why an answer is not plain data that Prefect stores as sent (and so as sealed): Prefect
+    "hydrates" a value written as ``{"__prefect_kind": …}`` (replacing it, or filling in a
+    Prefect variable) before it stores the answer; integers past 64 bits it cannot store."""
+    if depth > 32:
+        return "an answer nested this deep is not one a form makes"
+    if isinstance(value, dict):
+        if "__prefect_kind" in value:
+            return "an answer may not hold Prefect's __prefect_kind values (they are replaced before the answer is stored)"
+        return next((r for v in value.values() if (r := _not_plain_answer(v, depth + 1))), None)
+    if isinstance(value, list):
+        return next((r for v in value if (r := _not_plain_answer(v, depth + 1))), None)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2 ** 63:
+        return "a number in the answer is too large to be stored as sent"
+    return None
+
+
 def _inbox(role: str | None, states: dict[str, str] | None) -> list[dict[str, Any]]:
     from services.db import session_scope
     from services.views import inbox
@@ -330,7 +355,7 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
         if request.method == "GET":
             cookie = request.cookies.get(SIGNIN_COOKIE) or secrets.token_urlsafe(24)
             return signin_form(cookie, _safe_next(request.query_params.get("next", "/")))
-        form = await request.form()
+        form = await request.form(max_files=0, max_fields=8, max_part_size=4096)
         cookie = request.cookies.get(SIGNIN_COOKIE, "")
         next_path = _safe_next(str(form.get("next", "/")))
         handle = str(form.get("handle", "")).strip()[:40]
@@ -351,7 +376,8 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
             if not isinstance(exc, DomainError):
                 raise
             limit.fail(where)
-            return signin_form(cookie, next_path, str(exc), handle, 401)
+            log.info("sign-in refused for %r: %s", handle[:40], exc)
+            return signin_form(cookie, next_path, SIGN_IN_REFUSED, handle, 401)
         response = RedirectResponse(next_path, status_code=303)
         response.set_cookie(SESSION_COOKIE, token, max_age=int(config.session_hours * 3600), httponly=True,
                             samesite="lax", secure=secure, path="/")
@@ -368,7 +394,7 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
                                     "<form method=post action='/dealflow/sign-out'>"
                                     f"<input type=hidden name=csrf value='{person.csrf('sign-out')}'>"
                                     "<button type=submit>Sign out</button></form>")
-        form = await request.form()
+        form = await request.form(max_files=0, max_fields=4, max_part_size=1024)
         if person is not None:
             if not same_origin(request) or not hmac.compare_digest(person.csrf("sign-out"), str(form.get("csrf", ""))):
                 return page("Sign out", "<p class=error>This form came from another site.</p>", 400)
@@ -385,7 +411,9 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
         try:
             body = json.loads(await request.body())
             handle, code = str(body.get("handle", ""))[:40], str(body.get("code", ""))[:20]
-            hours = float(body.get("hours", config.session_hours))
+            hours = min(float(body.get("hours", config.session_hours)), config.session_hours)
+            if not hours > 0:
+                raise ValueError
         except (ValueError, AttributeError, TypeError):
             return JSONResponse({"detail": "send JSON: {\"handle\": ..., \"code\": ...}"}, status_code=400)
         where = _limit_key(request)
@@ -398,7 +426,8 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
             token, person = await run_in_threadpool(_sign_in, handle, code, hours, "command line via gateway")
         except DomainError as exc:
             limit.fail(where)
-            return JSONResponse({"detail": str(exc)}, status_code=401)
+            log.info("sign-in refused for %r: %s", handle[:40], exc)
+            return JSONResponse({"detail": SIGN_IN_REFUSED}, status_code=401)
         return JSONResponse({"token": token, "handle": person.handle, "session": person.session_id,
                              "expires_at": person.expires_at.isoformat()}, headers={"cache-control": "no-store"})
 
@@ -622,15 +651,17 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
     async def resume(person: Person, request: Request, path: str, run_id: str, body: bytes) -> bytes | Response:
         """The person's answer, named and sealed; or the refusal."""
         try:
-            payload = json.loads(body or b"{}")
+            payload = json.loads(body or b"{}", parse_constant=_no_constant)
             if not isinstance(payload, dict):
                 raise ValueError
             run_input = payload.get("run_input")
             if run_input is not None and not isinstance(run_input, dict):
                 raise ValueError
-        except ValueError:
+        except (ValueError, RecursionError):
             return JSONResponse({"detail": "dealflow's gateway: a resume is JSON with a run_input object"},
                                 status_code=422)
+        if reason := _not_plain_answer(run_input or {}):
+            return await refuse(person, request, path, reason, 422)
         # The wait this run is at, from the business database (not from Prefect, whose stored
         # state anyone with its credential may change). The seal names that wait's key: should
         # Prefect hold the run paused elsewhere, the flow finds the seal is not for its wait and
@@ -688,7 +719,57 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
 
     app = Starlette(routes=routes, lifespan=asynccontextmanager(lambda _app: closing()))
     app.state.client = client
-    return app
+    return _Bounded(app, MAX_BODY)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Bounded:
+    """No request body past ``limit`` bytes is read, announced or not (a chunked body has no
+    length to check first): the bytes actually received are counted."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    def __getattr__(self, name: str):
+        return getattr(self.app, name)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers", [])).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await _too_large(send)
+            return
+        received, started = 0, False
+
+        async def receiving():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _TooLarge
+            return message
+
+        async def sending(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receiving, sending)
+        except _TooLarge:
+            if not started:
+                await _too_large(send)
+
+
+async def _too_large(send) -> None:
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": b'{"detail": "request too large"}'})
 
 
 class _Close:
@@ -749,12 +830,15 @@ def config_from_env(upstream: str | None = None, public_url: str | None = None) 
                          public_url=public_url or os.environ.get("DEALFLOW_GATEWAY_URL") or None)
 
 
-def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 4300) -> None:
+def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 4300, trusted_proxies: str = "") -> None:
+    """Serve the gateway (blocking). Only with ``trusted_proxies`` is X-Forwarded-For believed
+    (from those addresses): it is what the failed sign-ins are counted by."""
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from .slow_clients import HeadersInTime
 
     uvicorn.run(create_app(config), host=host, port=port, access_log=False, server_header=False,
-                timeout_keep_alive=30, log_level="warning", http=HeadersInTime)
+                timeout_keep_alive=30, log_level="warning", http=HeadersInTime,
+                proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or None)
 

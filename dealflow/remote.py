@@ -53,11 +53,16 @@ def login_file() -> Path:
 
 
 def sign_in(url: str, handle: str, code: str, hours: float) -> GatewayLogin:
+    from urllib.parse import urlsplit
+
     import httpx
 
     url = url.rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise DomainError(f"gateway: {url!r} is not an address (http://… or https://…)")
+    if url.startswith("http://") and urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise DomainError(f"gateway: {url} is plain http: your code and session would cross the network in "
+                          f"the clear; use its https:// address")
     try:
         response = httpx.post(f"{url}/dealflow/api/login", json={"handle": handle, "code": code, "hours": hours},
                               timeout=30)

@@ -85,7 +85,15 @@ def wait_for_answer(deal_number: str, step: dict[str, Any], flow_run_id: str, *,
                              stored=lambda: form_stored(deal_number, step["key"], flow_run_id))
     try:
         data = answer.model_dump(mode="json")
-        sent = as_stored(step["key"], flow_run_id) if data.get("seal") else None
+        sent = None
+        if data.get("seal"):
+            # a sealed answer is read once more, exactly as stored, and that one reading is both
+            # checked against its seal and applied (never one reading checked, another applied)
+            sent = as_stored(step["key"], flow_run_id)
+            try:
+                data = form.model_validate(sent).model_dump(mode="json") if sent is not None else data
+            except ValueError:  # pydantic's ValidationError: not an answer of this form
+                sent = None
         return record_answer(deal_number, step["key"], data, sent)
     finally:
         moved(deal_number)

@@ -1,8 +1,8 @@
 """The secret key that encrypts what must not be stored in clear (TOTP secrets, session keys).
 
-Where it comes from, in this order: ``DEALFLOW_SECRET_KEY`` (a Fernet key), the Prefect Secret
-block named by ``DEALFLOW_SECRET_KEY_BLOCK``, or the key file ``dealflow init`` creates in the
-data folder (``secret.key``, mode 0600) for the embedded default. Every process that checks an
+Where it comes from, in this order: ``DEALFLOW_SECRET_KEY`` (a Fernet key), or the key file
+``dealflow init`` creates in the data folder (``secret.key``, mode 0600). Never a Prefect Secret
+block: whoever holds Prefect's credential reads blocks, and this key derives the gateway's seals. Every process that checks an
 answer (the executor, a worker, the CLI) needs the same key.
 """
 
@@ -31,14 +31,13 @@ def _key_text(settings: Settings) -> tuple[str, str]:
     """(the key, where it came from)"""
     if os.environ.get("DEALFLOW_SECRET_KEY"):
         return os.environ["DEALFLOW_SECRET_KEY"].strip(), "DEALFLOW_SECRET_KEY"
-    if block := os.environ.get("DEALFLOW_SECRET_KEY_BLOCK"):
-        from prefect.blocks.system import Secret  # only this path needs Prefect
-
-        try:
-            return str(Secret.load(block).get()).strip(), f"the Prefect Secret block {block!r}"
-        except ValueError:
-            raise ValidationError("DEALFLOW_SECRET_KEY_BLOCK", f"no Prefect Secret block named {block!r} "
-                                                               f"on this Prefect API") from None
+    if os.environ.get("DEALFLOW_SECRET_KEY_BLOCK"):
+        # A Prefect Secret block is read by whoever holds Prefect's credential; the key derives
+        # the gateway's seals, which that credential must not be able to make.
+        raise ValidationError("DEALFLOW_SECRET_KEY_BLOCK", "no longer taken: a key in a Prefect Secret block is "
+                                                           "readable with Prefect's credential, and it makes the "
+                                                           "gateway's seals; give it as DEALFLOW_SECRET_KEY (from "
+                                                           "your services' secret store) or the key file")
     path = key_file(settings)
     try:
         return path.read_text().strip(), str(path)

@@ -116,7 +116,10 @@ def test_nobody_gets_through_without_signing_in(gw, prefect):
 def test_a_person_signs_in_with_a_code_and_gets_an_httponly_session_cookie(gw, prefect):
     wrong = sign_in(gw, "sofia", TEAM.wrong_code("sofia"))
     assert wrong.status_code == 401
-    assert "code: wrong or expired code; type the code your authenticator app shows now" in wrong.text
+    assert "handle or code: not accepted. Type the code your authenticator app shows now" in wrong.text
+    # a stranger learns nothing of who exists: an unknown handle reads the same
+    nobody = sign_in(gw, "nobody", "123456")
+    assert nobody.status_code == 401 and gateway.SIGN_IN_REFUSED in nobody.text
     answer = sign_in(gw, "sofia")
     assert answer.status_code == 303 and answer.headers["location"] == "/runs"
     cookie = next(c for c in answer.headers.get_list("set-cookie") if c.startswith("dealflow_session="))
@@ -164,9 +167,12 @@ def test_signing_out_or_being_disabled_closes_the_session(gw, monkeypatch):
 
 def test_the_command_line_signs_in_for_a_bearer_token(gw, prefect):
     refused = gw.post("/dealflow/api/login", json={"handle": "finance", "code": TEAM.wrong_code("finance")})
-    assert refused.status_code == 401 and refused.json()["detail"].startswith("code: wrong or expired code")
-    got = gw.post("/dealflow/api/login", json={"handle": "finance", "code": code_of("finance")}).json()
+    assert refused.status_code == 401 and refused.json()["detail"] == gateway.SIGN_IN_REFUSED
+    got = gw.post("/dealflow/api/login", json={"handle": "finance", "code": code_of("finance"), "hours": 24}).json()
     assert got["handle"] == "finance"
+    with session_scope() as s:  # a token lasts no longer than a browser's session (8 h), whatever was asked
+        row = s.get(identity.StaffSession, got["session"])
+        assert abs((row.expires_at - row.opened_at).total_seconds() - 8 * 3600) < 5
     fresh = TestClient(gw.app, base_url=ORIGIN)
     bearer = {"authorization": f"Bearer {got['token']}"}
     assert fresh.get("/dealflow/me", headers=bearer).json()["handle"] == "finance"
@@ -232,6 +238,40 @@ def test_only_a_manager_may_cancel_and_only_cancel(gw, prefect):
                    headers=headers).status_code == 403
     assert gw.post(f"/api/flow_runs/{RUN}/set_state", json=cancel, headers=headers).status_code == 200
     assert prefect.reached() == [("POST", f"/api/flow_runs/{RUN}/set_state")]
+
+
+def test_a_resume_may_hold_no_value_prefect_would_replace_before_storing_it(gw, prefect, new_deal):
+    """Prefect "hydrates" an answer before it stores it: {"__prefect_kind": "json", "value": …}
+    is replaced by what its value says (here: another person, no seal), a workspace_variable by a
+    Prefect variable. What is stored would not be what was sealed: refused at the door."""
+    _waiting(new_deal)
+    sign_in(gw, "sofia")
+    headers = csrf_headers(gw)
+    for run_input in ({"__prefect_kind": "json", "value": json.dumps({"by": "manager", "qualified": True})},
+                      {"qualified": True, "notes": {"__prefect_kind": "workspace_variable", "variable_name": "x"}},
+                      {"qualified": True, "budget": 2 ** 64}):
+        answer = gw.post(f"/api/flow_runs/{RUN}/resume", json={"run_input": run_input}, headers=headers)
+        assert answer.status_code == 422, answer.text
+    nan = gw.post(f"/api/flow_runs/{RUN}/resume", content=b'{"run_input": {"budget": NaN}}',
+                  headers={**headers, "content-type": "application/json"})
+    assert nan.status_code == 422
+    assert ("POST", f"/api/flow_runs/{RUN}/resume") not in prefect.reached()
+
+
+def test_a_body_past_the_limit_is_refused_also_without_a_length(gw, monkeypatch):
+    monkeypatch.setattr(gateway, "MAX_BODY", 1024)
+    app = gateway.create_app(gateway.GatewayConfig(upstream="http://prefect.test", credential=None),
+                             transport=httpx.ASGITransport(app=Prefect().app()))
+    with TestClient(app, base_url=ORIGIN) as client:
+        big = client.post("/dealflow/api/login", content=b"x" * 5000, headers={"content-type": "application/json"})
+        assert big.status_code == 413
+
+        def chunks():
+            for _ in range(10):
+                yield b"y" * 500
+
+        chunked = client.post("/dealflow/api/login", content=chunks(), headers={"content-type": "application/json"})
+        assert chunked.status_code in (413, 500) and chunked.status_code != 200
 
 
 def test_websockets_are_refused(gw):
@@ -454,8 +494,7 @@ def test_the_command_line_signs_in_at_the_gateway_and_answers_through_it(prefect
     finally:
         server.should_exit = True
     assert result["status"] == "lost"
-    assert said["wrong"] == (2, "", "error: code: wrong or expired code; type the code your authenticator app "
-                                    "shows now\n")
+    assert said["wrong"] == (2, "", f"error: {gateway.SIGN_IN_REFUSED}\n")
     assert said["login"][0] == 0 and said["login"][1].startswith(f"signed in at {url} as sofia until ")
     assert [(r["deal"], r["step"]) for r in json.loads(said["inbox"][1])] == [(new_deal, "qualify")]
     assert said["as mark"] == (2, "", f"error: by: you are signed in at {url} as sofia; `dealflow logout` to "

@@ -198,9 +198,11 @@ def test_five_wrong_codes_lock_a_person_and_each_next_lock_lasts_twice_as_long(n
         timedelta(minutes=m) for m in (10, 20, 40, 80, 1280, 1440, 1440)]
     key = waits_at(new_deal)
     assert flow_check.fn(new_deal, key, proved(new_deal, key, {"by": "manager", "qualified": True}))["accepted"]
-    # a manager lifts it (audited); someone else may not
-    assert run("staff", "unlock", "sofia") == (2, "", "error: staff unlock: a manager's step; log in as a "
-                                                       "manager first (`dealflow login HANDLE`)\n")
+    # a manager lifts it (audited); someone else logged in may not
+    assert run("login", "mark", "--code", code_of("mark", ahead=1))[0] == 0
+    assert run("staff", "unlock", "sofia") == (2, "", "error: staff unlock: a manager's step, and you are logged in "
+                                                       "as mark; `dealflow logout`, or log in as a manager\n")
+    assert run("logout")[0] == 0
     assert run("login", "manager", "--code", code_of("manager", ahead=1))[0] == 0
     assert run("staff", "unlock", "sofia") == (0, "sofia unlocked\n", "")
     assert run("logout")[0] == 0
@@ -210,6 +212,18 @@ def test_five_wrong_codes_lock_a_person_and_each_next_lock_lasts_twice_as_long(n
         assert (entry.actor, entry.subject, entry.details["was_locked"]) == ("manager", "sofia", True)
         assert s.scalars(select(StaffUser.locks_in_row).where(StaffUser.handle == "sofia")).one() == 0
     TEAM._logins.clear()
+
+def test_when_every_manager_is_locked_the_administrator_unlocks(db):
+    for _ in range(5):
+        _sign_in("manager", TEAM.wrong_code("manager"))
+    assert _sign_in("manager", code_of("manager")).startswith("by: manager is locked until")
+    code, out, err = run("staff", "unlock", "manager")  # no session: the server's administrator
+    assert (code, out, err) == (0, "manager unlocked\n", "")
+    with session_scope() as s:
+        entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "staff.unlocked")).one()
+        assert entry.actor.startswith("cli:") and entry.subject == "manager"
+    assert not isinstance(_sign_in("manager", code_of("manager")), str)
+
 
 def test_a_manager_may_stand_in_and_the_deal_page_says_so(new_deal):
     from services.views import deal_page
