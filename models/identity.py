@@ -61,7 +61,7 @@ MAX_SESSION_HOURS = 24
 
 # How an answer was proven, as recorded on the wait and in the audit log.
 BY_CODE, BY_SESSION, UNVERIFIED = "one-time code", "signed session", "unverified"
-BY_GATEWAY = "signed in at the gateway"
+BY_GATEWAY = "gateway sign-in"  # fits the waits.proof column (20)
 TAMPERED = "answer.tampered"  # the audit action of an answer whose proof does not hold
 
 
