@@ -815,7 +815,8 @@ def logout() -> None:
 
 @main.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=4200, show_default=True,
-              help="Port of the Prefect server and UI.")
+              help="Port of the Prefect server (on this machine only: the machines' and administrators'; "
+                   "the team opens the gateway).")
 @click.option("--executors", "--workers", "executors", type=click.IntRange(1, 16), default=1, show_default=True,
               help="How many deal executors to start (each runs many deals in one process).")
 @click.option("--portal-port", type=click.IntRange(1, 65535), default=PORTAL_PORT, show_default=True,
@@ -824,8 +825,8 @@ def logout() -> None:
               help="Port of the gateway: the address people open (each signs in as themselves).")
 @click.option("--json", "as_json", is_flag=True, help="Print the addresses and pids as JSON.")
 def up(port: int, executors: int, portal_port: int, gateway_port: int, as_json: bool) -> None:
-    """Start a Prefect server, deploy prefect.yaml, a worker, deal executor(s) and the customer
-    portal, in the background."""
+    """Start a Prefect server, deploy prefect.yaml, a worker, deal executor(s), the customer
+    portal and the gateway (the team's door to the Prefect UI), in the background."""
     from .stack import up as stack_up
 
     try:

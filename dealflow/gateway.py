@@ -642,9 +642,8 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
         if not isinstance(text, str):
             return Response(response.content, media_type=response.headers.get("content-type"))
         stand_in = " (a manager may stand in for any step)" if person.is_manager else ""
-        text += (f"\n\n---\n\n**You answer as {md(person.name)} ({md(person.handle)})**{stand_in}, signed in at "
-                 f"dealflow's gateway: your answer is sealed with your name when you submit. Not you? "
-                 f"Sign out at /dealflow/sign-out.")
+        text += (f"\n\n---\n\n**You answer as {md(person.name)} ({md(person.handle)})**{stand_in}: "
+                 f"signed in, your answer is sealed with your name. Not you? /dealflow/sign-out")
         return Response(json.dumps(text), media_type="text/plain; charset=utf-8",
                         headers={"cache-control": "no-store"})
 
@@ -684,7 +683,7 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
             wanted = (payload.get("state") or {}).get("type") if isinstance(payload, dict) else None
         except (ValueError, AttributeError):
             wanted = None
-        if wanted != "CANCELLING" or (isinstance(payload, dict) and payload.get("force")):
+        if wanted != "CANCELLING":  # (the UI's Cancel sends force: true; it is still only a cancel)
             return await refuse(person, request, path, "a run's state is changed by its flow; the only change open "
                                                        "to people is a manager's cancel")
         if not person.is_manager:
@@ -836,6 +835,7 @@ def serve(config: GatewayConfig, host: str = "127.0.0.1", port: int = 4300, trus
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request forwarded
     from .slow_clients import HeadersInTime
 
     uvicorn.run(create_app(config), host=host, port=port, access_log=False, server_header=False,

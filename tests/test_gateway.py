@@ -229,13 +229,14 @@ def test_a_change_needs_the_gateways_origin_and_the_sessions_token(gw, prefect):
 
 def test_only_a_manager_may_cancel_and_only_cancel(gw, prefect):
     sign_in(gw, "sofia")
-    cancel = {"state": {"type": "CANCELLING", "name": "Cancelling"}}
+    cancel = {"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True}  # as the UI's Cancel sends it
     assert gw.post(f"/api/flow_runs/{RUN}/set_state", json=cancel, headers=csrf_headers(gw)).status_code == 403
     gw.cookies.clear()
     sign_in(gw, "manager")
     headers = csrf_headers(gw)
-    assert gw.post(f"/api/flow_runs/{RUN}/set_state", json={"state": {"type": "COMPLETED"}},
-                   headers=headers).status_code == 403
+    for other in ("COMPLETED", "SCHEDULED", "RUNNING", "PAUSED"):
+        assert gw.post(f"/api/flow_runs/{RUN}/set_state", json={"state": {"type": other}, "force": True},
+                       headers=headers).status_code == 403
     assert gw.post(f"/api/flow_runs/{RUN}/set_state", json=cancel, headers=headers).status_code == 200
     assert prefect.reached() == [("POST", f"/api/flow_runs/{RUN}/set_state")]
 
@@ -296,7 +297,8 @@ def test_a_waits_description_says_who_is_signed_in(gw, prefect):
         s.commit()
     sign_in(gw, "sofia")
     text = json.loads(gw.get(f"/api/flow_runs/{RUN}/input/paused-qualify-description").text)
-    assert text.startswith("Qualify the lead\n\n---\n\n**You answer as Sofia \\*Ruiz\\* \\<img src=x\\> (sofia)**")
+    assert text == ("Qualify the lead\n\n---\n\n**You answer as Sofia \\*Ruiz\\* \\<img src=x\\> (sofia)**: signed in, "
+                    "your answer is sealed with your name. Not you? /dealflow/sign-out")
 
 
 # --- sealed at the door ------------------------------------------------------------------------------
