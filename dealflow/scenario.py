@@ -6,6 +6,7 @@ Used by ``dealflow demo`` (answers go through Prefect, as a person's would), by 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,6 +107,9 @@ class Team:
     deal does not need a second code within the same 30 seconds."""
 
     _logins: dict[tuple[str, str], Any] = {}
+    # one sign-in at a time: two of the team's threads (two deals) signing the same person in at
+    # once would try one code twice, and a code opens one session
+    _signing_in = threading.Lock()
 
     def login(self, handle: str):
         from models import identity
@@ -118,7 +122,7 @@ class Team:
 
         url = load_settings().database_url
         cipher = keys.cipher()
-        with session_scope() as s:
+        with self._signing_in, session_scope() as s:
             cached = self._logins.get((url, handle))
             row = s.get(identity.StaffSession, cached.session) if cached else None  # (a test may empty the tables)
             if row is not None and row.closed_at is None and row.expires_at > utcnow() + timedelta(minutes=5):
