@@ -280,17 +280,22 @@ class ClosedWait:
     refusal_reason: str
 
 
+def wait_state(deal_number: str, key: str) -> ClosedWait | None:
+    """The wait ``key`` of the deal as it stands (status open, answered or refused), or None."""
+    with session_scope() as s:
+        wait = next((w for w in deal_by_number(s, deal_number).waits if w.key == key), None)
+        return ClosedWait(wait.key, wait.status, wait.answered_by, wait.refusal_reason) if wait else None
+
+
 def wait_closed(deal_number: str, key: str, timeout: float = 60) -> ClosedWait:
     """Block until the flow has recorded the answer to ``key`` (answered or refused)."""
     deadline = time.monotonic() + timeout
     with watch(deal_number) as moved:
         while True:
             moved.clear()
-            with session_scope() as s:
-                deal = deal_by_number(s, deal_number)
-                wait = next((w for w in deal.waits if w.key == key), None)
-                if wait is not None and wait.status != "open":
-                    return ClosedWait(wait.key, wait.status, wait.answered_by, wait.refusal_reason)
+            wait = wait_state(deal_number, key)
+            if wait is not None and wait.status != "open":
+                return wait
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{deal_number}: no answer recorded for {key} after {timeout:.0f} s")
             _until_it_moves(moved, deal_number, deadline)

@@ -1000,23 +1000,24 @@ def inbox(role: str | None, as_json: bool) -> None:
     each row also shows its run's state on the server (Suspended, Paused, or what went wrong)."""
     from . import remote
 
-    if signed := remote.current():
+    if signed := remote.current():  # through the gateway, which asked its Prefect server
         from urllib.parse import quote
 
         rows = signed.call("GET", "/dealflow/api/inbox" + (f"?role={quote(role)}" if role else ""))
-        states = {} if any("run" in r for r in rows) else None
+        with_runs = any("run" in r for r in rows)
     else:
         from services.db import session_scope
         from services.views import inbox as inbox_rows
 
         states = _waiting_runs() if os.environ.get("PREFECT_API_URL") else None
+        with_runs = states is not None
         with session_scope() as s:
             rows = inbox_rows(s, role, states)
     for r in rows:
         r["who"] = " or ".join(r["roles"])
-        if states is not None and r["run"] == "not on this server" and r["flow_run_id"] and not remote.current():
+        if not signed and with_runs and r["run"] == "not on this server" and r["flow_run_id"]:
             r["run"] = _run_state(r["flow_run_id"])  # e.g. Running for a moment, or Crashed
-    columns = ["deal", "customer", "step", "key", "who", "since", "amount"] + (["run"] if states is not None else [])
+    columns = ["deal", "customer", "step", "key", "who", "since", "amount"] + (["run"] if with_runs else [])
     from services.config import load_settings
 
     if not load_settings().answer_codes:

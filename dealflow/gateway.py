@@ -51,7 +51,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from .gateway_policy import CANCEL, DENY, READ, RESUME, decide
-from .limits import FailureLimit
+from .limits import FailureLimit, limit_key
 
 log = logging.getLogger("dealflow.gateway")
 
@@ -240,16 +240,15 @@ def _deal(number: str) -> dict[str, Any]:
 
 
 def _wait_status(number: str, key: str) -> dict[str, Any]:
-    from models.deal import deal_by_number
     from models.errors import NotFound
-    from services.db import session_scope
 
-    with session_scope() as s:
-        wait = next((w for w in deal_by_number(s, number).waits if w.key == key), None)
-        if wait is None:
-            raise NotFound("wait", key)
-        return {"deal": number.upper(), "key": wait.key, "status": wait.status, "by": wait.answered_by,
-                "reason": wait.refusal_reason}
+    from .answers import wait_state
+
+    wait = wait_state(number, key)
+    if wait is None:
+        raise NotFound("wait", key)
+    return {"deal": number.upper(), "key": wait.key, "status": wait.status, "by": wait.answered_by,
+            "reason": wait.refusal_reason}
 
 
 def _answer(number: str, step: str, payload: dict[str, Any], handle: str) -> dict[str, Any]:
@@ -559,14 +558,7 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
         if decision.kind == DENY:
             return await refuse(person, request, path, f"{request.method} {path[:100]} is not open to staff "
                                                        f"({decision.reason})")
-        body = b""
-        if request.method not in ("GET", "HEAD"):
-            length = request.headers.get("content-length", "0")
-            if not length.isdigit() or int(length) > MAX_BODY:
-                return JSONResponse({"detail": "request too large"}, status_code=413)
-            body = await request.body()
-            if len(body) > MAX_BODY:
-                return JSONResponse({"detail": "request too large"}, status_code=413)
+        body = await request.body() if request.method not in ("GET", "HEAD") else b""  # bounded: _Bounded
         if decision.kind == RESUME:
             outcome = await resume(person, request, path, decision.run_id or "", body)
             if isinstance(outcome, Response):
@@ -721,13 +713,10 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
     return _Bounded(app, MAX_BODY)
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class _Bounded:
     """No request body past ``limit`` bytes is read, announced or not (a chunked body has no
-    length to check first): the bytes actually received are counted."""
+    length to check first): the body is taken in as it arrives, up to the limit (requests to the
+    gateway are small JSON and forms), and handed on whole; past it, 413."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -743,26 +732,27 @@ class _Bounded:
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             await _too_large(send)
             return
-        received, started = 0, False
-
-        async def receiving():
-            nonlocal received
+        chunks, received, more = [], 0, True
+        while more:
             message = await receive()
-            received += len(message.get("body", b""))
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            received += len(chunks[-1])
             if received > self.limit:
-                raise _TooLarge
-            return message
-
-        async def sending(message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receiving, sending)
-        except _TooLarge:
-            if not started:
                 await _too_large(send)
+                return
+            more = message.get("more_body", False)
+        delivered = False
+
+        async def replay():
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # the client's disconnect
+
+        await self.app(scope, replay, send)
 
 
 async def _too_large(send) -> None:
@@ -803,7 +793,7 @@ def _safe_next(target: str) -> str:
 
 
 def _limit_key(request: Request) -> str:
-    return request.client.host if request.client else "?"
+    return limit_key(request.client.host if request.client else "?")
 
 
 def _now() -> datetime:

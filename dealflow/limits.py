@@ -51,3 +51,16 @@ class FailureLimit:
                 if len(self._seen) >= self.max_tracked:
                     return  # never unblock a blocked address to make room
             self._trim(self._seen[ip]).append(self.clock())
+
+
+def limit_key(host: str) -> str:
+    """Whose failures count together: an address; an IPv6 address by its /64 (one network, which
+    one person can hold whole)."""
+    if ":" in host:
+        import ipaddress
+
+        try:
+            return str(ipaddress.ip_network(f"{host}/64", strict=False))
+        except ValueError:
+            return host
+    return host

@@ -62,7 +62,7 @@ from services.keys import portal_secret
 from services.rendering import environment
 
 from .answers import OpenWait, resume_wait
-from .limits import FAILURE_WINDOW, FAILURES_ALLOWED, FailureLimit  # noqa: F401 - the portal's own
+from .limits import FAILURE_WINDOW, FAILURES_ALLOWED, FailureLimit, limit_key  # noqa: F401 - the portal's own
 
 log = logging.getLogger("dealflow.portal")
 
@@ -82,16 +82,7 @@ def _client_ip(request: Request) -> str:
 
 
 def _limit_key(request: Request) -> str:
-    """Whose failures count together: an address; an IPv6 address by its /64 (one network)."""
-    host = _client_ip(request)
-    if ":" in host:
-        import ipaddress
-
-        try:
-            return str(ipaddress.ip_network(f"{host}/64", strict=False))
-        except ValueError:
-            return host
-    return host
+    return limit_key(_client_ip(request))
 
 
 def create_app(settings: Settings | None = None, limit: FailureLimit | None = None) -> Starlette:
