@@ -129,3 +129,73 @@ def test_the_estimate_reminder_and_the_dunning_letters_say_what_is_late(new_deal
     assert "Overdue USD 174,183.68" in letters[1] and "please pay within 7 days" in letters[1]
     assert "Final notice: INV-0001-D3" in letters[3] and "30 days overdue" in letters[3]
     assert "INV-0001" in text and "174,183.68" in html
+
+
+def _pdf_cells(html: str) -> list[list[str]]:
+    """The PDF's text as it is laid out: a list per printed line of what stands apart on it (the
+    customer's column and the deal's column side by side are two cells of one line)."""
+    import io
+
+    from pypdf import PdfReader
+
+    from services.rendering import render_pdf
+
+    lines = []
+    for page in PdfReader(io.BytesIO(render_pdf(html))).pages:
+        for line in page.extract_text(extraction_mode="layout").splitlines():
+            cells = [" ".join(c.split()) for c in re.split(r"\s{3,}", line.strip()) if c.strip()]
+            if cells:
+                lines.append(cells)
+    return lines
+
+
+def _all_kinds(documents) -> dict[str, tuple[str, dict]]:
+    """Every document kind (each template under templates/documents) with a context of the deal."""
+    from datetime import timedelta
+
+    from models import EstimateRevision, Invoice
+    from models.documents import dunning_context, estimate_reminder_context
+
+    by_number = {"estimate": "EST-0001-R2", "order": "SO-0001", "receipt": "RCPT-0001", "shipment": "SHP-0001",
+                 "invoice": "INV-0001", "payment": "PAY-0001"}
+    kinds = {kind: (documents[n].template, dict(documents[n].context)) for kind, n in by_number.items()}
+    with session_scope() as s:
+        rev = s.scalars(select(EstimateRevision).where(EstimateRevision.revision == 2)).one()
+        kinds["estimate_reminder"] = ("documents/estimate_reminder.html",
+                                      estimate_reminder_context(rev, 1, rev.sent_at.date() + timedelta(days=7)))
+        invoice = s.scalars(select(Invoice)).one()
+        kinds["dunning"] = ("documents/dunning.html",
+                            dunning_context(invoice, 1, invoice.due_date + timedelta(days=3)))
+    return kinds
+
+
+def test_every_document_kind_prints_each_fact_on_a_line_of_its_own(documents):
+    from pathlib import Path
+
+    kinds = _all_kinds(documents)
+    templates = {p.stem for p in (Path(__file__).parents[1] / "templates" / "documents").glob("[!_]*.html")}
+    assert set(kinds) == templates  # a new kind of document is laid out and checked here too
+    facts = {"shipment": ["Order SO-0001 (shipment 1)", "Carrier DHL Freight, tracking DHLF-7845120"],
+             "invoice": ["Order SO-0001"], "order": ["From estimate EST-0001-R2"],
+             "estimate": ["Revision 2"], "receipt": ["Order SO-0001"]}
+    for kind, (template, context) in kinds.items():
+        lines = _pdf_cells(render(template, {**context, "customer_po": "4500-2231"}))
+        cells = [c for line in lines for c in line]
+        assert ["Customer", "Deal"] in lines, (kind, lines[:12])
+        assert ["Riverside Metalworks Ltd", "DEAL-0001"] in lines, (kind, lines[:12])
+        # the customer's PO stands on its line, after the deal's facts, never run into them
+        assert "Your PO 4500-2231" in cells, (kind, lines[:14])
+        assert not any("4500-2231" in c and c != "Your PO 4500-2231" for c in cells), (kind, lines[:14])
+        for fact in facts.get(kind, []):
+            assert fact in cells, (kind, fact, lines[:14])
+
+
+def test_a_delivery_note_without_an_address_has_no_ship_to_heading(documents):
+    context = dict(documents["SHP-0001"].context)
+    with_address = [c for line in _pdf_cells(render("documents/shipment.html", context)) for c in line]
+    assert "Ship to: 4 Canal Street Riverside 40213" in with_address
+    context["customer"] = {**context["customer"], "shipping_address": "", "billing_address": ""}
+    lines = _pdf_cells(render("documents/shipment.html", context))
+    assert not any("Ship to" in c for line in lines for c in line), lines[:14]
+    # nor an empty line where the address would be: the contact is followed by the next fact
+    assert ["Priya Raman", "Shipped " + context["date"]] in lines, lines[:14]
