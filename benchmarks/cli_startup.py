@@ -26,7 +26,7 @@ DEALFLOW = str(Path(sys.executable).parent / "dealflow")
 
 def _prepare(data_dir: str) -> tuple[str, str]:
     """init, then a finished deal (the stage tasks called directly) and one waiting at its first step."""
-    subprocess.run([DEALFLOW, "init"], check=True, capture_output=True)
+    subprocess.run([DEALFLOW, "init", "--demo-data"], check=True, capture_output=True)
     from dealflow.scenario import play_direct, start_scenario_deal
 
     finished = start_scenario_deal("Riverside Metalworks Ltd")

@@ -576,7 +576,7 @@ def main() -> int:
     t0 = time.monotonic()
     started = False
     try:
-        init = dealflow("init", env=env)
+        init = dealflow("init", "--demo-data", env=env)
         if init.returncode != 0:
             print(init.stdout + init.stderr, file=sys.stderr)
             return 1

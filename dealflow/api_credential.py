@@ -16,7 +16,7 @@ import secrets
 from collections.abc import MutableMapping
 from pathlib import Path
 
-from services.config import data_dir_of
+from services.config import data_dir_of, gateway_file
 
 USER = "dealflow"
 
@@ -84,24 +84,9 @@ def supply(env: MutableMapping[str, str] = os.environ) -> None:
         pass
 
 
-def gateway_file(data_dir: Path) -> Path:
-    return data_dir / "run" / "gateway-url"
-
-
 def record_gateway(data_dir: Path, url: str) -> None:
     _record(gateway_file(data_dir), url)
 
 
 def forget_gateway(data_dir: Path) -> None:
     gateway_file(data_dir).unlink(missing_ok=True)
-
-
-def people_url(env: MutableMapping[str, str] = os.environ) -> str | None:
-    """Where people open the Prefect UI: the gateway (DEALFLOW_GATEWAY_URL, or the one `dealflow up`
-    started for this data folder); None if there is none (then only the server's own address)."""
-    if env.get("DEALFLOW_GATEWAY_URL"):
-        return env["DEALFLOW_GATEWAY_URL"].rstrip("/")
-    try:
-        return gateway_file(data_dir_of(env)).read_text().strip() or None
-    except OSError:
-        return None

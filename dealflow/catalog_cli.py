@@ -318,9 +318,11 @@ def customer() -> None:
 
 
 def _default_currency() -> str:
-    from services.config import load_settings
+    """The company's currency: the catalogue's prices are in it, and a customer without one of
+    their own is in it."""
+    from services.company import details
 
-    return load_settings().currency
+    return details()["currency"]
 
 
 @customer.command("list")

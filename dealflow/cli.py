@@ -158,12 +158,91 @@ def main() -> None:
 
 # --- setup --------------------------------------------------------------------------------------
 
+# the company's details as options of `init` and `company edit`: option -> field of models.company
+COMPANY_OPTIONS = {"company_name": "name", "address": "address", "phone": "phone", "email": "email",
+                   "tax_id": "tax_id", "bank": "bank", "currency": "currency", "mail_from": "mail_from",
+                   "payment_terms": "payment_terms_days"}
+
+
+def company_options(command):
+    """The company's details as options (each optional: `init` asks for what is missing)."""
+    for option in reversed([
+        click.option("--company-name", help="The company's name, as documents and emails show it."),
+        click.option("--address", help="Its postal address (\\n for a line break)."),
+        click.option("--phone", help="Its phone number."),
+        click.option("--email", help="Its e-mail address, printed on documents."),
+        click.option("--tax-id", help="Its tax ID (VAT, GST, …), printed on every document."),
+        click.option("--bank", help="The bank details customers pay to (e.g. IBAN and bank)."),
+        click.option("--currency", help="Its currency (ISO 4217: USD, EUR, JPY, …)."),
+        click.option("--mail-from", help="The sender of every email (default: its e-mail)."),
+        click.option("--payment-terms", help="A new customer's payment terms in days (default 30)."),
+        click.option("--from", "from_file", type=FilePath(exists=True, dir_okay=False, path_type=Path),
+                     help="The details as a JSON object (as `company show --json` prints them); options win."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _company_given(from_file: Path | None, options: dict[str, Any]) -> dict[str, Any]:
+    raw: dict[str, Any] = {}
+    if from_file is not None:
+        try:
+            raw = json.loads(from_file.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise DomainError(f"from: {shown(str(from_file), 200)} is not a JSON object of company details "
+                              f"({type(exc).__name__})") from None
+        if not isinstance(raw, dict):
+            raise DomainError(f"from: {shown(str(from_file), 200)} must hold one JSON object of company details")
+    for option, field in COMPANY_OPTIONS.items():
+        if options.get(option) is not None:
+            raw[field] = options[option].replace("\\n", "\n") if field == "address" else options[option]
+    return raw
+
+
+def _ask_company(raw: dict[str, Any]) -> dict[str, Any]:
+    """What is missing of the company's details, asked at the terminal."""
+    from models.company import FIELDS, REQUIRED
+
+    click.echo("Your company, as documents and emails will show it (change it later: `dealflow company edit`).")
+    asked = dict(raw)
+    for field, (what, _) in FIELDS.items():
+        if field in asked:
+            continue
+        default = {"mail_from": asked.get("email"), "payment_terms_days": "30"}.get(field)
+        value = click.prompt(f"{field.replace('_', ' ')}: {what}", default=default or ("" if field not in REQUIRED
+                                                                                        else None),
+                             show_default=bool(default))
+        if str(value).strip():
+            asked[field] = value
+    return asked
+
+
+def _company_text(company: dict[str, Any]) -> str:
+    from models.company import FIELDS
+
+    width = max(map(len, FIELDS))
+    return "\n".join(f"{field.ljust(width)}  {str(company[field]).replace(chr(10), ' / ')}" for field in FIELDS)
+
+
 @main.command()
+@click.option("--demo-data", is_flag=True,
+              help="Load the Glocial Machineries demo: its company (unless yours is set up), six staff and six products.")
+@company_options
+@click.option("--manager", "manager_handle", metavar="HANDLE", help="The first manager's handle (e.g. ana).")
+@click.option("--manager-name", help="The first manager's full name.")
+@click.option("--manager-email", help="The first manager's e-mail address.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def init(as_json: bool) -> None:
-    """Create or upgrade the database and load the Glocial catalogue and staff (enrolled for
-    one-time codes). Without DEALFLOW_SECRET_KEY, creates the data folder's secret key file."""
-    from models import seed
+def init(demo_data: bool, from_file: Path | None, manager_handle: str | None, manager_name: str | None,
+         manager_email: str | None, as_json: bool, **company_opts: Any) -> None:
+    """Create or upgrade the database and set up your company: its name, address, phone, e-mail,
+    tax ID, bank details, currency and mail sender (asked for at a terminal, or given as options or
+    `--from FILE`), and the first manager, enrolled for one-time codes (their QR code is printed).
+    Without DEALFLOW_SECRET_KEY, creates the data folder's secret key file. `--demo-data` loads the
+    Glocial demo instead: its company, staff and catalogue."""
+    from sqlalchemy import select
+
+    from models import StaffUser, seed
+    from models.company import Company, company_values, set_up
     from services import keys
     from services.config import load_settings
     from services.db import migrate, session_scope
@@ -171,13 +250,61 @@ def init(as_json: bool) -> None:
 
     settings = load_settings()
     created = keys.ensure_key_file(settings)
+    cipher = keys.cipher(settings)
     migrate()
+    interactive = _at_a_terminal() and not as_json
+    given = _company_given(from_file, company_opts)
+    enrolled = None
     with session_scope() as s:
-        added = seed.load(s, keys.cipher(settings))
+        company = s.get(Company, 1)
+        if company is None:
+            from models.company import REQUIRED
+
+            if not given and demo_data:
+                given = None  # the demo's company, below
+            elif any(f not in given for f in REQUIRED):
+                if not interactive:
+                    missing = next(f for f in REQUIRED if f not in given)
+                    option = {"name": "--company-name"}.get(missing, f"--{missing.replace('_', '-')}")
+                    raise DomainError(f"{missing}: your company's {missing.replace('_', ' ')} is needed ({option}, "
+                                      f"or all details with --from FILE); or --demo-data for the Glocial demo")
+                given = _ask_company(given)
+            if given is not None:
+                set_up(s, given, by=_operator())
+        elif given:
+            wanted = company_values(given, new=False)
+            differs = [f for f, v in wanted.items() if getattr(company, f) != v]
+            if differs:
+                raise DomainError(f"{differs[0]}: the company is set up already; change it with "
+                                  f"`dealflow company edit --{differs[0].replace('_', '-')} …`")
+        added = seed.load(s, cipher) if demo_data else {"staff": 0, "products": 0}
+        managers = [p for p in s.scalars(select(StaffUser)) if p.holds("manager") and p.active]
+        if not managers:
+            person = _first_manager(s, manager_handle, manager_name, manager_email, interactive)
+            from models import identity
+
+            uri = identity.enroll(s, person, cipher, by=_operator())
+            enrolled = {"handle": person.handle, "uri": uri}
+            added["staff"] += 1
+        elif manager_handle and not any(p.handle == manager_handle.strip().lower() for p in managers):
+            raise DomainError(f"manager: there is a manager already ({', '.join(p.handle for p in managers)}); "
+                              f"add more with `dealflow staff add {manager_handle} --role manager …`")
+        company = s.get(Company, 1).as_dict()
         s.commit()
     tightened = tighten(settings.data_dir)
     url = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", settings.database_url)
-    text = f"database ready at {url}; added {added['staff']} staff and {added['products']} products"
+    text = (f"database ready at {url}; {company['name']} ({company['currency']}, {company['payment_terms_days']} "
+            f"days' terms); added {added['staff']} staff and {added['products']} products")
+    if enrolled:
+        import segno
+
+        text += (f"\nfirst manager: {enrolled['handle']}. Scan this with an authenticator app (or type the "
+                 f"URI's secret); show it to them only:\n{enrolled['uri']}")
+        if not as_json:
+            click.echo(text)
+            segno.make(enrolled["uri"], error="m").terminal(compact=True)
+            text = ("then: `dealflow staff add HANDLE --name … --email … --role …` and `dealflow staff enroll "
+                    "HANDLE` for each of your team; `dealflow product import FILE` for your catalogue")
     if tightened:
         text += (f"\n{settings.data_dir}: {tightened} files and folders that others could read or write are now "
                  f"yours alone")
@@ -186,8 +313,63 @@ def init(as_json: bool) -> None:
                  f"back it up, and give the same key to every machine that runs deals, as DEALFLOW_SECRET_KEY)")
     if not settings.answer_codes:
         text += f"\n{UNVERIFIED_NOTE}"
-    _emit({"database": url, **added, "secret_key_file": str(created) if created else None,
-           "tightened": tightened}, as_json, text)
+    _emit({"database": url, **added, "company": company, "first_manager": enrolled,
+           "secret_key_file": str(created) if created else None, "tightened": tightened}, as_json, text)
+
+
+def _at_a_terminal() -> bool:
+    """Whether a person types the answers (then `init` asks for what is missing)."""
+    return sys.stdin.isatty()
+
+
+def _first_manager(session, handle: str | None, name: str | None, email: str | None, interactive: bool):
+    """The first manager, as given (or asked for at a terminal): a staff account with the manager role."""
+    from models.staff import add_staff
+
+    if not (handle and name and email):
+        if not interactive:
+            missing = "manager" if not handle else "manager-name" if not name else "manager-email"
+            raise DomainError(f"{missing}: the first manager is needed (--manager HANDLE --manager-name NAME "
+                              f"--manager-email EMAIL); they add the rest of the team")
+        click.echo("The first manager (they add the rest of the team):")
+        handle = handle or click.prompt("handle (e.g. ana)")
+        name = name or click.prompt("full name")
+        email = email or click.prompt("e-mail")
+    return add_staff(session, handle, name, email, "manager")
+
+
+@main.group()
+def company() -> None:
+    """Your company's details, as every document and email shows them."""
+
+
+@company.command("show")
+@click.option("--json", "as_json", is_flag=True, help="Print the details as JSON (what `init --from` reads).")
+def company_show(as_json: bool) -> None:
+    """The company's name, address, phone, e-mail, tax ID, bank, currency, mail sender and terms."""
+    from services.company import details
+
+    shown_company = details()
+    _emit(shown_company, as_json, _company_text(shown_company))
+
+
+@company.command("edit")
+@company_options
+@click.option("--json", "as_json", is_flag=True, help="Print the details as JSON.")
+def company_edit(from_file: Path | None, as_json: bool, **company_opts: Any) -> None:
+    """Change some of the company's details (the next documents and emails show them; a PDF
+    already written keeps what it said). Audited."""
+    from models.company import edit
+    from services.db import session_scope
+
+    given = _company_given(from_file, company_opts)
+    if not given:
+        raise DomainError("company edit: say what changes, e.g. --bank \"IBAN … (bank)\" or --from FILE")
+    with session_scope() as s:
+        changed_company, changed = edit(s, given, by=_operator())
+        out = changed_company.as_dict()
+        s.commit()
+    _emit(out, as_json, (f"changed: {', '.join(changed)}" if changed else "nothing changed") + "\n" + _company_text(out))
 
 
 @main.command()
@@ -305,11 +487,12 @@ def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
         with session_scope() as s:
             process.attach_flow_run(s, deal_by_number(s, number), str(run.id))
             s.commit()
-        from .api_credential import people_url
+        from services.links import run_page
 
-        url = people_url() or os.environ["PREFECT_API_URL"].removesuffix("/api")
-        _emit({"deal": number, "flow_run_id": str(run.id), "ui": f"{url}/runs/flow-run/{run.id}"}, as_json,
-              f"{number} started on the 'deal' deployment as flow run {run.id}\n{url}/runs/flow-run/{run.id}")
+        page = run_page(str(run.id))
+        _emit({"deal": number, "flow_run_id": str(run.id), "ui": page}, as_json,
+              f"{number} started on the 'deal' deployment as flow run {run.id}\n"
+              f"its page (each wait: menu ⋮ → Resume): {page}")
         return
     if detach:
         logs = load_settings().data_dir / "logs"
@@ -352,12 +535,15 @@ def _refuse_second_run(number: str, run_id: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the deal as JSON.")
 def deal_show(deal_number: str, as_json: bool) -> None:
     """Everything about one deal: stage, waits, documents, money, mail."""
+    from services.links import run_page
+
     from . import remote
 
     if signed := remote.current():
         from urllib.parse import quote
 
         data = signed.call("GET", f"/dealflow/api/deals/{quote(deal_number.strip(), safe='')}")
+        data["run_page"] = run_page(data["flow_run_id"], {"DEALFLOW_GATEWAY_URL": signed.url})
     else:
         from models.deal import deal_by_number
         from services.db import session_scope
@@ -365,6 +551,7 @@ def deal_show(deal_number: str, as_json: bool) -> None:
 
         with session_scope() as s:
             data = deal_summary(s, deal_by_number(s, deal_number))
+        data["run_page"] = run_page(data["flow_run_id"])
     if as_json:
         _emit(data, True)
         return
@@ -374,6 +561,8 @@ def deal_show(deal_number: str, as_json: bool) -> None:
     if data["waiting_for"]:
         w = data["waiting_for"]
         lines.append(f"waiting for: {w['step']} ({w['key']}, {' or '.join(w['roles'])}) since {w['since']}")
+        if data["run_page"]:
+            lines.append(f"answer it on the run's page (menu ⋮ → Resume): {data['run_page']}")
     for r in data["estimate_revisions"]:
         lines.append(f"estimate {r['number']}: {r['status']}, total {r['total']} {cur}")
     if data["order"]:
@@ -1017,14 +1206,23 @@ def inbox(role: str | None, as_json: bool) -> None:
         r["who"] = " or ".join(r["roles"])
         if not signed and with_runs and r["run"] == "not on this server" and r["flow_run_id"]:
             r["run"] = _run_state(r["flow_run_id"])  # e.g. Running for a moment, or Crashed
-    columns = ["deal", "customer", "step", "key", "who", "since", "amount"] + (["run"] if with_runs else [])
-    from services.config import load_settings
+    from datetime import datetime
 
+    from models.clock import utcnow
+    from models.text import ago
+    from services.config import load_settings
+    from services.links import run_page
+
+    for r in rows:
+        r["link"] = run_page(r["flow_run_id"], {"DEALFLOW_GATEWAY_URL": signed.url} if signed else os.environ)
     if not load_settings().answer_codes:
         click.echo(f"note: {UNVERIFIED_NOTE}", err=True)
-    shown_rows = [{**r, "amount": f"{r['amount']} {r['currency']}" if r["amount"] else ""} for r in rows]
+    # the key names the step and its round (estimate-rev-2, qa-attempt-2): one column, not two
+    columns = ["deal", "customer", "step", "who", "waiting", "amount"] + (["run"] if with_runs else []) + ["link"]
+    shown_rows = [{**r, "step": r["key"], "waiting": ago((utcnow() - datetime.fromisoformat(r["since"])).total_seconds()),
+                   "amount": f"{r['amount']} {r['currency']}" if r["amount"] else ""} for r in rows]
     _emit(rows, as_json, _table(shown_rows, columns)
-          + ("\n(times in UTC)" if rows else ""))
+          + ("\n(answer on the link's page: menu ⋮ → Resume; or `dealflow answer DEAL STEP`)" if rows else ""))
 
 
 def _answer_arguments(deal_number: str, step: str, read: Any, as_typed: dict[str, Any]) -> dict[str, Any]:
@@ -1287,7 +1485,7 @@ def outbox_confirm(email_id: int, by: str, as_json: bool) -> None:
     from models import Email, NotFound, audit
     from models.outbox import confirm_arrived
     from models.process import staff_by_handle
-    from services.config import load_settings
+    from services.company import sender as company_sender
     from services.db import session_scope
     from services.mailer import message_id
 
@@ -1296,7 +1494,7 @@ def outbox_confirm(email_id: int, by: str, as_json: bool) -> None:
         mail = s.get(Email, email_id)
         if mail is None:
             raise NotFound("email", email_id)
-        confirm_arrived(mail, message_id(mail, load_settings().mail_from))
+        confirm_arrived(mail, message_id(mail, company_sender()[1]))
         audit.record(s, person.handle, "email.confirmed_arrived", deal_id=mail.deal_id, subject=f"email {mail.id}",
                      to=mail.to_addr, kind=mail.kind)
         s.commit()

@@ -39,6 +39,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -68,6 +69,11 @@ FORWARDED_HEADERS = ("accept", "accept-encoding", "accept-language", "content-ty
                      "if-modified-since", "cache-control", "x-prefect-ui")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "set-cookie", "server", "date"}
+# dealflow's layout of the newer UI's Resume form (a page, not a box: see ui.css), and the older
+# UI's run page, which links printed before went to (its form squeezes the description away)
+UI_STYLE_PATH = "/dealflow/ui.css"
+UI_STYLE = (Path(__file__).parent / "ui.css").read_text(encoding="utf-8")
+OLD_RUN_PAGE = "/runs/flow-run/"
 CSP = ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; "
        "base-uri 'none'")
 
@@ -572,7 +578,29 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
             return await ui_settings(request, path)
         if decision.kind == READ and request.method == "GET" and "/input/" in path and path.endswith("-description"):
             return await description(person, request, path)
+        if decision.kind == READ and request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+            if path.startswith(OLD_RUN_PAGE):  # a link printed before dealflow linked to the newer UI
+                return RedirectResponse("/v2" + path + (f"?{request.url.query}" if request.url.query else ""),
+                                        status_code=303)
+            if path == "/v2" or (path.startswith("/v2/") and not path.startswith("/v2/assets/")):
+                return await ui_page(request, path)
         return await forward(request, path, body)
+
+    async def ui_page(request: Request, path: str) -> Response:
+        """A page of the newer UI (its one HTML file, whatever the route), with dealflow's layout
+        of the Resume form (``ui.css``) added to its head."""
+        try:
+            response = await client.get(path, params=request.url.query or None, headers={"accept": "text/html"})
+        except httpx.HTTPError:
+            return JSONResponse({"detail": "dealflow's gateway: the Prefect server does not answer"}, status_code=502)
+        media = response.headers.get("content-type", "")
+        if response.status_code != 200 or not media.startswith("text/html") or "</head>" not in response.text:
+            return Response(response.content, status_code=response.status_code, media_type=media or None)
+        page = response.text.replace("</head>", f'<link rel="stylesheet" href="{UI_STYLE_PATH}"></head>', 1)
+        return HTMLResponse(page, headers={"cache-control": "no-cache"})
+
+    async def ui_style(request: Request) -> Response:
+        return Response(UI_STYLE, media_type="text/css; charset=utf-8", headers={"cache-control": "no-cache"})
 
     async def forward(request: Request, path: str, body: bytes) -> Response:
         sent = {k: v for k, v in request.headers.items() if k in FORWARDED_HEADERS}
@@ -698,6 +726,7 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
         Route("/dealflow/api/deals/{number}/waits/{key}", api_wait, methods=["GET"]),
         Route("/dealflow/api/answer", api_answer, methods=["POST"]),
         Route("/dealflow/health", health, methods=["GET"]),
+        Route(UI_STYLE_PATH, ui_style, methods=["GET"]),
         Route("/{path:path}", through, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
         WebSocketRoute("/{path:path}", websocket_refused),
     ]

@@ -56,6 +56,7 @@ from models.portal import (
     renewal_asked,
     run_input,
 )
+from services.company import details as company_details
 from services.config import PORTAL_PORT, PROJECT_ROOT, Settings, load_settings
 from services.db import session_scope
 from services.keys import portal_secret
@@ -93,7 +94,7 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
     secure = settings.public_url.startswith("https://")
 
     def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        html = env.get_template(f"portal/{template}").render(company=settings.company, **context)
+        html = env.get_template(f"portal/{template}").render(company=company_details(settings), **context)
         return HTMLResponse(html, status_code=status)
 
     def not_found(request: Request) -> Response:

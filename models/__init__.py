@@ -26,7 +26,7 @@ from .errors import (
 from .roles import Role
 
 # the modules that define tables: all of them are imported before the first mapper is used
-MODEL_MODULES = ("audit", "billing", "catalog", "crm", "deal", "estimates", "identity", "numbering",
+MODEL_MODULES = ("audit", "billing", "catalog", "company", "crm", "deal", "estimates", "identity", "numbering",
                  "orders", "outbox", "portal", "staff")
 
 # a mapped class (or Base) -> the module that defines it
@@ -35,6 +35,7 @@ _CLASSES = {
     "AuditEntry": "audit",
     "Invoice": "billing", "InvoiceLine": "billing", "Payment": "billing",
     "Product": "catalog", "StockLevel": "catalog", "StockMove": "catalog",
+    "Company": "company",
     "Contact": "crm", "Customer": "crm", "FollowUp": "crm", "Lead": "crm", "Opportunity": "crm",
     "StageChange": "crm",
     "Deal": "deal", "Wait": "deal",

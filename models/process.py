@@ -40,7 +40,7 @@ from .documents import (
 )
 from .errors import DomainError, InvalidTransition, NotFound, ValidationError, WaitNotOpen
 from .estimates import Estimate, EstimateLine, EstimateRevision
-from .money import DEFAULT_CURRENCY, parse_money
+from .money import parse_money
 from .numbering import next_number
 from .orders import SalesOrder, SalesOrderLine, SalesReceipt, Shipment, ShipmentLine
 from .outbox import add_document, queue_email
@@ -651,10 +651,15 @@ def _mail_customer(session: Session, deal: Deal, kind: str, number: str, subject
                 context={**ctx, "portal_link": asdict(named)} if named else ctx, document=doc)
 
 
-def convert_lead(session: Session, deal: Deal, default_currency: str = DEFAULT_CURRENCY) -> str:
+def convert_lead(session: Session, deal: Deal) -> str:
     """The qualified lead becomes an opportunity of a customer: the known customer with the lead's
     e-mail and company name (imported, or from an earlier deal; the lead's contact is added to it),
-    else a new one in ``default_currency``. The deal is in the customer's currency."""
+    else a new one with the company's currency and payment terms. The deal is in the customer's
+    currency."""
+    from .company import the_company
+
+    company = the_company(session)
+    default_currency = company.currency
     lead = deal.lead
     if deal.opportunity is not None:
         return "already converted"
@@ -665,7 +670,7 @@ def convert_lead(session: Session, deal: Deal, default_currency: str = DEFAULT_C
                                          is_primary=not customer.contacts))
     if customer is None:
         customer = Customer(name=lead.company, email=lead.email, phone=lead.phone, currency=default_currency,
-                            billing_address=lead.address, shipping_address=lead.address)
+                            payment_terms_days=company.payment_terms_days, billing_address=lead.address, shipping_address=lead.address)
         customer.contacts.append(Contact(name=lead.contact_name, email=lead.email, phone=lead.phone,
                                          is_primary=True))
         session.add(customer)

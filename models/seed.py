@@ -1,4 +1,5 @@
-"""Glocial Machineries' catalogue and staff, as loaded by ``dealflow init``. Loading twice adds nothing."""
+"""The Glocial Machineries demo: its company (unless one is set up), catalogue and staff, as loaded
+by ``dealflow init --demo-data`` and the demo. Loading twice adds nothing."""
 
 from __future__ import annotations
 
@@ -42,7 +43,11 @@ CHECKLISTS = {
 def load(session: Session, cipher: Cipher | None = None) -> dict[str, int]:
     """With ``cipher``, the Glocial staff are enrolled for one-time codes as they are added (their
     secrets encrypted with it); ``dealflow staff enroll HANDLE`` gives a person a new one to scan."""
+    from .company import GLOCIAL, Company, set_up
+
     added = {"staff": 0, "products": 0}
+    if session.get(Company, 1) is None:
+        set_up(session, GLOCIAL, by="init")
     for handle, name, email, role in STAFF:
         if session.scalars(select(StaffUser).where(StaffUser.handle == handle)).one_or_none() is None:
             person = StaffUser(handle=handle, name=name, email=email, roles=str(role))

@@ -66,3 +66,14 @@ def check_id(value: object, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
         raise ValidationError(field, f"must be a whole number from 1 to {MAX_ID:,}, got {shown(value, 40)}")
     return value
+
+
+def ago(seconds: float) -> str:
+    """How long ago, as a person says it: 'just now', '12 min ago', '2 h ago', '3 d ago'."""
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 2 * 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} d ago"

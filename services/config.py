@@ -21,7 +21,6 @@ class SmtpSettings:
     user: str
     password: str = field(repr=False)
     security: str  # "starttls", "ssl" or "none"
-    sender: str
     password_block: str = ""  # a Prefect Secret block holding the password, read when mail is sent
 
 
@@ -30,9 +29,7 @@ class Settings:
     data_dir: Path
     database_url: str
     smtp: SmtpSettings | None
-    mail_from: str
-    finance_email: str
-    company: dict[str, str]
+    finance_email: str  # "" : the company's email (``models.company``)
     mail_retry_seconds: tuple[int, ...] = MAIL_RETRY_SECONDS  # DEALFLOW_MAIL_RETRY_SECONDS
     # Every answer needs a one-time code or a signed session; DEALFLOW_ANSWER_CODES=off (a trial
     # by one person) makes the handle enough, and every answer is then recorded as unverified.
@@ -40,8 +37,6 @@ class Settings:
     # The base of every link in mail to customers (the portal, `dealflow portal`): DEALFLOW_PUBLIC_URL,
     # e.g. https://portal.example.com behind an HTTPS proxy; by default the portal on this machine.
     public_url: str = f"http://127.0.0.1:{PORTAL_PORT}"
-    # A new customer's currency, unless theirs is set (`dealflow customer edit ID --currency JPY`)
-    currency: str = "USD"  # DEALFLOW_CURRENCY
 
     @property
     def mail_dir(self) -> Path:
@@ -58,11 +53,26 @@ def data_dir_of(env: Mapping[str, str]) -> Path:
     return Path(env.get("DEALFLOW_DATA_DIR", PROJECT_ROOT / "data")).resolve()
 
 
+def gateway_file(data_dir: Path) -> Path:
+    """Where `dealflow up` records the address of the gateway it started."""
+    return data_dir / "run" / "gateway-url"
+
+
+def people_url(env: Mapping[str, str] = os.environ) -> str | None:
+    """Where people open the Prefect UI: the gateway (DEALFLOW_GATEWAY_URL, or the one `dealflow up`
+    started for this data folder); None if there is none (then only the server's own address)."""
+    if env.get("DEALFLOW_GATEWAY_URL"):
+        return env["DEALFLOW_GATEWAY_URL"].rstrip("/")
+    try:
+        return gateway_file(data_dir_of(env)).read_text().strip() or None
+    except OSError:
+        return None
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     data_dir = data_dir_of(env)
     database_url = env.get("DATABASE_URL") or f"sqlite:///{data_dir / 'dealflow.db'}"
-    mail_from = env.get("DEALFLOW_MAIL_FROM", "sales@glocial.example")
     smtp = None
     if env.get("SMTP_HOST"):
         from models.errors import ValidationError
@@ -77,29 +87,14 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         smtp = SmtpSettings(
             host=env["SMTP_HOST"], port=int(port),
             user=env.get("SMTP_USER", ""), password=env.get("SMTP_PASSWORD", ""),
-            security=security, sender=mail_from,
+            security=security,
             password_block=env.get("SMTP_PASSWORD_SECRET_BLOCK", ""),
         )
-    company = {
-        "name": env.get("DEALFLOW_COMPANY_NAME", "Glocial Machineries"),
-        "address": env.get("DEALFLOW_COMPANY_ADDRESS", "12 Foundry Road, Riverside Industrial Park"),
-        "email": mail_from,
-        "phone": env.get("DEALFLOW_COMPANY_PHONE", "+1 555 0100"),
-        "bank": env.get("DEALFLOW_COMPANY_BANK", "IBAN XX00 0000 0000 0000 0000 00"),
-        "tax_id": env.get("DEALFLOW_COMPANY_TAX_ID", "").strip(),  # on every document when set
-    }
-    return Settings(data_dir=data_dir, database_url=database_url, smtp=smtp, mail_from=mail_from,
-                    finance_email=env.get("DEALFLOW_FINANCE_EMAIL", "finance@glocial.example"),
-                    company=company, mail_retry_seconds=_retry_seconds(env.get("DEALFLOW_MAIL_RETRY_SECONDS")),
+    return Settings(data_dir=data_dir, database_url=database_url, smtp=smtp,
+                    finance_email=env.get("DEALFLOW_FINANCE_EMAIL", "").strip(),
+                    mail_retry_seconds=_retry_seconds(env.get("DEALFLOW_MAIL_RETRY_SECONDS")),
                     answer_codes=_switch(env.get("DEALFLOW_ANSWER_CODES"), "DEALFLOW_ANSWER_CODES"),
-                    public_url=_public_url(env.get("DEALFLOW_PUBLIC_URL")),
-                    currency=_currency(env.get("DEALFLOW_CURRENCY")))
-
-
-def _currency(value: str | None) -> str:
-    from models.customers import currency_code
-
-    return "USD" if value is None or not value.strip() else currency_code(value, "DEALFLOW_CURRENCY")
+                    public_url=_public_url(env.get("DEALFLOW_PUBLIC_URL")))
 
 
 def _public_url(value: str | None) -> str:

@@ -37,13 +37,24 @@ def engine_for(url: str) -> Engine:
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn):
             # SQLite ignores SELECT ... FOR UPDATE; taking the write lock at BEGIN makes a
-            # read-then-write (stock, document numbers) serialise instead of interleave.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # read-then-write (stock, document numbers) serialise instead of interleave. A
+            # connection that only reads (``read_only``) takes no lock: it reads beside a writer.
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     return create_engine(url, pool_pre_ping=True)
+
+
+READ_ONLY = "dealflow_read_only"
+
+
+def read_only(url: str | None = None):
+    """A connection for one read that never waits for a writer (on SQLite, no write lock), e.g.
+    the company's details while a rendering caller holds a session of its own."""
+    engine = engine_for(url) if url else current_engine()
+    return engine.connect().execution_options(**{READ_ONLY: True})
 
 
 def current_engine() -> Engine:
@@ -61,12 +72,17 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         session.close()
 
 
-def migrate(url: str | None = None) -> None:
-    """Create or upgrade the schema to the newest Alembic revision."""
-    from alembic import command
+def alembic_config(url: str | None = None):
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
     cfg.attributes["engine"] = engine_for(url) if url else current_engine()
-    command.upgrade(cfg, "head")
+    return cfg
+
+
+def migrate(url: str | None = None) -> None:
+    """Create or upgrade the schema to the newest Alembic revision."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), "head")

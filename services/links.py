@@ -1,4 +1,5 @@
-"""The customer's personal links (the portal), made when a mail is rendered.
+"""Links: the customer's personal links (the portal), made when a mail is rendered, and the
+team's links to a deal's run in the Prefect UI (through the gateway).
 
 An email row keeps only what its link names (``portal_link``: the deal, the document, the
 contact), never the link itself: the link is signed with this installation's key at the moment
@@ -8,12 +9,14 @@ the mail is rendered, so no table holds a working link.
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 from models.errors import ValidationError
 from models.portal import Link, document_token, link_token
 
-from .config import Settings, load_settings
+from .config import Settings, load_settings, people_url
 from .keys import portal_secret
 
 log = logging.getLogger(__name__)
@@ -46,3 +49,20 @@ def document_url(document_id: int, settings: Settings | None = None) -> str | No
     except ValidationError as exc:
         log.warning("the deal page shows documents without links: %s", exc)
         return None
+
+
+# --- the team's links to a run ----------------------------------------------------------------
+# The Prefect UI dealflow links to is the newer one (served under /v2): it shows a wait's whole
+# description above its form, and the gateway lays its Resume form out as a page (see
+# ``dealflow.gateway``, UI_STYLE). The older UI's run page squeezes the description of a form
+# with several fields to nothing, so no link dealflow prints opens it.
+RUN_PAGE = "/v2/runs/flow-run/{run_id}"
+
+
+def run_page(run_id: str | None, env: Mapping[str, str] = os.environ) -> str | None:
+    """The page of a deal's run, where its wait is answered (menu ⋮ → Resume): at the gateway, else
+    at the Prefect server of PREFECT_API_URL; None without a run or a server to name."""
+    base = people_url(env) or (env.get("PREFECT_API_URL", "").rstrip("/").removesuffix("/api") or None)
+    if not run_id or not base:
+        return None
+    return base + RUN_PAGE.format(run_id=run_id)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate
+from email.utils import formataddr, formatdate, parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ from models.outbox import (
     release_dead_claims,
 )
 
+from .company import sender as company_sender
 from .config import Settings, load_settings
 from .rendering import render, render_email, render_pdf
 
@@ -146,9 +147,10 @@ def header_safe(value: str) -> str:
 
 
 def _client(settings: Settings) -> yagmail.SMTP:
-    """yagmail's SMTP connection and login (as SMTP_USER); messages go out From DEALFLOW_MAIL_FROM."""
-    sender = {(settings.smtp.user if settings.smtp and settings.smtp.user else settings.mail_from):
-              settings.company["name"]}
+    """yagmail's SMTP connection and login (as SMTP_USER); messages go out From the company's mail
+    sender (`dealflow company edit --mail-from`)."""
+    name, address = company_sender(settings)
+    sender = {(settings.smtp.user if settings.smtp and settings.smtp.user else address): name}
     smtp = settings.smtp
     if smtp is None:
         return yagmail.SMTP(user=sender, smtp_skip_login=True, soft_email_validation=False)
@@ -193,11 +195,20 @@ def compose(mail: Outgoing, text: str, html: str, pdf: Path | None, sender: tupl
     msg["Subject"] = header_safe(mail.subject)
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = message_id(mail, sender[1])
-    msg.set_content(text)
+    msg.set_content(text, cte=text_encoding(text))
     msg.add_alternative(html, subtype="html")
     if pdf is not None:
         msg.add_attachment(pdf.read_bytes(), maintype="application", subtype="pdf", filename=pdf.name)
     return msg
+
+
+def text_encoding(text: str) -> str:
+    """How the plain-text part goes: as it is written (7bit, or 8bit for accents and '·'), so that
+    a link in the raw message is one unbroken line a person can copy; quoted-printable (which
+    breaks long lines with '=') only for a line too long for SMTP (998 bytes), e.g. a long note."""
+    if any(len(line.encode()) > 990 for line in text.splitlines()):
+        return "quoted-printable"
+    return "7bit" if text.isascii() else "8bit"
 
 
 def render_message(out: Outgoing, settings: Settings) -> EmailMessage:
@@ -209,7 +220,7 @@ def render_message(out: Outgoing, settings: Settings) -> EmailMessage:
     if out.document:
         stem, template, context = out.document
         _, pdf = write_document(Document(number=stem, template=template, context=context), settings)
-    return compose(out, text, html, pdf, (settings.company["name"], settings.mail_from))
+    return compose(out, text, html, pdf, company_sender(settings))
 
 
 def hand_over(out: Outgoing, msg: EmailMessage, settings: Settings, data_step: Callable[[], bool]) -> str:
@@ -230,9 +241,11 @@ def hand_over(out: Outgoing, msg: EmailMessage, settings: Settings, data_step: C
         client.login()  # a failure before the end of DATA: the server has no message, a retry is safe
         smtp = client.smtp
         smtp.ehlo_or_helo_if_needed()
-        code, reply = smtp.mail(settings.mail_from)
+        eight_bit = any(part.get("content-transfer-encoding") == "8bit" for part in msg.walk())
+        envelope_from = parseaddr(msg["From"])[1]
+        code, reply = smtp.mail(envelope_from, ["BODY=8BITMIME"] if eight_bit and smtp.has_extn("8bitmime") else [])
         if code != 250:
-            raise smtplib.SMTPSenderRefused(code, reply, settings.mail_from)
+            raise smtplib.SMTPSenderRefused(code, reply, envelope_from)
         code, reply = smtp.rcpt(out.to_addr)
         if code not in (250, 251):
             raise smtplib.SMTPRecipientsRefused({out.to_addr: (code, reply)})

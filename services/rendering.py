@@ -51,8 +51,10 @@ def environment() -> Environment:
 
 
 def render(template: str, context: dict[str, Any], settings: Settings | None = None, **extra: Any) -> str:
+    from .company import details
+
     settings = settings or load_settings()
-    return environment().get_template(template).render(doc=context, company=settings.company, **extra)
+    return environment().get_template(template).render(doc=context, company=details(settings), **extra)
 
 
 def render_pdf(html: str) -> bytes:

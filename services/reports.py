@@ -31,10 +31,9 @@ from models import (
     utcnow,
 )
 from models.catalog import reserved
+from models.company import the_company
 from models.crm import OPEN_STAGES, STAGES
 from models.money import round_money
-
-from .config import load_settings
 
 REPORTS = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging")
 CHARTS = ("pipeline", "funnel", "aging")
@@ -136,7 +135,7 @@ def stock(session: Session) -> pd.DataFrame:
     held = {p.sku: n for p, n in ((session.get(Product, pid), n) for pid, n in reserved(session).items())}
     df.insert(3, "reserved", [held.get(sku, 0) for sku in df["sku"]])
     df.insert(4, "available", df["on_hand"] - df["reserved"])
-    currency = load_settings().currency  # catalogue prices are in the company's currency
+    currency = the_company(session).currency  # catalogue prices are in the company's currency
     df["value"] = [round_money(Decimal(str(p)) * q, currency) for p, q in zip(df["unit_price"], df["on_hand"],
                                                                                strict=True)]
     df["currency"] = currency
@@ -161,7 +160,7 @@ def aging(session: Session, today: date | None = None) -> pd.DataFrame:
                      "days_late": max(late, 0), "bucket": bucket, "currency": inv.deal.currency, "amount_due": due})
     detail = pd.DataFrame(rows, columns=["invoice", "customer", "due_date", "days_late", "bucket", "currency",
                                          "amount_due"])
-    currencies = sorted(set(detail["currency"])) or [load_settings().currency]
+    currencies = sorted(set(detail["currency"])) or [the_company(session).currency]
     summary = pd.DataFrame([{"bucket": b, "currency": c} for c in currencies for b in AGING_BUCKETS])
     picked = [(detail["bucket"] == b) & (detail["currency"] == c) for b, c in zip(summary["bucket"],
                                                                                     summary["currency"], strict=True)]
@@ -193,6 +192,8 @@ def records(df: pd.DataFrame) -> list[dict]:
 
 
 def _short_money(value: float, _pos: int) -> str:
+    if abs(value) < 0.5:
+        return "0"  # never "-0" (matplotlib's ticks around zero are ±0.0)
     for size, unit in ((1e9, "bn"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= size:
             return f"{value / size:,.1f} {unit}".replace(".0 ", " ")
@@ -201,15 +202,25 @@ def _short_money(value: float, _pos: int) -> str:
 
 def chart(name: str, df: pd.DataFrame, path) -> None:
     """A PNG chart of the funnel, the pipeline (weighted forecast by stage) or the aging."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
 
     if name in ("pipeline", "aging") and "currency" in df and df["currency"].nunique() > 1:
         _per_currency(name, df, path)  # amounts in different currencies are never added together
         return
+    fig = figure(name, df)
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def figure(name: str, df: pd.DataFrame):
+    """The chart of one currency as a matplotlib figure: counts on whole-number axes, amounts from
+    zero up, no "-0" label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     currency = df["currency"].iloc[0] if "currency" in df and len(df) else ""
     if name == "funnel":
@@ -218,6 +229,8 @@ def chart(name: str, df: pd.DataFrame, path) -> None:
                                    for d, c in zip(df["deals"][::-1], df["conversion_pct"][::-1], strict=True)],
                      padding=3)
         ax.set_xlabel("deals")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(left=0)
         ax.set_title("Conversion funnel")
     elif name == "pipeline":
         by_stage = df.groupby("stage", sort=False)[["amount", "weighted"]].sum()
@@ -230,6 +243,7 @@ def chart(name: str, df: pd.DataFrame, path) -> None:
         ax.yaxis.set_major_formatter(FuncFormatter(_short_money))
         ax.legend()
         ax.set_ylabel(f"amount ({currency})")
+        ax.set_ylim(bottom=0)
         ax.set_title(f"Pipeline by stage ({currency})")
     elif name == "aging":
         bars = ax.bar(df["bucket"], [float(v) for v in df["amount_due"]], color="#c55a11")
@@ -237,13 +251,14 @@ def chart(name: str, df: pd.DataFrame, path) -> None:
         ax.set_xlabel("days past due")
         ax.set_ylabel(f"amount due ({currency})")
         ax.yaxis.set_major_formatter(FuncFormatter(_short_money))
+        ax.set_ylim(bottom=0)
         ax.set_title(f"Receivables aging ({currency})")
     else:
+        plt.close(fig)
         from models import ValidationError
         raise ValidationError("png", f"charts exist for {', '.join(CHARTS)}")
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    return fig
 
 
 def _per_currency(name: str, df: pd.DataFrame, path) -> None:

@@ -93,12 +93,12 @@ def answerer(session: Session, wait: Wait) -> str:
 
 
 def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = lambda _id: None,
-              note: str | None = None, link_days: int | None = None) -> Markdown:
+              note: str | None = None, link_days: int | None = None, run_link: str | None = None) -> Markdown:
     """The deal as one Markdown page (state, money, lines, documents, answers, timeline): the
     deal's artifact in the Prefect UI. ``link(document id)``: a link a colleague on another
     machine can open (through the portal, valid ``link_days``), or None. Every value is escaped
     (``models.markdown``): a name, a note or an answer someone typed shows as typed, never as a
-    link, image or tag."""
+    link, image or tag. ``run_link``: the run's page in the Prefect UI, where a wait is answered."""
     from models import AuditEntry
 
     d = deal_summary(session, deal)
@@ -111,6 +111,9 @@ def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = 
         w = d["waiting_for"]
         out.append(Markdown("\n⏸ waiting for **{}** (`{}`, {}) since {} UTC").format(
             w["step"], Markdown(w["key"].replace("`", "")), " or ".join(w["roles"]), w["since"]))
+        if run_link:
+            out.append(Markdown("\n") + mdlink("Answer it on the run's page", run_link)
+                       + Markdown(" (menu ⋮ → Resume)."))
     money = []
     if d["estimate_revisions"]:
         r = d["estimate_revisions"][-1]

@@ -166,11 +166,13 @@ def _auto(step_fn, name: str):
 
 
 def _create_receipt(session, deal):
-    return process.create_receipt(session, deal, load_settings().finance_email)
+    from models.company import the_company
+
+    return process.create_receipt(session, deal, load_settings().finance_email or the_company(session).email)
 
 
 def _convert_lead(session, deal):
-    return process.convert_lead(session, deal, load_settings().currency)
+    return process.convert_lead(session, deal)
 
 
 convert_lead = _auto(_convert_lead, "convert-lead")
@@ -205,7 +207,7 @@ def publish_deal_page(deal_number: str) -> str:
     to find, not a version per step); its documents link through the portal."""
     from models.portal import DOCUMENT_LINK_DAYS
     from services.config import UNVERIFIED_NOTE
-    from services.links import document_url
+    from services.links import document_url, run_page
     from services.views import deal_page
 
     from .ui import markdown_page
@@ -214,7 +216,8 @@ def publish_deal_page(deal_number: str) -> str:
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
         markdown = deal_page(s, deal, lambda doc_id: document_url(doc_id, settings),
-                             note=None if settings.answer_codes else UNVERIFIED_NOTE, link_days=DOCUMENT_LINK_DAYS)
+                             note=None if settings.answer_codes else UNVERIFIED_NOTE, link_days=DOCUMENT_LINK_DAYS,
+                             run_link=run_page(deal.flow_run_id))
         key = f"deal-{deal.number.lower()}"
         description = f"{deal.number} · {deal.customer_name}"
     markdown_page(key, markdown, description)

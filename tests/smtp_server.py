@@ -17,6 +17,8 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    raw: bytes = b""  # the message's bytes as the server received them
+    mail_options: list[str] = field(default_factory=list)  # e.g. BODY=8BITMIME
 
 
 @dataclass
@@ -43,7 +45,8 @@ class Recorder:
             self.refuse -= 1
             return "451 4.3.0 Mailbox busy, try again later"
         message = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
-        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message,
+                                      envelope.original_content, list(envelope.mail_options)))
         return "250 OK"
 
     def authenticate(self, server, session, envelope, mechanism, auth_data):

@@ -11,6 +11,8 @@ from sqlalchemy import func, select
 from dealflow.cli import main
 from dealflow.scenario import play_direct
 from models import FollowUp, Lead
+from models.deal import deal_by_number
+from models.text import ago
 from services.db import session_scope
 
 
@@ -158,6 +160,37 @@ def test_inbox_deal_show_and_stock_speak_json(new_deal):
     assert "invoice INV-0001: total 174183.68 USD, paid 0.00, due 174183.68 USD" in out
     stock = {r["sku"]: r["on_hand"] for r in json.loads(run("stock", "--json")[1])}
     assert stock["CNC-LATHE-2000"] == 1 and stock["COOLANT-20L"] == 190
+
+
+def test_the_inbox_reads_as_people_speak_and_links_each_wait_to_its_run_page(new_deal, monkeypatch):
+    from datetime import timedelta
+
+    from models import Wait
+
+    play_direct(new_deal, until="estimate-rev-1")
+    run_id = "0b5e1a6e-4c57-4d0e-9a53-5a1d7f0c0001"
+    with session_scope() as s:
+        wait = s.scalars(select(Wait).where(Wait.status == "open")).one()
+        wait.flow_run_id = wait.deal.flow_run_id = run_id
+        wait.opened_at = wait.opened_at - timedelta(hours=2, minutes=5)
+        s.commit()
+    monkeypatch.setenv("DEALFLOW_GATEWAY_URL", "https://prefect.example.com/")
+    code, out, _ = run("inbox")
+    head, row, *rest = out.splitlines()
+    assert head.split() == ["DEAL", "CUSTOMER", "STEP", "WHO", "WAITING", "AMOUNT", "LINK"]
+    link = f"https://prefect.example.com/v2/runs/flow-run/{run_id}"
+    assert row.split()[0] == new_deal and "estimate-rev-1" in row and "2 h ago" in row and row.endswith(link)
+    assert row.split().count("estimate-rev-1") == 1 and " estimate " not in row  # the step once, with its round
+    assert rest == ["(answer on the link's page: menu ⋮ → Resume; or `dealflow answer DEAL STEP`)"]
+    assert json.loads(run("inbox", "--json")[1])[0]["link"] == link
+    code, out, _ = run("deal", "show", new_deal)
+    assert f"answer it on the run's page (menu ⋮ → Resume): {link}" in out.splitlines()
+    from services.views import deal_page
+
+    with session_scope() as s:
+        page = deal_page(s, deal_by_number(s, new_deal), run_link=link)
+    assert f"[Answer it on the run's page]({link}) (menu ⋮ → Resume)." in page
+    assert [ago(x) for x in (5, 60, 2 * 3600 + 300, 3 * 86400)] == ["just now", "1 min ago", "2 h ago", "3 d ago"]
 
 
 @pytest.mark.parametrize("args, message", [

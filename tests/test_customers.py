@@ -86,7 +86,7 @@ def test_a_bad_customer_command_is_one_clear_line_and_changes_nothing(db, tmp_pa
 
 
 def test_a_known_customers_deal_has_their_currency_terms_tax_id_and_po(new_deal, tmp_path, monkeypatch):
-    monkeypatch.setenv("DEALFLOW_COMPANY_TAX_ID", "US-98-7654321")
+    assert cli("company", "edit", "--tax-id", "US-98-7654321").exit_code == 0
     path = tmp_path / "customers.csv"
     path.write_text(HEADER + f"{LEAD['company']},{LEAD['email']},{LEAD['contact_name']},GB-<b>42</b>,45,EUR,"
                              f"\"4 Canal Street\"\n", encoding="utf-8")

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -59,6 +59,8 @@ class Prefect:
                     "ui": {"enabled": True, "api_url": "http://127.0.0.1:4200/api", "static_directory": "/srv"},
                     "database": {"connection_url": "postgresql+asyncpg://prefect:pw@db/prefect"},
                     "api": {"auth_string": "********"}}})
+            if raw.startswith("/v2") and not raw.startswith("/v2/assets/"):
+                return HTMLResponse("<!doctype html><html><head><title>Prefect Server</title></head><body></body></html>")
             if raw.endswith("-description"):
                 return PlainTextResponse(json.dumps(self.description))
             return JSONResponse({"ok": True})
@@ -287,6 +289,23 @@ def test_the_ui_is_told_its_api_is_the_gateways_with_csrf_and_no_login_page(gw):
     sign_in(gw, "sofia")
     got = gw.get("/ui-settings").json()
     assert (got["api_url"], got["auth"], got["csrf_enabled"]) == (f"{ORIGIN}/api", None, True)
+
+
+def test_the_newer_uis_pages_get_dealflows_layout_and_the_older_run_page_sends_there(gw, prefect):
+    sign_in(gw, "sofia")
+    html = {"accept": "text/html,application/xhtml+xml"}
+    page = gw.get(f"/v2/runs/flow-run/{RUN}", headers=html)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.text.count('<link rel="stylesheet" href="/dealflow/ui.css">') == 1
+    assert page.text.index("/dealflow/ui.css") < page.text.index("</head>")
+    style = gw.get("/dealflow/ui.css")
+    assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
+    assert '[role="dialog"][data-slot="dialog-content"].max-h-\\[80vh\\].flex-col' in style.text
+    old = gw.get(f"/runs/flow-run/{RUN}?tab=Logs", headers=html)
+    assert (old.status_code, old.headers["location"]) == (303, f"/v2/runs/flow-run/{RUN}?tab=Logs")
+    # the UI's scripts and its API calls pass as they are
+    assert gw.get("/v2/assets/index.js").json() == {"ok": True}
+    assert gw.get(f"/runs/flow-run/{RUN}", headers={"accept": "application/json"}).json() == {"ok": True}
 
 
 def test_a_waits_description_says_who_is_signed_in(gw, prefect):

@@ -410,7 +410,7 @@ def test_init_creates_a_key_file_mode_0600_and_enrolls_the_staff(tmp_path, monke
     monkeypatch.delenv("DEALFLOW_SECRET_KEY")
     monkeypatch.setenv("DEALFLOW_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'data' / 'dealflow.db'}")
-    code, out, _ = run("init")
+    code, out, _ = run("init", "--demo-data")
     key = tmp_path / "data" / "secret.key"
     assert code == 0 and f"secret key created: {key} (mode 0600" in out
     assert stat.S_IMODE(key.stat().st_mode) == 0o600

@@ -154,6 +154,22 @@ def test_the_estimate_email_links_to_a_page_that_shows_the_estimate_and_its_pdf(
     assert css.status_code == 200 and "font-family" in css.text
 
 
+def test_the_customer_accepts_the_terms_the_estimate_pdf_prints(new_deal, portal, customer, data_dir):
+    from pypdf import PdfReader
+
+    play_direct(new_deal, until="handoff")
+    with session_scope() as s:
+        deal_by_number(s, new_deal).customer.payment_terms_days = 60
+        s.commit()
+    at_decision(new_deal)
+    page = customer.open(estimate_link(data_dir))
+    label = " ".join(plain_text(re.search(r'id="terms".*?</label>', page.text, re.S).group(0)).split())
+    pdf = " ".join(" ".join(p.extract_text() for p in PdfReader(data_dir / "documents" / "EST-0001-R1.pdf").pages).split())
+    terms = "Delivery after QA sign-off at our works; payment 60 days from invoice."
+    assert label.endswith(f"and its terms: {terms}"), label
+    assert terms in pdf, pdf
+
+
 def test_the_estimate_mailed_over_smtp_carries_a_working_link_in_both_its_parts(new_deal, portal, customer, smtp):
     at_decision(new_deal)
     [got] = smtp.received  # the real message, as the mail server received it
@@ -163,6 +179,27 @@ def test_the_estimate_mailed_over_smtp_carries_a_working_link_in_both_its_parts(
     html = message_from_bytes(raw, policy=policy.default).get_body(("html",)).get_content()
     assert f'href="{link}"' in html  # the button in the HTML part opens the same page
     assert "Estimate EST-0001-R1" in plain_text(customer.open(link).text)
+    # in the raw message too, the plain text's link is one unbroken line (no "=" soft breaks) that
+    # a person can copy, and the server was told the body is 8-bit where it is
+    text = message_from_bytes(got.raw, policy=policy.default).get_body(("plain",))
+    assert text["content-transfer-encoding"] in ("7bit", "8bit")
+    assert any(link.encode() in line.split() for line in got.raw.splitlines()), got.raw[:3000]
+    assert got.mail_options == (["BODY=8BITMIME"] if text["content-transfer-encoding"] == "8bit" else [])
+
+
+def test_the_raw_eml_keeps_each_link_whole_and_a_line_too_long_for_smtp_goes_quoted_printable(new_deal, data_dir):
+    from services.mailer import text_encoding
+
+    at_decision(new_deal)
+    [eml] = sorted((data_dir / "mail").glob("*estimate*.eml"))
+    raw = eml.read_bytes()
+    link = link_in(raw)
+    assert link and any(link.encode() in line.split() for line in raw.splitlines()), raw[:3000]
+    text = message_from_bytes(raw, policy=policy.default).get_body(("plain",))
+    assert text["content-transfer-encoding"] == "8bit"  # its '·' and '×' as written, no soft line breaks
+    assert link in text.get_payload().split()
+    assert (text_encoding("a link: https://x.example/e/" + "t" * 300), text_encoding("Glocial · Pune"),
+            text_encoding("note " + "n" * 1000)) == ("7bit", "8bit", "quoted-printable")
 
 
 def test_a_link_that_does_not_verify_is_not_found_without_detail_and_too_many_are_refused(

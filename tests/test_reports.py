@@ -117,6 +117,29 @@ def test_report_command_writes_csv_xlsx_and_a_png_chart(book, tmp_path):
     assert (bad.exit_code, bad.stderr) == (2, "error: png: charts exist for pipeline, funnel, aging\n")
 
 
+def _tick_labels(axis) -> list[str]:
+    axis.figure.canvas.draw()
+    return [t.get_text().replace("\N{MINUS SIGN}", "-") for t in axis.get_ticklabels() if t.get_text()]
+
+
+def test_charts_count_in_whole_numbers_and_show_no_minus_zero(book):
+    import matplotlib.pyplot as plt
+
+    with session_scope() as s:
+        funnel = reports.funnel(s)
+        nothing_due = reports.aging(s, utcnow().date() - timedelta(days=400))  # before any invoice: all zero
+    fig = reports.figure("funnel", funnel)
+    counts = _tick_labels(fig.axes[0].xaxis)
+    assert counts and all(label.isdigit() for label in counts), counts  # 0 1 2 3, never 0.5 or 2.5
+    plt.close(fig)
+    fig = reports.figure("aging", nothing_due)
+    amounts = _tick_labels(fig.axes[0].yaxis)
+    assert amounts and not any(label.startswith("-") for label in amounts), amounts
+    plt.close(fig)
+    assert [reports._short_money(v, 0) for v in (-0.0, -0.04, 0.0, 1500, 2_500_000)] == ["0", "0", "0", "1.5 k",
+                                                                                          "2.5 M"]
+
+
 
 
 def test_amounts_in_different_currencies_are_never_added_together(book, tmp_path):

@@ -13,6 +13,7 @@ the test's tmp_path.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import timedelta
@@ -72,28 +73,43 @@ class Forms:
         self.sent: list[dict] = []  # the run_input of each resume, as the page sent it
         self.retried: list[tuple[str, int]] = []  # (wait key, status) of resumes the server could not take
         self.count = 0
+        self.measured: dict[str, dict] = {}  # wait key -> how its description showed (``readable``)
 
     def sign_in(self, handle: str, code: str | None = None):
         """``handle`` signs in at the gateway (in a browser of their own); their page."""
         from .test_real_use import _sign_in
 
         if handle not in self.pages:
-            page = self.browser.new_context(viewport={"width": 1280, "height": 1280}).new_page()
+            page = self.browser.new_context(viewport=SCREEN).new_page()
             _sign_in(page, self.stack, handle, code, at="/v2/runs")
             self.pages[handle] = page
         self.page = self.pages[handle]
         return self.page
 
+    def link(self, key: str) -> str:
+        """The link `dealflow inbox` prints for the deal's wait ``key`` (as a person at the gateway sees it)."""
+        from click.testing import CliRunner
+
+        from dealflow.cli import main
+
+        result = CliRunner().invoke(main, ["inbox", "--json"], env={"DEALFLOW_GATEWAY_URL": self.gateway})
+        assert result.exit_code == 0, result.output
+        links = [r["link"] for r in json.loads(result.stdout) if (r["deal"], r["key"]) == (self.number, key)]
+        assert links and links[0].startswith(f"{self.gateway}/v2/runs/flow-run/"), links
+        return links[0]
+
     def open(self, step: str, handle: str):
-        """``handle``'s page: the deal's run page, its menu, Resume: the dialog with the wait's
-        form. Returns (wait key, dialog)."""
+        """``handle``'s page: the link the inbox prints, the run page's menu, Resume: the wait's
+        form, whose description and fields must all be readable at 1366×768 (``readable``).
+        Returns (wait key, dialog)."""
         page = self.sign_in(handle)
         key, run_id = await_wait(self.number, step)
-        page.goto(f"{self.ui}/runs/flow-run/{run_id}", wait_until="domcontentloaded")
+        page.goto(self.link(key), wait_until="domcontentloaded")
         page.get_by_role("button", name="Open menu").first.click(timeout=60_000)
         page.get_by_role("menuitem", name="Resume").click()
         dialog = page.get_by_role("dialog").filter(has_text="Resume Flow Run")
         dialog.get_by_text("You answer as ").wait_for(timeout=60_000)
+        self.readable(key, dialog)
         text = dialog.inner_text()
         # the person is the signed-in one: the form asks for no handle and no code
         assert f"({handle})" in text.split("You answer as ", 1)[1].split("\n")[0], text[-600:]
@@ -102,6 +118,24 @@ class Forms:
         assert dialog.get_by_role("tablist").count() == 0, f"{key}: a type chooser in the form"
         assert dialog.locator(".cm-editor, [data-language=json]").count() == 0, f"{key}: a JSON editor in the form"
         return key, dialog
+
+    def readable(self, key: str, dialog) -> None:
+        """The wait's whole description and every field can be read at 1366×768 without scrolling
+        inside a box: nothing in the description is cut off or scrolls on its own, and the only
+        thing that scrolls around it is the form itself, as tall as the window (a page)."""
+        measured = dialog.locator(".prose").first.evaluate(MEASURE)
+        self.measured[key] = measured
+        assert measured["height"] > 40 and measured["height"] >= measured["content"] - 1, (key, measured)
+        assert measured["clipped_inside"] == [], (key, measured)
+        assert all(box["height"] >= SCREEN["height"] - 2 for box in measured["scrolling_around"]), (key, measured)
+        fields = dialog.locator("input, textarea, button[role=combobox], button[role=switch], [aria-label^=Select]")
+        assert fields.count() > 0, key
+        for field in fields.all():  # each field comes into view as the page scrolls, and is not squeezed
+            field.scroll_into_view_if_needed()
+            box = field.bounding_box()
+            assert box is not None and box["height"] >= 12 and 0 <= box["y"] <= SCREEN["height"] - box["height"], (
+                key, box)
+        dialog.locator(".prose").first.scroll_into_view_if_needed()
 
     def pick(self, dialog, title: str, option: str, nth: int = 0) -> None:
         """A select of the form (a combobox): open it, search, take the option shown as ``option``."""
@@ -137,6 +171,24 @@ class Forms:
         self.sent.append(sent)
         self.page.goto("about:blank")  # nothing to watch while the flow takes the answer (the run page is busy)
         return sent
+
+
+SCREEN = {"width": 1366, "height": 768}  # the laptop a team has: every form must be read whole on it
+
+# How a wait's description shows in its form: its height and its content's, what inside it is cut
+# off or scrolls on its own, and every box around it that scrolls (only the form-as-a-page may)
+MEASURE = """d => {
+  const clips = e => { const s = getComputedStyle(e); return /(auto|scroll|hidden|clip)/.test(s.overflowY + s.overflowX); };
+  const around = [];
+  for (let e = d.parentElement; e; e = e.parentElement) {
+    if (clips(e) && e.scrollHeight > e.clientHeight + 1) around.push({tag: e.tagName, height: e.clientHeight});
+  }
+  const inside = [...d.querySelectorAll('*')].filter(e => clips(e) &&
+      (e.scrollHeight > e.clientHeight + 1 || e.scrollWidth > e.clientWidth + 1))
+    .map(e => ({tag: e.tagName, height: e.clientHeight, content: e.scrollHeight}));
+  const r = d.getBoundingClientRect();
+  return {height: r.height, width: r.width, content: d.scrollHeight, clipped_inside: inside, scrolling_around: around};
+}"""
 
 
 def _values(locators) -> list[str]:
@@ -254,6 +306,22 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
                 assert [(ln.sku, ln.quantity, ln.discount_pct) for ln in rev.lines] == [
                     ("CNC-LATHE-2000", 2, 5), ("TOOL-KIT-PRO", 2, 0), ("CHUCK-3J-250", 2, 10)]
 
+            # the customer asks for a change by phone: a third tool kit
+            key, dialog = forms.open("decision", "sofia")
+            forms.pick(dialog, "Customer's decision", "request_changes")
+            forms.pick(dialog, "How the customer told us", "phone")
+            dialog.get_by_label("Changes wanted").fill("A third tool kit, please.")
+            forms.submit(dialog, key)
+            moved(key)
+            # revision 2: the engineer reads the change asked for above the lines of revision 1
+            key, dialog = forms.open("estimate", "mark")
+            assert key == "estimate-rev-2", key
+            assert '"A third tool kit, please."' in dialog.inner_text()
+            assert _numbers(_values(dialog.get_by_label("Quantity"))) == [2, 2, 2]
+            dialog.get_by_label("Quantity").nth(1).fill("3")
+            forms.submit(dialog, key)
+            moved(key)
+
             # decision: two selects (the channel starts as email)
             key, dialog = forms.open("decision", "sofia")
             assert dialog.locator('[aria-label="Select How the customer told us"]').inner_text() == "email"
@@ -265,7 +333,7 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
             moved(key)
             with session_scope() as s:
                 summary = deal_summary(s, deal_by_number(s, number))
-            assert [r["status"] for r in summary["estimate_revisions"]] == ["approved"]  # the order follows
+            assert [r["status"] for r in summary["estimate_revisions"]] == ["changes_requested", "approved"]
 
             # QA: a switch per check of the order's checklist (the lathe's), all off to begin with
             key, dialog = forms.open("qa", "qa")
@@ -289,7 +357,7 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
             key, dialog = forms.open("shipment", "delivery")
             assert _texts(dialog.locator('[aria-label="Select SKU"]')) == ["CNC-LATHE-2000", "TOOL-KIT-PRO",
                                                                            "CHUCK-3J-250"]
-            assert _numbers(_values(dialog.get_by_label("Quantity"))) == [2, 2, 2]
+            assert _numbers(_values(dialog.get_by_label("Quantity"))) == [2, 3, 2]
             dialog.get_by_label("Carrier").fill("DHL Freight")
             dialog.get_by_label("Tracking number").fill("DHLF-7845120")
             forms.submit(dialog, key)
@@ -299,10 +367,10 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
                 shipment = deal.order.shipments[0]
                 assert (shipment.carrier, shipment.tracking_number) == ("DHL Freight", "DHLF-7845120")
                 assert {sl.order_line.sku: sl.quantity for sl in shipment.lines} == {
-                    "CNC-LATHE-2000": 2, "TOOL-KIT-PRO": 2, "CHUCK-3J-250": 2}
+                    "CNC-LATHE-2000": 2, "TOOL-KIT-PRO": 3, "CHUCK-3J-250": 2}
                 stock_after = {lvl.product.sku: lvl.on_hand for lvl in s.scalars(select(StockLevel))}
             shipped = {sku: stock_before[sku] - stock_after[sku] for sku in stock_before}
-            assert {sku: n for sku, n in shipped.items() if n} == {"CNC-LATHE-2000": 2, "TOOL-KIT-PRO": 2,
+            assert {sku: n for sku, n in shipped.items() if n} == {"CNC-LATHE-2000": 2, "TOOL-KIT-PRO": 3,
                                                                    "CHUCK-3J-250": 2}
 
             # payment: the amount starts as what is due; the day it came in picked in the date field
@@ -329,6 +397,12 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
             if forms.page is not None:
                 forms.page.screenshot(path=str(shots / "last.png"))
             browser.close()
+            print("descriptions at 1366x768 (px): " + ", ".join(
+                f"{k} {m['height']:.0f}" for k, m in forms.measured.items()))
+    # every kind of wait was read whole: rev 1, its retry after a refusal, and rev 2 with the change asked
+    assert {k.split("-")[0] for k in forms.measured} == {"qualify", "handoff", "estimate", "decision", "qa",
+                                                         "shipment", "payment"}, forms.measured
+    assert {"estimate-rev-1", "estimate-rev-1-retry-1", "estimate-rev-2"} <= set(forms.measured)
 
     with session_scope() as s:
         deal = deal_by_number(s, number)
@@ -350,6 +424,7 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
     # each answer is its signed-in person's, sealed at the gateway
     assert answered == [("qualify", "sofia", BY_GATEWAY), ("handoff", "sofia", BY_GATEWAY),
                         ("estimate", "mark", BY_GATEWAY), ("decision", "sofia", BY_GATEWAY),
+                        ("estimate", "mark", BY_GATEWAY), ("decision", "sofia", BY_GATEWAY),
                         ("qa", "qa", BY_GATEWAY), ("shipment", "delivery", BY_GATEWAY),
                         ("payment", "finance", BY_GATEWAY)], answered
     # what Prefect keeps of every answer: the person and the seal, never a code
@@ -361,7 +436,7 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
         stored = [i for i in client.filter_flow_run_input(UUID(run_id), key_prefix="suspended-", limit=200,
                                                           exclude_keys=set())
                   if i.key.endswith("-response")]
-    assert len(stored) == 8  # seven answers and the refused estimate
+    assert len(stored) == 10  # nine answers and the refused estimate
     for item in stored:
         value = item.decoded_value
         assert "code" not in value and value["seal"]["by"] == value["by"], (item.key, value)
