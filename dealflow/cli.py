@@ -1571,6 +1571,10 @@ def report(name: str, csv_path: Path | None, xlsx_path: Path | None, png_path: P
         click.echo(json.dumps(reports.records(df), indent=2, default=str))
     else:
         click.echo(df.to_string(index=False, na_rep="") if not df.empty else "(no data)")
+    for column in ("net_company", "amount_due_company"):
+        if column in df and not df.empty and (df["currency"] != df["company_currency"]).any():
+            click.echo("note: " + reports.CONVERTED_NOTE.format(column=column, currency=df["company_currency"].iloc[0]),
+                       err=True)
     for path in written:
         click.echo(f"wrote {path}", err=True)
 
@@ -1594,8 +1598,10 @@ if __name__ == "__main__":  # `python -m dealflow.cli`: the command as its packa
 
     the_command()
 else:
-    from .catalog_cli import customer, product, stock  # they build on the helpers above
+    from .catalog_cli import customer, price, product, rate, stock  # they build on the helpers above
 
     main.add_command(customer)
     main.add_command(product)
+    main.add_command(price)
+    main.add_command(rate)
     main.add_command(stock)

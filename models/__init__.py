@@ -27,7 +27,7 @@ from .roles import Role
 
 # the modules that define tables: all of them are imported before the first mapper is used
 MODEL_MODULES = ("audit", "billing", "catalog", "company", "crm", "deal", "estimates", "identity", "numbering",
-                 "orders", "outbox", "portal", "staff")
+                 "orders", "outbox", "portal", "prices", "staff")
 
 # a mapped class (or Base) -> the module that defines it
 _CLASSES = {
@@ -45,6 +45,7 @@ _CLASSES = {
     "PickRelease": "orders", "QAInspection": "orders", "SalesOrder": "orders",
     "SalesOrderLine": "orders", "SalesReceipt": "orders", "Shipment": "orders", "ShipmentLine": "orders",
     "Document": "outbox", "Email": "outbox",
+    "ExchangeRate": "prices", "ProductPrice": "prices",
     "StaffUser": "staff",
 }
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text, select, true
+from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text, func, select, true
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
@@ -51,12 +51,15 @@ class Product(Base):
         (an empty checklist) goes out without."""
         return bool(self.checklist)
 
-    def label(self, currency: str, reserved: int = 0) -> str:
+    def label(self, currency: str, reserved: int = 0, price: Decimal | None = None, unpriced: bool = False) -> str:
         """How a person picks it from a list: "CNC-LATHE-2000 — CNC lathe GL-2000 — 48,500.00 USD —
-        4 available" (on hand less what open orders hold; ``sku_of`` reads the SKU back)."""
+        4 available" (on hand less what open orders hold; ``sku_of`` reads the SKU back). ``price``:
+        its price in ``currency`` (``models.prices.quote``; by default the catalogue's, in the
+        company's currency); ``unpriced``: it has none in ``currency`` (the label says so)."""
         available = (self.stock.on_hand if self.stock is not None else 0) - reserved
-        return LABEL_SEPARATOR.join((self.sku, self.name, f"{round_money(self.unit_price, currency):,} {currency}",
-                                     f"{available} available"))
+        shown_price = (f"no price in {currency}" if unpriced
+                       else f"{round_money(self.unit_price if price is None else price, currency):,} {currency}")
+        return LABEL_SEPARATOR.join((self.sku, self.name, shown_price, f"{available} available"))
 
 
 STANDARD_CHECKLIST = ("spindle_runout", "safety_guards", "emergency_stop", "hydraulics", "control_software")
@@ -274,10 +277,19 @@ class StockMove(Base):
 
 
 def product_by_sku(session: Session, sku: str, field: str = "sku") -> Product:
+    """The product of ``sku``, whatever its case (``cnc-lathe-2000``); an unknown SKU is refused
+    with the closest one, if any is close."""
     sku = one_line(sku, field, 40, required=True)  # checked before the database sees it
     product = session.scalars(select(Product).where(Product.sku == sku)).one_or_none()
     if product is None:
-        raise ValidationError(field, f"unknown SKU {sku!r}")
+        same = session.scalars(select(Product).where(func.upper(Product.sku) == sku.upper())).all()
+        if len(same) == 1:
+            return same[0]
+        import difflib
+
+        known = {p.upper(): p for p in session.scalars(select(Product.sku))}
+        close = difflib.get_close_matches(sku.upper(), list(known), n=1, cutoff=0.75)
+        raise ValidationError(field, f"no product {sku!r}" + (f"; did you mean {known[close[0]]}?" if close else ""))
     return product
 
 

@@ -89,6 +89,13 @@ def estimate_context(rev: EstimateRevision) -> dict[str, Any]:
         "changes": revision_changes(previous, rev),
         "change_request": previous.change_request.text if previous and previous.change_request else "",
     })
+    if rev.fx_converted and rev.fx_rate is not None:  # printed: the prices are the catalogue's at this rate
+        from sqlalchemy.orm import object_session
+
+        from .company import the_company
+
+        ctx["fx"] = {"rate": f"{rev.fx_rate.normalize():f}", "on": rev.fx_on.isoformat(),
+                     "from": the_company(object_session(rev)).currency}
     return ctx
 
 

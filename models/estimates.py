@@ -8,9 +8,10 @@ The estimate gets its number when its first revision is sent; revision n reads E
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint, event
+from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text, UniqueConstraint, event, false
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
@@ -65,6 +66,12 @@ class EstimateRevision(Base):
     decision_channel: Mapped[str | None] = mapped_column(String(20))
     decision_note: Mapped[str] = mapped_column(Text, default="")
     customer_po: Mapped[str] = mapped_column(String(60), default="", server_default="")  # given with the approval
+    # the exchange rate of the day it was drafted (deal currency per company currency; None: the
+    # company's own currency, or no rate that day), fixed with its prices; ``fx_converted``: some
+    # line's price is the catalogue's at that rate (the document says so)
+    fx_rate: Mapped[Decimal | None] = mapped_column(Numeric(18, 6))
+    fx_on: Mapped[date | None]
+    fx_converted: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     estimate: Mapped[Estimate] = relationship(back_populates="revisions")
     prepared_by: Mapped[StaffUser] = relationship()

@@ -421,6 +421,11 @@ def _estimate(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
     rev_no = len(estimate.revisions) + 1
     rev = EstimateRevision(revision=rev_no, valid_until=_today() + timedelta(days=valid_days),
                            notes=_notes(answer, "notes"), prepared_by=person)
+    from .company import the_company
+    from .prices import quote, rate_on
+
+    own = the_company(session).currency
+    quotes = []
     seen = set()
     for i, raw in enumerate(lines, start=1):
         where = f"lines[{i}]"
@@ -435,9 +440,14 @@ def _estimate(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
         disc = parse_money(raw.get("discount_pct") or 0, f"{where}.discount_pct")
         if not 0 <= disc <= 100:
             raise ValidationError(f"{where}.discount_pct", "must be between 0 and 100")
+        priced = quote(session, product, deal.currency, _today(), own, f"{where}.sku")  # never relabelled
+        quotes.append(priced)
         rev.lines.append(EstimateLine(line_no=i, product_id=product.id, sku=product.sku,
-                                      description=product.name, quantity=qty, unit_price=product.unit_price,
+                                      description=product.name, quantity=qty, unit_price=priced.unit_price,
                                       discount_pct=disc, tax_rate=product.tax_rate))
+    if deal.currency != own and (rate := rate_on(session, deal.currency, _today())) is not None:
+        rev.fx_rate, rev.fx_on = rate.rate, rate.valid_from  # fixed with the prices: reports convert back at it
+    rev.fx_converted = any(q.source == "rate" for q in quotes)
     estimate.revisions.append(rev)
     session.flush()
     short = shortages(session, [(ln.product, ln.quantity) for ln in rev.lines])

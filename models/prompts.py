@@ -64,10 +64,23 @@ def prefill(session: Session, deal: Deal, step: str, key: str) -> dict[str, Any]
 
 
 def catalogue_labels(session: Session, currency: str) -> dict[str, str]:
-    """SKU -> how the estimate form's select lists it (price, what is available): the choices and
-    a pre-filled line are built by this one function, so a pre-filled line is always one of them."""
+    """SKU -> how the estimate form's select lists it (its price in the deal's currency, what is
+    available): the choices and a pre-filled line are built by this one function, so a pre-filled
+    line is always one of them. A product with no price in that currency says so (picked, the
+    estimate is refused naming the price and the rate it lacks)."""
+    from .clock import utcnow
+    from .company import the_company
+    from .prices import NoPrice, quote
+
     held = reserved(session)
-    return {p.sku: p.label(currency, held.get(p.id, 0)) for p in catalogue(session)}
+    own, today = the_company(session).currency, utcnow().date()
+    labels = {}
+    for p in catalogue(session):
+        try:
+            labels[p.sku] = p.label(currency, held.get(p.id, 0), quote(session, p, currency, today, own).unit_price)
+        except NoPrice:
+            labels[p.sku] = p.label(currency, held.get(p.id, 0), unpriced=True)
+    return labels
 
 
 def form_choices(session: Session, deal: Deal, step: str) -> dict[str, Any]:

@@ -107,16 +107,33 @@ def stage_times(session: Session, now: datetime | None = None) -> pd.DataFrame:
     return out.sort_values(["kind", "p90_h"], ascending=[True, False]).reset_index(drop=True)
 
 
+# A document in another currency than the company's is converted at its own rate: the rate of the
+# day its estimate revision was drafted, fixed with its prices (``models.prices``); never today's.
+CONVERTED_NOTE = ("{column}: in {currency}, each document converted at its own exchange rate (the one of the day "
+                  "its estimate was drafted); empty where a document has none")
+
+
+def _sum_or_none(values) -> Decimal | None:
+    values = list(values)
+    return None if any(v is None for v in values) else sum(values, Decimal("0"))
+
+
 def sales(session: Session) -> pd.DataFrame:
-    """Ordered quantities and net sales by product, month of the order and currency."""
+    """Ordered quantities and net sales by product, month of the order and currency, and the net in
+    the company's currency at each order's own rate (``net_company``)."""
+    from models.prices import to_company
+
+    own = the_company(session).currency
     rows = session.scalars(select(SalesOrderLine).join(SalesOrder)).all()
     data = [{"month": ln.order.created_at.strftime("%Y-%m"), "sku": ln.sku, "currency": ln.currency,
-             "quantity": ln.quantity, "net": ln.net} for ln in rows]
-    df = pd.DataFrame(data, columns=["month", "sku", "currency", "quantity", "net"])
+             "quantity": ln.quantity, "net": ln.net,
+             "net_company": to_company(ln.net, ln.order.estimate_revision.fx_rate, ln.currency, own)} for ln in rows]
+    df = pd.DataFrame(data, columns=["month", "sku", "currency", "quantity", "net", "net_company"])
     if df.empty:
-        return df
+        return df.assign(company_currency=own)
     return (df.groupby(["month", "sku", "currency"], as_index=False)
-            .agg(quantity=("quantity", "sum"), net=("net", "sum"))
+            .agg(quantity=("quantity", "sum"), net=("net", "sum"), net_company=("net_company", _sum_or_none))
+            .assign(company_currency=own)
             .sort_values(["month", "sku", "currency"]).reset_index(drop=True))
 
 
@@ -145,6 +162,9 @@ def stock(session: Session) -> pd.DataFrame:
 def aging(session: Session, today: date | None = None) -> pd.DataFrame:
     """Receivables by how late they are (current, 1-30, 31-60, 61-90, over 90 days past due), per
     currency."""
+    from models.prices import to_company
+
+    own = the_company(session).currency
     today = today or utcnow().date()
     end = datetime.combine(today + timedelta(days=1), datetime.min.time())
     rows = []
@@ -157,15 +177,19 @@ def aging(session: Session, today: date | None = None) -> pd.DataFrame:
         bucket = ("current" if late <= 0 else "1-30" if late <= 30 else "31-60" if late <= 60
                   else "61-90" if late <= 90 else "over 90")
         rows.append({"invoice": inv.number, "customer": inv.deal.customer_name, "due_date": inv.due_date,
-                     "days_late": max(late, 0), "bucket": bucket, "currency": inv.deal.currency, "amount_due": due})
+                     "days_late": max(late, 0), "bucket": bucket, "currency": inv.deal.currency, "amount_due": due,
+                     "amount_due_company": to_company(due, inv.order.estimate_revision.fx_rate, inv.deal.currency,
+                                                      own)})
     detail = pd.DataFrame(rows, columns=["invoice", "customer", "due_date", "days_late", "bucket", "currency",
-                                         "amount_due"])
-    currencies = sorted(set(detail["currency"])) or [the_company(session).currency]
+                                         "amount_due", "amount_due_company"])
+    currencies = sorted(set(detail["currency"])) or [own]
     summary = pd.DataFrame([{"bucket": b, "currency": c} for c in currencies for b in AGING_BUCKETS])
     picked = [(detail["bucket"] == b) & (detail["currency"] == c) for b, c in zip(summary["bucket"],
                                                                                     summary["currency"], strict=True)]
     summary["invoices"] = [int(m.sum()) for m in picked]
     summary["amount_due"] = [sum(detail.loc[m, "amount_due"], Decimal("0")) for m in picked]
+    summary["amount_due_company"] = [_sum_or_none(detail.loc[m, "amount_due_company"]) for m in picked]
+    summary["company_currency"] = own
     return summary
 
 

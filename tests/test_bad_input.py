@@ -34,7 +34,7 @@ def _refused_everywhere(deal: str, step: str, key: str, answer: dict, message: s
 
 
 @pytest.mark.parametrize("line, message", [
-    ({"sku": "NOPE-1", "quantity": 1}, "lines[1].sku: unknown SKU 'NOPE-1'"),
+    ({"sku": "NOPE-1", "quantity": 1}, "lines[1].sku: no product 'NOPE-1'"),
     ({"sku": "VMC-850", "quantity": 0}, "lines[1].quantity: must be greater than zero"),
     ({"sku": "VMC-850", "quantity": -2}, "lines[1].quantity: must be greater than zero"),
     ({"sku": "VMC-850", "quantity": 1, "discount_pct": "100.5"}, "lines[1].discount_pct: must be between 0 and 100"),

@@ -71,10 +71,10 @@ def test_a_product_is_added_edited_shown_listed_and_retired(db):
     (["add", "VMC-850", "--name", "X", "--price", "1", "--tax-rate", "1"], "sku: VMC-850 already exists"),
     (["add", "X-1", "--name", "X", "--price", "1"], "Missing option '--tax-rate'"),
     (["edit", "VMC-850"], "nothing to change"),
-    (["edit", "NOPE", "--price", "1"], "sku: unknown SKU 'NOPE'"),
+    (["edit", "NOPE", "--price", "1"], "sku: no product 'NOPE'"),
     (["edit", "VMC-850", "--price", "1e400"], "price: must be"),
-    (["show", "NOPE"], "sku: unknown SKU 'NOPE'"),
-    (["retire", "NOPE"], "sku: unknown SKU 'NOPE'"),
+    (["show", "NOPE"], "sku: no product 'NOPE'"),
+    (["retire", "NOPE"], "sku: no product 'NOPE'"),
 ])
 def test_a_bad_product_command_is_one_clear_line_and_writes_nothing(db, args, message):
     before = counts()

@@ -94,6 +94,7 @@ def test_a_known_customers_deal_has_their_currency_terms_tax_id_and_po(new_deal,
     added = cli("lead", "add", "--company", LEAD["company"].upper(), "--contact", "Ann", "--email", LEAD["email"],
                 "--owner", "sofia")
     assert f"a known customer: {LEAD['company']} (customer 1, EUR)" in added.output, added.output
+    assert cli("price", "set", "TOOL-KIT-PRO", "EUR", "2300").exit_code == 0  # the kit's euro price
     script = SCRIPT[:2] + [
         Move("estimate", "mark", {"lines": [{"sku": "TOOL-KIT-PRO", "quantity": 1}]}, "a kit"),
         Move("decision", "mark", {"decision": "approve", "channel": "email", "po_number": "PO-<i>77</i>"}, "ok"),
@@ -111,7 +112,7 @@ def test_a_known_customers_deal_has_their_currency_terms_tax_id_and_po(new_deal,
     for kind, page in html.items():
         assert "Tax ID US-98-7654321" in page and "Tax ID GB-&lt;b&gt;42&lt;/b&gt;" in page, kind
         assert "<b>42" not in page and "<i>77" not in page
-    assert "EUR" in html["invoice"]
+    assert "EUR" in html["invoice"] and "2,300.00" in html["invoice"]
 
 
 text = st.text(st.characters(codec="utf-8"), max_size=60)

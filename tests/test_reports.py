@@ -58,11 +58,12 @@ def test_pipeline_funnel_sales_and_stock_match_the_book(book):
                                                        ["orders", 1], ["paid", 1]]
     assert fun["conversion_pct"].tolist()[1:] == [66.7, 50.0, 100.0, 100.0]
     month = datetime.now().strftime("%Y-%m")
-    assert sal.to_dict(orient="records") == [
+    assert sal.drop(columns=["net_company", "company_currency"]).to_dict(orient="records") == [
         {"month": month, "sku": "CHUCK-3J-250", "currency": "USD", "quantity": 3, "net": D("5550.00")},
         {"month": month, "sku": "CNC-LATHE-2000", "currency": "USD", "quantity": 3, "net": D("133860.00")},  # 3 × 48,500 − 8 %
         {"month": month, "sku": "COOLANT-20L", "currency": "USD", "quantity": 10, "net": D("899.00")},
         {"month": month, "sku": "TOOL-KIT-PRO", "currency": "USD", "quantity": 3, "net": D("7350.00")}]
+    assert (sal["net_company"] == sal["net"]).all() and set(sal["company_currency"]) == {"USD"}  # its own currency
     assert stk.loc["CNC-LATHE-2000", ["on_hand", "reserved", "available", "moved_in", "moved_out"]].tolist() == [
         1, 0, 1, 4, 3]  # the won deal shipped all it ordered: nothing held
     assert stk.loc["CNC-LATHE-2000", "value"] == D("48500.00")

@@ -59,14 +59,14 @@ def test_goods_in_counts_and_the_ledger(db):
     (["adjust", "VMC-850", "--to", "--5", "--reason", "x"], "to: must be a whole number, got '--5'"),
     (["receive", "VMC-850", "99999999", "--ref", "DN-1"], "quantity: must be between 1 and 1,000,000"),
     (["receive", "VMC-850", "2", "--ref", " "], "ref: must not be empty"),
-    (["receive", "NOPE", "2", "--ref", "DN-1"], "sku: unknown SKU 'NOPE'"),
+    (["receive", "NOPE", "2", "--ref", "DN-1"], "sku: no product 'NOPE'"),
     (["receive", "VMC-850", "2"], "Missing option '--ref'"),
     (["adjust", "VMC-850", "--to", "-1", "--reason", "x"], "to: must be between 0 and 1,000,000, got -1"),
     (["adjust", "VMC-850", "--to", "two", "--reason", "x"], "to: must be a whole number, got 'two'"),
     (["adjust", "VMC-850", "--to", "1", "--reason", ""], "reason: must not be empty"),
     (["adjust", "VMC-850", "--to", "1", "--reason", "x" * 41], "reason: must be at most 40 characters"),
-    (["moves", "NOPE"], "sku: unknown SKU 'NOPE'"),
-    (["--sku", "NOPE"], "sku: unknown SKU 'NOPE'"),
+    (["moves", "NOPE"], "sku: no product 'NOPE'"),
+    (["--sku", "NOPE"], "sku: no product 'NOPE'"),
 ])
 def test_a_bad_stock_command_is_one_clear_line_and_moves_nothing(db, args, message):
     before = counts()
