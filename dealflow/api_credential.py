@@ -90,3 +90,28 @@ def record_gateway(data_dir: Path, url: str) -> None:
 
 def forget_gateway(data_dir: Path) -> None:
     gateway_file(data_dir).unlink(missing_ok=True)
+
+
+def running_server(env: MutableMapping[str, str] = os.environ) -> str | None:
+    """The API address of the server `dealflow up` runs for this data folder, if it is running."""
+    data_dir = data_dir_of(env)
+    try:
+        api = address_file(data_dir).read_text().strip()
+        pid = int((data_dir / "run" / "server.pid").read_text())
+        alive = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return api if api and (b"prefect" in alive or b"dealflow" in alive) else None
+
+
+def use_running_server(env: MutableMapping[str, str] = os.environ) -> str | None:
+    """A command run in a new terminal while `dealflow up` runs for this data folder talks to that
+    server (and its credential), where the team sees its runs, instead of starting a temporary one
+    of its own. Returns the address it took (None: PREFECT_API_URL was set, or none is running)."""
+    if env.get("PREFECT_API_URL"):
+        return None
+    api = running_server(env)
+    if api:
+        env["PREFECT_API_URL"] = api
+        supply(env)
+    return api

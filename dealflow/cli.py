@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from models import DomainError, Role, utcnow
+from models import DomainError, NotFound, Role, utcnow
 from models.text import ALLOWED_IN_NOTES, MAX_ID, has_control, printable, shown
 from services.config import GATEWAY_PORT, PORTAL_PORT, UNVERIFIED_NOTE
 
@@ -151,9 +151,13 @@ def main() -> None:
 
     Settings come from the environment: DATABASE_URL (default: SQLite in DEALFLOW_DATA_DIR, ./data),
     SMTP_HOST/SMTP_PORT/SMTP_USER/SMTP_PASSWORD/SMTP_SECURITY (default: mail written as .eml files),
-    PREFECT_API_URL (default: a temporary local Prefect server per process), PREFECT_API_AUTH_STRING
-    (its credential; read from the data folder for the server `dealflow up` runs).
+    PREFECT_API_URL (default: the server `dealflow up` runs for the data folder, else a temporary
+    local Prefect server per process), PREFECT_API_AUTH_STRING (its credential; read from the data
+    folder for the server `dealflow up` runs).
     """
+    from .api_credential import use_running_server
+
+    use_running_server()  # before Prefect is imported: it reads its settings once
 
 
 # --- setup --------------------------------------------------------------------------------------
@@ -432,9 +436,73 @@ def lead_add(as_json: bool, **fields: Any) -> None:
                         f"start its deal with `dealflow deal start {out['lead']}`")
 
 
+def _lead_row(lead, deal) -> dict[str, Any]:
+    return {"lead": lead.id, "company": lead.company, "contact": lead.contact_name, "email": lead.email,
+            "phone": lead.phone, "source": lead.source, "status": lead.status, "owner": lead.owner.handle,
+            "notes": lead.notes, "qualification_notes": lead.qualification_notes,
+            "budget": str(lead.budget) if lead.budget is not None else None, "timeline": lead.timeline,
+            "created": lead.created_at.isoformat(timespec="seconds"), "deal": deal.number if deal else None}
+
+
+@lead.command("list")
+@click.option("--status", type=click.Choice(["new", "qualified", "disqualified", "converted"]),
+              help="Only leads in this state.")
+@click.option("--owner", help="Only this sales rep's leads (handle).")
+@click.option("--json", "as_json", is_flag=True, help="Print the leads as JSON.")
+def lead_list(status: str | None, owner: str | None, as_json: bool) -> None:
+    """Every lead, newest first: company, contact, state, owner, and its deal if started."""
+    from sqlalchemy import select
+
+    from models import Deal, Lead, StaffUser
+    from services.db import session_scope
+
+    with session_scope() as s:
+        query = select(Lead).order_by(Lead.id.desc())
+        if status:
+            query = query.where(Lead.status == status)
+        if owner:
+            query = query.join(StaffUser, Lead.owner_id == StaffUser.id).where(StaffUser.handle == owner.strip().lower())
+        deals = {d.lead_id: d for d in s.scalars(select(Deal))}
+        rows = [_lead_row(lead, deals.get(lead.id)) for lead in s.scalars(query)]
+    _emit(rows, as_json, _table(rows, ["lead", "company", "contact", "status", "owner", "deal"]))
+
+
+@lead.command("show")
+@click.argument("lead_id", type=click.IntRange(1, MAX_ID))
+@click.option("--json", "as_json", is_flag=True, help="Print the lead as JSON.")
+def lead_show(lead_id: int, as_json: bool) -> None:
+    """One lead: who, how to reach them, where it came from, what we know, and its deal."""
+    from sqlalchemy import select
+
+    from models import Deal, Lead
+    from services.db import session_scope
+
+    with session_scope() as s:
+        lead = s.get(Lead, lead_id)
+        if lead is None:
+            raise NotFound("lead", lead_id)
+        row = _lead_row(lead, s.scalars(select(Deal).where(Deal.lead_id == lead.id)).one_or_none())
+    text = [f"lead {row['lead']} · {row['company']} · {row['status']} · owner {row['owner']}",
+            f"contact: {row['contact']} <{row['email']}>" + (f", {row['phone']}" if row["phone"] else ""),
+            f"source: {row['source'].replace('_', ' ')}; added {row['created']} UTC"]
+    if row["notes"]:
+        text.append(f"notes: {row['notes']}")
+    if row["qualification_notes"] or row["budget"] or row["timeline"]:
+        text.append(f"qualification: {row['qualification_notes'] or 'no notes'}; budget "
+                    f"{row['budget'] or 'not given'}; timeline {row['timeline'] or 'not given'}")
+    text.append(f"deal: {row['deal']} (`dealflow deal show {row['deal']}`)" if row["deal"]
+                else f"deal: not started (`dealflow deal start {row['lead']}`)")
+    _emit(row, as_json, "\n".join(text))
+
+
 @main.group()
 def deal() -> None:
     """Deals: start one, look at one, list them."""
+
+
+NO_SERVER_NOTE = ("no `dealflow up` runs for this data folder, and PREFECT_API_URL is not set: the deal runs on a "
+                  "temporary Prefect server of its own, which the team's UI does not show (`dealflow up` starts one "
+                  "it does; commands in other terminals then use it)")
 
 
 def _deal_deployment():
@@ -502,9 +570,13 @@ def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
                                 stderr=subprocess.STDOUT, start_new_session=True)
         _emit({"deal": number, "pid": proc.pid, "log": log.name}, as_json,
               f"{number} started in the background (pid {proc.pid}, log {log.name})")
+        if not os.environ.get("PREFECT_API_URL"):
+            click.echo(f"note: {NO_SERVER_NOTE}", err=True)
         return
     click.echo(f"{number}: running its flow here; answer its waits from another terminal "
                f"(`dealflow inbox`, `dealflow answer {number} STEP ...`)", err=True)
+    if not os.environ.get("PREFECT_API_URL"):
+        click.echo(f"note: {NO_SERVER_NOTE}", err=True)
     ensure_api()
     from flows.deal import run_here
     result = run_here(number)
@@ -556,13 +628,17 @@ def deal_show(deal_number: str, as_json: bool) -> None:
         _emit(data, True)
         return
     cur = data["currency"]
-    lines = [f"{data['deal']} · {data['customer']} · {data['status']} · stage {data['stage']} · "
+    from services.views import waiting_for
+
+    lines = [f"{data['deal']} · {data['customer']} · {data['where']} · "
              f"owner {data['owner']}" + (f" · engineer {data['engineer']}" if data["engineer"] else "")]
     if data["waiting_for"]:
         w = data["waiting_for"]
-        lines.append(f"waiting for: {w['step']} ({w['key']}, {' or '.join(w['roles'])}) since {w['since']}")
+        lines.append(f"waiting for {waiting_for(w['step'], w['roles'])} ({w['key']}) since {w['since']} UTC")
         if data["run_page"]:
             lines.append(f"answer it on the run's page (menu ⋮ → Resume): {data['run_page']}")
+    for note in data.get("sales_notes") or []:
+        lines.append(f"{note['who']}: {' '.join(note['text'].split())}")
     for r in data["estimate_revisions"]:
         lines.append(f"estimate {r['number']}: {r['status']}, total {r['total']} {cur}")
     if data["order"]:
@@ -578,28 +654,42 @@ def deal_show(deal_number: str, as_json: bool) -> None:
         i = data["invoice"]
         lines.append(f"invoice {i['number']}: total {i['total']} {cur}, paid {i['paid']}, due {i['due']} {cur} "
                      f"by {i['due_date']}")
-    lines.append("documents: " + (", ".join(f"{d['number']} (.html, .pdf)" for d in data["documents"]) or "none"))
+    if data["documents"]:
+        from services.config import load_settings
+
+        folder = None if signed else load_settings().data_dir / "documents"  # through the gateway: not here
+        lines.append("documents:")
+        lines += [f"  {d['number']}: {folder / d['pdf'] if folder else d['pdf']}" for d in data["documents"]]
+    else:
+        lines.append("documents: none")
     lines.append(f"emails: {len(data['emails'])} ({sum(m['status'] == 'sent' for m in data['emails'])} sent)")
     click.echo("\n".join(lines))
 
 
 @deal.command("list")
 @click.option("--status", type=click.Choice(["open", "won", "lost"]), help="Only deals in this state.")
+@click.option("--waiting-for", "waiting_for", type=click.Choice([*(r.value for r in Role), "customer"]),
+              help="Only deals waiting at a step this role answers (e.g. qa), or for the customer.")
 @click.option("--json", "as_json", is_flag=True, help="Print the deals as JSON.")
-def deal_list(status: str | None, as_json: bool) -> None:
-    """All deals, newest first."""
+def deal_list(status: str | None, waiting_for: str | None, as_json: bool) -> None:
+    """All deals, newest first: where each stands and what it waits for."""
     from sqlalchemy import select
 
     from models import Deal
     from services.db import session_scope
+    from services.views import where_it_stands
 
     with session_scope() as s:
         q = select(Deal).order_by(Deal.id.desc())
         if status:
             q = q.where(Deal.status == status)
-        rows = [{"deal": d.number, "customer": d.customer_name, "status": d.status, "owner": d.owner.handle,
-                 "waiting_for": d.open_wait.key if d.open_wait else ""} for d in s.scalars(q)]
-    _emit(rows, as_json, _table(rows, ["deal", "customer", "status", "owner", "waiting_for"]))
+        deals = list(s.scalars(q))
+        if waiting_for:
+            deals = [d for d in deals if d.open_wait is not None and (
+                waiting_for in d.open_wait.role_list or (waiting_for == "customer" and d.open_wait.step == "decision"))]
+        rows = [{"deal": d.number, "customer": d.customer_name, "status": d.status, "where": where_it_stands(d),
+                 "owner": d.owner.handle, "waiting_for": d.open_wait.key if d.open_wait else ""} for d in deals]
+    _emit(rows, as_json, _table(rows, ["deal", "customer", "where", "owner", "waiting_for"]))
 
 
 # --- the pipeline -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import urllib.request
 from contextvars import ContextVar
 from pathlib import Path
 
-from services.config import GATEWAY_PORT, PORTAL_PORT, PROJECT_ROOT, load_settings
+from services.config import GATEWAY_PORT, PORTAL_PORT, PROJECT_ROOT, load_settings, people_url
 
 from . import api_credential
 
@@ -308,6 +308,18 @@ def executor_poll(env: dict[str, str]) -> str:
 def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTAL_PORT,
        gateway_port: int = GATEWAY_PORT) -> dict[str, object]:
     run, logs, home = _paths()
+    pieces = ["server", "worker", "portal", "gateway"] + [f"executor-{i}" for i in range(1, executors + 1)]
+    running = {name: pid for name in pieces if (pid := _alive(run / f"{name}.pid"))}
+    if len(running) == len(pieces):  # a second `up`: say so, start nothing, deploy nothing
+        api_now = api_credential.address_file(run.parent).read_text().strip() if api_credential.address_file(
+            run.parent).exists() else f"http://127.0.0.1:{port}/api"
+        ui_now = people_url() or f"http://127.0.0.1:{gateway_port}"
+        say(f"dealflow is already running for {run.parent} (server pid {running['server']}): the UI for the team at "
+            f"{ui_now}, the Prefect server at {api_now.removesuffix('/api')}. `dealflow down` stops it.")
+        return {"already_running": True, "ui": ui_now, "gateway": ui_now, "api": api_now, "pids": running,
+                "logs": str(logs)}
+    if running:
+        say(f"dealflow is partly running for {run.parent} ({', '.join(sorted(running))}): starting the rest")
     public_url = os.environ.get("DEALFLOW_PUBLIC_URL", "")
     # what the executors and the portal need from the first moment: the business database's
     # tables and the secret key (`dealflow init` then loads the catalogue and the staff)

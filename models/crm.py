@@ -148,6 +148,7 @@ class Opportunity(Base):
     expected_close: Mapped[date | None]
     owner_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
     engineer_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    handoff_note: Mapped[str] = mapped_column(Text, default="", server_default="")  # what the engineer should know
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     lead: Mapped[Lead] = relationship()
@@ -160,6 +161,19 @@ class Opportunity(Base):
     @property
     def is_closed(self) -> bool:
         return self.stage.startswith("closed")
+
+    def hand_to(self, engineer: StaffUser, note: str, by: StaffUser | None = None) -> None:
+        """The hand-off: a sales engineer (active) prepares the estimate, told ``note`` by sales. In
+        a team that answers with one-time codes (``by`` is enrolled), the engineer must be enrolled
+        too: else the estimate would wait for someone who cannot answer it."""
+        if not engineer.holds("sales_engineer") or not engineer.active:
+            raise ValidationError("engineer", f"{engineer.handle} is {engineer.role}"
+                                              f"{'' if engineer.active else ' (disabled)'}, not a sales_engineer")
+        if by is not None and by.enrolled and not engineer.enrolled:
+            raise ValidationError("engineer", f"{engineer.handle} is not enrolled for one-time codes and could not "
+                                              f"answer the estimate: `dealflow staff enroll {engineer.handle}` first")
+        self.engineer = engineer
+        self.handoff_note = note
 
     def move_to(self, stage: str, by: StaffUser, probability: int | None = None) -> StageChange:
         if stage not in STAGES:

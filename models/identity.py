@@ -459,7 +459,8 @@ def _refused(session: Session, person: StaffUser, exc: ProofRefused, now: dateti
     if exc.counts and note_failure(session, person, now, door):
         raise ProofRefused(f"{exc}; {person.handle} is now locked until {_until(person.locked_until, now)} "
                            f"after {FAILURES_TO_LOCK} wrong codes within "
-                           f"{FAILURE_WINDOW.seconds // 60} minutes") from None
+                           f"{FAILURE_WINDOW.seconds // 60} minutes; a manager may stand in, or unlock with "
+                           f"`dealflow staff unlock {person.handle}`") from None
     if action:
         audit.record(session, person.handle, action, subject=person.handle, reason=str(exc), door=door)
     raise exc

@@ -396,12 +396,9 @@ def _qualify(session: Session, deal: Deal, person: StaffUser, answer: dict[str, 
 
 
 def _handoff(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
-    _notes(answer, "note", 2000)  # kept with the answer (the wait and the audit log)
+    note = _notes(answer, "note", 2000)  # shown to the engineer on the estimate form, the deal's page and `deal show`
     engineer = staff_by_handle(session, answer.get("engineer"), "engineer")
-    if not engineer.holds(Role.SALES_ENGINEER) or not engineer.active:
-        raise ValidationError("engineer", f"{engineer.handle} is {engineer.role}{'' if engineer.active else ' (disabled)'}"
-                                          f", not a sales_engineer")
-    deal.opportunity.engineer = engineer
+    deal.opportunity.hand_to(engineer, note, by=person)
     return f"assigned to {engineer.handle}"
 
 

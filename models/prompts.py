@@ -130,18 +130,36 @@ def describe_handoff(session: Session, deal: Deal) -> Markdown:
                                                                         len(opp.followups))
 
 
+def sales_notes(deal: Deal) -> list[tuple[str, str]]:
+    """What sales learned, for the engineer: (whose words, the words), each only if there are any."""
+    lead, opp = deal.lead, deal.opportunity
+    notes = [("the lead's notes", lead.notes), (f"qualified by {deal.owner.name}", lead.qualification_notes)]
+    if opp is not None and opp.engineer is not None:
+        notes.append((f"hand-off note to {opp.engineer.name}", opp.handoff_note))
+    return [(who, text.strip()) for who, text in notes if text and text.strip()]
+
+
+def _what_sales_learned(deal: Deal) -> Markdown:
+    notes = sales_notes(deal)
+    if not notes:
+        return Markdown("")
+    return Markdown("\n\n**What sales learned**\n\n") + Markdown("\n").join(
+        Markdown("- {}: {}").format(who, " ".join(text.split())) for who, text in notes)
+
+
 def describe_estimate(session: Session, deal: Deal) -> Markdown:
     latest = deal.estimate.latest if deal.estimate else None
     if latest is None:
         budget = deal.lead.budget
         return Markdown("prepare estimate revision 1: a line per product (pick it from the list, with its price "
                         "and stock), quantity and discount %. Budget {}, timeline {}."
-                        ).format(budget if budget is not None else "not given", deal.lead.timeline or "-")
+                        ).format(Markdown("{} {}").format(budget, deal.currency) if budget is not None else "not given",
+                                 deal.lead.timeline or "not given") + _what_sales_learned(deal)
     cr = latest.change_request
     return Markdown('prepare revision {}. The customer asked on {}: "{}" The form starts with the lines of '
                     '{}: change what was asked.\n\n{}').format(
         latest.revision + 1, latest.number, cr.text if cr else "-", latest.number,
-        _lines_table(latest.lines, deal.currency))
+        _lines_table(latest.lines, deal.currency)) + _what_sales_learned(deal)
 
 
 def describe_decision(session: Session, deal: Deal) -> Markdown:

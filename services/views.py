@@ -12,6 +12,7 @@ from models import Deal, Document, Email, StaffUser, Wait, utcnow
 from models.markdown import Markdown, table
 from models.markdown import link as mdlink
 from models.money import round_money
+from models.prompts import sales_notes
 
 
 def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
@@ -31,6 +32,8 @@ def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
         "owner": deal.owner.handle,
         "engineer": deal.opportunity.engineer.handle if deal.opportunity and deal.opportunity.engineer else None,
         "stage": deal.opportunity.stage if deal.opportunity else "lead",
+        "where": where_it_stands(deal),
+        "sales_notes": [{"who": who, "text": text} for who, text in sales_notes(deal)],
         "flow_run_id": deal.flow_run_id,
         "waiting_for": ({"step": wait.step, "key": wait.key, "roles": wait.role_list,
                          "since": wait.opened_at.isoformat(timespec="seconds")} if wait else None),
@@ -102,18 +105,22 @@ def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = 
     from models import AuditEntry
 
     d = deal_summary(session, deal)
+    names = _names(session)
     out = [Markdown("# {} · {}").format(d["deal"], d["customer"]), Markdown(""),
-           Markdown("**{}** · stage {} · owner {}").format(d["status"], d["stage"], d["owner"])
-           + (Markdown(" · engineer {}").format(d["engineer"]) if d["engineer"] else Markdown(""))]
+           Markdown("**{}** · owner {}").format(d["where"], names.get(d["owner"], d["owner"]))
+           + (Markdown(" · engineer {}").format(names.get(d["engineer"], d["engineer"])) if d["engineer"]
+              else Markdown(""))]
     if note:  # e.g. answers are not verified in this installation
         out.append(Markdown("\n> ⚠ {}").format(note))
     if d["waiting_for"]:
         w = d["waiting_for"]
-        out.append(Markdown("\n⏸ waiting for **{}** (`{}`, {}) since {} UTC").format(
-            w["step"], Markdown(w["key"].replace("`", "")), " or ".join(w["roles"]), w["since"]))
+        out.append(Markdown("\n⏸ waiting since {} UTC for {}").format(w["since"], waiting_for(w["step"], w["roles"])))
         if run_link:
             out.append(Markdown("\n") + mdlink("Answer it on the run's page", run_link)
                        + Markdown(" (menu ⋮ → Resume)."))
+    if d["sales_notes"]:
+        out += [Markdown(""), Markdown("## What sales learned"), Markdown("")]
+        out += [Markdown("- **{}**: {}").format(n["who"], " ".join(n["text"].split())) for n in d["sales_notes"]]
     money = []
     if d["estimate_revisions"]:
         r = d["estimate_revisions"][-1]
@@ -123,7 +130,9 @@ def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = 
     if d["invoice"]:
         i = d["invoice"]
         money.append([Markdown("invoice {}").format(i["number"]),
-                      Markdown("{}, paid {}, due {} by {}").format(i["status"], i["paid"], i["due"], i["due_date"]),
+                      Markdown("{}: {} {} paid, {} {} due by {}").format(i["status"].replace("_", " "), i["paid"],
+                                                                         deal.currency, i["due"], deal.currency,
+                                                                         i["due_date"]),
                       i["total"]])
     if money:
         out += [Markdown(""), table(["document", "state", Markdown("total ({})").format(deal.currency)], money,
@@ -132,10 +141,10 @@ def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = 
               else [])
     if source:
         out += [Markdown(""), Markdown("## Lines"), Markdown(""),
-                table(["SKU", "description", "qty", "shipped", "unit price", "disc. %", "net", "tax"],
-                      [[ln.sku, ln.description, ln.quantity, getattr(ln, "shipped_qty", ""), ln.unit_price,
+                table(["SKU", "qty", "shipped", "unit price", "disc. %", "net", "tax"],
+                      [[ln.sku, ln.quantity, getattr(ln, "shipped_qty", ""), ln.unit_price,
                         ln.discount_pct, ln.net, ln.tax] for ln in source],
-                      align=["---", "---", "---:", "---:", "---:", "---:", "---:", "---:"])]
+                      align=["---", "---:", "---:", "---:", "---:", "---:", "---:"])]
     if d["documents"]:
         urls = {x["id"]: link(x["id"]) for x in d["documents"]}
         out += [Markdown(""), Markdown("## Documents"), Markdown("")]
@@ -144,7 +153,8 @@ def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = 
                              "gets fresh links at every step; `dealflow deal show` prints the files)."
                              ).format(link_days, utcnow()), Markdown("")]
         out += [table(["kind", "number", "PDF"],
-                      [[x["kind"], x["number"], mdlink(x["pdf"], urls[x["id"]]) if urls[x["id"]] else x["pdf"]]
+                      [[x["kind"], x["number"], mdlink(Markdown("{} PDF").format(Markdown(_plain_number(x["number"]))),
+                                                       urls[x["id"]]) if urls[x["id"]] else x["pdf"]]
                        for x in d["documents"]])]
     closed = [w for w in deal.waits if w.status != "open"]
     if closed:
@@ -155,10 +165,96 @@ def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = 
                           w.answered_at) if w.answered_at else ""] for w in closed])]
     entries = session.scalars(select(AuditEntry).where(AuditEntry.deal_id == deal.id).order_by(AuditEntry.id)).all()
     out += [Markdown(""), Markdown("## Timeline"), Markdown(""),
-            table(["when (UTC)", "who", "what", ""],
-                  [[Markdown("{:%Y-%m-%d %H:%M:%S}").format(e.at), e.actor, Markdown("{} {}").format(e.action, e.subject),
-                    str(e.details.get("outcome") or e.details.get("reason") or "")[:120]] for e in entries])]
+            table(["when (UTC)", "what happened"],
+                  [[Markdown("{:%Y-%m-%d %H:%M}").format(e.at), happened(e, names)] for e in entries])]
     return Markdown("\n").join(out)
+
+
+def _plain_number(number: str) -> str:
+    """A document number as link text: letters, digits and hyphens need no escaping."""
+    return "".join(c for c in number if c.isalnum() or c == "-")
+
+
+def _names(session: Session) -> dict[str, str]:
+    return {p.handle: p.name for p in session.scalars(select(StaffUser))}
+
+
+# what each step is, as the team says it
+STEP_TITLES = {"qualify": "the lead's qualification", "handoff": "the hand-off to a sales engineer",
+               "estimate": "the estimate", "decision": "the customer's decision", "qa": "QA sign-off",
+               "shipment": "a shipment", "payment": "a payment"}
+ROLE_NAMES = {"sales_rep": "a sales rep", "sales_engineer": "a sales engineer", "qa": "QA", "delivery": "delivery",
+              "finance": "finance", "manager": "a manager", "customer": "the customer"}
+
+
+def waiting_for(step: str, roles: list[str]) -> str:
+    """'QA sign-off, by QA' or 'the customer's decision, by the customer or a sales engineer'."""
+    return f"{STEP_TITLES.get(step, step)}, by {' or '.join(ROLE_NAMES.get(r, r) for r in roles)}"
+
+
+def where_it_stands(deal: Deal) -> str:
+    """The deal's real stage, as the sales floor says it: where the process is, not the
+    opportunity's pipeline stage (which is closed_won from the order on)."""
+    if deal.status == "lost":
+        return f"lost: {deal.lost_reason}" if deal.lost_reason else "lost"
+    if deal.status == "won":
+        return "won, paid in full"
+    if deal.opportunity is None:
+        return "a lead, to qualify" if deal.lead.status == "new" else "a qualified lead"
+    order, invoice = deal.order, deal.invoice
+    if order is None:
+        latest = deal.estimate.latest if deal.estimate else None
+        if latest is not None and latest.status == "sent":
+            return f"estimate {latest.number} with the customer"
+        return f"opportunity, {deal.opportunity.stage.replace('_', ' ')}"
+    if invoice is not None:
+        return f"invoice {invoice.number} {invoice.status.replace('_', ' ')}"
+    if order.status == "awaiting_qa":
+        return f"order {order.number} in QA"
+    if order.shipments:
+        return f"order {order.number} partly shipped"
+    return f"order {order.number} released for picking"
+
+
+def happened(entry, names: dict[str, str]) -> Markdown:
+    """An audit entry as a sentence: 'Sofia Marin qualified the lead', not 'qualify.answered qualify'."""
+    who = names.get(entry.actor, entry.actor)
+    action, subject, details = entry.action, entry.subject, entry.details or {}
+    outcome = str(details.get("outcome") or "")
+    step, _, verb = action.partition(".")
+    said = {
+        "deal.started": "{who} started the deal",
+        "deal.flow_attached": "The deal's run started in Prefect",
+        "lead.converted": "The lead became an opportunity",
+        "estimate.sent": "Estimate {subject} was sent to the customer",
+        "estimate.renewal_requested": "The customer asked for a renewed estimate",
+        "order.created": "Order {subject} was made",
+        "order.released": "Order {subject} was released for picking",
+        "receipt.created": "Sales receipt {subject} was made",
+        "invoice.created": "Invoice {subject} was issued",
+        "deal.won": "The deal is won",
+        "followup.scheduled": "{who} scheduled a follow-up",
+        "followup.done": "{who} did a follow-up",
+        "opportunity.stage": "{who} moved the opportunity on",
+    }
+    if action in said:
+        text = said[action].format(who=who, subject=subject)
+    elif action == "wait.opened":
+        text = f"Waiting for {STEP_TITLES.get(subject.split('-')[0], subject)}"
+    elif action == "qualify.answered":
+        text = f"{who} {'disqualified' if outcome == 'disqualified' else 'qualified'} the lead"
+    elif action == "handoff.answered":
+        engineer = outcome.removeprefix("assigned to ")
+        text = f"{who} handed the deal to {names.get(engineer, engineer)}"
+    elif verb == "answered":
+        text = f"{who} answered {STEP_TITLES.get(step, step)}" + (f": {outcome}" if outcome else "")
+    elif verb == "refused":
+        text = f"{who}'s answer to {STEP_TITLES.get(step, step)} was refused: {details.get('reason') or '?'}"
+    elif action == "answer.tampered":
+        text = f"An answer to {subject} was refused: it was not the one its person sent"
+    else:
+        text = f"{action} {subject}"
+    return Markdown("{}").format(text[:200])
 
 
 def run_name(deal_number: str) -> str:

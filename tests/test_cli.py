@@ -260,3 +260,69 @@ def test_report_times_with_an_offset_and_unwritable_files_are_handled(db, tmp_pa
     assert code == 2 and err.startswith("error: csv: cannot write /nonexistent/x.csv (") and err.count("\n") == 1
     code, _, err = run("remind", "--as-of", "yesterday")
     assert (code, err) == (2, "error: as-of: must be an ISO date/time (2027-01-15 or 2027-01-15T10:00), got 'yesterday'\n")
+
+
+def test_what_sales_learned_reaches_the_engineer_on_the_form_the_page_and_deal_show(new_deal):
+    from models.process import describe_wait
+    from services.views import deal_page
+
+    play_direct(new_deal, until="estimate-rev-1")
+    learned = ["the lead's notes: Met at the machine tool fair; opening a second plant and needs turning capacity.",
+               "qualified by Sofia Marin: Needs two CNC lathes with tooling for the new plant; the plant manager "
+               "decides, purchasing signs.",
+               "hand-off note to Mark Henry: Wants a quote this week."]
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        form = str(describe_wait(s, deal, "estimate", "estimate-rev-1"))
+        page = str(deal_page(s, deal))
+    assert "**What sales learned**" in form and "Budget 150000.00 USD, timeline Q1 2027." in form, form
+    for line in learned:
+        who, text = line.split(": ", 1)
+        assert f"- {who}: {text}" in form, form
+        assert f"- **{who}**: {text}" in page, page
+    shown = run("deal", "show", new_deal)[1].splitlines()
+    assert all(line in shown for line in learned), shown
+    assert json.loads(run("deal", "show", new_deal, "--json")[1])["sales_notes"][2] == {
+        "who": "hand-off note to Mark Henry", "text": "Wants a quote this week."}
+
+
+def test_leads_are_listed_and_shown_and_deals_filtered_by_whose_turn_it_is(new_deal):
+    play_direct(new_deal, until="qa-attempt-1")
+    code, out, _ = run("lead", "list")
+    head, row = out.splitlines()
+    assert head.split() == ["LEAD", "COMPANY", "CONTACT", "STATUS", "OWNER", "DEAL"]
+    assert row.split()[0] == "1" and row.endswith(new_deal) and "converted" in row
+    assert json.loads(run("lead", "list", "--status", "new", "--json")[1]) == []
+    code, out, _ = run("lead", "show", "1")
+    assert code == 0 and out.splitlines()[0] == "lead 1 · Riverside Metalworks Ltd · converted · owner sofia"
+    assert f"deal: {new_deal} (`dealflow deal show {new_deal}`)" in out
+    assert "notes: Met at the machine tool fair; opening a second plant and needs turning capacity." in out
+    assert run("lead", "show", "99")[2] == "error: lead 99 not found\n"
+    assert [r["deal"] for r in json.loads(run("deal", "list", "--waiting-for", "qa", "--json")[1])] == [new_deal]
+    assert json.loads(run("deal", "list", "--waiting-for", "finance", "--json")[1]) == []
+    assert json.loads(run("deal", "list", "--json")[1])[0]["where"] == "order SO-0001 in QA"
+
+
+def test_deal_show_prints_where_each_document_is(new_deal, data_dir):
+    play_direct(new_deal, until="qa-attempt-1")
+    out = run("deal", "show", new_deal)[1].splitlines()
+    start = out.index("documents:")
+    assert out[start + 1] == f"  EST-0001-R1: {data_dir / 'documents' / 'EST-0001-R1.pdf'}"
+    assert (data_dir / "documents" / "EST-0001-R1.pdf").exists()
+
+
+def test_a_hand_off_to_an_engineer_who_is_not_enrolled_is_refused_at_the_hand_off(new_deal):
+    from models import StaffUser, process
+
+    assert run("staff", "add", "nora", "--name", "Nora Ito", "--email", "nora@glocial.example",
+               "--role", "sales_engineer")[0] == 0
+    play_direct(new_deal, until="handoff")
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        nora = s.scalars(select(StaffUser).where(StaffUser.handle == "nora")).one()
+        sofia = process.staff_by_handle(s, "sofia")
+        with pytest.raises(Exception) as refused:
+            deal.opportunity.hand_to(nora, "", by=sofia)
+        assert str(refused.value) == ("engineer: nora is not enrolled for one-time codes and could not answer the "
+                                      "estimate: `dealflow staff enroll nora` first")
+        assert deal.opportunity.engineer is None

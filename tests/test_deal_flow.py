@@ -126,9 +126,10 @@ def test_a_flow_started_on_a_deal_part_way_continues_and_a_rerun_repeats_nothing
     assert set(run.tags) >= {"dealflow", "customer:riverside-metalworks-ltd", "owner:sofia", "step:won"}
     assert not [t for t in run.tags if t.startswith(("waiting-for:", "assignee:"))]  # nobody's turn: none left
     page = plain(Artifact.get(f"deal-{new_deal.lower()}").data)  # as the UI shows it
-    assert page.startswith(f"# {new_deal} · Riverside Metalworks Ltd\n\n**won**")
-    for piece in ["| invoice INV-0001 | paid, paid 174183.68, due 0.00", "payment.answered payment-2",
-                  "| CNC-LATHE-2000 | CNC lathe GL-2000, 2 m bed | 3 | 3 | 48500.00 |"]:
+    assert page.startswith(f"# {new_deal} · Riverside Metalworks Ltd\n\n**won, paid in full** · owner Sofia Marin")
+    for piece in ["| invoice INV-0001 | paid: 174183.68 USD paid, 0.00 USD due by ",
+                  "Farah Nair (finance) answered a payment: PAY-0002: 104510.21 received, 0.00 due",
+                  "| CNC-LATHE-2000 | 3 | 3 | 48500.00 |"]:
         assert piece in page, piece
     # one page per deal, kept current in place: the key has one version, not one per step
     with get_client(sync_client=True) as client:
@@ -138,7 +139,7 @@ def test_a_flow_started_on_a_deal_part_way_continues_and_a_rerun_repeats_nothing
     # its documents open through the portal with a signed, short-lived link: never a server path
     data = Artifact.get(f"deal-{new_deal.lower()}").data
     from services.config import load_settings
-    assert f"PAY-0002\\.pdf]({load_settings().public_url}/d/" in data and "/documents/" not in data
+    assert f"[PAY-0002 PDF]({load_settings().public_url}/d/" in data and "/documents/" not in data
 
     again = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=120)
     assert again == {"deal": new_deal, "status": "won", "steps": []}

@@ -172,6 +172,7 @@ def test_five_wrong_codes_lock_a_person_and_each_next_lock_lasts_twice_as_long(n
         result = _sign_in("sofia", TEAM.wrong_code("sofia"))
     assert result.startswith("code: wrong or expired code")
     assert "sofia is now locked until" in result and "after 5 wrong codes within 10 minutes" in result
+    assert result.endswith("; a manager may stand in, or unlock with `dealflow staff unlock sofia`")
     # the right code, and a valid session, are refused while locked; others are not
     assert _sign_in("sofia", code_of("sofia")).startswith("by: sofia is locked until")
     answer = {"by": "sofia", "qualified": True}

@@ -91,11 +91,21 @@ def test_up_closes_the_prefect_api_to_strangers_and_what_it_starts_and_the_cli_g
         assert "files and folders that others could read or write are now yours alone" in first.stdout
         assert stat.S_IMODE((data_dir / "old-notes.txt").stat().st_mode) == 0o600
 
-        second = dealflow("up", *ports, env=shell)  # finds it all running
+        second = dealflow("up", *ports, env=shell)  # a second `up` says one runs, and starts nothing
         assert second.returncode == 0, second.stdout + second.stderr
         assert credential not in second.stdout + second.stderr
-        assert f"Prefect API credential: kept in {credential_file}" in second.stdout
+        assert second.stdout.startswith(f"dealflow is already running for {data_dir} (server pid "), second.stdout
+        assert f"the UI for the team at http://127.0.0.1:{gateway_port}" in second.stdout
+        assert sorted(int(p.read_text()) for p in (data_dir / "run").glob("*.pid")) == sorted(pids)
         assert credential_file.read_text().strip() == credential
+
+        # a command in a new terminal (no PREFECT_API_URL) uses the server `up` runs, not one of its own:
+        # with a wrong credential of its own, that server is the one that refuses it
+        new_terminal = dealflow("inbox", env={**shell, "PREFECT_API_AUTH_STRING": "dealflow:wrong"})
+        assert new_terminal.stderr.startswith(f"error: prefect: the Prefect server at {api} refused the request "
+                                              "(401 Unauthorized)"), new_terminal.stderr
+        assert (dealflow("inbox", "--json", env=shell).returncode, dealflow("inbox", "--json", env=shell).stdout
+                .strip()) == (0, "[]")
 
         assert api_status(api, "/admin/version") == 401  # a stranger
         assert api_status(api, "/health") == 200  # a health probe needs none
