@@ -27,9 +27,12 @@ from .login import Login
 
 
 def _pydantic_message(exc: pydantic.ValidationError) -> ValidationError:
+    """The first error, in the team's words: 'Line 2, quantity: must be a whole number'."""
+    from models.text import field_words, rule_words
+
     err = exc.errors()[0]
-    where = "".join(f"[{p + 1}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-    return ValidationError(where or "answer", err["msg"].lower())
+    where = field_words(*(p + 1 if isinstance(p, int) else p for p in err["loc"]))
+    return ValidationError(where, rule_words(err["type"], err["msg"], err.get("ctx")))
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ def check_answer(deal_number: str, step: str, payload: dict[str, Any], *, code: 
         process.apply_answer(s, deal, wait, data, person)
         s.rollback()
         if signed_in is not None:
-            return found, data
+            return found, process.in_words(wait.step, data)  # sealed as sent: in the form's words
         if check.codes_required and not proof:
             raise DomainError("code: this answer needs proof: --code NNNNNN (the 6 digits your authenticator "
                               "app shows), or `dealflow login HANDLE` once")
@@ -99,7 +102,8 @@ def check_answer(deal_number: str, step: str, payload: dict[str, Any], *, code: 
             s.commit()  # a wrong code counts towards the lock; nothing else was written
             raise
         s.rollback()
-        return found, {**data, **proof}
+        # sent in the form's words (what its schema takes); the flow reads them back as signed
+        return found, {**process.in_words(wait.step, data), **proof}
 
 
 def answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str | None = None,

@@ -652,7 +652,7 @@ def deal_show(deal_number: str, as_json: bool) -> None:
         lines.append(f"shipment {sh['number']}: {sh['carrier']} {sh['tracking_number']}: {shipped}")
     if data["invoice"]:
         i = data["invoice"]
-        lines.append(f"invoice {i['number']}: total {i['total']} {cur}, paid {i['paid']}, due {i['due']} {cur} "
+        lines.append(f"invoice {i['number']}: total {i['total']} {cur}, paid {i['paid']} {cur}, due {i['due']} {cur} "
                      f"by {i['due_date']}")
     if data["documents"]:
         from services.config import load_settings
@@ -764,7 +764,25 @@ def followup_add(deal_number: str, by: str, kind: str, due: str, notes: str, as_
                                   notes=notes)
         s.commit()
         out = {"followup": f.id, "deal": deal_number.upper(), "kind": f.kind, "due_at": f.due_at.isoformat()}
+    _redescribe(out["deal"])
     _emit(out, as_json, f"follow-up {out['followup']} ({out['kind']}) due {out['due_at']}")
+
+
+def _redescribe(deal_number: str) -> None:
+    """The deal's waiting form says what changed (its follow-ups, its stage): on the wait, and
+    in the run's stored form where a Prefect server has it."""
+    if os.environ.get("PREFECT_API_URL"):
+        from flows.waits import refresh_description
+
+        try:
+            refresh_description(deal_number)
+        except Exception as exc:  # noqa: BLE001 - the change is made; the form says the old words a while
+            click.echo(f"note: the waiting form could not be rewritten ({type(exc).__name__}); it says what it "
+                       f"said before until the deal moves on", err=True)
+    else:
+        from tasks.deal_steps import redescribe_open_wait
+
+        redescribe_open_wait(deal_number)
 
 
 @followup.command("done")
@@ -774,13 +792,18 @@ def followup_add(deal_number: str, by: str, kind: str, due: str, notes: str, as_
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def followup_done(followup_id: int, by: str, outcome: str, as_json: bool) -> None:
     """Mark a follow-up done, with its outcome."""
-    from models import pipeline
+    from sqlalchemy import select
+
+    from models import Deal, pipeline
     from services.db import session_scope
 
     with session_scope() as s:
         f = pipeline.complete_followup(s, followup_id, by=by, outcome=outcome)
         s.commit()
         out = {"followup": f.id, "done_at": f.done_at.isoformat()}
+        number = f.opportunity.lead and s.scalars(select(Deal.number).where(Deal.lead_id == f.opportunity.lead_id)).first()
+    if number:
+        _redescribe(number)
     _emit(out, as_json, f"follow-up {followup_id} done")
 
 
@@ -806,6 +829,7 @@ def opportunity_stage(deal_number: str, stage: str, by: str, probability: int | 
         pipeline.move_stage(s, d, by=by, stage=stage, probability=probability)
         s.commit()
         out = {"deal": d.number, "stage": d.opportunity.stage, "probability": d.opportunity.probability}
+    _redescribe(out["deal"])
     _emit(out, as_json, f"{out['deal']} at {out['stage']} ({out['probability']}%)")
 
 

@@ -569,7 +569,7 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
             outcome = await resume(person, request, path, decision.run_id or "", body)
             if isinstance(outcome, Response):
                 return outcome
-            body = outcome
+            return await forward_resume(request, path, outcome)
         elif decision.kind == CANCEL:
             refused = await cancel(person, request, path, body)
             if refused is not None:
@@ -616,6 +616,30 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
         kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in HOP_BY_HOP]
         return StreamingResponse(response.aiter_raw(), status_code=response.status_code,
                                  headers=_merge(kept), background=_Close(response))
+
+    async def forward_resume(request: Request, path: str, body: bytes) -> Response:
+        """A sealed Resume, sent on; an answer the form's schema refuses comes back in the team's
+        words ("Line 3, discount %: must be at most 100"), not the schema's ("Validation failed for
+        field 'lines[2].discount_pct'. Failure reason: 150 is greater than the maximum of 100")."""
+        from models.text import schema_refusal_words
+
+        sent = {k: v for k, v in request.headers.items() if k in FORWARDED_HEADERS and k != "accept-encoding"}
+        sent["content-type"] = "application/json"
+        try:
+            response = await client.post(path, content=body, headers=sent)
+        except httpx.HTTPError as exc:
+            log.warning("the Prefect server did not answer %s: %s", path[:120], type(exc).__name__)
+            return JSONResponse({"detail": "dealflow's gateway: the Prefect server does not answer"}, status_code=502)
+        try:
+            result = response.json()
+            reason = (result.get("details") or {}).get("reason") if isinstance(result, dict) else None
+        except ValueError:
+            result, reason = None, None
+        if isinstance(reason, str) and (words := schema_refusal_words(reason)):
+            result["details"]["reason"] = words
+            return JSONResponse(result, status_code=response.status_code)
+        return Response(response.content, status_code=response.status_code,
+                        media_type=response.headers.get("content-type"))
 
     async def upstream_json(path: str) -> Any:
         response = await client.get(path)

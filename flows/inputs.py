@@ -17,8 +17,8 @@ from prefect.input import RunInput
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 from pydantic.json_schema import SkipJsonSchema
 
-from models.billing import PAYMENT_METHODS
-from models.estimates import DECISION_CHANNELS
+from models.billing import METHOD_WORDS, PAYMENT_METHODS
+from models.estimates import CHANNEL_WORDS, DECISION_CHANNELS, DECISION_WORDS
 from models.identity import PROOF_FIELDS
 
 
@@ -230,9 +230,13 @@ class HandoffInput(Answer):
 class EstimateLineInput(BaseModel):
     sku: str = Field(title="Product", description="Pick it from the catalogue (price and stock shown); "
                                                    "`dealflow answer` takes the SKU, e.g. CNC-LATHE-2000.")
-    quantity: int = Field(title="Quantity", description="How many; a whole number greater than zero.")
+    # the bounds go into the form's schema only, so that the form refuses them before it is sent;
+    # every other door (the CLI, an import) gets the rule's own words from the domain
+    quantity: int = Field(title="Quantity", description="How many; a whole number greater than zero.",
+                          json_schema_extra={"minimum": 1})
     discount_pct: Amount = Field(title="Discount %", default=0, validate_default=True,
-                                 description="Discount on this line, 0 to 100 %.")
+                                 description="Discount on this line, 0 to 100 %.",
+                                 json_schema_extra={"minimum": 0, "maximum": 100})
 
 
 def _pick(schema: dict, field: str, nested: type[BaseModel], options: list[str]) -> None:
@@ -268,21 +272,36 @@ class EstimateInput(Answer):
         return {**answer, "lines": lines}
 
 
+def _words_only(schema: dict, field: str, words: dict[str, str]) -> None:
+    """The form offers a choice in the team's words only; the answer model also takes the code
+    recorded for it (what `dealflow answer --set` is given), which the domain reads the same."""
+    prop = schema.get("properties", {}).get(field)
+    if isinstance(prop, dict) and "enum" in prop:
+        prop["enum"] = list(words)
+
+
 class DecisionInput(Answer):
     """Record the customer's decision on the estimate (on the customer's behalf)."""
-    decision: Literal["approve", "request_changes", "decline"] = Field(
+    decision: Literal[(*DECISION_WORDS, "request_changes")] = Field(  # type: ignore[valid-type]
         title="Customer's decision",
-        description="approve: make it an order; request_changes: a new revision follows; decline: deal lost.")
-    channel: Literal[DECISION_CHANNELS] = Field(  # type: ignore[valid-type]
+        description="approve: it becomes an order; ask for changes: a new revision follows; decline: the deal is "
+                    "lost.")
+    channel: Literal[(*CHANNEL_WORDS, *DECISION_CHANNELS)] = Field(  # type: ignore[valid-type]
         title="How the customer told us", default="email",
-        description="How the customer told us: email, phone, signed_document or meeting (portal: the customer's "
-                    "own answer from the estimate link).")
-    changes: str = Field(title="Changes wanted", default="", description="For request_changes: what the customer wants changed.")
-    reason: str = Field(title="Reason for declining", default="", description="For decline: why the customer declined.")
+        description="By email, phone, a signed document or in a meeting (an answer online from the estimate's "
+                    "link is the customer's own).")
+    changes: str = Field(title="Changes wanted", default="",
+                         description="When they ask for changes: what the customer wants changed.")
+    reason: str = Field(title="Reason for declining", default="", description="When they decline: why.")
     po_number: str = Field(title="Customer's PO number", default="",
-                           description="For approve: the customer's purchase-order number, if they gave one "
+                           description="When they approve: the customer's purchase-order number, if they gave one "
                                        "(it goes on the order, invoice and delivery note).")
     note: str = Field(title="Note", default="", description="Anything else worth keeping.")
+
+    @classmethod
+    def fit_schema(cls, schema: dict) -> None:
+        _words_only(schema, "decision", DECISION_WORDS)
+        _words_only(schema, "channel", {**CHANNEL_WORDS, "portal": "portal"})  # portal: the customer's own answer
 
 
 class QAInput(Answer):
@@ -321,7 +340,9 @@ class QAInput(Answer):
 
 class ShipmentLineInput(BaseModel):
     sku: str = Field(title="SKU", description="A SKU of the order that is still to ship.")
-    quantity: int = Field(title="Quantity", description="How many in this shipment; at most what is left to ship and in stock.")
+    quantity: int = Field(title="Quantity", description="How many in this shipment (0: not in this shipment); at most "
+                                                        "what is left to ship and in stock.",
+                          json_schema_extra={"minimum": 0})
 
 
 class ShipmentInput(Answer):
@@ -330,7 +351,8 @@ class ShipmentInput(Answer):
     tracking_number: str = Field(title="Tracking number", description="The carrier's tracking number.")
     lines: list[ShipmentLineInput] = Field(title="Lines", default_factory=list,
                                            description="What is in this shipment (it starts with all that is left); "
-                                                       "remove lines or lower quantities for a partial shipment.")
+                                                       "for a partial shipment lower the quantities: a line at 0 is "
+                                                       "not in this shipment.")
 
     @classmethod
     def fit_schema(cls, schema: dict) -> None:
@@ -342,9 +364,13 @@ class PaymentInput(Answer):
     amount: Amount = Field(title="Amount received", description="Amount received, at most what is still due.")
     received_on: date | None = Field(title="Date received", default=None,
                                      description="The day the money arrived (empty: today).")
-    method: Literal[PAYMENT_METHODS] = Field(  # type: ignore[valid-type]
-        title="Payment method", default="bank_transfer", description="bank_transfer, card, cheque or cash.")
+    method: Literal[(*METHOD_WORDS, *PAYMENT_METHODS)] = Field(  # type: ignore[valid-type]
+        title="Payment method", default="bank transfer", description="Bank transfer, card, cheque or cash.")
     reference: str = Field(title="Reference", default="", description="Bank reference or cheque number.")
+
+    @classmethod
+    def fit_schema(cls, schema: dict) -> None:
+        _words_only(schema, "method", METHOD_WORDS)
 
 
 INPUTS: dict[str, type[Answer]] = {

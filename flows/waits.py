@@ -26,6 +26,7 @@ the flow says when the deal moves (``watch``), and which wait it is paused at wi
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -282,3 +283,29 @@ def restore_missing_forms(older_than_seconds: float = 20) -> list[str]:
             if restore_form(client, w["deal"], w["key"], w["step"], w["description"], w["flow_run_id"]):
                 restored.append(f"{w['deal']} {w['key']}")
     return restored
+
+
+def refresh_description(deal_number: str) -> bool:
+    """Rewrite the form's description of the deal's open wait when what it says changed (a
+    follow-up done, the opportunity's stage moved while it waits for the hand-off): on the wait,
+    and in the run's stored form where its run is paused there. True if a stored form changed."""
+    from prefect import get_client
+
+    from tasks.deal_steps import redescribe_open_wait
+
+    changed = redescribe_open_wait(deal_number)
+    if changed is None or not changed["flow_run_id"]:
+        return False
+    with get_client(sync_client=True) as client:
+        try:
+            state = client.read_flow_run(UUID(changed["flow_run_id"])).state
+        except Exception:  # noqa: BLE001 - a run the server does not have: the wait row says it
+            return False
+        keyset = state.state_details.run_input_keyset if state is not None and state.is_paused() else None
+        if not keyset or state.state_details.pause_key != changed["key"] or "description" not in keyset:
+            return False
+        client.delete_flow_run_input(UUID(changed["flow_run_id"]), keyset["description"])
+        # stored as Prefect stores a form's parts: JSON (the UI reads it as such)
+        client.create_flow_run_input(UUID(changed["flow_run_id"]), keyset["description"],
+                                     json.dumps(changed["description"]))
+    return True

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .orders import SalesOrder
 
 PAYMENT_METHODS = ("bank_transfer", "card", "cheque", "cash")
+METHOD_WORDS = {"bank transfer": "bank_transfer", "card": "card", "cheque": "cheque", "cash": "cash"}  # form -> record
 
 
 class Invoice(Base):

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from .deal import Deal
 
 DECISION_CHANNELS = ("email", "phone", "signed_document", "meeting", "portal")
+# what a form offers, in the team's words -> what is recorded (the CLI takes either)
+DECISION_WORDS = {"approve": "approve", "ask for changes": "request_changes", "decline": "decline"}
+CHANNEL_WORDS = {"email": "email", "phone": "phone", "signed document": "signed_document", "meeting": "meeting"}
 
 
 class Estimate(Base):

@@ -343,8 +343,12 @@ class Signed:
 
 
 def as_answered(signed: Signed) -> dict[str, Any]:
-    """The decision form's fields as the customer's signed answer makes them."""
-    return {"by": "customer", "decision": ACTIONS[signed.action], "channel": "portal",
+    """The decision form's fields as the customer's signed answer makes them (the decision in the
+    form's words: the form's schema takes those; the flow reads them as it reads a person's)."""
+    from .estimates import DECISION_WORDS
+
+    word = next(w for w, code in DECISION_WORDS.items() if code == ACTIONS[signed.action])
+    return {"by": "customer", "decision": word, "channel": "portal",
             "changes": signed.text if signed.action == "request_changes" else "",
             "reason": signed.text if signed.action == "decline" else "",
             "po_number": signed.po_number, "note": "", "name": signed.name}
@@ -387,6 +391,7 @@ def prove_customer(session: Session, deal: Deal, wait: Wait, answer: dict[str, A
     if session.scalar(select(CustomerAnswer.id).where(CustomerAnswer.nonce == signed.nonce)) is not None:
         raise ProofRefused("portal: this signed answer was already used")
     expected = {k: v for k, v in as_answered(signed).items() if k != "name"}
+    expected["decision"] = ACTIONS[signed.action]  # the answer is read as the flow reads it (models.process)
     if any(str(answer.get(k) or "") != str(v) for k, v in expected.items()):
         raise ProofRefused("portal: the answer sent is not the one the customer signed")
     check_typed(signed.action, {"name": signed.name, "po_number": signed.po_number, "terms": True,

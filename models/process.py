@@ -27,6 +27,8 @@ from .audit import recordable
 from .base import utcnow
 from .billing import Invoice, InvoiceLine
 from .catalog import issue, product_by_sku, shortages, sku_of
+from .choices import coded as _coded
+from .choices import in_words  # noqa: F401 - the doors send answers in the form's words
 from .crm import STAGES, Contact, Customer, Lead, Opportunity, StageChange
 from .customers import customer_of_lead
 from .deal import Deal, Wait
@@ -425,19 +427,19 @@ def _estimate(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
     quotes = []
     seen = set()
     for i, raw in enumerate(lines, start=1):
-        where = f"lines[{i}]"
+        where = f"Line {i}"
         sku = str(sku_of(raw.get("sku", ""))).strip()
-        product = product_by_sku(session, sku, f"{where}.sku")
+        product = product_by_sku(session, sku, f"{where}, product")
         if not product.active:
-            raise ValidationError(f"{where}.sku", f"{sku} is retired: no longer offered in new estimates")
+            raise ValidationError(f"{where}, product", f"{sku} is retired: no longer offered in new estimates")
         if sku in seen:
-            raise ValidationError(f"{where}.sku", f"{sku} appears twice; put the quantity on one line")
+            raise ValidationError(f"{where}, product", f"{sku} appears twice; put the quantity on one line")
         seen.add(sku)
-        qty = _quantity(raw.get("quantity"), f"{where}.quantity")
-        disc = parse_money(raw.get("discount_pct") or 0, f"{where}.discount_pct")
+        qty = _quantity(raw.get("quantity"), f"{where}, quantity")
+        disc = parse_money(raw.get("discount_pct") or 0, f"{where}, discount %")
         if not 0 <= disc <= 100:
-            raise ValidationError(f"{where}.discount_pct", "must be between 0 and 100")
-        priced = quote(session, product, deal.currency, _today(), own, f"{where}.sku")  # never relabelled
+            raise ValidationError(f"{where}, discount %", "must be between 0 and 100")
+        priced = quote(session, product, deal.currency, _today(), own, f"{where}, product")  # never relabelled
         quotes.append(priced)
         rev.lines.append(EstimateLine(line_no=i, product_id=product.id, sku=product.sku,
                                       description=product.name, quantity=qty, unit_price=priced.unit_price,
@@ -528,22 +530,29 @@ def _shipment(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
         wanted = [{"sku": ln.sku, "quantity": ln.remaining} for ln in order.lines if ln.remaining]
     planned: list[tuple[SalesOrderLine, int, str]] = []
     for i, raw in enumerate(wanted, start=1):
-        where = f"lines[{i}]"
+        where = f"Line {i}"
         sku = str(raw.get("sku", "")).strip()
-        product_by_sku(session, sku, f"{where}.sku")
-        line = order.line_for_sku(sku, f"{where}.sku")
+        product_by_sku(session, sku, f"{where}, product")
+        line = order.line_for_sku(sku, f"{where}, product")
         if any(p[0] is line for p in planned):
-            raise ValidationError(f"{where}.sku", f"{sku} appears twice")
-        qty = _quantity(raw.get("quantity"), f"{where}.quantity")
+            raise ValidationError(f"{where}, product", f"{sku} appears twice")
+        qty = _int(raw.get("quantity"), f"{where}, quantity", limit=MAX_QUANTITY)
+        if qty < 0:
+            raise ValidationError(f"{where}, quantity", "must not be negative (0: not in this shipment)")
+        if qty == 0:
+            continue  # the line stays for a later shipment
         if qty > line.remaining:
-            raise ValidationError(f"{where}.quantity",
+            raise ValidationError(f"{where}, quantity",
                                   f"{sku}: {qty} is more than the {line.remaining} left to ship "
                                   f"({line.quantity} ordered, {line.shipped_qty} shipped)")
         planned.append((line, qty, where))
+    if not planned:
+        raise ValidationError("lines", "nothing to ship: every line is at 0 (leave the lines out to ship all "
+                                       "that is left)")
     number = next_number(session, "shipment")
     for line, qty, where in planned:
         issue(session, line.product, qty, reason="shipment", reference=number,
-              source_key=f"{number}:{line.sku}", by=person.handle, field=f"{where}.quantity")
+              source_key=f"{number}:{line.sku}", by=person.handle, field=f"{where}, quantity")
     shipment = Shipment(order=order, seq=len(order.shipments) + 1, number=number, carrier=carrier,
                         tracking_number=tracking, shipped_by=person,
                         lines=[ShipmentLine(order_line=line, quantity=qty) for line, qty, _ in planned])
@@ -593,6 +602,14 @@ def _listed_skus(answer: dict[str, Any]) -> dict[str, Any]:
                                 for ln in lines]}
 
 
+def _decision_words(answer: dict[str, Any]) -> dict[str, Any]:
+    return _coded("decision", answer)
+
+
+def _payment_words(answer: dict[str, Any]) -> dict[str, Any]:
+    return _coded("payment", answer)
+
+
 @dataclass(frozen=True)
 class WaitKind:
     """Everything about one kind of wait, in one place (``tests/test_waits.py`` checks that each is
@@ -619,10 +636,10 @@ WAITS: dict[str, WaitKind] = {
                          normalize=_listed_skus),
     # the customer's decision is recorded by sales on the customer's behalf (or by the customer online)
     "decision": WaitKind((Role.SALES_ENGINEER, Role.SALES_REP), _decision, prompts.describe_decision,
-                         "estimate"),
+                         "estimate", normalize=_decision_words),
     "qa": WaitKind((Role.QA,), _qa, prompts.describe_qa, "qa-pending"),
     "shipment": WaitKind((Role.DELIVERY,), _shipment, prompts.describe_shipment, "unshipped"),
-    "payment": WaitKind((Role.FINANCE,), _payment, prompts.describe_payment, "dunning"),
+    "payment": WaitKind((Role.FINANCE,), _payment, prompts.describe_payment, "dunning", normalize=_payment_words),
 }
 WAIT_STEPS = tuple(WAITS)
 

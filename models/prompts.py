@@ -13,14 +13,28 @@ from .deal import Deal, Wait
 from .documents import revision_changes
 from .identity import PROOF_FIELDS
 from .markdown import Markdown, table
+from .money import round_money
 from .portal import BY_LINK
 from .staff import Role, StaffUser
 
 
+def _money(amount, currency: str) -> Markdown:
+    """An amount as people read it, always with its currency: '118,448.40 USD', '495,991 JPY'."""
+    return Markdown("{} {}").format(Markdown(f"{round_money(amount, currency):,}"), currency)
+
+
 def _lines_table(lines, currency: str) -> Markdown:
-    return table(["SKU", "Qty", "Unit price", "Disc.", "Net"],
-                 [[ln.sku, ln.quantity, ln.unit_price, Markdown("{}%").format(ln.discount_pct), ln.net] for ln in lines],
+    return table(["Product", "Qty", Markdown("Unit price ({})").format(currency), "Discount",
+                  Markdown("Net ({})").format(currency)],
+                 [[ln.sku, ln.quantity, Markdown(f"{round_money(ln.unit_price, currency):,}"),
+                   Markdown("{}%").format(Markdown(format(ln.discount_pct.normalize(), "f")) if ln.discount_pct else 0),
+                   Markdown(f"{round_money(ln.net, currency):,}")] for ln in lines],
                  align=["---", "---:", "---:", "---:", "---:"])
+
+
+# where a lead came from, as people say it
+SOURCES = {"web": "the website", "referral": "a referral", "trade_show": "a trade show", "cold_call": "a cold call",
+           "email": "an email", "partner": "a partner", "other": "elsewhere"}
 
 
 def _last_refused(session: Session, deal: Deal, key: str) -> Wait | None:
@@ -43,7 +57,9 @@ def prefill(session: Session, deal: Deal, step: str, key: str) -> dict[str, Any]
     The customer's own answers (from the portal) are never put into a staff form."""
     refused = _last_refused(session, deal, key)
     if refused is not None and refused.answer and refused.proof != BY_LINK:
-        start = {k: v for k, v in refused.answer.items() if k not in PROOF_FIELDS}
+        from .choices import in_words  # as the form offers them
+
+        start = in_words(step, {k: v for k, v in refused.answer.items() if k not in PROOF_FIELDS})
         if refused.refusal_reason.startswith("by:"):
             start.pop("by", None)
     elif step == "estimate" and deal.estimate and deal.estimate.latest is not None:
@@ -109,8 +125,10 @@ def describe(session: Session, deal: Deal, key: str, body: Markdown) -> Markdown
     note = Markdown("")
     refused = _last_refused(session, deal, key)  # a retry: say why the previous answer was refused
     if refused is not None:
-        note = Markdown("\n\n> Previous answer by {} was refused: {}").format(refused.answered_by or "?",
-                                                                             refused.refusal_reason)
+        who = session.scalars(select(StaffUser.name).where(StaffUser.handle == refused.answered_by)).first()
+        reason = " ".join(refused.refusal_reason.split())
+        note = Markdown("\n\n> **The previous answer was refused.** {} answered; the reason: {}").format(
+            who or refused.answered_by or "someone", reason if reason.endswith((".", "?", "!")) else reason + ".")
         if refused.answer and refused.proof != BY_LINK:
             note += Markdown(" The form starts with what was typed: correct what the reason names.")
     return Markdown("{}: {}{}").format(who, body, note)
@@ -118,16 +136,20 @@ def describe(session: Session, deal: Deal, key: str, body: Markdown) -> Markdown
 
 def describe_qualify(session: Session, deal: Deal) -> Markdown:
     lead = deal.lead
-    return Markdown("qualify the lead from {} ({}), source {}. Notes: {}. Answer qualified yes/no with budget "
-                    "and timeline.").format(lead.contact_name, lead.email, lead.source, lead.notes or "-")
+    text = Markdown("qualify the lead from {} ({}), who came from {}.").format(
+        lead.contact_name, lead.email, SOURCES.get(lead.source, lead.source))
+    if lead.notes and lead.notes.strip():
+        text += Markdown(" What we know: {}").format(" ".join(lead.notes.split()).rstrip(".") + ".")
+    return text + Markdown(" Is it a real opportunity? Switch *Qualified?* on or off, and give the budget and "
+                           "the timeline if you know them.")
 
 
 def describe_handoff(session: Session, deal: Deal) -> Markdown:
     opp = deal.opportunity
     done = sum(1 for f in opp.followups if f.is_done)
-    return Markdown("opportunity at stage {} ({}%), {}/{} follow-ups done. Hand it to a sales engineer (his "
-                    "handle) when it is ready for an estimate.").format(opp.stage, opp.probability, done,
-                                                                        len(opp.followups))
+    return Markdown("the opportunity is at {} ({}% likely); {} of {} follow-ups done. Hand it to the sales "
+                    "engineer who prepares the estimate when it is ready for one, with a note of what they should "
+                    "know.").format(opp.stage.replace("_", " "), opp.probability, done, len(opp.followups))
 
 
 def sales_notes(deal: Deal) -> list[tuple[str, str]]:
@@ -153,7 +175,7 @@ def describe_estimate(session: Session, deal: Deal) -> Markdown:
         budget = deal.lead.budget
         return Markdown("prepare estimate revision 1: a line per product (pick it from the list, with its price "
                         "and stock), quantity and discount %. Budget {}, timeline {}."
-                        ).format(Markdown("{} {}").format(budget, deal.currency) if budget is not None else "not given",
+                        ).format(_money(budget, deal.currency) if budget is not None else "not given",
                                  deal.lead.timeline or "not given") + _what_sales_learned(deal)
     cr = latest.change_request
     return Markdown('prepare revision {}. The customer asked on {}: "{}" The form starts with the lines of '
@@ -167,13 +189,14 @@ def describe_decision(session: Session, deal: Deal) -> Markdown:
     previous = deal.estimate.revisions[-2] if len(deal.estimate.revisions) > 1 else None
     changes = revision_changes(previous, rev)
     t = rev.totals
-    text = Markdown("record the customer's decision on {} (valid until {}) taken by phone, email or in a "
-                    "meeting: approve, request\\_changes (say what) or decline, and how it came (channel). "
-                    "The customer can also answer online from the link in the estimate email; the first "
-                    "answer wins.\n\n{}\n\nNet {}, tax {}, **total {} {}**").format(
-        rev.number, rev.valid_until, _lines_table(rev.lines, deal.currency), t.net, t.tax, deal.currency, t.total)
+    text = Markdown("record the customer's decision on {} (valid until {}), given by phone, email or in a "
+                    "meeting: they approve it, ask for changes (say which) or decline it (say why), and how they "
+                    "told us. The customer can also answer online from the link in the estimate email; the first "
+                    "answer wins.\n\n{}\n\nNet {}, tax {}, **total {}**.").format(
+        rev.number, rev.valid_until, _lines_table(rev.lines, deal.currency), _money(t.net, deal.currency),
+        _money(t.tax, deal.currency), _money(t.total, deal.currency))
     if changes:
-        text += Markdown("\n\nChanged since the previous revision: ") + Markdown("; ").join(changes)
+        text += Markdown("\n\nChanged since the previous revision: ") + Markdown("; ").join(changes) + Markdown(".")
     short = shortages(session, [(ln.product, ln.quantity) for ln in rev.lines])
     if short:
         text += (Markdown("\n\n**More than is available:** ") + Markdown("; ").join(Markdown("{}").format(n)
@@ -192,7 +215,8 @@ def describe_qa(session: Session, deal: Deal) -> Markdown:
             if items else Markdown("test order {} ({}). Its products have no checklist: answer passed yes/no."
                                    ).format(order.number, machines))
     if failed:
-        text += Markdown(" Attempt {} failed: {}").format(failed[-1].attempt, failed[-1].notes)
+        text += Markdown(" Attempt {} failed: {}").format(failed[-1].attempt,
+                                                          " ".join(failed[-1].notes.split()).rstrip(".") + ".")
     return text
 
 
@@ -204,12 +228,14 @@ def describe_shipment(session: Session, deal: Deal) -> Markdown:
             level = session.get(StockLevel, ln.product_id)
             parts.append(Markdown("{}: {} to ship, {} in stock").format(ln.sku, ln.remaining,
                                                                       level.on_hand if level else 0))
-    return Markdown("confirm a shipment of {}: carrier, tracking number and lines (none = all that is left). "
-                    ).format(order.number) + Markdown("; ").join(parts)
+    return Markdown("confirm a shipment of {}: the carrier, the tracking number and what is in it (the form "
+                    "starts with all that is left to ship; a line at 0 is not in this shipment). ").format(
+        order.number) + Markdown("; ").join(parts) + Markdown(".")
 
 
 def describe_payment(session: Session, deal: Deal) -> Markdown:
     inv = deal.invoice
-    return Markdown("record a payment on {} (due {}): total {}, paid {}, **due {} {}**.").format(
-        inv.number, inv.due_date, inv.totals.total, inv.paid, deal.currency, inv.amount_due)
+    return Markdown("record a payment received for {} (due {}): total {}, paid so far {}, **still due {}**.").format(
+        inv.number, inv.due_date, _money(inv.totals.total, deal.currency), _money(inv.paid, deal.currency),
+        _money(inv.amount_due, deal.currency))
 

@@ -5,6 +5,7 @@ a record id is a number the database can hold."""
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from .errors import ValidationError
@@ -77,3 +78,81 @@ def ago(seconds: float) -> str:
     if seconds < 2 * 86400:
         return f"{int(seconds // 3600)} h ago"
     return f"{int(seconds // 86400)} d ago"
+
+
+# a form's field as people name it (the forms' titles), for messages: never a path like lines[2].sku
+FIELD_WORDS = {"sku": "product", "discount_pct": "discount %", "quantity": "quantity"}
+
+
+def field_words(*path: object) -> str:
+    """Where in an answer, as people say it: ('lines', 2, 'sku') -> 'Line 2, product'; a top-level
+    field keeps its name (what `--set NAME=…` takes)."""
+    parts, words = list(path), []
+    while parts:
+        part = parts.pop(0)
+        if part == "lines" and parts and isinstance(parts[0], int):
+            words.append(f"Line {parts.pop(0)}")
+        elif isinstance(part, int):
+            words.append(f"item {part}")
+        else:
+            words.append(FIELD_WORDS.get(str(part), str(part)) if words else str(part))
+    return ", ".join(words) or "answer"
+
+
+def rule_words(kind: str, message: str, ctx: dict | None = None) -> str:
+    """A pydantic error as a rule a person reads ('must be a whole number'), not its wording
+    ('input should be a valid integer, unable to parse string as an integer')."""
+    ctx = ctx or {}
+    said = {"int_parsing": "must be a whole number", "int_type": "must be a whole number",
+            "int_from_float": "must be a whole number", "decimal_parsing": "must be a number",
+            "decimal_type": "must be a number", "float_parsing": "must be a number", "float_type": "must be a number",
+            "bool_parsing": "must be yes or no (true or false)", "bool_type": "must be yes or no (true or false)",
+            "missing": "is needed", "date_parsing": "must be a date as YYYY-MM-DD",
+            "date_from_datetime_parsing": "must be a date as YYYY-MM-DD", "date_type": "must be a date as YYYY-MM-DD",
+            "string_type": "must be text", "list_type": "must be a list", "dict_type": "must be a set of fields"}
+    if kind in said:
+        return said[kind]
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '')}".rstrip()
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        bound = next(iter(ctx.values()), "")
+        return {"greater_than_equal": f"must be at least {bound}", "greater_than": f"must be more than {bound}",
+                "less_than_equal": f"must be at most {bound}", "less_than": f"must be less than {bound}"}[kind]
+    if kind in ("string_too_long", "too_long"):
+        return f"is too long (at most {ctx.get('max_length', '?')})"
+    return message[:1].lower() + message[1:]
+
+
+_SCHEMA_REFUSAL = re.compile(r"(?:Reason: )?Validation failed for field '([^']*)'\. Failure reason: (.*)", re.S)
+_SCHEMA_RULES = [
+    (re.compile(r".+ is greater than the maximum of (.+)"), "must be at most {0}"),
+    (re.compile(r".+ is less than the minimum of (.+)"), "must be at least {0}"),
+    (re.compile(r".+ is not one of \[(.+)\]"), "must be one of {0}"),
+    (re.compile(r".+ is not of type 'integer'"), "must be a whole number"),
+    (re.compile(r".+ is not of type 'number'"), "must be a number"),
+    (re.compile(r".+ is not of type 'string'"), "must be text"),
+    (re.compile(r".+ is not of type 'boolean'"), "must be yes or no"),
+]
+
+
+def schema_refusal_words(reason: str) -> str | None:
+    """A form's answer refused by its JSON schema, as Prefect words it ("Validation failed for
+    field 'lines[2].discount_pct'. Failure reason: 150 is greater than the maximum of 100"), in the
+    team's words ("Line 3, discount %: must be at most 100"); None if it is not such a refusal."""
+    match = _SCHEMA_REFUSAL.match(reason.strip())
+    if not match:
+        return None
+    path: list[object] = [int(p[1:-1]) + 1 if p.startswith("[") else p
+                          for p in re.findall(r"\[\d+\]|[^.\[\]]+", match.group(1))]
+    rule = match.group(2).strip()
+    required = re.fullmatch(r"'([^']+)' is a required property", rule)
+    if required:
+        path.append(required.group(1))
+        rule = "is needed"
+    else:
+        for pattern, words in _SCHEMA_RULES:
+            found = pattern.fullmatch(rule)
+            if found:
+                rule = words.format(*found.groups())
+                break
+    return f"{field_words(*path)}: {rule}"

@@ -243,3 +243,20 @@ def deliver_mail(deal_number: str) -> list[int]:
         deal_id = deal.id
         s.commit()
         return mailer.deliver(s, deal_id=deal_id, settings=with_smtp_password(load_settings()))
+
+
+def redescribe_open_wait(deal_number: str) -> dict[str, Any] | None:
+    """The deal's open wait described afresh (what it says changed: a follow-up done, the stage
+    moved), written on the wait; None without an open wait, or if nothing it says changed.
+    Returns its key, run and new description, for the form's stored description."""
+    with session_scope() as s:
+        deal = deal_by_number(s, deal_number)
+        wait = deal.open_wait
+        if wait is None:
+            return None
+        text = process.describe_wait(s, deal, wait.step, wait.key)
+        if text == wait.description:
+            return None
+        wait.description = text
+        s.commit()
+        return {"key": wait.key, "flow_run_id": wait.flow_run_id, "description": text}

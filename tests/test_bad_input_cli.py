@@ -271,7 +271,7 @@ def test_numbers_too_long_to_read_and_answers_nested_without_end_are_one_line_an
          "error: set: '9999999999999999999999999999999999999999999999999999999999… is not a value dealflow can read",
          "sofia"),
         (["--input", f"@{deep}"], "error: input: is not JSON dealflow can read (RecursionError)", "?"),  # never read
-        (["--input", f"@{nested}"], "error: note: input should be a valid string", "sofia"),  # kept 8 deep
+        (["--input", f"@{nested}"], "error: note: must be text", "sofia"),  # kept 8 deep
     ]:
         audit_before = _audit_rows()
         result = CliRunner().invoke(main, ["answer", deal_at_handoff, "handoff", *args])
@@ -285,7 +285,7 @@ def test_an_estimate_sku_with_a_nul_is_refused_before_the_database_sees_it(new_d
     result = CliRunner().invoke(main, ["answer", new_deal, "estimate", "--by", "mark", "--input",
                                        '{"lines": [{"sku": "VMC\\u0000850", "quantity": 1}]}'])
     assert (result.exit_code, result.stderr) == (
-        2, "error: lines[1].sku: must be one line, without line breaks or control characters\n")
+        2, "error: Line 1, product: must be one line, without line breaks or control characters\n")
     assert _fingerprint() == before
     with session_scope() as s:
         entry = s.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()

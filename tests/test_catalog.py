@@ -228,7 +228,7 @@ def test_a_retired_product_is_not_offered_in_new_estimates_and_a_new_revision_dr
     play_direct(new_deal, moves + [_estimate(("TOOL-KIT-PRO", 1))], until="estimate-rev-2-retry-1")
     refused = wait_row(new_deal, "estimate-rev-2")
     assert refused["status"] == "refused"
-    assert refused["reason"] == "lines[1].sku: TOOL-KIT-PRO is retired: no longer offered in new estimates"
+    assert refused["reason"] == "Line 1, product: TOOL-KIT-PRO is retired: no longer offered in new estimates"
     with session_scope() as s:
         assert len(deal_by_number(s, new_deal).estimate.revisions) == 1
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from dealflow.cli import main
-from dealflow.scenario import play_direct
+from dealflow.scenario import SCRIPT, play_direct
 from models import FollowUp, Lead
 from models.deal import deal_by_number
 from models.text import ago
@@ -157,7 +157,7 @@ def test_inbox_deal_show_and_stock_speak_json(new_deal):
     shown = json.loads(out)
     assert shown["waiting_for"]["key"] == "payment-1" and shown["invoice"]["number"] == "INV-0001"
     code, out, _ = run("deal", "show", new_deal)
-    assert "invoice INV-0001: total 174183.68 USD, paid 0.00, due 174183.68 USD" in out
+    assert "invoice INV-0001: total 174183.68 USD, paid 0.00 USD, due 174183.68 USD" in out
     stock = {r["sku"]: r["on_hand"] for r in json.loads(run("stock", "--json")[1])}
     assert stock["CNC-LATHE-2000"] == 1 and stock["COOLANT-20L"] == 190
 
@@ -202,7 +202,7 @@ def test_the_inbox_reads_as_people_speak_and_links_each_wait_to_its_run_page(new
     (["answer", "DEAL-0001", "qualify", "--by", "sofia", "--input", "{nope"],
      "error: input: is not valid JSON (Expecting property name enclosed in double quotes at character 1)\n"),
     (["answer", "DEAL-0001", "qualify", "--by", "sofia", "--set", "budget=lots", "--set", "qualified=true"],
-     "error: budget: input should be a valid decimal\n"),
+     "error: budget: must be a number\n"),
     (["answer", "DEAL-9999", "qualify", "--by", "sofia"], "error: deal DEAL-9999 not found\n"),
 ])
 def test_a_wrong_answer_is_one_line_and_moves_nothing(new_deal, args, message):
@@ -275,7 +275,7 @@ def test_what_sales_learned_reaches_the_engineer_on_the_form_the_page_and_deal_s
         deal = deal_by_number(s, new_deal)
         form = str(describe_wait(s, deal, "estimate", "estimate-rev-1"))
         page = str(deal_page(s, deal))
-    assert "**What sales learned**" in form and "Budget 150000.00 USD, timeline Q1 2027." in form, form
+    assert "**What sales learned**" in form and "Budget 150,000.00 USD, timeline Q1 2027." in form, form
     for line in learned:
         who, text = line.split(": ", 1)
         assert f"- {who}: {text}" in form, form
@@ -326,3 +326,21 @@ def test_a_hand_off_to_an_engineer_who_is_not_enrolled_is_refused_at_the_hand_of
         assert str(refused.value) == ("engineer: nora is not enrolled for one-time codes and could not answer the "
                                       "estimate: `dealflow staff enroll nora` first")
         assert deal.opportunity.engineer is None
+
+
+def test_the_waiting_form_is_described_again_when_its_follow_ups_or_stage_change(new_deal):
+    from models import Wait
+
+    play_direct(new_deal, SCRIPT[:1], until="handoff")
+
+    def described() -> str:
+        with session_scope() as s:
+            return s.scalars(select(Wait).where(Wait.status == "open")).one().description
+
+    assert "the opportunity is at qualification (20% likely); 0 of 0 follow-ups done." in described()
+    code, out, _ = run("followup", "add", new_deal, "--by", "sofia", "--kind", "call", "--due", "+1d", "--json")
+    assert code == 0 and "0 of 1 follow-ups done" in described()
+    assert run("followup", "done", str(json.loads(out)["followup"]), "--by", "sofia", "--outcome", "ok")[0] == 0
+    assert "1 of 1 follow-ups done" in described()
+    assert run("opportunity", "stage", new_deal, "proposal", "--by", "sofia")[0] == 0
+    assert "the opportunity is at proposal (60% likely); 1 of 1 follow-ups done." in described()

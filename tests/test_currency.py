@@ -97,11 +97,11 @@ def test_a_price_list_price_wins_and_a_product_with_neither_price_nor_rate_is_re
         from models.prices import quote
 
         try:
-            quote(s, vmc, deal.currency, utcnow().date(), "USD", "lines[1].sku")
+            quote(s, vmc, deal.currency, utcnow().date(), "USD", "Line 1, product")
         except ValidationError as exc:
             message = str(exc)
         assert person.handle == "mark"
-    assert message == ("lines[1].sku: VMC-850 has no price in JPY and there is no USD→JPY exchange rate: "
+    assert message == ("Line 1, product: VMC-850 has no price in JPY and there is no USD→JPY exchange rate: "
                        "`dealflow price set VMC-850 JPY AMOUNT` or `dealflow rate set JPY RATE`")
     with session_scope() as s:
         assert [o for o in form_choices(s, deal_by_number(s, new_deal), "estimate")["products"]

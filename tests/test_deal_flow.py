@@ -7,7 +7,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
@@ -91,7 +91,7 @@ def test_an_answer_from_the_ui_by_the_wrong_person_is_refused_and_the_deal_waits
     refused = wait_row(new_deal, "qualify")
     assert refused["status"] == "refused" and refused["by"] == "qa"
     assert refused["reason"] == "by: qa (qa) may not answer 'qualify'; it needs the role sales_rep"
-    assert "was refused: by: qa (qa) may not answer" in plain(wait_row(new_deal, "qualify-retry-1")["description"])
+    assert "the reason: by: qa (qa) may not answer" in plain(wait_row(new_deal, "qualify-retry-1")["description"])
     actions = audit_actions()
     assert actions.count("qualify.refused") == 1 and actions.count("qualify.answered") == 1
     with session_scope() as s:
@@ -212,7 +212,7 @@ def test_after_a_refusal_the_form_starts_with_what_was_typed_and_a_new_revision_
     from .helpers import answer_as_staff, run_deal_with
 
     typed = [{"sku": "CNC-LATHE-2000", "quantity": 2, "discount_pct": "5"},
-             {"sku": "VMC-850", "quantity": 1, "discount_pct": "150"}]  # refused: at most 100 %
+             {"sku": "VMC-850", "quantity": 200_000}]  # refused by the rule (at most 100,000), not the form's schema
     forms: dict[str, dict] = {}
 
     def form_of(key: str) -> dict:
@@ -225,8 +225,25 @@ def test_after_a_refusal_the_form_starts_with_what_was_typed_and_a_new_revision_
                     time.sleep(0.1)
         raise AssertionError(f"no form stored for {key}")
 
+    def described(key: str) -> str:
+        with get_client(sync_client=True) as client:
+            return json.loads(client.read_flow_run_input(UUID(wait_for_run(new_deal, key)), f"paused-{key}-description"))
+
     def people() -> None:
+        from flows.waits import refresh_description
+        from models import pipeline
+        from models.deal import deal_by_number
+        from services.db import session_scope
+
         answer_as_staff(new_deal, "qualify", SCRIPT[0])
+        form_of("handoff")
+        forms["handoff before"] = described("handoff")
+        with session_scope() as s:  # a follow-up is scheduled while the deal waits for the hand-off
+            pipeline.add_followup(s, deal_by_number(s, new_deal), by="sofia", kind="call",
+                                  due_at=datetime.now() + timedelta(days=1), notes="call back")
+            s.commit()
+        forms["rewritten"] = refresh_description(new_deal)
+        forms["handoff after"] = described("handoff")
         answer_as_staff(new_deal, "handoff", SCRIPT[1])
         answer_as_staff(new_deal, "estimate-rev-1", Move("estimate", "mark", {"lines": typed, "notes": "two"}, ""))
         forms["retry"] = form_of("estimate-rev-1-retry-1")
@@ -240,7 +257,10 @@ def test_after_a_refusal_the_form_starts_with_what_was_typed_and_a_new_revision_
     assert run_deal_with(new_deal, people)["status"] == "lost"
     retry = forms["retry"]
     assert [(sku_of(ln["sku"]), ln["quantity"], ln["discount_pct"]) for ln in retry["lines"]["default"]] == [
-        ("CNC-LATHE-2000", 2, 5), ("VMC-850", 1, 150)]  # as the list shows them, to pick again
+        ("CNC-LATHE-2000", 2, 5), ("VMC-850", 200_000, 0)]  # as the list shows them, to pick again
+    # the waiting form's description says what changed while it waited (stored again on the server)
+    assert "0 of 0 follow-ups done" in forms["handoff before"] and forms["rewritten"] is True
+    assert "0 of 1 follow-ups done" in forms["handoff after"]
     assert retry["lines"]["default"][0]["sku"] in retry["lines"]["items"]["properties"]["sku"]["enum"]
     assert retry["notes"]["default"] == "two"
     assert not {"by", "code", "seal", "session", "signature"} & set(retry)  # the gateway names the person

@@ -42,6 +42,7 @@ class Prefect:
         self.seen: list[dict] = []
         self.pause_key = "qualify"
         self.description = "Qualify the lead: Riverside Metalworks"
+        self.resume_reply: dict | None = None  # what the server answers a resume (default: {"ok": true})
 
     def app(self) -> Starlette:
         async def anything(request: Request):
@@ -63,6 +64,8 @@ class Prefect:
                 return HTMLResponse("<!doctype html><html><head><title>Prefect Server</title></head><body></body></html>")
             if raw.endswith("-description"):
                 return PlainTextResponse(json.dumps(self.description))
+            if raw.endswith("/resume") and self.resume_reply is not None:
+                return JSONResponse(self.resume_reply, status_code=201)
             return JSONResponse({"ok": True})
 
         return Starlette(routes=[Route("/{p:path}", anything, methods=["GET", "HEAD", "POST", "PUT", "PATCH",
@@ -344,6 +347,21 @@ def test_a_resume_is_named_from_the_session_and_sealed_and_the_flow_accepts_it_o
     # what the flow does with the answer as Prefect stored it
     result = flow_check.fn(new_deal, "qualify", sent, sent)
     assert result["accepted"] and result["proof"] == identity.BY_GATEWAY and result["by"] == "sofia"
+
+
+def test_an_answer_the_forms_schema_refuses_comes_back_in_the_teams_words(gw, prefect, new_deal):
+    _waiting(new_deal)
+    sign_in(gw, "sofia")
+    prefect.resume_reply = {"status": "REJECT", "details": {"type": "reject_details", "reason": (
+        "Reason: Validation failed for field 'lines[2].discount_pct'. Failure reason: 150 is greater than the "
+        "maximum of 100")}}
+    answer = gw.post(f"/api/flow_runs/{RUN}/resume", json={"run_input": {"qualified": True}}, headers=csrf_headers(gw))
+    assert answer.status_code == 201
+    assert answer.json() == {"status": "REJECT", "details": {"type": "reject_details",
+                                                             "reason": "Line 3, discount %: must be at most 100"}}
+    prefect.resume_reply = {"status": "ACCEPT", "details": {"type": "accept_details"}}
+    answer = gw.post(f"/api/flow_runs/{RUN}/resume", json={"run_input": {"qualified": True}}, headers=csrf_headers(gw))
+    assert answer.json() == prefect.resume_reply  # anything else as the server said it
 
 
 def test_a_stored_answer_changed_after_the_resume_is_refused_as_tampered(gw, prefect, new_deal):

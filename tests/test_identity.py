@@ -570,7 +570,7 @@ def test_on_a_real_prefect_api_only_proven_answers_move_the_deal_and_no_code_or_
     assert proofs["estimate-rev-1"] == ("answered", identity.BY_GATEWAY)
     assert proofs["decision-rev-1-retry-2"] == ("answered", "signed session")  # --code: a session for one answer
     # the refused wait's form said why: the reason heads the next form
-    assert "was refused: proof: none" in plain(wait_description(new_deal, "qualify-retry-1"))
+    assert "the reason: proof: none" in plain(wait_description(new_deal, "qualify-retry-1"))
     # nowhere others can read: the audit log and every table, the run's parameters, its logs and
     # its artifacts (the code sent straight to the API in an answer stays in Prefect's record of
     # it: no door of dealflow's sends one, and the gateway strips one a person types)

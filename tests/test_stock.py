@@ -164,7 +164,7 @@ def test_two_orders_racing_for_the_last_machine_are_both_made_and_only_one_ships
     outcomes = _race(lambda deal: record_answer.fn(deal, "shipment-1", TEAM.signed(deal, "shipment-1", ship)), deals)
     assert sorted(o["accepted"] for o in outcomes) == [False, True], outcomes
     refused = next(o for o in outcomes if not o["accepted"])
-    assert refused["reason"] == "lines[1].quantity: HYD-PRESS-100T: 1 requested but only 0 in stock", refused
+    assert refused["reason"] == "Line 1, quantity: HYD-PRESS-100T: 1 requested but only 0 in stock", refused
     with session_scope() as s:
         shipped = s.scalars(select(StockMove).where(StockMove.reason == "shipment")).all()
         assert [m.quantity for m in shipped] == [-1]
@@ -184,3 +184,26 @@ def test_a_new_revision_starts_with_lines_the_list_offers_while_other_orders_hol
         deal = deal_by_number(s, other)
         [line] = prefill(s, deal, "estimate", "estimate-rev-2")["lines"]
         assert line["sku"].endswith("1 available") and line["sku"] in form_choices(s, deal, "estimate")["products"]
+
+
+def test_a_line_at_zero_is_not_in_this_shipment_and_all_at_zero_ships_nothing(new_deal):
+    play_direct(new_deal, until="shipment-1")
+    at_zero = {"by": "delivery", "carrier": "DHL", "tracking_number": "T0",
+               "lines": [{"sku": "CNC-LATHE-2000", "quantity": 0}, {"sku": "TOOL-KIT-PRO", "quantity": 0}]}
+    refused = record_answer.fn(new_deal, "shipment-1", TEAM.signed(new_deal, "shipment-1", at_zero))
+    assert refused["reason"] == ("lines: nothing to ship: every line is at 0 (leave the lines out to ship all that "
+                                 "is left)")
+    partial = {"by": "delivery", "carrier": "DHL", "tracking_number": "T1",
+               "lines": [{"sku": "CNC-LATHE-2000", "quantity": 2}, {"sku": "TOOL-KIT-PRO", "quantity": 0},
+                         {"sku": "CHUCK-3J-250", "quantity": 0}]}
+    from tasks.deal_steps import open_wait
+
+    open_wait(new_deal, "shipment", "shipment-1-retry-1", None)  # the deal waits again, as the flow makes it
+    accepted = record_answer.fn(new_deal, "shipment-1-retry-1",
+                                TEAM.signed(new_deal, "shipment-1-retry-1", partial))
+    assert accepted["accepted"], accepted
+    with session_scope() as s:
+        order = deal_by_number(s, new_deal).order
+        assert [(sl.order_line.sku, sl.quantity) for sl in order.shipments[0].lines] == [("CNC-LATHE-2000", 2)]
+        assert {ln.sku: ln.remaining for ln in order.lines if ln.remaining} == {
+            "CNC-LATHE-2000": 1, "TOOL-KIT-PRO": 3, "CHUCK-3J-250": 3, "COOLANT-20L": 10}

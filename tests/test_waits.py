@@ -79,8 +79,10 @@ def test_the_estimate_picks_products_from_the_catalogue_with_price_and_stock(new
     line = schema["properties"]["lines"]["items"]["properties"]
     assert "CNC-LATHE-2000 — CNC lathe GL-2000, 2 m bed — 48,500.00 USD — 4 available" in line["sku"]["enum"]
     assert len(line["sku"]["enum"]) == 6
-    assert line["quantity"]["type"] == "integer" and line["discount_pct"] == {
-        "type": "number", "title": "Discount %", "default": 0, "description": "Discount on this line, 0 to 100 %."}
+    # the form refuses what the rules would, before it is sent: a quantity below 1, a discount outside 0-100
+    assert (line["quantity"]["type"], line["quantity"]["minimum"]) == ("integer", 1) and line["discount_pct"] == {
+        "type": "number", "title": "Discount %", "default": 0, "description": "Discount on this line, 0 to 100 %.",
+        "minimum": 0, "maximum": 100}
 
 
 def test_a_new_revision_starts_with_the_previous_lines_as_the_list_shows_them(new_deal):
@@ -143,8 +145,8 @@ def test_the_hand_off_picks_an_engineer_and_the_decision_its_choices(new_deal):
     schema, _ = _form_at(new_deal, "decision-rev-1")
     # "portal" stays a choice: the customer's own answer arrives through this form too (staff
     # choosing it are refused with the reason: see test_portal)
-    assert schema["properties"]["channel"]["enum"] == ["email", "phone", "signed_document", "meeting", "portal"]
-    assert schema["properties"]["decision"]["enum"] == ["approve", "request_changes", "decline"]
+    assert schema["properties"]["channel"]["enum"] == ["email", "phone", "signed document", "meeting", "portal"]
+    assert schema["properties"]["decision"]["enum"] == ["approve", "ask for changes", "decline"]  # in words
 
 
 def test_an_answer_resumes_only_the_wait_it_was_given_for_in_this_process():
@@ -165,3 +167,37 @@ def test_an_answer_resumes_only_the_wait_it_was_given_for_in_this_process():
     finally:
         with waits._lock:
             del waits._paused[run_id]
+
+
+def test_each_form_says_what_to_decide_in_sentences_with_currencies_and_no_raw_values(new_deal):
+    """The words people read at each wait, exactly: no raw codes (request_changes, source other),
+    no 'Notes: -.', every amount with its currency, sentences that end before the next begins."""
+    from models import Wait
+    from models.markdown import plain
+
+    play_direct(new_deal)
+    with session_scope() as s:
+        said = {w.key: plain(w.description).split(": ", 1)[1] for w in s.scalars(select(Wait).order_by(Wait.id))}
+    assert said["qualify"] == (
+        "qualify the lead from Priya Raman (priya.raman@riverside-metal.example), who came from a trade show. What "
+        "we know: Met at the machine tool fair; opening a second plant and needs turning capacity. Is it a real "
+        "opportunity? Switch *Qualified?* on or off, and give the budget and the timeline if you know them.")
+    assert said["handoff"] == (
+        "the opportunity is at qualification (20% likely); 0 of 0 follow-ups done. Hand it to the sales engineer "
+        "who prepares the estimate when it is ready for one, with a note of what they should know.")
+    assert said["payment-2"] == ("record a payment received for INV-0001 (due " + said["payment-2"].split("(due ")[1]
+                                 .split(")")[0] + "): total 174,183.68 USD, paid so far 69,673.47 USD, **still due "
+                                 "104,510.21 USD**.")
+    assert said["qa-attempt-2"].endswith(
+        "any off sends it to rework (say what failed in the notes). Attempt 1 failed: Lathe #2: hydraulic pressure "
+        "drops under load; replace the seal.")
+    assert said["shipment-2"].endswith("(the form starts with all that is left to ship; a line at 0 is not in this "
+                                       "shipment). CNC-LATHE-2000: 1 to ship, 2 in stock; TOOL-KIT-PRO: 1 to ship, "
+                                       "23 in stock; CHUCK-3J-250: 1 to ship, 8 in stock.")
+    assert "Net 147,659.00 USD, tax 26,524.68 USD, **total 174,183.68 USD**." in said["decision-rev-2"]
+    assert "| Product | Qty | Unit price (USD) | Discount | Net (USD) |" in said["decision-rev-2"]
+    assert "Budget 150,000.00 USD, timeline Q1 2027." in said["estimate-rev-1"]
+    everything = " ".join(said.values())
+    for raw in ("request_changes", "request\\_changes", "bank_transfer", "signed_document", "source other",
+                "Notes: -", "lines[", "closed_won"):
+        assert raw not in everything, raw
