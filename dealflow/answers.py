@@ -87,7 +87,7 @@ def check_answer(deal_number: str, step: str, payload: dict[str, Any], *, code: 
         process.apply_answer(s, deal, wait, data, person)
         s.rollback()
         if signed_in is not None:
-            return found, process.in_words(wait.step, data)  # sealed as sent: in the form's words
+            return found, data
         if check.codes_required and not proof:
             raise DomainError("code: this answer needs proof: --code NNNNNN (the 6 digits your authenticator "
                               "app shows), or `dealflow login HANDLE` once")
@@ -102,8 +102,7 @@ def check_answer(deal_number: str, step: str, payload: dict[str, Any], *, code: 
             s.commit()  # a wrong code counts towards the lock; nothing else was written
             raise
         s.rollback()
-        # sent in the form's words (what its schema takes); the flow reads them back as signed
-        return found, {**process.in_words(wait.step, data), **proof}
+        return found, {**data, **proof}
 
 
 def answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str | None = None,
@@ -205,7 +204,9 @@ def resume_wait(wait: OpenWait, data: dict[str, Any], settle_timeout: float = 30
                                   + f", not waiting at {wait.key}")
             moved.wait(0.1)  # set at once when the run pauses in this process
         # as the stored form has it (the server checks the answer against it): a SKU as the
-        # catalogue select lists it; an empty optional field left out rather than null
+        # catalogue select lists it, a choice in the words the form offers (or the code, in a form
+        # stored before forms spoke in words); an empty optional field left out rather than null.
+        # A signature covers the answer as the flow reads it back (codes), a seal what is sent
         data = INPUTS[wait.step].fit_answer({k: v for k, v in data.items() if v is not None}, form)
         if seal:  # over the answer exactly as it is sent, and so stored
             data = {**data, "seal": identity.make_seal(keys.seal_key(), deal_number, wait.key, data)}

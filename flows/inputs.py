@@ -272,6 +272,18 @@ class EstimateInput(Answer):
         return {**answer, "lines": lines}
 
 
+def _as_offered(answer: dict[str, Any], schema: dict, field: str, words: dict[str, str]) -> dict[str, Any]:
+    """A choice as the stored form offers it: its words ('ask for changes'), or its code
+    ('request_changes') in a form stored before the forms spoke in words."""
+    offered = (schema.get("properties", {}).get(field) or {}).get("enum") or []
+    value = answer.get(field)
+    if value is None or value in offered:
+        return answer
+    code = words.get(str(value).strip().lower(), value)
+    word = next((w for w, c in words.items() if c == code), code)
+    return {**answer, field: word if word in offered else code if code in offered else value}
+
+
 def _words_only(schema: dict, field: str, words: dict[str, str]) -> None:
     """The form offers a choice in the team's words only; the answer model also takes the code
     recorded for it (what `dealflow answer --set` is given), which the domain reads the same."""
@@ -302,6 +314,11 @@ class DecisionInput(Answer):
     def fit_schema(cls, schema: dict) -> None:
         _words_only(schema, "decision", DECISION_WORDS)
         _words_only(schema, "channel", {**CHANNEL_WORDS, "portal": "portal"})  # portal: the customer's own answer
+
+    @classmethod
+    def fit_answer(cls, answer: dict[str, Any], schema: dict) -> dict[str, Any]:
+        answer = _as_offered(answer, schema, "decision", DECISION_WORDS)
+        return _as_offered(answer, schema, "channel", CHANNEL_WORDS)
 
 
 class QAInput(Answer):
@@ -371,6 +388,10 @@ class PaymentInput(Answer):
     @classmethod
     def fit_schema(cls, schema: dict) -> None:
         _words_only(schema, "method", METHOD_WORDS)
+
+    @classmethod
+    def fit_answer(cls, answer: dict[str, Any], schema: dict) -> dict[str, Any]:
+        return _as_offered(answer, schema, "method", METHOD_WORDS)
 
 
 INPUTS: dict[str, type[Answer]] = {

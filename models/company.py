@@ -88,6 +88,16 @@ def company_values(raw: dict[str, Any], *, new: bool) -> dict[str, Any]:
     return values
 
 
+def _has_money(session: Session) -> bool:
+    from sqlalchemy import select
+
+    from .catalog import Product
+    from .crm import Customer
+    from .deal import Deal
+
+    return any(session.scalars(select(model.id).limit(1)).first() is not None for model in (Product, Customer, Deal))
+
+
 def the_company(session: Session | None) -> Company:
     company = session.get(Company, THE_COMPANY) if session is not None else None
     if company is None:
@@ -113,6 +123,9 @@ def edit(session: Session, raw: dict[str, Any], by: str) -> tuple[Company, list[
     company = the_company(session)
     values = company_values(raw, new=False)
     changed = [f for f, v in values.items() if getattr(company, f) != v]
+    if "currency" in changed and _has_money(session):
+        raise ValidationError("currency", f"stays {company.currency}: the catalogue's prices, customers and deals are "
+                                          f"in it already, and changing it would relabel their amounts")
     for field in changed:
         setattr(company, field, values[field])
     if changed:

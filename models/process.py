@@ -331,7 +331,8 @@ def _answer_as_customer(session: Session, deal: Deal, wait: Wait, key: str, body
                               mover=deal.estimate.latest.prepared_by, on=signed.submitted_on)
             portal.record_customer_answer(session, deal, wait, signed)
             by = portal.answered_by_customer(signed)
-            record = {**portal.as_answered(signed), "ip": signed.ip, "user_agent": signed.user_agent,
+            record = {**portal.as_answered(signed), "decision": portal.ACTIONS[signed.action],  # recorded as a code
+                      "ip": signed.ip, "user_agent": signed.user_agent,
                       "pdf_sha256": signed.pdf_sha256, "submitted_at": signed.at}  # what the customer signed
             wait.close("answered", by, record, proof=portal.BY_LINK)
             audit.record(session, by, "decision.answered", deal_id=deal.id, subject=wait.key, outcome=outcome,
@@ -430,6 +431,7 @@ def _estimate(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
         where = f"Line {i}"
         sku = str(sku_of(raw.get("sku", ""))).strip()
         product = product_by_sku(session, sku, f"{where}, product")
+        sku = product.sku  # as the catalogue spells it (a SKU is matched whatever its case)
         if not product.active:
             raise ValidationError(f"{where}, product", f"{sku} is retired: no longer offered in new estimates")
         if sku in seen:
@@ -532,7 +534,7 @@ def _shipment(session: Session, deal: Deal, person: StaffUser, answer: dict[str,
     for i, raw in enumerate(wanted, start=1):
         where = f"Line {i}"
         sku = str(raw.get("sku", "")).strip()
-        product_by_sku(session, sku, f"{where}, product")
+        sku = product_by_sku(session, sku, f"{where}, product").sku  # whatever its case, as ordered
         line = order.line_for_sku(sku, f"{where}, product")
         if any(p[0] is line for p in planned):
             raise ValidationError(f"{where}, product", f"{sku} appears twice")

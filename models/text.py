@@ -123,7 +123,7 @@ def rule_words(kind: str, message: str, ctx: dict | None = None) -> str:
     return message[:1].lower() + message[1:]
 
 
-_SCHEMA_REFUSAL = re.compile(r"(?:Reason: )?Validation failed for field '([^']*)'\. Failure reason: (.*)", re.S)
+_SCHEMA_REFUSAL = re.compile(r"(?:Reason: )?Validation failed(?: for field '([^']*)')?\. Failure reason: (.*)", re.S)
 _SCHEMA_RULES = [
     (re.compile(r".+ is greater than the maximum of (.+)"), "must be at most {0}"),
     (re.compile(r".+ is less than the minimum of (.+)"), "must be at least {0}"),
@@ -143,7 +143,7 @@ def schema_refusal_words(reason: str) -> str | None:
     if not match:
         return None
     path: list[object] = [int(p[1:-1]) + 1 if p.startswith("[") else p
-                          for p in re.findall(r"\[\d+\]|[^.\[\]]+", match.group(1))]
+                          for p in re.findall(r"\[\d+\]|[^.\[\]]+", match.group(1) or "")]
     rule = match.group(2).strip()
     required = re.fullmatch(r"'([^']+)' is a required property", rule)
     if required:

@@ -196,7 +196,8 @@ def where_it_stands(deal: Deal) -> str:
     """The deal's real stage, as the sales floor says it: where the process is, not the
     opportunity's pipeline stage (which is closed_won from the order on)."""
     if deal.status == "lost":
-        return f"lost: {deal.lost_reason}" if deal.lost_reason else "lost"
+        reason = " ".join((deal.lost_reason or "").split())
+        return f"lost: {reason[:80]}{'…' if len(reason) > 80 else ''}" if reason else "lost"
     if deal.status == "won":
         return "won, paid in full"
     if deal.opportunity is None:

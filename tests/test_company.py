@@ -139,6 +139,9 @@ def test_a_company_is_changed_by_company_edit_field_by_field_with_one_clear_line
                                                                             "sales@glocial.example")
         entry = s.scalars(select(AuditEntry).where(AuditEntry.action == "company.edited")).one()
         assert entry.details["fields"] == ["bank", "payment_terms_days"]
+    code, _, err = run("company", "edit", "--currency", "EUR")  # the catalogue's prices are in USD
+    assert (code, err) == (2, "error: currency: stays USD: the catalogue's prices, customers and deals are in it "
+                              "already, and changing it would relabel their amounts\n")
     code, _, err = run("init", "--company-name", "Other Ltd")
     assert (code, err) == (2, "error: name: the company is set up already; change it with "
                               "`dealflow company edit --name …`\n")

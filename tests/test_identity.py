@@ -530,9 +530,15 @@ def test_on_a_real_prefect_api_only_proven_answers_move_the_deal_and_no_code_or_
         resume("decision-rev-1-retry-1", {**mark_sealed, "decision": "decline", "reason": "budget"})
         used.append(code_of("mark"))
         wait_for_run(new_deal, "decision-rev-1-retry-2")
+        # a code given on the command line, a choice given as its code: sent in the form's words,
+        # signed over what the flow reads back
         code, out, err = run("answer", new_deal, "decision", "--by", "mark", "--code", used[-1],
-                             "--set", "decision=decline", "--set", "reason=budget")
+                             "--set", "decision=decline", "--set", "reason=budget", "--set", "channel=signed_document")
         assert (code, out, err) == (0, "decision-rev-1-retry-2: answered by mark\n", "")
+        with get_client(sync_client=True) as client:
+            sent = json.loads(client.read_flow_run_input(UUID(current_run_id()),
+                                                         "paused-decision-rev-1-retry-2-response"))
+        assert sent["channel"] == "signed document" and sent["signature"]
 
     def current_run_id() -> str:
         with session_scope() as s:

@@ -49,7 +49,7 @@ def upgrade() -> None:
             "phone": env.get("DEALFLOW_COMPANY_PHONE", "+1 555 0100"), "email": sender,
             "tax_id": env.get("DEALFLOW_COMPANY_TAX_ID", "").strip(),
             "bank": env.get("DEALFLOW_COMPANY_BANK", "IBAN XX00 0000 0000 0000 0000 00"),
-            "currency": (env.get("DEALFLOW_CURRENCY") or "USD").strip().upper(), "mail_from": sender,
+            "currency": (env.get("DEALFLOW_CURRENCY") or "").strip().upper() or "USD", "mail_from": sender,
             "payment_terms_days": 30, "updated_at": datetime.now(UTC).replace(tzinfo=None)}])
 
 
