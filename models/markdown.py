@@ -13,7 +13,8 @@ forgotten one value at a time::
 
 ``escape`` makes one value inert: the characters that make markup are backslash-escaped (which
 every CommonMark renderer shows as the plain character), web and e-mail addresses are broken up
-so that they do not become links, and the value is kept to one line so that it cannot start a
+(by escapes, and by an invisible word joiner for the UIs that link addresses in the text they
+show) so that they do not become links, and the value is kept to one line so that it cannot start a
 heading, a list or a table row of its own.
 """
 
@@ -32,6 +33,14 @@ from typing import Any
 _INLINE = frozenset("\\`*_~[]<>&|:@")
 _LINE_START = re.compile(r"^(?:[-+=#>]|\d{1,9}[.)])")  # a heading, quote, list or underline if it starts a line
 _DOT = re.compile(r"\.(?=\w)")
+# The newer Prefect UI also turns web and e-mail addresses into links after the escapes are read
+# (what a linkifier sees is the text shown): a WORD JOINER (U+2060, invisible, no width) between
+# the parts it looks for keeps them apart, so "http://…", "www.…" and "a@b.c" show as typed and
+# stay text
+_JOIN = "\u2060"
+_ADDRESS_PARTS = [(re.compile(r"(?i)(https?|ftp|mailto|file)(\\?:)"), rf"\1{_JOIN}\2"),
+                  (re.compile(r"(?i)\b(www)(\\?\.)"), rf"\1{_JOIN}\2"),
+                  (re.compile(r"(\\?@)"), rf"{_JOIN}\1")]
 
 
 def escape(value: Any) -> str:
@@ -41,6 +50,8 @@ def escape(value: Any) -> str:
     text = " ".join(str(value).split())
     text = "".join("\\" + c if c in _INLINE else c for c in text)
     text = _DOT.sub("\\\\.", text)  # a name like "a.al" would otherwise become a link to a domain
+    for pattern, joined in _ADDRESS_PARTS:
+        text = pattern.sub(joined, text)
     match = _LINE_START.match(text)
     if match:
         text = text[: match.end() - 1] + "\\" + text[match.end() - 1:]
@@ -48,8 +59,9 @@ def escape(value: Any) -> str:
 
 
 def plain(markdown: str) -> str:
-    """What a reader sees of escaped text (the backslashes gone): for tests and plain-text views."""
-    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(markdown))
+    """What a reader sees of escaped text (the backslashes and word joiners gone): for tests and
+    plain-text views."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(markdown)).replace(_JOIN, "")
 
 
 _OURS = (int, float, Decimal, date)  # numbers, amounts and dates hold no markup (date covers datetime)
