@@ -198,7 +198,26 @@ def test_kanto_precision_sends_everything_in_its_own_name_in_yen_with_its_60_day
         deal = process.start_deal(s, lead.id, by="sofia")
         s.commit()
         number = deal.number
-    play_direct(number)
+    from pypdf import PdfReader
+
+    from dealflow.customer import PortalCustomer, link_in_mail
+    from dealflow.portal import PortalThread
+    from dealflow.scenario import SCRIPT
+    from services.config import load_settings
+
+    data_dir = Path(os.environ["DEALFLOW_DATA_DIR"])
+    with PortalThread(load_settings()) as portal:  # the customer reads the estimate from its link
+        monkeypatch.setenv("DEALFLOW_PUBLIC_URL", portal.url)
+        play_direct(number, until="decision-rev-1")
+        with PortalCustomer() as customer:
+            page = customer.open(link_in_mail(data_dir / "mail", "-R1 for")).text
+    shown = " ".join(re.sub(r"<[^>]+>", " ", page).split())
+    pdf = " ".join(" ".join(p.extract_text() for p in PdfReader(data_dir / "documents" / "EST-0001-R1.pdf").pages)
+                   .split())
+    terms = "Delivery after QA sign-off at our works; payment 60 days from invoice."
+    assert f"and its terms: {terms}" in shown and terms in pdf  # the customer signs what the PDF says
+    assert "Kanto Precision K.K." in shown and "Glocial" not in shown and "JPY" in shown
+    play_direct(number, SCRIPT[3:])
     with session_scope() as s:
         deal = s.scalars(select(Deal)).one()
         assert (deal.status, deal.currency, deal.customer.payment_terms_days) == ("won", "JPY", 60)
