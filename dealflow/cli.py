@@ -146,7 +146,8 @@ def _unauthorized() -> str:
 
 
 @click.group(name="dealflow", cls=DealflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """dealflow: every deal from lead to cash as one orchestrated, visible Prefect flow.
 
     Settings come from the environment: DATABASE_URL (default: SQLite in DEALFLOW_DATA_DIR, ./data),
@@ -157,7 +158,8 @@ def main() -> None:
     """
     from .api_credential import use_running_server
 
-    use_running_server()  # before Prefect is imported: it reads its settings once
+    if ctx.invoked_subcommand not in ("demo", "up", "down"):  # the demo plays in a folder and on a server of its own
+        use_running_server()  # before Prefect is imported: it reads its settings once
 
 
 # --- setup --------------------------------------------------------------------------------------

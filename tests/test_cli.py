@@ -344,3 +344,29 @@ def test_the_waiting_form_is_described_again_when_its_follow_ups_or_stage_change
     assert "1 of 1 follow-ups done" in described()
     assert run("opportunity", "stage", new_deal, "proposal", "--by", "sofia")[0] == 0
     assert "the opportunity is at proposal (60% likely); 1 of 1 follow-ups done." in described()
+
+
+def test_a_command_in_a_new_terminal_uses_the_server_up_runs_for_the_data_folder(tmp_path):
+    import subprocess
+    import sys
+
+    from dealflow.api_credential import use_running_server
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "api-url").write_text("http://127.0.0.1:4999/api\n")
+    (tmp_path / "prefect-api-auth").write_text("dealflow:the-machines-only\n")
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "dealflow-test-server"])
+    try:
+        (run_dir / "server.pid").write_text(str(server.pid))
+        env = {"DEALFLOW_DATA_DIR": str(tmp_path)}
+        assert use_running_server(env) == "http://127.0.0.1:4999/api"
+        assert (env["PREFECT_API_URL"], env["PREFECT_API_AUTH_STRING"]) == ("http://127.0.0.1:4999/api",
+                                                                          "dealflow:the-machines-only")
+        chosen = {"DEALFLOW_DATA_DIR": str(tmp_path), "PREFECT_API_URL": "https://elsewhere.example/api"}
+        assert use_running_server(chosen) is None and chosen["PREFECT_API_URL"] == "https://elsewhere.example/api"
+    finally:
+        server.kill()
+        server.wait()
+    gone = {"DEALFLOW_DATA_DIR": str(tmp_path)}
+    assert use_running_server(gone) is None and "PREFECT_API_URL" not in gone  # its server stopped: none taken
