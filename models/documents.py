@@ -45,8 +45,15 @@ def _lines(lines: list[PricedLine], quantity_attr: str = "quantity") -> list[dic
 
 
 def _base(deal: Deal, kind: str, number: str) -> dict[str, Any]:
+    from sqlalchemy.orm import object_session
+
+    from .company import THE_COMPANY, Company
+
+    seller = object_session(deal).get(Company, THE_COMPANY)
     return {"kind": kind, "number": number, "deal": deal.number, "currency": deal.currency,
-            "customer": _customer(deal), "customer_po": deal.order.customer_po if deal.order is not None else ""}
+            "customer": _customer(deal), "customer_po": deal.order.customer_po if deal.order is not None else "",
+            # the seller as it was when the document was made: printed again, it says the same
+            "seller": seller.as_dict() if seller is not None else None}
 
 
 def revision_changes(previous: EstimateRevision | None, current: EstimateRevision) -> list[str]:

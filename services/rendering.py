@@ -54,7 +54,11 @@ def render(template: str, context: dict[str, Any], settings: Settings | None = N
     from .company import details
 
     settings = settings or load_settings()
-    return environment().get_template(template).render(doc=context, company=details(settings), **extra)
+    # a document keeps the seller it was made by (its context's "seller"); one made before that
+    # was kept, and every email, shows the company as it is now
+    seller = context.get("seller") if isinstance(context, dict) else None
+    company = seller if isinstance(seller, dict) else details(settings)
+    return environment().get_template(template).render(doc=context, company=company, **extra)
 
 
 def render_pdf(html: str) -> bytes:

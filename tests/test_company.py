@@ -243,3 +243,22 @@ def test_kanto_precision_sends_everything_in_its_own_name_in_yen_with_its_60_day
         assert "Glocial" not in body and "glocial" not in body.lower(), body[:400]
         if parsed["To"] == LEAD["email"]:  # the customer's mail is signed by the company
             assert re.search(r"Kanto Precision K\.K\.", body), body[-400:]
+
+
+def test_a_document_keeps_the_seller_it_was_made_by_and_the_next_one_shows_the_change(new_deal):
+    from dealflow.scenario import play_direct
+    from models import Document
+    from services.rendering import render
+
+    play_direct(new_deal, until="payment-1")
+    assert run("company", "edit", "--bank", "IBAN NEW 0001", "--company-name", "Glocial Machines Ltd")[0] == 0
+    with session_scope() as s:
+        invoice = s.scalars(select(Document).where(Document.kind == "invoice")).one()
+        again = render(invoice.template, invoice.context)  # e.g. its PDF made again for a mail sent again
+    assert "IBAN XX00 0000 0000 0000 0000 00" in again and "IBAN NEW 0001" not in again
+    assert "Glocial Machineries" in again
+    play_direct(new_deal, until="payment-2")  # the next payment's receipt: made after the change
+    with session_scope() as s:
+        receipt = s.scalars(select(Document).where(Document.kind == "payment")).first()
+        made_after = render(receipt.template, receipt.context)
+    assert "Glocial Machines Ltd" in made_after and "IBAN NEW 0001" in made_after
