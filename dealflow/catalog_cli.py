@@ -18,11 +18,21 @@ def _shown(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "needs_qa": "yes" if row["needs_qa"] else "no", "offered": "yes" if row["offered"] else "retired"}
 
 
+def _priced(price: Any, currency: str | None = None) -> str:
+    """A catalogue price as people read it: in the company's currency, rounded to it (whole yen)."""
+    from decimal import Decimal
+
+    from models.money import round_money
+
+    currency = currency or _default_currency()
+    return f"{round_money(Decimal(str(price)), currency):,} {currency}"
+
+
 def _product_text(row: dict[str, Any]) -> str:
     checks = row["checklist"] or ("standard machine checklist" if row["needs_qa"] else "none (no QA)")
     return "\n".join([
         f"{row['sku']}  {row['name']}" + ("" if row["offered"] else "  (retired: not offered in new estimates)"),
-        f"  price      {row['price']} {_default_currency()} (tax {row['tax_rate']} %)",
+        f"  price      {_priced(row['price'])} (tax {row['tax_rate']} %)",
         f"  QA         {'yes' if row['needs_qa'] else 'no'}; checks: {checks}",
         f"  on hand    {row['on_hand']}",
         *([f"  about      {row['description']}"] if row["description"] else []),
@@ -73,7 +83,7 @@ def product_add(sku: str, as_json: bool, **options: Any) -> None:
         audit.record(s, _operator(), "product.added", subject=item.sku, price=item.unit_price,
                      tax_rate=item.tax_rate, checklist=item.qa_checklist)
         s.commit()
-    _emit(row, as_json, f"added {row['sku']}: {row['name']}, {row['price']} (tax {row['tax_rate']} %), "
+    _emit(row, as_json, f"added {row['sku']}: {row['name']}, {_priced(row['price'])} (tax {row['tax_rate']} %), "
                         f"QA {'yes' if row['needs_qa'] else 'no'}; receive stock with "
                         f"`dealflow stock receive {row['sku']} QTY --ref REF`")
 
@@ -117,7 +127,8 @@ def product_list(everything: bool, as_json: bool) -> None:
     with session_scope() as s:
         query = select(Product).order_by(Product.sku)
         rows = [product_row(p) for p in s.scalars(query if everything else query.where(Product.active))]
-    _emit(rows, as_json, _table([_shown(r) for r in rows], LIST_COLUMNS))
+    currency = _default_currency()
+    _emit(rows, as_json, _table([{**_shown(r), "price": _priced(r["price"], currency)} for r in rows], LIST_COLUMNS))
 
 
 @product.command("show")

@@ -490,8 +490,11 @@ def lead_show(lead_id: int, as_json: bool) -> None:
     if row["notes"]:
         text.append(f"notes: {row['notes']}")
     if row["qualification_notes"] or row["budget"] or row["timeline"]:
-        text.append(f"qualification: {row['qualification_notes'] or 'no notes'}; budget "
-                    f"{row['budget'] or 'not given'}; timeline {row['timeline'] or 'not given'}")
+        from services.company import details
+
+        budget = f"{row['budget']} {details()['currency']}" if row["budget"] else "not given"
+        text.append(f"qualification: {row['qualification_notes'] or 'no notes'}; budget {budget}; "
+                    f"timeline {row['timeline'] or 'not given'}")
     text.append(f"deal: {row['deal']} (`dealflow deal show {row['deal']}`)" if row["deal"]
                 else f"deal: not started (`dealflow deal start {row['lead']}`)")
     _emit(row, as_json, "\n".join(text))

@@ -199,3 +199,24 @@ def test_a_delivery_note_without_an_address_has_no_ship_to_heading(documents):
     assert not any("Ship to" in c for line in lines for c in line), lines[:14]
     # nor an empty line where the address would be: the contact is followed by the next fact
     assert ["Priya Raman", "Shipped " + context["date"]] in lines, lines[:14]
+
+
+def test_the_estimate_email_is_signed_by_its_engineer_under_kind_regards(new_deal):
+    play_direct(new_deal, until="decision-rev-1")
+    with session_scope() as s:
+        mail = s.scalars(select(Email).where(Email.kind == "estimate")).one()
+        text, html = render_email(mail.template, mail.context)
+    assert "\nKind regards,\nMark Henry\nGlocial Machineries\n" in text, text[-300:]
+    assert "Kind regards,<br>Mark Henry<br>Glocial Machineries<br>" in html
+
+
+def test_the_catalogue_shows_prices_with_their_currency(db):
+    from click.testing import CliRunner
+
+    from dealflow.cli import main
+
+    listed = CliRunner().invoke(main, ["product", "list"]).output
+    assert "48,500.00 USD" in listed and "48500.00 " not in listed
+    added = CliRunner().invoke(main, ["product", "add", "PART-1", "--name", "Part", "--price", "12.5",
+                                      "--tax-rate", "10", "--no-qa"]).output
+    assert added.startswith("added PART-1: Part, 12.50 USD (tax 10.00 %)"), added
