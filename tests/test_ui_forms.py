@@ -123,12 +123,13 @@ class Forms:
         """The wait's whole description and every field can be read at 1366×768 without scrolling
         inside a box: nothing in the description is cut off or scrolls on its own, and the only
         thing that scrolls around it is the form itself, as tall as the window (a page)."""
+        fields = dialog.locator("input, textarea, button[role=combobox], button[role=switch], [aria-label^=Select]")
+        fields.first.wait_for(timeout=60_000)  # the form's fields render a moment after its description
         measured = dialog.locator(".prose").first.evaluate(MEASURE)
         self.measured[key] = measured
         assert measured["height"] > 40 and measured["height"] >= measured["content"] - 1, (key, measured)
         assert measured["clipped_inside"] == [], (key, measured)
         assert all(box["height"] >= SCREEN["height"] - 2 for box in measured["scrolling_around"]), (key, measured)
-        fields = dialog.locator("input, textarea, button[role=combobox], button[role=switch], [aria-label^=Select]")
         assert fields.count() > 0, key
         for field in fields.all():  # each field comes into view as the page scrolls, and is not squeezed
             field.scroll_into_view_if_needed()
