@@ -20,12 +20,9 @@ def _shown(row: dict[str, Any]) -> dict[str, Any]:
 
 def _priced(price: Any, currency: str | None = None) -> str:
     """A catalogue price as people read it: in the company's currency, rounded to it (whole yen)."""
-    from decimal import Decimal
+    from models.money import amount_text
 
-    from models.money import round_money
-
-    currency = currency or _default_currency()
-    return f"{round_money(Decimal(str(price)), currency):,} {currency}"
+    return amount_text(price, currency or _default_currency())
 
 
 def _product_text(row: dict[str, Any]) -> str:

@@ -59,5 +59,7 @@ def parse_money(value: object, field: str, places: int = 2) -> Decimal:
     return exact
 
 
-def fmt(amount: Decimal, currency: str = DEFAULT_CURRENCY) -> str:
-    return f"{currency} {round_money(amount, currency):,}"
+def amount_text(amount: Decimal | str, currency: str) -> str:
+    """An amount as a person reads it in text (forms, the command line): rounded to its currency,
+    with separators and the currency after it: '48,500.00 USD', '7,280,000 JPY'."""
+    return f"{round_money(Decimal(str(amount)), currency):,} {currency}"

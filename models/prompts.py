@@ -13,14 +13,14 @@ from .deal import Deal, Wait
 from .documents import revision_changes
 from .identity import PROOF_FIELDS
 from .markdown import Markdown, table
-from .money import round_money
+from .money import amount_text, round_money
 from .portal import BY_LINK
 from .staff import Role, StaffUser
 
 
 def _money(amount, currency: str) -> Markdown:
     """An amount as people read it, always with its currency: '118,448.40 USD', '495,991 JPY'."""
-    return Markdown("{} {}").format(Markdown(f"{round_money(amount, currency):,}"), currency)
+    return Markdown("{}").format(Markdown(amount_text(amount, currency)))
 
 
 def _lines_table(lines, currency: str) -> Markdown:
