@@ -41,7 +41,8 @@ def main() -> None:
     from sqlalchemy import func, select
 
     from models import FollowUp, Opportunity, utcnow
-    from models.reminders import ReminderRules, due_reminders, followup_digests
+    from models.reminders import ReminderRules, followup_digests
+    from models.waits import due_reminders
     from services import reports
     from services.db import engine_for, session_scope
 

@@ -3,7 +3,13 @@
     DomainError
      ├── ValidationError      bad input: names the field and the rule it broke
      │    ├── OutOfStock      a shipment asks for more than is on hand
-     │    └── Overpayment     a payment larger than what is due
+     │    ├── OverShipment    a shipment asks for more than is left to ship of a line
+     │    ├── Overpayment     a payment larger than what is due
+     │    ├── EstimateExpired an answer to an estimate past its validity
+     │    ├── DuplicateLine   a product twice on one estimate or shipment
+     │    ├── ProductRetired  a retired product on a new estimate
+     │    ├── DiscountOutOfRange  a discount below 0 or above 100 %
+     │    └── DiscountNeedsApproval  an estimate sent with a discount over its preparer's limit, unapproved
      ├── NotFound             no such record (kind and key)
      ├── InvalidTransition    a document's state does not allow the step
      ├── PermissionDenied     the person lacks the role the step needs
@@ -38,6 +44,43 @@ class Overpayment(ValidationError):
         self.amount = amount
         self.due = due
         super().__init__(field, f"{amount} is more than the {due} still due")
+
+
+class OverShipment(ValidationError):
+    def __init__(self, sku: str, requested: int, left: int, ordered: int, shipped: int, field: str = "quantity"):
+        self.sku, self.requested, self.left = sku, requested, left
+        super().__init__(field, f"{sku}: {requested} is more than the {left} left to ship "
+                                f"({ordered} ordered, {shipped} shipped)")
+
+
+class EstimateExpired(ValidationError):
+    def __init__(self, number: str, valid_until, field: str = "decision"):
+        self.number, self.valid_until = number, valid_until
+        super().__init__(field, f"estimate {number} expired on {valid_until}")
+
+
+class DuplicateLine(ValidationError):
+    def __init__(self, sku: str, field: str, hint: str = ""):
+        self.sku = sku
+        super().__init__(field, f"{sku} appears twice{hint}")
+
+
+class ProductRetired(ValidationError):
+    def __init__(self, sku: str, field: str):
+        self.sku = sku
+        super().__init__(field, f"{sku} is retired: no longer offered in new estimates")
+
+
+class DiscountOutOfRange(ValidationError):
+    def __init__(self, field: str):
+        super().__init__(field, "must be between 0 and 100")
+
+
+class DiscountNeedsApproval(ValidationError):
+    def __init__(self, number: str, asked, limit, field: str = "discount"):
+        self.number, self.asked, self.limit = number, asked, limit
+        super().__init__(field, f"{number} gives {asked} %, over its preparer's limit of {limit} %: "
+                                "a sales manager must approve it first")
 
 
 class NotFound(DomainError):

@@ -7,22 +7,33 @@ The estimate gets its number when its first revision is sent; revision n reads E
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text, UniqueConstraint, event, false
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
-from .errors import InvalidTransition, ValidationError
+from .catalog import Product, product_by_sku, sku_of
+from .errors import (
+    DiscountOutOfRange,
+    DuplicateLine,
+    EstimateExpired,
+    InvalidTransition,
+    ProductRetired,
+    ValidationError,
+)
+from .money import parse_money
 from .numbering import next_number
 from .pricing import PricedLine, Totals
 from .staff import StaffUser
+from .typed import MAX_LINES, quantity, whole_number
 
 if TYPE_CHECKING:
-    from .catalog import Product
     from .deal import Deal
+
+MAX_VALID_DAYS = 365
 
 DECISION_CHANNELS = ("email", "phone", "signed_document", "meeting", "portal")
 # what a form offers, in the team's words -> what is recorded (the CLI takes either)
@@ -45,6 +56,52 @@ class Estimate(Base):
     @property
     def latest(self) -> EstimateRevision | None:
         return self.revisions[-1] if self.revisions else None
+
+    def draft_revision(self, session: Session, lines: list[dict[str, Any]], by: StaffUser, *, on: date,
+                       valid_days: Any = 30, notes: str = "") -> EstimateRevision:
+        """The next revision, a draft: its lines priced in the deal's currency on ``on`` (the
+        product's price-list price, else the catalogue's at that day's rate, which the revision
+        keeps). Refused, with nothing written, for no lines or too many, a validity outside 1 to
+        365 days, a product retired or twice, a quantity that is not a whole number above zero, a
+        discount outside 0 to 100 %, or a product without a price in the deal's currency."""
+        from .company import the_company
+        from .prices import quote, rate_on
+
+        if not lines:
+            raise ValidationError("lines", "an estimate needs at least one line")
+        if len(lines) > MAX_LINES:
+            raise ValidationError("lines", f"an estimate has at most {MAX_LINES} lines, got {len(lines)}")
+        days = whole_number(valid_days, "valid_days")
+        if not 1 <= days <= MAX_VALID_DAYS:
+            raise ValidationError("valid_days", f"must be between 1 and {MAX_VALID_DAYS}")
+        currency, own = self.deal.currency, the_company(session).currency
+        rev = EstimateRevision(revision=len(self.revisions) + 1, valid_until=on + timedelta(days=days), notes=notes,
+                               prepared_by=by)
+        quotes, seen = [], set()
+        for i, raw in enumerate(lines, start=1):
+            where = f"Line {i}"
+            product = product_by_sku(session, str(sku_of(raw.get("sku", ""))).strip(), f"{where}, product")
+            sku = product.sku  # as the catalogue spells it (a SKU is matched whatever its case)
+            if not product.active:
+                raise ProductRetired(sku, f"{where}, product")
+            if sku in seen:
+                raise DuplicateLine(sku, f"{where}, product", "; put the quantity on one line")
+            seen.add(sku)
+            qty = quantity(raw.get("quantity"), f"{where}, quantity")
+            disc = parse_money(raw.get("discount_pct") or 0, f"{where}, discount %")
+            if not 0 <= disc <= 100:
+                raise DiscountOutOfRange(f"{where}, discount %")
+            priced = quote(session, product, currency, on, own, f"{where}, product")  # never relabelled
+            quotes.append(priced)
+            rev.lines.append(EstimateLine(line_no=i, product_id=product.id, sku=product.sku, description=product.name,
+                                          quantity=qty, unit_price=priced.unit_price, discount_pct=disc,
+                                          tax_rate=product.tax_rate))
+        if currency != own and (rate := rate_on(session, currency, on)) is not None:
+            rev.fx_rate, rev.fx_on = rate.rate, rate.valid_from  # fixed with the prices: reports convert back at it
+        rev.fx_converted = any(q.source == "rate" for q in quotes)
+        self.revisions.append(rev)
+        session.flush()
+        return rev
 
 
 class EstimateRevision(Base):
@@ -109,9 +166,13 @@ class EstimateRevision(Base):
         self.status = "sent"
         self.sent_at = utcnow()
 
+    def is_expired(self, on: date) -> bool:
+        """Past its validity on ``on``: the last day it can be answered is ``valid_until``."""
+        return self.valid_until < on
+
     def approve(self, by: str, channel: str, note: str = "", on: date | None = None) -> None:
-        if self.valid_until < (on or utcnow().date()):
-            raise ValidationError("decision", f"estimate {self.number} expired on {self.valid_until}")
+        if self.is_expired(on or utcnow().date()):
+            raise EstimateExpired(self.number, self.valid_until)
         self._decide("approved", "approve it", by, channel, note)
 
     def decline(self, by: str, channel: str, reason: str) -> None:

@@ -11,14 +11,16 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
-from .catalog import Product
-from .errors import InvalidTransition, ValidationError
+from .catalog import Product, issue, product_by_sku
+from .errors import DuplicateLine, InvalidTransition, OverShipment, ValidationError
+from .numbering import next_number
 from .pricing import PricedLine, Totals
 from .staff import StaffUser
 from .text import shown
+from .typed import MAX_QUANTITY, whole_number
 
 if TYPE_CHECKING:
     from .deal import Deal
@@ -107,6 +109,46 @@ class SalesOrder(Base):
         self.status = "released"
         self.pick_release = PickRelease(released_by=by)
         return self.pick_release
+
+    def ship(self, session: Session, lines: list[dict[str, Any]], carrier: str, tracking: str,
+             by: StaffUser) -> Shipment:
+        """A shipment of ``lines`` ({sku, quantity}; none: all that is left), numbered, with the
+        stock issued for it. A line at 0 stays for a later shipment. Refused, with nothing
+        written, for a SKU not on the order or twice, a quantity below 0 or over what is left to
+        ship of its line (``OverShipment``) or over what is on hand (``OutOfStock``)."""
+        if len(lines) > len(self.lines):
+            raise ValidationError("lines", f"the order has {len(self.lines)} lines; got {len(lines)}")
+        if not lines:  # no lines: everything still to ship
+            lines = [{"sku": ln.sku, "quantity": ln.remaining} for ln in self.lines if ln.remaining]
+        planned: list[tuple[SalesOrderLine, int, str]] = []
+        for i, raw in enumerate(lines, start=1):
+            where = f"Line {i}"
+            sku = product_by_sku(session, str(raw.get("sku", "")).strip(), f"{where}, product").sku  # as ordered
+            line = self.line_for_sku(sku, f"{where}, product")
+            if any(p[0] is line for p in planned):
+                raise DuplicateLine(sku, f"{where}, product")
+            qty = whole_number(raw.get("quantity"), f"{where}, quantity", limit=MAX_QUANTITY)
+            if qty < 0:
+                raise ValidationError(f"{where}, quantity", "must not be negative (0: not in this shipment)")
+            if qty == 0:
+                continue  # the line stays for a later shipment
+            if qty > line.remaining:
+                raise OverShipment(sku, qty, line.remaining, line.quantity, line.shipped_qty, f"{where}, quantity")
+            planned.append((line, qty, where))
+        if not planned:
+            raise ValidationError("lines", "nothing to ship: every line is at 0 (leave the lines out to ship all "
+                                           "that is left)")
+        number = next_number(session, "shipment")
+        for line, qty, where in planned:
+            issue(session, line.product, qty, reason="shipment", reference=number,
+                  source_key=f"{number}:{line.sku}", by=by.handle, field=f"{where}, quantity")
+        shipment = Shipment(order=self, seq=len(self.shipments) + 1, number=number, carrier=carrier,
+                            tracking_number=tracking, shipped_by=by,
+                            lines=[ShipmentLine(order_line=line, quantity=qty) for line, qty, _ in planned])
+        session.add(shipment)
+        self.record_shipment_lines(shipment)
+        session.flush()
+        return shipment
 
     def record_shipment_lines(self, shipment: Shipment) -> None:
         if self.status not in ("released", "partially_shipped"):

@@ -15,7 +15,7 @@ from .base import utcnow
 from .crm import FollowUp, Lead
 from .deal import Deal
 from .errors import InvalidTransition, NotFound, ValidationError
-from .process import staff_by_handle
+from .staff import staff_member as staff_by_handle
 from .staff import Role
 from .text import check_id, one_line
 

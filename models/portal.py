@@ -209,7 +209,7 @@ def estimate_state(session: Session, link: Link, today: date | None = None) -> E
         state = "answered"
     elif not deal.is_open:
         state = "closed"
-    elif rev.valid_until < today:
+    elif rev.is_expired(today):
         state = "expired"
     else:
         state = "open"
@@ -386,7 +386,7 @@ def prove_customer(session: Session, deal: Deal, wait: Wait, answer: dict[str, A
     rev = deal.estimate.latest if deal.estimate else None
     if rev is None or rev.revision != signed.revision or rev.status != "sent":
         raise ProofRefused(f"portal: revision {signed.revision} is no longer waiting for an answer")
-    if rev.valid_until < min(today or utcnow().date(), signed.submitted_on):  # sent in time counts
+    if rev.is_expired(min(today or utcnow().date(), signed.submitted_on)):  # sent in time counts
         raise ProofRefused(f"portal: estimate {rev.number} expired on {rev.valid_until}")
     if session.scalar(select(CustomerAnswer.id).where(CustomerAnswer.nonce == signed.nonce)) is not None:
         raise ProofRefused("portal: this signed answer was already used")

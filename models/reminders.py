@@ -1,14 +1,15 @@
-"""Reminder rules: who is reminded of what, when, and the record that makes each reminder go out
-at most once per rule, entity, recipient and day, also when runs are retried or overlap.
+"""Reminders: the record that makes each reminder go out at most once per rule, entity,
+recipient and day, also when runs are retried or overlap, and the rules that belong to no one
+wait kind:
 
     followup-digest  follow-ups due today or overdue       -> their owner, one digest a day
-    estimate         estimate sent, unanswered N days      -> the customer, every N days, at most K times
-    qa-pending       order awaiting QA for N days          -> the QA team
-    unshipped        released, not all shipped after N days -> delivery
-    dunning-<n>      invoice unpaid n-th step after due     -> the customer, a letter per step
     stuck-wait       deal waiting at a human step N days    -> its owner and the sales manager
     mail-waiting     outbox mail pending over N minutes, of
                      unknown fate, or failed                -> the sales managers, one digest a day
+
+A wait kind's own rule lives with its kind (``models.waits``: the customer's estimate reminder
+with the decision, qa-pending with QA, unshipped with the shipment, dunning with the payment);
+``models.waits.due_reminders`` runs them all.
 
 Every scan is one set-based query on indexed columns; what was already sent is excluded in SQL.
 """
@@ -16,8 +17,8 @@ Every scan is one set-based query on indexed columns; what was already sent is e
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -26,15 +27,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
 from .base import Base, utcnow
-from .billing import Invoice
 from .crm import FollowUp
 from .deal import Deal, Wait
-from .documents import dunning_context, estimate_reminder_context
 from .errors import ValidationError
-from .estimates import EstimateRevision
-from .orders import PickRelease, SalesOrder
 from .outbox import add_document, queue_email
-from .portal import estimate_link
 from .staff import Role, StaffUser
 
 
@@ -86,14 +82,14 @@ class Reminder:
     about: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
-def _sent(rule: str, entity_col, day: date | None = None):
+def not_sent_yet(rule: str, entity_col, day: date | None = None):
     """Correlated NOT EXISTS: no reminder of ``rule`` for this entity (on ``day``) yet."""
     cond = [ReminderSent.rule == rule, ReminderSent.entity_id == entity_col]
     if day is not None:
         cond.append(ReminderSent.day == day)
     return ~select(ReminderSent.id).where(*cond).exists()
 
-def _staff_with(session: Session, role: Role) -> list[StaffUser]:
+def staff_with(session: Session, role: Role) -> list[StaffUser]:
     return [p for p in session.scalars(select(StaffUser).where(StaffUser.active).order_by(StaffUser.id))
             if p.holds(role)]
 
@@ -104,7 +100,7 @@ def followup_digests(session: Session, now: datetime) -> Iterator[Reminder]:
         select(FollowUp.id, FollowUp.kind, FollowUp.due_at, FollowUp.notes, FollowUp.owner_id, Deal.number)
         .join(Deal, Deal.opportunity_id == FollowUp.opportunity_id)
         .where(FollowUp.done_at.is_(None), FollowUp.due_at < end_of_today, Deal.status == "open",
-               _sent("followup-digest", FollowUp.owner_id, today))
+               not_sent_yet("followup-digest", FollowUp.owner_id, today))
         .order_by(FollowUp.owner_id, FollowUp.due_at)).all()
     by_owner: dict[int, list] = {}
     for row in rows:
@@ -119,95 +115,14 @@ def followup_digests(session: Session, now: datetime) -> Iterator[Reminder]:
                        {"name": owner.name, "title": "Your follow-ups due today and overdue", "lines": lines,
                         "number": f"followups-{today}"}, about=f"{len(items)} follow-ups")
 
-def estimate_reminders(session: Session, now: datetime, rules: ReminderRules) -> Iterator[Reminder]:
-    today = now.date()
-    cutoff = now - timedelta(days=rules.estimate_unanswered_days)
-    done = (select(ReminderSent.entity_id, func.count().label("n"), func.max(ReminderSent.day).label("last"))
-            .where(ReminderSent.rule == "estimate").group_by(ReminderSent.entity_id).subquery())
-    revs = session.scalars(
-        select(EstimateRevision).join(EstimateRevision.estimate).join(Deal)
-        .outerjoin(done, done.c.entity_id == EstimateRevision.id)
-        .where(EstimateRevision.status == "sent", EstimateRevision.sent_at <= cutoff, Deal.status == "open",
-               func.coalesce(done.c.n, 0) < rules.estimate_max_reminders,
-               (done.c.last.is_(None)) | (done.c.last <= cutoff.date()))).all()
-    for rev in revs:
-        n = 1 + session.scalar(select(func.count()).select_from(ReminderSent).where(
-            ReminderSent.rule == "estimate", ReminderSent.entity_id == rev.id))
-        ctx = estimate_reminder_context(rev, n, today)
-        link = estimate_link(rev, ctx["customer"]["email"])  # the customer's page, signed when mailed
-        if link is not None:
-            ctx["portal_link"] = asdict(link)
-        yield Reminder("estimate", rev.id, ctx["customer"]["email"], today,
-                       f"Reminder: estimate {rev.number} for {ctx['customer']['name']}", "emails/estimate_reminder",
-                       ctx, deal_id=rev.estimate.deal_id,
-                       document=("estimate_reminder", ctx["number"], "documents/estimate_reminder.html"),
-                       about=f"{rev.number}, reminder {n}")
-
-def qa_pending(session: Session, now: datetime, rules: ReminderRules) -> Iterator[Reminder]:
-    today = now.date()
-    # counted from when the current QA wait opened (after a failed attempt: from the rework)
-    rows = session.execute(select(SalesOrder, Wait.opened_at).join(Wait, (Wait.deal_id == SalesOrder.deal_id)
-                                                                 & (Wait.step == "qa") & (Wait.status == "open"))
-                           .where(SalesOrder.status == "awaiting_qa",
-                                  Wait.opened_at <= now - timedelta(days=rules.qa_pending_days),
-                                  _sent("qa-pending", SalesOrder.id, today))).all()
-    for order, since in rows:
-        days = (now - since).days
-        for person in _staff_with(session, Role.QA):
-            yield Reminder("qa-pending", order.id, person.email, today,
-                           f"QA pending {days} days: {order.number} ({order.deal.customer_name})",
-                           "emails/staff_reminder",
-                           {"name": person.name, "title": f"Order {order.number} is waiting for QA sign-off",
-                            "lines": [f"{ln.quantity} × {ln.sku}" for ln in order.lines]
-                            + [f"waiting since {since:%Y-%m-%d} ({days} days), "
-                               f"{len(order.inspections)} inspections so far"],
-                            "number": order.number}, deal_id=order.deal_id, about=order.number)
-
-def unshipped(session: Session, now: datetime, rules: ReminderRules) -> Iterator[Reminder]:
-    today = now.date()
-    orders = session.scalars(select(SalesOrder).join(PickRelease).where(
-        SalesOrder.status.in_(("released", "partially_shipped")),
-        PickRelease.at <= now - timedelta(days=rules.unshipped_days),
-        _sent("unshipped", SalesOrder.id, today))).all()
-    for order in orders:
-        days = (now - order.pick_release.at).days
-        left = [f"{ln.remaining} × {ln.sku} still to ship" for ln in order.lines if ln.remaining]
-        for person in _staff_with(session, Role.DELIVERY):
-            yield Reminder("unshipped", order.id, person.email, today,
-                           f"Released {days} days ago, not shipped: {order.number} ({order.deal.customer_name})",
-                           "emails/staff_reminder",
-                           {"name": person.name, "title": f"Order {order.number} was released {days} days ago",
-                            "lines": left, "number": order.number}, deal_id=order.deal_id, about=order.number)
-
-def dunning(session: Session, now: datetime, rules: ReminderRules) -> Iterator[Reminder]:
-    """The letter of the highest step reached, once per step (keyed by the day the step fell on,
-    so a run that missed that day still sends it once, and later runs never again)."""
-    today = now.date()
-    first = today - timedelta(days=rules.dunning_days[0])
-    invoices = session.scalars(select(Invoice).join(Deal).where(
-        Invoice.status != "paid", Invoice.due_date <= first)).all()
-    for invoice in invoices:
-        level = sum(1 for d in rules.dunning_days if today >= invoice.due_date + timedelta(days=d))
-        step_day = invoice.due_date + timedelta(days=rules.dunning_days[level - 1])
-        rule = f"dunning-{level}"
-        if session.scalar(select(func.count()).select_from(ReminderSent).where(
-                ReminderSent.rule == rule, ReminderSent.entity_id == invoice.id)):
-            continue
-        ctx = dunning_context(invoice, level, today)
-        yield Reminder(rule, invoice.id, ctx["customer"]["email"], step_day,
-                       f"{ctx['title']}: invoice {invoice.number}, {invoice.deal.currency} {invoice.amount_due} due",
-                       "emails/dunning", ctx, deal_id=invoice.deal_id,
-                       document=("dunning", ctx["number"], "documents/dunning.html"),
-                       about=f"{invoice.number} level {level}")
-
 def stuck_waits(session: Session, now: datetime, rules: ReminderRules) -> Iterator[Reminder]:
     today = now.date()
     owner = aliased(StaffUser)
     rows = session.execute(select(Wait, Deal, owner).join(Deal, Wait.deal_id == Deal.id)
                            .join(owner, Deal.owner_id == owner.id)
                            .where(Wait.status == "open", Wait.opened_at <= now - timedelta(days=rules.stuck_wait_days),
-                                  Deal.status == "open", _sent("stuck-wait", Wait.id, today))).all()
-    managers = _staff_with(session, Role.MANAGER)
+                                  Deal.status == "open", not_sent_yet("stuck-wait", Wait.id, today))).all()
+    managers = staff_with(session, Role.MANAGER)
     for wait, deal, rep in rows:
         days = (now - wait.opened_at).days
         for person in [rep, *managers]:
@@ -255,20 +170,24 @@ def mail_waiting(session: Session, now: datetime, rules: ReminderRules) -> Itera
     if failed:
         lines.append(f"{len(failed)} failed for good (emails {', '.join(str(m.id) for m in failed[:20])}): "
                      f"see `dealflow outbox --status failed`")
-    for person in _staff_with(session, Role.MANAGER):
+    for person in staff_with(session, Role.MANAGER):
         yield Reminder("mail-waiting", OUTBOX_ENTITY, person.email, today,
                        f"Mail waiting in the outbox: {len(late)} emails", "emails/staff_reminder",
                        {"name": person.name, "title": "Mail that has not gone out", "lines": lines,
                         "number": f"outbox-{today}"}, about=f"{len(late)} emails in the outbox")
 
 
-RULES = ("followup-digest", "estimate", "qa-pending", "unshipped", "dunning", "stuck-wait", "mail-waiting")
+@dataclass(frozen=True)
+class ReminderRule:
+    """A reminder rule: its name, and the scan that finds what is due. A wait kind names the rule
+    that chases it (``models.waits``): its own, or the stuck-wait rule every wait falls under."""
+    name: str
+    scan: Callable[[Session, datetime, ReminderRules], Iterator[Reminder]]
 
 
-def due_reminders(session: Session, now: datetime, rules: ReminderRules) -> list[Reminder]:
-    return [*followup_digests(session, now), *estimate_reminders(session, now, rules),
-            *qa_pending(session, now, rules), *unshipped(session, now, rules), *dunning(session, now, rules),
-            *stuck_waits(session, now, rules), *mail_waiting(session, now, rules)]
+FOLLOWUP_DIGEST = ReminderRule("followup-digest", lambda session, now, rules: followup_digests(session, now))
+STUCK_WAIT = ReminderRule("stuck-wait", stuck_waits)
+MAIL_WAITING = ReminderRule("mail-waiting", mail_waiting)
 
 def record(session: Session, reminder: Reminder) -> int | None:
     """Write the reminder's record and its outbox email in a savepoint; None if another run

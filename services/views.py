@@ -13,6 +13,7 @@ from models.markdown import Markdown, table
 from models.markdown import link as mdlink
 from models.money import round_money
 from models.prompts import sales_notes
+from models.waits import KINDS
 
 
 def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
@@ -179,10 +180,8 @@ def _names(session: Session) -> dict[str, str]:
     return {p.handle: p.name for p in session.scalars(select(StaffUser))}
 
 
-# what each step is, as the team says it
-STEP_TITLES = {"qualify": "the lead's qualification", "handoff": "the hand-off to a sales engineer",
-               "estimate": "the estimate", "decision": "the customer's decision", "qa": "QA sign-off",
-               "shipment": "a shipment", "payment": "a payment"}
+# what each step is, as the team says it (each wait kind names itself)
+STEP_TITLES = {name: kind.title for name, kind in KINDS.items()}
 ROLE_NAMES = {"sales_rep": "a sales rep", "sales_engineer": "a sales engineer", "qa": "QA", "delivery": "delivery",
               "finance": "finance", "manager": "a manager", "customer": "the customer"}
 

@@ -8,6 +8,7 @@ from typing import Any
 from prefect import task
 
 from models import reminders
+from models.waits import due_reminders
 from services import mailer
 from services.config import MAIL_RETRY_SECONDS, load_settings, with_smtp_password
 from services.db import session_scope
@@ -23,7 +24,7 @@ def queue_due_reminders(as_of: str, rules: dict[str, Any]) -> list[dict[str, Any
     now = datetime.fromisoformat(as_of)
     with session_scope() as s:
         queued = []
-        for r in reminders.due_reminders(s, now, reminders.ReminderRules(**rules)):
+        for r in due_reminders(s, now, reminders.ReminderRules(**rules)):
             email_id = reminders.record(s, r)
             if email_id is not None:
                 queued.append({"rule": r.rule, "about": r.about, "to": r.recipient, "subject": r.subject,

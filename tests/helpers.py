@@ -196,11 +196,12 @@ def as_the_form_sends(deal: str, key: str, run_id: str, run_input: dict) -> dict
     with get_client(sync_client=True) as client:
         keyset = client.read_flow_run(UUID(run_id)).state.state_details.run_input_keyset or {}
         schema = json.loads(client.read_flow_run_input(UUID(run_id), keyset["schema"])) if keyset else {}
-    from models.process import in_words
+    from models.waits import KINDS
 
     # its choices as the form offers them ('ask for changes', 'bank transfer'); a signature made
     # over the recorded codes still holds: the flow reads the words back as those codes
-    return INPUTS[step].fit_answer(in_words(step, {k: v for k, v in run_input.items() if v is not None}), schema)
+    return INPUTS[step].fit_answer(KINDS[step].as_offered({k: v for k, v in run_input.items() if v is not None}),
+                                   schema)
 
 
 def answer_as_staff(deal: str, key: str, move) -> None:

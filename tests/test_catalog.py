@@ -214,7 +214,7 @@ def test_a_price_change_applies_to_new_revisions_only(new_deal):
 
 
 def test_a_retired_product_is_not_offered_in_new_estimates_and_a_new_revision_drops_it(new_deal):
-    from models.prompts import form_choices, prefill
+    from models.waits import KINDS, form_start
 
     moves = SCRIPT[:2] + [_estimate(("CNC-LATHE-2000", 1), ("TOOL-KIT-PRO", 1)),
                           Move("decision", "mark", {"decision": "request_changes", "channel": "email",
@@ -223,8 +223,8 @@ def test_a_retired_product_is_not_offered_in_new_estimates_and_a_new_revision_dr
     assert cli("product", "retire", "TOOL-KIT-PRO").exit_code == 0
     with session_scope() as s:
         deal = deal_by_number(s, new_deal)
-        assert not any(o.startswith("TOOL-KIT-PRO") for o in form_choices(s, deal, "estimate")["products"])
-        assert [ln["sku"].split(" — ")[0] for ln in prefill(s, deal, "estimate", "estimate-rev-2")["lines"]] == ["CNC-LATHE-2000"]
+        assert not any(o.startswith("TOOL-KIT-PRO") for o in KINDS["estimate"].choices(s, deal)["products"])
+        assert [ln["sku"].split(" — ")[0] for ln in form_start(s, deal, "estimate", "estimate-rev-2")["prefill"]["lines"]] == ["CNC-LATHE-2000"]
     play_direct(new_deal, moves + [_estimate(("TOOL-KIT-PRO", 1))], until="estimate-rev-2-retry-1")
     refused = wait_row(new_deal, "estimate-rev-2")
     assert refused["status"] == "refused"

@@ -13,7 +13,7 @@ from dealflow.cli import main
 from dealflow.scenario import LEAD, SCRIPT, Move, play_direct
 from models import Document, utcnow
 from models.deal import deal_by_number
-from models.prompts import form_choices
+from models.waits import KINDS
 from services.db import session_scope
 from services.rendering import render
 
@@ -47,7 +47,7 @@ def test_a_yen_deal_rounds_each_line_to_whole_yen_and_says_yen_everywhere(new_de
         assert [ln.line_total for ln in rev.lines] == [Decimal("165358"), Decimal("330633")]
         assert rev.totals.total == Decimal("495991") == sum(ln.line_total for ln in rev.lines)
         assert (rev.fx_rate, rev.fx_on, rev.fx_converted) == (Decimal("150.25"), today, True)  # fixed on it
-        assert [o for o in form_choices(s, deal, "estimate")["products"] if o.startswith("JP-A")] == [
+        assert [o for o in KINDS["estimate"].choices(s, deal)["products"] if o.startswith("JP-A")] == [
             "JP-A — Part JP-A — 150,325 JPY — 0 available"]
         doc = s.scalars(select(Document).where(Document.kind == "estimate")).one()
         text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", render(doc.template, doc.context)))
@@ -104,7 +104,7 @@ def test_a_price_list_price_wins_and_a_product_with_neither_price_nor_rate_is_re
     assert message == ("Line 1, product: VMC-850 has no price in JPY and there is no USD→JPY exchange rate: "
                        "`dealflow price set VMC-850 JPY AMOUNT` or `dealflow rate set JPY RATE`")
     with session_scope() as s:
-        assert [o for o in form_choices(s, deal_by_number(s, new_deal), "estimate")["products"]
+        assert [o for o in KINDS["estimate"].choices(s, deal_by_number(s, new_deal))["products"]
                 if o.startswith("VMC-850")] == ["VMC-850 — Vertical machining centre VMC-850 — no price in JPY — "
                                                 "3 available"]
         assert not s.scalars(select(Wait).where(Wait.status == "refused")).all()

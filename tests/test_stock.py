@@ -85,20 +85,20 @@ def _approve(*lines) -> list[Move]:
 def test_an_order_reserves_a_shipment_consumes_and_a_lost_deal_frees(new_deal):
     play_direct(new_deal, _approve(("VMC-850", 2), ("CHUCK-3J-250", 1)), until="decision-rev-1")
     with session_scope() as s:
-        from models.prompts import form_choices
+        from models.waits import KINDS
 
         deal = deal_by_number(s, new_deal)
-        vmc = next(o for o in form_choices(s, deal, "estimate")["products"] if o.startswith("VMC-850"))
+        vmc = next(o for o in KINDS["estimate"].choices(s, deal)["products"] if o.startswith("VMC-850"))
         assert vmc.endswith("3 available")
     assert level("VMC-850") == {"on_hand": 3, "reserved": 0, "available": 3}  # an estimate holds nothing
     play_direct(new_deal, _approve(("VMC-850", 2), ("CHUCK-3J-250", 1)), until="qa-attempt-1")
     assert level("VMC-850") == {"on_hand": 3, "reserved": 2, "available": 1}
     assert level("CHUCK-3J-250") == {"on_hand": 10, "reserved": 1, "available": 9}
     with session_scope() as s:
-        from models.prompts import form_choices
+        from models.waits import KINDS
 
         deal = deal_by_number(s, new_deal)
-        vmc = next(o for o in form_choices(s, deal, "estimate")["products"] if o.startswith("VMC-850"))
+        vmc = next(o for o in KINDS["estimate"].choices(s, deal)["products"] if o.startswith("VMC-850"))
         assert vmc.endswith("1 available")  # what a new estimate's list shows now
     script = _approve(("VMC-850", 2), ("CHUCK-3J-250", 1)) + [
         Move("qa", "qa", {"passed": True, "notes": "ok"}, "passed"),
@@ -172,7 +172,7 @@ def test_two_orders_racing_for_the_last_machine_are_both_made_and_only_one_ships
 
 
 def test_a_new_revision_starts_with_lines_the_list_offers_while_other_orders_hold_stock(new_deal):
-    from models.prompts import form_choices, prefill
+    from models.waits import KINDS, form_start
 
     play_direct(new_deal, _approve(("VMC-850", 2)), until="qa-attempt-1")  # holds 2 of the 3
     other = _second_deal()
@@ -182,8 +182,8 @@ def test_a_new_revision_starts_with_lines_the_list_offers_while_other_orders_hol
         until="estimate-rev-2")
     with session_scope() as s:
         deal = deal_by_number(s, other)
-        [line] = prefill(s, deal, "estimate", "estimate-rev-2")["lines"]
-        assert line["sku"].endswith("1 available") and line["sku"] in form_choices(s, deal, "estimate")["products"]
+        [line] = form_start(s, deal, "estimate", "estimate-rev-2")["prefill"]["lines"]
+        assert line["sku"].endswith("1 available") and line["sku"] in KINDS["estimate"].choices(s, deal)["products"]
 
 
 def test_a_line_at_zero_is_not_in_this_shipment_and_all_at_zero_ships_nothing(new_deal):

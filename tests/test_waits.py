@@ -1,5 +1,5 @@
-"""Every kind of wait is declared once (``models.process.WAITS``) and complete: who answers, the
-rule, the description, the choices, the reminder, and its form in the Prefect UI. And each form,
+"""Every kind of wait is declared once (``models.waits``) and complete: who answers, the rule,
+the description, the choices, the reminder, its place in the plan and its form in the Prefect UI. And each form,
 built from the deal at its wait as the flow builds it, has fields of the right kind: no type
 chooser, no JSON editor, choices as selects, what the form starts with of the form's types."""
 
@@ -11,7 +11,9 @@ from sqlalchemy import select
 
 from dealflow.scenario import SCRIPT, play_direct
 from flows.inputs import INPUTS
-from models import process, reminders
+from models import process
+from models.plan import PLAN
+from models.waits import KINDS, RULES
 from models.deal import deal_by_number
 from models.identity import PROOF_FIELDS
 from models.staff import ROLES
@@ -19,13 +21,17 @@ from services.db import session_scope
 
 
 def test_every_wait_is_declared_once_with_all_its_parts():
-    assert set(process.WAITS) == set(INPUTS), "a wait without a form, or a form without a wait"
-    for name, kind in process.WAITS.items():
+    assert set(KINDS) == set(INPUTS), "a wait without a form, or a form without a wait"
+    planned = [row.name for row in PLAN]
+    for name, kind in KINDS.items():
+        assert kind.name == name and planned.count(name) == 1, f"{name}: not once in the plan"
         assert kind.roles and set(kind.roles) <= set(ROLES), name
-        for part in (kind.answer, kind.describe, kind.choices, kind.normalize):
+        assert kind.turn in (*ROLES, "customer") and kind.title, name
+        for part in (kind.at, kind.key, kind.answer, kind.describe, kind.prefill, kind.choices, kind.assignee):
             assert callable(part), (name, part)
-        assert kind.reminder in reminders.RULES, (name, kind.reminder)
+        assert kind.reminder.name in RULES, (name, kind.reminder)
         assert INPUTS[name].__doc__, f"{name}: the form says what it is for"
+    assert {key.split("-")[0] for key in KEYS} == set(KINDS), "every kind of wait has a row in KEYS"
 
 
 def _form_at(deal_number: str, key: str) -> tuple[dict, dict]:
