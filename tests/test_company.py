@@ -104,9 +104,9 @@ def test_init_without_the_companys_details_says_what_is_needed_and_sets_up_nothi
 
 
 def test_init_asks_at_a_terminal_for_what_is_missing(fresh_db, monkeypatch):
-    import dealflow.cli
+    import dealflow.cli.setup
 
-    monkeypatch.setattr(dealflow.cli, "_at_a_terminal", lambda: True)  # a person at a terminal types the answers
+    monkeypatch.setattr(dealflow.cli.setup, "_at_a_terminal", lambda: True)  # a person at a terminal types the answers
     answers = "\n".join(["Kanto Precision K.K.", "Tokyo", "", "sales@kanto.example", "", "MUFG 001", "JPY", "",
                          "60", "ken", "Ken Sato", "ken@kanto.example"]) + "\n"
     result = CliRunner().invoke(main, ["init"], input=answers)

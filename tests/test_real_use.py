@@ -53,7 +53,8 @@ def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
     _the_api_answers_only_a_client_with_the_credential(stack)
     from click.testing import CliRunner
 
-    from dealflow.cli import _waiting_runs, main
+    from dealflow.cli import main
+    from dealflow.cli.waits import _waiting_runs
 
     numbers = [start_scenario_deal(company, restock=5) for company in ("Alpha Tools Ltd", "Beta Forge Inc")]
     for number in numbers:

@@ -1,0 +1,296 @@
+"""``dealflow product``: the catalogue as the person who keeps it changes it (add, edit, retire,
+import and export a file); ``dealflow stock``: what is on hand, reserved and available, goods in,
+counts and the ledger. Every change is audited with who made it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .common import (
+    DealflowGroup,
+    FilePath,
+    company_currency,
+    emit,
+    fail,
+    import_file,
+    operator,
+    options_given,
+    table,
+)
+
+LIST_COLUMNS = ["sku", "name", "price", "tax_rate", "needs_qa", "on_hand", "offered"]
+FILE_COLUMNS = ("sku", "name", "price", "tax_rate", "needs_qa", "checklist", "description", "offered")
+
+
+def _shown(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "needs_qa": "yes" if row["needs_qa"] else "no", "offered": "yes" if row["offered"] else "retired"}
+
+
+def _priced(price: Any, currency: str | None = None) -> str:
+    """A catalogue price as people read it: in the company's currency, rounded to it (whole yen)."""
+    from models.money import amount_text
+
+    return amount_text(price, currency or company_currency())
+
+
+def _product_text(row: dict[str, Any]) -> str:
+    checks = row["checklist"] or ("standard machine checklist" if row["needs_qa"] else "none (no QA)")
+    return "\n".join([
+        f"{row['sku']}  {row['name']}" + ("" if row["offered"] else "  (retired: not offered in new estimates)"),
+        f"  price      {_priced(row['price'])} (tax {row['tax_rate']} %)",
+        f"  QA         {'yes' if row['needs_qa'] else 'no'}; checks: {checks}",
+        f"  on hand    {row['on_hand']}",
+        *([f"  about      {row['description']}"] if row["description"] else []),
+    ])
+
+
+@click.group(cls=DealflowGroup)
+def product() -> None:
+    """The catalogue: products, their prices, tax and QA checks."""
+
+
+def _product_options(new: bool):
+    def wrap(fn):
+        options = [
+            click.option("--name", required=new, help="What documents and the estimate form call it."),
+            click.option("--price", required=new, help="Unit price, at most 2 decimals (e.g. 48500 or 33.33)."),
+            click.option("--tax-rate", "tax_rate", required=new, help="Tax rate in percent (0-100), e.g. 18."),
+            click.option("--needs-qa/--no-qa", "needs_qa", default=None,
+                         help="Whether QA checks it before release (default for a new product: yes). "
+                              "Accessories and spare parts: --no-qa; an order of only such goes out without QA."),
+            click.option("--checklist", help="QA's checks, comma-separated (\"spindle runout, safety guards\"); "
+                                             "with QA and none given: the standard machine checklist."),
+            click.option("--description", help="A longer description (optional)."),
+            click.option("--json", "as_json", is_flag=True, help="Print the product as JSON."),
+        ]
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+    return wrap
+
+
+@product.command("add")
+@click.argument("sku")
+@_product_options(new=True)
+def product_add(sku: str, as_json: bool, **options: Any) -> None:
+    """Add a product (it has no stock until `dealflow stock receive`)."""
+    from models import audit
+    from models.catalog import add_product, product_row
+    from services.db import session_scope
+
+    with session_scope() as s:
+        item = add_product(s, {"sku": sku, **options_given(**options)})
+        row = product_row(item)
+        audit.record(s, operator(), "product.added", subject=item.sku, price=item.unit_price,
+                     tax_rate=item.tax_rate, checklist=item.qa_checklist)
+        s.commit()
+    emit(row, as_json, f"added {row['sku']}: {row['name']}, {_priced(row['price'])} (tax {row['tax_rate']} %), "
+                       f"QA {'yes' if row['needs_qa'] else 'no'}; receive stock with "
+                       f"`dealflow stock receive {row['sku']} QTY --ref REF`")
+
+
+@product.command("edit")
+@click.argument("sku")
+@_product_options(new=False)
+def product_edit(sku: str, as_json: bool, **options: Any) -> None:
+    """Change a product. A new price applies to estimate revisions drafted from now on; revisions
+    already sent, orders and invoices keep the price they were made with."""
+    from models import audit
+    from models.catalog import edit_product, product_by_sku, product_row
+    from services.db import session_scope
+
+    given = options_given(**options)
+    if not given:
+        fail("nothing to change: give at least one of --name, --price, --tax-rate, --needs-qa/--no-qa, "
+             "--checklist, --description")
+    with session_scope() as s:
+        item = product_by_sku(s, sku)
+        changed = edit_product(s, item, given)
+        if changed:
+            audit.record(s, operator(), "product.changed", subject=item.sku, **changed)
+        row = product_row(item)
+        s.commit()
+    what = ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in changed.items()) or "nothing changed"
+    emit({**row, "changed": changed}, as_json, f"{row['sku']}: {what}")
+
+
+@product.command("list")
+@click.option("--all", "everything", is_flag=True, help="Also the retired products.")
+@click.option("--json", "as_json", is_flag=True, help="Print the products as JSON.")
+def product_list(everything: bool, as_json: bool) -> None:
+    """The products offered in new estimates (--all: also the retired ones)."""
+    from sqlalchemy import select
+
+    from models import Product
+    from models.catalog import product_row
+    from services.db import session_scope
+
+    with session_scope() as s:
+        query = select(Product).order_by(Product.sku)
+        rows = [product_row(p) for p in s.scalars(query if everything else query.where(Product.active))]
+    currency = company_currency()
+    emit(rows, as_json, table([{**_shown(r), "price": _priced(r["price"], currency)} for r in rows], LIST_COLUMNS))
+
+
+@product.command("show")
+@click.argument("sku")
+@click.option("--json", "as_json", is_flag=True, help="Print the product as JSON.")
+def product_show(sku: str, as_json: bool) -> None:
+    """One product: price, tax, QA checks, stock."""
+    from models.catalog import product_by_sku, product_row
+    from services.db import session_scope
+
+    with session_scope() as s:
+        row = product_row(product_by_sku(s, sku))
+    emit(row, as_json, _product_text(row))
+
+
+@product.command("retire")
+@click.argument("sku")
+@click.option("--undo", is_flag=True, help="Offer it again.")
+def product_retire(sku: str, undo: bool) -> None:
+    """No longer offer a product in new estimates. Documents already issued, and open orders, keep it."""
+    from models import audit
+    from models.catalog import product_by_sku, retire_product
+    from services.db import session_scope
+
+    with session_scope() as s:
+        item = product_by_sku(s, sku)
+        if retire_product(item, undo=undo):
+            audit.record(s, operator(), "product.offered" if undo else "product.retired", subject=item.sku)
+            s.commit()
+            click.echo(f"{item.sku}: " + ("offered again" if undo else "retired; no longer offered in new estimates"))
+        else:
+            click.echo(f"{item.sku}: already " + ("offered" if undo else "retired"))
+
+
+@product.command("import")
+@click.argument("path", type=FilePath(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print what was imported as JSON.")
+def product_import(path: Path, as_json: bool) -> None:
+    """Add and update products from a .csv or .xlsx file: all rows or none.
+
+    Columns: sku, name, price, tax_rate (required), needs_qa (yes/no; empty: yes for a new product,
+    as it is for a known one), checklist (comma-separated checks; empty with QA: the standard machine
+    checklist, or a known product's own), description, offered (yes/no; empty: as it is). A known
+    SKU gets its row's name, price, tax rate and description; a refused file lists every bad row,
+    column and rule, and nothing is written. `dealflow product export` writes this format."""
+    from models.catalog import import_products
+
+    import_file(path, as_json, "product", import_products, FILE_COLUMNS, ("sku", "name", "price", "tax_rate"),
+                {"unit_price": "price"})
+
+
+@product.command("export")
+@click.argument("path", type=FilePath(dir_okay=False, writable=True, path_type=Path))
+@click.option("--all", "everything", is_flag=True, help="Also the retired products.")
+def product_export(path: Path, everything: bool) -> None:
+    """Write the catalogue to a .csv or .xlsx file, in the format `dealflow product import` reads."""
+    from sqlalchemy import select
+
+    from models import Product
+    from models.catalog import product_row
+    from services.db import session_scope
+    from services.tabular import write_rows
+
+    with session_scope() as s:
+        query = select(Product).order_by(Product.sku)
+        rows = [product_row(p) for p in s.scalars(query if everything else query.where(Product.active))]
+    write_rows(path, rows, FILE_COLUMNS, sheet="products")
+    click.echo(f"{len(rows)} products written to {path}")
+
+
+STOCK_COLUMNS = ["sku", "name", "on_hand", "reserved", "available", "note"]
+
+
+def _stock_note(row: dict[str, Any]) -> str:
+    if row["available"] < 0:
+        return f"over-reserved by {-row['available']}"
+    return "" if row["offered"] else "retired"
+
+
+@click.group(cls=DealflowGroup, invoke_without_command=True)
+@click.option("--sku", "skus", multiple=True, help="Only this product (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print stock as JSON.")
+@click.pass_context
+def stock(ctx: click.Context, skus: tuple[str, ...], as_json: bool) -> None:
+    """Stock per product: on hand, reserved by open orders, available (on hand - reserved).
+
+    An order reserves its quantities when it is made; a shipment takes its pieces out of stock and
+    out of the reservation; a lost deal frees what it held. Orders may reserve more than is on hand
+    (shown as over-reserved): a shipment never takes stock below zero."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from models.catalog import product_by_sku, stock_rows
+    from services.db import session_scope
+
+    with session_scope() as s:
+        for sku in skus:  # an unknown SKU is one clear line, not an empty table
+            product_by_sku(s, sku)
+        rows = stock_rows(s, list(skus) or None)
+    emit(rows, as_json, table([{**r, "note": _stock_note(r)} for r in rows], STOCK_COLUMNS))
+
+
+@stock.command("receive")
+@click.argument("sku")
+@click.argument("quantity")
+@click.option("--ref", required=True, help="The delivery's reference (the supplier's delivery note); once per "
+                                           "reference and product, so a receipt typed twice counts once.")
+@click.option("--json", "as_json", is_flag=True, help="Print the stock move as JSON.")
+def stock_receive(sku: str, quantity: str, ref: str, as_json: bool) -> None:
+    """Goods in: QUANTITY pieces of SKU arrived."""
+    from models import audit
+    from models.catalog import availability, product_by_sku, receive_goods
+    from services.db import session_scope
+
+    with session_scope() as s:
+        item = product_by_sku(s, sku)
+        move = receive_goods(s, item, quantity, ref, operator())
+        audit.record(s, move.by, "stock.received", subject=item.sku, quantity=move.quantity, ref=move.reference)
+        s.commit()
+        on_hand, held, available = availability(s, item)
+        out = {"sku": item.sku, "received": move.quantity, "ref": move.reference, "on_hand": on_hand,
+               "reserved": held, "available": available}
+    emit(out, as_json, f"{out['sku']}: {out['received']} received ({out['ref']}); on hand {on_hand}, "
+                       f"reserved {held}, available {available}")
+
+
+@stock.command("adjust")
+@click.argument("sku")
+@click.option("--to", "to", required=True, help="What was counted: the new quantity on hand.")
+@click.option("--reason", required=True, help="Why it changes (e.g. \"annual count\", \"damaged in storage\").")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def stock_adjust(sku: str, to: str, reason: str, as_json: bool) -> None:
+    """A count: set SKU's quantity on hand to what was counted; the difference goes to the ledger."""
+    from models import audit
+    from models.catalog import availability, count_stock, product_by_sku
+    from services.db import session_scope
+
+    with session_scope() as s:
+        item = product_by_sku(s, sku)
+        move = count_stock(s, item, to, reason, operator())
+        if move is not None:
+            audit.record(s, move.by, "stock.counted", subject=item.sku, difference=move.quantity, reason=reason)
+            s.commit()
+        on_hand, held, available = availability(s, item)
+        out = {"sku": item.sku, "difference": move.quantity if move else 0, "on_hand": on_hand, "reserved": held,
+               "available": available}
+    change = f"{out['difference']:+d}" if out["difference"] else "no change (the count agrees)"
+    emit(out, as_json, f"{out['sku']}: {change}; on hand {on_hand}, reserved {held}, available {available}")
+
+
+@stock.command("moves")
+@click.argument("sku", required=False)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=200, show_default=True, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Print the moves as JSON.")
+def stock_moves(sku: str | None, limit: int, as_json: bool) -> None:
+    """The stock ledger, newest first: when, who, how many in or out, why, which document."""
+    from models.catalog import move_rows
+    from services.db import session_scope
+
+    with session_scope() as s:
+        rows = move_rows(s, sku, limit)
+    emit(rows, as_json, table(rows, ["at", "by", "sku", "quantity", "reason", "reference"]))

@@ -1,0 +1,353 @@
+"""``dealflow deal`` (start one, look at one, list them), and the opportunity it carries:
+``followup`` and ``opportunity`` (its pipeline stage, and the hand-off to an engineer)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from typing import Any
+
+import click
+
+from models import DomainError, Role, utcnow
+from models.text import shown
+
+from ..prefect_api import ensure_api
+from .answering import answer_arguments, send_answer
+from .common import RECORD_ID, DealflowGroup, emit, logged_in, naive_utc, table
+
+
+@click.group(cls=DealflowGroup)
+def deal() -> None:
+    """Deals: start one, look at one, list them."""
+
+
+NO_SERVER_NOTE = ("no `dealflow up` runs for this data folder, and PREFECT_API_URL is not set: the deal runs on a "
+                  "temporary Prefect server of its own, which the team's UI does not show (`dealflow up` starts one "
+                  "it does; commands in other terminals then use it)")
+
+
+def _deal_deployment():
+    """The server's 'deal' deployment, when PREFECT_API_URL points at a server that has one."""
+    if not os.environ.get("PREFECT_API_URL"):
+        return None
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name("deal/deal")
+        except ObjectNotFound:
+            return None
+
+
+@deal.command("start")
+@click.argument("lead_id", type=RECORD_ID)
+@click.option("--detach", is_flag=True,
+              help="Without a server deployment: run the flow in a background process (log in DATA_DIR/logs).")
+@click.option("--here", is_flag=True, help="Run the flow in this process even if the server has a 'deal' deployment.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
+    """Start the deal for a lead. On a Prefect server with the 'deal' deployment (`dealflow up`),
+    a worker runs it and its waits suspend; otherwise it runs here (or in the background)."""
+    from models import process
+    from services.config import load_settings
+    from services.db import session_scope
+
+    with session_scope() as s:
+        d = process.start_deal(s, lead_id, by="cli")
+        s.commit()
+        number, run_id, status = d.number, d.flow_run_id, d.status
+    if status != "open":
+        raise DomainError(f"lead: its deal {number} is already {status}")
+    _refuse_second_run(number, run_id)
+    deployment = None if here else _deal_deployment()
+    if deployment is not None:
+        from prefect.deployments import run_deployment
+
+        # one run per deal even if two people press start at once: the key makes the server
+        # return the first run, and the run's id is on the deal before any worker starts it
+        run = run_deployment(deployment.id, parameters={"deal_number": number}, timeout=0,
+                             tags=["dealflow"], idempotency_key=f"deal-{number}")
+        from models.deal import deal_by_number
+
+        with session_scope() as s:
+            process.attach_flow_run(s, deal_by_number(s, number), str(run.id))
+            s.commit()
+        from services.links import run_page
+
+        page = run_page(str(run.id))
+        emit({"deal": number, "flow_run_id": str(run.id), "ui": page}, as_json,
+             f"{number} started on the 'deal' deployment as flow run {run.id}\n"
+             f"its page (each wait: menu ⋮ → Resume): {page}")
+        return
+    if detach:
+        logs = load_settings().data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = open(logs / f"{number}.log", "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen([sys.executable, "-m", "dealflow.run_deal", number], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        emit({"deal": number, "pid": proc.pid, "log": log.name}, as_json,
+             f"{number} started in the background (pid {proc.pid}, log {log.name})")
+        if not os.environ.get("PREFECT_API_URL"):
+            click.echo(f"note: {NO_SERVER_NOTE}", err=True)
+        return
+    click.echo(f"{number}: running its flow here; answer its waits from another terminal "
+               f"(`dealflow inbox`, `dealflow answer {number} STEP ...`)", err=True)
+    if not os.environ.get("PREFECT_API_URL"):
+        click.echo(f"note: {NO_SERVER_NOTE}", err=True)
+    ensure_api()
+    from flows.deal import run_here
+    result = run_here(number)
+    emit(result, as_json, f"{number} ended: {result['status']}")
+
+
+def _refuse_second_run(number: str, run_id: str | None) -> None:
+    """One live flow run per deal: a second driver would open every wait twice."""
+    if not run_id:
+        return
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            state = client.read_flow_run(UUID(run_id)).state
+        except ObjectNotFound:
+            return  # a run on another (or a reset) Prefect server: start afresh
+    if state is not None and not state.is_final():
+        raise DomainError(f"lead: deal {number} already runs as flow run {run_id} ({state.name}); "
+                          f"answer its waits with `dealflow answer`")
+
+
+@deal.command("show")
+@click.argument("deal_number")
+@click.option("--json", "as_json", is_flag=True, help="Print the deal as JSON.")
+def deal_show(deal_number: str, as_json: bool) -> None:
+    """Everything about one deal: stage, waits, documents, money, mail."""
+    from services.links import run_page
+
+    from .. import remote
+
+    if signed := remote.current():
+        from urllib.parse import quote
+
+        data = signed.call("GET", f"/dealflow/api/deals/{quote(deal_number.strip(), safe='')}")
+        data["run_page"] = run_page(data["flow_run_id"], {"DEALFLOW_GATEWAY_URL": signed.url})
+    else:
+        from models.deal import deal_by_number
+        from services.db import session_scope
+        from services.views import deal_summary
+
+        with session_scope() as s:
+            data = deal_summary(s, deal_by_number(s, deal_number))
+        data["run_page"] = run_page(data["flow_run_id"])
+    if as_json:
+        emit(data, True)
+        return
+    cur = data["currency"]
+    from services.views import waiting_for
+
+    lines = [f"{data['deal']} · {data['customer']} · {data['where']} · "
+             f"owner {data['owner']}" + (f" · engineer {data['engineer']}" if data["engineer"] else "")]
+    if data["waiting_for"]:
+        w = data["waiting_for"]
+        lines.append(f"waiting for {waiting_for(w['step'], w['roles'])} ({w['key']}) since {w['since']} UTC")
+        if data["run_page"]:
+            lines.append(f"answer it on the run's page (menu ⋮ → Resume): {data['run_page']}")
+    for note in data.get("sales_notes") or []:
+        lines.append(f"{note['who']}: {' '.join(note['text'].split())}")
+    for r in data["estimate_revisions"]:
+        lines.append(f"estimate {r['number']}: {r['status']}, total {r['total']} {cur}")
+    if data["order"]:
+        o = data["order"]
+        lines.append(f"order {o['number']}: {o['status']}, total {o['total']} {cur}, "
+                     f"QA attempts {len(o['qa_attempts'])}")
+    if data["receipt"]:
+        lines.append(f"receipt {data['receipt']['number']}: {data['receipt']['amount']} {cur}")
+    for sh in data["shipments"]:
+        shipped = ", ".join(f"{qty} × {sku}" for sku, qty in sh["lines"].items())
+        lines.append(f"shipment {sh['number']}: {sh['carrier']} {sh['tracking_number']}: {shipped}")
+    if data["invoice"]:
+        i = data["invoice"]
+        lines.append(f"invoice {i['number']}: total {i['total']} {cur}, paid {i['paid']} {cur}, due {i['due']} {cur} "
+                     f"by {i['due_date']}")
+    if data["documents"]:
+        from services.config import load_settings
+
+        folder = None if signed else load_settings().data_dir / "documents"  # through the gateway: not here
+        lines.append("documents:")
+        lines += [f"  {d['number']}: {folder / d['pdf'] if folder else d['pdf']}" for d in data["documents"]]
+    else:
+        lines.append("documents: none")
+    lines.append(f"emails: {len(data['emails'])} ({sum(m['status'] == 'sent' for m in data['emails'])} sent)")
+    click.echo("\n".join(lines))
+
+
+@deal.command("list")
+@click.option("--status", type=click.Choice(["open", "won", "lost"]), help="Only deals in this state.")
+@click.option("--waiting-for", "waiting_for", type=click.Choice([*(r.value for r in Role), "customer"]),
+              help="Only deals waiting at a step this role answers (e.g. qa), or for the customer.")
+@click.option("--json", "as_json", is_flag=True, help="Print the deals as JSON.")
+def deal_list(status: str | None, waiting_for: str | None, as_json: bool) -> None:
+    """All deals, newest first: where each stands and what it waits for."""
+    from sqlalchemy import select
+
+    from models import Deal
+    from services.db import session_scope
+    from services.views import where_it_stands
+
+    with session_scope() as s:
+        q = select(Deal).order_by(Deal.id.desc())
+        if status:
+            q = q.where(Deal.status == status)
+        deals = list(s.scalars(q))
+        if waiting_for:
+            deals = [d for d in deals if d.open_wait is not None and (
+                waiting_for in d.open_wait.role_list or (waiting_for == "customer" and d.open_wait.step == "decision"))]
+        rows = [{"deal": d.number, "customer": d.customer_name, "status": d.status, "where": where_it_stands(d),
+                 "owner": d.owner.handle, "waiting_for": d.open_wait.key if d.open_wait else ""} for d in deals]
+    emit(rows, as_json, table(rows, ["deal", "customer", "where", "owner", "waiting_for"]))
+
+
+# --- the pipeline -------------------------------------------------------------------------------
+
+def _max_ahead(unit: str) -> int:
+    """How many days or hours ahead a follow-up may be due: the follow-up's own rule."""
+    from models import FollowUp
+
+    ahead = FollowUp.LATEST_AHEAD
+    return ahead.days if unit == "d" else int(ahead.total_seconds() // 3600)
+
+
+def _parse_due(value: str) -> datetime:
+    m = re.fullmatch(r"\+(\d+)([hd])", value.strip())
+    if m:
+        digits, unit = m.group(1), m.group(2)
+        limit = _max_ahead(unit)
+        n = int(digits) if len(digits) <= 9 else limit + 1  # not a number of a hundred digits
+        if n > limit:
+            raise DomainError(f"due: +{shown(digits, 20)[1:-1]}{unit} is more than ten years ahead "
+                              f"(at most +{limit}{unit})")
+        return utcnow() + (timedelta(hours=n) if unit == "h" else timedelta(days=n))
+    if value.strip().startswith("+"):
+        raise DomainError(f"due: must be +Nd or +Nh (e.g. +2d), or an ISO date/time, got {shown(value)}")
+    return naive_utc(value, "due")
+
+
+@click.group(cls=DealflowGroup)
+def followup() -> None:
+    """Follow-ups on an opportunity."""
+
+
+@followup.command("add")
+@click.argument("deal_number")
+@click.option("--by", required=True, help="Your staff handle.")
+@click.option("--kind", required=True, help="call, email, meeting, demo or site_visit.")
+@click.option("--due", required=True, help="When: ISO date/time, or +2d / +4h from now.")
+@click.option("--notes", default="", help="What the follow-up is for.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def followup_add(deal_number: str, by: str, kind: str, due: str, notes: str, as_json: bool) -> None:
+    """Schedule a follow-up."""
+    from models import pipeline
+    from models.deal import deal_by_number
+    from services.db import session_scope
+
+    with session_scope() as s:
+        f = pipeline.add_followup(s, deal_by_number(s, deal_number), by=by, kind=kind, due_at=_parse_due(due),
+                                  notes=notes)
+        s.commit()
+        out = {"followup": f.id, "deal": deal_number.upper(), "kind": f.kind, "due_at": f.due_at.isoformat()}
+    _redescribe(out["deal"])
+    emit(out, as_json, f"follow-up {out['followup']} ({out['kind']}) due {out['due_at']}")
+
+
+def _redescribe(deal_number: str) -> None:
+    """The deal's waiting form says what changed (its follow-ups, its stage): on the wait, and
+    in the run's stored form where a Prefect server has it."""
+    if os.environ.get("PREFECT_API_URL"):
+        from flows.waits import refresh_description
+
+        try:
+            refresh_description(deal_number)
+        except Exception as exc:  # noqa: BLE001 - the change is made; the form says the old words a while
+            click.echo(f"note: the waiting form could not be rewritten ({type(exc).__name__}); it says what it "
+                       f"said before until the deal moves on", err=True)
+    else:
+        from tasks.deal_steps import redescribe_open_wait
+
+        redescribe_open_wait(deal_number)
+
+
+@followup.command("done")
+@click.argument("followup_id", type=RECORD_ID)
+@click.option("--by", required=True, help="Your staff handle.")
+@click.option("--outcome", required=True, help="What came of it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def followup_done(followup_id: int, by: str, outcome: str, as_json: bool) -> None:
+    """Mark a follow-up done, with its outcome."""
+    from sqlalchemy import select
+
+    from models import Deal, pipeline
+    from services.db import session_scope
+
+    with session_scope() as s:
+        f = pipeline.complete_followup(s, followup_id, by=by, outcome=outcome)
+        s.commit()
+        out = {"followup": f.id, "done_at": f.done_at.isoformat()}
+        number = f.opportunity.lead and s.scalars(select(Deal.number).where(Deal.lead_id == f.opportunity.lead_id)).first()
+    if number:
+        _redescribe(number)
+    emit(out, as_json, f"follow-up {followup_id} done")
+
+
+@click.group(cls=DealflowGroup)
+def opportunity() -> None:
+    """The opportunity: pipeline stage and hand-off to an engineer."""
+
+
+@opportunity.command("stage")
+@click.argument("deal_number")
+@click.argument("stage")
+@click.option("--by", required=True, help="Your staff handle.")
+@click.option("--probability", type=click.IntRange(0, 100), help="Override the stage's default probability (0-100).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def opportunity_stage(deal_number: str, stage: str, by: str, probability: int | None, as_json: bool) -> None:
+    """Move the opportunity to a pipeline stage."""
+    from models import pipeline
+    from models.deal import deal_by_number
+    from services.db import session_scope
+
+    with session_scope() as s:
+        d = deal_by_number(s, deal_number)
+        pipeline.move_stage(s, d, by=by, stage=stage, probability=probability)
+        s.commit()
+        out = {"deal": d.number, "stage": d.opportunity.stage, "probability": d.opportunity.probability}
+    _redescribe(out["deal"])
+    emit(out, as_json, f"{out['deal']} at {out['stage']} ({out['probability']}%)")
+
+
+@opportunity.command("assign")
+@click.argument("deal_number")
+@click.argument("engineer")
+@click.option("--by", help="Your staff handle (a sales rep; the session's, when you logged in).")
+@click.option("--code", metavar="NNNNNN", help="Your one-time code, for an answer without `dealflow login`.")
+@click.option("--note", default="", help="What the engineer should know.")
+def opportunity_assign(deal_number: str, engineer: str, by: str | None, code: str | None, note: str) -> None:
+    """Hand the opportunity to a sales engineer (answers the deal's hand-off wait)."""
+    typed = {"by": by or "", "engineer": engineer, "note": note}
+
+    def read() -> dict[str, Any]:
+        if not by and not logged_in():
+            raise DomainError("by: say who answers (--by HANDLE), or log in first (`dealflow login HANDLE`)")
+        return {k: v for k, v in typed.items() if v or k != "by"}
+
+    payload = answer_arguments(deal_number, "handoff", read, typed)
+    send_answer(deal_number, "handoff", payload, code=code, wait=True, as_json=False)
+
+
+opportunity_assign.checks_its_own_arguments = True

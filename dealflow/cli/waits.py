@@ -1,0 +1,183 @@
+"""The waits: ``inbox`` (deals waiting for a person) and ``answer`` (answer one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from models import DomainError, Role
+from models.text import shown
+from services.config import UNVERIFIED_NOTE
+
+from .answering import answer_arguments, send_answer
+from .common import DealflowCommand, emit, logged_in, table
+
+
+def _run_state(run_id: str) -> str:
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            state = client.read_flow_run(UUID(run_id)).state
+        except ObjectNotFound:
+            return "not on this server"
+    return state.name if state else "unknown"
+
+
+def _waiting_runs() -> dict[str, str]:
+    """Flow run id -> state name of every deal run Prefect holds as Paused or Suspended, plus the
+    runs the database says are waiting but Prefect does not (their real state, to look into)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        FlowRunFilterTags,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    states: dict[str, str] = {}
+    with get_client(sync_client=True) as client:
+        offset = 0
+        while True:
+            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+                tags=FlowRunFilterTags(all_=["dealflow"])), limit=200, offset=offset)
+            states.update({str(r.id): r.state.name for r in runs})
+            if len(runs) < 200:
+                break
+            offset += 200
+    return states
+
+
+@click.command(cls=DealflowCommand)
+@click.option("--role", type=click.Choice([r.value for r in Role]), help="Only waits this role may answer (e.g. qa).")
+@click.option("--json", "as_json", is_flag=True, help="Print the waits as JSON.")
+def inbox(role: str | None, as_json: bool) -> None:
+    """Deals waiting for a person: for what, since when, for which role. With PREFECT_API_URL set,
+    each row also shows its run's state on the server (Suspended, Paused, or what went wrong)."""
+    from .. import remote
+
+    if signed := remote.current():  # through the gateway, which asked its Prefect server
+        from urllib.parse import quote
+
+        rows = signed.call("GET", "/dealflow/api/inbox" + (f"?role={quote(role)}" if role else ""))
+        with_runs = any("run" in r for r in rows)
+    else:
+        from services.db import session_scope
+        from services.views import inbox as inbox_rows
+
+        states = _waiting_runs() if os.environ.get("PREFECT_API_URL") else None
+        with_runs = states is not None
+        with session_scope() as s:
+            rows = inbox_rows(s, role, states)
+    for r in rows:
+        r["who"] = " or ".join(r["roles"])
+        if not signed and with_runs and r["run"] == "not on this server" and r["flow_run_id"]:
+            r["run"] = _run_state(r["flow_run_id"])  # e.g. Running for a moment, or Crashed
+    from datetime import datetime
+
+    from models.clock import utcnow
+    from models.text import ago
+    from services.config import load_settings
+    from services.links import run_page
+
+    for r in rows:
+        r["link"] = run_page(r["flow_run_id"], {"DEALFLOW_GATEWAY_URL": signed.url} if signed else os.environ)
+    if not load_settings().answer_codes:
+        click.echo(f"note: {UNVERIFIED_NOTE}", err=True)
+    # the key names the step and its round (estimate-rev-2, qa-attempt-2): one column, not two
+    columns = ["deal", "customer", "step", "who", "waiting", "amount"] + (["run"] if with_runs else []) + ["link"]
+    shown_rows = [{**r, "step": r["key"], "waiting": ago((utcnow() - datetime.fromisoformat(r["since"])).total_seconds()),
+                   "amount": f"{r['amount']} {r['currency']}" if r["amount"] else ""} for r in rows]
+    emit(rows, as_json, table(shown_rows, columns)
+         + ("\n(answer on the link's page: menu ⋮ → Resume; or `dealflow answer DEAL STEP`)" if rows else ""))
+
+
+def _answer_payload(input_json: str | None, sets: tuple[str, ...], by: str | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    if input_json:
+        try:
+            text = Path(input_json[1:]).read_text() if input_json.startswith("@") else input_json
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise DomainError(f"input: cannot read {shown(input_json[1:], 200)} "
+                              f"({getattr(exc, 'strerror', None) or 'not UTF-8 text'})") from None
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DomainError(f"input: is not valid JSON ({exc.msg} at character {exc.pos})") from None
+        except (ValueError, RecursionError) as exc:  # a number of thousands of digits, nesting without end
+            raise DomainError(f"input: is not JSON dealflow can read ({type(exc).__name__})") from None
+        if not isinstance(payload, dict):
+            raise DomainError("input: must be a JSON object")
+    for item in sets:
+        if "=" not in item:
+            raise DomainError(f"set: expected FIELD=VALUE, got {shown(item)}")
+        key, _, value = item.partition("=")
+        payload[key.strip()] = value if key.strip() == "code" else _coerce(value)  # 012345 stays text
+    if by:
+        payload["by"] = by
+    from .. import remote
+
+    if not payload.get("by") and not logged_in() and remote.current() is None:
+        raise DomainError("by: say who answers (--by HANDLE), or log in first (`dealflow login HANDLE`)")
+    return payload
+
+
+def _coerce(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+    except (ValueError, RecursionError):  # a number of thousands of digits, nesting without end
+        raise DomainError(f"set: {shown(value)} is not a value dealflow can read") from None
+
+
+@click.command(cls=DealflowCommand)
+@click.argument("deal_number")
+@click.argument("step")
+@click.option("--by", help="Your staff handle (the session's, when you logged in).")
+@click.option("--code", metavar="NNNNNN", help="Your one-time code, for an answer without `dealflow login` "
+                                               "(asked for, hidden, at a terminal).")
+@click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
+              help="A field of the answer; VALUE is read as JSON when it parses (true, 12, [..]).")
+@click.option("--input", "input_json", help="The whole answer as a JSON object (or @file.json).")
+@click.option("--no-wait", is_flag=True, help="Do not wait for the flow to record the answer.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def answer(deal_number: str, step: str, by: str | None, code: str | None, sets: tuple[str, ...],
+           input_json: str | None, no_wait: bool, as_json: bool) -> None:
+    """Answer the wait DEAL_NUMBER is at. STEP is the wait's step (qualify, handoff, estimate,
+    decision, qa, shipment, payment) or its key (e.g. qa-attempt-2).
+
+    \b
+    Every answer is proven: made in a session (`dealflow login HANDLE`, once), each answer is
+    signed with the session's key; or give your one-time code with --code.
+
+    \b
+    dealflow login sofia
+    dealflow answer DEAL-0001 qualify --set qualified=true --set budget=150000
+    dealflow answer DEAL-0001 estimate --by mark --code 123456 --input '{"lines": [{"sku": "VMC-850", "quantity": 1}]}'
+    """
+    typed_sets = [f"{k}=(not recorded)" if k.strip() == "code" else item
+                  for item in sets for k in [item.partition("=")[0]]]
+    payload = answer_arguments(deal_number, step, lambda: _answer_payload(input_json, sets, by),
+                               {"by": by or "", "input": _typed_input(input_json), "set": typed_sets})
+    send_answer(deal_number, step, payload, code=code, wait=not no_wait, as_json=as_json)
+
+
+def _typed_input(input_json: str | None) -> str:
+    """--input as typed, for the record of a refusal; not when it may carry a one-time code."""
+    if input_json and re.search(r"code|\\u00[0-9a-fA-F]{2}", input_json):
+        return "(not recorded: it may carry a one-time code)"
+    return input_json or ""
+
+
+answer.checks_its_own_arguments = True
