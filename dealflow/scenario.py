@@ -99,6 +99,21 @@ SCRIPT: list[Move] = [
     Move("payment", "finance", _final_payment, "Finance records the final payment"),
 ]
 
+# The same sale, but Mark first offers 15 % on the lathes, over his 10 % limit: the sales manager
+# approves 12 % before anything goes to the customer.
+DISCOUNT_SCRIPT: list[Move] = [
+    *SCRIPT[:2],
+    Move("estimate", "mark", {"lines": [
+        {"sku": "CNC-LATHE-2000", "quantity": 2, "discount_pct": "15"},
+        {"sku": "TOOL-KIT-PRO", "quantity": 2},
+        {"sku": "CHUCK-3J-250", "quantity": 2},
+    ], "valid_days": 30, "notes": SCRIPT[2].payload["notes"]}, "Mark prepares revision 1 with 15 % on the lathes"),
+    Move("discount", "manager", {"decision": "lower", "discount_pct": "12",
+                                 "reason": "12 % is our best for a first order."},
+         "Morgan approves 12 % instead of 15 %"),
+    *SCRIPT[3:],
+]
+
 
 class Team:
     """The scenario's people, each logged in once, as `dealflow login` does: a session opened with

@@ -18,6 +18,7 @@ from .money import ZERO, quantum, round_money, total
 from .numbering import next_number
 from .pricing import PricedLine, Totals
 from .staff import StaffUser
+from .states import InvoiceStatus
 
 if TYPE_CHECKING:
     from .deal import Deal
@@ -29,7 +30,7 @@ METHOD_WORDS = {"bank transfer": "bank_transfer", "card": "card", "cheque": "che
 
 class Invoice(Base):
     __tablename__ = "invoices"
-    __table_args__ = (CheckConstraint("status in ('open','partially_paid','paid')", name="status"),)
+    __table_args__ = (CheckConstraint(InvoiceStatus.check(), name="status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(20), unique=True)
@@ -57,11 +58,11 @@ class Invoice(Base):
         return self.totals.total - self.paid
 
     def is_overdue(self, today: date) -> bool:
-        return self.status != "paid" and self.due_date < today
+        return self.status != InvoiceStatus.PAID and self.due_date < today
 
     def settle_if_nothing_due(self) -> None:
-        if self.status == "open" and self.amount_due == ZERO:
-            self.status = "paid"
+        if self.status == InvoiceStatus.OPEN and self.amount_due == ZERO:
+            self.status = InvoiceStatus.PAID
 
     def record_payment(self, session: Session, amount: Decimal, method: str, reference: str,
                        by: StaffUser, received_on: date | None = None) -> Payment:
@@ -74,7 +75,7 @@ class Invoice(Base):
         if received_on < self.issued_at.date():
             raise ValidationError("received_on", f"is before invoice {self.number} was issued "
                                                  f"({self.issued_at.date()})")
-        if self.status == "paid":
+        if self.status == InvoiceStatus.PAID:
             raise InvalidTransition(f"invoice {self.number}", self.status, "record a payment")
         if amount <= ZERO:
             raise ValidationError("amount", "must be greater than zero")
@@ -90,7 +91,9 @@ class Invoice(Base):
         payment = Payment(seq=len(self.payments) + 1, number=next_number(session, "payment"), amount=amount, method=method,
                           reference=reference, recorded_by=by, received_on=received_on)
         self.payments.append(payment)
-        self.status = "paid" if self.amount_due == ZERO else "partially_paid"
+        self.status = InvoiceStatus.move(f"invoice {self.number}", self.status,
+                                         InvoiceStatus.PAID if self.amount_due == ZERO else InvoiceStatus.PARTIALLY_PAID,
+                                         "record a payment")
         return payment
 
 

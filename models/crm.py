@@ -17,6 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from .base import Base, utcnow
 from .errors import InvalidTransition, ValidationError
 from .staff import StaffUser
+from .states import LeadStatus
 from .text import bounded, has_control, one_line, shown
 
 
@@ -61,7 +62,7 @@ LEAD_SOURCES = ("web", "referral", "trade_show", "cold_call", "email", "partner"
 class Lead(Base):
     __tablename__ = "leads"
     __table_args__ = (
-        CheckConstraint("status in ('new','qualified','disqualified','converted')", name="status"),
+        CheckConstraint(LeadStatus.check(), name="status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -100,26 +101,21 @@ class Lead(Base):
             raise ValidationError("budget", "must not be negative")
 
     def qualify(self, notes: str, budget: Decimal | None, timeline: str) -> None:
-        if self.status != "new":
-            raise InvalidTransition(f"lead {self.id}", self.status, "qualify")
+        status = LeadStatus.move(f"lead {self.id}", self.status, LeadStatus.QUALIFIED, "qualify")
         if budget is not None and budget < 0:
             raise ValidationError("budget", "must not be negative")
-        self.status = "qualified"
+        self.status = status
         self.qualification_notes = notes
         self.budget = budget
         self.timeline = timeline
         self.qualified_at = utcnow()
 
     def disqualify(self, notes: str) -> None:
-        if self.status != "new":
-            raise InvalidTransition(f"lead {self.id}", self.status, "disqualify")
-        self.status = "disqualified"
+        self.status = LeadStatus.move(f"lead {self.id}", self.status, LeadStatus.DISQUALIFIED, "disqualify")
         self.qualification_notes = notes
 
     def mark_converted(self, customer: Customer) -> None:
-        if self.status != "qualified":
-            raise InvalidTransition(f"lead {self.id}", self.status, "convert")
-        self.status = "converted"
+        self.status = LeadStatus.move(f"lead {self.id}", self.status, LeadStatus.CONVERTED, "convert")
         self.customer = customer
 
 

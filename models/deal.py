@@ -17,6 +17,7 @@ from .base import Base, utcnow
 from .crm import Customer, Lead, Opportunity
 from .errors import InvalidTransition, NotFound
 from .money import DEFAULT_CURRENCY
+from .states import DealStatus, WaitStatus
 from .staff import StaffUser
 from .text import printable
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 class Deal(Base):
     __tablename__ = "deals"
-    __table_args__ = (CheckConstraint("status in ('open','won','lost')", name="status"),)
+    __table_args__ = (CheckConstraint(DealStatus.check(), name="status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(20), unique=True)
@@ -37,7 +38,7 @@ class Deal(Base):
     opportunity_id: Mapped[int | None] = mapped_column(ForeignKey("opportunities.id"))
     owner_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), index=True)
     currency: Mapped[str] = mapped_column(String(3), default=DEFAULT_CURRENCY)
-    status: Mapped[str] = mapped_column(String(10), default="open", index=True)
+    status: Mapped[str] = mapped_column(String(10), default=DealStatus.OPEN, index=True)
     lost_reason: Mapped[str] = mapped_column(Text, default="")
     flow_run_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -58,22 +59,18 @@ class Deal(Base):
 
     @property
     def is_open(self) -> bool:
-        return self.status == "open"
+        return self.status == DealStatus.OPEN
 
     @property
     def open_wait(self) -> Wait | None:
-        return next((w for w in self.waits if w.status == "open"), None)
+        return next((w for w in self.waits if w.status == WaitStatus.OPEN), None)
 
     def close_won(self) -> None:
-        if self.status != "open":
-            raise InvalidTransition(f"deal {self.number}", self.status, "close as won")
-        self.status = "won"
+        self.status = DealStatus.move(f"deal {self.number}", self.status, DealStatus.WON, "close as won")
         self.closed_at = utcnow()
 
     def close_lost(self, reason: str) -> None:
-        if self.status != "open":
-            raise InvalidTransition(f"deal {self.number}", self.status, "close as lost")
-        self.status = "lost"
+        self.status = DealStatus.move(f"deal {self.number}", self.status, DealStatus.LOST, "close as lost")
         self.lost_reason = reason
         self.closed_at = utcnow()
 
@@ -98,7 +95,7 @@ class Wait(Base):
     __tablename__ = "waits"
     __table_args__ = (
         UniqueConstraint("deal_id", "key"),
-        CheckConstraint("status in ('open','answered','refused')", name="status"),
+        CheckConstraint(WaitStatus.check(), name="status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -130,11 +127,11 @@ class Wait(Base):
 
     def close(self, status: str, by: str, answer: dict[str, Any], reason: str = "", *,
               proof: str | None = None, stand_in_for: str | None = None) -> None:
-        if self.status != "open":
-            raise InvalidTransition(f"wait {self.key} of deal {self.deal.number}", self.status, "answer it")
+        to = WaitStatus.move(f"wait {self.key} of deal {self.deal.number}", self.status, WaitStatus(status),
+                             "answer it")
         self.proof = proof
         self.stand_in_for = stand_in_for
-        self.status = status
+        self.status = to
         self.answered_by = by
         self.answered_at = utcnow()
         self.answer = answer

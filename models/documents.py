@@ -82,7 +82,7 @@ def revision_changes(previous: EstimateRevision | None, current: EstimateRevisio
 
 def estimate_context(rev: EstimateRevision) -> dict[str, Any]:
     deal = rev.estimate.deal
-    previous = rev.estimate.revisions[rev.revision - 2] if rev.revision > 1 else None
+    previous = rev.estimate.sent_before(rev)  # what the customer saw before (never a revision sent back)
     ctx = _base(deal, "estimate", rev.number)
     ctx.update({
         "revision": rev.revision,

@@ -19,6 +19,7 @@ from .errors import DuplicateLine, InvalidTransition, OverShipment, ValidationEr
 from .numbering import next_number
 from .pricing import PricedLine, Totals
 from .staff import StaffUser
+from .states import OrderStatus
 from .text import shown
 from .typed import MAX_QUANTITY, whole_number
 
@@ -32,14 +33,14 @@ ORDER_STATES = ("awaiting_qa", "released", "partially_shipped", "shipped")
 class SalesOrder(Base):
     __tablename__ = "sales_orders"
     __table_args__ = (
-        CheckConstraint("status in ('awaiting_qa','released','partially_shipped','shipped')", name="status"),
+        CheckConstraint(OrderStatus.check(), name="status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(20), unique=True)
     deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), unique=True)
     estimate_revision_id: Mapped[int] = mapped_column(ForeignKey("estimate_revisions.id"), unique=True)
-    status: Mapped[str] = mapped_column(String(20), default="awaiting_qa", index=True)
+    status: Mapped[str] = mapped_column(String(20), default=OrderStatus.AWAITING_QA, index=True)
     created_by: Mapped[str] = mapped_column(String(40))
     customer_po: Mapped[str] = mapped_column(String(60), default="", server_default="")  # the customer's PO number
     # what QA checks on this order, fixed when it is made (None: an order made before: its products' lists)
@@ -89,7 +90,7 @@ class SalesOrder(Base):
 
     def record_inspection(self, inspector: StaffUser, passed: bool, notes: str,
                           checklist: dict[str, bool]) -> QAInspection:
-        if self.status != "awaiting_qa":
+        if self.status != OrderStatus.AWAITING_QA:
             raise InvalidTransition(f"order {self.number}", self.status, "record a QA inspection")
         if not passed and not notes.strip():
             raise ValidationError("notes", "a failed inspection must say what failed")
@@ -102,11 +103,10 @@ class SalesOrder(Base):
         return inspection
 
     def release_for_picking(self, by: StaffUser) -> PickRelease:
-        if self.status != "awaiting_qa":
-            raise InvalidTransition(f"order {self.number}", self.status, "release for picking")
+        to = OrderStatus.move(f"order {self.number}", self.status, OrderStatus.RELEASED, "release for picking")
         if self.needs_qa and not self.qa_passed:
             raise InvalidTransition(f"order {self.number}", "not QA-passed", "release for picking")
-        self.status = "released"
+        self.status = to
         self.pick_release = PickRelease(released_by=by)
         return self.pick_release
 
@@ -151,11 +151,12 @@ class SalesOrder(Base):
         return shipment
 
     def record_shipment_lines(self, shipment: Shipment) -> None:
-        if self.status not in ("released", "partially_shipped"):
+        if self.status not in (OrderStatus.RELEASED, OrderStatus.PARTIALLY_SHIPPED):
             raise InvalidTransition(f"order {self.number}", self.status, "ship")
         for sl in shipment.lines:
             sl.order_line.shipped_qty += sl.quantity
-        self.status = "shipped" if self.is_fully_shipped else "partially_shipped"
+        self.status = OrderStatus.move(f"order {self.number}", self.status, OrderStatus.SHIPPED if self.is_fully_shipped
+                                       else OrderStatus.PARTIALLY_SHIPPED, "ship")
 
 
 class SalesOrderLine(PricedLine, Base):

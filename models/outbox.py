@@ -28,6 +28,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .base import Base, utcnow
 from .errors import InvalidTransition
+from .states import EmailStatus
 
 
 class Document(Base):
@@ -54,7 +55,7 @@ class Document(Base):
 class Email(Base):
     __tablename__ = "emails"
     __table_args__ = (
-        CheckConstraint("status in ('pending','sending','sent','failed')", name="status"),
+        CheckConstraint(EmailStatus.check(), name="status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

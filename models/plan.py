@@ -1,6 +1,7 @@
 """Where a deal stands: the deal's plan, an ordered table of its steps, read from the database.
 
-    qualify* -> convert -> handoff* -> estimate* -> send_estimate -> decision*
+    qualify* -> convert -> handoff* -> estimate* -> discount* (only over the preparer's limit;
+      send_back -> estimate* again) -> send_estimate -> decision*
       (request_changes -> estimate* again; decline -> lost)
     -> create_order -> qa* (fail -> qa* again; none for accessories only) -> receipt -> shipment* (until all shipped)
     -> invoice -> payment* (until paid) -> close -> done          (* = a person answers: ``models.waits``)
@@ -21,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .deal import Deal, Wait
-from .waits import DECISION, ESTIMATE, HANDOFF, KINDS, PAYMENT, QA, QUALIFY, SHIPMENT, WaitKind
+from .waits import DECISION, DISCOUNT, ESTIMATE, HANDOFF, KINDS, PAYMENT, QA, QUALIFY, SHIPMENT, WaitKind
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ PLAN: tuple[WaitKind | Auto, ...] = (
     Auto("convert", lambda d: d.lead.status == "qualified", lambda d: f"convert-{d.number}"),
     HANDOFF,
     ESTIMATE,
+    DISCOUNT,
     Auto("send_estimate", lambda d: d.estimate.latest.status == "draft",
          lambda d: f"send-estimate-rev-{d.estimate.latest.revision}"),
     DECISION,

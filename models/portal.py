@@ -199,9 +199,9 @@ def estimate_state(session: Session, link: Link, today: date | None = None) -> E
     estimate = deal.estimate
     revs = {r.revision: r for r in estimate.revisions} if estimate else {}
     rev = revs.get(int(link.ref))
-    if rev is None or rev.status == "draft":
+    if rev is None or rev.sent_at is None:  # a draft, or one a manager sent back: never the customer's
         raise NotFound("link", "?")
-    latest = max(r for r, x in revs.items() if x.status != "draft")
+    latest = max(r for r, x in revs.items() if x.sent_at is not None)
     today = today or utcnow().date()
     if rev.revision < latest:
         state = "superseded"

@@ -57,10 +57,11 @@ class ReminderRules:
     dunning_days: tuple[int, ...] = (1, 7, 14, 30)
     stuck_wait_days: int = 5
     mail_waiting_minutes: int = 60
+    discount_approval_hours: int = 4  # working hours (see ``models.clock.working_hours``)
 
     def __post_init__(self) -> None:
         for name in ("estimate_unanswered_days", "estimate_max_reminders", "qa_pending_days",
-                     "unshipped_days", "stuck_wait_days", "mail_waiting_minutes"):
+                     "unshipped_days", "stuck_wait_days", "mail_waiting_minutes", "discount_approval_hours"):
             if getattr(self, name) < 1:
                 raise ValidationError(name, "must be at least 1")
         steps = list(self.dunning_days)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import BigInteger, String, Text, select
+from sqlalchemy import BigInteger, Numeric, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from .base import Base
@@ -20,6 +21,7 @@ from .errors import PermissionDenied, ValidationError
 from .roles import ROLES, Role
 from .text import one_line, shown
 
+DEFAULT_DISCOUNT_LIMIT = Decimal(10)  # % on a line, for everyone but managers, unless set per person
 HANDLE = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}")
 EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 
@@ -38,6 +40,9 @@ class StaffUser(Base):
     enrolled_at: Mapped[datetime | None]
     locked_until: Mapped[datetime | None]  # after too many wrong codes
     locks_in_row: Mapped[int] = mapped_column(default=0, server_default="0")  # each next lock doubles
+    # the largest discount this person may give on an estimate line without a manager's approval;
+    # None: the role's default (``DEFAULT_DISCOUNT_LIMIT``, none for a manager); 100: no limit
+    discount_limit_pct: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
 
     @property
     def role_list(self) -> list[str]:
@@ -47,6 +52,32 @@ class StaffUser(Base):
     def role(self) -> str:
         """The roles as people read them: 'qa' or 'sales_rep, sales_engineer'."""
         return ", ".join(self.role_list)
+
+    @property
+    def discount_limit(self) -> Decimal | None:
+        """The largest line discount this person gives without a manager's approval (None: no limit)."""
+        if self.discount_limit_pct is not None:
+            return None if self.discount_limit_pct >= 100 else self.discount_limit_pct
+        return None if self.holds(Role.MANAGER) else DEFAULT_DISCOUNT_LIMIT
+
+    def set_discount_limit(self, value: str | Decimal | None) -> None:
+        """A limit in percent (0 to 100; 100: none), or None/"default" for the role's default."""
+        if value is None or str(value).strip().lower() == "default":
+            self.discount_limit_pct = None
+            return
+        text = str(value).strip().lower()
+        if text in ("none", "unlimited"):
+            self.discount_limit_pct = Decimal(100)
+            return
+        try:
+            pct = Decimal(text.rstrip("%").strip())
+        except ArithmeticError:
+            raise ValidationError("discount", f"must be a percentage from 0 to 100, 'unlimited' or 'default', "
+                                              f"got {shown(value)}") from None
+        if not pct.is_finite() or not 0 <= pct <= 100 or pct != round(pct, 2):
+            raise ValidationError("discount", f"must be a percentage from 0 to 100 with at most 2 decimals, got "
+                                              f"{shown(value)}")
+        self.discount_limit_pct = pct
 
     @property
     def enrolled(self) -> bool:

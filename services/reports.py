@@ -35,7 +35,7 @@ from models.company import the_company
 from models.crm import OPEN_STAGES, STAGES
 from models.money import round_money
 
-REPORTS = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging")
+REPORTS = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", "discounts")
 CHARTS = ("pipeline", "funnel", "aging")
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "over 90")
 
@@ -137,6 +137,42 @@ def sales(session: Session) -> pd.DataFrame:
             .sort_values(["month", "sku", "currency"]).reset_index(drop=True))
 
 
+def discounts(session: Session) -> pd.DataFrame:
+    """Discounts given, per person who prepared the estimates (the engineer or rep who set them)
+    and currency: estimate revisions sent, those with a discount, the largest line discount, the
+    discount in money (list price less net) and in the company's currency at each revision's own
+    rate, and how many a manager approved as asked, lowered or sent back."""
+    from models.prices import to_company
+
+    own = the_company(session).currency
+    revs = session.scalars(select(EstimateRevision).where(EstimateRevision.sent_at.is_not(None)
+                                                           | EstimateRevision.discount_decision.is_not(None))).all()
+    data = []
+    for rev in revs:
+        currency = rev.estimate.deal.currency
+        given = sum((ln.quantity * ln.unit_price - ln.net for ln in rev.lines), Decimal(0))
+        data.append({"prepared_by": rev.prepared_by.handle, "currency": currency,
+                     "sent": int(rev.sent_at is not None),
+                     "discounted": int(rev.sent_at is not None and given > 0),
+                     "largest_pct": rev.largest_discount if rev.sent_at is not None else Decimal(0),
+                     "discount": round_money(given, currency) if rev.sent_at is not None else Decimal(0),
+                     "discount_company": (to_company(round_money(given, currency), rev.fx_rate, currency, own)
+                                          if rev.sent_at is not None else Decimal(0)),
+                     "approved": int(rev.discount_decision == "approved"),
+                     "lowered": int(rev.discount_decision == "lowered"),
+                     "sent_back": int(rev.discount_decision == "returned")})
+    columns = ["prepared_by", "currency", "sent", "discounted", "largest_pct", "discount", "discount_company",
+               "approved", "lowered", "sent_back"]
+    df = pd.DataFrame(data, columns=columns)
+    if df.empty:
+        return df.assign(company_currency=own)
+    return (df.groupby(["prepared_by", "currency"], as_index=False)
+            .agg(sent=("sent", "sum"), discounted=("discounted", "sum"), largest_pct=("largest_pct", "max"),
+                 discount=("discount", "sum"), discount_company=("discount_company", _sum_or_none),
+                 approved=("approved", "sum"), lowered=("lowered", "sum"), sent_back=("sent_back", "sum"))
+            .assign(company_currency=own).sort_values(["prepared_by", "currency"]).reset_index(drop=True))
+
+
 def stock(session: Session) -> pd.DataFrame:
     """Levels (on hand, reserved by open orders, available), movements in and out (from the ledger)
     and the value of what is on hand."""
@@ -206,6 +242,8 @@ def build(session: Session, name: str, as_of: datetime | None = None) -> pd.Data
         return stock(session)
     if name == "aging":
         return aging(session, as_of.date() if as_of else None)
+    if name == "discounts":
+        return discounts(session)
     from models import ValidationError
     raise ValidationError("report", f"must be one of {', '.join(REPORTS)}")
 

@@ -40,7 +40,11 @@ def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
                          "since": wait.opened_at.isoformat(timespec="seconds")} if wait else None),
         "estimate_revisions": [
             {"number": r.number, "status": r.status, "total": str(r.totals.total),
-             "change_request": r.change_request.text if r.change_request else None}
+             "change_request": r.change_request.text if r.change_request else None,
+             "discount": ({"asked_pct": str(r.discount_asked_pct), "limit_pct": str(r.discount_limit_pct),
+                           "decision": r.discount_decision or "waiting",
+                           "by": r.discount_decided_by.handle if r.discount_decided_by else None,
+                           "reason": r.discount_reason or None} if r.discount_asked_pct is not None else None)}
             for r in (est.revisions if est else [])],
         "order": ({"number": order.number, "status": order.status, "total": str(order.totals.total),
                    "qa_attempts": [{"attempt": i.attempt, "passed": i.passed, "by": i.inspector.handle,
@@ -138,6 +142,8 @@ def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = 
     if money:
         out += [Markdown(""), table(["document", "state", Markdown("total ({})").format(deal.currency)], money,
                                     align=["---", "---", "---:"])]
+    if deal.estimate:
+        out += [discount_line(rev, names) for rev in deal.estimate.revisions if rev.discount_asked_pct is not None]
     source = (deal.order.lines if deal.order else deal.estimate.latest.lines if deal.estimate and deal.estimate.latest
               else [])
     if source:
@@ -169,6 +175,22 @@ def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = 
             table(["when (UTC)", "what happened"],
                   [[Markdown("{:%Y-%m-%d %H:%M}").format(e.at), happened(e, names)] for e in entries])]
     return Markdown("\n").join(out)
+
+
+def discount_line(rev, names: dict[str, str]) -> Markdown:
+    """Who approved what discount on a revision: 'Revision 2: 15 % asked by Mark Henry (limit
+    10 %), lowered to 12 % by Morgan Lee: "reason"'."""
+    asked = Markdown("\nRevision {}: {} % discount asked by {} (limit {} %)").format(
+        rev.revision, format(rev.discount_asked_pct.normalize(), "f"), rev.prepared_by.name,
+        format(rev.discount_limit_pct.normalize(), "f"))
+    if rev.discount_decision is None:
+        return asked + Markdown(", waiting for a sales manager's approval.")
+    by = rev.discount_decided_by.name if rev.discount_decided_by else "?"
+    done = {"approved": Markdown(", approved by {}").format(by),
+            "lowered": Markdown(", lowered to {} % by {}").format(format(rev.largest_discount.normalize(), "f"), by),
+            "returned": Markdown(", sent back by {}").format(by)}[rev.discount_decision]
+    reason = Markdown(': "{}"').format(" ".join(rev.discount_reason.split())) if rev.discount_reason.strip() else ""
+    return asked + done + reason + Markdown(".")
 
 
 def _plain_number(number: str) -> str:
@@ -236,6 +258,7 @@ def happened(entry, names: dict[str, str]) -> Markdown:
         "followup.scheduled": "{who} scheduled a follow-up",
         "followup.done": "{who} did a follow-up",
         "opportunity.stage": "{who} moved the opportunity on",
+        "estimate.discount_lowered": "{who} lowered the discount on estimate {subject}",
     }
     if action in said:
         text = said[action].format(who=who, subject=subject)

@@ -163,7 +163,8 @@ def test_a_deal_with_nothing_to_pay_closes_without_a_payment(new_deal):
     from dealflow.scenario import SCRIPT, Move
 
     free = [Move("estimate", "mark", {"lines": [{"sku": "COOLANT-20L", "quantity": 1, "discount_pct": "100"}]},
-                 "a free can of coolant")]
+                 "a free can of coolant"),
+            Move("discount", "manager", {"decision": "approve"}, "100 % is over Mark's limit: the manager approves")]
     script = [m for m in SCRIPT[:2]] + free + [m for m in SCRIPT if m.step == "decision"][1:2]
     script += [Move("shipment", "delivery", {"carrier": "Post", "tracking_number": "P1"}, "ship it")]
     play_direct(new_deal, script=script)

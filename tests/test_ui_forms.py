@@ -25,6 +25,7 @@ from dealflow.scenario import TEAM
 from models import AuditEntry, Product, StaffUser, StockLevel, utcnow
 from models.deal import deal_by_number
 from models.identity import BY_GATEWAY
+from models.waits import KINDS
 from services.db import session_scope
 
 from . import test_real_use
@@ -337,8 +338,28 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
             assert '"A third tool kit, please."' in dialog.inner_text()
             assert _numbers(_values(dialog.get_by_label("Quantity"))) == [2, 2, 2]
             dialog.get_by_label("Quantity").nth(1).fill("3")
+            dialog.get_by_label("Discount %").nth(0).fill("15")  # over Mark's 10 % limit
             forms.submit(dialog, key)
             moved(key)
+
+            # the discount approval: the sales manager reads the lines, the discount asked and the
+            # customer's history, and approves 12 % instead of 15 %; only then does it go out
+            key, dialog = forms.open("discount", "manager")
+            assert key == "discount-rev-2", key
+            text = dialog.inner_text()
+            for said in ("up to 15 %, over their limit of 10 %", "CNC-LATHE-2000", "before this deal: 0 won",
+                         "Nothing goes to the customer before you decide"):
+                assert said in text, said
+            assert dialog.locator('[aria-label="Select Your decision"]').inner_text() == "approve"
+            forms.pick(dialog, "Your decision", "approve a lower discount")
+            dialog.get_by_label("Highest discount %").fill("12")
+            dialog.get_by_label("Reason").fill("12 % is our best for a first order.")
+            sent = forms.submit(dialog, key)
+            assert (sent["decision"], sent["discount_pct"]) == ("approve a lower discount", 12)
+            assert moved(key).answered_by == "manager"
+            with session_scope() as s:
+                rev = deal_by_number(s, number).estimate.latest
+                assert (rev.discount_decision, [ln.discount_pct for ln in rev.lines]) == ("lowered", [12, 0, 10])
 
             # decision: two selects (the channel starts as email)
             key, dialog = forms.open("decision", "sofia")
@@ -418,8 +439,7 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
             print("descriptions at 1366x768 (px): " + ", ".join(
                 f"{k} {m['height']:.0f}" for k, m in forms.measured.items()))
     # every kind of wait was read whole: rev 1, its retry after a refusal, and rev 2 with the change asked
-    assert {k.split("-")[0] for k in forms.measured} == {"qualify", "handoff", "estimate", "decision", "qa",
-                                                         "shipment", "payment"}, forms.measured
+    assert {k.split("-")[0] for k in forms.measured} == set(KINDS), forms.measured
     assert {"estimate-rev-1", "decision-rev-1-retry-1", "estimate-rev-2"} <= set(forms.measured)
 
     with session_scope() as s:

@@ -9,11 +9,11 @@ import pytest
 from prefect._internal.pydantic.v2_schema import create_v2_schema
 from sqlalchemy import select
 
-from dealflow.scenario import SCRIPT, play_direct
+from dealflow.scenario import DISCOUNT_SCRIPT, SCRIPT, play_direct
 from flows.inputs import INPUTS
 from models import process
 from models.plan import PLAN
-from models.waits import KINDS, RULES
+from models.waits import KINDS, RULES, steps_table
 from models.deal import deal_by_number
 from models.identity import PROOF_FIELDS
 from models.staff import ROLES
@@ -32,6 +32,14 @@ def test_every_wait_is_declared_once_with_all_its_parts():
         assert kind.reminder.name in RULES, (name, kind.reminder)
         assert INPUTS[name].__doc__, f"{name}: the form says what it is for"
     assert {key.split("-")[0] for key in KEYS} == set(KINDS), "every kind of wait has a row in KEYS"
+
+
+def test_the_readme_lists_the_steps_as_they_are_declared():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    listed = readme.split("<!-- wait kinds: begin -->\n", 1)[1].split("\n<!-- wait kinds: end -->", 1)[0]
+    assert listed == steps_table(), "README's table of steps: paste models.waits.steps_table()"
 
 
 def _form_at(deal_number: str, key: str) -> tuple[dict, dict]:
@@ -57,13 +65,15 @@ def _fields(schema: dict, path: str = "") -> list[tuple[str, dict]]:
     return out
 
 
-KEYS = ["qualify", "handoff", "estimate-rev-1", "decision-rev-1", "estimate-rev-2", "qa-attempt-1",
-        "shipment-1", "payment-1"]
+# one row per kind of wait (a new kind adds its row here), and the script that reaches it
+KEYS = ["qualify", "handoff", "estimate-rev-1", "discount-rev-1", "decision-rev-1", "estimate-rev-2",
+        "qa-attempt-1", "shipment-1", "payment-1"]
+SCRIPTS = {"discount-rev-1": DISCOUNT_SCRIPT}
 
 
 @pytest.mark.parametrize("key", KEYS)
 def test_each_form_has_fields_of_the_right_kind(new_deal, key):
-    play_direct(new_deal, until=key)
+    play_direct(new_deal, SCRIPTS.get(key), until=key)
     schema, start = _form_at(new_deal, key)
     for name, prop in _fields(schema):
         assert "anyOf" not in prop and "oneOf" not in prop, f"{key}: {name} shows a type chooser: {prop}"

@@ -20,7 +20,8 @@ def _as_of(value: str | None) -> datetime | None:
     return naive_utc(value, "as-of") if value else None
 
 
-REPORT_NAMES = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging")
+# services.reports.REPORTS, written out so that the CLI starts without pandas (a test keeps them equal)
+REPORT_NAMES = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", "discounts")
 
 
 @click.command(cls=DealflowCommand)
@@ -34,7 +35,7 @@ REPORT_NAMES = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging")
 def report(name: str, csv_path: Path | None, xlsx_path: Path | None, png_path: Path | None, as_of: str | None,
            as_json: bool) -> None:
     """A report for the sales manager: pipeline (weighted forecast), funnel, stage-times (where deals
-    get stuck), sales (by product and month), stock, aging (receivables)."""
+    get stuck), sales (by product and month), stock, aging (receivables), discounts (given per person)."""
     from services import reports
     from services.db import session_scope
 
@@ -59,7 +60,7 @@ def report(name: str, csv_path: Path | None, xlsx_path: Path | None, png_path: P
         click.echo(json.dumps(reports.records(df), indent=2, default=str))
     else:
         click.echo(df.to_string(index=False, na_rep="") if not df.empty else "(no data)")
-    for column in ("net_company", "amount_due_company"):
+    for column in ("net_company", "amount_due_company", "discount_company"):
         if column in df and not df.empty and (df["currency"] != df["company_currency"]).any():
             click.echo("note: " + reports.CONVERTED_NOTE.format(column=column, currency=df["company_currency"].iloc[0]),
                        err=True)

@@ -95,6 +95,31 @@ def staff_role(handle: str, roles: tuple[str, ...], as_json: bool) -> None:
     emit(row, as_json, f"{row['handle']}: {', '.join(row['roles'])}")
 
 
+@staff.command("limit")
+@click.argument("handle")
+@click.option("--discount", required=True,
+              help="The largest line discount HANDLE gives without a manager's approval: a percentage (0-100), "
+                   "'unlimited', or 'default' (10 %; none for a manager).")
+@click.option("--json", "as_json", is_flag=True, help="Print the limit as JSON.")
+def staff_limit(handle: str, discount: str, as_json: bool) -> None:
+    """Set HANDLE's discount limit: an estimate line over it waits for a sales manager's approval."""
+    from models import audit
+    from models.staff import staff_member
+    from services.db import session_scope
+
+    with session_scope() as s:
+        person = staff_member(s, handle)
+        person.set_discount_limit(discount)
+        limit = person.discount_limit
+        audit.record(s, operator(), "staff.discount_limit", subject=person.handle,
+                     discount_limit=str(limit) if limit is not None else "unlimited")
+        handle = person.handle
+        s.commit()
+    said = f"{format(limit.normalize(), 'f')} %" if limit is not None else "no limit"
+    emit({"handle": handle, "discount_limit_pct": str(limit) if limit is not None else None}, as_json,
+         f"{handle}: discount limit {said}")
+
+
 @staff.command("disable")
 @click.argument("handle")
 def staff_disable(handle: str) -> None:

@@ -18,6 +18,7 @@ from ..deal import Deal
 from ..markdown import Markdown
 from ..reminders import FOLLOWUP_DIGEST, MAIL_WAITING, STUCK_WAIT, Reminder, ReminderRule, ReminderRules
 from .decision import DECISION
+from .discount import DISCOUNT
 from .estimate import ESTIMATE
 from .handoff import HANDOFF
 from .kind import WaitKind
@@ -27,7 +28,8 @@ from .qualify import QUALIFY
 from .shipment import SHIPMENT
 
 # in the order a deal meets them
-KINDS: dict[str, WaitKind] = {k.name: k for k in (QUALIFY, HANDOFF, ESTIMATE, DECISION, QA, SHIPMENT, PAYMENT)}
+KINDS: dict[str, WaitKind] = {k.name: k for k in (QUALIFY, HANDOFF, ESTIMATE, DISCOUNT, DECISION, QA, SHIPMENT,
+                                                  PAYMENT)}
 WAIT_STEPS = tuple(KINDS)
 
 
@@ -62,6 +64,17 @@ def reminder_rules() -> tuple[ReminderRule, ...]:
 
 
 RULES = tuple(rule.name for rule in reminder_rules())
+
+
+def steps_table() -> str:
+    """The README's table of the steps a person answers, as the declarations say it."""
+    rows = ["| step | what a person decides | who answers (a manager may stand in) | reminder rule |",
+            "|---|---|---|---|"]
+    for kind in KINDS.values():
+        who = " or ".join(f"`{role}`" for role in kind.roles)
+        who += " (or the customer, online)" if kind.waiting_for == "customer" else ""
+        rows.append(f"| `{kind.name}` | {kind.title} | {who} | `{kind.reminder.name}` |")
+    return "\n".join(rows)
 
 
 def due_reminders(session: Session, now: datetime, rules: ReminderRules) -> list[Reminder]:

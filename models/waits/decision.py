@@ -65,7 +65,7 @@ def at(deal: Deal) -> dict[str, Any] | None:
 
 def describe(session: Session, deal: Deal) -> Markdown:
     rev = deal.estimate.latest
-    previous = deal.estimate.revisions[-2] if len(deal.estimate.revisions) > 1 else None
+    previous = deal.estimate.sent_before(rev)
     changes = revision_changes(previous, rev)
     t = rev.totals
     text = Markdown("record the customer's decision on {} (valid until {}), given by phone, email or in a "

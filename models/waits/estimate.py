@@ -55,7 +55,7 @@ class EstimateFields(Fields):
         return {**answer, "lines": lines}
 
 
-REDRAFT = ("changes_requested",)  # the customer asked for changes
+REDRAFT = ("changes_requested", "returned")  # the customer asked for changes; a manager sent it back
 
 
 def at(deal: Deal) -> dict[str, Any] | None:
@@ -73,6 +73,11 @@ def describe(session: Session, deal: Deal) -> Markdown:
                         "and stock), quantity and discount %. Budget {}, timeline {}."
                         ).format(money(budget, deal.currency) if budget is not None else "not given",
                                  deal.lead.timeline or "not given") + what_sales_learned(deal)
+    if latest.status == "returned":
+        return Markdown('prepare revision {}. {} sent revision {} back: "{}" The form starts with its lines: '
+                        'change what was asked.\n\n{}').format(
+            latest.revision + 1, latest.discount_decided_by.name, latest.revision, latest.discount_reason,
+            lines_table(latest.lines, deal.currency)) + what_sales_learned(deal)
     cr = latest.change_request
     return Markdown('prepare revision {}. The customer asked on {}: "{}" The form starts with the lines of '
                     '{}: change what was asked.\n\n{}').format(
@@ -121,7 +126,9 @@ def answer(session: Session, deal: Deal, person: StaffUser, answer: dict[str, An
     rev = estimate.draft_revision(session, answer.get("lines") or [], person, on=utcnow().date(),
                                   valid_days=answer.get("valid_days", 30), notes=notes_of(answer, "notes"))
     short = shortages(session, [(ln.product, ln.quantity) for ln in rev.lines])
-    return f"revision {rev.revision} drafted, total {rev.totals.total} {deal.currency}" + (
+    held = (f"; {rev.discount_asked_pct.normalize():f} % discount waits for a manager's approval (limit "
+            f"{rev.discount_limit_pct.normalize():f} %)" if rev.discount_pending else "")
+    return f"revision {rev.revision} drafted, total {rev.totals.total} {deal.currency}" + held + (
         f"; more than is available: {'; '.join(short)}" if short else "")
 
 

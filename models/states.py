@@ -1,0 +1,111 @@
+"""The states of the seven things that have one, as enums with their transitions.
+
+Each status column's CHECK constraint is made from its enum (``Status.check``), and every change
+of state goes through ``Status.move``, which refuses a move its table does not have with the
+entity's ``InvalidTransition`` ("estimate EST-0001-R2 is approved: cannot send"). The README's
+table of states is ``table()`` (``tests/test_states.py`` checks it).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from .errors import InvalidTransition
+
+
+class Status(StrEnum):
+    """A status; its moves are in ``MOVES`` (from -> the states it may go to)."""
+
+    @classmethod
+    def check(cls) -> str:
+        """The column's CHECK constraint: one of the enum's values."""
+        return "status in (" + ",".join(f"'{m.value}'" for m in cls) + ")"
+
+    @classmethod
+    def moves(cls) -> dict[Status, tuple[Status, ...]]:
+        return MOVES[cls]
+
+    @classmethod
+    def move(cls, what: str, current: str, to: Status, verb: str) -> Status:
+        """``to``, if the table lets ``what`` go there from ``current``; else InvalidTransition."""
+        if to not in cls.moves().get(cls(current), ()):
+            raise InvalidTransition(what, current, verb)
+        return to
+
+
+class LeadStatus(Status):
+    NEW = "new"
+    QUALIFIED = "qualified"
+    DISQUALIFIED = "disqualified"
+    CONVERTED = "converted"
+
+
+class DealStatus(Status):
+    OPEN = "open"
+    WON = "won"
+    LOST = "lost"
+
+
+class WaitStatus(Status):
+    OPEN = "open"
+    ANSWERED = "answered"
+    REFUSED = "refused"  # a refused answer closes the wait; a new one opens under the next key
+
+
+class RevisionStatus(Status):
+    DRAFT = "draft"
+    RETURNED = "returned"  # a sales manager sent it back: its discount was over its preparer's limit
+    SENT = "sent"
+    APPROVED = "approved"
+    CHANGES_REQUESTED = "changes_requested"
+    DECLINED = "declined"
+
+
+class OrderStatus(Status):
+    AWAITING_QA = "awaiting_qa"
+    RELEASED = "released"
+    PARTIALLY_SHIPPED = "partially_shipped"
+    SHIPPED = "shipped"
+
+
+class InvoiceStatus(Status):
+    OPEN = "open"
+    PARTIALLY_PAID = "partially_paid"
+    PAID = "paid"
+
+
+class EmailStatus(Status):
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a sender; handed to the mail server once ``handed_at`` is set
+    SENT = "sent"
+    FAILED = "failed"
+
+
+L, D, W, R, O, I, E = LeadStatus, DealStatus, WaitStatus, RevisionStatus, OrderStatus, InvoiceStatus, EmailStatus
+MOVES: dict[type[Status], dict[Status, tuple[Status, ...]]] = {
+    LeadStatus: {L.NEW: (L.QUALIFIED, L.DISQUALIFIED), L.QUALIFIED: (L.CONVERTED,)},
+    DealStatus: {D.OPEN: (D.WON, D.LOST)},
+    WaitStatus: {W.OPEN: (W.ANSWERED, W.REFUSED)},
+    RevisionStatus: {R.DRAFT: (R.SENT, R.RETURNED), R.SENT: (R.APPROVED, R.CHANGES_REQUESTED, R.DECLINED)},
+    OrderStatus: {O.AWAITING_QA: (O.RELEASED,), O.RELEASED: (O.PARTIALLY_SHIPPED, O.SHIPPED),
+                  O.PARTIALLY_SHIPPED: (O.PARTIALLY_SHIPPED, O.SHIPPED)},
+    InvoiceStatus: {I.OPEN: (I.PARTIALLY_PAID, I.PAID), I.PARTIALLY_PAID: (I.PARTIALLY_PAID, I.PAID)},
+    # a sender claims it, hands it over (sent), gives it back (the server refused for now) or
+    # fails it for good; `outbox retry` puts a failed (or, forced, a stuck) one back
+    EmailStatus: {E.PENDING: (E.SENDING, E.PENDING), E.SENDING: (E.SENT, E.PENDING, E.FAILED),
+                  E.FAILED: (E.PENDING,)},
+}
+del L, D, W, R, O, I, E
+
+# what each is the state of, as the README's table names it
+OF = {LeadStatus: "lead", DealStatus: "deal", WaitStatus: "wait (a human step)", RevisionStatus: "estimate revision",
+      OrderStatus: "sales order", InvoiceStatus: "invoice", EmailStatus: "email (the outbox)"}
+
+
+def table() -> str:
+    """The README's table of states: each enum's states and where each may go."""
+    rows = ["| of | states | moves |", "|---|---|---|"]
+    for status, of in OF.items():
+        moves = "; ".join(f"{a} → {', '.join(b)}" for a, b in status.moves().items())
+        rows.append(f"| {of} | {', '.join(status)} | {moves} |")
+    return "\n".join(rows)
