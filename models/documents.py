@@ -13,6 +13,7 @@ from .deal import Deal
 from .estimates import EstimateRevision
 from .orders import SalesOrder, SalesReceipt, Shipment
 from .pricing import PricedLine
+from .states import InvoiceStatus
 
 
 def _customer(deal: Deal) -> dict[str, Any]:
@@ -156,7 +157,7 @@ def invoice_context(invoice: Invoice) -> dict[str, Any]:
 def invoice_balance(invoice: Invoice, today: date) -> dict[str, Any]:
     """Where an invoice stands today, for the customer's invoice page: the balance (total, paid,
     due, open/overdue/paid) and the payments received."""
-    status = "paid" if invoice.status == "paid" else ("overdue" if invoice.is_overdue(today) else "open")
+    status = "paid" if invoice.status == InvoiceStatus.PAID else ("overdue" if invoice.is_overdue(today) else "open")
     return {
         "balance": {"total": str(invoice.totals.total), "paid": str(invoice.paid), "due": str(invoice.amount_due),
                     "due_date": invoice.due_date.isoformat(), "status": status,
@@ -172,7 +173,7 @@ def payment_context(payment: Payment) -> dict[str, Any]:
     ctx.update({"invoice": invoice.number, "amount": str(payment.amount), "method": payment.method,
                 "reference": payment.reference, "date": payment.received.isoformat(),
                 "invoice_total": str(invoice.totals.total), "paid": str(invoice.paid),
-                "amount_due": str(invoice.amount_due), "settled": invoice.status == "paid"})
+                "amount_due": str(invoice.amount_due), "settled": invoice.status == InvoiceStatus.PAID})
     return ctx
 
 

@@ -67,7 +67,7 @@ class Email(Base):
     template: Mapped[str] = mapped_column(String(80))
     context: Mapped[dict[str, Any]]
     document_id: Mapped[int | None] = mapped_column(ForeignKey("documents.id"))
-    status: Mapped[str] = mapped_column(String(10), default="pending", index=True)
+    status: Mapped[str] = mapped_column(String(10), default=EmailStatus.PENDING, index=True)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[str | None] = mapped_column(String(200))
@@ -95,12 +95,12 @@ def requeue(session: Session, mail: Email, *, force: bool, is_alive: Callable[[s
     sender is handing over right now. One conditional statement: if a sender changed the row
     since it was read (marked it sent a moment ago), nothing changes and the person is told."""
     now = now or utcnow()
-    allowed = mail.status in ("failed", "pending") or (force and mail.status == "sending" and (
+    allowed = mail.status in (EmailStatus.FAILED, EmailStatus.PENDING) or (force and mail.status == EmailStatus.SENDING and (
         not is_alive(mail.claimed_by)
         or (mail.handed_at is not None and mail.handed_at < now - UNKNOWN_AFTER)))
     if not allowed:
-        why = "retry it" + (" (use --force)" if mail.status == "sending" and not force else "")
-        if force and mail.status == "sending":
+        why = "retry it" + (" (use --force)" if mail.status == EmailStatus.SENDING and not force else "")
+        if force and mail.status == EmailStatus.SENDING:
             why = "retry it: its sender is handing it over right now" + (
                 f"; if it never arrives, try again after {mail.handed_at + UNKNOWN_AFTER:%H:%M:%S} UTC"
                 if mail.handed_at is not None else "")
@@ -108,7 +108,7 @@ def requeue(session: Session, mail: Email, *, force: bool, is_alive: Callable[[s
     seen = (Email.status == mail.status, Email.claimed_by == mail.claimed_by,
             Email.handed_at.is_(None) if mail.handed_at is None else Email.handed_at == mail.handed_at)
     done = session.execute(update(Email).where(Email.id == mail.id, *seen).values(
-        status="pending", claimed_by="", lease_until=None, handed_at=None)
+        status=EmailStatus.PENDING, claimed_by="", lease_until=None, handed_at=None)
         .execution_options(synchronize_session=False))
     if done.rowcount != 1:
         raise InvalidTransition(f"email {mail.id}", "changed a moment ago", "retry it; look again with `dealflow outbox`")
@@ -118,9 +118,9 @@ def requeue(session: Session, mail: Email, *, force: bool, is_alive: Callable[[s
 def confirm_arrived(mail: Email, message_id: str) -> None:
     """A person checked that an email of unknown fate did arrive: it is sent, and stays so."""
     if not mail.fate_unknown:
-        state = "sending (not handed over yet)" if mail.status == "sending" else mail.status
+        state = "sending (not handed over yet)" if mail.status == EmailStatus.SENDING else mail.status
         raise InvalidTransition(f"email {mail.id}", state, "confirm it arrived")
-    mail.status, mail.message_id, mail.sent_at, mail.lease_until = "sent", message_id, utcnow(), None
+    mail.status, mail.message_id, mail.sent_at, mail.lease_until = EmailStatus.SENT, message_id, utcnow(), None
     mail.last_error = ""
 
 
@@ -128,8 +128,8 @@ def claim_email(session: Session, email_id: int, owner: str, lease: timedelta) -
     """Take a pending email for sending (one statement: of two senders exactly one wins).
     The caller commits before it talks to SMTP."""
     now = utcnow()
-    done = session.execute(update(Email).where(Email.id == email_id, Email.status == "pending").values(
-        status="sending", claimed_by=owner, claimed_at=now, lease_until=now + lease, handed_at=None,
+    done = session.execute(update(Email).where(Email.id == email_id, Email.status == EmailStatus.PENDING).values(
+        status=EmailStatus.SENDING, claimed_by=owner, claimed_at=now, lease_until=now + lease, handed_at=None,
         attempts=Email.attempts + 1).execution_options(synchronize_session=False))
     return done.rowcount == 1
 
@@ -139,31 +139,31 @@ def begin_handover(session: Session, email_id: int, owner: str) -> bool:
     handed over. False if the claim is no longer this sender's (released after its lease ran
     out): then it must not send that line."""
     done = session.execute(update(Email).where(
-        Email.id == email_id, Email.status == "sending", Email.claimed_by == owner, Email.handed_at.is_(None),
+        Email.id == email_id, Email.status == EmailStatus.SENDING, Email.claimed_by == owner, Email.handed_at.is_(None),
         Email.lease_until >= utcnow()).values(handed_at=utcnow()).execution_options(synchronize_session=False))
     return done.rowcount == 1
 
 
 def _finish(session: Session, email_id: int, owner: str, **values: Any) -> bool:
-    done = session.execute(update(Email).where(Email.id == email_id, Email.status == "sending",
+    done = session.execute(update(Email).where(Email.id == email_id, Email.status == EmailStatus.SENDING,
                                                Email.claimed_by == owner).values(**values)
                            .execution_options(synchronize_session=False))
     return done.rowcount == 1
 
 
 def mark_sent(session: Session, email_id: int, owner: str, message_id: str) -> bool:
-    return _finish(session, email_id, owner, status="sent", message_id=message_id, sent_at=utcnow(),
+    return _finish(session, email_id, owner, status=EmailStatus.SENT, message_id=message_id, sent_at=utcnow(),
                    last_error="", lease_until=None)
 
 
 def release_claim(session: Session, email_id: int, owner: str, error: str) -> bool:
     """The server could not take it now (and had not taken it): back in the queue."""
-    return _finish(session, email_id, owner, status="pending", last_error=error[:2000], claimed_by="",
+    return _finish(session, email_id, owner, status=EmailStatus.PENDING, last_error=error[:2000], claimed_by="",
                    lease_until=None, handed_at=None)
 
 
 def mark_failed(session: Session, email_id: int, owner: str, error: str) -> bool:
-    return _finish(session, email_id, owner, status="failed", last_error=error[:2000], lease_until=None)
+    return _finish(session, email_id, owner, status=EmailStatus.FAILED, last_error=error[:2000], lease_until=None)
 
 
 def note_fate_unknown(session: Session, email_id: int, owner: str, error: str) -> bool:
@@ -173,7 +173,7 @@ def note_fate_unknown(session: Session, email_id: int, owner: str, error: str) -
 
 def dead_claims(session: Session, is_alive: Callable[[str], bool], deal_id: int | None = None) -> list[Email]:
     """Claims that were never handed over and whose sender is gone (or whose lease ran out)."""
-    query = select(Email).where(Email.status == "sending", Email.handed_at.is_(None))
+    query = select(Email).where(Email.status == EmailStatus.SENDING, Email.handed_at.is_(None))
     if deal_id is not None:
         query = query.where(Email.deal_id == deal_id)
     now = utcnow()
@@ -187,9 +187,9 @@ def release_dead_claims(session: Session, is_alive: Callable[[str], bool], deal_
     released = []
     for mail in dead_claims(session, is_alive, deal_id):
         done = session.execute(update(Email).where(
-            Email.id == mail.id, Email.status == "sending", Email.handed_at.is_(None),
+            Email.id == mail.id, Email.status == EmailStatus.SENDING, Email.handed_at.is_(None),
             Email.claimed_by == mail.claimed_by).values(
-            status="pending", claimed_by="", lease_until=None,
+            status=EmailStatus.PENDING, claimed_by="", lease_until=None,
             last_error=f"its sender {mail.claimed_by or '?'} stopped before handing it to the mail server; "
                        f"released to be sent again")
             .execution_options(synchronize_session=False))
@@ -229,17 +229,17 @@ def outbox_health(session: Session, now: datetime | None = None) -> dict[str, An
     from sqlalchemy import func
 
     now = now or utcnow()
-    oldest = session.execute(select(Email.id, Email.created_at).where(Email.status == "pending")
+    oldest = session.execute(select(Email.id, Email.created_at).where(Email.status == EmailStatus.PENDING)
                              .order_by(Email.created_at, Email.id).limit(1)).first()
     count = lambda *cond: session.scalar(select(func.count()).select_from(Email).where(*cond))  # noqa: E731
     return {
-        "pending": count(Email.status == "pending"),
+        "pending": count(Email.status == EmailStatus.PENDING),
         "oldest_pending_id": oldest.id if oldest else None,
         "oldest_pending_since": oldest.created_at if oldest else None,
         "oldest_pending_seconds": int((now - oldest.created_at).total_seconds()) if oldest else 0,
-        "fate_unknown": count(Email.status == "sending", Email.handed_at.is_not(None),
+        "fate_unknown": count(Email.status == EmailStatus.SENDING, Email.handed_at.is_not(None),
                               Email.handed_at < now - UNKNOWN_AFTER),
-        "failed": count(Email.status == "failed"),
+        "failed": count(Email.status == EmailStatus.FAILED),
     }
 
 

@@ -15,8 +15,8 @@ from .base import utcnow
 from .crm import FollowUp, Lead
 from .deal import Deal
 from .errors import InvalidTransition, NotFound, ValidationError
-from .staff import staff_member as staff_by_handle
 from .staff import Role
+from .staff import staff_member as staff_by_handle
 from .text import check_id, one_line
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .deal import Deal, Wait
+from .states import LeadStatus, RevisionStatus, WaitStatus
 from .waits import DECISION, DISCOUNT, ESTIMATE, HANDOFF, KINDS, PAYMENT, QA, QUALIFY, SHIPMENT, WaitKind
 
 
@@ -48,11 +49,11 @@ class Auto:
 
 PLAN: tuple[WaitKind | Auto, ...] = (
     QUALIFY,
-    Auto("convert", lambda d: d.lead.status == "qualified", lambda d: f"convert-{d.number}"),
+    Auto("convert", lambda d: d.lead.status == LeadStatus.QUALIFIED, lambda d: f"convert-{d.number}"),
     HANDOFF,
     ESTIMATE,
     DISCOUNT,
-    Auto("send_estimate", lambda d: d.estimate.latest.status == "draft",
+    Auto("send_estimate", lambda d: d.estimate.latest.status == RevisionStatus.DRAFT,
          lambda d: f"send-estimate-rev-{d.estimate.latest.revision}"),
     DECISION,
     Auto("create_order", lambda d: d.order is None, lambda d: f"order-from-rev-{d.estimate.latest.revision}"),
@@ -70,7 +71,7 @@ def _wait(session: Session, deal: Deal, kind: WaitKind, facts: dict[str, Any]) -
     """A wait's key is deterministic: the kind's key, then -retry-N after N refused answers."""
     base_key = kind.key(facts)
     refused = session.scalar(select(func.count()).select_from(Wait).where(
-        Wait.deal_id == deal.id, Wait.status == "refused",
+        Wait.deal_id == deal.id, Wait.status == WaitStatus.REFUSED,
         (Wait.key == base_key) | Wait.key.like(f"{base_key}-retry-%")))
     key = base_key if not refused else f"{base_key}-retry-{refused}"
     return Step(kind.name, "wait", key, kind.roles, facts)

@@ -18,6 +18,7 @@ from .markdown import Markdown, table
 from .money import amount_text, round_money
 from .portal import BY_LINK
 from .staff import StaffUser
+from .states import WaitStatus
 
 if TYPE_CHECKING:
     from .waits.kind import WaitKind
@@ -43,7 +44,7 @@ def last_refused(session: Session, deal: Deal, key: str) -> Wait | None:
     if base == key:
         return None
     return session.scalars(select(Wait).where(
-        Wait.deal_id == deal.id, Wait.status == "refused",
+        Wait.deal_id == deal.id, Wait.status == WaitStatus.REFUSED,
         (Wait.key == base) | Wait.key.like(f"{base}-retry-%")).order_by(Wait.id.desc())).first()
 
 

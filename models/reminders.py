@@ -32,6 +32,7 @@ from .deal import Deal, Wait
 from .errors import ValidationError
 from .outbox import add_document, queue_email
 from .staff import Role, StaffUser
+from .states import DealStatus, EmailStatus, WaitStatus
 
 
 class ReminderSent(Base):
@@ -100,7 +101,7 @@ def followup_digests(session: Session, now: datetime) -> Iterator[Reminder]:
     rows = session.execute(
         select(FollowUp.id, FollowUp.kind, FollowUp.due_at, FollowUp.notes, FollowUp.owner_id, Deal.number)
         .join(Deal, Deal.opportunity_id == FollowUp.opportunity_id)
-        .where(FollowUp.done_at.is_(None), FollowUp.due_at < end_of_today, Deal.status == "open",
+        .where(FollowUp.done_at.is_(None), FollowUp.due_at < end_of_today, Deal.status == DealStatus.OPEN,
                not_sent_yet("followup-digest", FollowUp.owner_id, today))
         .order_by(FollowUp.owner_id, FollowUp.due_at)).all()
     by_owner: dict[int, list] = {}
@@ -121,8 +122,8 @@ def stuck_waits(session: Session, now: datetime, rules: ReminderRules) -> Iterat
     owner = aliased(StaffUser)
     rows = session.execute(select(Wait, Deal, owner).join(Deal, Wait.deal_id == Deal.id)
                            .join(owner, Deal.owner_id == owner.id)
-                           .where(Wait.status == "open", Wait.opened_at <= now - timedelta(days=rules.stuck_wait_days),
-                                  Deal.status == "open", not_sent_yet("stuck-wait", Wait.id, today))).all()
+                           .where(Wait.status == WaitStatus.OPEN, Wait.opened_at <= now - timedelta(days=rules.stuck_wait_days),
+                                  Deal.status == DealStatus.OPEN, not_sent_yet("stuck-wait", Wait.id, today))).all()
     managers = staff_with(session, Role.MANAGER)
     for wait, deal, rep in rows:
         days = (now - wait.opened_at).days
@@ -151,23 +152,23 @@ def mail_waiting(session: Session, now: datetime, rules: ReminderRules) -> Itera
         return
     cutoff = now - timedelta(minutes=rules.mail_waiting_minutes)
     late = session.scalars(select(Email).where(
-        ((Email.status == "pending") & (Email.created_at <= cutoff))
-        | ((Email.status == "sending") & Email.handed_at.is_not(None)) | (Email.status == "failed"))
+        ((Email.status == EmailStatus.PENDING) & (Email.created_at <= cutoff))
+        | ((Email.status == EmailStatus.SENDING) & Email.handed_at.is_not(None)) | (Email.status == EmailStatus.FAILED))
         .order_by(Email.created_at)).all()
     if not late:
         return
-    pending = [m for m in late if m.status == "pending"]
+    pending = [m for m in late if m.status == EmailStatus.PENDING]
     lines = []
     if pending:
         lines.append(f"{len(pending)} pending for over {waited(rules.mail_waiting_minutes * 60)}; the oldest "
                      f"(email {pending[0].id}, {pending[0].subject}) has waited "
                      f"{waited(int((now - pending[0].created_at).total_seconds()))}: is the mail server reachable?")
-    unknown = [m for m in late if m.status == "sending"]
+    unknown = [m for m in late if m.status == EmailStatus.SENDING]
     if unknown:
         lines.append(f"{len(unknown)} of unknown fate (emails {', '.join(str(m.id) for m in unknown[:20])}): "
                      f"ask whether they arrived, then `dealflow outbox confirm ID --by HANDLE` if they did, "
                      f"`dealflow outbox retry ID --force` if not")
-    failed = [m for m in late if m.status == "failed"]
+    failed = [m for m in late if m.status == EmailStatus.FAILED]
     if failed:
         lines.append(f"{len(failed)} failed for good (emails {', '.join(str(m.id) for m in failed[:20])}): "
                      f"see `dealflow outbox --status failed`")

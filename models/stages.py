@@ -20,6 +20,7 @@ from .numbering import next_number
 from .orders import SalesOrder, SalesOrderLine, SalesReceipt
 from .outbox import queue_email
 from .sending import SYSTEM, issue_document
+from .states import RevisionStatus
 
 PAYMENT_TERMS_DAYS = 30
 
@@ -69,7 +70,7 @@ def convert_lead(session: Session, deal: Deal) -> str:
 
 def send_estimate(session: Session, deal: Deal) -> str:
     rev = deal.estimate.latest
-    if rev.status != "draft":
+    if rev.status != RevisionStatus.DRAFT:
         return f"{rev.number} already sent"
     rev.send(session)
     deal.opportunity.expected_amount = rev.totals.total  # what the customer was quoted, not the budget
@@ -85,7 +86,7 @@ def create_order(session: Session, deal: Deal) -> str:
     rev = deal.estimate.latest
     if deal.order is not None:
         return f"{deal.order.number} already exists"
-    if rev.status != "approved":
+    if rev.status != RevisionStatus.APPROVED:
         raise InvalidTransition(f"estimate {rev.number}", rev.status, "convert to an order")
     order = SalesOrder(number=next_number(session, "order"), deal=deal, estimate_revision=rev,
                        created_by=rev.prepared_by.handle, customer_po=rev.customer_po or "")

@@ -81,21 +81,21 @@ class EmailStatus(Status):
     FAILED = "failed"
 
 
-L, D, W, R, O, I, E = LeadStatus, DealStatus, WaitStatus, RevisionStatus, OrderStatus, InvoiceStatus, EmailStatus
+L, D, W, R, OS, IS, E = LeadStatus, DealStatus, WaitStatus, RevisionStatus, OrderStatus, InvoiceStatus, EmailStatus
 MOVES: dict[type[Status], dict[Status, tuple[Status, ...]]] = {
     LeadStatus: {L.NEW: (L.QUALIFIED, L.DISQUALIFIED), L.QUALIFIED: (L.CONVERTED,)},
     DealStatus: {D.OPEN: (D.WON, D.LOST)},
     WaitStatus: {W.OPEN: (W.ANSWERED, W.REFUSED)},
     RevisionStatus: {R.DRAFT: (R.SENT, R.RETURNED), R.SENT: (R.APPROVED, R.CHANGES_REQUESTED, R.DECLINED)},
-    OrderStatus: {O.AWAITING_QA: (O.RELEASED,), O.RELEASED: (O.PARTIALLY_SHIPPED, O.SHIPPED),
-                  O.PARTIALLY_SHIPPED: (O.PARTIALLY_SHIPPED, O.SHIPPED)},
-    InvoiceStatus: {I.OPEN: (I.PARTIALLY_PAID, I.PAID), I.PARTIALLY_PAID: (I.PARTIALLY_PAID, I.PAID)},
+    OrderStatus: {OS.AWAITING_QA: (OS.RELEASED,), OS.RELEASED: (OS.PARTIALLY_SHIPPED, OS.SHIPPED),
+                  OS.PARTIALLY_SHIPPED: (OS.PARTIALLY_SHIPPED, OS.SHIPPED)},
+    InvoiceStatus: {IS.OPEN: (IS.PARTIALLY_PAID, IS.PAID), IS.PARTIALLY_PAID: (IS.PARTIALLY_PAID, IS.PAID)},
     # a sender claims it, hands it over (sent), gives it back (the server refused for now) or
     # fails it for good; `outbox retry` puts a failed (or, forced, a stuck) one back
     EmailStatus: {E.PENDING: (E.SENDING, E.PENDING), E.SENDING: (E.SENT, E.PENDING, E.FAILED),
                   E.FAILED: (E.PENDING,)},
 }
-del L, D, W, R, O, I, E
+del L, D, W, R, OS, IS, E
 
 # what each is the state of, as the README's table names it
 OF = {LeadStatus: "lead", DealStatus: "deal", WaitStatus: "wait (a human step)", RevisionStatus: "estimate revision",

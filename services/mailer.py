@@ -52,6 +52,7 @@ from models.outbox import (
     release_claim,
     release_dead_claims,
 )
+from models.states import EmailStatus
 
 from .company import sender as company_sender
 from .config import Settings, load_settings
@@ -289,7 +290,7 @@ def _is_permanent(exc: Exception) -> bool:
 
 def has_mail_to_send(session: Session, deal_id: int) -> bool:
     """Whether the deal has mail pending, or claimed by a sender that died before handing it over."""
-    pending = session.scalar(select(exists().where(Email.deal_id == deal_id, Email.status == "pending")))
+    pending = session.scalar(select(exists().where(Email.deal_id == deal_id, Email.status == EmailStatus.PENDING)))
     return bool(pending) or bool(dead_claims(session, sender_alive, deal_id))
 
 
@@ -313,7 +314,7 @@ def deliver(session: Session, deal_id: int | None = None, settings: Settings | N
     settings = settings or load_settings()
     me = sender_id()
     release_orphans(session, deal_id)
-    query = select(Email.id).where(Email.status == "pending").order_by(Email.id)
+    query = select(Email.id).where(Email.status == EmailStatus.PENDING).order_by(Email.id)
     if deal_id is not None:
         query = query.where(Email.deal_id == deal_id)
     if email_ids is not None:
@@ -323,7 +324,7 @@ def deliver(session: Session, deal_id: int | None = None, settings: Settings | N
     sent = []
     for email_id in candidates:
         mail = session.get(Email, email_id, populate_existing=True)
-        if mail is None or mail.status != "pending":
+        if mail is None or mail.status != EmailStatus.PENDING:
             session.commit()
             continue  # another sender took it
         out = Outgoing.of(mail, session.get(Document, mail.document_id) if mail.document_id else None)
@@ -394,5 +395,5 @@ def stuck(session: Session, older_than: timedelta = UNKNOWN_AFTER) -> list[Email
     """Rows whose fate is unknown: handed to SMTP, never marked (the sender died, or the
     connection broke, during the SMTP conversation). A person checks whether they arrived."""
     cutoff = utcnow() - older_than
-    return list(session.scalars(select(Email).where(Email.status == "sending", Email.handed_at.is_not(None),
+    return list(session.scalars(select(Email).where(Email.status == EmailStatus.SENDING, Email.handed_at.is_not(None),
                                                     Email.handed_at < cutoff)))

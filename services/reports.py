@@ -34,6 +34,7 @@ from models.catalog import reserved
 from models.company import the_company
 from models.crm import OPEN_STAGES, STAGES
 from models.money import round_money
+from models.states import InvoiceStatus
 
 REPORTS = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", "discounts")
 CHARTS = ("pipeline", "funnel", "aging")
@@ -70,7 +71,7 @@ def funnel(session: Session) -> pd.DataFrame:
         ("estimates sent", session.scalar(select(func.count(func.distinct(Estimate.id))).select_from(Estimate)
                                           .join(EstimateRevision).where(EstimateRevision.sent_at.is_not(None)))),
         ("orders", session.scalar(select(func.count()).select_from(SalesOrder))),
-        ("paid", session.scalar(select(func.count()).select_from(Invoice).where(Invoice.status == "paid"))),
+        ("paid", session.scalar(select(func.count()).select_from(Invoice).where(Invoice.status == InvoiceStatus.PAID))),
     ]
     df = pd.DataFrame(counts, columns=["step", "deals"])
     prev = df["deals"].shift(1)

@@ -13,6 +13,7 @@ from models.markdown import Markdown, table
 from models.markdown import link as mdlink
 from models.money import round_money
 from models.prompts import sales_notes
+from models.states import DealStatus, LeadStatus, OrderStatus, RevisionStatus, WaitStatus
 from models.waits import KINDS
 
 
@@ -71,7 +72,7 @@ def inbox(session: Session, role: str | None = None, run_states: dict[str, str] 
     the Prefect API) each row also says whether its run really waits there."""
     now = utcnow()
     rows = []
-    for wait in session.scalars(select(Wait).where(Wait.status == "open").order_by(Wait.opened_at)).all():
+    for wait in session.scalars(select(Wait).where(Wait.status == WaitStatus.OPEN).order_by(Wait.opened_at)).all():
         if role and role not in wait.role_list:
             continue
         deal = wait.deal
@@ -163,12 +164,12 @@ def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = 
                       [[x["kind"], x["number"], mdlink(Markdown("{} PDF").format(Markdown(_plain_number(x["number"]))),
                                                        urls[x["id"]]) if urls[x["id"]] else x["pdf"]]
                        for x in d["documents"]])]
-    closed = [w for w in deal.waits if w.status != "open"]
+    closed = [w for w in deal.waits if w.status != WaitStatus.OPEN]
     if closed:
         out += [Markdown(""), Markdown("## Answers"), Markdown(""),
                 table(["wait", "answer", "by", "proven by", "when (UTC)"],
                       [[w.key, w.status, answerer(session, w),
-                        (w.proof or "") if w.status == "answered" else f"(tried: {w.proof or 'none'})", Markdown("{:%Y-%m-%d %H:%M:%S}").format(
+                        (w.proof or "") if w.status == WaitStatus.ANSWERED else f"(tried: {w.proof or 'none'})", Markdown("{:%Y-%m-%d %H:%M:%S}").format(
                           w.answered_at) if w.answered_at else ""] for w in closed])]
     entries = session.scalars(select(AuditEntry).where(AuditEntry.deal_id == deal.id).order_by(AuditEntry.id)).all()
     out += [Markdown(""), Markdown("## Timeline"), Markdown(""),
@@ -216,22 +217,22 @@ def waiting_for(step: str, roles: list[str]) -> str:
 def where_it_stands(deal: Deal) -> str:
     """The deal's real stage, as the sales floor says it: where the process is, not the
     opportunity's pipeline stage (which is closed_won from the order on)."""
-    if deal.status == "lost":
+    if deal.status == DealStatus.LOST:
         reason = " ".join((deal.lost_reason or "").split())
         return f"lost: {reason[:80]}{'…' if len(reason) > 80 else ''}" if reason else "lost"
-    if deal.status == "won":
+    if deal.status == DealStatus.WON:
         return "won, paid in full"
     if deal.opportunity is None:
-        return "a lead, to qualify" if deal.lead.status == "new" else "a qualified lead"
+        return "a lead, to qualify" if deal.lead.status == LeadStatus.NEW else "a qualified lead"
     order, invoice = deal.order, deal.invoice
     if order is None:
         latest = deal.estimate.latest if deal.estimate else None
-        if latest is not None and latest.status == "sent":
+        if latest is not None and latest.status == RevisionStatus.SENT:
             return f"estimate {latest.number} with the customer"
         return f"opportunity, {deal.opportunity.stage.replace('_', ' ')}"
     if invoice is not None:
         return f"invoice {invoice.number} {invoice.status.replace('_', ' ')}"
-    if order.status == "awaiting_qa":
+    if order.status == OrderStatus.AWAITING_QA:
         return f"order {order.number} in QA"
     if order.shipments:
         return f"order {order.number} partly shipped"

@@ -12,11 +12,11 @@ from sqlalchemy import select
 from dealflow.scenario import DISCOUNT_SCRIPT, SCRIPT, play_direct
 from flows.inputs import INPUTS
 from models import process
-from models.plan import PLAN
-from models.waits import KINDS, RULES, steps_table
 from models.deal import deal_by_number
 from models.identity import PROOF_FIELDS
+from models.plan import PLAN
 from models.staff import ROLES
+from models.waits import KINDS, RULES, steps_table
 from services.db import session_scope
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from models import DomainError
+from models.states import WaitStatus
 
 from .common import emit, logged_in, refuse_control_characters
 
@@ -69,7 +70,7 @@ def send_answer(deal_number: str, step: str, payload: dict[str, Any], *, code: s
         click.echo(f"{w.key}: answer sent, but the flow has not recorded it yet; see "
                    f"`dealflow deal show {deal_number.upper()}`", err=True)
         sys.exit(1)
-    if closed.status == "refused":
+    if closed.status == WaitStatus.REFUSED:
         raise DomainError(f"{closed.key} refused by the flow: {closed.refusal_reason}")
     emit({"deal": deal_number.upper(), "key": w.key, "status": closed.status, "by": closed.answered_by},
          as_json, f"{w.key}: answered by {closed.answered_by}")

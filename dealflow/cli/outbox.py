@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from models import DomainError, utcnow
+from models.states import EmailStatus
 
 from .common import RECORD_ID, DealflowGroup, emit, table
 
@@ -37,7 +38,7 @@ def outbox(ctx: click.Context, status: str | None, deal_number: str | None, as_j
         stuck_ids = {m.id for m in stuck(s)}
         rows = [{"id": m.id, "kind": m.kind, "to": m.to_addr, "subject": m.subject,
                  "status": "sending (fate unknown)" if m.id in stuck_ids else m.status, "attempts": m.attempts,
-                 "waiting": waited(int((now - m.created_at).total_seconds())) if m.status == "pending" else None,
+                 "waiting": waited(int((now - m.created_at).total_seconds())) if m.status == EmailStatus.PENDING else None,
                  "sent_at": m.sent_at.isoformat(timespec="seconds") if m.sent_at else None,
                  "message_id": m.message_id, "error": m.last_error or None} for m in s.scalars(q)]
         health = outbox_health(s, now)

@@ -23,6 +23,7 @@ from ..portal import MAX_PO, decision_key, estimate_link
 from ..prompts import lines_table, money
 from ..reminders import Reminder, ReminderRule, ReminderRules, ReminderSent
 from ..staff import Role, StaffUser
+from ..states import DealStatus, RevisionStatus
 from ..typed import line_of, notes_of
 from .estimate import engineer
 from .forms import Fields, as_offered, words_only
@@ -60,7 +61,7 @@ class DecisionFields(Fields):
 
 def at(deal: Deal) -> dict[str, Any] | None:
     latest = deal.estimate.latest
-    return {"revision": latest.revision} if latest.status == "sent" else None
+    return {"revision": latest.revision} if latest.status == RevisionStatus.SENT else None
 
 
 def describe(session: Session, deal: Deal) -> Markdown:
@@ -130,7 +131,7 @@ def estimate_reminders(session: Session, now: datetime, rules: ReminderRules) ->
     revs = session.scalars(
         select(EstimateRevision).join(EstimateRevision.estimate).join(Deal)
         .outerjoin(done, done.c.entity_id == EstimateRevision.id)
-        .where(EstimateRevision.status == "sent", EstimateRevision.sent_at <= cutoff, Deal.status == "open",
+        .where(EstimateRevision.status == RevisionStatus.SENT, EstimateRevision.sent_at <= cutoff, Deal.status == DealStatus.OPEN,
                func.coalesce(done.c.n, 0) < rules.estimate_max_reminders,
                (done.c.last.is_(None)) | (done.c.last <= cutoff.date()))).all()
     for rev in revs:

@@ -24,6 +24,7 @@ from ..money import parse_money
 from ..prompts import lines_table, money
 from ..reminders import Reminder, ReminderRule, ReminderRules, not_sent_yet, staff_with
 from ..staff import Role, StaffUser
+from ..states import DealStatus, InvoiceStatus, RevisionStatus, WaitStatus
 from ..typed import line_of, notes_of
 from .forms import Amount, Fields, as_offered, words_only
 from .kind import WaitKind
@@ -54,7 +55,7 @@ class DiscountFields(Fields):
 
 def at(deal: Deal) -> dict[str, Any] | None:
     latest = deal.estimate.latest
-    return {"revision": latest.revision} if latest.status == "draft" and latest.discount_pending else None
+    return {"revision": latest.revision} if latest.status == RevisionStatus.DRAFT and latest.discount_pending else None
 
 
 def _pct(value: Decimal) -> str:
@@ -67,7 +68,7 @@ def customer_history(session: Session, deal: Deal) -> Markdown:
     counts = {status: sum(1 for d in others if d.status == status) for status in ("won", "lost", "open")}
     owed: dict[str, Decimal] = {}
     for invoice in session.scalars(select(Invoice).join(Deal, Invoice.deal_id == Deal.id)
-                                   .where(Deal.customer_id == deal.customer_id, Invoice.status != "paid")):
+                                   .where(Deal.customer_id == deal.customer_id, Invoice.status != InvoiceStatus.PAID)):
         owed[invoice.deal.currency] = owed.get(invoice.deal.currency, Decimal(0)) + invoice.amount_due
     balance = Markdown(", ").join(money(v, c) for c, v in sorted(owed.items()) if v) or Markdown("nothing")
     return Markdown("**{}** before this deal: {} won, {} lost, {} open; open balance {}.").format(
@@ -125,7 +126,7 @@ def waiting_approval(session: Session, now: datetime, rules: ReminderRules) -> I
     (Monday to Friday, 9 to 17 UTC); once a day while it waits."""
     today = now.date()
     rows = session.execute(select(Wait, Deal).join(Deal, Wait.deal_id == Deal.id)
-                           .where(Wait.step == "discount", Wait.status == "open", Deal.status == "open",
+                           .where(Wait.step == "discount", Wait.status == WaitStatus.OPEN, Deal.status == DealStatus.OPEN,
                                   not_sent_yet("discount-approval", Wait.id, today))).all()
     managers = staff_with(session, Role.MANAGER)
     for wait, deal in rows:

@@ -16,6 +16,7 @@ from ..markdown import Markdown
 from ..prompts import catalogue_labels, lines_table, money, what_sales_learned
 from ..reminders import STUCK_WAIT
 from ..staff import Role, StaffUser
+from ..states import RevisionStatus
 from ..typed import notes_of
 from .forms import Amount, Fields, pick
 from .kind import WaitKind
@@ -73,7 +74,7 @@ def describe(session: Session, deal: Deal) -> Markdown:
                         "and stock), quantity and discount %. Budget {}, timeline {}."
                         ).format(money(budget, deal.currency) if budget is not None else "not given",
                                  deal.lead.timeline or "not given") + what_sales_learned(deal)
-    if latest.status == "returned":
+    if latest.status == RevisionStatus.RETURNED:
         return Markdown('prepare revision {}. {} sent revision {} back: "{}" The form starts with its lines: '
                         'change what was asked.\n\n{}').format(
             latest.revision + 1, latest.discount_decided_by.name, latest.revision, latest.discount_reason,

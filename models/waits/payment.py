@@ -20,6 +20,7 @@ from ..prompts import money
 from ..reminders import Reminder, ReminderRule, ReminderRules, ReminderSent
 from ..sending import issue_document
 from ..staff import Role, StaffUser
+from ..states import InvoiceStatus
 from ..typed import day_of, line_of
 from .forms import Amount, Fields, as_offered, words_only
 from .kind import WaitKind
@@ -45,7 +46,7 @@ class PaymentFields(Fields):
 
 def at(deal: Deal) -> dict[str, Any] | None:
     invoice = deal.invoice
-    return {"seq": len(invoice.payments) + 1} if invoice.status != "paid" else None
+    return {"seq": len(invoice.payments) + 1} if invoice.status != InvoiceStatus.PAID else None
 
 
 def describe(session: Session, deal: Deal) -> Markdown:
@@ -77,7 +78,7 @@ def dunning(session: Session, now: datetime, rules: ReminderRules) -> Iterator[R
     today = now.date()
     first = today - timedelta(days=rules.dunning_days[0])
     invoices = session.scalars(select(Invoice).join(Deal).where(
-        Invoice.status != "paid", Invoice.due_date <= first)).all()
+        Invoice.status != InvoiceStatus.PAID, Invoice.due_date <= first)).all()
     for invoice in invoices:
         level = sum(1 for d in rules.dunning_days if today >= invoice.due_date + timedelta(days=d))
         step_day = invoice.due_date + timedelta(days=rules.dunning_days[level - 1])

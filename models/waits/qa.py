@@ -18,6 +18,7 @@ from ..markdown import Markdown
 from ..orders import SalesOrder
 from ..reminders import Reminder, ReminderRule, ReminderRules, not_sent_yet, staff_with
 from ..staff import Role, StaffUser
+from ..states import OrderStatus, WaitStatus
 from ..text import one_line
 from ..typed import notes_of
 from .forms import Fields
@@ -60,7 +61,7 @@ class QAFields(Fields):
 
 def at(deal: Deal) -> dict[str, Any] | None:
     order = deal.order
-    return {"attempt": len(order.inspections) + 1} if order.status == "awaiting_qa" else None
+    return {"attempt": len(order.inspections) + 1} if order.status == OrderStatus.AWAITING_QA else None
 
 
 def describe(session: Session, deal: Deal) -> Markdown:
@@ -116,8 +117,8 @@ def qa_pending(session: Session, now: datetime, rules: ReminderRules) -> Iterato
     today = now.date()
     # counted from when the current QA wait opened (after a failed attempt: from the rework)
     rows = session.execute(select(SalesOrder, Wait.opened_at).join(Wait, (Wait.deal_id == SalesOrder.deal_id)
-                                                                 & (Wait.step == "qa") & (Wait.status == "open"))
-                           .where(SalesOrder.status == "awaiting_qa",
+                                                                 & (Wait.step == "qa") & (Wait.status == WaitStatus.OPEN))
+                           .where(SalesOrder.status == OrderStatus.AWAITING_QA,
                                   Wait.opened_at <= now - timedelta(days=rules.qa_pending_days),
                                   not_sent_yet("qa-pending", SalesOrder.id, today))).all()
     for order, since in rows:

@@ -13,6 +13,7 @@ from ..markdown import Markdown
 from ..money import parse_money
 from ..reminders import STUCK_WAIT
 from ..staff import Role, StaffUser
+from ..states import LeadStatus
 from ..typed import line_of, notes_of
 from .forms import Amount, Fields
 from .kind import WaitKind
@@ -56,6 +57,6 @@ def answer(session: Session, deal: Deal, person: StaffUser, answer: dict[str, An
 
 QUALIFY = WaitKind(
     name="qualify", title="the lead's qualification", roles=(Role.SALES_REP,),
-    at=lambda deal: {} if deal.lead.status == "new" else None, key=lambda facts: "qualify",
+    at=lambda deal: {} if deal.lead.status == LeadStatus.NEW else None, key=lambda facts: "qualify",
     assignee=lambda deal: deal.owner.handle,
     fields=QualifyFields, describe=describe, answer=answer, reminder=STUCK_WAIT)

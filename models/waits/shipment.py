@@ -19,6 +19,7 @@ from ..orders import PickRelease, SalesOrder
 from ..reminders import Reminder, ReminderRule, ReminderRules, not_sent_yet, staff_with
 from ..sending import issue_document
 from ..staff import Role, StaffUser
+from ..states import OrderStatus
 from ..typed import line_of
 from .forms import Fields, pick
 from .kind import WaitKind
@@ -90,7 +91,7 @@ def unshipped(session: Session, now: datetime, rules: ReminderRules) -> Iterator
     """Delivery, when an order released N days ago is not all shipped."""
     today = now.date()
     orders = session.scalars(select(SalesOrder).join(PickRelease).where(
-        SalesOrder.status.in_(("released", "partially_shipped")),
+        SalesOrder.status.in_((OrderStatus.RELEASED, OrderStatus.PARTIALLY_SHIPPED)),
         PickRelease.at <= now - timedelta(days=rules.unshipped_days),
         not_sent_yet("unshipped", SalesOrder.id, today))).all()
     for order in orders:
