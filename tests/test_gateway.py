@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from dealflow import gateway
+from dealflow.gateway import app as gateway
 from dealflow.gateway_policy import API_ROUTES, decide
 from dealflow.scenario import TEAM, play_direct
 from models import AuditEntry, StaffUser, identity
