@@ -1,9 +1,11 @@
 """The human steps of a deal, one module per kind (see ``WaitKind`` in ``kind.py``).
 
 Adding a step that a person answers is: a module here declaring its ``WaitKind`` (fields,
-description, rule, reminder…), its row in ``models.plan.PLAN``, a migration if it stores
-something new, and a row in ``tests/test_waits.py``'s table. Everything else (the Prefect form,
-the tags of whose turn it is, the CLI's list of steps, the reminders) is derived from these.
+description, rule, reminder…), its name in ``KINDS`` below and its row in ``models.plan.PLAN``
+(where in the deal it comes), a migration if it stores something new, and a row in
+``tests/test_waits.py``'s table. Everything else (the Prefect form, the tags of whose turn it
+is, the step titles, the reminders, the README's table) is derived from these, and
+``tests/test_waits.py`` checks that each kind is in the plan and the table, and the README.
 """
 
 from __future__ import annotations
