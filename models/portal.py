@@ -1,431 +1,71 @@
-"""The customer's own answers, from the signed link in the estimate email (the portal).
+"""The customer's side of the portal, in two rooms:
 
-Two signed things, both with a secret the caller passes in (derived from this installation's key,
-``services.keys.portal_secret``); this module never reads keys itself:
+- ``models.customer_links``: the signed links in the estimate and invoice emails (``Link``,
+  ``link_token``, ``read_link``, ``estimate_link``, ``invoice_link``), a colleague's dated link to a
+  document, what a link opens (``estimate_state``, ``linked_invoice``) and the wait for the
+  customer's decision (``decision_key``, ``decision_wait``);
+- ``models.customer_answers``: what the customer answers (``CustomerAnswer``, ``check_typed``,
+  ``run_input``, ``prove_customer``, ``record_customer_answer``) or asks for (``ask_for_renewal``).
 
-- a **link** (in the estimate and invoice emails) names the deal, the document (an estimate's
-  revision, or an invoice) and the contact it was sent to. Its HMAC-SHA256 makes it unguessable;
-  it is checked before anything is looked up, and a link that does not verify is "not found".
-- a **customer answer**, made by the portal when the customer presses Accept, Request changes or
-  Decline: the deal, the wait it answers, the revision, the contact, what they typed, their IP
-  address and user agent, the SHA-256 of the PDF they were shown, the time and a nonce. It travels
-  to the flow inside the resume's input; the flow checks it after the resume (this deal, this
-  wait, the current revision, not expired, never used) and records it as the customer's own.
-
-What the customer may type is checked here, once, for the portal (before it resumes the deal)
-and for the flow (after): ``check_typed``. A decision is taken once: the revision's own state
-makes the first answer win (online or recorded by sales from a phone call), and a revision has
-at most one online answer (a unique constraint).
+This module gathers their names for the importers that have always used them.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
-import secrets
-from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta
-from typing import Any
-
-from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint, select
-from sqlalchemy.orm import Mapped, Session, backref, mapped_column, relationship
-
-from . import audit
-from .base import Base, utcnow
-from .billing import Invoice
-from .crm import Contact
-from .deal import Deal, Wait, deal_by_number
-from .errors import InvalidTransition, NotFound, ValidationError
-from .estimates import EstimateRevision
-from .identity import ProofRefused
-from .outbox import Email, queue_email
-from .text import bounded, one_line, printable
-
-LINK_SALT = "dealflow.portal.link.v1"
-ANSWER_SALT = "dealflow.portal.answer.v1"
-ACTIONS = {"accept": "approve", "request_changes": "request_changes", "decline": "decline"}
-BY_LINK = "signed link"  # how a customer's answer is proven, as the wait and the audit log record it
-RENEWAL = "estimate-renewal"  # the outbox key of a customer's request for a new estimate
-DONE = {"accept": "accepted", "request_changes": "asked for changes", "decline": "declined"}  # in words
-INVOICE_LINK_DAYS = 365  # an invoice's page stays readable this long after its due date
-DOCUMENT_SALT = "dealflow.portal.document.v1"
-DOCUMENT_LINK_DAYS = 7  # a colleague's link to a document (from the deal's page) opens this long
-MAX_NAME, MAX_PO, MAX_CHANGES, MAX_REASON = 120, 60, 4000, 2000
-
-
-class CustomerAnswer(Base):
-    """What the customer answered online, with what proves it was them and what they saw."""
-
-    __tablename__ = "customer_answers"
-    __table_args__ = (
-        UniqueConstraint("revision_id"),  # one online answer per revision: the first one wins
-        UniqueConstraint("nonce"),
-        CheckConstraint("action in ('accept','request_changes','decline')", name="action"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), index=True)
-    revision_id: Mapped[int] = mapped_column(ForeignKey("estimate_revisions.id"))
-    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
-    wait_key: Mapped[str] = mapped_column(String(60))
-    action: Mapped[str] = mapped_column(String(20))
-    name: Mapped[str] = mapped_column(String(MAX_NAME))
-    po_number: Mapped[str] = mapped_column(String(MAX_PO), default="")
-    text: Mapped[str] = mapped_column(Text, default="")
-    ip: Mapped[str] = mapped_column(String(64))
-    user_agent: Mapped[str] = mapped_column(String(300))
-    pdf_sha256: Mapped[str] = mapped_column(String(64))
-    submitted_at: Mapped[datetime]
-    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
-    nonce: Mapped[str] = mapped_column(String(40))
-
-    revision: Mapped[EstimateRevision] = relationship(backref=backref("customer_answer", uselist=False))
-    contact: Mapped[Contact] = relationship()
-
-
-# --- links -----------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Link:
-    """What a link names: ``kind`` estimate (``ref`` = the revision number) or invoice (``ref`` =
-    the invoice number), the deal and the contact it was sent to."""
-    kind: str
-    deal: str
-    ref: str
-    contact: int
-
-
-def _serializer(secret: bytes, salt: str) -> URLSafeSerializer:
-    return URLSafeSerializer(secret, salt=salt, signer_kwargs={"digest_method": hashlib.sha256})
-
-
-def link_token(secret: bytes, link: Link) -> str:
-    return _serializer(secret, LINK_SALT).dumps([link.kind, link.deal, link.ref, link.contact])
-
-
-def read_link(secret: bytes, token: str) -> Link | None:
-    """The link a token names, or None if it does not verify (tampered, made with another key,
-    or not a token at all)."""
-    if not isinstance(token, str) or not 20 <= len(token) <= 400:
-        return None
-    try:
-        kind, deal, ref, contact = _serializer(secret, LINK_SALT).loads(token)
-    except (BadSignature, ValueError, TypeError):
-        return None
-    if kind not in ("estimate", "invoice") or not isinstance(contact, int) or not isinstance(ref, str):
-        return None
-    link = Link(kind, str(deal), ref, contact)
-    # only the token as it was made: base64's spare bits would let a changed last character verify
-    return link if hmac.compare_digest(link_token(secret, link), token) else None
-
-
-def _timed(secret: bytes) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret, salt=DOCUMENT_SALT, signer_kwargs={"digest_method": hashlib.sha256})
-
-
-def document_token(secret: bytes, document_id: int) -> str:
-    """A short-lived link to one document's PDF, for the team (the deal's page in the Prefect UI):
-    signed with the installation's key and dated, so it opens for ``DOCUMENT_LINK_DAYS``."""
-    return _timed(secret).dumps(document_id)
-
-
-def read_document_token(secret: bytes, token: str, max_age_days: int = DOCUMENT_LINK_DAYS) -> int | str | None:
-    """The document a token names; "expired" for a genuine token past its days; None if it does not
-    verify (tampered, another key, not a token)."""
-    if not isinstance(token, str) or not 20 <= len(token) <= 200:
-        return None
-    try:
-        document_id = _timed(secret).loads(token, max_age=max_age_days * 86400)
-    except SignatureExpired:
-        return "expired"
-    except (BadSignature, ValueError, TypeError):
-        return None
-    # (a token whose signature differs in base64's spare bits opens the same document, as long)
-    return document_id if isinstance(document_id, int) and not isinstance(document_id, bool) else None
-
-
-def contact_for(deal: Deal, email: str) -> Contact | None:
-    """The customer's contact a mail to ``email`` went to (the primary one if none matches)."""
-    customer = deal.customer
-    if customer is None or not customer.contacts:
-        return None
-    wanted = email.strip().lower()
-    return next((c for c in customer.contacts if c.email.strip().lower() == wanted), customer.primary_contact)
-
-
-def estimate_link(rev: EstimateRevision, email: str) -> Link | None:
-    contact = contact_for(rev.estimate.deal, email)
-    return Link("estimate", rev.estimate.deal.number, str(rev.revision), contact.id) if contact else None
-
-
-def invoice_link(invoice: Invoice, email: str) -> Link | None:
-    contact = contact_for(invoice.deal, email)
-    return Link("invoice", invoice.deal.number, invoice.number, contact.id) if contact else None
-
-
-def _linked_deal(session: Session, link: Link) -> tuple[Deal, Contact]:
-    """The deal and contact a verified link names; NotFound if either is gone or they do not
-    belong together (a link never shows another customer's deal)."""
-    deal = deal_by_number(session, link.deal)
-    contact = session.get(Contact, link.contact)
-    if contact is None or deal.customer_id is None or contact.customer_id != deal.customer_id:
-        raise NotFound("link", "?")
-    return deal, contact
-
-
-@dataclass(frozen=True)
-class EstimateState:
-    """Where the revision a link names stands, for the page the customer sees.
-
-    ``state``: open (the customer may answer), answered, superseded (a newer revision was sent),
-    expired (past its validity, unanswered), closed (the deal ended otherwise)."""
-    state: str
-    deal: Deal
-    revision: EstimateRevision
-    contact: Contact
-    latest: int
-
-    @property
-    def is_open(self) -> bool:
-        return self.state == "open"
-
-
-def estimate_state(session: Session, link: Link, today: date | None = None) -> EstimateState:
-    if link.kind != "estimate" or not link.ref.isdigit():
-        raise NotFound("link", "?")
-    deal, contact = _linked_deal(session, link)
-    estimate = deal.estimate
-    revs = {r.revision: r for r in estimate.revisions} if estimate else {}
-    rev = revs.get(int(link.ref))
-    if rev is None or rev.sent_at is None:  # a draft, or one a manager sent back: never the customer's
-        raise NotFound("link", "?")
-    latest = max(r for r, x in revs.items() if x.sent_at is not None)
-    today = today or utcnow().date()
-    if rev.revision < latest:
-        state = "superseded"
-    elif rev.status != "sent":
-        state = "answered"
-    elif not deal.is_open:
-        state = "closed"
-    elif rev.is_expired(today):
-        state = "expired"
-    else:
-        state = "open"
-    return EstimateState(state, deal, rev, contact, latest)
-
-
-def linked_invoice(session: Session, link: Link, today: date | None = None) -> Invoice:
-    if link.kind != "invoice":
-        raise NotFound("link", "?")
-    deal, _ = _linked_deal(session, link)
-    invoice = deal.invoice
-    if invoice is None or invoice.number != link.ref:
-        raise NotFound("link", "?")
-    if (today or utcnow().date()) > invoice.due_date + timedelta(days=INVOICE_LINK_DAYS):
-        raise NotFound("link", "?")
-    return invoice
-
-
-def decision_key(revision: int) -> str:
-    """The key of the wait for the customer's decision on a revision (then -retry-N after refusals)."""
-    return f"decision-rev-{revision}"
-
-
-def is_decision_on(key: str, revision: int) -> bool:
-    return re.fullmatch(rf"{decision_key(revision)}(-retry-\d+)?", key) is not None
-
-
-def decision_wait(deal: Deal, rev: EstimateRevision) -> Wait | None:
-    """The deal's open wait for the customer's decision on ``rev``, if it waits for it now."""
-    wait = deal.open_wait
-    if wait is None or wait.step != "decision" or not is_decision_on(wait.key, rev.revision):
-        return None
-    return wait
-
-
-def last_refusal(deal: Deal, rev: EstimateRevision) -> str:
-    """Why the customer's own last answer to ``rev`` was refused ("" if it was not), in their terms."""
-    refused = [w for w in deal.waits if w.status == "refused" and is_decision_on(w.key, rev.revision)]
-    if not refused or refused[-1].proof != BY_LINK:
-        return ""
-    return refused[-1].refusal_reason.removeprefix("portal: ")
-
-
-def ask_for_renewal(session: Session, state: EstimateState) -> Email | None:
-    """The customer asks for a new estimate on an expired one: a note to the deal's owner, once
-    per revision (also when pressed twice at once: the outbox's unique key). None if asked before."""
-    from sqlalchemy.exc import IntegrityError
-
-    rev, deal, contact = state.revision, state.deal, state.contact
-    if state.state != "expired":
-        raise InvalidTransition(f"estimate {rev.number}", state.state, "ask for a new one")
-    key = f"{RENEWAL}:{rev.number}"
-    if session.scalars(select(Email.id).where(Email.dedupe_key == key)).first() is not None:
-        return None
-    owner = deal.owner
-    try:
-        with session.begin_nested():
-            mail = queue_email(
-                session, deal_id=deal.id, dedupe_key=key, kind="renewal_request", to_addr=owner.email,
-                subject=f"{deal.customer_name} asks for a new estimate: {rev.number} expired",
-                template="emails/staff_reminder",
-                context={"name": owner.name, "number": rev.number,
-                         "title": f"{deal.customer_name} asks for a new estimate ({deal.number})",
-                         "lines": [f"{rev.number} expired on {rev.valid_until} without an answer",
-                                   f"{contact.name} ({contact.email}) asked for a new one from the link in the "
-                                   f"estimate email",
-                                   f"the deal still waits for the decision on {rev.number}: record it (decline, "
-                                   f"or request_changes for a new revision)"]})
-            audit.record(session, customer_actor(contact.name), "estimate.renewal_requested", deal_id=deal.id,
-                         subject=rev.number, door="portal")
-    except IntegrityError:  # pressed twice at once: the other press asked
-        return None
-    return mail
-
-
-def renewal_asked(session: Session, rev: EstimateRevision) -> datetime | None:
-    mail = session.scalars(select(Email).where(Email.dedupe_key == f"{RENEWAL}:{rev.number}")).one_or_none()
-    return mail.created_at if mail else None
-
-
-def customer_actor(name: str) -> str:
-    """How the customer is named as the actor of an answer or a request (40 characters at most)."""
-    return printable(f"customer: {name or 'contact'}", 40)
-
-
-# --- what the customer types ---------------------------------------------------------------------
-
-def check_typed(action: str, fields: dict[str, Any]) -> dict[str, str]:
-    """The customer's typed answer, checked: one clear message naming the field and the rule."""
-    if action not in ACTIONS:
-        raise ValidationError("action", "must be accept, request_changes or decline")
-    if action == "accept":
-        name = one_line(fields.get("name"), "name", MAX_NAME)
-        if len(name) < 2:
-            raise ValidationError("name", "type your full name to accept (it is your signature)")
-        if not fields.get("terms"):
-            raise ValidationError("terms", "tick the box to accept the estimate's terms")
-        return {"name": name, "po_number": one_line(fields.get("po_number"), "po_number", MAX_PO), "text": ""}
-    name = one_line(fields.get("name"), "name", MAX_NAME)
-    if action == "request_changes":
-        text = bounded(fields.get("changes"), "changes", MAX_CHANGES)
-        if not text:
-            raise ValidationError("changes", "say what you would like changed")
-    else:
-        text = bounded(fields.get("reason"), "reason", MAX_REASON)
-        if not text:
-            raise ValidationError("reason", "tell us briefly why (it helps us do better)")
-    return {"name": name, "po_number": "", "text": text}
-
-
-@dataclass(frozen=True)
-class Signed:
-    """A customer's answer as the portal signed it."""
-    deal: str
-    wait: str
-    revision: int
-    contact: int
-    action: str
-    name: str
-    po_number: str
-    text: str
-    ip: str
-    user_agent: str
-    pdf_sha256: str
-    at: str  # ISO time the customer submitted it
-    nonce: str
-
-    @property
-    def submitted_on(self) -> date:
-        return datetime.fromisoformat(self.at).date()
-
-
-def as_answered(signed: Signed) -> dict[str, Any]:
-    """The decision form's fields as the customer's signed answer makes them (the decision in the
-    form's words: the form's schema takes those; the flow reads them as it reads a person's)."""
-    from .estimates import DECISION_WORDS
-
-    word = next(w for w, code in DECISION_WORDS.items() if code == ACTIONS[signed.action])
-    return {"by": "customer", "decision": word, "channel": "portal",
-            "changes": signed.text if signed.action == "request_changes" else "",
-            "reason": signed.text if signed.action == "decline" else "",
-            "po_number": signed.po_number, "note": "", "name": signed.name}
-
-
-def run_input(secret: bytes, state: EstimateState, wait: Wait, action: str, fields: dict[str, Any], *,
-              ip: str, user_agent: str, pdf_sha256: str, now: datetime | None = None) -> dict[str, Any]:
-    """The resume input the portal sends for the customer's answer: the decision form's fields
-    (what the Prefect UI and the audit log show) and the signed answer the flow checks."""
-    typed = check_typed(action, fields)
-    signed = Signed(deal=state.deal.number, wait=wait.key, revision=state.revision.revision,
-                    contact=state.contact.id, action=action, name=typed["name"] or printable(state.contact.name, MAX_NAME),
-                    po_number=typed["po_number"],
-                    text=typed["text"], ip=printable(ip, 64), user_agent=printable(user_agent, 300),
-                    pdf_sha256=pdf_sha256, at=(now or utcnow()).isoformat(timespec="seconds"),
-                    nonce=secrets.token_urlsafe(18))
-    fields = {k: v for k, v in as_answered(signed).items() if k != "name"}
-    return {**fields, "portal": _serializer(secret, ANSWER_SALT).dumps(asdict(signed))}
-
-
-def prove_customer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any], blob: object,
-                   secret: bytes | None, today: date | None = None) -> Signed:
-    """Check a customer's signed answer after the resume: it verifies, it was made for this deal,
-    this wait and the revision that waits now, that revision has not expired, the answer sent
-    is the one signed, and it was never used. ProofRefused says which failed."""
-    if secret is None:
-        raise ProofRefused("portal: the customer's answer cannot be checked: no secret key is set up here")
-    try:
-        data = _serializer(secret, ANSWER_SALT).loads(str(blob)[:20000])
-        signed = Signed(**data)
-    except (BadSignature, TypeError, ValueError):
-        raise ProofRefused("portal: the customer's signed answer does not verify", counts=False) from None
-    if signed.deal != deal.number or signed.wait != wait.key:
-        raise ProofRefused("portal: the signed answer was made for another deal or wait")
-    rev = deal.estimate.latest if deal.estimate else None
-    if rev is None or rev.revision != signed.revision or rev.status != "sent":
-        raise ProofRefused(f"portal: revision {signed.revision} is no longer waiting for an answer")
-    if rev.is_expired(min(today or utcnow().date(), signed.submitted_on)):  # sent in time counts
-        raise ProofRefused(f"portal: estimate {rev.number} expired on {rev.valid_until}")
-    if session.scalar(select(CustomerAnswer.id).where(CustomerAnswer.nonce == signed.nonce)) is not None:
-        raise ProofRefused("portal: this signed answer was already used")
-    expected = {k: v for k, v in as_answered(signed).items() if k != "name"}
-    expected["decision"] = ACTIONS[signed.action]  # the answer is read as the flow reads it (models.process)
-    if any(str(answer.get(k) or "") != str(v) for k, v in expected.items()):
-        raise ProofRefused("portal: the answer sent is not the one the customer signed")
-    check_typed(signed.action, {"name": signed.name, "po_number": signed.po_number, "terms": True,
-                                "changes": signed.text, "reason": signed.text})
-    return signed
-
-
-def record_customer_answer(session: Session, deal: Deal, wait: Wait, signed: Signed) -> CustomerAnswer:
-    row = CustomerAnswer(deal_id=deal.id, revision_id=deal.estimate.latest.id, contact_id=signed.contact,
-                         wait_key=wait.key, action=signed.action, name=signed.name, po_number=signed.po_number,
-                         text=signed.text, ip=signed.ip, user_agent=signed.user_agent,
-                         pdf_sha256=signed.pdf_sha256, submitted_at=datetime.fromisoformat(signed.at),
-                         nonce=signed.nonce)
-    session.add(row)
-    session.flush()
-    return row
-
-
-def answered_by_customer(signed: Signed) -> str:
-    """How a customer's answer names its person on the wait."""
-    return customer_actor(signed.name)
-
-
-def describe_decision(rev: EstimateRevision) -> dict[str, Any]:
-    """What the customer is told about a decision already taken (what, when, by whom): the
-    customer's own name for an online answer, never a staff member's."""
-    online = rev.customer_answer
-    what = {"approved": "accepted", "changes_requested": "changes requested", "declined": "declined"}.get(
-        rev.status, rev.status)
-    if online is not None:
-        return {"what": what, "when": online.submitted_at, "by": online.name or "you", "online": True,
-                "po_number": online.po_number, "text": online.text}
-    how = {"phone": " by phone", "email": " by email", "meeting": " in a meeting",
-           "signed_document": " on a signed document"}.get(rev.decision_channel or "", "")
-    # what sales typed (a reason, a note) is theirs, not shown to the customer
-    return {"what": what, "when": rev.decided_at, "by": f"your answer{how}, recorded by our sales team",
-            "online": False, "po_number": "", "text": ""}
+from .customer_answers import (
+    ACTIONS,
+    ANSWER_SALT,
+    BY_LINK,
+    DONE,
+    MAX_CHANGES,
+    MAX_NAME,
+    MAX_PO,
+    MAX_REASON,
+    RENEWAL,
+    CustomerAnswer,
+    Signed,
+    answered_by_customer,
+    as_answered,
+    ask_for_renewal,
+    check_typed,
+    customer_actor,
+    describe_decision,
+    last_refusal,
+    prove_customer,
+    record_customer_answer,
+    renewal_asked,
+    run_input,
+)
+from .customer_links import (
+    DOCUMENT_LINK_DAYS,
+    DOCUMENT_SALT,
+    INVOICE_LINK_DAYS,
+    LINK_SALT,
+    EstimateState,
+    Link,
+    contact_for,
+    decision_key,
+    decision_wait,
+    document_token,
+    estimate_link,
+    estimate_state,
+    invoice_link,
+    is_decision_on,
+    link_token,
+    linked_invoice,
+    read_document_token,
+    read_link,
+    serializer,
+)
+
+_serializer = serializer  # the name tests/test_portal.py reads a signed answer with
+
+__all__ = [
+    "ACTIONS", "ANSWER_SALT", "BY_LINK", "DOCUMENT_LINK_DAYS", "DOCUMENT_SALT", "DONE", "INVOICE_LINK_DAYS",
+    "LINK_SALT", "MAX_CHANGES", "MAX_NAME", "MAX_PO", "MAX_REASON", "RENEWAL", "CustomerAnswer", "EstimateState",
+    "Link", "Signed", "answered_by_customer", "as_answered", "ask_for_renewal", "check_typed", "contact_for",
+    "customer_actor", "decision_key", "decision_wait", "describe_decision", "document_token", "estimate_link",
+    "estimate_state", "invoice_link", "is_decision_on", "last_refusal", "link_token", "linked_invoice",
+    "prove_customer", "read_document_token", "read_link", "record_customer_answer", "renewal_asked",
+    "run_input", "serializer",
+]
