@@ -22,7 +22,6 @@ from .common import (
 )
 
 LIST_COLUMNS = ["sku", "name", "price", "tax_rate", "needs_qa", "on_hand", "offered"]
-FILE_COLUMNS = ("sku", "name", "price", "tax_rate", "needs_qa", "checklist", "description", "offered")
 
 
 def _shown(row: dict[str, Any]) -> dict[str, Any]:
@@ -77,16 +76,9 @@ def _product_options(new: bool):
 @_product_options(new=True)
 def product_add(sku: str, as_json: bool, **options: Any) -> None:
     """Add a product (it has no stock until `dealflow stock receive`)."""
-    from models import audit
-    from models.catalog import add_product, product_row
-    from services.db import session_scope
+    from application import catalog
 
-    with session_scope() as s:
-        item = add_product(s, {"sku": sku, **options_given(**options)})
-        row = product_row(item)
-        audit.record(s, operator(), "product.added", subject=item.sku, price=item.unit_price,
-                     tax_rate=item.tax_rate, checklist=item.qa_checklist)
-        s.commit()
+    row = catalog.add_product(sku, options_given(**options), operator())
     emit(row, as_json, f"added {row['sku']}: {row['name']}, {_priced(row['price'])} (tax {row['tax_rate']} %), "
                        f"QA {'yes' if row['needs_qa'] else 'no'}; receive stock with "
                        f"`dealflow stock receive {row['sku']} QTY --ref REF`")
@@ -98,23 +90,15 @@ def product_add(sku: str, as_json: bool, **options: Any) -> None:
 def product_edit(sku: str, as_json: bool, **options: Any) -> None:
     """Change a product. A new price applies to estimate revisions drafted from now on; revisions
     already sent, orders and invoices keep the price they were made with."""
-    from models import audit
-    from models.catalog import edit_product, product_by_sku, product_row
-    from services.db import session_scope
+    from application import catalog
 
     given = options_given(**options)
     if not given:
         fail("nothing to change: give at least one of --name, --price, --tax-rate, --needs-qa/--no-qa, "
              "--checklist, --description")
-    with session_scope() as s:
-        item = product_by_sku(s, sku)
-        changed = edit_product(s, item, given)
-        if changed:
-            audit.record(s, operator(), "product.changed", subject=item.sku, **changed)
-        row = product_row(item)
-        s.commit()
-    what = ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in changed.items()) or "nothing changed"
-    emit({**row, "changed": changed}, as_json, f"{row['sku']}: {what}")
+    out = catalog.edit_product(sku, given, operator())
+    what = ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in out["changed"].items()) or "nothing changed"
+    emit(out, as_json, f"{out['sku']}: {what}")
 
 
 @product.command("list")
@@ -122,15 +106,9 @@ def product_edit(sku: str, as_json: bool, **options: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the products as JSON.")
 def product_list(everything: bool, as_json: bool) -> None:
     """The products offered in new estimates (--all: also the retired ones)."""
-    from sqlalchemy import select
+    from application import catalog
 
-    from models import Product
-    from models.catalog import product_row
-    from services.db import session_scope
-
-    with session_scope() as s:
-        query = select(Product).order_by(Product.sku)
-        rows = [product_row(p) for p in s.scalars(query if everything else query.where(Product.active))]
+    rows = catalog.list_products(everything)
     currency = company_currency()
     emit(rows, as_json, table([{**_shown(r), "price": _priced(r["price"], currency)} for r in rows], LIST_COLUMNS))
 
@@ -140,11 +118,9 @@ def product_list(everything: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the product as JSON.")
 def product_show(sku: str, as_json: bool) -> None:
     """One product: price, tax, QA checks, stock."""
-    from models.catalog import product_by_sku, product_row
-    from services.db import session_scope
+    from application import catalog
 
-    with session_scope() as s:
-        row = product_row(product_by_sku(s, sku))
+    row = catalog.show_product(sku)
     emit(row, as_json, _product_text(row))
 
 
@@ -153,18 +129,13 @@ def product_show(sku: str, as_json: bool) -> None:
 @click.option("--undo", is_flag=True, help="Offer it again.")
 def product_retire(sku: str, undo: bool) -> None:
     """No longer offer a product in new estimates. Documents already issued, and open orders, keep it."""
-    from models import audit
-    from models.catalog import product_by_sku, retire_product
-    from services.db import session_scope
+    from application import catalog
 
-    with session_scope() as s:
-        item = product_by_sku(s, sku)
-        if retire_product(item, undo=undo):
-            audit.record(s, operator(), "product.offered" if undo else "product.retired", subject=item.sku)
-            s.commit()
-            click.echo(f"{item.sku}: " + ("offered again" if undo else "retired; no longer offered in new estimates"))
-        else:
-            click.echo(f"{item.sku}: already " + ("offered" if undo else "retired"))
+    out = catalog.retire_product(sku, operator(), undo=undo)
+    if out["changed"]:
+        click.echo(f"{out['sku']}: " + ("offered again" if undo else "retired; no longer offered in new estimates"))
+    else:
+        click.echo(f"{out['sku']}: already " + ("offered" if undo else "retired"))
 
 
 @product.command("import")
@@ -178,10 +149,9 @@ def product_import(path: Path, as_json: bool) -> None:
     checklist, or a known product's own), description, offered (yes/no; empty: as it is). A known
     SKU gets its row's name, price, tax rate and description; a refused file lists every bad row,
     column and rule, and nothing is written. `dealflow product export` writes this format."""
-    from models.catalog import import_products
+    from application import catalog
 
-    import_file(path, as_json, "product", import_products, FILE_COLUMNS, ("sku", "name", "price", "tax_rate"),
-                {"unit_price": "price"})
+    import_file(path, as_json, catalog.import_products)
 
 
 @product.command("export")
@@ -189,18 +159,10 @@ def product_import(path: Path, as_json: bool) -> None:
 @click.option("--all", "everything", is_flag=True, help="Also the retired products.")
 def product_export(path: Path, everything: bool) -> None:
     """Write the catalogue to a .csv or .xlsx file, in the format `dealflow product import` reads."""
-    from sqlalchemy import select
+    from application import catalog
 
-    from models import Product
-    from models.catalog import product_row
-    from services.db import session_scope
-    from services.tabular import write_rows
-
-    with session_scope() as s:
-        query = select(Product).order_by(Product.sku)
-        rows = [product_row(p) for p in s.scalars(query if everything else query.where(Product.active))]
-    write_rows(path, rows, FILE_COLUMNS, sheet="products")
-    click.echo(f"{len(rows)} products written to {path}")
+    written = catalog.export_products(path, everything)
+    click.echo(f"{written} products written to {path}")
 
 
 STOCK_COLUMNS = ["sku", "name", "on_hand", "reserved", "available", "note"]
@@ -224,13 +186,9 @@ def stock(ctx: click.Context, skus: tuple[str, ...], as_json: bool) -> None:
     (shown as over-reserved): a shipment never takes stock below zero."""
     if ctx.invoked_subcommand is not None:
         return
-    from models.catalog import product_by_sku, stock_rows
-    from services.db import session_scope
+    from application import catalog
 
-    with session_scope() as s:
-        for sku in skus:  # an unknown SKU is one clear line, not an empty table
-            product_by_sku(s, sku)
-        rows = stock_rows(s, list(skus) or None)
+    rows = catalog.list_stock(list(skus))
     emit(rows, as_json, table([{**r, "note": _stock_note(r)} for r in rows], STOCK_COLUMNS))
 
 
@@ -242,20 +200,11 @@ def stock(ctx: click.Context, skus: tuple[str, ...], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the stock move as JSON.")
 def stock_receive(sku: str, quantity: str, ref: str, as_json: bool) -> None:
     """Goods in: QUANTITY pieces of SKU arrived."""
-    from models import audit
-    from models.catalog import availability, product_by_sku, receive_goods
-    from services.db import session_scope
+    from application import catalog
 
-    with session_scope() as s:
-        item = product_by_sku(s, sku)
-        move = receive_goods(s, item, quantity, ref, operator())
-        audit.record(s, move.by, "stock.received", subject=item.sku, quantity=move.quantity, ref=move.reference)
-        s.commit()
-        on_hand, held, available = availability(s, item)
-        out = {"sku": item.sku, "received": move.quantity, "ref": move.reference, "on_hand": on_hand,
-               "reserved": held, "available": available}
-    emit(out, as_json, f"{out['sku']}: {out['received']} received ({out['ref']}); on hand {on_hand}, "
-                       f"reserved {held}, available {available}")
+    out = catalog.receive_stock(sku, quantity, ref, operator())
+    emit(out, as_json, f"{out['sku']}: {out['received']} received ({out['ref']}); on hand {out['on_hand']}, "
+                       f"reserved {out['reserved']}, available {out['available']}")
 
 
 @stock.command("adjust")
@@ -265,21 +214,12 @@ def stock_receive(sku: str, quantity: str, ref: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def stock_adjust(sku: str, to: str, reason: str, as_json: bool) -> None:
     """A count: set SKU's quantity on hand to what was counted; the difference goes to the ledger."""
-    from models import audit
-    from models.catalog import availability, count_stock, product_by_sku
-    from services.db import session_scope
+    from application import catalog
 
-    with session_scope() as s:
-        item = product_by_sku(s, sku)
-        move = count_stock(s, item, to, reason, operator())
-        if move is not None:
-            audit.record(s, move.by, "stock.counted", subject=item.sku, difference=move.quantity, reason=reason)
-            s.commit()
-        on_hand, held, available = availability(s, item)
-        out = {"sku": item.sku, "difference": move.quantity if move else 0, "on_hand": on_hand, "reserved": held,
-               "available": available}
+    out = catalog.count_stock(sku, to, reason, operator())
     change = f"{out['difference']:+d}" if out["difference"] else "no change (the count agrees)"
-    emit(out, as_json, f"{out['sku']}: {change}; on hand {on_hand}, reserved {held}, available {available}")
+    emit(out, as_json, f"{out['sku']}: {change}; on hand {out['on_hand']}, reserved {out['reserved']}, "
+                       f"available {out['available']}")
 
 
 @stock.command("moves")
@@ -288,9 +228,7 @@ def stock_adjust(sku: str, to: str, reason: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the moves as JSON.")
 def stock_moves(sku: str | None, limit: int, as_json: bool) -> None:
     """The stock ledger, newest first: when, who, how many in or out, why, which document."""
-    from models.catalog import move_rows
-    from services.db import session_scope
+    from application import catalog
 
-    with session_scope() as s:
-        rows = move_rows(s, sku, limit)
+    rows = catalog.list_stock_moves(sku, limit)
     emit(rows, as_json, table(rows, ["at", "by", "sku", "quantity", "reason", "reference"]))

@@ -1,7 +1,7 @@
 """What the command groups share: output (``emit``, ``table``), a user's mistake as one line on
 stderr and an exit code (``fail``, ``DealflowGroup``), checked arguments (``FilePath``,
-``RECORD_ID``, ``naive_utc``), who runs a command (``operator``, ``logged_in``), a file of rows
-imported all or none (``import_file``), and the company's currency."""
+``RECORD_ID``, ``naive_utc``), who runs a command (``operator``, ``logged_in``), the outcome of a
+file imported all or none (``import_file``), and the company's currency."""
 
 from __future__ import annotations
 
@@ -190,27 +190,20 @@ def options_given(**options: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 
 
-def import_file(path: Path, as_json: bool, kind: str, load, columns: tuple[str, ...], required: tuple[str, ...],
-                aliases: dict[str, str]) -> None:
-    """Read the file, hand its rows to ``load`` (all or none), audit, commit; a refused file: every
-    problem on its own line, then the summary, exit 2."""
-    from models import FileRefused, audit
-    from services.db import session_scope
-    from services.tabular import read_rows
+def import_file(path: Path, as_json: bool, load) -> None:
+    """Import the file with the use case ``load(path, by)`` (all rows or none); a refused file:
+    every problem on its own line, then the summary, exit 2."""
+    from models import FileRefused
 
     try:
-        rows = read_rows(path, columns, required, aliases=aliases)
-        with session_scope() as s:
-            result = load(s, path.name, rows)
-            audit.record(s, operator(), f"{kind}.imported", subject=path.name, rows=len(rows),
-                         added=len(result["added"]), changed=result["changed"][:200])
-            s.commit()
+        imported = load(path, operator())
     except FileRefused as refused:
         for line in refused.lines:
             click.echo(f"error: {line}", err=True)
         fail(str(refused))
+    result = imported.result
     counts = {k: len(v) for k, v in result.items()}
-    emit(result, as_json, f"{path.name}: {len(rows)} rows; {counts['added']} added, {counts['changed']} changed, "
+    emit(result, as_json, f"{path.name}: {imported.rows} rows; {counts['added']} added, {counts['changed']} changed, "
                           f"{counts['unchanged']} unchanged")
 
 

@@ -8,20 +8,7 @@ from typing import Any
 
 import click
 
-from .common import (
-    DealflowGroup,
-    FilePath,
-    company_currency,
-    emit,
-    fail,
-    import_file,
-    operator,
-    options_given,
-    table,
-)
-
-CUSTOMER_FILE_COLUMNS = ("name", "email", "contact", "phone", "tax_id", "payment_terms", "currency",
-                         "billing_address", "shipping_address")
+from .common import DealflowGroup, FilePath, emit, fail, import_file, operator, options_given, table
 
 
 @click.group(cls=DealflowGroup)
@@ -34,15 +21,9 @@ def customer() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the customers as JSON.")
 def customer_list(as_json: bool) -> None:
     """Every customer: e-mail, tax ID, payment terms, currency."""
-    from sqlalchemy import select
+    from application import customers
 
-    from models import Customer
-    from models.customers import customer_row
-    from services.db import session_scope
-
-    currency = company_currency()
-    with session_scope() as s:
-        rows = [customer_row(c, currency) for c in s.scalars(select(Customer).order_by(Customer.name, Customer.id))]
+    rows = customers.list_customers()
     emit(rows, as_json, table(rows, ["id", "name", "email", "tax_id", "payment_terms", "currency"]))
 
 
@@ -51,17 +32,9 @@ def customer_list(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the customer as JSON.")
 def customer_show(ref: str, as_json: bool) -> None:
     """One customer, by number or e-mail, with their deals."""
-    from sqlalchemy import select
+    from application import customers
 
-    from models import Deal
-    from models.customers import customer_by_ref, customer_row
-    from services.db import session_scope
-
-    with session_scope() as s:
-        item = customer_by_ref(s, ref)
-        row = customer_row(item, company_currency())
-        row["deals"] = [{"deal": d.number, "status": d.status, "currency": d.currency}
-                        for d in s.scalars(select(Deal).where(Deal.customer_id == item.id).order_by(Deal.id))]
+    row = customers.show_customer(ref)
     text = "\n".join([f"{row['id']}  {row['name']} <{row['email']}>",
                       f"  contact    {row['contact'] or '-'}   phone {row['phone'] or '-'}",
                       f"  tax ID     {row['tax_id'] or '-'}",
@@ -87,22 +60,14 @@ def customer_show(ref: str, as_json: bool) -> None:
 def customer_edit(ref: str, as_json: bool, **options: Any) -> None:
     """Change a customer. A new currency or payment terms apply to their deals from now on; a deal
     already converted keeps its currency, an invoice already issued its due date."""
-    from models import audit
-    from models.customers import customer_by_ref, customer_row, edit_customer
-    from services.db import session_scope
+    from application import customers
 
     given = options_given(**options)
     if not given:
         fail("nothing to change: give at least one option (see `dealflow customer edit --help`)")
-    with session_scope() as s:
-        item = customer_by_ref(s, ref)
-        changed = edit_customer(s, item, given)
-        if changed:
-            audit.record(s, operator(), "customer.changed", subject=f"customer {item.id}", **changed)
-        row = customer_row(item, company_currency())
-        s.commit()
-    what = ", ".join(f"{k} {v[0]!s} -> {v[1]!s}" for k, v in changed.items()) or "nothing changed"
-    emit({**row, "changed": changed}, as_json, f"customer {row['id']} ({row['name']}): {what}")
+    out = customers.edit_customer(ref, given, operator())
+    what = ", ".join(f"{k} {v[0]!s} -> {v[1]!s}" for k, v in out["changed"].items()) or "nothing changed"
+    emit(out, as_json, f"customer {out['id']} ({out['name']}): {what}")
 
 
 @customer.command("import")
@@ -114,7 +79,6 @@ def customer_import(path: Path, as_json: bool) -> None:
     Columns: name, email (required), contact, phone, tax_id, payment_terms (days), currency,
     billing_address, shipping_address. A row whose e-mail is a known customer's updates that
     customer; a refused file lists every bad row, column and rule, and nothing is written."""
-    from models.customers import import_customers
+    from application import customers
 
-    import_file(path, as_json, "customer", import_customers, CUSTOMER_FILE_COLUMNS, ("name", "email"),
-                {"company": "name", "e_mail": "email", "vat_id": "tax_id", "terms": "payment_terms"})
+    import_file(path, as_json, customers.import_customers)
