@@ -36,14 +36,13 @@ def report(name: str, csv_path: Path | None, xlsx_path: Path | None, png_path: P
            as_json: bool) -> None:
     """A report for the sales manager: pipeline (weighted forecast), funnel, stage-times (where deals
     get stuck), sales (by product and month), stock, aging (receivables), discounts (given per person)."""
+    from application.reports import build_report
     from services import reports
-    from services.db import session_scope
 
     when = _as_of(as_of)
     if png_path and name not in reports.CHARTS:
         raise DomainError(f"png: charts exist for {', '.join(reports.CHARTS)}")
-    with session_scope() as s:
-        df = reports.build(s, name, when)
+    df = build_report(name, when)
     written = []
     writers = [("csv", csv_path, lambda p: df.to_csv(p, index=False)),
                ("xlsx", xlsx_path, lambda p: df.to_excel(p, index=False, sheet_name=name)),

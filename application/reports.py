@@ -1,0 +1,18 @@
+"""The sales manager's reports, built from one consistent read of the database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+
+from services import reports
+
+from .uow import unit_of_work
+
+
+def build_report(name: str, as_of: datetime | None = None) -> pd.DataFrame:
+    """The report ``name`` (one of ``services.reports.REPORTS``) as a table: plain values, to be
+    printed or written as CSV, Excel or a chart (``as_of``: naive UTC, where time matters)."""
+    with unit_of_work() as s:
+        return reports.build(s, name, as_of)
