@@ -1,0 +1,204 @@
+"""The use cases (``application/``) called directly, as any door calls them: each is one unit of
+work that commits what it did, audits it with who did it and returns plain data; a refused one
+leaves nothing written. The layer knows nothing of Prefect, Click, the tasks, the flows or the
+doors."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from application import catalog, company, customers, leads, outbox, prices, reports, staff
+from application.uow import unit_of_work
+from models import AuditEntry, Base, DomainError, FileRefused, Product, StaffUser, ValidationError
+from models.identity import ProofRefused, StaffSession
+from services.db import session_scope
+
+from .helpers import code_of, counts
+
+ROOT = Path(__file__).resolve().parent.parent
+BY = "cli:tester"
+
+
+def audit_log() -> list[tuple[str, str, str]]:
+    with session_scope() as s:
+        return [(a.actor, a.action, a.subject) for a in s.scalars(select(AuditEntry).order_by(AuditEntry.id))]
+
+
+def written() -> dict[str, object]:
+    """What 'nothing written' means here: the business tables, the audit log, the staff and products."""
+    with session_scope() as s:
+        people = {p.handle: (p.roles, p.active, p.totp_secret) for p in s.scalars(select(StaffUser))}
+        products = {p.sku: (p.name, p.unit_price) for p in s.scalars(select(Product))}
+        sessions = s.scalar(select(func.count()).select_from(StaffSession))
+    return {**counts(), "audit": audit_log(), "staff": people, "products": products, "sessions": sessions}
+
+
+# --- the unit of work -------------------------------------------------------------------------------
+
+def test_the_unit_of_work_commits_a_block_that_ends_and_rolls_back_one_that_raises(db):
+    with unit_of_work() as s:
+        s.add(AuditEntry(actor=BY, action="test.kept"))
+    with pytest.raises(RuntimeError), unit_of_work() as s:
+        s.add(AuditEntry(actor=BY, action="test.dropped"))
+        s.flush()
+        raise RuntimeError("a use case that fails after writing")
+    actions = [action for _, action, _ in audit_log()]
+    assert "test.kept" in actions and "test.dropped" not in actions
+
+
+# --- use cases called without the command line ----------------------------------------------------
+
+def test_a_product_is_added_received_counted_and_listed_without_the_command_line(db):
+    added = catalog.add_product("GL-7", {"name": "Gauge", "price": "70", "tax_rate": "18", "needs_qa": False}, BY)
+    assert (added["sku"], added["price"], added["needs_qa"], added["on_hand"]) == ("GL-7", Decimal("70.00"), False, 0)
+    assert catalog.receive_stock("GL-7", "5", "DN-7", BY) == {
+        "sku": "GL-7", "received": 5, "ref": "DN-7", "on_hand": 5, "reserved": 0, "available": 5}
+    assert catalog.count_stock("GL-7", "5", "annual count", BY)["difference"] == 0  # agrees: nothing moves
+    assert catalog.count_stock("GL-7", "3", "damaged", BY)["on_hand"] == 3
+    assert [r["sku"] for r in catalog.list_stock(["GL-7"])] == ["GL-7"]
+    assert [m["quantity"] for m in catalog.list_stock_moves("GL-7")] == [-2, 5]
+    assert catalog.retire_product("GL-7", BY) == {"sku": "GL-7", "changed": True}
+    assert catalog.retire_product("GL-7", BY) == {"sku": "GL-7", "changed": False}
+    assert "GL-7" not in [p["sku"] for p in catalog.list_products()]
+    assert [(actor, action) for actor, action, subject in audit_log() if subject == "GL-7"] == [
+        (BY, "product.added"), (BY, "stock.received"), (BY, "stock.counted"), (BY, "product.retired")]
+
+
+def test_a_customer_file_is_imported_and_a_customer_edited_with_who_did_it(db, tmp_path):
+    path = tmp_path / "customers.csv"
+    path.write_text("name,email,payment_terms\nAcme,buyer@acme.example,45\n")
+    imported = customers.import_customers(path, BY)
+    assert (imported.rows, imported.result) == (1, {"added": ["buyer@acme.example"], "changed": [], "unchanged": []})
+    edited = customers.edit_customer("buyer@acme.example", {"payment_terms": "60"}, BY)
+    assert edited["payment_terms"] == 60 and edited["changed"] == {"payment_terms_days": [45, 60]}
+    assert customers.show_customer("buyer@acme.example")["deals"] == []
+    assert [(actor, action) for actor, action, _ in audit_log()[-2:]] == [(BY, "customer.imported"),
+                                                                         (BY, "customer.changed")]
+
+
+def test_a_price_and_a_rate_are_set_in_another_currency(db):
+    assert prices.set_price("COOLANT-20L", "EUR", "82.50", BY) == {"sku": "COOLANT-20L", "currency": "EUR",
+                                                                   "price": "82.50"}
+    assert prices.list_prices("eur") == [{"sku": "COOLANT-20L", "currency": "EUR", "price": "82.50"}]
+    from datetime import date
+
+    assert prices.set_rate("JPY", "150.25", date(2026, 12, 7), BY) == {"currency": "JPY", "rate": "150.25",
+                                                                       "from": "USD", "on": "2026-12-07"}
+    assert prices.list_rates()[0]["set_by"] == BY
+
+
+def test_a_lead_is_added_and_found_by_its_owner(db):
+    added = leads.add_lead(company="Zeta Tools", contact_name="Zed", email="zed@zeta.example", owner="sofia")
+    assert added == {"lead": added["lead"], "company": "Zeta Tools", "owner": "sofia", "customer": None}
+    assert [r["lead"] for r in leads.list_leads(owner="SOFIA")] == [added["lead"]]
+    assert leads.show_lead(added["lead"])["deal"] is None
+
+
+def test_a_report_is_built_from_the_database(db):
+    df = reports.build_report("stock")
+    assert "CNC-LATHE-2000" in list(df["sku"])
+
+
+# --- a refused use case leaves nothing written --------------------------------------------------------
+
+def test_a_product_file_with_one_bad_row_writes_nothing(db, tmp_path):
+    path = tmp_path / "products.csv"
+    path.write_text("sku,name,price,tax_rate\nNEW-1,Good row,10,18\nCOOLANT-20L,Coolant,ten,12\n")
+    before = written()
+    with pytest.raises(FileRefused) as refused:
+        catalog.import_products(path, BY)
+    assert refused.value.lines == ["products.csv: row 3, column price: must be a number, got 'ten'"]
+    assert written() == before
+
+
+def test_an_edit_refused_by_a_rule_writes_nothing(db):
+    before = written()
+    with pytest.raises(ValidationError, match="manager is the last enabled manager"):
+        staff.disable_staff("manager", BY)
+    with pytest.raises(ValidationError, match="price: must be a number"):
+        catalog.edit_product("COOLANT-20L", {"name": "Renamed", "price": "cheap"}, BY)
+    assert written() == before
+
+
+def test_an_enrolment_whose_qr_code_cannot_be_written_enrols_no_one(db, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    before = written()
+    with pytest.raises(DomainError, match="png: cannot write"):
+        staff.enroll("sofia", BY, tmp_path / "a-file" / "sofia.png")  # the secret was changed, then rolled back
+    assert written() == before
+    out = staff.enroll("sofia", BY, tmp_path / "sofia.png")
+    assert out["uri"].startswith("otpauth://totp/") and Path(out["png"]).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_login_that_cannot_be_kept_opens_no_session_and_a_wrong_code_stays_on_the_record(db):
+    def nowhere(opened):
+        raise DomainError("config: cannot keep the session")
+
+    before = written()
+    with pytest.raises(DomainError, match="cannot keep"):
+        staff.log_in("sofia", code_of("sofia"), 1, nowhere)
+    assert written()["sessions"] == before["sessions"] and written()["audit"] == before["audit"]
+    with pytest.raises(ProofRefused):
+        staff.log_in("sofia", "000000", 1, lambda opened: "kept")
+    assert audit_log()[-1][1:] == ("staff.login_refused", "sofia")  # committed although the use case raised
+    opened, kept = staff.log_in("sofia", code_of("sofia"), 1, lambda opened: "kept")  # the first one's code is unused
+    assert (opened.handle, kept) == ("sofia", "kept")
+    assert staff.log_out(opened.id) is True and staff.log_out(opened.id) is False
+
+
+# --- plain data out, and no door in -----------------------------------------------------------------
+
+def _no_orm(value: object, where: str) -> None:
+    assert not isinstance(value, Base), f"{where}: an ORM object ({type(value).__name__})"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list | tuple) else ()
+    for key, inner in items:
+        _no_orm(inner, f"{where}[{key!r}]")
+
+
+def test_use_cases_return_plain_data_never_orm_objects(db):
+    mail = outbox.list_mail()
+    for name, result in {
+        "list_products": catalog.list_products(everything=True), "show_product": catalog.show_product("VMC-850"),
+        "list_stock": catalog.list_stock(), "list_customers": customers.list_customers(),
+        "list_staff": staff.list_staff(), "list_leads": leads.list_leads(), "list_prices": prices.list_prices(),
+        "list_rates": prices.list_rates(), "list_mail": [mail.mail, mail.health],
+        "show_company": company.show_company(),
+        "set_discount_limit": staff.set_discount_limit("sofia", "12.5", BY),
+        "change_roles": staff.change_roles("mark", ["sales_engineer", "sales_rep"], BY),
+    }.items():
+        _no_orm(result, name)
+
+
+FORBIDDEN = ("prefect", "click", "tasks", "flows", "dealflow")
+
+
+def test_the_application_layer_imports_neither_prefect_click_tasks_flows_nor_the_doors():
+    found = []
+    for path in sorted((ROOT / "application").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):  # in functions too
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {name}" for name in names
+                      if name.split(".")[0] in FORBIDDEN]
+    assert not found, "\n".join(found)
+
+
+def test_importing_every_use_case_loads_neither_prefect_nor_click():
+    """What the modules it imports import, too: a use case runs where neither is installed."""
+    probe = ("import importlib, pkgutil, sys, application\n"
+             "for m in pkgutil.iter_modules(application.__path__): importlib.import_module('application.' + m.name)\n"
+             f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
