@@ -22,6 +22,7 @@ from models import DomainError, ValidationError, identity, process
 from models.deal import deal_by_number
 from services import keys
 from services.db import session_scope
+from services.orchestration.forms import stored_schema
 
 from .login import Login
 
@@ -169,9 +170,8 @@ def resume_wait(wait: OpenWait, data: dict[str, Any], settle_timeout: float = 30
     """Resume the deal's run with ``data`` once it is paused at exactly this wait (its form
     stored); a DomainError if it is not there within ``settle_timeout`` seconds (it moved on, or
     another answer got there first). The CLI and the customer portal both come through here."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.responses import SetStateStatus
-    from prefect.exceptions import ObjectNotFound
+    from services.orchestration import runs
+    from services.orchestration.runs import RunNotFound
 
     deal_number = wait.deal
     if not wait.flow_run_id:
@@ -179,19 +179,19 @@ def resume_wait(wait: OpenWait, data: dict[str, Any], settle_timeout: float = 30
     ensure_api()
     run_id = UUID(wait.flow_run_id)
     deadline = time.monotonic() + settle_timeout
-    with get_client(sync_client=True) as client, watch(deal_number) as moved:
+    with runs.client() as client, watch(deal_number) as moved:
         while True:  # the wait row is written a moment before the run reports Paused
             moved.clear()
             form = paused_here(wait.flow_run_id, wait.key)  # paused in this process: no need to ask
             if form is not None:
                 break
             try:
-                state = client.read_flow_run(run_id).state
-            except ObjectNotFound:
+                state = runs.state_of(client, run_id)
+            except RunNotFound:
                 raise DomainError(f"step: flow run {run_id} of {deal_number} is not known to this "
                                   f"Prefect API; is PREFECT_API_URL the one the deal runs on?") from None
             if state and state.is_paused() and state.state_details.pause_key == wait.key:
-                form = _stored_form(client, run_id, state)
+                form = stored_schema(client, run_id, state)
                 if form is not None:
                     break
                 if _seconds_since(state) > 5:  # its run died between suspending and storing the form
@@ -211,17 +211,16 @@ def resume_wait(wait: OpenWait, data: dict[str, Any], settle_timeout: float = 30
         if seal:  # over the answer exactly as it is sent, and so stored
             data = {**data, "seal": identity.make_seal(keys.seal_key(), deal_number, wait.key, data)}
         # the server resumes only a paused run, and checks the answer against the stored form
-        result = client.resume_flow_run(run_id, run_input=data)
-        if result.status == SetStateStatus.ACCEPT:
+        resumed, reason = runs.resume(client, run_id, data)
+        if resumed == "accepted":
             note_resumed(wait.flow_run_id, wait.key, data)  # a run paused in this process goes on at once
             return wait
-        if result.status == SetStateStatus.ABORT:  # not paused (any more): why?
-            state = client.read_flow_run(run_id).state
+        if resumed == "aborted":  # not paused (any more): why?
+            state = runs.state_of(client, run_id)
             if state is not None and (state.is_running() or state.is_scheduled() or state.is_paused()):
                 raise DomainError(f"step: {wait.key} of {deal_number} was answered by someone else a moment ago")
             raise DomainError(f"step: {deal_number}'s flow run is {state.name if state else 'unknown'}, "
                               f"not waiting at {wait.key}")
-    reason = result.details.reason if result.details and getattr(result.details, "reason", None) else result.status
     raise DomainError(f"step: the Prefect server refused the answer to {wait.key}: {reason}")
 
 
@@ -255,26 +254,6 @@ def _seconds_since(state) -> float:
     from datetime import UTC, datetime
 
     return (datetime.now(UTC) - state.timestamp).total_seconds()
-
-
-def _stored_form(client, run_id: UUID, state) -> dict | None:
-    """The wait's form (its JSON schema) as stored, or None while it is not stored yet: Prefect
-    marks a run Suspended a moment *before* it stores the form, and refuses a resume in between
-    ("Run input schema not found"); a person is never that quick, a script is."""
-    import json
-
-    import httpx
-
-    keyset = state.state_details.run_input_keyset
-    if not keyset:
-        return {}
-    try:
-        stored = client.read_flow_run_input(run_id, keyset["schema"])
-    except httpx.HTTPStatusError as exc:
-        if exc.response.status_code == 404:
-            return None
-        raise
-    return json.loads(stored) if isinstance(stored, str) else stored
 
 
 @dataclass(frozen=True)

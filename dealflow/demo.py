@@ -171,19 +171,14 @@ def people(deal_number: str, out: TextIO, stop: threading.Event, errors: list[Ba
 
 def _cancel_flow(deal_number: str) -> None:
     """Cancel the deal's flow run so the demo ends instead of waiting for an answer that won't come."""
-    from uuid import UUID
-
-    from prefect.client.orchestration import get_client
-    from prefect.states import Cancelled
-
     from models.deal import deal_by_number
     from services.db import session_scope
+    from services.orchestration.runs import cancel
 
     with session_scope() as s:
         run_id = deal_by_number(s, deal_number).flow_run_id
     if run_id:
-        with get_client(sync_client=True) as client:
-            client.set_flow_run_state(UUID(run_id), Cancelled(message="demo script failed"), force=True)
+        cancel(run_id, "demo script failed")
 
 
 def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[str, Any]:

@@ -13,6 +13,9 @@ the whole cost of an answer. The executor does what a worker does, without the p
 3. it runs the flow with Prefect's own engine (``run_flow``) in a thread: the run goes to its next
    wait, suspends, and the thread is free again.
 
+The Prefect calls of each (the workers' endpoint, the claim, ``run_flow``) are
+``services.orchestration.worker``'s; this module decides what to claim, when, and who recovers what.
+
 What a worker's process boundary gave for free, it does itself: a run left ``Pending`` or
 ``Running`` by an executor that died (killed, machine restarted) is put back to ``Scheduled``
 when an executor on the same host starts, or on any host with ``--adopt HOST``; the deal's
@@ -37,6 +40,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+
+from services.orchestration import worker
 
 POOL = "dealflow-deals"
 log = logging.getLogger("dealflow.executor")
@@ -95,24 +100,22 @@ class Executor:
 
     # ----- the loop
     def serve(self, until: float | None = None) -> None:
-        from prefect import get_client
-
         log.info("%s serving pool %r with %d slots, polling every %.2f s", self.name, self.pool, self.slots,
                  self.poll)
         last_heartbeat = last_recovery = 0.0
-        with get_client(sync_client=True) as client:
+        with worker.client() as client:
             while not self.stopping.is_set() and (until is None or time.monotonic() < until):
                 now = time.monotonic()
                 try:
-                    if now - last_heartbeat >= 15:
-                        client.send_worker_heartbeat(self.pool, self.name, heartbeat_interval_seconds=15)
+                    if now - last_heartbeat >= worker.HEARTBEAT_SECONDS:
+                        worker.heartbeat(client, self.pool, self.name)
                         last_heartbeat = now
                     if now - last_recovery >= 30:
                         self.recover(client)
                         last_recovery = now
                     free = self.slots - self._busy()
                     if free > 0:
-                        for item in self._due(client, free):
+                        for item in worker.due_runs(client, self.pool, free):
                             self._claim_and_start(client, item.flow_run)
                     self._write_status()
                 except Exception:  # noqa: BLE001 - a server restarting is not the executor's end
@@ -122,16 +125,6 @@ class Executor:
                     continue
                 self.stopping.wait(self.poll)
         self.drain()
-
-    def _due(self, client, limit: int) -> list:
-        """Runs of the pool due now, oldest first, no more than the free slots (a worker's own
-        call, ``get_scheduled_flow_runs_for_work_pool``, fetches up to 200 on every poll)."""
-        from prefect.client.schemas.responses import WorkerFlowRunResponse
-
-        response = client.request("POST", "/work_pools/{name}/get_scheduled_flow_runs",
-                                  path_params={"name": self.pool},
-                                  json={"scheduled_before": datetime.now(UTC).isoformat(), "limit": limit})
-        return WorkerFlowRunResponse.model_validate_list(response.json())
 
     def stop(self, *_: object) -> None:
         self.stopping.set()
@@ -159,75 +152,39 @@ class Executor:
 
     # ----- claiming and running
     def _claim_and_start(self, client, flow_run) -> None:
-        from prefect.exceptions import ObjectNotFound
-        from prefect.states import Pending
-
         run_id = str(flow_run.id)
         with self.lock:
             if run_id in self.active:
                 return
-        try:
-            # Claim only the very Scheduled state polled: a stale poll result (the run already
-            # taken, run and rescheduled since) is skipped without a state proposal.
-            current = client.read_flow_run(flow_run.id).state
-            if current is None or not current.is_scheduled() or current.id != flow_run.state.id:
-                return
-            result = client.set_flow_run_state(flow_run.id, Pending(), force=False)
-        except ObjectNotFound:
-            return
-        if result.state is None or not result.state.is_pending():
-            return  # another executor (or worker) claimed it first
-        try:
-            client.update_flow_run(flow_run.id, infrastructure_pid=self.me)
-        except Exception:
-            from prefect.states import Scheduled
-
-            client.set_flow_run_state(flow_run.id, Scheduled(name="Unclaimed"), force=True)  # ours to give back
-            raise
+        if not worker.claim(client, flow_run, self.me):
+            return  # taken (or moved on) since the poll, or another executor (or worker) was first
         context = contextvars.copy_context()
         with self.lock:
             self.active[run_id] = self._threads.submit(context.run, self._run, flow_run.id)
 
     def _flow_for(self, client, flow_run):
         """The flow of the run's deployment, loaded once per deployment from its entrypoint."""
-        from prefect.flows import load_flow_from_entrypoint
-
         from services.config import PROJECT_ROOT
 
         if flow_run.deployment_id not in self._flows:
-            deployment = client.read_deployment(flow_run.deployment_id)
-            path, _, name = deployment.entrypoint.partition(":")
-            self._flows[flow_run.deployment_id] = load_flow_from_entrypoint(f"{PROJECT_ROOT / path}:{name}")
+            self._flows[flow_run.deployment_id] = worker.load_flow(client, flow_run.deployment_id, PROJECT_ROOT)
         return self._flows[flow_run.deployment_id]
 
     def _run(self, flow_run_id: UUID) -> None:
-        from prefect import get_client
-        from prefect.exceptions import Abort, Pause
-        from prefect.flow_engine import run_flow
-        from prefect.states import Scheduled
-
-        from flows.deal import engine_settings
-
         started = time.monotonic()
         try:
-            with get_client(sync_client=True) as client:
-                flow_run = client.read_flow_run(flow_run_id)
-                flow = self._flow_for(client, flow_run)
-            with engine_settings():
-                state = run_flow(flow, flow_run=flow_run, return_type="state")
-            log.info("%s -> %s in %.2f s", flow_run.name, getattr(state, "name", state), time.monotonic() - started)
-        except (Pause, Abort) as stopped:  # a suspension, or the server telling the engine to stop
-            log.info("%s stopped: %s", flow_run_id, stopped)
+            name, state, stopped = worker.run(flow_run_id, self._flow_for)
+            if stopped is not None:  # a suspension, or the server telling the engine to stop
+                log.info("%s stopped: %s", flow_run_id, stopped)
+            else:
+                log.info("%s -> %s in %.2f s", name, getattr(state, "name", state), time.monotonic() - started)
         except Exception as exc:  # noqa: BLE001 - one broken run must not take the others down
             # Not the flow failing (the engine records that itself) but loading it or reaching the
             # API: try it again in a minute (proposed, not forced: if the run has moved on, the
             # server refuses). If even that fails, recovery takes it back (it names us, not in hand).
             log.exception("run %s failed outside its flow; it runs again in 60 s", flow_run_id)
             try:
-                with get_client(sync_client=True) as client:
-                    client.set_flow_run_state(flow_run_id, Scheduled(
-                        name="AwaitingRetry", scheduled_time=datetime.now(UTC) + timedelta(seconds=60),
-                        message=f"executor: {exc}"))
+                worker.run_again_later(flow_run_id, 60, f"executor: {exc}")
             except Exception:  # noqa: BLE001
                 log.exception("could not reschedule %s; recovery will", flow_run_id)
         finally:
@@ -238,21 +195,7 @@ class Executor:
     def recover(self, client) -> list[str]:
         """Put back to Scheduled the runs a dead executor left Pending or Running, and store the
         form of any run that died between suspending and storing it."""
-        from prefect.client.schemas.filters import (
-            FlowRunFilter,
-            FlowRunFilterState,
-            FlowRunFilterStateType,
-            WorkPoolFilter,
-            WorkPoolFilterName,
-        )
-        from prefect.client.schemas.objects import StateType
-        from prefect.states import Scheduled
-
-        runs = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                type=FlowRunFilterStateType(any_=[StateType.PENDING, StateType.RUNNING]))),
-            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[self.pool])),
-            limit=200)
+        runs = worker.claimed_runs(client, self.pool)
         recovered = []
         for run in runs:
             owner = run.infrastructure_pid or ""
@@ -261,8 +204,7 @@ class Executor:
             if not orphaned(owner, self.me, socket.gethostname(), self.adopt,
                             run.state.timestamp if run.state else None, datetime.now(UTC), in_hand=in_hand):
                 continue
-            client.set_flow_run_state(run.id, Scheduled(name="Recovered", message=f"its executor {owner or '?'} "
-                                                         f"is gone; {self.me} runs it again"), force=True)
+            worker.give_back(client, run.id, f"its executor {owner or '?'} is gone; {self.me} runs it again")
             recovered.append(run.name)
             log.warning("recovered %s (left %s by %s)", run.name, run.state.name if run.state else "?", owner or "?")
         from flows.waits import restore_missing_forms

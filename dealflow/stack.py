@@ -5,8 +5,9 @@ Everything lives under the data folder: the server's own database and home in ``
 logs in ``logs/``, process ids and the server's address in ``run/``, the API's credential in
 ``prefect-api-auth`` (see ``api_credential``). A server on SQLite runs as ``python -m dealflow.stack``:
 ``prefect server start`` with the changes of ``RetryBusy``, so that the UI's Resume does not fail
-with "database is locked". For production, run the same three pieces as services (see the README's
-"Run it for real").
+with "database is locked". What is Prefect's in this (the server's tuning and changes, the pools'
+job template, the ``prefect`` commands) is in ``services.orchestration``. For production, run the
+same three pieces as services (see the README's "Run it for real").
 """
 
 from __future__ import annotations
@@ -21,10 +22,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from contextvars import ContextVar
 from pathlib import Path
 
 from services.config import GATEWAY_PORT, PORTAL_PORT, PROJECT_ROOT, load_settings, people_url
+from services.orchestration import deployments
+from services.orchestration.server import (  # noqa: F401 - also this module's names, as the README uses them
+    PINNED_JOB_TEMPLATE,
+    SERVER_TUNING,
+    RetryBusy,
+    plain_server_command,
+    serve_prefect,
+    server_retries,
+    server_tuning,
+)
 
 from . import api_credential
 
@@ -104,194 +114,6 @@ def _port_free(port: int) -> bool:
             return False
 
 
-# --- the Prefect server on SQLite, as `up` runs it: a resume takes SQLite's write lock first, and a
-# request refused with "database is locked" is sent again, as Prefect's own client does -----------------
-
-RETRIES_ENV = "DEALFLOW_SERVER_RETRIES"  # 0: a plain `prefect server start`, without what follows
-RETRIES = 6  # after 0.05, 0.1, 0.2, 0.4, 0.8, 1.6 s: 3.15 s at most
-_WRITE_AT_ONCE: ContextVar[bool] = ContextVar("dealflow_sqlite_write_at_once", default=False)
-
-
-def _resume_path(scope) -> bool:
-    path = scope.get("path", "")
-    return scope.get("method") == "POST" and "/flow_runs/" in path and path.endswith("/resume")
-
-
-class RetryBusy:
-    """An ASGI wrapper around Prefect's server app, for a server on SQLite.
-
-    SQLite has one writer at a time. A Prefect API transaction that reads, then writes, fails at
-    its first write with "database is locked" if another connection of the server committed in
-    between: SQLite cannot turn its read into a write, and its busy timeout does not apply. Prefect
-    answers 503 (Service Unavailable), marks it as safe to send again and its Python client does so
-    (the CLI, workers and executors never notice); the UI does not, and shows "Failed to resume flow
-    run" and "Oops. Something went wrong". The resume is such a transaction (it reads the run and
-    the form, validates the answer, then writes the new state); Prefect's own set_state takes the
-    write lock when it begins (BEGIN IMMEDIATE, waiting for it with the busy timeout) and cannot
-    fail that way. So here:
-
-    - a resume (POST .../flow_runs/ID/resume) begins its transaction as set_state does;
-    - any request answered 503 is sent to the app again (its body kept), up to ``retries`` times,
-      before an answer goes back. Websockets and all other answers pass as they are."""
-
-    def __init__(self, app, retries: int = RETRIES, first_pause: float = 0.05):
-        self.app, self.retries, self.first_pause = app, retries, first_pause
-
-    def __getattr__(self, name: str):  # the wrapped app's attributes (uvicorn reads some)
-        return getattr(self.app, name)
-
-    async def _try(self, scope, body: bytes, receive, send, hold: bool) -> tuple[bool, int]:
-        """Send the request to the app once: whether it answered 503 and ``hold`` kept that back,
-        and the answer's status."""
-        delivered, held, status = False, False, 0
-
-        async def replay():
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # the client's disconnect
-
-        async def answer(message) -> None:
-            nonlocal held, status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            if hold and status == 503 and message["type"] == "http.response.start":
-                held = True  # nothing has gone back yet
-            elif not held:
-                await send(message)
-
-        token = _WRITE_AT_ONCE.set(_resume_path(scope))
-        try:
-            await self.app(dict(scope), replay, answer)  # a copy: routing writes into the scope
-        except Exception:
-            if not status:  # Starlette raises again what its handler answered: that is told below
-                raise
-        finally:
-            _WRITE_AT_ONCE.reset(token)
-        return held, status
-
-    async def __call__(self, scope, receive, send) -> None:
-        import asyncio
-        import logging
-
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        chunks, more = [], True
-        while more:  # the whole body, to send it again (API requests are small JSON)
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        log = logging.getLogger("prefect.server.dealflow")
-        for attempt in range(self.retries + 1):
-            held, status = await self._try(scope, body, receive, send, hold=attempt < self.retries)
-            if not held:
-                if status == 503:
-                    log.warning("%s %s still answered 503 after %d tries", scope["method"], scope["path"],
-                                attempt + 1)
-                elif attempt:
-                    log.info("%s %s answered after %d tries", scope["method"], scope["path"], attempt + 1)
-                return
-            await asyncio.sleep(self.first_pause * 2 ** attempt)
-
-
-def _begin_immediate_when_asked() -> bool:
-    """Prefect's SQLite transactions begin IMMEDIATE when ``with_for_update`` (set_state's); make
-    them do so also while ``_WRITE_AT_ONCE`` is set (a resume). False if this Prefect has no such
-    switch (then only the retries apply)."""
-    import inspect
-
-    from prefect.server.database.configurations import AioSqliteConfiguration
-
-    begin = AioSqliteConfiguration.begin_transaction
-    if "with_for_update" not in inspect.signature(begin).parameters:
-        return False
-
-    def begin_transaction(self, session, with_for_update: bool = False):
-        return begin(self, session, with_for_update=with_for_update or _WRITE_AT_ONCE.get())
-
-    AioSqliteConfiguration.begin_transaction = begin_transaction
-    return True
-
-
-def server_retries(env) -> int:
-    """How many times ``up``'s server on SQLite tries a request again (DEALFLOW_SERVER_RETRIES,
-    at most 10); 0: a plain ``prefect server start``."""
-    try:
-        return max(0, min(int(env.get(RETRIES_ENV, RETRIES)), 10))
-    except ValueError:
-        return RETRIES
-
-
-def serve_prefect(args: list[str]) -> None:
-    """``prefect server start ARGS`` with its app in ``RetryBusy`` (what ``up`` runs for a server
-    on SQLite). Everything else is Prefect's own command: settings, banner, services."""
-    import inspect
-
-    import prefect.server.api.server as server
-    from prefect.cli import app
-    from prefect.cli._server_utils import _run_in_foreground
-
-    create_app = server.create_app
-    retries = server_retries(os.environ)
-    if "import create_app" not in inspect.getsource(_run_in_foreground) or not _begin_immediate_when_asked():
-        print("dealflow: this Prefect's server is built otherwise; the server runs without dealflow's "
-              "changes for SQLite (dealflow/stack.py, serve_prefect)", file=sys.stderr, flush=True)
-
-    def wrapped(*a, **kw):
-        return RetryBusy(create_app(*a, **kw), retries=retries)
-
-    server.create_app = wrapped  # looked up when `server start` builds its app
-    sys.argv = ["prefect", "server", "start", *args]
-    app()  # the `prefect` command's entry point: it reads sys.argv
-
-
-# The Prefect server's own services, tuned for dealflow's load (a value the user set is kept).
-# Every task run reaches the server as events; by default the task-run recorder reads and writes
-# them one at a time: batched here (written at most a second late), and the event persister's
-# reads too. The triggers service (Prefect automations) reads every event to match automations,
-# and dealflow defines none: it is off (PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED=true turns it
-# back on for automations of your own). What each measured: benchmarks/README.md, "The server
-# deal at an ERP's cost".
-SERVER_TUNING = {
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "50",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "50",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_READ_BATCH_SIZE": "50",
-    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
-}
-
-
-def server_tuning(env: dict[str, str]) -> dict[str, str]:
-    """The server's environment: ``env`` with SERVER_TUNING where the user set nothing
-    (DEALFLOW_SERVER_TUNING=off: Prefect's defaults)."""
-    if env.get("DEALFLOW_SERVER_TUNING", "on").lower() in ("off", "0", "false", "no"):
-        return dict(env)
-    return {**SERVER_TUNING, **env}
-
-
-# The process pools' job template, with what a run executes pinned: the command (None: the worker's
-# own `python -m prefect.engine`), its environment (the worker's, nothing added) and its working
-# directory (the deployment's). A run created with job variables `command`, `env` or
-# `working_dir` (anyone holding Prefect's credential may create one) gets none of them: the
-# template has no such variables to fill in. Only a run's name, labels and output stay variable.
-PINNED_JOB_TEMPLATE = {
-    "job_configuration": {"command": None, "env": {}, "working_dir": None, "labels": "{{ labels }}",
-                          "name": "{{ name }}", "stream_output": "{{ stream_output }}"},
-    "variables": {"type": "object", "properties": {
-        "name": {"type": "string", "title": "Name", "description": "Name given to infrastructure created by a worker."},
-        "labels": {"type": "object", "title": "Labels", "additionalProperties": {"type": "string"},
-                   "description": "Labels applied to infrastructure created by a worker."},
-        "stream_output": {"type": "boolean", "title": "Stream Output", "default": True,
-                          "description": "If enabled, workers will stream output from flow run processes to local "
-                                         "standard output."}}},
-}
-
-
 def pinned_template_file(run: Path) -> Path:
     import json
 
@@ -361,11 +183,10 @@ def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTA
     server_env = {k: v for k, v in env.items() if not k.startswith("SMTP_")}  # the server needs no mail secrets
     server_env["PREFECT_SERVER_API_AUTH_STRING"] = credential
     server_env = server_tuning(server_env)
-    prefect = [sys.executable, "-m", "prefect"]
     # On SQLite the server tries again what SQLite refused with "database is locked" (see
     # RetryBusy), so that the UI's Resume (which never retries) does not fail with it.
     wrapped = on_sqlite and server_retries(env) > 0
-    start = [sys.executable, "-m", "dealflow.stack"] if wrapped else [*prefect, "server", "start"]
+    start = [sys.executable, "-m", "dealflow.stack"] if wrapped else plain_server_command()
     server = _spawn("server", [*start, "--host", "127.0.0.1", "--port", str(port)], server_env)
     api_credential.record_address(data, api)  # a dealflow command pointed at it finds the credential
     say(f"Prefect server (pid {server}) starting on {api} ...")
@@ -380,17 +201,16 @@ def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTA
             f"and takes requests from anyone who reaches it; run `dealflow down`, then `dealflow up`, to turn it on")
     template = pinned_template_file(run)
     for pool_name in (POOL, DEALS_POOL):
-        pool = subprocess.run([*prefect, "work-pool", "create", pool_name, "--type", "process", "--overwrite",
-                               "--base-job-template", str(template)],
+        pool = subprocess.run(deployments.create_pool_command(pool_name, template),
                               env=env, cwd=PROJECT_ROOT, capture_output=True, text=True)
         if pool.returncode != 0:
             raise RuntimeError(f"creating the work pool failed:\n{pool.stdout[-2000:]}{pool.stderr[-2000:]}")
-    deployed = subprocess.run([*prefect, "--no-prompt", "deploy", "--all"], env=env, cwd=PROJECT_ROOT,
+    deployed = subprocess.run(deployments.deploy_all_command(), env=env, cwd=PROJECT_ROOT,
                               capture_output=True, text=True)
     if deployed.returncode != 0:
         raise RuntimeError(f"prefect deploy failed:\n{deployed.stdout[-2000:]}{deployed.stderr[-2000:]}")
     say("deployments: deal, reminders (weekdays 08:00), reports (daily 07:00), outbox (every 5 min)")
-    worker = _spawn("worker", [*prefect, "worker", "start", "--pool", POOL, "--name", "dealflow-worker"], env)
+    worker = _spawn("worker", deployments.worker_command(POOL, "dealflow-worker"), env)
     say(f"worker (pid {worker}) on pool '{POOL}' for the scheduled flows")
     pids = [_spawn(f"executor-{i}", [sys.executable, "-m", "dealflow.cli", "executor", "--pool", DEALS_POOL, "--poll", poll,
                                       "--status-file", str(run / f"executor-{i}.json")], env)

@@ -8,14 +8,11 @@ continues where the deal really is, and the stage tasks' business keys make repe
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from prefect import flow, get_run_logger
-from prefect.runtime import flow_run as current_run
+from prefect import flow
 
+from services.orchestration.engine import current_run, engine_settings, get_run_logger
 from services.views import run_name
 from tasks.deal_steps import (
     AUTOMATIC,
@@ -83,35 +80,6 @@ def _drive(deal_number: str, poll_interval: int, wait_timeout: int) -> dict[str,
             else:
                 logger.warning("%s refused: %s", step["key"], result["reason"])
     raise RuntimeError(f"{deal_number} took more than {MAX_STEPS} steps; a rule must be looping")
-
-
-@contextmanager
-def engine_settings() -> Iterator[None]:
-    """How deal flows run in this process: without Prefect's flow-run heartbeats, unless they
-    are set (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, a profile, prefect.toml). A heartbeat is an event
-    for an automation that would notice a crashed run; dealflow defines none (its executor
-    recovers crashed runs itself), and Prefect's heartbeat thread sleeps in whole seconds, so
-    every run that ended or suspended waited for it, half a second on average."""
-    from prefect.context import SettingsContext, get_settings_context
-
-    current = get_settings_context()
-    if "heartbeat_frequency" in current.settings.flows.model_fields_set:  # set by the user, anywhere
-        yield
-        return
-    # Prefect's temporary_settings builds and validates a whole Settings object (28 ms of CPU),
-    # and an executor enters this for every re-entry of every run: once per base settings
-    with _derived_lock:
-        base, derived = _derived.get(id(current.settings), (None, None))
-        if base is not current.settings:
-            base, derived = current.settings, current.settings.copy_with_update(
-                updates={"flows.heartbeat_frequency": None})
-            _derived[id(base)] = (base, derived)
-    with SettingsContext(profile=current.profile, settings=derived):
-        yield
-
-
-_derived: dict[int, tuple[Any, Any]] = {}  # id of a Settings -> (it, it without heartbeats)
-_derived_lock = threading.Lock()
 
 
 def run_here(deal_number: str, **options: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pydantic.json_schema import SkipJsonSchema
 from models.identity import PROOF_FIELDS
 from models.waits import KINDS, WaitKind
 from models.waits.forms import plain
+from services.orchestration import forms
 
 
 def _form_schema(schema: dict, model: type) -> None:
@@ -123,7 +124,7 @@ class Answer(RunInput):
             fields[name] = (info.annotation, info)
         model = pd.create_model(cls.__name__, __base__=cls, **fields) if fields else \
             pd.create_model(cls.__name__, __base__=cls)
-        model._description = description
+        forms.describe(model, description)
         model.choices = dict(choices or {})
         model.required_fields = [n for n, f in cls.model_fields.items() if f.is_required()]
         return model
@@ -139,26 +140,8 @@ class Answer(RunInput):
 
         Prefect stores a wait's form just *after* it marks the run Suspended; a process killed in
         between leaves a run nobody can answer, until recovery (``flows.waits.restore_form``)
-        stores the form again, which must not fail on the part Prefect did store. Prefect's own
-        ``RunInput.save`` builds the schema the same way."""
-        import httpx
-        from prefect._internal.pydantic.v2_schema import create_v2_schema
-        from prefect.input.actions import create_flow_run_input
-
-        schema = create_v2_schema(cls.__name__, model_base=cls)
-        parts = {keyset["schema"]: schema}
-        if isinstance(cls._description, str) and cls._description:
-            parts[keyset["description"]] = cls._description
-        stored = schema
-        for key, value in parts.items():
-            try:
-                create_flow_run_input(key=key, value=value, flow_run_id=flow_run_id)
-            except httpx.HTTPStatusError as exc:
-                if exc.response.status_code != 409:  # 409: stored already
-                    raise
-                if key == keyset["schema"]:
-                    stored = None
-        return stored
+        stores the form again, which must not fail on the part Prefect did store (``forms.save``)."""
+        return forms.save(cls, keyset, flow_run_id)
 
 
 def _form_of(kind: WaitKind) -> type[Answer]:

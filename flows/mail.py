@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import Task, get_run_logger
-from prefect.states import State
-
 from services.config import load_settings
 from services.mailer import TransientMailError
+from services.orchestration.engine import State, Task, get_run_logger
 
 
 def with_mail_retries(mail_task: Task) -> Task:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
-from prefect.states import Completed, Failed
 
 from models.outbox import waited
+from services.orchestration.engine import Completed, Failed
 from tasks.outbox import send_pending_mail
 from tasks.ui import table_artifact
 

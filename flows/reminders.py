@@ -16,7 +16,7 @@ from tasks.reminders import publish_reminder_table, queue_due_reminders, send_re
 
 
 def _run_name() -> str:
-    from prefect.runtime import flow_run
+    from services.orchestration.engine import current_run as flow_run
     return f"reminders-{flow_run.parameters.get('as_of') or utcnow().isoformat(timespec='minutes')}"
 
 

@@ -26,23 +26,16 @@ the flow says when the deal moves (``watch``), and which wait it is paused at wi
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import time
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
-from prefect import get_client, get_run_logger
-from prefect.context import FlowRunContext
-from prefect.exceptions import FlowPauseTimeout, Pause
-from prefect.flow_runs import suspend_flow_run
-from prefect.input import keyset_from_paused_state
-from prefect.input.run_input import RunInput
-from prefect.states import Paused
-from prefect.utilities.engine import propose_state_sync
+from prefect.input import RunInput
 
+from services.orchestration import forms, pausing, runs
+from services.orchestration.pausing import runs_from_deployment
 from tasks.deal_steps import (
     form_start,
     form_stored,
@@ -55,11 +48,6 @@ from tasks.deal_steps import (
 from .inputs import INPUTS
 
 
-def runs_from_deployment() -> bool:
-    context = FlowRunContext.get()
-    return bool(context and context.flow_run and context.flow_run.deployment_id)
-
-
 def wait_for_answer(deal_number: str, step: dict[str, Any], flow_run_id: str, *,
                     poll_interval: int, timeout: int) -> dict[str, Any]:
     opened = step.get("opened")
@@ -69,9 +57,7 @@ def wait_for_answer(deal_number: str, step: dict[str, Any], flow_run_id: str, *,
             publish_deal_page(deal_number)
     form = INPUTS[step["name"]].form(opened["description"], opened.get("prefill"), opened.get("choices"))
     if runs_from_deployment():
-        try:
-            answer = suspend_flow_run(wait_for_input=form, key=step["key"], timeout=None)
-        except Pause:
+        def suspended() -> None:
             # Prefect marks the run Suspended, then stores the form: only now are both done. A
             # failure to note it must not fail a run the server already holds as suspended:
             # recovery finds the wait and notes it then.
@@ -80,7 +66,8 @@ def wait_for_answer(deal_number: str, step: dict[str, Any], flow_run_id: str, *,
             except Exception:  # noqa: BLE001
                 logging.getLogger(__name__).warning("%s %s: could not note its form as stored", deal_number,
                                                     step["key"], exc_info=True)
-            raise
+
+        answer = pausing.suspend(form, step["key"], suspended)
     else:
         answer = _pause_here(deal_number, form, step["key"], timeout=timeout, poll_interval=poll_interval,
                              stored=lambda: form_stored(deal_number, step["key"], flow_run_id))
@@ -104,12 +91,9 @@ def as_stored(key: str, flow_run_id: str) -> dict[str, Any] | None:
     """The answer to ``key`` exactly as Prefect stored it (not as the form reads it): what the
     gateway's seal covers. None if it cannot be read (the seal is then refused, and the deal waits
     again)."""
-    from prefect.input.actions import read_flow_run_input
-    from prefect.input.run_input import keyset_from_base_key
-
-    base = f"{'suspended' if runs_from_deployment() else 'paused'}-{key}"
+    suspended = runs_from_deployment()
     try:
-        stored = read_flow_run_input(keyset_from_base_key(base)["response"], flow_run_id=UUID(flow_run_id))
+        stored = forms.stored_answer(key, flow_run_id, suspended=suspended)
     except Exception:  # noqa: BLE001 - said by the refusal
         logging.getLogger(__name__).warning("%s: the stored answer could not be read", key, exc_info=True)
         return None
@@ -205,43 +189,26 @@ def moved(deal_number: str) -> None:
 
 def _pause_here(deal_number: str, form: type[RunInput], key: str, *, timeout: float, poll_interval: float,
                 stored) -> RunInput:
-    """Pause the current run at ``key`` for ``form`` and block until it is resumed; the answer.
-    What Prefect's ``pause_flow_run`` does (Paused with the key and the form's keyset; a run
-    resumed at this key before returns its stored answer at once), with a wait that notices the
-    resume at once. ``stored`` is called once the form is stored."""
-    context = FlowRunContext.get()
-    run_id = str(context.flow_run.id)
-    proposed = Paused(timeout_seconds=timeout, reschedule=False, pause_key=key)
-    keyset = keyset_from_paused_state(proposed)
-    proposed.state_details.run_input_keyset = keyset
-    logger = get_run_logger()
+    """Pause the current run at ``key`` for ``form`` and block until it is resumed; the answer
+    (``pausing.pause``), noticing at once a resume from this process. ``stored`` is called once
+    the form is stored."""
+    run_id = pausing.current_run_id()
     here = _PausedHere(key)
     with _lock:
         _paused[run_id] = here
+
+    def form_stored_here(schema: dict | None) -> None:
+        stored()
+        with _lock:
+            here.schema = schema
+        moved(deal_number)
+
+    def resumed_here(seconds: float) -> dict[str, Any] | None:
+        return here.answer if here.resumed.wait(seconds) else None
+
     try:
-        with get_client(sync_client=True) as client:
-            state = propose_state_sync(client=client, state=proposed, flow_run_id=context.flow_run.id)
-            if state.is_running():  # resumed at this key before: its stored answer
-                return form.load(keyset)
-            if not state.is_paused():
-                raise RuntimeError(f"Flow run cannot be paused. Received non-paused state from API: {state}")
-            schema = form.save(keyset)
-            stored()
-            with _lock:
-                here.schema = schema
-            moved(deal_number)
-            logger.info("Waiting at %s; the run goes on when it is resumed.", key)
-            deadline = time.monotonic() + timeout
-            while True:
-                # resumed from this process: the server accepted it (the run is Running again)
-                # and stored this answer, which it checked against the form
-                if here.resumed.wait(min(poll_interval, max(deadline - time.monotonic(), 0))):
-                    return form(**here.answer)
-                run = client.read_flow_run(context.flow_run.id)  # resumed elsewhere (the UI, a CLI)?
-                if run.state and run.state.is_running():
-                    return form.load(keyset)
-                if time.monotonic() >= deadline:
-                    raise FlowPauseTimeout("Flow run was paused and never resumed.")
+        return pausing.pause(form, key, timeout=timeout, poll_interval=poll_interval, stored=form_stored_here,
+                             resumed_here=resumed_here)
     finally:
         with _lock:
             if _paused.get(run_id) is here:
@@ -252,19 +219,14 @@ def restore_form(client, deal_number: str, key: str, step: str, description: str
     """Store the form of a run that waits at ``key`` but died before Prefect stored it (Prefect
     marks a run Suspended first, and deletes what was stored under the wait's keys, then stores
     the form), so that the UI's Resume and ``dealflow answer`` can answer it. Parts already
-    stored are kept. True if the run waits there."""
-    from prefect.exceptions import ObjectNotFound
-
-    try:
-        state = client.read_flow_run(UUID(flow_run_id)).state
-    except ObjectNotFound:
+    stored are kept. True if the run waits there. ``client``: ``services.orchestration.runs.client()``."""
+    keyset = pausing.paused_keyset(client, flow_run_id, key)
+    if keyset is None:
         return False
-    if state is None or not state.is_paused() or state.state_details.pause_key != key:
-        return False
-    if state.state_details.run_input_keyset:
+    if keyset:
         start = form_start(deal_number, key)
         INPUTS[step].form(description, start.get("prefill"), start.get("choices")).save(
-            state.state_details.run_input_keyset, flow_run_id=UUID(flow_run_id))
+            keyset, flow_run_id=UUID(flow_run_id))
     form_stored(deal_number, key, flow_run_id)
     return True
 
@@ -272,13 +234,11 @@ def restore_form(client, deal_number: str, key: str, step: str, description: str
 def restore_missing_forms(older_than_seconds: float = 20) -> list[str]:
     """Every run that suspended at a wait without confirming its form stored (its process died
     in between): its form is stored now. Called by the executor's recovery."""
-    from prefect import get_client
-
     restored = []
     waits = unconfirmed_waits(older_than_seconds)
     if not waits:
         return restored
-    with get_client(sync_client=True) as client:
+    with runs.client() as client:
         for w in waits:
             if restore_form(client, w["deal"], w["key"], w["step"], w["description"], w["flow_run_id"]):
                 restored.append(f"{w['deal']} {w['key']}")
@@ -289,23 +249,10 @@ def refresh_description(deal_number: str) -> bool:
     """Rewrite the form's description of the deal's open wait when what it says changed (a
     follow-up done, the opportunity's stage moved while it waits for the hand-off): on the wait,
     and in the run's stored form where its run is paused there. True if a stored form changed."""
-    from prefect import get_client
-
     from tasks.deal_steps import redescribe_open_wait
 
     changed = redescribe_open_wait(deal_number)
     if changed is None or not changed["flow_run_id"]:
         return False
-    with get_client(sync_client=True) as client:
-        try:
-            state = client.read_flow_run(UUID(changed["flow_run_id"])).state
-        except Exception:  # noqa: BLE001 - a run the server does not have: the wait row says it
-            return False
-        keyset = state.state_details.run_input_keyset if state is not None and state.is_paused() else None
-        if not keyset or state.state_details.pause_key != changed["key"] or "description" not in keyset:
-            return False
-        client.delete_flow_run_input(UUID(changed["flow_run_id"]), keyset["description"])
-        # stored as Prefect stores a form's parts: JSON (the UI reads it as such)
-        client.create_flow_run_input(UUID(changed["flow_run_id"]), keyset["description"],
-                                     json.dumps(changed["description"]))
-    return True
+    with runs.client() as client:
+        return forms.replace_description(client, changed["flow_run_id"], changed["key"], changed["description"])

@@ -149,6 +149,6 @@ def with_smtp_password(settings: Settings) -> Settings:
     smtp = settings.smtp
     if smtp is None or smtp.password or not smtp.password_block:
         return settings
-    from prefect.blocks.system import Secret  # only this path needs Prefect
+    from .orchestration.blocks import secret  # only this path needs Prefect
 
-    return replace(settings, smtp=replace(smtp, password=str(Secret.load(smtp.password_block).get())))
+    return replace(settings, smtp=replace(smtp, password=secret(smtp.password_block)))

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from models import DomainError, process
@@ -21,6 +20,8 @@ from models.deal import deal_by_number
 from services import keys, mailer
 from services.config import MAIL_RETRY_SECONDS, load_settings, with_smtp_password
 from services.db import session_scope
+from services.orchestration import runs
+from services.orchestration.engine import NO_CACHE
 
 
 def _retry_on_race(task, task_run, state) -> bool:  # noqa: ARG001
@@ -46,10 +47,6 @@ def tag_run(deal_number: str, flow_run_id: str, step: str) -> list[str]:
     """Tags on the deal's run for the UI's filters: customer, owner, the current step, and whose
     turn it is (``waiting-for:ROLE`` or ``waiting-for:customer``, ``assignee:HANDLE``), all
     written anew each time, so none is left from an earlier step."""
-    from uuid import UUID
-
-    from prefect import get_client
-
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
         slug = "".join(c if c.isalnum() else "-" for c in deal.customer_name.lower()).strip("-")[:40]
@@ -57,8 +54,7 @@ def tag_run(deal_number: str, flow_run_id: str, step: str) -> list[str]:
         waiting_for, assignee = process.whose_turn(deal, process.next_step(s, deal))
         tags += [f"waiting-for:{waiting_for}"] if waiting_for else []
         tags += [f"assignee:{assignee}"] if assignee else []
-    with get_client(sync_client=True) as client:
-        client.update_flow_run(UUID(flow_run_id), tags=tags)
+    runs.tag(flow_run_id, tags)
     return tags
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from models.outbox import outbox_health
 from services import mailer
 from services.config import load_settings, with_smtp_password
 from services.db import session_scope
+from services.orchestration.engine import NO_CACHE
 
 
 @task(task_run_name="send-pending-mail", cache_policy=NO_CACHE)

@@ -14,12 +14,12 @@ from uuid import UUID
 import pytest
 from click.testing import CliRunner
 
-from dealflow.answers import _stored_form
 from dealflow.cli import main
 from dealflow.scenario import SCRIPT, answer_for, play_direct
 from models.deal import deal_by_number
 from models.markdown import plain
 from services.db import session_scope
+from services.orchestration.forms import stored_schema as _stored_form
 
 from .helpers import answers, audit_actions, counts, in_background, resume_as_the_ui, wait_for_run, wait_row
 

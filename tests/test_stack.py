@@ -9,7 +9,13 @@ import json
 
 import httpx
 
-from dealflow.stack import SERVER_TUNING, RetryBusy, _resume_path, server_retries, server_tuning
+from services.orchestration.server import (
+    SERVER_TUNING,
+    RetryBusy,
+    _resume_path,
+    server_retries,
+    server_tuning,
+)
 
 
 class Busy:
@@ -69,7 +75,7 @@ def test_a_resume_begins_its_sqlite_transaction_by_taking_the_write_lock(tmp_pat
     from prefect.server.database.configurations import SQLITE_BEGIN_MODE, AioSqliteConfiguration
     from sqlalchemy import text
 
-    from dealflow import stack
+    from services.orchestration import server as stack
 
     original = AioSqliteConfiguration.begin_transaction
     try:

@@ -34,14 +34,9 @@ def _deal_deployment():
     """The server's 'deal' deployment, when PREFECT_API_URL points at a server that has one."""
     if not os.environ.get("PREFECT_API_URL"):
         return None
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
+    from services.orchestration.deployments import read_deployment
 
-    with get_client(sync_client=True) as client:
-        try:
-            return client.read_deployment_by_name("deal/deal")
-        except ObjectNotFound:
-            return None
+    return read_deployment("deal/deal")
 
 
 @deal.command("start")
@@ -66,12 +61,12 @@ def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
     _refuse_second_run(number, run_id)
     deployment = None if here else _deal_deployment()
     if deployment is not None:
-        from prefect.deployments import run_deployment
+        from services.orchestration.deployments import start_run
 
         # one run per deal even if two people press start at once: the key makes the server
         # return the first run, and the run's id is on the deal before any worker starts it
-        run = run_deployment(deployment.id, parameters={"deal_number": number}, timeout=0,
-                             tags=["dealflow"], idempotency_key=f"deal-{number}")
+        run = start_run(deployment.id, parameters={"deal_number": number}, tags=["dealflow"],
+                        idempotency_key=f"deal-{number}")
         from models.deal import deal_by_number
 
         with session_scope() as s:
@@ -109,18 +104,11 @@ def _refuse_second_run(number: str, run_id: str | None) -> None:
     """One live flow run per deal: a second driver would open every wait twice."""
     if not run_id:
         return
-    from uuid import UUID
+    from services.orchestration.runs import live_state
 
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            state = client.read_flow_run(UUID(run_id)).state
-        except ObjectNotFound:
-            return  # a run on another (or a reset) Prefect server: start afresh
-    if state is not None and not state.is_final():
-        raise DomainError(f"lead: deal {number} already runs as flow run {run_id} ({state.name}); "
+    # a run on another (or a reset) Prefect server is not live: start afresh
+    if state := live_state(run_id):
+        raise DomainError(f"lead: deal {number} already runs as flow run {run_id} ({state}); "
                           f"answer its waits with `dealflow answer`")
 
 

@@ -19,43 +19,17 @@ from .common import DealflowCommand, emit, logged_in, table
 
 
 def _run_state(run_id: str) -> str:
-    from uuid import UUID
+    from services.orchestration.runs import state_name
 
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            state = client.read_flow_run(UUID(run_id)).state
-        except ObjectNotFound:
-            return "not on this server"
-    return state.name if state else "unknown"
+    return state_name(run_id)
 
 
 def _waiting_runs() -> dict[str, str]:
     """Flow run id -> state name of every deal run Prefect holds as Paused or Suspended, plus the
     runs the database says are waiting but Prefect does not (their real state, to look into)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-        FlowRunFilterTags,
-    )
-    from prefect.client.schemas.objects import StateType
+    from services.orchestration.runs import waiting_runs
 
-    states: dict[str, str] = {}
-    with get_client(sync_client=True) as client:
-        offset = 0
-        while True:
-            runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
-                tags=FlowRunFilterTags(all_=["dealflow"])), limit=200, offset=offset)
-            states.update({str(r.id): r.state.name for r in runs})
-            if len(runs) < 200:
-                break
-            offset += 200
-    return states
+    return waiting_runs("dealflow")
 
 
 @click.command(cls=DealflowCommand)
