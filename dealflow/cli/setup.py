@@ -99,61 +99,31 @@ def init(demo_data: bool, from_file: Path | None, manager_handle: str | None, ma
     `--from FILE`), and the first manager, enrolled for one-time codes (their QR code is printed).
     Without DEALFLOW_SECRET_KEY, creates the data folder's secret key file. `--demo-data` loads the
     Glocial demo instead: its company, staff and catalogue."""
-    from sqlalchemy import select
-
-    from models import StaffUser, seed
-    from models.company import Company, company_values, set_up
-    from services import keys
+    from application.company import prepare_installation, set_up_installation
     from services.config import load_settings
-    from services.db import migrate, session_scope
-    from services.files import tighten
 
     settings = load_settings()
-    created = keys.ensure_key_file(settings)
-    cipher = keys.cipher(settings)
-    migrate()
+    created = prepare_installation()
     interactive = _at_a_terminal() and not as_json
     given = _company_given(from_file, company_opts)
-    enrolled = None
-    with session_scope() as s:
-        company = s.get(Company, 1)
-        if company is None:
+
+    def complete_company(raw: dict[str, Any]) -> dict[str, Any]:
+        if not interactive:
             from models.company import REQUIRED
 
-            if not given and demo_data:
-                given = None  # the demo's company, below
-            elif any(f not in given for f in REQUIRED):
-                if not interactive:
-                    missing = next(f for f in REQUIRED if f not in given)
-                    option = {"name": "--company-name"}.get(missing, f"--{missing.replace('_', '-')}")
-                    raise DomainError(f"{missing}: your company's {missing.replace('_', ' ')} is needed ({option}, "
-                                      f"or all details with --from FILE); or --demo-data for the Glocial demo")
-                given = _ask_company(given)
-            if given is not None:
-                set_up(s, given, by=operator())
-        elif given:
-            wanted = company_values(given, new=False)
-            differs = [f for f, v in wanted.items() if getattr(company, f) != v]
-            if differs:
-                raise DomainError(f"{differs[0]}: the company is set up already; change it with "
-                                  f"`dealflow company edit --{differs[0].replace('_', '-')} …`")
-        added = seed.load(s, cipher) if demo_data else {"staff": 0, "products": 0}
-        managers = [p for p in s.scalars(select(StaffUser)) if p.holds("manager") and p.active]
-        if not managers:
-            person = _first_manager(s, manager_handle, manager_name, manager_email, interactive)
-            from models import identity
+            missing = next(f for f in REQUIRED if f not in raw)
+            option = {"name": "--company-name"}.get(missing, f"--{missing.replace('_', '-')}")
+            raise DomainError(f"{missing}: your company's {missing.replace('_', ' ')} is needed ({option}, "
+                              f"or all details with --from FILE); or --demo-data for the Glocial demo")
+        return _ask_company(raw)
 
-            uri = identity.enroll(s, person, cipher, by=operator())
-            enrolled = {"handle": person.handle, "uri": uri}
-            added["staff"] += 1
-        elif manager_handle and not any(p.handle == manager_handle.strip().lower() for p in managers):
-            raise DomainError(f"manager: there is a manager already ({', '.join(p.handle for p in managers)}); "
-                              f"add more with `dealflow staff add {manager_handle} --role manager …`")
-        company = s.get(Company, 1).as_dict()
-        s.commit()
-    tightened = tighten(settings.data_dir)
+    done = set_up_installation(
+        given, demo_data=demo_data, manager=(manager_handle, manager_name, manager_email), by=operator(),
+        complete_company=complete_company, complete_manager=lambda manager: _first_manager(*manager, interactive))
+    added, enrolled, tightened = done["added"], done["first_manager"], done["tightened"]
     url = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", settings.database_url)
-    text = (f"database ready at {url}; {company['name']} ({company['currency']}, {company['payment_terms_days']} "
+    details = done["company"]
+    text = (f"database ready at {url}; {details['name']} ({details['currency']}, {details['payment_terms_days']} "
             f"days' terms); added {added['staff']} staff and {added['products']} products")
     if enrolled:
         import segno
@@ -173,7 +143,7 @@ def init(demo_data: bool, from_file: Path | None, manager_handle: str | None, ma
                  f"back it up, and give the same key to every machine that runs deals, as DEALFLOW_SECRET_KEY)")
     if not settings.answer_codes:
         text += f"\n{UNVERIFIED_NOTE}"
-    emit({"database": url, **added, "company": company, "first_manager": enrolled,
+    emit({"database": url, **added, "company": done["company"], "first_manager": enrolled,
           "secret_key_file": str(created) if created else None, "tightened": tightened}, as_json, text)
 
 
@@ -182,20 +152,18 @@ def _at_a_terminal() -> bool:
     return sys.stdin.isatty()
 
 
-def _first_manager(session, handle: str | None, name: str | None, email: str | None, interactive: bool):
-    """The first manager, as given (or asked for at a terminal): a staff account with the manager role."""
-    from models.staff import add_staff
-
-    if not (handle and name and email):
-        if not interactive:
-            missing = "manager" if not handle else "manager-name" if not name else "manager-email"
-            raise DomainError(f"{missing}: the first manager is needed (--manager HANDLE --manager-name NAME "
-                              f"--manager-email EMAIL); they add the rest of the team")
-        click.echo("The first manager (they add the rest of the team):")
-        handle = handle or click.prompt("handle (e.g. ana)")
-        name = name or click.prompt("full name")
-        email = email or click.prompt("e-mail")
-    return add_staff(session, handle, name, email, "manager")
+def _first_manager(handle: str | None, name: str | None, email: str | None,
+                   interactive: bool) -> tuple[str, str, str]:
+    """What is missing of the first manager (handle, name, e-mail), asked for at a terminal."""
+    if not interactive:
+        missing = "manager" if not handle else "manager-name" if not name else "manager-email"
+        raise DomainError(f"{missing}: the first manager is needed (--manager HANDLE --manager-name NAME "
+                          f"--manager-email EMAIL); they add the rest of the team")
+    click.echo("The first manager (they add the rest of the team):")
+    handle = handle or click.prompt("handle (e.g. ana)")
+    name = name or click.prompt("full name")
+    email = email or click.prompt("e-mail")
+    return handle, name, email
 
 
 @click.group(cls=DealflowGroup)
@@ -207,9 +175,9 @@ def company() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the details as JSON (what `init --from` reads).")
 def company_show(as_json: bool) -> None:
     """The company's name, address, phone, e-mail, tax ID, bank, currency, mail sender and terms."""
-    from services.company import details
+    from application.company import show_company
 
-    shown_company = details()
+    shown_company = show_company()
     emit(shown_company, as_json, _company_text(shown_company))
 
 
@@ -219,16 +187,13 @@ def company_show(as_json: bool) -> None:
 def company_edit(from_file: Path | None, as_json: bool, **company_opts: Any) -> None:
     """Change some of the company's details (the next documents and emails show them; a PDF
     already written keeps what it said). Audited."""
-    from models.company import edit
-    from services.db import session_scope
+    from application.company import edit_company
 
     given = _company_given(from_file, company_opts)
     if not given:
         raise DomainError("company edit: say what changes, e.g. --bank \"IBAN … (bank)\" or --from FILE")
-    with session_scope() as s:
-        changed_company, changed = edit(s, given, by=operator())
-        out = changed_company.as_dict()
-        s.commit()
+    done = edit_company(given, operator())
+    out, changed = done["company"], done["changed"]
     emit(out, as_json, (f"changed: {', '.join(changed)}" if changed else "nothing changed") + "\n" + _company_text(out))
 
 
