@@ -358,6 +358,15 @@ def test_a_command_in_a_new_terminal_uses_the_server_up_runs_for_the_data_folder
     (tmp_path / "prefect-api-auth").write_text("dealflow:the-machines-only\n")
     server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "dealflow-test-server"])
     try:
+        # until the child has exec'd, /proc shows the parent's command line (pytest's), which is no
+        # server's: wait for its own, as a server started by `dealflow up` long before would have
+        import time
+        from pathlib import Path
+
+        deadline = time.monotonic() + 10
+        while b"dealflow-test-server" not in Path(f"/proc/{server.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the stand-in server did not start"
+            time.sleep(0.01)
         (run_dir / "server.pid").write_text(str(server.pid))
         env = {"DEALFLOW_DATA_DIR": str(tmp_path)}
         assert use_running_server(env) == "http://127.0.0.1:4999/api"
