@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .deal import Deal
+from .orders import SalesOrder, SalesOrderLine
 from .products import Product, product_by_sku
 from .stock import StockMove
 
@@ -22,9 +24,6 @@ def reserved(session: Session, product_ids: list[int] | None = None) -> dict[int
     when it is made; a shipment takes its pieces out of the reservation; a deal lost or closed
     frees what it held. Derived from the orders themselves, so it cannot drift from them."""
     from sqlalchemy import func
-
-    from .deal import Deal
-    from .orders import SalesOrder, SalesOrderLine
 
     query = (select(SalesOrderLine.product_id, func.sum(SalesOrderLine.quantity - SalesOrderLine.shipped_qty))
              .join(SalesOrder, SalesOrder.id == SalesOrderLine.order_id).join(Deal, Deal.id == SalesOrder.deal_id)
@@ -72,9 +71,6 @@ def shortages(session: Session, lines: list[tuple[Product, int]], exclude_order:
     not counting that order's own reservation), as a person reads them. An order may still be made;
     a shipment never takes stock below zero."""
     from sqlalchemy import func
-
-    from .deal import Deal
-    from .orders import SalesOrder, SalesOrderLine
 
     held = reserved(session, [p.id for p, _ in lines])
     if exclude_order is not None:

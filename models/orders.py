@@ -14,7 +14,8 @@ from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstrai
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
-from .catalog import Product, issue, product_by_sku
+from .products import Product, product_by_sku
+from .stock import issue
 from .errors import DuplicateLine, InvalidTransition, OverShipment, ValidationError
 from .numbering import next_number
 from .pricing import PricedLine, Totals

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from .base import Base
 from .errors import PermissionDenied, ValidationError
 from .roles import ROLES, Role
+from .staff_sessions import close_sessions
 from .text import one_line, shown
 
 DEFAULT_DISCOUNT_LIMIT = Decimal(10)  # % on a line, for everyone but managers, unless set per person
@@ -173,8 +174,6 @@ def set_roles(session: Session, person: StaffUser, roles: object) -> str:
             and not _other_managers(session, person):
         raise ValidationError("role", f"{person.handle} is the last manager; make someone else a manager first")
     if new != person.roles:
-        from .identity import close_sessions
-
         close_sessions(session, person, "roles changed")
     person.roles = new
     return new
@@ -184,8 +183,6 @@ def disable(session: Session, person: StaffUser) -> None:
     if person.active and person.holds(Role.MANAGER) and not _other_managers(session, person):
         raise ValidationError("handle", f"{person.handle} is the last enabled manager; "
                                         f"enable or add another manager first")
-    from .identity import close_sessions
-
     close_sessions(session, person, "disabled")
     person.active = False
 

@@ -15,24 +15,14 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ("models", "services", "tasks", "flows", "dealflow")  # each imports only from itself and those before it
+LAYERS = ("models", "services", "application", "tasks", "flows", "dealflow")  # each imports only from itself and those before it
 MAX_LINES = 400
 
 # Circles that run today through modules owned elsewhere (issue 23, item 6); each is fixed where
 # its comment says, and then taken off this list. A circle not listed here fails the test, and
 # so does one of these that grows (a module joins it).
-KNOWN_CYCLES = {
-    # models.orders imports Product, issue and product_by_sku from models.catalog, which gathers
-    # models.availability as well, whose reserved() and shortages() read the orders (imported in
-    # those functions). Gone when models/orders.py imports them from models.products and
-    # models.stock; models.availability may then import the orders at its top.
-    frozenset({"models.availability", "models.catalog", "models.orders"}),
-    # models.staff closes a person's sessions when their roles change or they are disabled
-    # (set_roles, disable) with models.identity.close_sessions, and models.identity opens a
-    # session for a staff member (staff_member). Gone when models/staff.py imports close_sessions
-    # from models.staff_sessions, which needs nothing of models.staff to run.
-    frozenset({"models.identity", "models.staff"}),
-}
+KNOWN_CYCLES: set[frozenset[str]] = set()  # none: the last two were taken apart in models/orders.py and
+# models/staff.py, which now import from models.products, models.stock and models.staff_sessions
 
 # Production modules allowed past MAX_LINES for now, each with the reason.
 OVER_THE_LIMIT = {
