@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from . import audit, identity, portal
 from .audit import recordable
 from .crm import Lead
-from .deal import Deal, Wait
+from .deal import Deal, Liveness, Wait
 from .errors import DomainError, NotFound, WaitNotOpen
 from .numbering import next_number
 from .plan import Step
@@ -29,7 +29,6 @@ from .staff import StaffUser, staff_member
 from .text import printable
 from .waits import KINDS, read_answer
 from .waits.decision import decide
-
 
 # --- starting a deal ------------------------------------------------------------------------
 
@@ -48,13 +47,21 @@ def start_deal(session: Session, lead_id: int, by: str = SYSTEM) -> Deal:
     return deal
 
 
-def attach_flow_run(session: Session, deal: Deal, flow_run_id: str) -> bool:
-    """The flow run that drives the deal; True if it changed."""
-    if deal.flow_run_id == flow_run_id:
+def attach_flow_run(session: Session, deal: Deal, flow_run_id: str, is_live: Liveness | None = None) -> bool:
+    """The flow run that drives the deal (``Deal.drive_by``: one live run per deal); True if it
+    changed. The deal's row is read again and locked first, so that of two runs attaching at
+    once the second sees the first and is refused while it is live. ``is_live``: the
+    orchestrator's answer for a recorded run (without one, a recorded run counts as live)."""
+    session.scalars(select(Deal).where(Deal.id == deal.id).with_for_update()
+                    .execution_options(populate_existing=True)).one()
+    if not deal.drive_by(flow_run_id, is_live or _not_known_to_be_over):
         return False
-    deal.flow_run_id = flow_run_id
     audit.record(session, SYSTEM, "deal.flow_attached", deal_id=deal.id, subject=flow_run_id)
     return True
+
+
+def _not_known_to_be_over(_run_id: str) -> str:
+    return "not known to be over"
 
 
 # --- waits: open, answer, refuse ------------------------------------------------------------

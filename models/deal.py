@@ -2,11 +2,13 @@
 
 Deal states: open -> won | lost.
 Wait states: open -> answered | refused (a refused answer closes the wait; a new one opens).
+One live flow run drives a deal (``Deal.drive_by``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -15,16 +17,21 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
 from .crm import Customer, Lead, Opportunity
-from .errors import InvalidTransition, NotFound
+from .errors import DealAlreadyRunning, NotFound
 from .money import DEFAULT_CURRENCY
-from .states import DealStatus, WaitStatus
 from .staff import StaffUser
+from .states import DealStatus, WaitStatus
 from .text import printable
 
 if TYPE_CHECKING:
     from .billing import Invoice
     from .estimates import Estimate
     from .orders import SalesOrder
+
+
+# A flow run's liveness, as the orchestrator tells it: the run's state (e.g. "Running",
+# "Suspended") while it is live, else None.
+Liveness = Callable[[str], "str | None"]
 
 
 class Deal(Base):
@@ -73,6 +80,24 @@ class Deal(Base):
         self.status = DealStatus.move(f"deal {self.number}", self.status, DealStatus.LOST, "close as lost")
         self.lost_reason = reason
         self.closed_at = utcnow()
+
+    def drive_by(self, flow_run_id: str, is_live: Liveness) -> bool:
+        """Record ``flow_run_id`` as the flow run that drives the deal: True if it changed, False
+        if it is that run already (a run starts again from its top after every resume). Refused
+        (``DealAlreadyRunning``) while another recorded run is live: two drivers would open every
+        wait twice. ``is_live(run_id)``: the run's state while it is live, else None."""
+        if self.flow_run_id == flow_run_id:
+            return False
+        self.refuse_second_run(is_live)
+        self.flow_run_id = flow_run_id
+        return True
+
+    def refuse_second_run(self, is_live: Liveness) -> None:
+        """``DealAlreadyRunning`` if the run recorded for the deal is live (what ``deal start``
+        asks before it starts one); a run that ended, or that the orchestrator does not know, is
+        not."""
+        if self.flow_run_id and (state := is_live(self.flow_run_id)):
+            raise DealAlreadyRunning(self.number, self.flow_run_id, state)
 
 
 DEAL_NUMBER = re.compile(r"DEAL-\d{1,9}")

@@ -14,6 +14,7 @@
      ├── InvalidTransition    a document's state does not allow the step
      ├── PermissionDenied     the person lacks the role the step needs
      ├── WaitNotOpen          an answer for a wait the deal is not at
+     ├── DealAlreadyRunning   a second flow run for a deal whose run is still live
      └── FileRefused          an imported file with bad rows: every one of them, nothing written
 """
 
@@ -115,6 +116,12 @@ class WaitNotOpen(DomainError):
         super().__init__(f"step: {deal} is not waiting for '{step}': {why}" if why else
                          f"step: {deal} is not waiting for '{step}' (it waits for: {waiting})")
 
+
+class DealAlreadyRunning(DomainError):
+    def __init__(self, deal: str, flow_run_id: str, state: str):
+        self.deal, self.flow_run_id, self.state = deal, flow_run_id, state
+        super().__init__(f"lead: deal {deal} already runs as flow run {flow_run_id} ({state}); "
+                         f"answer its waits with `dealflow answer`")
 
 
 class FileRefused(DomainError):

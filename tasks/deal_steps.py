@@ -36,9 +36,11 @@ def _retry_on_race(task, task_run, state) -> bool:  # noqa: ARG001
 
 
 def attach_run(deal_number: str, flow_run_id: str) -> int:
+    """The run ``flow_run_id`` drives the deal from now on; ``DealAlreadyRunning`` while another
+    run of it is live (one started from the UI's "Run", a script: the flow calls this first)."""
     with session_scope() as s:
         deal = deal_by_number(s, deal_number)
-        if process.attach_flow_run(s, deal, flow_run_id):
+        if process.attach_flow_run(s, deal, flow_run_id, runs.live_state):
             s.commit()
         return deal.id
 

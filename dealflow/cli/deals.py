@@ -51,14 +51,16 @@ def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
     from models import process
     from services.config import load_settings
     from services.db import session_scope
+    from services.orchestration.runs import live_state
 
     with session_scope() as s:
         d = process.start_deal(s, lead_id, by="cli")
         s.commit()
-        number, run_id, status = d.number, d.flow_run_id, d.status
+        number, status = d.number, d.status
+        if status == "open":  # one live flow run per deal: a second driver would open every wait twice
+            d.refuse_second_run(live_state)
     if status != "open":
         raise DomainError(f"lead: its deal {number} is already {status}")
-    _refuse_second_run(number, run_id)
     deployment = None if here else _deal_deployment()
     if deployment is not None:
         from services.orchestration.deployments import start_run
@@ -70,7 +72,7 @@ def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
         from models.deal import deal_by_number
 
         with session_scope() as s:
-            process.attach_flow_run(s, deal_by_number(s, number), str(run.id))
+            process.attach_flow_run(s, deal_by_number(s, number), str(run.id), live_state)
             s.commit()
         from services.links import run_page
 
@@ -98,18 +100,6 @@ def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
     from flows.deal import run_here
     result = run_here(number)
     emit(result, as_json, f"{number} ended: {result['status']}")
-
-
-def _refuse_second_run(number: str, run_id: str | None) -> None:
-    """One live flow run per deal: a second driver would open every wait twice."""
-    if not run_id:
-        return
-    from services.orchestration.runs import live_state
-
-    # a run on another (or a reset) Prefect server is not live: start afresh
-    if state := live_state(run_id):
-        raise DomainError(f"lead: deal {number} already runs as flow run {run_id} ({state}); "
-                          f"answer its waits with `dealflow answer`")
 
 
 @deal.command("show")
