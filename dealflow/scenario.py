@@ -229,13 +229,15 @@ def answer_for(deal_number: str, move: Move) -> dict[str, Any]:
 
 def play_direct(deal_number: str, script: list[Move] | None = None, until: str | None = None,
                 repeat: int = 1) -> list[dict[str, Any]]:
-    """Drive a deal through the stage tasks' bodies (``.fn``), without Prefect: the same rules,
-    the same transactions, answers applied as the flow would apply them. With ``until``, stop
-    when the deal waits at that key (the wait is open, unanswered). With ``repeat``, run each
-    automatic step, wait opening and mail delivery that many times, as re-runs would."""
+    """Drive a deal by the one driver (``application.driver``) without Prefect: the same plan, the
+    same rules, the same transactions, answers recorded as the flow records them, from the
+    script. With ``until``, stop when the deal waits at that key (the wait is open, unanswered).
+    With ``repeat``, run each automatic step, wait opening and mail delivery that many times, as
+    re-runs would. Returns each step's key and outcome."""
+    from application import deals
+    from application.driver import Stop, Ways, drive
     from models.deal import deal_by_number
     from services.db import session_scope
-    from tasks.deal_steps import AUTOMATIC, deliver_mail, open_wait, plan_next_step, record_answer
 
     moves = list(SCRIPT if script is None else script)
     with session_scope() as s:  # a deal part-way through has already used the first moves
@@ -243,26 +245,25 @@ def play_direct(deal_number: str, script: list[Move] | None = None, until: str |
     for step_name in answered:
         if moves and moves[0].step == step_name:
             moves.pop(0)
-    trail: list[dict[str, Any]] = []
-    for _ in range(500):
-        step = plan_next_step(deal_number)
-        if step["kind"] == "done":
-            return trail
-        if step["kind"] == "auto":
-            outcomes = [AUTOMATIC[step["name"]].fn(deal_number) for _ in range(repeat)]
-            trail.append({"key": step["key"], "outcome": outcomes[0]})
-        else:
-            for _ in range(repeat):
-                open_wait(deal_number, step["name"], step["key"], None)
-            if step["key"] == until:
-                return trail
-            if not moves or moves[0].step != step["name"]:
-                raise RuntimeError(f"{deal_number} waits at {step['key']} but the script has "
-                                   f"{moves[0].step if moves else 'nothing'} next")
-            move = moves.pop(0)
-            result = record_answer.fn(deal_number, step["key"],
-                                      TEAM.signed(deal_number, step["key"], answer_for(deal_number, move)))
-            trail.append({"key": step["key"], **result})
+
+    def automatic(step: dict[str, Any]) -> str:
+        return [deals.run_automatic(step["name"], deal_number) for _ in range(repeat)][0]
+
+    def wait(step: dict[str, Any]) -> dict[str, Any]:
         for _ in range(repeat):
-            deliver_mail.fn(deal_number)
-    raise RuntimeError(f"{deal_number} did not finish in 500 steps")
+            deals.open_wait(deal_number, step["name"], step["key"], None)
+        if step["key"] == until:
+            raise Stop
+        if not moves or moves[0].step != step["name"]:
+            raise RuntimeError(f"{deal_number} waits at {step['key']} but the script has "
+                               f"{moves[0].step if moves else 'nothing'} next")
+        move = moves.pop(0)
+        return deals.record_answer(deal_number, step["key"], TEAM.signed(deal_number, step["key"],
+                                                                          answer_for(deal_number, move)))
+
+    def send_mail(number: str) -> None:
+        for _ in range(repeat):
+            deals.deliver_mail(number)
+
+    driven = drive(deal_number, Ways(automatic=automatic, wait=wait, send_mail=send_mail))
+    return [{k: v for k, v in step.items() if k != "step"} for step in driven["steps"]]

@@ -1,6 +1,8 @@
 """Infrastructure under the tasks and the CLI: settings, database sessions, rendering and mail.
 
-Free of Prefect, like models/; unlike models/ it knows about files, templates and SMTP.
+Free of Prefect, like models/, except ``orchestration/``: the one package that uses Prefect beyond declaring
+flows, tasks and forms (a test reads every import). Unlike models/ it knows about files,
+templates and SMTP.
 """
 
 from .files import owner_only

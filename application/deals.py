@@ -1,0 +1,192 @@
+"""A deal's steps as use cases, without Prefect: where it stands, opening a wait, recording an
+answer, an automatic step, its mail, its page. Each takes the deal's number (never an ORM
+object), is one unit of work and returns plain data; each is idempotent by business key, so a
+run that repeats one repeats nothing. ``tasks.deal_steps`` makes Prefect tasks of the stages;
+``application.driver`` runs a deal's plan with them, for the flow and for the scripted deals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from models import DomainError, process
+from models.company import the_company
+from models.deal import Deal, Wait, deal_by_number
+from models.states import WaitStatus
+from services import keys, mailer
+from services.config import UNVERIFIED_NOTE, load_settings, with_smtp_password
+
+from .uow import unit_of_work
+
+
+def attach_run(deal_number: str, flow_run_id: str, live_state: Callable[[str], str | None]) -> int:
+    """The run ``flow_run_id`` drives the deal from now on; ``DealAlreadyRunning`` while another
+    run of it is live (``live_state``: the state name of a live run, None if it is not)."""
+    with unit_of_work() as s:
+        deal = deal_by_number(s, deal_number)
+        process.attach_flow_run(s, deal, flow_run_id, live_state)
+        return deal.id
+
+
+def run_tags(deal_number: str, step: str) -> list[str]:
+    """Tags for the deal's run, for the UI's filters: customer, owner, the current step, and whose
+    turn it is (``waiting-for:ROLE`` or ``waiting-for:customer``, ``assignee:HANDLE``)."""
+    with unit_of_work() as s:
+        deal = deal_by_number(s, deal_number)
+        slug = "".join(c if c.isalnum() else "-" for c in deal.customer_name.lower()).strip("-")[:40]
+        tags = ["dealflow", f"customer:{slug}", f"owner:{deal.owner.handle}", f"step:{step}"]
+        waiting_for, assignee = process.whose_turn(deal, process.next_step(s, deal))
+        tags += [f"waiting-for:{waiting_for}"] if waiting_for else []
+        tags += [f"assignee:{assignee}"] if assignee else []
+        return tags
+
+
+def plan_next_step(deal_number: str) -> dict[str, Any]:
+    with unit_of_work() as s:
+        deal = deal_by_number(s, deal_number)
+        step = process.next_step(s, deal)
+        wait = deal.open_wait if step.kind == "wait" else None
+        opened = ({"description": wait.description, "flow_run_id": wait.flow_run_id,
+                   **process.form_start(s, deal, step.name, step.key)}
+                  if wait is not None and wait.key == step.key else None)
+        return {"name": step.name, "kind": step.kind, "key": step.key, "roles": list(step.roles),
+                "facts": step.facts, "deal_status": deal.status, "opened": opened}
+
+
+def open_wait(deal_number: str, step: str, key: str, flow_run_id: str | None) -> dict[str, Any]:
+    """Write the wait (who may answer, since when, what the form says) and return what its form
+    starts with."""
+    with unit_of_work() as s:
+        deal = deal_by_number(s, deal_number)
+        planned = process.next_step(s, deal)
+        if planned.key != key:
+            raise DomainError(f"{deal_number} is at {planned.key}, not {key}")
+        described: list[str] = []  # described only when the wait is new
+
+        def describe() -> str:
+            described.append(process.describe_wait(s, deal, step, key))
+            return described[0]
+
+        wait = process.open_wait(s, deal, planned, describe, flow_run_id)
+        s.commit()
+        return {"wait_id": wait.id, "status": wait.status, "description": wait.description,
+                "answer": wait.answer, "new": bool(described), **process.form_start(s, deal, step, key)}
+
+
+def form_start(deal_number: str, key: str) -> dict[str, Any]:
+    """What the form of the wait ``key`` starts with and offers (recovery stores a lost form
+    again with them): ``prefill`` and ``choices``."""
+    with unit_of_work() as s:
+        deal = deal_by_number(s, deal_number)
+        wait = next((w for w in deal.waits if w.key == key), None)
+        return process.form_start(s, deal, wait.step, key) if wait is not None else {}
+
+
+def form_stored(deal_number: str, key: str, flow_run_id: str) -> None:
+    """Confirm that the run waiting at ``key`` has its form stored."""
+    from models import utcnow
+
+    with unit_of_work() as s:
+        deal = deal_by_number(s, deal_number)
+        s.execute(update(Wait).where(Wait.deal_id == deal.id, Wait.key == key, Wait.flow_run_id == flow_run_id)
+                  .values(form_stored_at=utcnow()))
+
+
+def unconfirmed_waits(older_than_seconds: float, within_days: int = 2) -> list[dict[str, Any]]:
+    """Open waits whose run has not confirmed its form stored for a while: a run that died
+    between suspending and storing its form, or one that is still on its way."""
+    from models import utcnow
+
+    now = utcnow()
+    with unit_of_work() as s:
+        rows = s.execute(select(Deal.number, Wait.key, Wait.step, Wait.description, Wait.flow_run_id)
+                         .join(Deal, Deal.id == Wait.deal_id)
+                         .where(Wait.status == WaitStatus.OPEN, Wait.form_stored_at.is_(None),
+                                Wait.flow_run_id.is_not(None),
+                                Wait.opened_at < now - timedelta(seconds=older_than_seconds),
+                                Wait.opened_at > now - timedelta(days=within_days))).all()
+        return [{"deal": r.number, "key": r.key, "step": r.step, "description": r.description,
+                 "flow_run_id": r.flow_run_id} for r in rows]
+
+
+def record_answer(deal_number: str, key: str, answer: dict[str, Any],
+                  sent: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Check who answers (the person, their role, the gateway's seal or their signed session) and
+    the business rules, then apply the answer; a refused answer is recorded with its reason, with
+    nothing else written (but a seal it carried is used up). ``sent``: the answer exactly as
+    Prefect stored it, which a seal covers. The answer's proof is in no log or record."""
+    with unit_of_work() as s:
+        return process.answer_wait(s, deal_by_number(s, deal_number), key, answer, keys.answer_check(), sent=sent)
+
+
+def _create_receipt(session: Session, deal: Deal) -> str:
+    return process.create_receipt(session, deal, load_settings().finance_email or the_company(session).email)
+
+
+# the automatic steps of the plan (``models.plan.AUTOMATIC_STEPS``), by name
+AUTOMATIC: dict[str, Callable[[Session, Deal], str]] = {
+    "convert": process.convert_lead,
+    "send_estimate": process.send_estimate,
+    "create_order": process.create_order,
+    "receipt": _create_receipt,
+    "invoice": process.create_invoice,
+    "close": process.close_deal,
+}
+
+
+def run_automatic(name: str, deal_number: str) -> str:
+    """The automatic step ``name`` of the deal: what it did (or that it was done already)."""
+    with unit_of_work() as s:
+        return AUTOMATIC[name](s, deal_by_number(s, deal_number))
+
+
+def mail_pending(deal_number: str) -> bool:
+    """Whether the deal has email to send: pending, or claimed by a sender that died before
+    handing it to the mail server."""
+    with unit_of_work() as s:
+        return mailer.has_mail_to_send(s, deal_by_number(s, deal_number).id)
+
+
+def deliver_mail(deal_number: str) -> list[int]:
+    """Send the deal's pending outbox rows (and write its documents); a mail server that cannot
+    take them raises ``mailer.TransientMailError`` and they stay pending."""
+    with unit_of_work() as s:
+        deal_id = deal_by_number(s, deal_number).id
+        s.commit()
+        return mailer.deliver(s, deal_id=deal_id, settings=with_smtp_password(load_settings()))
+
+
+def deal_page(deal_number: str) -> tuple[str, Any, str]:
+    """The deal's page as Markdown: (its artifact key, the page, its description). Its documents
+    link through the portal."""
+    from models.portal import DOCUMENT_LINK_DAYS
+    from services.links import document_url, run_page
+    from services.views import deal_page as page
+
+    settings = load_settings()
+    with unit_of_work() as s:
+        deal = deal_by_number(s, deal_number)
+        markdown = page(s, deal, lambda doc_id: document_url(doc_id, settings),
+                        note=None if settings.answer_codes else UNVERIFIED_NOTE, link_days=DOCUMENT_LINK_DAYS,
+                        run_link=run_page(deal.flow_run_id))
+        return f"deal-{deal.number.lower()}", markdown, f"{deal.number} · {deal.customer_name}"
+
+
+def redescribe_open_wait(deal_number: str) -> dict[str, Any] | None:
+    """The deal's open wait described afresh (what it says changed: a follow-up done, the stage
+    moved), written on the wait; None without an open wait, or if nothing it says changed.
+    Returns its key, run and new description, for the form's stored description."""
+    with unit_of_work() as s:
+        deal = deal_by_number(s, deal_number)
+        wait = deal.open_wait
+        if wait is None:
+            return None
+        text = process.describe_wait(s, deal, wait.step, wait.key)
+        if text == wait.description:
+            return None
+        wait.description = text
+        return {"key": wait.key, "flow_run_id": wait.flow_run_id, "description": text}
