@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 from sqlalchemy import func, select
@@ -26,7 +26,7 @@ from ..staff import Role, StaffUser
 from ..states import DealStatus, RevisionStatus
 from ..typed import line_of, notes_of
 from .estimate import engineer
-from .forms import Fields, as_offered, words_only
+from .forms import Fields, words_only
 from .kind import WaitKind
 
 
@@ -48,15 +48,12 @@ class DecisionFields(Fields):
                                        "(it goes on the order, invoice and delivery note).")
     note: str = Field(title="Note", default="", description="Anything else worth keeping.")
 
-    @classmethod
-    def fit_schema(cls, schema: dict) -> None:
-        words_only(schema, "decision", DECISION_WORDS)
-        words_only(schema, "channel", {**CHANNEL_WORDS, "portal": "portal"})  # portal: the customer's own answer
+    words: ClassVar[dict[str, dict[str, str]]] = {"decision": DECISION_WORDS, "channel": CHANNEL_WORDS}
 
     @classmethod
-    def fit_answer(cls, answer: dict[str, Any], schema: dict) -> dict[str, Any]:
-        answer = as_offered(answer, schema, "decision", DECISION_WORDS)
-        return as_offered(answer, schema, "channel", CHANNEL_WORDS)
+    def fit_schema(cls, schema: dict) -> None:
+        super().fit_schema(schema)
+        words_only(schema, "channel", {**CHANNEL_WORDS, "portal": "portal"})  # portal: the customer's own answer
 
 
 def at(deal: Deal) -> dict[str, Any] | None:
@@ -153,5 +150,4 @@ DECISION = WaitKind(
     name="decision", title="the customer's decision", roles=(Role.SALES_ENGINEER, Role.SALES_REP),
     waiting_for="customer", at=at, key=lambda facts: decision_key(facts["revision"]), assignee=engineer,
     fields=DecisionFields, describe=describe, answer=answer,
-    words={"decision": DECISION_WORDS, "channel": CHANNEL_WORDS},
     reminder=ReminderRule("estimate", estimate_reminders))

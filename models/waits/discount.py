@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 from sqlalchemy import select
@@ -26,7 +26,7 @@ from ..reminders import Reminder, ReminderRule, ReminderRules, not_sent_yet, sta
 from ..staff import Role, StaffUser
 from ..states import DealStatus, InvoiceStatus, RevisionStatus, WaitStatus
 from ..typed import line_of, notes_of
-from .forms import Amount, Fields, as_offered, words_only
+from .forms import Amount, Fields
 from .kind import WaitKind
 
 
@@ -44,13 +44,7 @@ class DiscountFields(Fields):
                         description="When you send it back: what the engineer should change (they read it on "
                                     "their form). Otherwise a note for the record.")
 
-    @classmethod
-    def fit_schema(cls, schema: dict) -> None:
-        words_only(schema, "decision", DISCOUNT_WORDS)
-
-    @classmethod
-    def fit_answer(cls, answer: dict[str, Any], schema: dict) -> dict[str, Any]:
-        return as_offered(answer, schema, "decision", DISCOUNT_WORDS)
+    words: ClassVar[dict[str, dict[str, str]]] = {"decision": DISCOUNT_WORDS}
 
 
 def at(deal: Deal) -> dict[str, Any] | None:
@@ -150,4 +144,4 @@ DISCOUNT = WaitKind(
     name="discount", title="the discount approval", roles=(Role.MANAGER,),
     at=at, key=lambda facts: f"discount-rev-{facts['revision']}",
     fields=DiscountFields, describe=describe, prefill=prefill, answer=answer,
-    words={"decision": DISCOUNT_WORDS}, reminder=ReminderRule("discount-approval", waiting_approval))
+    reminder=ReminderRule("discount-approval", waiting_approval))

@@ -29,19 +29,27 @@ Amount = Annotated[Decimal, WithJsonSchema({"type": "number"}), PlainSerializer(
 
 class Fields(BaseModel):
     """The fields of one wait's answer. ``choices``: what this wait's form offers to pick from
-    (set on the form made for one wait); ``fit_schema`` puts them into the form's schema."""
+    (set on the form made for one wait); ``fit_schema`` puts them into the form's schema.
+    ``words``: the choices the form offers in the team's words, per field ({word: code
+    recorded}); every door reads either as the code (``WaitKind.read``)."""
 
     choices: ClassVar[dict[str, Any]] = {}
+    words: ClassVar[dict[str, dict[str, str]]] = {}
 
     @classmethod
     def fit_schema(cls, schema: dict) -> None:
         """Put the wait's choices into the form's schema (the answer's Python types stay those of
-        the class: a stored answer is read back whatever the catalogue says by then)."""
+        the class: a stored answer is read back whatever the catalogue says by then): here, the
+        choices in words only."""
+        for field, table in cls.words.items():
+            words_only(schema, field, table)
 
     @classmethod
     def fit_answer(cls, answer: dict[str, Any], schema: dict) -> dict[str, Any]:
         """An answer made to fit the stored form's choices (``dealflow answer`` gives a plain SKU
-        where the form lists "SKU — name — price — stock")."""
+        where the form lists "SKU — name — price — stock"; a code where it offers words)."""
+        for field, table in cls.words.items():
+            answer = as_offered(answer, schema, field, table)
         return answer
 
 

@@ -9,7 +9,7 @@ it. Each kind is one module of this package; ``models.plan`` puts them in the de
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -50,7 +50,7 @@ class WaitKind:
     - ``key``: the wait's key from those facts (``estimate-rev-2``); a refused answer's retry
       adds ``-retry-N``;
     - ``fields``: the answer's fields, a plain pydantic model (``flows.inputs`` makes the Prefect
-      form of it); ``words``: choices the form offers in words, and the codes recorded for them;
+      form of it), with the choices it offers in words and the codes recorded for them;
     - ``describe``: what the person needs to decide, shown at the top of the form;
     - ``prefill``: what the form starts with (given what was typed in a refused answer, if any);
     - ``choices``: what the form offers to pick from, built from the deal when the wait opens;
@@ -69,8 +69,12 @@ class WaitKind:
     assignee: Callable[[Deal], str | None] = _nobody
     prefill: Callable[[Session, Deal, dict[str, Any] | None], dict[str, Any]] = _typed
     choices: Callable[[Session, Deal], dict[str, Any]] = _nothing
-    words: dict[str, dict[str, str]] = field(default_factory=dict)
     normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    @property
+    def words(self) -> dict[str, dict[str, str]]:
+        """The choices its form offers in words, per field (``Fields.words``)."""
+        return self.fields.words
 
     @property
     def turn(self) -> str:

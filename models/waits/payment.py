@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 from sqlalchemy import func, select
@@ -22,7 +22,7 @@ from ..sending import issue_document
 from ..staff import Role, StaffUser
 from ..states import InvoiceStatus
 from ..typed import day_of, line_of
-from .forms import Amount, Fields, as_offered, words_only
+from .forms import Amount, Fields
 from .kind import WaitKind
 
 
@@ -35,13 +35,7 @@ class PaymentFields(Fields):
         title="Payment method", default="bank transfer", description="Bank transfer, card, cheque or cash.")
     reference: str = Field(title="Reference", default="", description="Bank reference or cheque number.")
 
-    @classmethod
-    def fit_schema(cls, schema: dict) -> None:
-        words_only(schema, "method", METHOD_WORDS)
-
-    @classmethod
-    def fit_answer(cls, answer: dict[str, Any], schema: dict) -> dict[str, Any]:
-        return as_offered(answer, schema, "method", METHOD_WORDS)
+    words: ClassVar[dict[str, dict[str, str]]] = {"method": METHOD_WORDS}
 
 
 def at(deal: Deal) -> dict[str, Any] | None:
@@ -98,4 +92,4 @@ PAYMENT = WaitKind(
     name="payment", title="a payment", roles=(Role.FINANCE,),
     at=at, key=lambda facts: f"payment-{facts['seq']}",
     fields=PaymentFields, describe=describe, prefill=prefill, answer=answer,
-    words={"method": METHOD_WORDS}, reminder=ReminderRule("dunning", dunning))
+    reminder=ReminderRule("dunning", dunning))
