@@ -202,3 +202,121 @@ def test_importing_every_use_case_loads_neither_prefect_nor_click():
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+# --- the portal's use cases: what a customer does through a link --------------------------------------
+
+def _customer_link(deal_number: str, other_contact: bool = False):
+    """The link of the deal's first revision as the estimate email names it (``other_contact``: a
+    link made for another customer's contact, which verifies but names no deal of theirs)."""
+    from models.crm import Contact
+    from models.deal import deal_by_number
+    from models.portal import Link
+
+    with session_scope() as s:
+        deal = deal_by_number(s, deal_number)
+        contact = deal.customer.primary_contact.id if not other_contact else s.scalars(
+            select(Contact.id).where(Contact.customer_id != deal.customer_id)).first()
+    return Link("estimate", deal_number, "1", contact)
+
+
+def _waits_for_its_run(deal_number: str) -> str:
+    """The deal's open wait as if its flow run waited there (play_direct runs no flow)."""
+    from models.deal import deal_by_number
+
+    with session_scope() as s:
+        wait = deal_by_number(s, deal_number).open_wait
+        wait.flow_run_id = "00000000-0000-4000-8000-000000000001"
+        s.commit()
+        return wait.flow_run_id
+
+
+def test_a_customer_reads_an_estimate_downloads_it_and_an_answer_is_signed_for_the_run_without_the_portal(
+        new_deal, data_dir):
+    from application import portal
+    from dealflow.scenario import play_direct
+    from services import keys
+
+    play_direct(new_deal, until="decision-rev-1")
+    link = _customer_link(new_deal)
+    shown = portal.estimate_page(link)
+    assert (shown["state"], shown["latest"], shown["answered"], shown["order"], shown["notice"]) == (
+        "open", 1, None, None, "")
+    number = shown["doc"]["number"]
+    pdf = portal.linked_pdf(link)
+    assert pdf["number"] == number and pdf["pdf"].startswith(b"%PDF")
+    kwargs = {"secret": keys.portal_secret(), "ip": "203.0.113.9", "user_agent": "test"}
+    assert portal.answer_estimate(link, "accept", {"name": "Priya Raman", "terms": "yes"}, **kwargs).outcome == \
+        "not_waiting"  # no run waits for it: the page says to try again
+    run_id = _waits_for_its_run(new_deal)
+    before = written()
+    typo = portal.answer_estimate(link, "accept", {"name": "P", "terms": "yes"}, **kwargs)
+    assert (typo.outcome, typo.error, typo.page["state"]) == (
+        "invalid", "name: type your full name to accept (it is your signature)", "open")
+    ready = portal.answer_estimate(link, "accept", {"name": "Priya Raman", "terms": "yes", "po_number": "PO-7"},
+                                   **kwargs)
+    assert (ready.outcome, ready.deal, ready.key, ready.step, ready.flow_run_id) == (
+        "ready", new_deal, "decision-rev-1", "decision", run_id)
+    assert ready.run_input["po_number"] == "PO-7" and ready.run_input["portal"]  # signed for the flow to check
+    assert written() == before  # the flow records the answer, not the portal
+    for name, result in {"estimate_page": shown, "linked_pdf": pdf, "invalid": typo.page,
+                         "ready": ready.run_input}.items():
+        _no_orm(result, name)
+
+
+def test_a_renewal_is_asked_once_of_an_expired_estimate_and_of_one_still_open_writes_nothing(new_deal, data_dir):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from application import portal
+    from dealflow.scenario import play_direct
+    from models import Email, EstimateRevision
+
+    play_direct(new_deal, until="decision-rev-1")
+    link = _customer_link(new_deal)
+    before = written()
+    assert portal.ask_for_renewal(link) == {"mail": None, "error": None}  # still open: nothing to ask
+    assert written() == before
+    with session_scope() as s:
+        rev = s.scalars(select(EstimateRevision)).one()
+        s.execute(update(EstimateRevision).where(EstimateRevision.id == rev.id)
+                  .values(valid_until=rev.valid_until - timedelta(days=40)))
+        s.commit()
+    assert portal.estimate_page(link)["state"] == "expired"
+    asked = portal.ask_for_renewal(link)
+    assert asked["mail"] is not None and asked["error"] is None
+    assert portal.ask_for_renewal(link) == {"mail": None, "error": None}  # pressed twice: one note
+    assert audit_log()[-1] == ("customer: Priya Raman", "estimate.renewal_requested", audit_log()[-1][2])
+    with session_scope() as s:
+        assert [(m.kind, m.status) for m in s.scalars(select(Email).where(Email.id == asked["mail"]))] == [
+            ("renewal_request", "sent")]
+    assert portal.estimate_page(link)["renewal"] is not None
+
+
+def test_a_link_that_names_another_customers_deal_is_not_found_and_writes_nothing(new_deal, tmp_path):
+    import models.errors
+    from application import portal
+    from dealflow.scenario import play_direct
+    from models.crm import Contact, Customer
+    from services import keys
+
+    play_direct(new_deal, until="decision-rev-1")
+    (tmp_path / "customers.csv").write_text("name,email\nAcme,buyer@acme.example\n")
+    customers.import_customers(tmp_path / "customers.csv", BY)  # another customer, with a contact of theirs
+    with session_scope() as s:
+        acme = s.scalars(select(Customer).where(Customer.name == "Acme")).one()
+        s.add(Contact(customer_id=acme.id, name="Ann Buyer", email="buyer@acme.example", is_primary=True))
+        s.commit()
+    stranger = _customer_link(new_deal, other_contact=True)
+    assert stranger.contact is not None
+    before = written()
+    for call in (lambda: portal.estimate_page(stranger), lambda: portal.linked_pdf(stranger),
+                 lambda: portal.ask_for_renewal(stranger),
+                 lambda: portal.answer_estimate(stranger, "decline", {"reason": "no"}, secret=keys.portal_secret(),
+                                                ip="203.0.113.9", user_agent="test")):
+        with pytest.raises(models.errors.NotFound):
+            call()
+    with pytest.raises(models.errors.NotFound):
+        portal.document_pdf(10**9)
+    assert written() == before
