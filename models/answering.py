@@ -26,6 +26,7 @@ from .numbering import next_number
 from .plan import Step
 from .sending import SYSTEM
 from .staff import StaffUser, staff_member
+from .states import WaitStatus
 from .text import printable
 from .waits import KINDS, read_answer
 from .waits.decision import decide
@@ -72,7 +73,7 @@ def open_wait(session: Session, deal: Deal, step: Step, description: str | Calla
     describe it again: ``description`` may be a function, called only for a new wait)."""
     wait = session.scalars(select(Wait).where(Wait.deal_id == deal.id, Wait.key == step.key)).one_or_none()
     if wait is not None:
-        if flow_run_id and wait.flow_run_id != flow_run_id and wait.status == "open":
+        if flow_run_id and wait.flow_run_id != flow_run_id and wait.status == WaitStatus.OPEN:
             wait.flow_run_id = flow_run_id
             wait.form_stored_at = None
         return wait
@@ -128,7 +129,8 @@ def apply_answer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any
     Raises a DomainError, with nothing applied, if the answer breaks a rule."""
     person = proven.person
     outcome = KINDS[wait.step].answer(session, deal, person, answer)
-    wait.close("answered", person.handle, recordable(answer), proof=proven.kind, stand_in_for=proven.stands_in_for)
+    wait.close(WaitStatus.ANSWERED, person.handle, recordable(answer), proof=proven.kind,
+               stand_in_for=proven.stands_in_for)
     extra = {"stands_in_for": proven.stands_in_for} if proven.stands_in_for else {}
     audit.record(session, person.handle, f"{wait.step}.answered", deal_id=deal.id, subject=wait.key,
                  outcome=outcome, answer=recordable(answer), proof=proven.kind, **extra)
@@ -150,7 +152,7 @@ def refuse_answer(session: Session, wait: Wait, answer: dict[str, Any], reason: 
                   proof: dict[str, Any] | None = None) -> None:
     proof, answer = identity.split_proof({**answer, **(proof or {})})
     by = printable(answer.get("by", "") or "?", 40)  # whatever was typed, made safe to record
-    wait.close("refused", by, recordable(answer), printable(reason, 2000), proof=_tried(proof))
+    wait.close(WaitStatus.REFUSED, by, recordable(answer), printable(reason, 2000), proof=_tried(proof))
     audit.record(session, by, f"{wait.step}.refused", deal_id=wait.deal_id, subject=wait.key,
                  reason=printable(reason, 2000), answer=recordable(answer), door=door, proof=_tried(proof))
 
@@ -192,8 +194,8 @@ def answer_wait(session: Session, deal: Deal, key: str, answer: dict[str, Any], 
     savepoint separates them). A seal is used up, and a wrong signature counted, either way.
     ``sent``: the answer exactly as stored, which a gateway's seal covers."""
     wait = locked_wait(session, deal, key)
-    if wait.status != "open":
-        return {"accepted": wait.status == "answered", "outcome": "already recorded",
+    if wait.status != WaitStatus.OPEN:
+        return {"accepted": wait.status == WaitStatus.ANSWERED, "outcome": "already recorded",
                 "reason": wait.refusal_reason}
     proof, body = identity.split_proof(answer)
     body = read_answer(wait.step, body)
@@ -239,7 +241,7 @@ def _answer_as_customer(session: Session, deal: Deal, wait: Wait, key: str, body
             record = {**portal.as_answered(signed), "decision": portal.ACTIONS[signed.action],  # recorded as a code
                       "ip": signed.ip, "user_agent": signed.user_agent,
                       "pdf_sha256": signed.pdf_sha256, "submitted_at": signed.at}  # what the customer signed
-            wait.close("answered", by, record, proof=portal.BY_LINK)
+            wait.close(WaitStatus.ANSWERED, by, record, proof=portal.BY_LINK)
             audit.record(session, by, "decision.answered", deal_id=deal.id, subject=wait.key, outcome=outcome,
                          answer=record, proof=portal.BY_LINK, door="portal")
         return {"accepted": True, "outcome": outcome, "by": by, "proof": portal.BY_LINK, "stands_in_for": None}

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from .deal import Deal
 from .orders import SalesOrder, SalesOrderLine
 from .products import Product, product_by_sku
+from .states import DealStatus
 from .stock import StockMove
 
 
@@ -27,7 +28,7 @@ def reserved(session: Session, product_ids: list[int] | None = None) -> dict[int
 
     query = (select(SalesOrderLine.product_id, func.sum(SalesOrderLine.quantity - SalesOrderLine.shipped_qty))
              .join(SalesOrder, SalesOrder.id == SalesOrderLine.order_id).join(Deal, Deal.id == SalesOrder.deal_id)
-             .where(Deal.status == "open").group_by(SalesOrderLine.product_id))
+             .where(Deal.status == DealStatus.OPEN).group_by(SalesOrderLine.product_id))
     if product_ids is not None:
         query = query.where(SalesOrderLine.product_id.in_(product_ids))
     return {pid: int(qty) for pid, qty in session.execute(query) if qty}
@@ -78,7 +79,7 @@ def shortages(session: Session, lines: list[tuple[Product, int]], exclude_order:
                                      func.sum(SalesOrderLine.quantity - SalesOrderLine.shipped_qty))
                               .join(SalesOrder, SalesOrder.id == SalesOrderLine.order_id)
                               .join(Deal, Deal.id == SalesOrder.deal_id)
-                              .where(SalesOrder.id == exclude_order, Deal.status == "open")
+                              .where(SalesOrder.id == exclude_order, Deal.status == DealStatus.OPEN)
                               .group_by(SalesOrderLine.product_id))
         for pid, qty in own:
             held[pid] = held.get(pid, 0) - int(qty or 0)

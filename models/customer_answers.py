@@ -34,6 +34,7 @@ from .errors import InvalidTransition, ValidationError
 from .estimates import EstimateRevision
 from .outbox import Email, queue_email
 from .proof import ProofRefused
+from .states import RevisionStatus, WaitStatus
 from .text import bounded, one_line, printable
 
 ANSWER_SALT = "dealflow.portal.answer.v1"
@@ -78,7 +79,7 @@ class CustomerAnswer(Base):
 
 def last_refusal(deal: Deal, rev: EstimateRevision) -> str:
     """Why the customer's own last answer to ``rev`` was refused ("" if it was not), in their terms."""
-    refused = [w for w in deal.waits if w.status == "refused" and is_decision_on(w.key, rev.revision)]
+    refused = [w for w in deal.waits if w.status == WaitStatus.REFUSED and is_decision_on(w.key, rev.revision)]
     if not refused or refused[-1].proof != BY_LINK:
         return ""
     return refused[-1].refusal_reason.removeprefix("portal: ")
@@ -215,7 +216,7 @@ def prove_customer(session: Session, deal: Deal, wait: Wait, answer: dict[str, A
     if signed.deal != deal.number or signed.wait != wait.key:
         raise ProofRefused("portal: the signed answer was made for another deal or wait")
     rev = deal.estimate.latest if deal.estimate else None
-    if rev is None or rev.revision != signed.revision or rev.status != "sent":
+    if rev is None or rev.revision != signed.revision or rev.status != RevisionStatus.SENT:
         raise ProofRefused(f"portal: revision {signed.revision} is no longer waiting for an answer")
     if rev.is_expired(min(today or utcnow().date(), signed.submitted_on)):  # sent in time counts
         raise ProofRefused(f"portal: estimate {rev.number} expired on {rev.valid_until}")
@@ -250,8 +251,8 @@ def describe_decision(rev: EstimateRevision) -> dict[str, Any]:
     """What the customer is told about a decision already taken (what, when, by whom): the
     customer's own name for an online answer, never a staff member's."""
     online = rev.customer_answer
-    what = {"approved": "accepted", "changes_requested": "changes requested", "declined": "declined"}.get(
-        rev.status, rev.status)
+    what = {RevisionStatus.APPROVED: "accepted", RevisionStatus.CHANGES_REQUESTED: "changes requested",
+            RevisionStatus.DECLINED: "declined"}.get(rev.status, rev.status)
     if online is not None:
         return {"what": what, "when": online.submitted_at, "by": online.name or "you", "online": True,
                 "po_number": online.po_number, "text": online.text}

@@ -25,6 +25,7 @@ from .crm import Contact
 from .deal import Deal, Wait, deal_by_number
 from .errors import NotFound
 from .estimates import EstimateRevision
+from .states import RevisionStatus
 
 LINK_SALT = "dealflow.portal.link.v1"
 INVOICE_LINK_DAYS = 365  # an invoice's page stays readable this long after its due date
@@ -151,7 +152,7 @@ def estimate_state(session: Session, link: Link, today: date | None = None) -> E
     today = today or utcnow().date()
     if rev.revision < latest:
         state = "superseded"
-    elif rev.status != "sent":
+    elif rev.status != RevisionStatus.SENT:
         state = "answered"
     elif not deal.is_open:
         state = "closed"

@@ -128,7 +128,7 @@ class Wait(Base):
     key: Mapped[str] = mapped_column(String(60))
     step: Mapped[str] = mapped_column(String(20))
     roles: Mapped[str] = mapped_column(String(80))  # comma separated: any of them may answer
-    status: Mapped[str] = mapped_column(String(10), default="open", index=True)
+    status: Mapped[str] = mapped_column(String(10), default=WaitStatus.OPEN, index=True)
     description: Mapped[str] = mapped_column(Text, default="")
     flow_run_id: Mapped[str | None] = mapped_column(String(40))
     # when the run's wait form was confirmed stored: a run can die between suspending and storing
@@ -150,7 +150,7 @@ class Wait(Base):
     def role_list(self) -> list[str]:
         return self.roles.split(",")
 
-    def close(self, status: str, by: str, answer: dict[str, Any], reason: str = "", *,
+    def close(self, status: WaitStatus, by: str, answer: dict[str, Any], reason: str = "", *,
               proof: str | None = None, stand_in_for: str | None = None) -> None:
         to = WaitStatus.move(f"wait {self.key} of deal {self.deal.number}", self.status, WaitStatus(status),
                              "answer it")
