@@ -320,3 +320,52 @@ def test_a_link_that_names_another_customers_deal_is_not_found_and_writes_nothin
     with pytest.raises(models.errors.NotFound):
         portal.document_pdf(10**9)
     assert written() == before
+
+
+# --- the gateway's use cases: signing in, a Resume sealed, refusals on the record ---------------------
+
+def test_a_person_signs_in_at_the_gateway_is_known_by_the_sessions_key_and_signs_out(db):
+    from application import gateway
+
+    person = gateway.sign_in("sofia", code_of("sofia"), 8, "gateway")
+    assert (person.handle, person.roles) == ("sofia", ("sales_rep",))
+    assert gateway.signed_in(person.session_id, person.key) == person
+    assert gateway.signed_in(person.session_id, b"another key") is None
+    assert gateway.sign_out(person.session_id) is True and gateway.sign_out(person.session_id) is False
+    assert gateway.signed_in(person.session_id, person.key) is None
+    before = written()
+    with pytest.raises(ProofRefused):
+        gateway.sign_in("sofia", "000000", 8, "gateway")
+    assert written()["sessions"] == before["sessions"]  # no session; the refusal is on the record
+    assert audit_log()[-1][1:] == ("staff.login_refused", "sofia")
+
+
+def test_a_resume_is_named_after_the_person_and_sealed_to_the_wait_its_run_is_at(new_deal):
+    import models.identity
+    from application import gateway
+    from dealflow.scenario import play_direct
+    from services import keys
+
+    play_direct(new_deal, until="qa-attempt-1")
+    run_id = _waits_for_its_run(new_deal)
+    before = written()
+    sealed = gateway.seal_answer(run_id, {"by": "sofia", "passed": True, "code": "123456"}, "qa", ("qa",),
+                                 keys.seal_key())
+    assert (sealed["deal"], sealed["key"]) == (new_deal, "qa-attempt-1")
+    answer = sealed["answer"]
+    assert answer["by"] == "qa" and "code" not in answer  # from the session, whatever was typed
+    with session_scope() as s:
+        models.identity.check_seal(s, models.identity.staff_member(s, "qa"), answer["seal"], new_deal, "qa-attempt-1",
+                                   answer, keys.seal_key(), models.identity.utcnow(), consume=False)
+    with pytest.raises(gateway.ResumeRefused) as not_theirs:
+        gateway.seal_answer(run_id, {"passed": True}, "sofia", ("sales_rep",), keys.seal_key())
+    assert (str(not_theirs.value), not_theirs.value.at_a_wait) == (
+        f"sofia (sales_rep) may not answer qa of {new_deal}: it needs qa", True)
+    with pytest.raises(gateway.ResumeRefused) as nowhere:
+        gateway.seal_answer("00000000-0000-4000-8000-00000000dead", {}, "qa", ("qa",), keys.seal_key())
+    assert (str(nowhere.value), nowhere.value.at_a_wait) == ("this run waits at no open wait of a deal", False)
+    assert written() == before  # a seal, made or refused, writes nothing
+    gateway.record_refused("sofia", "POST", "/api/flow_runs/x/resume", "not hers")
+    assert audit_log()[-1] == ("sofia", "gateway.refused", "POST /api/flow_runs/x/resume")
+    assert [r["deal"] for r in gateway.inbox("qa", None)] == [new_deal]
+    assert gateway.deal_summary(new_deal.lower())["deal"] == new_deal

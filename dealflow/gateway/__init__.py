@@ -34,7 +34,9 @@ dealflow's layout, ``dealflow/ui.css``), ``commands`` (the command line's API), 
 
 from __future__ import annotations
 
-from .app import MAX_BODY, SESSION_CHECK_SECONDS, WaitFound, create_app
+from application.gateway import WaitFound
+
+from .app import MAX_BODY, SESSION_CHECK_SECONDS, create_app
 from .config import SESSION_HOURS, GatewayConfig, config_from_env
 from .proxy import FORWARDED_HEADERS, HOP_BY_HOP
 from .server import serve

@@ -14,7 +14,6 @@ import logging
 import time
 import uuid
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +25,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
+
+from application import gateway
+from application.gateway import ResumeRefused
 
 from ..limits import FailureLimit
 from .commands import CommandLine
@@ -41,41 +43,6 @@ log = logging.getLogger("dealflow.gateway")
 
 MAX_BODY = 1024 * 1024
 SESSION_CHECK_SECONDS = 2.0  # a session's state is read again at most this often (disabled: out within 2 s)
-
-
-# --- what the gateway asks of the business database (in a thread: SQLAlchemy is synchronous) ---------
-
-def _audit(actor: str, action: str, subject: str, **details: Any) -> None:
-    from models import audit
-    from services.db import session_scope
-
-    with session_scope() as s:
-        audit.record(s, actor[:40], action, subject=subject[:60], door="gateway", **details)
-        s.commit()
-
-
-@dataclass(frozen=True)
-class WaitFound:
-    deal: str
-    deal_id: int
-    step: str
-    key: str
-    roles: tuple[str, ...]
-
-
-def _open_wait_of_run(run_id: str) -> WaitFound | None:
-    from sqlalchemy import select
-
-    from models.deal import Deal, Wait
-    from services.db import session_scope
-
-    with session_scope() as s:
-        row = s.execute(select(Wait, Deal.number).join(Deal, Deal.id == Wait.deal_id).where(
-            Wait.flow_run_id == run_id, Wait.status == "open").order_by(Wait.id.desc())).first()
-        if row is None:
-            return None
-        wait, number = row
-        return WaitFound(number, wait.deal_id, wait.step, wait.key, tuple(wait.role_list))
 
 
 def _no_constant(name: str):
@@ -103,7 +70,6 @@ def _not_plain_answer(value: Any, depth: int = 0) -> str | None:
 
 def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None = None,
                limit: FailureLimit | None = None) -> Starlette:
-    from models import identity
     from services import keys
 
     limit = limit or FailureLimit()
@@ -142,8 +108,7 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
             if len(audited) > 50_000:
                 audited.clear()
             audited[seen] = None
-            await run_in_threadpool(_audit, person.handle, "gateway.refused", f"{request.method} {path}",
-                                    method=request.method, path=path[:300], reason=reason)
+            await run_in_threadpool(gateway.record_refused, person.handle, request.method, path, reason)
         log.info("refused %s %s for %s: %s", request.method, path[:120], person.handle, reason)
         return JSONResponse({"detail": f"dealflow's gateway: {reason}"}, status_code=status)
 
@@ -217,21 +182,13 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
                                 status_code=422)
         if reason := _not_plain_answer(run_input or {}):
             return await refuse(person, request, path, reason, 422)
-        # The wait this run is at, from the business database (not from Prefect, whose stored
-        # state anyone with its credential may change). The seal names that wait's key: should
-        # Prefect hold the run paused elsewhere, the flow finds the seal is not for its wait and
-        # refuses it; a run not paused at all, Prefect refuses to resume.
-        wait = await run_in_threadpool(_open_wait_of_run, run_id)
-        if wait is None:
-            return await refuse(person, request, path, "this run waits at no open wait of a deal", 409)
-        if not any(r in person.roles for r in wait.roles) and not person.is_manager:
-            return await refuse(person, request, path, f"{person.handle} ({', '.join(person.roles)}) may not answer "
-                                                       f"{wait.step} of {wait.deal}: it needs {' or '.join(wait.roles)}")
-        answer = {k: v for k, v in (run_input or {}).items() if k not in identity.PROOF_FIELDS}
-        answer["by"] = person.handle  # from the session, whatever was typed
-        answer["seal"] = identity.make_seal(seal_key, wait.deal, wait.key, answer)
-        log.info("resume of %s %s sealed for %s", wait.deal, wait.key, person.handle)
-        return json.dumps({**payload, "run_input": answer}).encode()
+        try:
+            sealed = await run_in_threadpool(gateway.seal_answer, run_id, run_input or {}, person.handle,
+                                             person.roles, seal_key)
+        except ResumeRefused as exc:
+            return await refuse(person, request, path, str(exc), 403 if exc.at_a_wait else 409)
+        log.info("resume of %s %s sealed for %s", sealed["deal"], sealed["key"], person.handle)
+        return json.dumps({**payload, "run_input": sealed["answer"]}).encode()
 
     async def cancel(person: Person, request: Request, path: str, body: bytes) -> Response | None:
         try:
@@ -245,7 +202,7 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
         if not person.is_manager:
             return await refuse(person, request, path, f"only a manager may cancel a deal's run "
                                                        f"({person.handle} is {', '.join(person.roles)})")
-        await run_in_threadpool(_audit, person.handle, "gateway.cancelled", path, path=path[:300])
+        await run_in_threadpool(gateway.record_cancelled, person.handle, path)
         return None
 
     async def websocket_refused(websocket: WebSocket) -> None:

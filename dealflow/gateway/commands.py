@@ -15,29 +15,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from application import gateway
+
 from .sessions import Person, bearer, sign_out
 
 Refuse = Callable[[Person, Request, str, str], Awaitable[Response]]
 
 
 # --- what the command line asks of dealflow (in a thread: SQLAlchemy is synchronous) ----------------
-
-def _inbox(role: str | None, states: dict[str, str] | None) -> list[dict[str, Any]]:
-    from services.db import session_scope
-    from services.views import inbox
-
-    with session_scope() as s:
-        return inbox(s, role, states)
-
-
-def _deal(number: str) -> dict[str, Any]:
-    from models.deal import deal_by_number
-    from services.db import session_scope
-    from services.views import deal_summary
-
-    with session_scope() as s:
-        return deal_summary(s, deal_by_number(s, number))
-
 
 def _wait_status(number: str, key: str) -> dict[str, Any]:
     from models.errors import NotFound
@@ -101,13 +86,13 @@ class CommandLine:
             states = {r["id"]: (r.get("state") or {}).get("name", "") for r in runs}
         except (httpx.HTTPError, ValueError, TypeError, AttributeError):
             states = None
-        return await _domain(_inbox, role, states)
+        return await _domain(gateway.inbox, role, states)
 
     async def api_deal(self, request: Request) -> Response:
         person = await self.signed_in(request)
         if isinstance(person, Response):
             return person
-        return await _domain(_deal, request.path_params["number"][:40])
+        return await _domain(gateway.deal_summary, request.path_params["number"][:40])
 
     async def api_wait(self, request: Request) -> Response:
         person = await self.signed_in(request)

@@ -27,6 +27,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from application import gateway
+from application.gateway import SignedIn
+
 from ..limits import FailureLimit, limit_key
 from .config import GatewayConfig
 
@@ -75,60 +78,28 @@ def _split_token(token: str) -> tuple[str, bytes] | None:
         return None
 
 
-# --- what signing in asks of the business database (in a thread: SQLAlchemy is synchronous) --------
+# --- what signing in asks of the business (in a thread: SQLAlchemy is synchronous) ----------------
+
+def _person(found: SignedIn) -> Person:
+    return Person(found.handle, found.name, found.roles, found.session_id, found.key, found.expires_at)
+
 
 def load_person(token: str) -> Person | None:
     """The person whose open session ``token`` is, or None (unknown, closed, expired, disabled)."""
-    from models import identity
-    from models.base import utcnow
-    from services import keys
-    from services.db import session_scope
-
     parts = _split_token(token)
     if parts is None:
         return None
-    sid, key = parts
-    with session_scope() as s:
-        row = s.get(identity.StaffSession, sid)
-        if row is None or row.closed_at is not None or row.expires_at <= utcnow() or not row.person.active:
-            return None
-        try:
-            stored = keys.cipher().decrypt(row.key.encode())
-        except Exception:  # noqa: BLE001 - another installation's key: not a session of ours
-            return None
-        if not hmac.compare_digest(stored, key):
-            return None
-        p = row.person
-        return Person(p.handle, p.name, tuple(p.role_list), row.id, key, row.expires_at)
+    found = gateway.signed_in(*parts)
+    return _person(found) if found is not None else None
 
 
 def _sign_in(handle: str, code: str, hours: float, door: str) -> tuple[str, Person]:
-    from models import identity
-    from services import keys
-    from services.config import load_settings
-    from services.db import session_scope
-
-    codes = load_settings().answer_codes
-    with session_scope() as s:
-        try:
-            opened = identity.open_session(s, handle, code, keys.cipher(), hours=hours, door=door, verify=codes)
-        except Exception:
-            s.commit()  # a wrong code counts towards the lock, and the refusal is on the record
-            raise
-        s.commit()
-    key = base64.b64decode(opened.key)
-    person = load_person(token_of(opened.id, key))
-    assert person is not None
-    return token_of(opened.id, key), person
+    found = gateway.sign_in(handle, code, hours, door)
+    return token_of(found.session_id, found.key), _person(found)
 
 
 def sign_out(session_id: str) -> None:
-    from models import identity
-    from services.db import session_scope
-
-    with session_scope() as s:
-        identity.close_session(s, session_id)
-        s.commit()
+    gateway.sign_out(session_id)
 
 
 # --- reading a request ------------------------------------------------------------------------------
