@@ -1,8 +1,9 @@
-"""A deal's steps as use cases, without Prefect: where it stands, opening a wait, recording an
-answer, an automatic step, its mail, its page. Each takes the deal's number (never an ORM
-object), is one unit of work and returns plain data; each is idempotent by business key, so a
-run that repeats one repeats nothing. ``tasks.deal_steps`` makes Prefect tasks of the stages;
-``application.driver`` runs a deal's plan with them, for the flow and for the scripted deals."""
+"""A deal as use cases, without Prefect: starting one, looking at one or all of them, and its
+steps: where it stands, opening a wait, recording an answer, an automatic step, its mail, its
+page. Each takes the deal's number (never an ORM object), is one unit of work and returns plain
+data; each step is idempotent by business key, so a run that repeats one repeats nothing.
+``tasks.deal_steps`` makes Prefect tasks of the stages; ``application.driver`` runs a deal's
+plan with them, for the flow and for the scripted deals."""
 
 from __future__ import annotations
 
@@ -16,14 +17,71 @@ from sqlalchemy.orm import Session
 from models import DomainError, process
 from models.company import the_company
 from models.deal import Deal, Wait, deal_by_number
-from models.states import WaitStatus
+from models.states import DealStatus, WaitStatus
 from services import keys, mailer
 from services.config import UNVERIFIED_NOTE, load_settings, with_smtp_password
 
 from .uow import unit_of_work
 
+# the orchestrator's answer for a recorded run: the state name of a live run, None if it is not
+Liveness = Callable[[str], str | None]
 
-def attach_run(deal_number: str, flow_run_id: str, live_state: Callable[[str], str | None]) -> int:
+
+def start_deal(lead_id: int, by: str, live_state: Liveness | None = None) -> dict[str, Any]:
+    """The lead's deal, started by ``by`` (one per lead: starting it again returns the first);
+    its ``deal`` number and ``status``. Refused (``DealAlreadyRunning``) while a run of it is
+    live (``live_state``), so that a second driver does not open every wait twice, and when the
+    deal is over already."""
+    with unit_of_work() as s:
+        deal = process.start_deal(s, lead_id, by=by)
+        number, status = deal.number, str(deal.status)
+        if status == DealStatus.OPEN and live_state is not None:
+            deal.refuse_second_run(live_state)
+    if status != DealStatus.OPEN:
+        raise DomainError(f"lead: its deal {number} is already {status}")
+    return {"deal": number, "status": status}
+
+
+def deal_summary(deal_number: str) -> dict[str, Any]:
+    """Everything about one deal (``services.views.deal_summary``): stage, waits, documents,
+    money, mail."""
+    from services.views import deal_summary as summary
+
+    with unit_of_work() as s:
+        return summary(s, deal_by_number(s, deal_number))
+
+
+def list_deals(status: str | None = None, waiting_for: str | None = None) -> list[dict[str, Any]]:
+    """Every deal, newest first: where each stands and the key of the wait it is at (``status``:
+    only those; ``waiting_for``: only those waiting for this role, or for the customer)."""
+    from services.views import where_it_stands
+
+    with unit_of_work() as s:
+        q = select(Deal).order_by(Deal.id.desc())
+        if status:
+            q = q.where(Deal.status == status)
+        deals = list(s.scalars(q))
+        if waiting_for:
+            deals = [d for d in deals if d.open_wait is not None and (
+                waiting_for in d.open_wait.role_list or (waiting_for == "customer" and d.open_wait.step == "decision"))]
+        return [{"deal": d.number, "customer": d.customer_name, "status": d.status, "where": where_it_stands(d),
+                 "owner": d.owner.handle, "waiting_for": d.open_wait.key if d.open_wait else ""} for d in deals]
+
+
+def flow_run_of(deal_number: str) -> str | None:
+    """The id of the flow run recorded as driving the deal, if any."""
+    with unit_of_work() as s:
+        return deal_by_number(s, deal_number).flow_run_id
+
+
+def waits_of(deal_number: str) -> list[dict[str, Any]]:
+    """The deal's waits in the order they were opened: key, step, status, who answered."""
+    with unit_of_work() as s:
+        return [{"key": w.key, "step": w.step, "status": w.status, "answered_by": w.answered_by}
+                for w in deal_by_number(s, deal_number).waits]
+
+
+def attach_run(deal_number: str, flow_run_id: str, live_state: Liveness) -> int:
     """The run ``flow_run_id`` drives the deal from now on; ``DealAlreadyRunning`` while another
     run of it is live (``live_state``: the state name of a live run, None if it is not)."""
     with unit_of_work() as s:

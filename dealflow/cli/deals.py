@@ -48,19 +48,12 @@ def _deal_deployment():
 def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
     """Start the deal for a lead. On a Prefect server with the 'deal' deployment (`dealflow up`),
     a worker runs it and its waits suspend; otherwise it runs here (or in the background)."""
-    from models import process
+    from application import deals
     from services.config import load_settings
-    from services.db import session_scope
     from services.orchestration.runs import live_state
 
-    with session_scope() as s:
-        d = process.start_deal(s, lead_id, by="cli")
-        s.commit()
-        number, status = d.number, d.status
-        if status == "open":  # one live flow run per deal: a second driver would open every wait twice
-            d.refuse_second_run(live_state)
-    if status != "open":
-        raise DomainError(f"lead: its deal {number} is already {status}")
+    # one live flow run per deal: a second driver would open every wait twice
+    number = deals.start_deal(lead_id, by="cli", live_state=live_state)["deal"]
     deployment = None if here else _deal_deployment()
     if deployment is not None:
         from services.orchestration.deployments import start_run
@@ -69,11 +62,7 @@ def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
         # return the first run, and the run's id is on the deal before any worker starts it
         run = start_run(deployment.id, parameters={"deal_number": number}, tags=["dealflow"],
                         idempotency_key=f"deal-{number}")
-        from models.deal import deal_by_number
-
-        with session_scope() as s:
-            process.attach_flow_run(s, deal_by_number(s, number), str(run.id), live_state)
-            s.commit()
+        deals.attach_run(number, str(run.id), live_state)
         from services.links import run_page
 
         page = run_page(str(run.id))
@@ -117,12 +106,9 @@ def deal_show(deal_number: str, as_json: bool) -> None:
         data = signed.call("GET", f"/dealflow/api/deals/{quote(deal_number.strip(), safe='')}")
         data["run_page"] = run_page(data["flow_run_id"], {"DEALFLOW_GATEWAY_URL": signed.url})
     else:
-        from models.deal import deal_by_number
-        from services.db import session_scope
-        from services.views import deal_summary
+        from application.deals import deal_summary
 
-        with session_scope() as s:
-            data = deal_summary(s, deal_by_number(s, deal_number))
+        data = deal_summary(deal_number)
         data["run_page"] = run_page(data["flow_run_id"])
     if as_json:
         emit(data, True)
@@ -173,22 +159,9 @@ def deal_show(deal_number: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the deals as JSON.")
 def deal_list(status: str | None, waiting_for: str | None, as_json: bool) -> None:
     """All deals, newest first: where each stands and what it waits for."""
-    from sqlalchemy import select
+    from application.deals import list_deals
 
-    from models import Deal
-    from services.db import session_scope
-    from services.views import where_it_stands
-
-    with session_scope() as s:
-        q = select(Deal).order_by(Deal.id.desc())
-        if status:
-            q = q.where(Deal.status == status)
-        deals = list(s.scalars(q))
-        if waiting_for:
-            deals = [d for d in deals if d.open_wait is not None and (
-                waiting_for in d.open_wait.role_list or (waiting_for == "customer" and d.open_wait.step == "decision"))]
-        rows = [{"deal": d.number, "customer": d.customer_name, "status": d.status, "where": where_it_stands(d),
-                 "owner": d.owner.handle, "waiting_for": d.open_wait.key if d.open_wait else ""} for d in deals]
+    rows = list_deals(status, waiting_for)
     emit(rows, as_json, table(rows, ["deal", "customer", "where", "owner", "waiting_for"]))
 
 
@@ -231,15 +204,11 @@ def followup() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def followup_add(deal_number: str, by: str, kind: str, due: str, notes: str, as_json: bool) -> None:
     """Schedule a follow-up."""
-    from models import pipeline
-    from models.deal import deal_by_number
-    from services.db import session_scope
+    from application import pipeline
 
-    with session_scope() as s:
-        f = pipeline.add_followup(s, deal_by_number(s, deal_number), by=by, kind=kind, due_at=_parse_due(due),
-                                  notes=notes)
-        s.commit()
-        out = {"followup": f.id, "deal": deal_number.upper(), "kind": f.kind, "due_at": f.due_at.isoformat()}
+    # the due time is read once the deal is found: an unknown deal is said first
+    f = pipeline.add_followup(deal_number, by, kind, lambda: _parse_due(due), notes)
+    out = {"followup": f["followup"], "deal": deal_number.upper(), "kind": f["kind"], "due_at": f["due_at"]}
     _redescribe(out["deal"])
     emit(out, as_json, f"follow-up {out['followup']} ({out['kind']}) due {out['due_at']}")
 
@@ -256,7 +225,7 @@ def _redescribe(deal_number: str) -> None:
             click.echo(f"note: the waiting form could not be rewritten ({type(exc).__name__}); it says what it "
                        f"said before until the deal moves on", err=True)
     else:
-        from tasks.deal_steps import redescribe_open_wait
+        from application.deals import redescribe_open_wait
 
         redescribe_open_wait(deal_number)
 
@@ -268,18 +237,12 @@ def _redescribe(deal_number: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def followup_done(followup_id: int, by: str, outcome: str, as_json: bool) -> None:
     """Mark a follow-up done, with its outcome."""
-    from sqlalchemy import select
+    from application import pipeline
 
-    from models import Deal, pipeline
-    from services.db import session_scope
-
-    with session_scope() as s:
-        f = pipeline.complete_followup(s, followup_id, by=by, outcome=outcome)
-        s.commit()
-        out = {"followup": f.id, "done_at": f.done_at.isoformat()}
-        number = f.opportunity.lead and s.scalars(select(Deal.number).where(Deal.lead_id == f.opportunity.lead_id)).first()
-    if number:
-        _redescribe(number)
+    done = pipeline.complete_followup(followup_id, by, outcome)
+    out = {"followup": done["followup"], "done_at": done["done_at"]}
+    if done["deal"]:
+        _redescribe(done["deal"])
     emit(out, as_json, f"follow-up {followup_id} done")
 
 
@@ -296,15 +259,9 @@ def opportunity() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def opportunity_stage(deal_number: str, stage: str, by: str, probability: int | None, as_json: bool) -> None:
     """Move the opportunity to a pipeline stage."""
-    from models import pipeline
-    from models.deal import deal_by_number
-    from services.db import session_scope
+    from application import pipeline
 
-    with session_scope() as s:
-        d = deal_by_number(s, deal_number)
-        pipeline.move_stage(s, d, by=by, stage=stage, probability=probability)
-        s.commit()
-        out = {"deal": d.number, "stage": d.opportunity.stage, "probability": d.opportunity.probability}
+    out = pipeline.move_stage(deal_number, stage, by, probability)
     _redescribe(out["deal"])
     emit(out, as_json, f"{out['deal']} at {out['stage']} ({out['probability']}%)")
 

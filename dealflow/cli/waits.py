@@ -46,13 +46,11 @@ def inbox(role: str | None, as_json: bool) -> None:
         rows = signed.call("GET", "/dealflow/api/inbox" + (f"?role={quote(role)}" if role else ""))
         with_runs = any("run" in r for r in rows)
     else:
-        from services.db import session_scope
-        from services.views import inbox as inbox_rows
+        from application.inbox import open_waits
 
         states = _waiting_runs() if os.environ.get("PREFECT_API_URL") else None
         with_runs = states is not None
-        with session_scope() as s:
-            rows = inbox_rows(s, role, states)
+        rows = open_waits(role, states)
     for r in rows:
         r["who"] = " or ".join(r["roles"])
         if not signed and with_runs and r["run"] == "not on this server" and r["flow_run_id"]:
