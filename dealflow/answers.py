@@ -2,26 +2,26 @@
 
 The answer is validated twice before the flow is resumed, so a mistake is one clear line and
 nothing moves: against the step's form (types), then against the business rules in a
-transaction that is rolled back. The flow checks again after the resume (the UI skips us).
+transaction that is rolled back (``application.answers``, which does all that this door does in
+the database). The flow checks again after the resume (the UI skips us).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
 import pydantic
 
+from application import answers as use_case
+from application.answers import ClosedWait, OpenWait
 from dealflow.prefect_api import ensure_api
 from flows.inputs import INPUTS
 from flows.waits import note_resumed, paused_here, restore_form, runs_here, watch
-from models import DomainError, ValidationError, identity, process
-from models.deal import deal_by_number
+from models import DomainError, ValidationError, identity
 from services import keys
-from services.db import session_scope
 from services.orchestration.forms import stored_schema
 
 from .login import Login
@@ -36,13 +36,14 @@ def _pydantic_message(exc: pydantic.ValidationError) -> ValidationError:
     return ValidationError(where, rule_words(err["type"], err["msg"], err.get("ctx")))
 
 
-@dataclass(frozen=True)
-class OpenWait:
-    deal: str
-    key: str
-    step: str
-    flow_run_id: str | None
-    description: str = ""
+def read_form(step: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The answer as the step's form reads it (its Prefect form, ``flows.inputs``): a field the
+    form does not have, or a value not of its type, is one line naming the field."""
+    INPUTS[step].check_fields(payload)
+    try:
+        return INPUTS[step].model_validate(payload).model_dump(mode="json")
+    except pydantic.ValidationError as exc:
+        raise _pydantic_message(exc) from None
 
 
 def check_answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str | None = None,
@@ -52,58 +53,8 @@ def check_answer(deal_number: str, step: str, payload: dict[str, Any], *, code: 
     session); raises a DomainError naming the field and rule. The proof is checked as the flow
     will check it, but a code is not used up here (a wrong one is counted); ``answer`` then signs
     in with it for this one answer, so that no code is ever sent in an answer."""
-    if code is None and "code" in payload and signed_in is None:  # `--set code=…`: as --code
-        payload = dict(payload)
-        code = str(payload.pop("code") or "")
-    if signed_in is not None:  # the gateway's person (their session proved them): sealed when sent
-        payload = {k: v for k, v in payload.items() if k not in identity.PROOF_FIELDS}
-        if payload.get("by") not in (None, "", signed_in):
-            raise DomainError(f"by: you are signed in as {signed_in}; sign out to answer as someone else")
-        payload["by"] = signed_in
-    with session_scope() as s:
-        deal = deal_by_number(s, deal_number)
-        wait = process.find_open_wait(s, deal, step)
-        if login is not None:
-            if payload.get("by") not in (None, "", login.handle):
-                raise DomainError(f"by: you are logged in as {login.handle}; `dealflow logout` to answer "
-                                  f"as someone else (with --code)")
-            payload = {**payload, "by": login.handle}
-        INPUTS[wait.step].check_fields(payload)
-        try:
-            data = INPUTS[wait.step].model_validate(payload).model_dump(mode="json")
-        except pydantic.ValidationError as exc:
-            raise _pydantic_message(exc) from None
-        data = process.normalized(wait.step, data)  # as the flow reads it (and checks its signature)
-        proof, data = identity.split_proof(data)
-        if code is not None:
-            proof = {"code": code}
-        elif login is not None:
-            proof = login.prove(deal.number, wait.key, data)
-        proof = {k: v for k, v in proof.items() if v}
-        found = OpenWait(deal.number, wait.key, wait.step, wait.flow_run_id, wait.description)
-        check = keys.answer_check(door)
-        # the person and the business rules first (a dry run), so that what can be corrected is
-        # said first; the proof last, as the flow will check it but without using a code up
-        person = process.prove_answer(s, deal, wait, data, {}, replace(check, codes_required=False), consume=False)
-        process.apply_answer(s, deal, wait, data, person)
-        s.rollback()
-        if signed_in is not None:
-            return found, data
-        if check.codes_required and not proof:
-            raise DomainError("code: this answer needs proof: --code NNNNNN (the 6 digits your authenticator "
-                              "app shows), or `dealflow login HANDLE` once")
-        try:
-            if "code" in proof and check.codes_required:
-                if check.cipher is None:
-                    raise DomainError("code: answers need a code but no secret key is set up (DEALFLOW_SECRET_KEY)")
-                identity.check_code(s, person.person, proof["code"], check.cipher, door=door)
-            elif check.codes_required:
-                process.prove_answer(s, deal, wait, data, proof, check, consume=False)
-        except DomainError:
-            s.commit()  # a wrong code counts towards the lock; nothing else was written
-            raise
-        s.rollback()
-        return found, {**data, **proof}
+    return use_case.check_answer(deal_number, step, payload, read_form=read_form, code=code, login=login, door=door,
+                                 signed_in=signed_in)
 
 
 def answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str | None = None,
@@ -125,9 +76,7 @@ def answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str | 
 
 def record_refusal(deal_number: str, step: str, payload: dict[str, Any], reason: str,
                    door: str = "command line") -> None:
-    with session_scope() as s:
-        process.record_refused_attempt(s, deal_number, step, payload, reason, door)
-        s.commit()
+    use_case.record_refusal(deal_number, step, payload, reason, door)
 
 
 def _answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str | None, login: Login | None,
@@ -143,14 +92,7 @@ def _answer(deal_number: str, step: str, payload: dict[str, Any], *, code: str |
 def one_off_login(handle: str, code: str, door: str, minutes: float = 10) -> Login:
     """A session opened with ``code`` (used up) for one answer: the answer carries its signature,
     never the code (Prefect keeps answers where every holder of its credential reads them)."""
-    with session_scope() as s:
-        try:
-            opened = identity.open_session(s, handle, code, keys.cipher(), hours=minutes / 60, door=door)
-        except DomainError:
-            s.commit()  # a wrong code is on the record
-            raise
-        s.commit()
-    return Login.opened(opened)
+    return Login.opened(use_case.open_answer_session(handle, code, door, hours=minutes / 60))
 
 
 def answer_signed_in(deal_number: str, step: str, payload: dict[str, Any], handle: str,
@@ -232,10 +174,9 @@ def wait_for_turn(deal_number: str, step: str, stop: threading.Event | None = No
     with watch(deal_number) as moved:
         while stop is None or not stop.is_set():
             moved.clear()
-            with session_scope() as s:
-                wait = deal_by_number(s, deal_number).open_wait
-                if wait is not None and wait.step == step and wait.flow_run_id:
-                    return wait.key
+            key = use_case.turn_at(deal_number, step)
+            if key is not None:
+                return key
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"{deal_number} did not come to {step} in {timeout:.0f} s")
             _until_it_moves(moved, deal_number, deadline)
@@ -256,19 +197,7 @@ def _seconds_since(state) -> float:
     return (datetime.now(UTC) - state.timestamp).total_seconds()
 
 
-@dataclass(frozen=True)
-class ClosedWait:
-    key: str
-    status: str
-    answered_by: str | None
-    refusal_reason: str
-
-
-def wait_state(deal_number: str, key: str) -> ClosedWait | None:
-    """The wait ``key`` of the deal as it stands (status open, answered or refused), or None."""
-    with session_scope() as s:
-        wait = next((w for w in deal_by_number(s, deal_number).waits if w.key == key), None)
-        return ClosedWait(wait.key, wait.status, wait.answered_by, wait.refusal_reason) if wait else None
+wait_state = use_case.wait_state  # the gateway's API reads it from here
 
 
 def wait_closed(deal_number: str, key: str, timeout: float = 60) -> ClosedWait:
