@@ -63,6 +63,25 @@ def send_pending() -> dict[str, Any]:
             "error": error}
 
 
+def send_all_pending() -> dict[str, Any]:
+    """What the scheduled outbox run does: every pending email, once. A mail server that cannot
+    take mail now is reported (``error``), not raised: the next run tries again, and the rows stay
+    pending until then. With the outbox's health after it (``models.outbox.outbox_health``; its
+    ``oldest_pending_since`` as ISO text)."""
+    from services.mailer import TransientMailError, deliver
+
+    with unit_of_work() as s:
+        error = None
+        try:
+            sent = deliver(s, settings=with_smtp_password(load_settings()))
+        except TransientMailError as exc:
+            sent, error = exc.sent, str(exc)
+        health = outbox_health(s)
+        return {"sent": sent, "error": error, **health,
+                "oldest_pending_since": health["oldest_pending_since"].isoformat(timespec="seconds")
+                if health["oldest_pending_since"] else None}
+
+
 def confirm_arrival(email_id: int, by: str) -> dict[str, Any]:
     """``by`` (a staff handle) checked that an email of unknown fate did arrive: it is sent."""
     from services.company import sender as company_sender

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from prefect import flow, task
 
+from application.reports import build_report
 from services import reports
-from services.db import session_scope
 
 
 @task(task_run_name="report-{name}")
 def publish_report(name: str) -> int:
     from tasks.ui import table_artifact
 
-    with session_scope() as s:
-        df = reports.build(s, name)
+    df = build_report(name)
     rows = [{k: (str(v) if v is not None else "") for k, v in row.items()} for row in reports.records(df)]
     table_artifact(f"report-{name}", rows or [{"report": name, "rows": "no data"}], f"dealflow report: {name}")
     return len(rows)

@@ -6,10 +6,7 @@ from typing import Any
 
 from prefect import task
 
-from models.outbox import outbox_health
-from services import mailer
-from services.config import load_settings, with_smtp_password
-from services.db import session_scope
+from application import outbox
 from services.orchestration.engine import NO_CACHE
 
 
@@ -17,13 +14,4 @@ from services.orchestration.engine import NO_CACHE
 def send_pending_mail() -> dict[str, Any]:
     """Every pending email, once. A mail server that cannot take mail now is reported, not raised:
     the next run (every few minutes) tries again, and the rows stay pending until then."""
-    with session_scope() as s:
-        error = None
-        try:
-            sent = mailer.deliver(s, settings=with_smtp_password(load_settings()))
-        except mailer.TransientMailError as exc:
-            sent, error = exc.sent, str(exc)
-        health = outbox_health(s)
-        return {"sent": sent, "error": error, **health,
-                "oldest_pending_since": health["oldest_pending_since"].isoformat(timespec="seconds")
-                if health["oldest_pending_since"] else None}
+    return outbox.send_all_pending()

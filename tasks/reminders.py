@@ -7,11 +7,9 @@ from typing import Any
 
 from prefect import task
 
-from models import reminders
-from models.waits import due_reminders
-from services import mailer
-from services.config import MAIL_RETRY_SECONDS, load_settings, with_smtp_password
-from services.db import session_scope
+from application import reminders
+from models.reminders import ReminderRules
+from services.config import MAIL_RETRY_SECONDS
 
 from .deal_steps import _retry_on_race, _retry_on_transient_mail
 
@@ -21,16 +19,7 @@ from .deal_steps import _retry_on_race, _retry_on_transient_mail
 def queue_due_reminders(as_of: str, rules: dict[str, Any]) -> list[dict[str, Any]]:
     """Each due reminder gets its record and outbox email in one savepoint; one that another run
     already recorded is skipped. Returns what this run queued."""
-    now = datetime.fromisoformat(as_of)
-    with session_scope() as s:
-        queued = []
-        for r in due_reminders(s, now, reminders.ReminderRules(**rules)):
-            email_id = reminders.record(s, r)
-            if email_id is not None:
-                queued.append({"rule": r.rule, "about": r.about, "to": r.recipient, "subject": r.subject,
-                               "email_id": email_id})
-        s.commit()
-        return queued
+    return reminders.queue_due(datetime.fromisoformat(as_of), ReminderRules(**rules))
 
 
 @task(task_run_name="send-reminders", retries=len(MAIL_RETRY_SECONDS),
@@ -38,17 +27,7 @@ def queue_due_reminders(as_of: str, rules: dict[str, Any]) -> list[dict[str, Any
       retry_condition_fn=_retry_on_transient_mail)
 def send_reminder_mail(email_ids: list[int]) -> list[int]:
     """This run's reminders, and any an earlier run queued but could not send (its retries ran out)."""
-    from sqlalchemy import select
-
-    from models import Email
-
-    with session_scope() as s:
-        earlier = s.scalars(select(Email.id).where(Email.status == "pending",
-                                                   Email.dedupe_key.like("reminder:%"))).all()
-        ids = sorted(set(email_ids) | set(earlier))
-        if not ids:
-            return []
-        return mailer.deliver(s, email_ids=ids, settings=with_smtp_password(load_settings()))
+    return reminders.send(email_ids)
 
 
 @task(task_run_name="reminders-table")
