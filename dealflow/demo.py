@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import select
-
 MARKER = ".dealflow-demo"
 
 
@@ -51,16 +49,15 @@ class Narrator(threading.Thread):
         self.flush()
 
     def flush(self) -> None:
-        from models import AuditEntry
-        from services.db import session_scope
-        with self.lock, session_scope() as s:
-            rows = s.scalars(select(AuditEntry).where(AuditEntry.id > self.last_id).order_by(AuditEntry.id)).all()
-            for e in rows:
-                self.last_id = e.id
-                line = describe_entry(e.actor, e.action, e.subject, e.details)
+        from application.demo import audit_after
+
+        with self.lock:
+            for e in audit_after(self.last_id):
+                self.last_id = e["id"]
+                line = describe_entry(e["actor"], e["action"], e["subject"], e["details"])
                 if line:
-                    who = "customer" if e.actor.startswith("customer: ") else e.actor  # named in the line
-                    print(f"  {e.at:%H:%M:%S}  {who:<9} {line}", file=self.out, flush=True)
+                    who = "customer" if e["actor"].startswith("customer: ") else e["actor"]  # named in the line
+                    print(f"  {e['at']:%H:%M:%S}  {who:<9} {line}", file=self.out, flush=True)
 
 
 def describe_entry(actor: str, action: str, subject: str, d: dict[str, Any]) -> str | None:
@@ -94,15 +91,13 @@ CUSTOMER = {"name": "Priya Raman", "po_number": "PO 4500-2231"}
 def as_the_customer(deal_number: str, move, key: str, out: TextIO, narrator: Narrator) -> None:
     """The customer answers from the link in the estimate email, on the portal's page: the change
     request for revision 1, then the acceptance of revision 2 (name, PO number, terms)."""
-    from models.deal import deal_by_number
+    from application.demo import latest_estimate
     from services.config import load_settings
-    from services.db import session_scope
 
     from . import answers
     from .customer import PortalCustomer, link_in_mail
 
-    with session_scope() as s:
-        number = deal_by_number(s, deal_number).estimate.latest.number
+    number = latest_estimate(deal_number)
     link = link_in_mail(load_settings().mail_dir, f"Estimate {number} for")
     if link is None:
         raise DemoError(f"no portal link in the email of {number}")
@@ -171,12 +166,10 @@ def people(deal_number: str, out: TextIO, stop: threading.Event, errors: list[Ba
 
 def _cancel_flow(deal_number: str) -> None:
     """Cancel the deal's flow run so the demo ends instead of waiting for an answer that won't come."""
-    from models.deal import deal_by_number
-    from services.db import session_scope
+    from application.deals import flow_run_of
     from services.orchestration.runs import cancel
 
-    with session_scope() as s:
-        run_id = deal_by_number(s, deal_number).flow_run_id
+    run_id = flow_run_of(deal_number)
     if run_id:
         cancel(run_id, "demo script failed")
 
@@ -187,13 +180,10 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[s
     os.environ["DEALFLOW_DATA_DIR"] = str(data_dir)
     os.environ["DATABASE_URL"] = f"sqlite:///{data_dir / 'dealflow.db'}"
 
-    from models import process, seed
-    from models.catalog import stock_rows as stock
-    from models.deal import deal_by_number
-    from models.pipeline import add_lead
+    from application import demo
+    from application.deals import deal_summary
     from services import keys
-    from services.db import migrate, session_scope
-    from services.views import deal_summary
+    from services.db import migrate
 
     from .scenario import LEAD
 
@@ -201,14 +191,9 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[s
     print(f"dealflow demo: Glocial Machineries, data in {data_dir}", file=out, flush=True)
     keys.ensure_key_file()
     migrate()
-    with session_scope() as s:
-        seed.load(s, keys.cipher())  # the staff enrolled: each person's app shows their codes
-        s.commit()
-        before = {row["sku"]: row["on_hand"] for row in stock(s)}
-        lead = add_lead(s, **LEAD)
-        deal = process.start_deal(s, lead.id, by="sofia")
-        s.commit()
-        deal_number = deal.number
+    demo.seed_installation()  # the staff enrolled: each person's app shows their codes
+    before = demo.stock_on_hand()
+    deal_number = demo.start_scenario_deal(LEAD, by="sofia")
     print(f"Lead from {LEAD['company']} added by Sofia; deal {deal_number} starts its flow "
           f"(a Prefect flow run)", file=out, flush=True)
     if start_api is not None:
@@ -243,9 +228,8 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[s
     if errors:
         raise errors[0]
 
-    with session_scope() as s:
-        summary = deal_summary(s, deal_by_number(s, deal_number))
-        after = {row["sku"]: row["on_hand"] for row in stock(s)}
+    summary = deal_summary(deal_number)
+    after = demo.stock_on_hand()
     mail_dir = data_dir / "mail"
     for mail in summary["emails"]:
         found = sorted(mail_dir.glob(f"{mail['id']:05d}-*.eml"))
@@ -254,9 +238,9 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[s
     summary["documents_dir"] = str(data_dir / "documents")
     summary["mail_dir"] = str(mail_dir)
     summary["flow_steps"] = len(result["steps"])
-    summary["refused"] = refused_answers(deal_number)
+    summary["refused"] = demo.refused_answers(deal_number)
     summary["portal"] = portal.url if portal is not None else None
-    summary["online_answers"] = online_answers(deal_number)
+    summary["online_answers"] = demo.online_answers(deal_number)
     summary["seconds"] = round(time.monotonic() - started, 1)
     return summary
 
@@ -279,34 +263,6 @@ def start_portal(out: TextIO):
     os.environ["DEALFLOW_PUBLIC_URL"] = portal.url
     print(f"The customer portal serves the links in mail on {portal.url} while the demo runs", file=out, flush=True)
     return portal
-
-
-def online_answers(deal_number: str) -> list[dict[str, Any]]:
-    """What the customer answered from the portal: what, by whom, with which PO, when."""
-    from models.deal import deal_by_number
-    from models.portal import CustomerAnswer
-    from services.db import session_scope
-
-    with session_scope() as s:
-        deal_id = deal_by_number(s, deal_number).id
-        return [{"action": a.action, "name": a.name, "po_number": a.po_number, "revision": a.revision.number,
-                 "at": a.submitted_at.isoformat(timespec="seconds")}
-                for a in s.scalars(select(CustomerAnswer).where(CustomerAnswer.deal_id == deal_id)
-                                   .order_by(CustomerAnswer.id))]
-
-
-def refused_answers(deal_number: str) -> int:
-    """How many answers to the deal's waits were refused (by the flow or before it)."""
-    from sqlalchemy import func
-
-    from models import AuditEntry
-    from models.deal import deal_by_number
-    from services.db import session_scope
-
-    with session_scope() as s:
-        deal_id = deal_by_number(s, deal_number).id
-        return s.scalar(select(func.count()).select_from(AuditEntry).where(
-            AuditEntry.deal_id == deal_id, AuditEntry.action.like("%.refused")))
 
 
 def print_summary(summary: dict[str, Any], out: TextIO = sys.stdout) -> None:

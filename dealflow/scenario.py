@@ -7,16 +7,11 @@ Used by ``dealflow demo`` (answers go through Prefect, as a person's would), by 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
-
-from sqlalchemy.orm import Session
-
-from models import Deal, pipeline, utcnow
 
 LEAD = {
     "company": "Riverside Metalworks Ltd",
@@ -127,29 +122,18 @@ class Team:
     _signing_in = threading.Lock()
 
     def login(self, handle: str):
-        from models import identity
-        from models.staff import staff_member
-        from services import keys
+        from application.demo import session_open, sign_in_with_app
         from services.config import load_settings
-        from services.db import session_scope
 
         from .login import Login
 
         url = load_settings().database_url
-        cipher = keys.cipher()
-        with self._signing_in, session_scope() as s:
+        with self._signing_in:
             cached = self._logins.get((url, handle))
-            row = s.get(identity.StaffSession, cached.session) if cached else None  # (a test may empty the tables)
-            if row is not None and row.closed_at is None and row.expires_at > utcnow() + timedelta(minutes=5):
+            # (a test may empty the tables meanwhile)
+            if cached is not None and session_open(cached.session, for_at_least=timedelta(minutes=5)):
                 return cached
-            person = staff_member(s, handle)
-            generator = identity.totp(person, cipher)
-            now = generator.timecode(utcnow().replace(tzinfo=UTC))
-            step = max(now, (person.totp_last_step or 0) + 1)  # a code used a moment ago: the next one
-            if step > now + 1:
-                time.sleep(identity.STEP_SECONDS - time.time() % identity.STEP_SECONDS + 0.1)
-            opened = identity.open_session(s, handle, generator.generate_otp(step), cipher, door="scenario")
-            s.commit()
+            opened = sign_in_with_app(handle, door="scenario")
         login = self._logins[(url, handle)] = Login.opened(opened)
         return login
 
@@ -160,71 +144,32 @@ class Team:
     @staticmethod
     def wrong_code(handle: str) -> str:
         """A code that is not ``handle``'s now (nor one step either side): an impostor's guess."""
-        from models import identity
-        from models.staff import staff_member
-        from services import keys
-        from services.db import session_scope
+        from application.demo import wrong_code
 
-        with session_scope() as s:
-            generator = identity.totp(staff_member(s, handle), keys.cipher())
-        now = generator.timecode(utcnow().replace(tzinfo=UTC))
-        valid = {generator.generate_otp(now + d) for d in (-1, 0, 1)}
-        return next(c for c in (f"{n:06d}" for n in range(123456, 999999, 111111)) if c not in valid)
+        return wrong_code(handle)
 
 
 TEAM = Team()
-
-
-def work_the_opportunity(session: Session, deal: Deal) -> None:
-    """What Sofia does while the deal waits for her hand-off: follow-ups and stage moves."""
-    now = utcnow()
-    call = pipeline.add_followup(session, deal, by="sofia", kind="call", due_at=now + timedelta(days=1),
-                                 notes="Discovery call: parts, volumes, floor space.")
-    pipeline.complete_followup(session, call.id, by="sofia",
-                               outcome="Turning 40 mm shafts, 2 shifts; wants automation-ready lathes.")
-    pipeline.move_stage(session, deal, by="sofia", stage="needs_analysis")
-    visit = pipeline.add_followup(session, deal, by="sofia", kind="site_visit", due_at=now + timedelta(days=3),
-                                  notes="Visit the new plant with the plant manager.")
-    pipeline.complete_followup(session, visit.id, by="sofia",
-                               outcome="Floor ready in January; power and foundations fit the GL-2000.")
-    pipeline.add_followup(session, deal, by="sofia", kind="call", due_at=now + timedelta(days=10),
-                          notes="Check the estimate arrived and answer questions.")
 
 
 def start_scenario_deal(company: str = LEAD["company"], restock: int = 0, restock_key: str = "") -> str:
     """A lead like the scenario's (under ``company``) and its deal; returns the deal's number.
     With ``restock``, every product first receives that many units (key ``restock_key``), so that
     many deals can ship the same machines (benchmarks, the end-to-end test)."""
-    from sqlalchemy import select
+    from application.demo import start_scenario_deal as start
 
-    from models import Product, catalog, process
-    from models.pipeline import add_lead
-    from services.db import session_scope
-
-    with session_scope() as s:
-        if restock:
-            for product in s.scalars(select(Product)):
-                catalog.receive(s, product, restock, reason="restock",
-                                source_key=f"restock-{restock_key or company}-{product.sku}")
-        lead = add_lead(s, **(LEAD | {"company": company}))
-        number = process.start_deal(s, lead.id).number
-        s.commit()
-        return number
+    return start(LEAD | {"company": company}, restock=restock, restock_key=restock_key or company)
 
 
 def answer_for(deal_number: str, move: Move) -> dict[str, Any]:
     """The person's answer to ``move`` as the deal stands now. Before the hand-off Sofia works the
-    opportunity (follow-ups, stages), as the scenario has it."""
-    from models.deal import deal_by_number
-    from services.db import session_scope
-    from services.views import deal_summary
+    opportunity (follow-ups, stages), as the scenario has it (``application.demo``)."""
+    from application.deals import deal_summary
+    from application.demo import work_the_opportunity
 
-    with session_scope() as s:
-        deal = deal_by_number(s, deal_number)
-        if move.step == "handoff":
-            work_the_opportunity(s, deal)
-            s.commit()
-        return move.answer(deal_summary(s, deal))
+    if move.step == "handoff":
+        work_the_opportunity(deal_number)
+    return move.answer(deal_summary(deal_number))
 
 
 def play_direct(deal_number: str, script: list[Move] | None = None, until: str | None = None,
@@ -236,12 +181,10 @@ def play_direct(deal_number: str, script: list[Move] | None = None, until: str |
     re-runs would. Returns each step's key and outcome."""
     from application import deals
     from application.driver import Stop, Ways, drive
-    from models.deal import deal_by_number
-    from services.db import session_scope
 
     moves = list(SCRIPT if script is None else script)
-    with session_scope() as s:  # a deal part-way through has already used the first moves
-        answered = [w.step for w in deal_by_number(s, deal_number).waits if w.status == "answered"]
+    # a deal part-way through has already used the first moves
+    answered = [w["step"] for w in deals.waits_of(deal_number) if w["status"] == "answered"]
     for step_name in answered:
         if moves and moves[0].step == step_name:
             moves.pop(0)
