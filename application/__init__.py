@@ -5,12 +5,20 @@ opens its own session (``uow.unit_of_work``), calls the domain (``models/``), re
 entry, commits once, and returns plain data (dicts, lists, dataclasses), never an ORM object. A
 broken rule raises the domain's error and leaves nothing written.
 
-The doors call them: the command line (``dealflow/cli/``) today. This package knows nothing of
-Prefect, Click, the tasks, the flows or the doors themselves (a test reads its imports); the
-words of a door (options, prompts, output) stay in the door.
+The doors call them: the command line (``dealflow/cli/``), the tasks of the scheduled runs,
+the demo and its scripted scenario. This package knows nothing of Prefect, Click, the tasks, the
+flows or the doors themselves (a test reads its imports); the words of a door (options, prompts,
+output) stay in the door, and so does whatever needs Prefect (a run's state, resume, tags): the
+door asks ``services.orchestration`` and hands the use case the answer (``live_state``).
 
 One module per area: ``catalog`` (products and stock), ``customers``, ``prices`` (price lists and
-exchange rates), ``leads``, ``staff`` (accounts, roles, limits, codes, login sessions),
-``outbox`` (mail a person acts on), ``company`` (its details, and setting up an installation),
-``reports``.
+exchange rates), ``leads``, ``deals`` (start one, show one, list them; its summary and page, and
+the steps its flow runs), ``driver`` (a deal's plan, turn by turn), ``pipeline`` (follow-ups and
+stages of the opportunity), ``answers`` (an answer to a wait checked before it is sent, a
+refused attempt on the record, where a wait stands), ``inbox`` (the open waits), ``staff``
+(accounts, roles, limits, codes, login sessions), ``outbox`` (mail a person acts on, and the
+outbox run's sending), ``reminders`` (find, queue and send the due ones), ``company`` (its
+details, and setting up an installation), ``reports``, ``demo`` (what the demo and the scripted
+scenario do: seeding, the scenario's deal, the opportunity worked, a person signed in with the
+code their app shows).
 """

@@ -8,16 +8,48 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from application import catalog, company, customers, leads, outbox, prices, reports, staff
+from application import (
+    answers,
+    catalog,
+    company,
+    customers,
+    deals,
+    demo,
+    inbox,
+    leads,
+    outbox,
+    pipeline,
+    prices,
+    reminders,
+    reports,
+    staff,
+)
 from application.uow import unit_of_work
-from models import AuditEntry, Base, DomainError, FileRefused, Product, StaffUser, ValidationError
+from models import (
+    AuditEntry,
+    Base,
+    DomainError,
+    FileRefused,
+    FollowUp,
+    InvalidTransition,
+    NotFound,
+    Product,
+    StaffUser,
+    ValidationError,
+    WaitNotOpen,
+    identity,
+    utcnow,
+)
+from models.errors import DealAlreadyRunning
 from models.identity import ProofRefused, StaffSession
+from models.reminders import ReminderRules
 from services.db import session_scope
 
 from .helpers import code_of, counts
@@ -153,6 +185,193 @@ def test_a_login_that_cannot_be_kept_opens_no_session_and_a_wrong_code_stays_on_
     assert staff.log_out(opened.id) is True and staff.log_out(opened.id) is False
 
 
+# --- a deal and the people around it, without the command line, the flow or Prefect -----------------------
+
+def _plain_form(step: str, payload: dict) -> dict:
+    """What a door's form does with an answer (the command line's: ``flows.inputs``), in plain
+    pydantic: the step's fields, and who answers."""
+    from models.waits import KINDS
+
+    fields = KINDS[step].fields.model_validate({k: v for k, v in payload.items() if k != "by"})
+    return {"by": payload.get("by", ""), **fields.model_dump(mode="json")}
+
+
+class _Signer:
+    """A login session as a door keeps it (the command line's: ``dealflow.login.Login``)."""
+
+    def __init__(self, opened: identity.OpenedSession):
+        self.handle, self.opened = opened.handle, opened
+
+    def prove(self, deal_number: str, wait_key: str, answer: dict) -> dict:
+        return {"session": self.opened.id, "signature": identity.sign(self.opened.key, deal_number, wait_key, answer)}
+
+
+def _lead() -> int:
+    return leads.add_lead(company="Zeta Tools", contact_name="Zed", email="zed@zeta.example", owner="sofia")["lead"]
+
+
+def test_a_deal_is_started_once_per_lead_listed_and_shown(db):
+    lead = _lead()
+    started = deals.start_deal(lead, BY)
+    assert started == {"deal": "DEAL-0001", "status": "open"}
+    assert deals.start_deal(lead, BY, live_state=lambda run: None) == started  # the first, again
+    assert audit_log()[-1] == (BY, "deal.started", "DEAL-0001")
+    assert [(d["deal"], d["where"], d["waiting_for"]) for d in deals.list_deals(status="open")] == [
+        ("DEAL-0001", "a lead, to qualify", "")]
+    assert deals.list_deals(status="won") == [] and deals.list_deals(waiting_for="qa") == []
+    summary = deals.deal_summary("deal-0001")
+    assert (summary["deal"], summary["customer"], summary["owner"], summary["flow_run_id"]) == (
+        "DEAL-0001", "Zeta Tools", "sofia", None)
+    deals.open_wait("DEAL-0001", "qualify", "qualify", "run-1")
+    assert deals.flow_run_of("DEAL-0001") is None  # the wait names its run; the deal's is attached
+    deals.attach_run("DEAL-0001", "run-1", lambda run: None)
+    assert deals.flow_run_of("DEAL-0001") == "run-1"
+    assert deals.waits_of("DEAL-0001") == [{"key": "qualify", "step": "qualify", "status": "open", "answered_by": None}]
+    assert [d["waiting_for"] for d in deals.list_deals(waiting_for="sales_rep")] == ["qualify"]
+
+
+def test_a_deal_whose_run_is_live_is_not_started_again_and_nothing_is_written(db):
+    lead = _lead()
+    number = deals.start_deal(lead, BY)["deal"]
+    deals.attach_run(number, "run-1", lambda run: None)
+    before = written()
+    with pytest.raises(DealAlreadyRunning, match="run-1"):
+        deals.start_deal(lead, BY, live_state=lambda run: "Running")
+    with pytest.raises(NotFound, match="lead"):
+        deals.start_deal(99, BY)
+    assert written() == before
+
+
+def test_sales_work_the_opportunity_with_follow_ups_and_stages(new_deal):
+    from dealflow.scenario import play_direct
+
+    play_direct(new_deal, until="handoff")
+    due = utcnow() + timedelta(days=2)
+    added = pipeline.add_followup(new_deal.lower(), "sofia", "call", lambda: due, "Ask about the floor")
+    assert added == {"followup": added["followup"], "deal": new_deal, "kind": "call", "due_at": due.isoformat()}
+    done = pipeline.complete_followup(added["followup"], "sofia", "Floor ready in January")
+    assert done["deal"] == new_deal and done["done_at"]
+    assert pipeline.move_stage(new_deal, "needs_analysis", "sofia") == {
+        "deal": new_deal, "stage": "needs_analysis", "probability": 40}
+    assert pipeline.move_stage(new_deal, "proposal", "sofia", probability=55)["probability"] == 55
+    assert [(actor, action) for actor, action, _ in audit_log()[-4:]] == [
+        ("sofia", "followup.scheduled"), ("sofia", "followup.done"), ("sofia", "opportunity.stage"),
+        ("sofia", "opportunity.stage")]
+
+
+def test_a_refused_pipeline_step_writes_nothing(new_deal):
+    before = written()
+    with pytest.raises(NotFound, match="DEAL-0099"):  # the deal is looked up before the due time is read
+        pipeline.add_followup("DEAL-0099", "sofia", "call", lambda: pytest.fail("read before the deal was found"))
+    with pytest.raises(InvalidTransition, match="qualify it first"):
+        pipeline.add_followup(new_deal, "sofia", "call", utcnow() + timedelta(days=1))
+    with pytest.raises(NotFound, match="follow-up"):
+        pipeline.complete_followup(404, "sofia", "done")
+    with pytest.raises(InvalidTransition):
+        pipeline.move_stage(new_deal, "needs_analysis", "sofia")
+    assert written() == before
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(FollowUp)) == 0
+
+
+def test_an_answer_is_checked_before_it_is_sent_and_only_a_refusal_is_written(new_deal):
+    deals.open_wait(new_deal, "qualify", "qualify", "run-1")
+    assert answers.turn_at(new_deal, "qualify") == "qualify" and answers.turn_at(new_deal, "handoff") is None
+    sofia = _Signer(answers.open_answer_session("sofia", code_of("sofia"), "test", 1))
+    before = written()
+    wait, data = answers.check_answer(new_deal, "qualify", {"qualified": True, "budget": "150000"},
+                                      read_form=_plain_form, login=sofia, door="test")
+    assert (wait.deal, wait.key, wait.step, wait.flow_run_id) == (new_deal, "qualify", "qualify", "run-1")
+    assert data["by"] == "sofia" and data["qualified"] is True and data["session"] == sofia.opened.id
+    assert written() == before and leads.list_leads()[0]["status"] == "new"  # the dry run was rolled back
+    with pytest.raises(WaitNotOpen):
+        answers.check_answer(new_deal, "qa", {"passed": True}, read_form=_plain_form, login=sofia)
+    with pytest.raises(DomainError, match="you are logged in as sofia"):
+        answers.check_answer(new_deal, "qualify", {"by": "mark", "qualified": True}, read_form=_plain_form,
+                             login=sofia)
+    assert written() == before
+    answers.record_refusal(new_deal, "qualify", {"by": "mark", "qualified": True}, "by: not yours", "test")
+    assert audit_log()[-1] == ("mark", "qualify.refused", "qualify")
+    assert answers.wait_state(new_deal, "qualify") == answers.ClosedWait("qualify", "open", None, "")
+    assert answers.wait_state(new_deal, "handoff") is None
+
+
+def test_a_wrong_code_is_counted_and_nothing_else_is_written(new_deal):
+    from models.identity import AnswerFailure
+
+    def wrong_codes() -> int:
+        with session_scope() as s:
+            return s.scalar(select(func.count()).select_from(AnswerFailure))
+
+    deals.open_wait(new_deal, "qualify", "qualify", None)
+    before = written()
+    with pytest.raises(ProofRefused, match="wrong or expired code"):
+        answers.check_answer(new_deal, "qualify", {"by": "sofia", "qualified": True}, read_form=_plain_form,
+                             code=demo.wrong_code("sofia"), door="test")
+    assert wrong_codes() == 1  # committed although the use case raised: it counts towards a lock
+    assert written() == before and leads.list_leads()[0]["status"] == "new"
+    with pytest.raises(ProofRefused):
+        answers.open_answer_session("sofia", "000000", "test", 1)
+    assert wrong_codes() == 2 and written()["sessions"] == before["sessions"]
+
+
+def test_the_inbox_lists_open_waits_for_a_role(new_deal):
+    assert inbox.open_waits() == []
+    deals.open_wait(new_deal, "qualify", "qualify", "run-1")
+    rows = inbox.open_waits("sales_rep", run_states={})
+    assert [(r["deal"], r["key"], r["roles"], r["run"]) for r in rows] == [
+        (new_deal, "qualify", ["sales_rep"], "not on this server")]
+    assert inbox.open_waits("qa") == []
+
+
+def test_due_reminders_are_queued_sent_and_never_twice(new_deal):
+    from dealflow.scenario import play_direct
+
+    play_direct(new_deal, until="payment-1")
+    with session_scope() as s:
+        from models import Invoice
+
+        due = s.scalars(select(Invoice.due_date)).one()
+    at = datetime.combine(due + timedelta(days=1), time(8))
+    queued = reminders.queue_due(at, ReminderRules())
+    assert [q["rule"] for q in queued if q["rule"].startswith("dunning")] == ["dunning-1"]
+    assert sorted(reminders.send([q["email_id"] for q in queued])) == sorted(q["email_id"] for q in queued)
+    assert reminders.queue_due(at, ReminderRules()) == [] and reminders.send([]) == []
+
+
+def test_the_outbox_run_sends_what_waits_and_says_how_the_outbox_stands(new_deal):
+    from dealflow.scenario import play_direct
+
+    play_direct(new_deal, until="decision-rev-1")
+    ran = outbox.send_all_pending()
+    assert (ran["sent"], ran["error"], ran["pending"], ran["oldest_pending_since"]) == ([], None, 0, None)
+
+
+def test_the_demo_seeds_starts_its_deal_and_works_the_opportunity(db):
+    from dealflow.scenario import LEAD, play_direct
+
+    assert demo.seed_installation() == {"staff": 0, "products": 0}  # seeded already: nothing added
+    before = demo.stock_on_hand()
+    number = demo.start_scenario_deal(LEAD, by="sofia", restock=2, restock_key="test")
+    assert {sku: n - 2 for sku, n in demo.stock_on_hand().items()} == before
+    with pytest.raises(InvalidTransition):  # not qualified yet: nothing written
+        demo.work_the_opportunity(number)
+    play_direct(number, until="handoff")
+    with session_scope() as s:
+        last = s.scalar(select(func.max(AuditEntry.id)))
+    demo.work_the_opportunity(number)
+    entries = demo.audit_after(last)
+    assert [(e["actor"], e["action"]) for e in entries] == [("sofia", "followup.scheduled"), ("sofia", "followup.done"),
+                                                           ("sofia", "opportunity.stage"),
+                                                           ("sofia", "followup.scheduled"), ("sofia", "followup.done"),
+                                                           ("sofia", "followup.scheduled")]
+    assert demo.refused_answers(number) == 0 and demo.online_answers(number) == []
+    opened = demo.sign_in_with_app("mark")
+    assert opened.handle == "mark" and demo.session_open(opened.id, timedelta(minutes=5))
+    assert not demo.session_open("no-such-session", timedelta(0))
+    assert demo.wrong_code("mark") != code_of("mark")
+
+
 # --- plain data out, and no door in -----------------------------------------------------------------
 
 def _no_orm(value: object, where: str) -> None:
@@ -172,6 +391,17 @@ def test_use_cases_return_plain_data_never_orm_objects(db):
         "show_company": company.show_company(),
         "set_discount_limit": staff.set_discount_limit("sofia", "12.5", BY),
         "change_roles": staff.change_roles("mark", ["sales_engineer", "sales_rep"], BY),
+    }.items():
+        _no_orm(result, name)
+
+
+def test_the_deal_use_cases_return_plain_data(new_deal):
+    deals.open_wait(new_deal, "qualify", "qualify", "run-1")
+    for name, result in {
+        "deal_summary": deals.deal_summary(new_deal), "list_deals": deals.list_deals(),
+        "waits_of": deals.waits_of(new_deal), "open_waits": inbox.open_waits(),
+        "wait_state": [answers.wait_state(new_deal, "qualify").__dict__], "audit_after": demo.audit_after(0),
+        "send_all_pending": outbox.send_all_pending(),
     }.items():
         _no_orm(result, name)
 
