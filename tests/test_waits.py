@@ -42,6 +42,13 @@ def test_the_readme_lists_the_steps_as_they_are_declared():
     assert listed == steps_table(), "README's table of steps: paste models.waits.steps_table()"
 
 
+def test_the_answer_command_names_every_step():
+    from dealflow.cli.waits import answer
+
+    said = " ".join(answer.help.split()).split("STEP is the wait's step (", 1)[1].split(")", 1)[0]
+    assert said.split(", ") == list(KINDS), "dealflow answer's help: list the steps of models.waits.KINDS"
+
+
 def _form_at(deal_number: str, key: str) -> tuple[dict, dict]:
     """The form of the wait ``key`` as the flow stores it (its JSON schema), and what it starts with."""
     with session_scope() as s:
