@@ -1,6 +1,6 @@
 """What the team's gateway asks of the business: signing a person in and out, who the session a
 request carries belongs to, a Resume named and sealed for the wait its run is at, the refusals
-and cancels on the record, and what the command line reads through it.
+and cancels on the record. What the command line reads through it is ``inbox``'s and ``deals``'.
 
 The session's token, its cookie, the cache of sessions, the rate limit on failed sign-ins and
 the HTTP answers stay in the door (``dealflow.gateway``).
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from models import DomainError, audit, identity
 from models.base import utcnow
-from models.deal import Deal, Wait, deal_by_number
+from models.deal import Deal, Wait
 from models.states import WaitStatus
 from services import keys
 from services.config import load_settings
@@ -151,21 +151,3 @@ def _record(by: str, action: str, subject: str, **details: Any) -> None:
     with unit_of_work() as s:
         audit.record(s, by[:40], action, subject=subject[:60], door="gateway", **details)
 
-
-# --- what the command line reads through the gateway --------------------------------------------------
-
-def inbox(role: str | None, run_states: dict[str, str] | None) -> list[dict[str, Any]]:
-    """The open waits, oldest first (of ``role``'s steps); with ``run_states`` (flow run id ->
-    Prefect's state name) each row says whether its run really waits there."""
-    from services.views import inbox as rows
-
-    with unit_of_work() as s:
-        return rows(s, role, run_states)
-
-
-def deal_summary(number: str) -> dict[str, Any]:
-    """A deal as `dealflow deal show --json` shows it."""
-    from services.views import deal_summary as summary
-
-    with unit_of_work() as s:
-        return summary(s, deal_by_number(s, number))

@@ -597,5 +597,3 @@ def test_a_resume_is_named_after_the_person_and_sealed_to_the_wait_its_run_is_at
     assert written() == before  # a seal, made or refused, writes nothing
     gateway.record_refused("sofia", "POST", "/api/flow_runs/x/resume", "not hers")
     assert audit_log()[-1] == ("sofia", "gateway.refused", "POST /api/flow_runs/x/resume")
-    assert [r["deal"] for r in gateway.inbox("qa", None)] == [new_deal]
-    assert gateway.deal_summary(new_deal.lower())["deal"] == new_deal

@@ -15,7 +15,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from application import gateway
+from application import deals, inbox
+from application.answers import wait_state
 
 from .sessions import Person, bearer, sign_out
 
@@ -26,8 +27,6 @@ Refuse = Callable[[Person, Request, str, str], Awaitable[Response]]
 
 def _wait_status(number: str, key: str) -> dict[str, Any]:
     from models.errors import NotFound
-
-    from ..answers import wait_state
 
     wait = wait_state(number, key)
     if wait is None:
@@ -86,13 +85,13 @@ class CommandLine:
             states = {r["id"]: (r.get("state") or {}).get("name", "") for r in runs}
         except (httpx.HTTPError, ValueError, TypeError, AttributeError):
             states = None
-        return await _domain(gateway.inbox, role, states)
+        return await _domain(inbox.open_waits, role, states)
 
     async def api_deal(self, request: Request) -> Response:
         person = await self.signed_in(request)
         if isinstance(person, Response):
             return person
-        return await _domain(gateway.deal_summary, request.path_params["number"][:40])
+        return await _domain(deals.deal_summary, request.path_params["number"][:40])
 
     async def api_wait(self, request: Request) -> Response:
         person = await self.signed_in(request)
