@@ -81,7 +81,7 @@ class Email(Base):
     @property
     def fate_unknown(self) -> bool:
         """Claimed and handed to SMTP, never marked: it may or may not have arrived."""
-        return self.status == "sending" and self.handed_at is not None
+        return self.status == EmailStatus.SENDING and self.handed_at is not None
 
 
 # a row handed over longer ago than this, and not marked, has a sender that stopped mid-way

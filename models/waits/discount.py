@@ -59,7 +59,8 @@ def _pct(value: Decimal) -> str:
 def customer_history(session: Session, deal: Deal) -> Markdown:
     """The customer's other deals, won, lost and open, and what they owe now (per currency)."""
     others = session.scalars(select(Deal).where(Deal.customer_id == deal.customer_id, Deal.id != deal.id)).all()
-    counts = {status: sum(1 for d in others if d.status == status) for status in ("won", "lost", "open")}
+    counts = {status: sum(1 for d in others if d.status == status)
+              for status in (DealStatus.WON, DealStatus.LOST, DealStatus.OPEN)}
     owed: dict[str, Decimal] = {}
     for invoice in session.scalars(select(Invoice).join(Deal, Invoice.deal_id == Deal.id)
                                    .where(Deal.customer_id == deal.customer_id, Invoice.status != InvoiceStatus.PAID)):
