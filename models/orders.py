@@ -14,13 +14,13 @@ from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstrai
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
-from .products import Product, product_by_sku
-from .stock import issue
 from .errors import DuplicateLine, InvalidTransition, OverShipment, ValidationError
 from .numbering import next_number
 from .pricing import PricedLine, Totals
+from .products import Product, product_by_sku
 from .staff import StaffUser
 from .states import OrderStatus
+from .stock import issue
 from .text import shown
 from .typed import MAX_QUANTITY, whole_number
 
