@@ -190,6 +190,7 @@ AUTOMATIC: dict[str, Callable[[Session, Deal], str]] = {
     "convert": process.convert_lead,
     "send_estimate": process.send_estimate,
     "create_order": process.create_order,
+    "deposit_invoice": process.create_deposit_invoice,
     "receipt": _create_receipt,
     "invoice": process.create_invoice,
     "close": process.close_deal,

@@ -44,6 +44,10 @@ def _first_payment(summary: dict[str, Any]) -> dict[str, Any]:
     return {"amount": str(part), "method": "bank_transfer", "reference": "RMW-ADV-001"}
 
 
+def _deposit_payment(summary: dict[str, Any]) -> dict[str, Any]:
+    return {"amount": summary["deposit"]["due"], "method": "bank_transfer", "reference": "RMW-DEP-001"}
+
+
 def _final_payment(summary: dict[str, Any]) -> dict[str, Any]:
     return {"amount": summary["invoice"]["due"], "method": "bank_transfer", "reference": "RMW-BAL-002"}
 
@@ -82,6 +86,7 @@ SCRIPT: list[Move] = [
     Move("qa", "qa", {"passed": True, "notes": "Seal replaced; 4 h run under load, all within tolerance.",
                       "checklist": ALL_CHECKS_PASS},
          "QA tests again: pass, released for picking"),
+    Move("deposit", "finance", _deposit_payment, "Finance records the 30 % deposit, paid in one payment"),
     Move("shipment", "delivery", {"carrier": "DHL Freight", "tracking_number": "DHLF-7845120",
                                   "lines": [{"sku": "CNC-LATHE-2000", "quantity": 2},
                                             {"sku": "TOOL-KIT-PRO", "quantity": 2},

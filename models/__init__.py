@@ -26,8 +26,8 @@ from .errors import (
 from .roles import Role
 
 # the modules that define tables: all of them are imported before the first mapper is used
-MODEL_MODULES = ("audit", "billing", "catalog", "company", "crm", "deal", "estimates", "identity", "numbering",
-                 "orders", "outbox", "portal", "prices", "staff")
+MODEL_MODULES = ("audit", "billing", "catalog", "company", "credit", "credit_notes", "crm", "deal", "estimates",
+                 "identity", "numbering", "orders", "outbox", "portal", "prices", "staff")
 
 # a mapped class (or Base) -> the module that defines it
 _CLASSES = {
@@ -36,6 +36,7 @@ _CLASSES = {
     "Invoice": "billing", "InvoiceLine": "billing", "Payment": "billing",
     "Product": "catalog", "StockLevel": "catalog", "StockMove": "catalog",
     "Company": "company",
+    "CreditHold": "credit", "CreditNote": "credit_notes",
     "Contact": "crm", "Customer": "crm", "FollowUp": "crm", "Lead": "crm", "Opportunity": "crm",
     "StageChange": "crm",
     "Deal": "deal", "Wait": "deal",

@@ -1,6 +1,9 @@
 """Invoices made from the order, and the payments against them.
 
-Invoice states: open -> partially_paid -> paid. Due = total - paid, never below zero.
+An order has at most two invoices: its deposit invoice (``kind`` deposit, its own series DEP),
+when the customer's terms ask for a deposit, and its final invoice (INV), which deducts the
+deposit paid. Invoice states: open -> partially_paid -> paid; a cancelled order's deposit
+invoice is credited. Due = total - paid, never below zero.
 """
 
 from __future__ import annotations
@@ -28,19 +31,25 @@ PAYMENT_METHODS = ("bank_transfer", "card", "cheque", "cash")
 METHOD_WORDS = {"bank transfer": "bank_transfer", "card": "card", "cheque": "cheque", "cash": "cash"}  # form -> record
 
 
+INVOICE_KINDS = ("deposit", "final")
+
+
 class Invoice(Base):
     __tablename__ = "invoices"
-    __table_args__ = (CheckConstraint(InvoiceStatus.check(), name="status"),)
+    __table_args__ = (CheckConstraint(InvoiceStatus.check(), name="status"),
+                      CheckConstraint("kind in ('deposit','final')", name="kind"),
+                      UniqueConstraint("deal_id", "kind"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     number: Mapped[str] = mapped_column(String(20), unique=True)
-    order_id: Mapped[int] = mapped_column(ForeignKey("sales_orders.id"), unique=True)
-    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("sales_orders.id"), index=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(10), default="final", server_default="final")
     status: Mapped[str] = mapped_column(String(20), default="open", index=True)
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
     due_date: Mapped[date] = mapped_column(index=True)
 
-    deal: Mapped[Deal] = relationship(back_populates="invoice")
+    deal: Mapped[Deal] = relationship()
     order: Mapped[SalesOrder] = relationship()
     lines: Mapped[list[InvoiceLine]] = relationship(order_by="InvoiceLine.line_no", back_populates="invoice")
     payments: Mapped[list[Payment]] = relationship(order_by="Payment.seq", back_populates="invoice")
@@ -48,6 +57,20 @@ class Invoice(Base):
     @property
     def totals(self) -> Totals:
         return Totals(self.lines, self.deal.currency)
+
+    @property
+    def is_deposit(self) -> bool:
+        return self.kind == "deposit"
+
+    @property
+    def title(self) -> str:
+        """What the documents call it: "Deposit invoice" or "Invoice"."""
+        return "Deposit invoice" if self.is_deposit else "Invoice"
+
+    @property
+    def is_settled(self) -> bool:
+        """Nothing more to collect: paid, or credited by a credit note."""
+        return self.status in (InvoiceStatus.PAID, InvoiceStatus.CREDITED)
 
     @property
     def paid(self) -> Decimal:
@@ -58,7 +81,7 @@ class Invoice(Base):
         return self.totals.total - self.paid
 
     def is_overdue(self, today: date) -> bool:
-        return self.status != InvoiceStatus.PAID and self.due_date < today
+        return not self.is_settled and self.due_date < today
 
     def settle_if_nothing_due(self) -> None:
         if self.status == InvoiceStatus.OPEN and self.amount_due == ZERO:
@@ -75,7 +98,7 @@ class Invoice(Base):
         if received_on < self.issued_at.date():
             raise ValidationError("received_on", f"is before invoice {self.number} was issued "
                                                  f"({self.issued_at.date()})")
-        if self.status == InvoiceStatus.PAID:
+        if self.is_settled:
             raise InvalidTransition(f"invoice {self.number}", self.status, "record a payment")
         if amount <= ZERO:
             raise ValidationError("amount", "must be greater than zero")
@@ -97,13 +120,22 @@ class Invoice(Base):
         return payment
 
 
+def add_invoice(session: Session, invoice: Invoice) -> Invoice:
+    """A new invoice of its deal, written, and the deal's view of its invoices refreshed."""
+    session.add(invoice)
+    session.flush()
+    session.expire(invoice.deal, ["invoices", "invoice", "deposit_invoice"])
+    return invoice
+
+
 class InvoiceLine(PricedLine, Base):
     __tablename__ = "invoice_lines"
     __table_args__ = (UniqueConstraint("invoice_id", "line_no"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
-    order_line_id: Mapped[int] = mapped_column(ForeignKey("sales_order_lines.id"))
+    # None: a line of no order line (a deposit invoice's line, a final invoice's deduction of it)
+    order_line_id: Mapped[int | None] = mapped_column(ForeignKey("sales_order_lines.id"))
     line_no: Mapped[int]
 
     invoice: Mapped[Invoice] = relationship(back_populates="lines")

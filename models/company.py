@@ -9,14 +9,16 @@ Glocial unless the company is Glocial (the demo's, ``GLOCIAL``, loaded by ``init
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, String, Text
+from sqlalchemy import CheckConstraint, Numeric, String, Text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from . import audit
 from .base import Base, utcnow
 from .customers import MAX_TERMS_DAYS, currency_code, email_address, terms_days
+from .deposits import deposit_before, deposit_pct
 from .errors import DomainError, ValidationError
 from .text import bounded, one_line
 
@@ -38,10 +40,16 @@ class Company(Base):
     currency: Mapped[str] = mapped_column(String(3))
     mail_from: Mapped[str] = mapped_column(String(200))
     payment_terms_days: Mapped[int] = mapped_column(default=30)
+    # the deposit a customer without terms of their own pays (0: none), and when
+    deposit_pct: Mapped[Decimal] = mapped_column(Numeric(5, 2), default=Decimal(0), server_default="0")
+    deposit_before: Mapped[str] = mapped_column(String(10), default="shipping", server_default="shipping")
+    # an order of a customer with an invoice overdue by more than this many days goes on credit hold
+    credit_overdue_days: Mapped[int] = mapped_column(default=30, server_default="30")
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     def as_dict(self) -> dict[str, Any]:
-        return {field: getattr(self, field) for field in FIELDS}
+        """Every detail as plain data (a percentage as its text), as documents keep it."""
+        return {field: str(v) if isinstance(v := getattr(self, field), Decimal) else v for field in FIELDS}
 
 
 # field -> (what it is, its rule); the order is the order `init` asks in
@@ -57,6 +65,12 @@ FIELDS: dict[str, tuple[str, Any]] = {
                  currency_code),
     "mail_from": ("the sender of every email (From)", email_address),
     "payment_terms_days": ("the payment terms a new customer gets, in days", terms_days),
+    "deposit_pct": ("the deposit a customer without terms of their own pays, % of the order (0: none)",
+                    lambda v, f: deposit_pct(v, f)),
+    "deposit_before": ("when that deposit is due: shipping (before the first shipment) or release (before QA "
+                       "releases the order)", lambda v, f: deposit_before(v, f)),
+    "credit_overdue_days": ("an order of a customer with an invoice overdue by more than this many days goes on "
+                            "credit hold", terms_days),
 }
 REQUIRED = ("name", "email", "currency")
 
@@ -64,7 +78,8 @@ REQUIRED = ("name", "email", "currency")
 GLOCIAL = {"name": "Glocial Machineries", "address": "12 Foundry Road, Riverside Industrial Park",
            "phone": "+1 555 0100", "email": "sales@glocial.example", "tax_id": "",
            "bank": "IBAN XX00 0000 0000 0000 0000 00", "currency": "USD", "mail_from": "sales@glocial.example",
-           "payment_terms_days": 30}
+           "payment_terms_days": 30, "deposit_pct": Decimal(0), "deposit_before": "shipping",
+           "credit_overdue_days": 30}
 
 
 def company_values(raw: dict[str, Any], *, new: bool) -> dict[str, Any]:
@@ -85,6 +100,9 @@ def company_values(raw: dict[str, Any], *, new: bool) -> dict[str, Any]:
     if new:
         values.setdefault("mail_from", values["email"])
         values.setdefault("payment_terms_days", 30)
+        values.setdefault("deposit_pct", Decimal(0))
+        values.setdefault("deposit_before", "shipping")
+        values.setdefault("credit_overdue_days", 30)
     return values
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Numeric, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base, utcnow
@@ -23,6 +23,9 @@ from .text import bounded, has_control, one_line, shown
 
 class Customer(Base):
     __tablename__ = "customers"
+    __table_args__ = (CheckConstraint("deposit_pct BETWEEN 0 AND 100", name="deposit_pct"),
+                      CheckConstraint("deposit_before in ('shipping','release')", name="deposit_before"),
+                      CheckConstraint("credit_limit >= 0", name="credit_limit"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -33,6 +36,11 @@ class Customer(Base):
     tax_id: Mapped[str] = mapped_column(String(40), default="", server_default="")
     payment_terms_days: Mapped[int] = mapped_column(default=30, server_default="30")
     currency: Mapped[str | None] = mapped_column(String(3))  # None: the settings' default
+    # payment terms: a deposit (% of the order, paid before shipping or before QA releases it;
+    # None: the company's) and a credit limit in the customer's currency (None: no limit)
+    deposit_pct: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
+    deposit_before: Mapped[str | None] = mapped_column(String(10))
+    credit_limit: Mapped[Decimal | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     contacts: Mapped[list[Contact]] = relationship(back_populates="customer", order_by="Contact.id")

@@ -5,12 +5,14 @@ customer, so a deal for an imported customer carries the customer's currency and
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from .crm import Contact, Customer
+from .deposits import deposit_before, deposit_pct
 from .errors import FileRefused, NotFound, ValidationError
 from .money import ISO_4217, MINOR_UNITS
 from .text import bounded, has_control, one_line, shown
@@ -18,7 +20,8 @@ from .text import bounded, has_control, one_line, shown
 CURRENCY_RULE = re.compile(r"[A-Z]{3}")
 MAX_TERMS_DAYS = 365
 CUSTOMER_FIELDS = ("name", "email", "contact", "phone", "tax_id", "payment_terms", "currency", "billing_address",
-                   "shipping_address")
+                   "shipping_address", "deposit", "deposit_before", "credit_limit")
+KEEP_WHEN_EMPTY = ("currency", "payment_terms", "deposit", "deposit_before", "credit_limit")  # empty: unchanged
 
 
 def currency_code(value: object, field: str = "currency") -> str:
@@ -56,7 +59,35 @@ RULES = {
     "billing_address": ("billing_address", lambda v, f: bounded(v, f, 1000)),
     "shipping_address": ("shipping_address", lambda v, f: bounded(v, f, 1000)),
     "contact": ("contact", lambda v, f: one_line(v, f, 120)),
+    # payment terms: a deposit (% of the order, "none" or "default": the company's) and when it is
+    # due (before shipping, or before QA releases the order), and a credit limit ("none": no limit)
+    "deposit": ("deposit_pct", lambda v, f: None if _default(v) else deposit_pct(
+        "0" if str(v).strip().lower() == "none" else v, f)),
+    "deposit_before": ("deposit_before", lambda v, f: None if _default(v) else deposit_before(v, f)),
+    "credit_limit": ("credit_limit", lambda v, f: credit_limit(v, f)),
 }
+
+
+def _default(value: object) -> bool:
+    return str(value).strip().lower() in ("default", "company")
+
+
+def credit_limit(value: object, field: str = "credit_limit") -> Decimal | None:
+    """A credit limit: an amount of 0 or more (0: nothing on credit), or none/empty (no limit)."""
+    text = "" if value is None else str(value).strip().replace(",", "").replace("_", "")
+    if text.lower() in ("", "none", "no limit", "unlimited"):
+        return None
+    try:
+        amount = Decimal(text)
+    except ArithmeticError:
+        raise ValidationError(field, f"must be an amount of 0 or more, or none (no limit); got {shown(value)}") \
+            from None
+    if not amount.is_finite() or amount < 0:
+        raise ValidationError(field, f"must be an amount of 0 or more, or none (no limit); got {shown(value)}")
+    if amount >= Decimal("1e12") or amount != amount.quantize(Decimal("0.01")):
+        raise ValidationError(field, f"must be below 1,000,000,000,000 with at most 2 decimals; got {shown(value)}")
+    return amount
+
 
 
 def customer_values(raw: dict[str, Any], *, new: bool) -> tuple[dict[str, Any], list[ValidationError]]:
@@ -67,7 +98,7 @@ def customer_values(raw: dict[str, Any], *, new: bool) -> tuple[dict[str, Any], 
     problems: list[ValidationError] = []
     for field, (column, rule) in RULES.items():
         value = raw.get(field)
-        if value is None or (str(value).strip() == "" and field in ("currency", "payment_terms")):
+        if value is None or (str(value).strip() == "" and field in KEEP_WHEN_EMPTY):
             if new and field in ("name", "email"):
                 problems.append(ValidationError(field, "must not be empty"))
             continue
@@ -185,4 +216,7 @@ def customer_row(customer: Customer, default_currency: str) -> dict[str, Any]:
     return {"id": customer.id, "name": customer.name, "email": customer.email,
             "contact": contact.name if contact else "", "phone": customer.phone, "tax_id": customer.tax_id,
             "payment_terms": customer.payment_terms_days, "currency": customer.currency or default_currency,
-            "billing_address": customer.billing_address, "shipping_address": customer.shipping_address}
+            "billing_address": customer.billing_address, "shipping_address": customer.shipping_address,
+            "deposit": "" if customer.deposit_pct is None else str(customer.deposit_pct),
+            "deposit_before": customer.deposit_before or "",
+            "credit_limit": "" if customer.credit_limit is None else str(customer.credit_limit)}

@@ -1,6 +1,6 @@
 """The deal: one sale from lead to cash, and the human steps (waits) it stops at.
 
-Deal states: open -> won | lost.
+Deal states: open -> won | lost | cancelled.
 Wait states: open -> answered | refused (a refused answer closes the wait; a new one opens).
 One live flow run drives a deal (``Deal.drive_by``).
 """
@@ -25,6 +25,8 @@ from .text import printable
 
 if TYPE_CHECKING:
     from .billing import Invoice
+    from .credit import CreditHold
+    from .credit_notes import CreditNote
     from .estimates import Estimate
     from .orders import SalesOrder
 
@@ -57,8 +59,16 @@ class Deal(Base):
     owner: Mapped[StaffUser] = relationship()
     estimate: Mapped[Estimate | None] = relationship(back_populates="deal")
     order: Mapped[SalesOrder | None] = relationship(back_populates="deal")
-    invoice: Mapped[Invoice | None] = relationship(back_populates="deal")
+    # its invoices: the final one (``invoice``) and a deposit invoice, if its terms ask for one;
+    # read-only here (an invoice is made with its deal; ``billing.add_invoice`` refreshes these)
+    invoices: Mapped[list[Invoice]] = relationship(order_by="Invoice.id", viewonly=True)
+    invoice: Mapped[Invoice | None] = relationship(
+        primaryjoin="and_(Deal.id == foreign(Invoice.deal_id), Invoice.kind == 'final')", viewonly=True)
+    deposit_invoice: Mapped[Invoice | None] = relationship(
+        primaryjoin="and_(Deal.id == foreign(Invoice.deal_id), Invoice.kind == 'deposit')", viewonly=True)
     waits: Mapped[list[Wait]] = relationship(order_by="Wait.id", back_populates="deal")
+    credit_holds: Mapped[list[CreditHold]] = relationship(order_by="CreditHold.id", viewonly=True)
+    credit_notes: Mapped[list[CreditNote]] = relationship(order_by="CreditNote.id", viewonly=True)
 
     @property
     def customer_name(self) -> str:
@@ -78,6 +88,12 @@ class Deal(Base):
 
     def close_lost(self, reason: str) -> None:
         self.status = DealStatus.move(f"deal {self.number}", self.status, DealStatus.LOST, "close as lost")
+        self.lost_reason = reason
+        self.closed_at = utcnow()
+
+    def cancel(self, reason: str) -> None:
+        """Cancelled by a manager (``models.cancellation``); the reason is kept as a lost deal's is."""
+        self.status = DealStatus.move(f"deal {self.number}", self.status, DealStatus.CANCELLED, "cancel")
         self.lost_reason = reason
         self.closed_at = utcnow()
 

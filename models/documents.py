@@ -6,14 +6,18 @@ Amounts are strings of Decimals, so the snapshot stored with a document or email
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .billing import Invoice, Payment
 from .deal import Deal
 from .estimates import EstimateRevision
 from .orders import SalesOrder, SalesReceipt, Shipment
-from .pricing import PricedLine
+from .pricing import PricedLine, Totals
 from .states import InvoiceStatus
+
+if TYPE_CHECKING:
+    from .credit import CreditHold
+    from .credit_notes import CreditNote
 
 
 def _customer(deal: Deal) -> dict[str, Any]:
@@ -110,7 +114,8 @@ def estimate_context(rev: EstimateRevision) -> dict[str, Any]:
 def order_context(order: SalesOrder) -> dict[str, Any]:
     ctx = _base(order.deal, "order", order.number)
     ctx.update({"estimate": order.estimate_revision.number, "lines": _lines(order.lines),
-                "totals": order.totals.as_dict(), "date": order.created_at.date().isoformat()})
+                "totals": order.totals.as_dict(), "date": order.created_at.date().isoformat(),
+                "deposit_terms": order.deposit_terms.words() if order.deposit_terms.asked else ""})
     online = order.estimate_revision.customer_answer
     if online is not None and online.action == "accept":
         ctx["accepted_online"] = {"name": online.name, "po_number": online.po_number,
@@ -146,11 +151,24 @@ def shipment_context(shipment: Shipment) -> dict[str, Any]:
 
 
 def invoice_context(invoice: Invoice) -> dict[str, Any]:
-    ctx = _base(invoice.deal, "invoice", invoice.number)
-    ctx.update({"order": invoice.order.number, "date": invoice.issued_at.date().isoformat(),
-                "due_date": invoice.due_date.isoformat(), "lines": _lines(invoice.lines),
+    """A final invoice (``invoice``) or a deposit invoice (``deposit_invoice``): the final one
+    lists what shipped, then the deposit paid deducted (``deposit``); a deposit invoice says
+    which share of the order it is and what it is paid before."""
+    ctx = _base(invoice.deal, "deposit_invoice" if invoice.is_deposit else "invoice", invoice.number)
+    order = invoice.order
+    items = [ln for ln in invoice.lines if ln.order_line_id is not None or invoice.is_deposit]
+    deducted = [ln for ln in invoice.lines if ln.order_line_id is None and not invoice.is_deposit]
+    ctx.update({"title": invoice.title, "order": order.number, "date": invoice.issued_at.date().isoformat(),
+                "due_date": invoice.due_date.isoformat(), "lines": _lines(items),
                 "totals": invoice.totals.as_dict(), "paid": str(invoice.paid),
-                "amount_due": str(invoice.amount_due)})
+                "amount_due": str(invoice.amount_due),
+                "order_total": str(order.totals.total),
+                "deposit_terms": order.deposit_terms.words() if order.deposit_terms.asked else ""})
+    if deducted:
+        deposit = invoice.deal.deposit_invoice
+        ctx["deposit"] = {"number": deposit.number if deposit else "", "lines": _lines(deducted),
+                          "amount": str(-Totals(deducted, invoice.deal.currency).total),
+                          "before": str(Totals(items, invoice.deal.currency).total)}
     return ctx
 
 
@@ -167,10 +185,42 @@ def invoice_balance(invoice: Invoice, today: date) -> dict[str, Any]:
     }
 
 
+def credit_note_context(note: CreditNote) -> dict[str, Any]:
+    from .credit_notes import SETTLEMENT_WORDS
+
+    invoice = note.invoice
+    ctx = _base(note.deal, "credit_note", note.number)
+    ctx.update({"date": note.at.date().isoformat(), "invoice": invoice.number, "invoice_title": invoice.title,
+                "invoice_date": invoice.issued_at.date().isoformat(), "order": invoice.order.number,
+                "lines": _lines(invoice.lines), "totals": invoice.totals.as_dict(), "amount": str(note.amount),
+                "reason": note.reason, "settlement": note.settlement,
+                "settlement_words": SETTLEMENT_WORDS[note.settlement], "refunded": str(note.refunded),
+                "kept_as_credit": str(note.kept_as_credit), "refund_method": note.refund_method.replace("_", " ")})
+    return ctx
+
+
+def cancellation_context(deal: Deal, note: CreditNote | None) -> dict[str, Any]:
+    order = deal.order
+    ctx = _base(deal, "cancellation", order.number if order is not None else deal.number)
+    ctx.update({"order": order.number if order is not None else "", "reason": deal.lost_reason,
+                "date": deal.closed_at.date().isoformat() if deal.closed_at else "",
+                "credit_note": credit_note_context(note) if note is not None else None})
+    return ctx
+
+
+def credit_declined_context(hold: CreditHold) -> dict[str, Any]:
+    deal = hold.deal
+    rev = deal.estimate.latest
+    ctx = _base(deal, "credit_declined", rev.number)
+    ctx.update({"estimate": rev.number, "reason": hold.reason, "total": str(hold.order_total),
+                "date": hold.decided_at.date().isoformat() if hold.decided_at else ""})
+    return ctx
+
+
 def payment_context(payment: Payment) -> dict[str, Any]:
     invoice = payment.invoice
     ctx = _base(invoice.deal, "payment", payment.number)
-    ctx.update({"invoice": invoice.number, "amount": str(payment.amount), "method": payment.method,
+    ctx.update({"invoice": invoice.number, "invoice_title": invoice.title, "amount": str(payment.amount), "method": payment.method,
                 "reference": payment.reference, "date": payment.received.isoformat(),
                 "invoice_total": str(invoice.totals.total), "paid": str(invoice.paid),
                 "amount_due": str(invoice.amount_due), "settled": invoice.status == InvoiceStatus.PAID})

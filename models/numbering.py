@@ -15,6 +15,8 @@ PREFIXES = {
     "shipment": "SHP",
     "invoice": "INV",
     "payment": "PAY",
+    "deposit": "DEP",  # deposit invoices: their own gap-free series
+    "credit_note": "CN",
 }
 
 

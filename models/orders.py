@@ -1,6 +1,6 @@
 """Sales orders, QA inspections, pick release, the sales receipt and shipments.
 
-Order states: awaiting_qa -> released -> partially_shipped -> shipped.
+Order states: awaiting_qa -> released -> partially_shipped -> shipped; cancelled before the first shipment.
 A failed QA attempt leaves the order awaiting_qa (rework, then the next attempt).
 """
 
@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
@@ -46,6 +46,11 @@ class SalesOrder(Base):
     customer_po: Mapped[str] = mapped_column(String(60), default="", server_default="")  # the customer's PO number
     # what QA checks on this order, fixed when it is made (None: an order made before: its products' lists)
     qa_checks: Mapped[list[Any] | None] = mapped_column(default=None)
+    # the deposit asked, fixed when the order is made (``models.deposits``): % of the order (0: none),
+    # paid before "shipping" or before QA "release"
+    deposit_pct: Mapped[Decimal] = mapped_column(Numeric(5, 2), default=Decimal(0), server_default="0")
+    deposit_before: Mapped[str] = mapped_column(String(10), default="shipping", server_default="shipping")
+    cancel_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     deal: Mapped[Deal] = relationship(back_populates="order")
@@ -83,6 +88,33 @@ class SalesOrder(Base):
         """Whether QA signs it off before release: not an order of only accessories and spare parts."""
         return bool(self.qa_checklist)
 
+    @property
+    def deposit_terms(self):
+        from .deposits import DepositTerms
+
+        return DepositTerms(self.deposit_pct, self.deposit_before)
+
+    def waits_for_deposit(self) -> bool:
+        """Whether the order stands at the stage its deposit blocks and the deposit is not paid:
+        QA and release (``release``) or the first shipment (``shipping``)."""
+        deposit = self.deal.deposit_invoice
+        if not self.deposit_terms.asked or deposit is None or deposit.is_settled:
+            return False
+        if self.status == OrderStatus.AWAITING_QA:
+            return self.deposit_before == "release"
+        # either way it is paid before the first shipment (an order with nothing for QA to check
+        # is released when it is made)
+        return (self.status == OrderStatus.RELEASED and self.pick_release is not None
+                and self.pick_release.receipt is not None)
+
+    def cancel(self, reason: str) -> None:
+        """Cancelled before its first shipment (nothing shipped: the deal's reservation ends)."""
+        if self.shipments:
+            raise InvalidTransition(f"order {self.number}", f"{self.status} ({len(self.shipments)} shipment(s))",
+                                    "cancel")
+        self.status = OrderStatus.move(f"order {self.number}", self.status, OrderStatus.CANCELLED, "cancel")
+        self.cancel_reason = reason
+
     def line_for_sku(self, sku: str, field: str) -> SalesOrderLine:
         for line in self.lines:
             if line.sku == sku:
@@ -107,6 +139,8 @@ class SalesOrder(Base):
         to = OrderStatus.move(f"order {self.number}", self.status, OrderStatus.RELEASED, "release for picking")
         if self.needs_qa and not self.qa_passed:
             raise InvalidTransition(f"order {self.number}", "not QA-passed", "release for picking")
+        if self.deposit_before == "release" and self.waits_for_deposit():
+            raise InvalidTransition(f"order {self.number}", "waiting for its deposit", "release for picking")
         self.status = to
         self.pick_release = PickRelease(released_by=by)
         return self.pick_release
@@ -154,6 +188,8 @@ class SalesOrder(Base):
     def record_shipment_lines(self, shipment: Shipment) -> None:
         if self.status not in (OrderStatus.RELEASED, OrderStatus.PARTIALLY_SHIPPED):
             raise InvalidTransition(f"order {self.number}", self.status, "ship")
+        if self.waits_for_deposit():
+            raise InvalidTransition(f"order {self.number}", "waiting for its deposit", "ship")
         for sl in shipment.lines:
             sl.order_line.shipped_qty += sl.quantity
         self.status = OrderStatus.move(f"order {self.number}", self.status, OrderStatus.SHIPPED if self.is_fully_shipped

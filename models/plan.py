@@ -3,8 +3,11 @@
     qualify* -> convert -> handoff* -> estimate* -> discount* (only over the preparer's limit;
       send_back -> estimate* again) -> send_estimate -> decision*
       (request_changes -> estimate* again; decline -> lost)
-    -> create_order -> qa* (fail -> qa* again; none for accessories only) -> receipt -> shipment* (until all shipped)
-    -> invoice -> payment* (until paid) -> close -> done          (* = a person answers: ``models.waits``)
+    -> credit* (only when the customer's credit does not cover it; reject -> lost)
+    -> create_order -> deposit_invoice (only if the terms ask for a deposit)
+    -> deposit* (until paid, before QA or before shipping, as the terms say)
+    -> qa* (fail -> qa* again; none for accessories only) -> receipt -> shipment* (until all shipped)
+    -> invoice (less the deposit) -> payment* (until paid) -> close -> done     (* = a person answers: ``models.waits``)
 
 ``next_step`` asks each row in order whether the deal is at it (a row may take the rows before
 it as done), so a flow that re-runs from its top continues where the deal really is. An
@@ -23,7 +26,20 @@ from sqlalchemy.orm import Session
 
 from .deal import Deal, Wait
 from .states import LeadStatus, RevisionStatus, WaitStatus
-from .waits import DECISION, DISCOUNT, ESTIMATE, HANDOFF, KINDS, PAYMENT, QA, QUALIFY, SHIPMENT, WaitKind
+from .waits import (
+    CREDIT,
+    DECISION,
+    DEPOSIT,
+    DISCOUNT,
+    ESTIMATE,
+    HANDOFF,
+    KINDS,
+    PAYMENT,
+    QA,
+    QUALIFY,
+    SHIPMENT,
+    WaitKind,
+)
 
 
 @dataclass(frozen=True)
@@ -56,7 +72,11 @@ PLAN: tuple[WaitKind | Auto, ...] = (
     Auto("send_estimate", lambda d: d.estimate.latest.status == RevisionStatus.DRAFT,
          lambda d: f"send-estimate-rev-{d.estimate.latest.revision}"),
     DECISION,
+    CREDIT,
     Auto("create_order", lambda d: d.order is None, lambda d: f"order-from-rev-{d.estimate.latest.revision}"),
+    Auto("deposit_invoice", lambda d: d.order.deposit_terms.asked and d.deposit_invoice is None,
+         lambda d: f"deposit-invoice-{d.order.number}"),
+    DEPOSIT,
     QA,
     Auto("receipt", lambda d: d.order.pick_release.receipt is None, lambda d: f"receipt-{d.order.number}"),
     SHIPMENT,

@@ -29,6 +29,7 @@ from .stages import (  # noqa: F401
     PAYMENT_TERMS_DAYS,
     close_deal,
     convert_lead,
+    create_deposit_invoice,
     create_invoice,
     create_order,
     create_receipt,

@@ -59,6 +59,8 @@ class ReminderRules:
     stuck_wait_days: int = 5
     mail_waiting_minutes: int = 60
     discount_approval_hours: int = 4  # working hours (see ``models.clock.working_hours``)
+    deposit_waiting_days: int = 3
+    credit_hold_hours: int = 4  # working hours
 
     def __post_init__(self) -> None:
         for name in ("estimate_unanswered_days", "estimate_max_reminders", "qa_pending_days",

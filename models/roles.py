@@ -11,6 +11,7 @@ class Role(StrEnum):
     QA = "qa"
     DELIVERY = "delivery"
     FINANCE = "finance"
+    CREDIT = "credit"  # credit control: releases or rejects an order on credit hold
     MANAGER = "manager"
 
 

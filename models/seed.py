@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .catalog import Product, receive
+from .customers import find_customer, import_customers
 from .identity import Cipher, enroll
 from .staff import Role, StaffUser
 
@@ -40,12 +41,22 @@ CHECKLISTS = {
 }
 
 
+# the scenario's customer, known before its lead comes in: its terms ask for a 30 % deposit before
+# shipping, and its credit limit covers the scenario's order (about USD 177,000), not two of them
+CUSTOMERS = [
+    {"name": "Riverside Metalworks Ltd", "email": "priya.raman@riverside-metal.example", "contact": "Priya Raman",
+     "phone": "+1 555 0142", "billing_address": "4 Canal Street\nRiverside 40213",
+     "shipping_address": "4 Canal Street\nRiverside 40213", "deposit": "30", "deposit_before": "shipping",
+     "credit_limit": "250000"},
+]
+
+
 def load(session: Session, cipher: Cipher | None = None) -> dict[str, int]:
     """With ``cipher``, the Glocial staff are enrolled for one-time codes as they are added (their
     secrets encrypted with it); ``dealflow staff enroll HANDLE`` gives a person a new one to scan."""
     from .company import GLOCIAL, Company, set_up
 
-    added = {"staff": 0, "products": 0}
+    added = {"staff": 0, "products": 0, "customers": 0}
     if session.get(Company, 1) is None:
         set_up(session, GLOCIAL, by="init")
     for handle, name, email, role in STAFF:
@@ -63,6 +74,10 @@ def load(session: Session, cipher: Cipher | None = None) -> dict[str, int]:
             session.flush()
             receive(session, product, on_hand, reason="initial", source_key=f"initial:{sku}", by="init")
             added["products"] += 1
+    for row in CUSTOMERS:
+        if find_customer(session, row["email"], contacts=False) is None:
+            import_customers(session, "demo", [(1, dict(row))])
+            added["customers"] += 1
     if any(added.values()):
         audit.record(session, "init", "seed.loaded", **added)
     return added

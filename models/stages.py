@@ -9,20 +9,23 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from . import audit, portal
-from .billing import Invoice, InvoiceLine
+from .billing import Invoice, InvoiceLine, add_invoice
 from .clock import utcnow
+from .credit import hold_of
 from .crm import STAGES, Contact, Customer, Opportunity, StageChange
 from .customers import customer_of_lead
 from .deal import Deal
+from .deposits import deduction_lines, make_deposit_lines, terms_for
 from .documents import estimate_context, invoice_context, order_context, receipt_context
 from .errors import InvalidTransition
 from .numbering import next_number
 from .orders import SalesOrder, SalesOrderLine, SalesReceipt
 from .outbox import queue_email
 from .sending import SYSTEM, issue_document
-from .states import RevisionStatus
+from .states import HoldStatus, OrderStatus, RevisionStatus
 
 PAYMENT_TERMS_DAYS = 30
+DEPOSIT_DUE_DAYS = 7  # a deposit invoice is due a week after the order is confirmed
 
 
 def _today():
@@ -88,8 +91,15 @@ def create_order(session: Session, deal: Deal) -> str:
         return f"{deal.order.number} already exists"
     if rev.status != RevisionStatus.APPROVED:
         raise InvalidTransition(f"estimate {rev.number}", rev.status, "convert to an order")
+    hold = hold_of(session, rev)
+    if hold is not None and hold.status not in (HoldStatus.RELEASED, HoldStatus.DEPOSIT):
+        raise InvalidTransition(f"estimate {rev.number}", f"on credit hold ({hold.status})", "convert to an order")
+    terms = terms_for(session, deal.customer)  # the deposit: finance's, if they asked for one, else the terms'
     order = SalesOrder(number=next_number(session, "order"), deal=deal, estimate_revision=rev,
-                       created_by=rev.prepared_by.handle, customer_po=rev.customer_po or "")
+                       created_by=rev.prepared_by.handle, customer_po=rev.customer_po or "",
+                       deposit_pct=hold.deposit_pct if hold is not None and hold.deposit_pct else terms.pct,
+                       deposit_before=(hold.deposit_before if hold is not None and hold.deposit_pct
+                                       else terms.before))
     session.add(order)
     for ln in rev.lines:
         order.lines.append(SalesOrderLine(line_no=ln.line_no, product_id=ln.product_id, sku=ln.sku,
@@ -101,13 +111,33 @@ def create_order(session: Session, deal: Deal) -> str:
     issue_document(session, deal, "order", order.number, order_context(order),
                    f"Order confirmation {order.number} (from estimate {rev.number})",
                    event="order.created", estimate=rev.number)
-    if not order.needs_qa:  # accessories and spare parts only: nothing for QA to check
+    if not order.needs_qa and not (order.deposit_terms.asked and order.deposit_before == "release"):
+        # accessories and spare parts only: nothing for QA to check (unless a deposit comes first)
         order.release_for_picking(rev.prepared_by)
         audit.record(session, SYSTEM, "order.released", deal_id=deal.id, subject=order.number,
                      why="no product on it needs QA")
         return (f"{order.number} created from {rev.number}, total {order.totals.total} {deal.currency}; "
                 "no QA needed: released")
     return f"{order.number} created from {rev.number}, total {order.totals.total} {deal.currency}"
+
+
+def create_deposit_invoice(session: Session, deal: Deal) -> str:
+    """The deposit invoice of the order's deposit terms (DEP series), with its portal link."""
+    order = deal.order
+    if deal.deposit_invoice is not None:
+        return f"{deal.deposit_invoice.number} already exists"
+    if not order.deposit_terms.asked or order.status == OrderStatus.CANCELLED:
+        return f"{order.number} asks for no deposit"
+    invoice = Invoice(number=next_number(session, "deposit"), order=order, deal=deal, kind="deposit",
+                      due_date=_today() + timedelta(days=DEPOSIT_DUE_DAYS), lines=make_deposit_lines(order))
+    add_invoice(session, invoice)
+    invoice.settle_if_nothing_due()
+    issue_document(session, deal, "deposit_invoice", invoice.number, invoice_context(invoice),
+                   f"Deposit invoice {invoice.number} for order {order.number}, due {invoice.due_date}",
+                   link=lambda to: portal.invoice_link(invoice, to), event="deposit_invoice.created",
+                   total=invoice.totals.total, order=order.number, terms=order.deposit_terms.words())
+    return (f"{invoice.number} issued: {order.deposit_terms.words()}, {invoice.totals.total} {deal.currency} "
+            f"due {invoice.due_date}")
 
 
 def create_receipt(session: Session, deal: Deal, finance_email: str) -> str:
@@ -138,14 +168,15 @@ def create_invoice(session: Session, deal: Deal) -> str:
     invoice = Invoice(number=next_number(session, "invoice"), order=order, deal=deal,
                       due_date=_today() + timedelta(days=deal.customer.payment_terms_days
                                                     if deal.customer is not None else PAYMENT_TERMS_DAYS))
-    session.add(invoice)
     for ln in order.lines:
         invoice.lines.append(InvoiceLine(line_no=ln.line_no, order_line_id=ln.id, sku=ln.sku,
                                          description=ln.description, quantity=ln.shipped_qty,
                                          unit_price=ln.unit_price, discount_pct=ln.discount_pct,
                                          tax_rate=ln.tax_rate))
         ln.invoiced_qty = ln.shipped_qty
-    session.flush()
+    # the deposit paid, deducted: the invoice is the order less the deposit
+    invoice.lines += deduction_lines(deal.deposit_invoice, len(order.lines) + 1)
+    add_invoice(session, invoice)
     invoice.settle_if_nothing_due()  # all lines at 100 % discount: nothing to wait for
     issue_document(session, deal, "invoice", invoice.number, invoice_context(invoice),
                    f"Invoice {invoice.number} for order {order.number}, due {invoice.due_date}",

@@ -1,4 +1,4 @@
-"""The states of the seven things that have one, as enums with their transitions.
+"""The states of the eight things that have one, as enums with their transitions.
 
 Each status column's CHECK constraint is made from its enum (``Status.check``), and every change
 of state goes through ``Status.move``, which refuses a move its table does not have with the
@@ -44,12 +44,14 @@ class DealStatus(Status):
     OPEN = "open"
     WON = "won"
     LOST = "lost"
+    CANCELLED = "cancelled"  # a manager cancelled it before anything shipped (``dealflow deal cancel``)
 
 
 class WaitStatus(Status):
     OPEN = "open"
     ANSWERED = "answered"
     REFUSED = "refused"  # a refused answer closes the wait; a new one opens under the next key
+    CANCELLED = "cancelled"  # the deal was cancelled while it waited
 
 
 class RevisionStatus(Status):
@@ -66,12 +68,21 @@ class OrderStatus(Status):
     RELEASED = "released"
     PARTIALLY_SHIPPED = "partially_shipped"
     SHIPPED = "shipped"
+    CANCELLED = "cancelled"  # cancelled before its first shipment: it reserves nothing any more
 
 
 class InvoiceStatus(Status):
     OPEN = "open"
     PARTIALLY_PAID = "partially_paid"
     PAID = "paid"
+    CREDITED = "credited"  # a credit note reversed it (a deposit invoice of a cancelled order)
+
+
+class HoldStatus(Status):
+    OPEN = "open"
+    RELEASED = "released"  # finance released it with a reason: the order is made
+    DEPOSIT = "deposit"  # finance asked for a deposit instead: the order is made with that deposit
+    REJECTED = "rejected"  # finance rejected it: the deal is lost
 
 
 class EmailStatus(Status):
@@ -81,25 +92,31 @@ class EmailStatus(Status):
     FAILED = "failed"
 
 
-L, D, W, R, OS, IS, E = LeadStatus, DealStatus, WaitStatus, RevisionStatus, OrderStatus, InvoiceStatus, EmailStatus
+L, D, W, R, OS, IS, H, E = (LeadStatus, DealStatus, WaitStatus, RevisionStatus, OrderStatus, InvoiceStatus, HoldStatus,
+                            EmailStatus)
 MOVES: dict[type[Status], dict[Status, tuple[Status, ...]]] = {
     LeadStatus: {L.NEW: (L.QUALIFIED, L.DISQUALIFIED), L.QUALIFIED: (L.CONVERTED,)},
-    DealStatus: {D.OPEN: (D.WON, D.LOST)},
-    WaitStatus: {W.OPEN: (W.ANSWERED, W.REFUSED)},
+    DealStatus: {D.OPEN: (D.WON, D.LOST, D.CANCELLED)},
+    WaitStatus: {W.OPEN: (W.ANSWERED, W.REFUSED, W.CANCELLED)},
     RevisionStatus: {R.DRAFT: (R.SENT, R.RETURNED), R.SENT: (R.APPROVED, R.CHANGES_REQUESTED, R.DECLINED)},
-    OrderStatus: {OS.AWAITING_QA: (OS.RELEASED,), OS.RELEASED: (OS.PARTIALLY_SHIPPED, OS.SHIPPED),
+    OrderStatus: {OS.AWAITING_QA: (OS.RELEASED, OS.CANCELLED), OS.RELEASED: (OS.PARTIALLY_SHIPPED, OS.SHIPPED,
+                                                                             OS.CANCELLED),
                   OS.PARTIALLY_SHIPPED: (OS.PARTIALLY_SHIPPED, OS.SHIPPED)},
-    InvoiceStatus: {IS.OPEN: (IS.PARTIALLY_PAID, IS.PAID), IS.PARTIALLY_PAID: (IS.PARTIALLY_PAID, IS.PAID)},
+    # a deposit invoice of a cancelled order is credited (reversed by a credit note), paid or not
+    InvoiceStatus: {IS.OPEN: (IS.PARTIALLY_PAID, IS.PAID, IS.CREDITED),
+                    IS.PARTIALLY_PAID: (IS.PARTIALLY_PAID, IS.PAID, IS.CREDITED), IS.PAID: (IS.CREDITED,)},
+    HoldStatus: {H.OPEN: (H.RELEASED, H.DEPOSIT, H.REJECTED)},
     # a sender claims it, hands it over (sent), gives it back (the server refused for now) or
     # fails it for good; `outbox retry` puts a failed (or, forced, a stuck) one back
     EmailStatus: {E.PENDING: (E.SENDING, E.PENDING), E.SENDING: (E.SENT, E.PENDING, E.FAILED),
                   E.FAILED: (E.PENDING,)},
 }
-del L, D, W, R, OS, IS, E
+del L, D, W, R, OS, IS, H, E
 
 # what each is the state of, as the README's table names it
 OF = {LeadStatus: "lead", DealStatus: "deal", WaitStatus: "wait (a human step)", RevisionStatus: "estimate revision",
-      OrderStatus: "sales order", InvoiceStatus: "invoice", EmailStatus: "email (the outbox)"}
+      OrderStatus: "sales order", InvoiceStatus: "invoice", HoldStatus: "credit hold",
+      EmailStatus: "email (the outbox)"}
 
 
 def table() -> str:

@@ -60,11 +60,32 @@ def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
                      "status": invoice.status} if invoice else None),
         "payments": [{"number": p.number, "amount": str(round_money(p.amount, deal.currency)), "method": p.method}
                      for p in (invoice.payments if invoice else [])],
+        "deposit": _deposit(deal),
+        "credit_holds": [{"status": h.status, "why": h.why, "reason": h.reason or None,
+                          "by": h.decided_by.handle if h.decided_by else None,
+                          "deposit_pct": str(h.deposit_pct) if h.deposit_pct is not None else None}
+                         for h in deal.credit_holds],
+        "credit_notes": [{"number": n.number, "invoice": n.invoice.number, "amount": str(n.amount),
+                          "settlement": n.settlement, "refunded": str(n.refunded),
+                          "kept_as_credit": str(n.kept_as_credit)} for n in deal.credit_notes],
         "documents": [{"id": d.id, "kind": d.kind, "number": d.number, "file": d.filename, "pdf": d.pdf_filename}
                       for d in docs],
         "emails": [{"id": m.id, "kind": m.kind, "to": m.to_addr, "subject": m.subject, "status": m.status}
                    for m in mails],
     }
+
+
+def _deposit(deal: Deal) -> dict[str, Any] | None:
+    """The deal's deposit: its terms, its invoice and what was paid on it (None: none asked)."""
+    order, inv = deal.order, deal.deposit_invoice
+    if order is None or not order.deposit_terms.asked:
+        return None
+    return {"terms": order.deposit_terms.words(), "pct": str(order.deposit_pct), "before": order.deposit_before,
+            "invoice": inv.number if inv else None, "total": str(inv.totals.total) if inv else None,
+            "paid": str(inv.paid) if inv else "0", "due": str(inv.amount_due) if inv else None,
+            "status": inv.status if inv else None,
+            "payments": [{"number": p.number, "amount": str(round_money(p.amount, deal.currency)),
+                          "method": p.method} for p in (inv.payments if inv else [])]}
 
 
 def inbox(session: Session, role: str | None = None, run_states: dict[str, str] | None = None) -> list[dict[str, Any]]:

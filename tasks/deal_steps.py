@@ -78,6 +78,7 @@ def _auto(name: str, task_name: str):
 convert_lead = _auto("convert", "convert-lead")
 send_estimate = _auto("send_estimate", "send-estimate")
 create_order = _auto("create_order", "create-order")
+create_deposit_invoice = _auto("deposit_invoice", "create-deposit-invoice")
 create_receipt = _auto("receipt", "create-receipt")
 create_invoice = _auto("invoice", "create-invoice")
 close_deal = _auto("close", "close-deal")
@@ -86,6 +87,7 @@ AUTOMATIC = {
     "convert": convert_lead,
     "send_estimate": send_estimate,
     "create_order": create_order,
+    "deposit_invoice": create_deposit_invoice,
     "receipt": create_receipt,
     "invoice": create_invoice,
     "close": close_deal,

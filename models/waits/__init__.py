@@ -19,7 +19,9 @@ from .. import prompts
 from ..deal import Deal
 from ..markdown import Markdown
 from ..reminders import FOLLOWUP_DIGEST, MAIL_WAITING, STUCK_WAIT, Reminder, ReminderRule, ReminderRules
+from .credit import CREDIT
 from .decision import DECISION
+from .deposit import DEPOSIT
 from .discount import DISCOUNT
 from .estimate import ESTIMATE
 from .handoff import HANDOFF
@@ -30,8 +32,8 @@ from .qualify import QUALIFY
 from .shipment import SHIPMENT
 
 # in the order a deal meets them
-KINDS: dict[str, WaitKind] = {k.name: k for k in (QUALIFY, HANDOFF, ESTIMATE, DISCOUNT, DECISION, QA, SHIPMENT,
-                                                  PAYMENT)}
+KINDS: dict[str, WaitKind] = {k.name: k for k in (QUALIFY, HANDOFF, ESTIMATE, DISCOUNT, DECISION, CREDIT, DEPOSIT,
+                                                  QA, SHIPMENT, PAYMENT)}
 WAIT_STEPS = tuple(KINDS)
 
 

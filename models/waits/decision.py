@@ -13,7 +13,9 @@ from pydantic import Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from .. import audit
 from ..catalog import shortages
+from ..credit import check_credit
 from ..deal import Deal
 from ..documents import estimate_reminder_context, revision_changes
 from ..errors import ValidationError
@@ -22,6 +24,7 @@ from ..markdown import Markdown
 from ..portal import MAX_PO, decision_key, estimate_link
 from ..prompts import lines_table, money
 from ..reminders import Reminder, ReminderRule, ReminderRules, ReminderSent
+from ..sending import SYSTEM
 from ..staff import Role, StaffUser
 from ..states import DealStatus, RevisionStatus
 from ..typed import line_of, notes_of
@@ -104,6 +107,11 @@ def decide(session: Session, deal: Deal, decision: str, by: str, channel: str, *
         rev.approve(by, channel, note, on=on)
         rev.customer_po = po  # the customer's purchase-order number: on the order, invoice and delivery note
         deal.opportunity.move_to("closed_won", mover)
+        hold = check_credit(session, deal, rev)  # the customer's credit, checked one acceptance at a time
+        if hold is not None:
+            session.expire(deal, ["credit_holds"])
+            audit.record(session, SYSTEM, "credit.held", deal_id=deal.id, subject=rev.number, why=hold.why)
+            return f"{rev.number} approved; the order is on credit hold: {hold.why}"
         return f"{rev.number} approved"
     if decision == "request_changes":
         rev.request_changes(by, channel, text)

@@ -56,13 +56,17 @@ def prefill(session: Session, deal: Deal, typed: dict[str, Any] | None) -> dict[
 
 
 def answer(session: Session, deal: Deal, person: StaffUser, answer: dict[str, Any]) -> str:
-    invoice = deal.invoice
+    return record(session, deal, deal.invoice, person, answer)
+
+
+def record(session: Session, deal: Deal, invoice: Invoice, person: StaffUser, answer: dict[str, Any]) -> str:
+    """A payment against ``invoice`` (the final one, or the deposit invoice), with its receipt to the customer."""
     amount = parse_money(answer.get("amount"), "amount")
     payment = invoice.record_payment(session, amount, line_of(answer, "method", 20) or "bank_transfer",
                                      line_of(answer, "reference", 80), person, day_of(answer, "received_on"))
     session.flush()
     issue_document(session, deal, "payment", payment.number, payment_context(payment),
-                   f"Thank you for your payment {payment.number} on invoice {invoice.number}")
+                   f"Thank you for your payment {payment.number} on {invoice.title.lower()} {invoice.number}")
     return f"{payment.number}: {payment.amount} received, {invoice.amount_due} due"
 
 
@@ -71,8 +75,8 @@ def dunning(session: Session, now: datetime, rules: ReminderRules) -> Iterator[R
     so a run that missed that day still sends it once, and later runs never again)."""
     today = now.date()
     first = today - timedelta(days=rules.dunning_days[0])
-    invoices = session.scalars(select(Invoice).join(Deal).where(
-        Invoice.status != InvoiceStatus.PAID, Invoice.due_date <= first)).all()
+    invoices = session.scalars(select(Invoice).join(Deal, Invoice.deal_id == Deal.id).where(
+        Invoice.status.not_in((InvoiceStatus.PAID, InvoiceStatus.CREDITED)), Invoice.due_date <= first)).all()
     for invoice in invoices:
         level = sum(1 for d in rules.dunning_days if today >= invoice.due_date + timedelta(days=d))
         step_day = invoice.due_date + timedelta(days=rules.dunning_days[level - 1])

@@ -1,0 +1,83 @@
+"""Credit notes: an invoice reversed (a cancelled order's deposit invoice), numbered in their own
+gap-free series (CN-0001), with what was paid on it refunded to the customer (recorded as a
+refund payment) or kept as credit on the customer's account."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sqlalchemy import CheckConstraint, ForeignKey, String, Text, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from .base import Base, utcnow
+from .billing import PAYMENT_METHODS, Invoice
+from .errors import ValidationError
+from .money import ZERO
+from .numbering import next_number
+from .states import InvoiceStatus
+
+if TYPE_CHECKING:
+    from .crm import Customer
+    from .deal import Deal
+    from .staff import StaffUser
+
+SETTLEMENTS = ("refund", "credit")  # what becomes of what was paid: refunded, or kept as the customer's credit
+SETTLEMENT_WORDS = {"refund": "refunded to the customer", "credit": "kept as credit on the customer's account",
+                    "none": "nothing was paid"}
+
+
+class CreditNote(Base):
+    __tablename__ = "credit_notes"
+    __table_args__ = (CheckConstraint("settlement in ('refund','credit','none')", name="settlement"),
+                      CheckConstraint("amount > 0", name="amount_positive"),
+                      CheckConstraint("refunded >= 0 and kept_as_credit >= 0", name="settled_not_negative"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), unique=True)  # the invoice it reverses
+    amount: Mapped[Decimal]  # the invoice's total, reversed
+    settlement: Mapped[str] = mapped_column(String(10))
+    refunded: Mapped[Decimal] = mapped_column(default=ZERO)  # paid back (a refund payment)
+    kept_as_credit: Mapped[Decimal] = mapped_column(default=ZERO)
+    refund_method: Mapped[str] = mapped_column(String(20), default="")
+    reason: Mapped[str] = mapped_column(Text)
+    issued_by_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    deal: Mapped[Deal] = relationship()
+    customer: Mapped[Customer] = relationship()
+    invoice: Mapped[Invoice] = relationship()
+    issued_by: Mapped[StaffUser] = relationship()
+
+
+def credit_invoice(session: Session, invoice: Invoice, settlement: str, reason: str, by: StaffUser,
+                   method: str = "bank_transfer") -> CreditNote:
+    """Reverse ``invoice`` by a credit note: what was paid on it is refunded or kept as credit.
+    Once per invoice (its status is then credited)."""
+    if settlement not in SETTLEMENTS:
+        raise ValidationError("settle", f"must be {' or '.join(SETTLEMENTS)} (what becomes of the deposit paid)")
+    if method not in PAYMENT_METHODS:
+        raise ValidationError("method", f"must be one of {', '.join(PAYMENT_METHODS)}")
+    paid = invoice.paid
+    invoice.status = InvoiceStatus.move(f"invoice {invoice.number}", invoice.status, InvoiceStatus.CREDITED,
+                                        "credit it")
+    note = CreditNote(number=next_number(session, "credit_note"), deal=invoice.deal, customer=invoice.deal.customer,
+                      invoice=invoice, amount=invoice.totals.total, settlement=settlement if paid > ZERO else "none",
+                      refunded=paid if settlement == "refund" else ZERO,
+                      kept_as_credit=paid if settlement == "credit" else ZERO,
+                      refund_method=method if settlement == "refund" and paid > ZERO else "", reason=reason,
+                      issued_by=by)
+    session.add(note)
+    session.flush()
+    session.expire(invoice.deal, ["credit_notes"])
+    return note
+
+
+def credit_balance(session: Session, customer: Customer) -> Decimal:
+    """What the customer has on account from credit notes kept as credit."""
+    return session.scalar(select(func.coalesce(func.sum(CreditNote.kept_as_credit), 0))
+                          .where(CreditNote.customer_id == customer.id)) or ZERO

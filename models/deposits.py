@@ -1,0 +1,119 @@
+"""Deposits: a share of the order the customer pays before the machine is released or shipped.
+
+A customer's payment terms may ask for one (``Customer.deposit_pct`` and ``deposit_before``;
+none set: the company's, ``dealflow company edit``); finance may ask for one instead of releasing a
+credit hold. The terms are fixed on the order when it is made. The deposit invoice has its own
+gap-free series (DEP-0001) and one line per tax rate of the order: the deposit's share of that
+rate's net, taxed at it, so its tax is the order's in proportion. The final invoice deducts the
+deposit paid with the same lines negated, so it is the order less the deposit, to the minor unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from .errors import ValidationError
+from .money import ZERO, round_money
+from .text import shown
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from .billing import Invoice, InvoiceLine
+    from .crm import Customer
+    from .orders import SalesOrder
+
+DEPOSIT_BEFORE = ("shipping", "release")  # shipping: before the first shipment; release: before QA releases it
+BEFORE_WORDS = {"shipping": "before shipping", "release": "before QA and release"}
+
+
+def deposit_pct(value: object, field: str = "deposit") -> Decimal:
+    """A deposit percentage: 0 (none) to 100, at most two decimals ("30", "30 %", "12.5")."""
+    text = "" if value is None else str(value).strip().removesuffix("%").strip()
+    try:
+        pct = Decimal(text)
+    except ArithmeticError:
+        raise ValidationError(field, f"must be a percentage from 0 to 100, got {shown(value)}") from None
+    if not pct.is_finite() or not ZERO <= pct <= 100:
+        raise ValidationError(field, f"must be a percentage from 0 to 100, got {shown(value)}")
+    if pct != pct.quantize(Decimal("0.01")):
+        raise ValidationError(field, f"must have at most 2 decimals, got {shown(value)}")
+    return pct.quantize(Decimal("0.01"))
+
+
+def deposit_before(value: object, field: str = "deposit_before") -> str:
+    text = "" if value is None else str(value).strip().lower()
+    text = {"before shipping": "shipping", "ship": "shipping", "before release": "release", "qa": "release"}.get(
+        text, text)
+    if text not in DEPOSIT_BEFORE:
+        raise ValidationError(field, f"must be shipping (paid before the first shipment) or release (paid before "
+                                     f"QA releases it), got {shown(value)}")
+    return text
+
+
+@dataclass(frozen=True)
+class DepositTerms:
+    pct: Decimal  # 0: no deposit
+    before: str  # "shipping" or "release"
+
+    @property
+    def asked(self) -> bool:
+        return self.pct > ZERO
+
+    def words(self) -> str:
+        if not self.asked:
+            return "no deposit"
+        return f"{format(self.pct.normalize(), 'f')} % deposit {BEFORE_WORDS[self.before]}"
+
+
+def terms_for(session: Session, customer: Customer | None) -> DepositTerms:
+    """The customer's deposit terms, else the company's."""
+    from .company import the_company
+
+    company = the_company(session)
+    pct = customer.deposit_pct if customer is not None and customer.deposit_pct is not None else company.deposit_pct
+    before = (customer.deposit_before if customer is not None and customer.deposit_before
+              else company.deposit_before)
+    return DepositTerms(Decimal(pct or 0), before or "shipping")
+
+
+def deposit_lines(order: SalesOrder, pct: Decimal) -> list[tuple[str, Decimal, Decimal]]:
+    """(description, net, tax rate) per tax rate of the order: ``pct`` of that rate's net."""
+    currency = order.deal.currency
+    nets: dict[Decimal, Decimal] = {}
+    for line in order.lines:
+        nets[line.tax_rate] = nets.get(line.tax_rate, ZERO) + line.net
+    words = format(pct.normalize(), "f")
+    rows = []
+    for rate, net in sorted(nets.items()):
+        amount = round_money(net * pct / 100, currency)
+        if amount:
+            label = f"Deposit {words} % of order {order.number}" + (
+                f" (tax {format(rate.normalize(), 'f')} %)" if len(nets) > 1 else "")
+            rows.append((label, amount, rate))
+    return rows
+
+
+def make_deposit_lines(order: SalesOrder) -> list[InvoiceLine]:
+    from .billing import InvoiceLine
+
+    return [InvoiceLine(line_no=i, order_line_id=None, sku="DEPOSIT", description=label, quantity=1,
+                        unit_price=net, discount_pct=ZERO, tax_rate=rate)
+            for i, (label, net, rate) in enumerate(deposit_lines(order, order.deposit_pct), start=1)]
+
+
+def deduction_lines(deposit: Invoice | None, first_line_no: int) -> list[InvoiceLine]:
+    """The final invoice's lines that deduct the deposit paid: the deposit invoice's lines negated
+    (a deposit not paid in full, which the flow never lets happen, is not deducted)."""
+    from .billing import InvoiceLine
+    from .states import InvoiceStatus
+
+    if deposit is None or deposit.status != InvoiceStatus.PAID:
+        return []
+    return [InvoiceLine(line_no=first_line_no + i, order_line_id=None, sku="DEPOSIT",
+                        description=f"Less deposit paid, {deposit.number}" + (
+                            f" (tax {format(ln.tax_rate.normalize(), 'f')} %)" if len(deposit.lines) > 1 else ""),
+                        quantity=1, unit_price=-ln.unit_price, discount_pct=ZERO, tax_rate=ln.tax_rate)
+            for i, ln in enumerate(deposit.lines)]
