@@ -9,7 +9,7 @@ import pytest
 from prefect._internal.pydantic.v2_schema import create_v2_schema
 from sqlalchemy import select
 
-from dealflow.scenario import DISCOUNT_SCRIPT, SCRIPT, play_direct
+from dealflow.scenario import DISCOUNT_SCRIPT, LEAD, SCRIPT, play_direct
 from flows.inputs import INPUTS
 from models import process
 from models.deal import deal_by_number
@@ -72,14 +72,25 @@ def _fields(schema: dict, path: str = "") -> list[tuple[str, dict]]:
     return out
 
 
+def _over_the_credit_limit() -> None:
+    """The scenario's customer with a credit limit below its order: the acceptance holds it."""
+    from models.customers import edit_customer, find_customer
+
+    with session_scope() as s:
+        edit_customer(s, find_customer(s, LEAD["email"]), {"credit_limit": "100000"})
+        s.commit()
+
+
 # one row per kind of wait (a new kind adds its row here), and the script that reaches it
 KEYS = ["qualify", "handoff", "estimate-rev-1", "discount-rev-1", "decision-rev-1", "estimate-rev-2",
-        "qa-attempt-1", "shipment-1", "payment-1"]
+        "credit-rev-2", "qa-attempt-1", "deposit-1", "shipment-1", "payment-1"]
 SCRIPTS = {"discount-rev-1": DISCOUNT_SCRIPT}
+BEFORE = {"credit-rev-2": _over_the_credit_limit}
 
 
 @pytest.mark.parametrize("key", KEYS)
 def test_each_form_has_fields_of_the_right_kind(new_deal, key):
+    BEFORE.get(key, lambda: None)()
     play_direct(new_deal, SCRIPTS.get(key), until=key)
     schema, start = _form_at(new_deal, key)
     for name, prop in _fields(schema):
@@ -137,7 +148,7 @@ def test_shipment_and_payment_forms_start_with_what_is_left(new_deal):
     play_direct(new_deal, until="payment-1")
     schema, _ = _form_at(new_deal, "payment-1")
     assert schema["properties"]["amount"]["type"] == "number"
-    assert schema["properties"]["amount"]["default"] == 174183.68  # what is due, as a number
+    assert schema["properties"]["amount"]["default"] == 121928.58  # what is due (less the deposit), as a number
     assert schema["required"] == ["amount"]  # pre-filled, still required (never shown "Optional")
     assert schema["properties"]["received_on"] == {
         "type": "string", "format": "date", "title": "Date received",
@@ -209,8 +220,12 @@ def test_each_form_says_what_to_decide_in_sentences_with_currencies_and_no_raw_v
         "the opportunity is at qualification (20% likely); 0 of 0 follow-ups done. Hand it to the sales engineer "
         "who prepares the estimate when it is ready for one, with a note of what they should know.")
     assert said["payment-2"] == ("record a payment received for INV-0001 (due " + said["payment-2"].split("(due ")[1]
-                                 .split(")")[0] + "): total 174,183.68 USD, paid so far 69,673.47 USD, **still due "
-                                 "104,510.21 USD**.")
+                                 .split(")")[0] + "): total 121,928.58 USD, paid so far 48,771.43 USD, **still due "
+                                 "73,157.15 USD**.")  # the order less its 30 % deposit
+    assert said["deposit-1"] == ("record the deposit received for SO-0001 (deposit invoice DEP-0001, due "
+                                 + said["deposit-1"].split("(deposit invoice DEP-0001, due ")[1].split(")")[0]
+                                 + "): 52,255.10 USD of 174,183.68 USD, 30 % deposit before shipping. Total 52,255.10 "
+                                 "USD, paid so far 0.00 USD, **still due 52,255.10 USD**. The order waits for it.")
     assert said["qa-attempt-2"].endswith(
         "any off sends it to rework (say what failed in the notes). Attempt 1 failed: Lathe #2: hydraulic pressure "
         "drops under load; replace the seal.")
@@ -224,3 +239,23 @@ def test_each_form_says_what_to_decide_in_sentences_with_currencies_and_no_raw_v
     for raw in ("request_changes", "request\\_changes", "bank_transfer", "signed_document", "source other",
                 "Notes: -", "lines[", "closed_won"):
         assert raw not in everything, raw
+
+
+def test_the_credit_decision_offers_its_choices_in_words_and_says_why_the_order_is_held(new_deal):
+    _over_the_credit_limit()
+    play_direct(new_deal, until="credit-rev-2")
+    schema, start = _form_at(new_deal, "credit-rev-2")
+    assert schema["properties"]["decision"]["enum"] == ["release", "ask for a deposit", "reject"]
+    assert schema["properties"]["deposit_before"]["enum"] == ["before shipping", "before QA and release"]
+    assert schema["properties"]["decision"]["default"] == "release" and "reason" in schema["required"]
+    assert start["prefill"] == {"decision": "release", "deposit_before": "shipping"}
+    from models.markdown import plain
+
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        said = plain(process.describe_wait(s, deal, "credit", "credit-rev-2")).split(": ", 1)[1]
+    assert said.startswith(
+        "decide on the order of Riverside Metalworks Ltd (EST-0001-R2, **174,183.68 USD**), on credit hold: "
+        "exposure 0.00 + this order 174183.68 = 174183.68 USD, over the credit limit of 100000.00.\n\n"
+        "Credit limit 100,000.00 USD; exposure now 0.00 USD (unpaid invoices 0.00 USD, confirmed and not "
+        "invoiced 0.00 USD)."), said
