@@ -2,7 +2,7 @@
 database, as use cases: the installation seeded, a scenario deal started, the opportunity
 worked while it waits for the hand-off, a scripted person signed in with the code their
 authenticator app would show, and what the demo narrates and sums up (the audit log, stock,
-the customer's online answers, the refused answers)."""
+the customer's online answers, the refused answers, the deposit deducted on the final invoice)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from models import AuditEntry, Product, catalog, identity, pipeline, process, seed, utcnow
 from models.catalog import stock_rows
 from models.deal import deal_by_number
+from models.documents import invoice_context
 from models.pipeline import add_lead
 from models.portal import CustomerAnswer
 from models.sending import SYSTEM
@@ -122,6 +123,19 @@ def online_answers(deal_number: str) -> list[dict[str, Any]]:
                  "at": a.submitted_at.isoformat(timespec="seconds")}
                 for a in s.scalars(select(CustomerAnswer).where(CustomerAnswer.deal_id == deal_id)
                                    .order_by(CustomerAnswer.id))]
+
+
+def deposit_deducted(deal_number: str) -> dict[str, str] | None:
+    """What the deal's final invoice deducts for the deposit paid, as its document shows it: the
+    invoice, the deposit invoice, the amount deducted and the invoice's total before it (None: the
+    final invoice deducts nothing, or there is none yet)."""
+    with unit_of_work() as s:
+        invoice = deal_by_number(s, deal_number).invoice
+        deducted = invoice_context(invoice).get("deposit") if invoice is not None else None
+        if not deducted:
+            return None
+        return {"invoice": invoice.number, "deposit_invoice": deducted["number"], "amount": deducted["amount"],
+                "before": deducted["before"], "total": str(invoice.totals.total)}
 
 
 def refused_answers(deal_number: str) -> int:

@@ -241,6 +241,8 @@ def run_demo(data_dir: Path, out: TextIO = sys.stdout, start_api=None) -> dict[s
     summary["refused"] = demo.refused_answers(deal_number)
     summary["portal"] = portal.url if portal is not None else None
     summary["online_answers"] = demo.online_answers(deal_number)
+    if summary["deposit"] is not None:
+        summary["deposit"]["deducted"] = demo.deposit_deducted(deal_number)
     summary["seconds"] = round(time.monotonic() - started, 1)
     return summary
 
@@ -273,12 +275,22 @@ def print_summary(summary: dict[str, Any], out: TextIO = sys.stdout) -> None:
         p(f"  estimate {r['number']:<14} {r['status']:<18} total {r['total']}")
     o = summary["order"]
     p(f"  order    {o['number']:<14} QA attempts {len(o['qa_attempts'])}, total {o['total']}")
+    dep = summary.get("deposit")
+    if dep and dep["invoice"]:
+        n = len(dep["payments"])
+        p(f"  deposit  {dep['invoice']:<14} {dep['terms']}: total {dep['total']}, paid {dep['paid']} "
+          f"in {'one payment' if n == 1 else f'{n} payments'}, due {dep['due']}")
+        for pay in dep["payments"]:
+            p(f"  payment  {pay['number']:<14} {pay['amount']} (deposit)")
     p(f"  receipt  {summary['receipt']['number']:<14} {summary['receipt']['amount']}")
     for sh in summary["shipments"]:
         lines = ", ".join(f"{q} × {sku}" for sku, q in sh["lines"].items())
         p(f"  shipment {sh['number']:<14} {sh['carrier']} {sh['tracking_number']}: {lines}")
     inv = summary["invoice"]
-    p(f"  invoice  {inv['number']:<14} total {inv['total']}, paid {inv['paid']}, due {inv['due']}")
+    deducted = (dep or {}).get("deducted")
+    less = (f"shipped {deducted['before']} less deposit {deducted['deposit_invoice']} {deducted['amount']} = "
+            if deducted else "")
+    p(f"  invoice  {inv['number']:<14} {less}total {inv['total']}, paid {inv['paid']}, due {inv['due']}")
     for pay in summary["payments"]:
         p(f"  payment  {pay['number']:<14} {pay['amount']}")
     p("  stock:   " + "; ".join(f"{sku} {v['before']} → {v['after']}" for sku, v in summary["stock"].items()
