@@ -16,7 +16,8 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from dealflow.scenario import SCRIPT, answer_for, start_scenario_deal
+from application.company import edit_company
+from dealflow.scenario import LEAD, SCRIPT, answer_for, start_scenario_deal
 from models import Document, Email, Payment, Shipment, StockMove
 from models.deal import deal_by_number
 from services.db import session_scope
@@ -27,6 +28,9 @@ from .helpers import answers
 
 pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(not os.environ.get("DEALFLOW_E2E"), reason="set DEALFLOW_E2E=1 (CI does)")]
+
+FIRST_QA, FIRST_SHIPMENT = (next(i for i, m in enumerate(SCRIPT) if m.step == step) for step in ("qa", "shipment"))
+
 
 @pytest.fixture
 def stack(db, tmp_path):
@@ -56,7 +60,10 @@ def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
     from dealflow.cli import main
     from dealflow.cli.waits import _waiting_runs
 
-    numbers = [start_scenario_deal(company, restock=5) for company in ("Alpha Tools Ltd", "Beta Forge Inc")]
+    # both pay a 30 % deposit before shipping, as in the scenario: the scenario's own customer by its
+    # terms, a new customer by the company's (its default for customers without terms of their own)
+    edit_company({"deposit_pct": "30", "deposit_before": "shipping"}, by="test")
+    numbers = [start_scenario_deal(company, restock=5) for company in (LEAD["company"], "Beta Forge Inc")]
     for number in numbers:
         with session_scope() as s:
             lead_id = deal_by_number(s, number).lead_id
@@ -83,7 +90,7 @@ def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
                     mine = next(r for r in rows if r["deal"] == number)
                     assert (mine["key"], mine["run"]) == ("qualify", "Suspended")
                 payload = answer_for(number, move)
-                if i == 6:  # both deals wait (suspended) at QA: the executor dies in the middle of the sale
+                if i == FIRST_QA:  # both deals wait (suspended) at QA: the executor dies in the middle of the sale
                     both_waiting.wait(timeout=300)
                     if number == numbers[0]:
                         stack.kill_executor()
@@ -94,7 +101,7 @@ def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
                     else:
                         restarted.wait(timeout=120)
                         answers.answer(number, key, payload, settle_timeout=60)
-                elif i == 8 and number == numbers[0]:
+                elif i == FIRST_SHIPMENT and number == numbers[0]:
                     # the first shipment: killed a moment after the answer, while the run is in
                     # its hands (claimed, running, or writing the shipment); the restarted
                     # executor takes the orphaned run over and the deal goes on from where it is
@@ -133,11 +140,20 @@ def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
         time.sleep(1)
     with session_scope() as s:
         assert [deal_by_number(s, n).status for n in numbers] == ["won", "won"]
+        # each paid its deposit in one payment, and its final invoice is the order less the deposit
+        for n in numbers:
+            deal = deal_by_number(s, n)
+            deposit = deal.deposit_invoice
+            assert (deposit.status, len(deposit.payments)) == ("paid", 1), n
+            assert deal.invoice.totals.total == deal.order.totals.total - deposit.totals.total, n
         counts = {m.__name__: s.scalar(select(func.count()).select_from(m))
                   for m in (Document, Email, Shipment, Payment)}
         moves = s.scalar(select(func.count()).select_from(StockMove).where(StockMove.reason == "shipment"))
         run_ids = [deal_by_number(s, n).flow_run_id for n in numbers]
-    assert counts == {"Document": 18, "Email": 20, "Shipment": 4, "Payment": 4}
+    # per deal: 2 estimates, the order, the deposit invoice, the receipt, 2 delivery notes, the
+    # invoice and 3 payment receipts (the deposit's and two on the invoice); a mail for each but
+    # the receipt, and the finance notice
+    assert counts == {"Document": 22, "Email": 24, "Shipment": 4, "Payment": 6}
     assert moves == 14  # 4 + 3 lines shipped per deal, each once
     assert suspended_seen == {n: len(SCRIPT) for n in numbers}
     deadline = time.monotonic() + 60  # the last step commits a moment before the run reports
@@ -199,7 +215,6 @@ def test_what_people_typed_shows_as_typed_in_the_prefect_ui_never_as_markup(stac
     from playwright.sync_api import sync_playwright
     from prefect.deployments import run_deployment
 
-    from dealflow.scenario import LEAD
     from models import identity, process
     from models.pipeline import add_lead
     from models.staff import add_staff
