@@ -107,6 +107,14 @@ class SalesOrder(Base):
         return (self.status == OrderStatus.RELEASED and self.pick_release is not None
                 and self.pick_release.receipt is not None)
 
+    def deposit_unpaid(self) -> bool:
+        """Whether the deposit asked is not paid yet (nor credited): the rule, whatever stage the
+        plan is at. Nothing ships, and with a deposit before release nothing leaves QA, until it is."""
+        if not self.deposit_terms.asked:
+            return False
+        deposit = self.deal.deposit_invoice
+        return deposit is None or not deposit.is_settled
+
     def cancel(self, reason: str) -> None:
         """Cancelled before its first shipment (nothing shipped: the deal's reservation ends)."""
         if self.shipments:
@@ -139,7 +147,7 @@ class SalesOrder(Base):
         to = OrderStatus.move(f"order {self.number}", self.status, OrderStatus.RELEASED, "release for picking")
         if self.needs_qa and not self.qa_passed:
             raise InvalidTransition(f"order {self.number}", "not QA-passed", "release for picking")
-        if self.deposit_before == "release" and self.waits_for_deposit():
+        if self.deposit_before == "release" and self.deposit_unpaid():
             raise InvalidTransition(f"order {self.number}", "waiting for its deposit", "release for picking")
         self.status = to
         self.pick_release = PickRelease(released_by=by)
@@ -150,7 +158,9 @@ class SalesOrder(Base):
         """A shipment of ``lines`` ({sku, quantity}; none: all that is left), numbered, with the
         stock issued for it. A line at 0 stays for a later shipment. Refused, with nothing
         written, for a SKU not on the order or twice, a quantity below 0 or over what is left to
-        ship of its line (``OverShipment``) or over what is on hand (``OutOfStock``)."""
+        ship of its line (``OverShipment``) or over what is on hand (``OutOfStock``), and before
+        anything is numbered for an order that may not ship (its state, its deposit unpaid)."""
+        self.check_can_ship()
         if len(lines) > len(self.lines):
             raise ValidationError("lines", f"the order has {len(self.lines)} lines; got {len(lines)}")
         if not lines:  # no lines: everything still to ship
@@ -185,11 +195,14 @@ class SalesOrder(Base):
         session.flush()
         return shipment
 
-    def record_shipment_lines(self, shipment: Shipment) -> None:
+    def check_can_ship(self) -> None:
         if self.status not in (OrderStatus.RELEASED, OrderStatus.PARTIALLY_SHIPPED):
             raise InvalidTransition(f"order {self.number}", self.status, "ship")
-        if self.waits_for_deposit():
+        if self.deposit_unpaid():
             raise InvalidTransition(f"order {self.number}", "waiting for its deposit", "ship")
+
+    def record_shipment_lines(self, shipment: Shipment) -> None:
+        self.check_can_ship()
         for sl in shipment.lines:
             sl.order_line.shipped_qty += sl.quantity
         self.status = OrderStatus.move(f"order {self.number}", self.status, OrderStatus.SHIPPED if self.is_fully_shipped

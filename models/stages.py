@@ -22,6 +22,7 @@ from .numbering import next_number
 from .orders import SalesOrder, SalesOrderLine, SalesReceipt
 from .outbox import queue_email
 from .sending import SYSTEM, issue_document
+from .staff import StaffUser
 from .states import HoldStatus, OrderStatus, RevisionStatus
 
 PAYMENT_TERMS_DAYS = 30
@@ -111,14 +112,23 @@ def create_order(session: Session, deal: Deal) -> str:
     issue_document(session, deal, "order", order.number, order_context(order),
                    f"Order confirmation {order.number} (from estimate {rev.number})",
                    event="order.created", estimate=rev.number)
-    if not order.needs_qa and not (order.deposit_terms.asked and order.deposit_before == "release"):
-        # accessories and spare parts only: nothing for QA to check (unless a deposit comes first)
-        order.release_for_picking(rev.prepared_by)
-        audit.record(session, SYSTEM, "order.released", deal_id=deal.id, subject=order.number,
-                     why="no product on it needs QA")
+    if release_if_nothing_to_check(session, order, rev.prepared_by):
         return (f"{order.number} created from {rev.number}, total {order.totals.total} {deal.currency}; "
                 "no QA needed: released")
     return f"{order.number} created from {rev.number}, total {order.totals.total} {deal.currency}"
+
+
+def release_if_nothing_to_check(session: Session, order: SalesOrder, by: StaffUser) -> bool:
+    """An order of accessories and spare parts only has nothing for QA to check: it is released
+    when it is made, or, with a deposit before release, when the deposit is paid."""
+    if order.needs_qa or order.status != OrderStatus.AWAITING_QA:
+        return False
+    if order.deposit_terms.asked and order.deposit_before == "release" and order.deposit_unpaid():
+        return False
+    order.release_for_picking(by)
+    audit.record(session, SYSTEM, "order.released", deal_id=order.deal_id, subject=order.number,
+                 why="no product on it needs QA")
+    return True
 
 
 def create_deposit_invoice(session: Session, deal: Deal) -> str:

@@ -10,15 +10,26 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from application import deals
+from dealflow.scenario import ALL_CHECKS_PASS, LEAD, SCRIPT, Move, play_direct
+from models import process, utcnow
 from models.billing import Invoice, InvoiceLine
-from models.deal import Deal
+from models.customers import edit_customer, find_customer
+from models.deal import Deal, deal_by_number
 from models.deposits import deduction_lines, deposit_lines, make_deposit_lines
+from models.errors import InvalidTransition
 from models.money import ZERO, quantum, round_money
 from models.orders import SalesOrder, SalesOrderLine
+from models.plan import next_step
+from models.prices import set_rate
 from models.pricing import Totals
+from services.db import session_scope
+
+from .helpers import counts, record_answer, wait_row
 
 EXAMPLES = int(os.environ.get("DEALFLOW_HYPOTHESIS_EXAMPLES", "40"))
 
@@ -147,3 +158,175 @@ def test_a_deposit_not_paid_in_full_is_not_deducted():
                       lines=make_deposit_lines(order))
     assert deposit.totals.total == Decimal("35.40") and deduction_lines(deposit, 2) == []
     assert deduction_lines(None, 2) == []
+
+
+# --- the deposit on a deal (SQLite, and PostgreSQL with DEALFLOW_TEST_DATABASE_URL) ---------------
+
+def _terms(**raw: str) -> None:
+    """The scenario customer's terms, as `dealflow customer edit` sets them."""
+    with session_scope() as s:
+        edit_customer(s, find_customer(s, LEAD["email"]), raw)
+        s.commit()
+
+
+def _answer(deal: str, key: str, answer: dict) -> dict:
+    """``answer`` at the open wait ``key``, signed by its person, as the flow records it."""
+    return record_answer.fn(deal, key, answer)
+
+
+def _paid(amount: str, reference: str = "RMW-DEP") -> dict:
+    return {"by": "finance", "amount": amount, "method": "bank_transfer", "reference": reference}
+
+
+def _keys(deal: str) -> list[str]:
+    return [w["key"] for w in deals.waits_of(deal)]
+
+
+def _step(deal: str) -> tuple[str, str]:
+    with session_scope() as s:
+        step = next_step(s, deal_by_number(s, deal))
+        return step.name, step.key
+
+
+UNTIL_DEPOSIT = SCRIPT[:SCRIPT.index(next(m for m in SCRIPT if m.step == "deposit"))]
+AFTER_DEPOSIT = SCRIPT[len(UNTIL_DEPOSIT) + 1:]
+
+
+def test_the_scenario_s_deposit_is_invoiced_paid_before_shipping_and_deducted_from_the_final_invoice(new_deal):
+    play_direct(new_deal)
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        order, dep, inv = deal.order, deal.deposit_invoice, deal.invoice
+        assert (order.deposit_pct, order.deposit_before, deal.status) == (Decimal("30.00"), "shipping", "won")
+        # one line per tax rate of the order (the coolant's 12 %, the machines' 18 %), 30 % of each net
+        assert [(ln.description, ln.unit_price, ln.tax_rate, ln.tax) for ln in dep.lines] == [
+            ("Deposit 30 % of order SO-0001 (tax 12 %)", Decimal("269.70"), Decimal("12"), Decimal("32.36")),
+            ("Deposit 30 % of order SO-0001 (tax 18 %)", Decimal("44028.00"), Decimal("18"), Decimal("7925.04"))]
+        assert (dep.number, dep.kind, dep.status, dep.totals.total) == ("DEP-0001", "deposit", "paid",
+                                                                        Decimal("52255.10"))
+        assert (inv.number, inv.kind, inv.status) == ("INV-0001", "final", "paid")
+        assert inv.totals.total == order.totals.total - dep.totals.total == Decimal("121928.58")
+        assert [(ln.description, ln.unit_price) for ln in inv.lines if ln.sku == "DEPOSIT"] == [
+            ("Less deposit paid, DEP-0001 (tax 12 %)", Decimal("-269.70")),
+            ("Less deposit paid, DEP-0001 (tax 18 %)", Decimal("-44028.00"))]
+        assert [(p.number, p.amount) for p in dep.payments] == [("PAY-0001", Decimal("52255.10"))]
+        assert [p.number for p in inv.payments] == ["PAY-0002", "PAY-0003"]
+    keys = _keys(new_deal)
+    assert keys[keys.index("qa-attempt-2"):] == ["qa-attempt-2", "deposit-1", "shipment-1", "shipment-2",
+                                                 "payment-1", "payment-2"]
+
+
+def test_part_payments_of_the_deposit_repeat_the_wait_and_an_overpayment_is_refused_with_nothing_written(
+        new_deal):
+    play_direct(new_deal, until="deposit-1")
+    assert _step(new_deal) == ("deposit", "deposit-1")
+    result = _answer(new_deal, "deposit-1", _paid("20000.00", "RMW-DEP-1"))
+    assert result["accepted"] and result["outcome"] == "PAY-0001: 20000.00 received, 32255.10 due", result
+    assert _step(new_deal) == ("deposit", "deposit-2")  # still waiting for the rest
+    deals.open_wait(new_deal, "deposit", "deposit-2", None)
+    assert "paid so far 20,000.00 USD, **still due 32,255.10 USD**" in wait_row(new_deal, "deposit-2")["description"]
+    before = counts()
+    refused = _answer(new_deal, "deposit-2", _paid("32255.11", "RMW-DEP-2"))
+    assert refused == {"accepted": False, "reason": "amount: 32255.11 is more than the 32255.10 still due"}
+    assert counts() == before
+    deals.open_wait(new_deal, "deposit", "deposit-2-retry-1", None)
+    assert _answer(new_deal, "deposit-2-retry-1", _paid("32255.10", "RMW-DEP-2"))["accepted"]
+    with session_scope() as s:
+        dep = deal_by_number(s, new_deal).deposit_invoice
+        assert (dep.status, dep.paid, [p.number for p in dep.payments]) == ("paid", Decimal("52255.10"),
+                                                                            ["PAY-0001", "PAY-0002"])
+    assert _step(new_deal) == ("shipment", "shipment-1")
+    play_direct(new_deal, AFTER_DEPOSIT)
+    summary = deals.deal_summary(new_deal)
+    assert summary["deposit"]["payments"] == [
+        {"number": "PAY-0001", "amount": "20000.00", "method": "bank_transfer"},
+        {"number": "PAY-0002", "amount": "32255.10", "method": "bank_transfer"}]
+    assert (summary["deposit"]["status"], summary["invoice"]["total"]) == ("paid", "121928.58")
+
+
+def test_nothing_ships_before_the_deposit_is_paid(new_deal):
+    play_direct(new_deal, until="deposit-1")
+    _answer(new_deal, "deposit-1", _paid("52255.09"))  # a cent short
+    with session_scope() as s:
+        order = deal_by_number(s, new_deal).order
+        assert (order.status, order.waits_for_deposit()) == ("released", True)
+        delivery = process.staff_by_handle(s, "delivery")
+        with pytest.raises(InvalidTransition, match=r"^order SO-0001 is waiting for its deposit: cannot ship$"):
+            order.ship(s, [{"sku": "CNC-LATHE-2000", "quantity": 1}], "DHL", "T-1", delivery)
+        assert not s.new and not s.dirty  # refused before a shipment number is drawn or stock issued
+    assert _step(new_deal) == ("deposit", "deposit-2")
+    assert not any(k.startswith("shipment") for k in _keys(new_deal))
+
+
+def _yen_release_terms(pct: str = "33.33") -> None:
+    _terms(currency="JPY", deposit=pct, deposit_before="release", credit_limit="none")  # (its limit was in USD)
+    with session_scope() as s:
+        set_rate(s, "JPY", "150.25", utcnow().date(), "test", "USD")
+        s.commit()
+
+
+def _approved(lines: list[dict]) -> list[Move]:
+    return [*SCRIPT[:2], Move("estimate", "mark", {"lines": lines}, "the estimate"),
+            Move("decision", "mark", {"decision": "approve", "channel": "email"}, "approved")]
+
+
+def test_a_yen_deposit_before_release_is_paid_before_qa_in_whole_yen_and_deducted(new_deal):
+    _yen_release_terms()
+    approved = _approved([{"sku": "CNC-LATHE-2000", "quantity": 1}, {"sku": "COOLANT-20L", "quantity": 3}])
+    play_direct(new_deal, approved, until="deposit-1")
+    assert not any(k.startswith("qa") for k in _keys(new_deal))  # QA waits for the deposit
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        order, dep = deal.order, deal.deposit_invoice
+        assert (deal.currency, order.status, order.deposit_terms.words()) == (
+            "JPY", "awaiting_qa", "33.33 % deposit before QA and release")
+        # the lathe 48,500 USD × 150.25 = 7,287,125 JPY (18 %); the coolant 89.90 × 150.25 -> 13,507 × 3 = 40,521
+        # (12 %). 33.33 %: 2,428,798.76 -> 2,428,799 + tax 437,183.82 -> 437,184; 13,505.65 -> 13,506 + 1,620.72
+        # -> 1,621
+        assert [(ln.unit_price, ln.tax) for ln in dep.lines] == [(Decimal("13506"), Decimal("1621")),
+                                                                 (Decimal("2428799"), Decimal("437184"))]
+        assert (order.totals.total, dep.totals.total) == (Decimal("8644192"), Decimal("2881110"))
+        qa = process.staff_by_handle(s, "qa")  # QA passing it does not release it either
+        order.record_inspection(qa, True, "ok", dict.fromkeys(order.qa_checklist, True))
+        with pytest.raises(InvalidTransition, match="^order SO-0001 is waiting for its deposit: cannot release "
+                                                    "for picking$"):
+            order.release_for_picking(qa)
+        s.rollback()
+    before = counts()
+    assert _answer(new_deal, "deposit-1", _paid("1000.5")) == {
+        "accepted": False, "reason": "amount: must have at most 0 decimals in JPY, got 1000.50"}
+    deals.open_wait(new_deal, "deposit", "deposit-1-retry-1", None)
+    assert _answer(new_deal, "deposit-1-retry-1", _paid("2881111")) == {
+        "accepted": False, "reason": "amount: 2881111 is more than the 2881110 still due"}
+    assert counts() == before
+    deals.open_wait(new_deal, "deposit", "deposit-1-retry-2", None)
+    assert _answer(new_deal, "deposit-1-retry-2", _paid("2881110"))["accepted"]
+    assert _step(new_deal) == ("qa", "qa-attempt-1")  # now QA may release it
+    play_direct(new_deal, [Move("qa", "qa", {"passed": True, "checklist": ALL_CHECKS_PASS, "notes": "ok"}, "QA"),
+                           Move("shipment", "delivery", {"carrier": "Nippon Express", "tracking_number": "NX-1",
+                                                         "lines": []}, "all shipped"),
+                           Move("payment", "finance", lambda summary: {"amount": summary["invoice"]["due"]},
+                                "the rest")])
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        assert deal.status == "won"
+        assert deal.invoice.totals.total == Decimal("5763082") == Decimal("8644192") - Decimal("2881110")
+        assert [p.amount for p in deal.invoice.payments] == [Decimal("5763082")]
+
+
+def test_an_order_with_nothing_for_qa_is_released_once_its_deposit_before_release_is_paid(new_deal):
+    _terms(deposit="50", deposit_before="release")
+    play_direct(new_deal, _approved([{"sku": "TOOL-KIT-PRO", "quantity": 2}, {"sku": "COOLANT-20L", "quantity": 4}]),
+                until="deposit-1")
+    with session_scope() as s:
+        order = deal_by_number(s, new_deal).order
+        assert (order.needs_qa, order.status) == (False, "awaiting_qa")  # held for the deposit, not for QA
+        due = str(deal_by_number(s, new_deal).deposit_invoice.amount_due)
+    assert _answer(new_deal, "deposit-1", _paid(due))["outcome"].endswith(
+        "; SO-0001 released (nothing for QA to check)")
+    play_direct(new_deal, [], until="shipment-1")
+    assert _step(new_deal) == ("shipment", "shipment-1")  # released: nothing for QA to check
+    with session_scope() as s:
+        order = deal_by_number(s, new_deal).order
+        assert order.status == "released" and order.pick_release.receipt is not None
+    assert not any(k.startswith("qa") for k in _keys(new_deal))
