@@ -13,9 +13,24 @@ from typing import Any
 from prefect import Task, get_run_logger
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run as current_run
-from prefect.states import Completed, Failed, State
+from prefect.states import Cancelled, Completed, Failed, State
 
-__all__ = ["NO_CACHE", "Completed", "Failed", "State", "Task", "current_run", "engine_settings", "get_run_logger"]
+__all__ = ["NO_CACHE", "Completed", "Failed", "State", "Task", "cancelled", "current_run",
+           "engine_settings", "get_run_logger", "outcome"]
+
+
+def cancelled(message: str) -> State:
+    """The state a flow returns to end Cancelled, with ``message`` (the UI shows it): a deal
+    cancelled while its run waited or ran ends its run so, also a run that resumes after it."""
+    return Cancelled(message=message)
+
+
+def outcome(state: State) -> Any:
+    """What a flow run called with ``return_state=True`` returned: its result, or, for a run that
+    ended Cancelled (which Prefect raises as ``CancelledRun`` on reading the result), None."""
+    if state.is_cancelled():
+        return None
+    return state.result()
 
 
 @contextmanager

@@ -6,7 +6,8 @@
   top and the suspension at the same key returns the stored answer at once.
 - In-process it **pauses** (``pause``): what Prefect's ``pause_flow_run`` does, mirrored with
   its internals (``propose_state_sync``, ``keyset_from_paused_state``), so that a resume from this
-  same process is noticed at once instead of after a whole ``poll_interval``.
+  same process is noticed at once instead of after a whole ``poll_interval``; a run cancelled
+  while it is paused stops waiting (``RunEnded``) instead of waiting out its timeout.
 
 Imported by flows/ only (they import Prefect anyway): it imports Prefect at once."""
 
@@ -24,6 +25,16 @@ from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput, keyset_from_paused_state
 from prefect.states import Paused
 from prefect.utilities.engine import propose_state_sync
+
+
+class RunEnded(Exception):
+    """The run was ended from outside (cancelled by ``dealflow deal cancel`` or in the UI) while it
+    was paused for a person: no answer will come."""
+
+    def __init__(self, state: str, message: str):
+        super().__init__(f"the run is {state} while it waited" + (f": {message}" if message else ""))
+        self.state = state
+        self.message = message
 
 
 def runs_from_deployment() -> bool:
@@ -78,6 +89,8 @@ def pause(form: type[RunInput], key: str, *, timeout: float, poll_interval: floa
             run = client.read_flow_run(context.flow_run.id)  # resumed elsewhere (the UI, a CLI)?
             if run.state and run.state.is_running():
                 return form.load(keyset)
+            if run.state and run.state.is_final():  # cancelled while it waited (`deal cancel`, the UI)
+                raise RunEnded(run.state.name, run.state.message or "")
             if time.monotonic() >= deadline:
                 raise FlowPauseTimeout("Flow run was paused and never resumed.")
 

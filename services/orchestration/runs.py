@@ -66,12 +66,25 @@ def tag(run_id: str, tags: list[str]) -> None:
         c.update_flow_run(UUID(run_id), tags=tags)
 
 
-def cancel(run_id: str, message: str) -> None:
-    """Cancel the run, whatever its state."""
+def cancel(run_id: str, message: str) -> str:
+    """Cancel the run with ``message`` (the UI shows it with the state) wherever it stands,
+    Suspended, Paused, Scheduled, Pending or Running (forced: a run waiting for a person is not
+    one the server would cancel by itself); a run already over (Completed, Failed, Cancelled,
+    Crashed) is left as it is. What happened, in words: ``"Cancelled (was Suspended)"``,
+    ``"already Cancelled"``, ``"not on this server"``."""
+    from prefect.exceptions import ObjectNotFound
     from prefect.states import Cancelled
 
     with client() as c:
-        c.set_flow_run_state(UUID(run_id), Cancelled(message=message), force=True)
+        try:
+            state = c.read_flow_run(UUID(run_id)).state
+        except ObjectNotFound:
+            return "not on this server"
+        if state is not None and state.is_final():
+            return f"already {state.name}"
+        result = c.set_flow_run_state(UUID(run_id), Cancelled(message=message), force=True)
+    now = result.state.name if result.state is not None else "unknown"
+    return f"{now} (was {state.name if state is not None else 'without a state'})"
 
 
 def waiting_runs(tag: str = "dealflow") -> dict[str, str]:
