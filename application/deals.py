@@ -112,14 +112,15 @@ def plan_next_step(deal_number: str) -> dict[str, Any]:
                    **process.form_start(s, deal, step.name, step.key)}
                   if wait is not None and wait.key == step.key else None)
         return {"name": step.name, "kind": step.kind, "key": step.key, "roles": list(step.roles),
-                "facts": step.facts, "deal_status": deal.status, "opened": opened}
+                "facts": step.facts, "deal_status": deal.status, "opened": opened,
+                "reason": deal.lost_reason if not deal.is_open else ""}
 
 
 def open_wait(deal_number: str, step: str, key: str, flow_run_id: str | None) -> dict[str, Any]:
     """Write the wait (who may answer, since when, what the form says) and return what its form
     starts with."""
     with unit_of_work() as s:
-        deal = deal_by_number(s, deal_number)
+        deal = locked_deal(s, deal_number)
         planned = process.next_step(s, deal)
         if planned.key != key:
             raise DomainError(f"{deal_number} is at {planned.key}, not {key}")
@@ -176,9 +177,21 @@ def record_answer(deal_number: str, key: str, answer: dict[str, Any],
     """Check who answers (the person, their role, the gateway's seal or their signed session) and
     the business rules, then apply the answer; a refused answer is recorded with its reason, with
     nothing else written (but a seal it carried is used up). ``sent``: the answer exactly as
-    Prefect stored it, which a seal covers. The answer's proof is in no log or record."""
+    Prefect stored it, which a seal covers. The answer's proof is in no log or record. The deal's
+    row is locked first: an answer and a cancel of the deal happen one after the other."""
     with unit_of_work() as s:
-        return process.answer_wait(s, deal_by_number(s, deal_number), key, answer, keys.answer_check(), sent=sent)
+        return process.answer_wait(s, locked_deal(s, deal_number), key, answer, keys.answer_check(), sent=sent)
+
+
+def locked_deal(s: Session, deal_number: str) -> Deal:
+    """The deal, its row read afresh and locked until the unit of work ends (SELECT … FOR UPDATE;
+    SQLite's write lock serves the same end): its cancel and its own steps (an answer recorded,
+    an automatic step, a wait opened) happen one after the other, never interleaved, so that a
+    cancel never misses a payment recorded at the same moment, nor an order made from it."""
+    deal = deal_by_number(s, deal_number)
+    s.scalars(select(Deal).where(Deal.id == deal.id).with_for_update()
+              .execution_options(populate_existing=True)).one()
+    return deal
 
 
 def _create_receipt(session: Session, deal: Deal) -> str:
@@ -198,9 +211,13 @@ AUTOMATIC: dict[str, Callable[[Session, Deal], str]] = {
 
 
 def run_automatic(name: str, deal_number: str) -> str:
-    """The automatic step ``name`` of the deal: what it did (or that it was done already)."""
+    """The automatic step ``name`` of the deal: what it did (or that it was done already, or that
+    the deal was cancelled or lost since its run planned it: then nothing)."""
     with unit_of_work() as s:
-        return AUTOMATIC[name](s, deal_by_number(s, deal_number))
+        deal = locked_deal(s, deal_number)
+        if not deal.is_open:
+            return f"{deal.number} is {deal.status}: {name} not run"
+        return AUTOMATIC[name](s, deal)
 
 
 def mail_pending(deal_number: str) -> bool:
@@ -249,3 +266,65 @@ def redescribe_open_wait(deal_number: str) -> dict[str, Any] | None:
             return None
         wait.description = text
         return {"key": wait.key, "flow_run_id": wait.flow_run_id, "description": text}
+
+
+# the orchestrator's way to end a deal's run: (flow run id, message) -> what happened, in words
+RunStopper = Callable[[str, str], str]
+
+
+def cancel_deal(deal_number: str, by: str, reason: str, *, settle: str = "refund", method: str = "bank_transfer",
+                proof: dict[str, Any] | None = None, stop_run: RunStopper | None = None) -> dict[str, Any]:
+    """A manager (``by``, proven by ``proof``: see ``application.staff.acting_manager``, over
+    ``cancel_payload``) cancels the deal before its first shipment (``models.cancellation``), in
+    one unit of work that holds the deal's row. After the commit, the deal's flow run is ended
+    Cancelled with the reason (``stop_run``, if the deal has a run) and its mail is sent (the
+    cancellation, the credit note). Repeated, or run again after a process died in between, the
+    cancel itself is not done twice: only the run's end and the mail left pending are tried again.
+
+    Returns ``deal``, ``already`` (it was cancelled before), ``order``, ``reason``, ``credit_note``
+    (number, invoice, amount, settlement, refunded, kept_as_credit, method; None without a deposit
+    invoice), ``flow_run_id``, ``run`` (what became of it, in words; None without one or without
+    ``stop_run``), ``mail_sent`` (the emails sent now) and ``mail_left`` (why some wait in the
+    outbox, if they do)."""
+    from models import cancellation
+    from models.billing import METHOD_WORDS, PAYMENT_METHODS
+    from models.credit_notes import CreditNote
+    from models.errors import ValidationError
+
+    from .staff import acting_manager
+
+    payload = cancel_payload(by, reason, settle, method)  # as typed: what a session signed
+    method = METHOD_WORDS.get(str(method).strip().lower(), str(method).strip().lower())
+    if method not in PAYMENT_METHODS:
+        raise ValidationError("method", f"must be one of {', '.join(PAYMENT_METHODS)} (how a refund is paid)")
+    with unit_of_work() as s:
+        deal = locked_deal(s, deal_number)
+        person, _ = acting_manager(s, by, proof or {}, subject=deal_number, action="cancel", what="cancel an order",
+                                   payload=payload)
+        done = cancellation.cancel_deal(s, deal, person, reason, settle, method)
+        note = (s.scalars(select(CreditNote).where(CreditNote.number == done.credit_note)).one()
+                if done.credit_note else None)
+        out: dict[str, Any] = {
+            "deal": done.deal, "already": done.already, "order": done.order, "reason": done.reason,
+            "by": person.handle, "currency": deal.currency, "flow_run_id": done.flow_run_id,
+            "credit_note": {"number": note.number, "invoice": note.invoice.number, "amount": str(note.amount),
+                            "settlement": note.settlement, "refunded": str(note.refunded),
+                            "kept_as_credit": str(note.kept_as_credit), "method": note.refund_method or None}
+            if note else None}
+    out["run"] = None
+    if done.flow_run_id and stop_run is not None:
+        try:
+            out["run"] = stop_run(done.flow_run_id, f"{done.deal} cancelled: {done.reason}"[:1000])
+        except Exception as exc:  # noqa: BLE001 - the deal is cancelled; the run is ended when this is repeated
+            out["run"] = f"not reached ({type(exc).__name__}: {str(exc)[:200]})"
+    out["mail_sent"], out["mail_left"] = [], None
+    try:
+        out["mail_sent"] = deliver_mail(done.deal)
+    except mailer.TransientMailError as exc:
+        out["mail_sent"], out["mail_left"] = exc.sent, str(exc)[:300]
+    return out
+
+
+def cancel_payload(by: str, reason: str, settle: str, method: str) -> dict[str, Any]:
+    """What a manager's session signs for ``deal cancel`` (with the deal's number as typed)."""
+    return {"by": by, "reason": reason, "settle": settle, "method": method}

@@ -150,3 +150,47 @@ def log_out(session_id: str) -> bool:
     """Close a login session; whether it was open."""
     with unit_of_work() as s:
         return identity.close_session(s, session_id)
+
+
+def acting_manager(s: Session, handle: str, proof: dict[str, Any], *, subject: str, action: str, what: str,
+                   payload: dict[str, Any], door: str = "command line") -> tuple[StaffUser, str]:
+    """The manager ``handle`` who does ``action`` (e.g. "cancel") to ``subject`` (a deal's number
+    as given; ``what``: the step in words, "cancel an order"), and how that is proven: (the person, ``identity.BY_CODE``, ``BY_SESSION`` or
+    ``UNVERIFIED``). The proof is a one-time code (``{"code": …}``, used up with the caller's
+    commit), or the signature of a session of theirs (``dealflow login``) over the subject, the
+    action and ``payload``; with DEALFLOW_ANSWER_CODES=off the handle is enough. A person who is
+    not an enabled manager is refused before any proof is looked at; a wrong code or signature is
+    committed (it counts towards a lock) and raised."""
+    from models import Role, ValidationError
+    from models.staff_sessions import check_signature
+    from services import keys
+
+    person = staff_member(s, handle, "by", lock=True)  # a code is used up once, also in a race
+    if not person.active:
+        raise ValidationError("by", f"{person.handle} is disabled")
+    if not person.holds(Role.MANAGER):
+        raise ValidationError("by", f"{person.handle} ({person.role}) is not a manager: only a manager may {what}")
+    check = keys.answer_check(door)
+    if not check.codes_required:
+        return person, identity.UNVERIFIED
+    if check.cipher is None:
+        raise DomainError("proof: a manager's step needs a code, but no secret key is set up (DEALFLOW_SECRET_KEY)")
+    now = utcnow()
+    try:
+        if proof.get("code") not in (None, ""):
+            identity.check_code(s, person, proof["code"], check.cipher, door=door, now=now, consume=True,
+                                field="by")
+            return person, identity.BY_CODE
+        if proof.get("session") or proof.get("signature"):
+            identity.check_not_locked(person, now)
+            try:
+                check_signature(s, person, proof, subject, action, payload, check.cipher, now)
+            except identity.ProofRefused as exc:
+                identity.refuse_proof(s, person, exc, now, door, subject=action, deal=subject)
+            return person, identity.BY_SESSION
+    except DomainError:
+        s.commit()  # a wrong code or signature is on the record, and counts; nothing else was written
+        raise
+    raise DomainError(f"code: {action} is a manager's step and needs proof: --code NNNNNN (the 6 digits your "
+                      f"authenticator app shows), or `dealflow login {person.handle}` once")
+

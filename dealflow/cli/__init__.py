@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from . import cancel as _cancel  # noqa: F401 - adds `deal cancel` to the deal group
 from . import catalog, customers, deals, leads, outbox, prices, reports, running, setup, staff, waits
 from .common import DealflowGroup
 

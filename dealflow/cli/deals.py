@@ -22,7 +22,7 @@ from .common import RECORD_ID, DealflowGroup, emit, logged_in, naive_utc, table
 
 @click.group(cls=DealflowGroup)
 def deal() -> None:
-    """Deals: start one, look at one, list them."""
+    """Deals: start one, look at one, list them, cancel one."""
 
 
 NO_SERVER_NOTE = ("no `dealflow up` runs for this data folder, and PREFECT_API_URL is not set: the deal runs on a "
@@ -123,6 +123,8 @@ def deal_show(deal_number: str, as_json: bool) -> None:
         lines.append(f"waiting for {waiting_for(w['step'], w['roles'])} ({w['key']}) since {w['since']} UTC")
         if data["run_page"]:
             lines.append(f"answer it on the run's page (menu ⋮ → Resume): {data['run_page']}")
+    if data["status"] != "open" and data.get("lost_reason"):
+        lines.append(f"{data['status']}: {data['lost_reason']}")
     for note in data.get("sales_notes") or []:
         lines.append(f"{note['who']}: {' '.join(note['text'].split())}")
     for r in data["estimate_revisions"]:
@@ -136,6 +138,16 @@ def deal_show(deal_number: str, as_json: bool) -> None:
     for sh in data["shipments"]:
         shipped = ", ".join(f"{qty} × {sku}" for sku, qty in sh["lines"].items())
         lines.append(f"shipment {sh['number']}: {sh['carrier']} {sh['tracking_number']}: {shipped}")
+    for h in data.get("credit_holds") or []:
+        decided = f", {h['status']} by {h['by']}: {h['reason']}" if h["by"] else " (waiting for credit control)"
+        lines.append(f"credit hold: {h['why']}{decided}")
+    if data.get("deposit"):
+        d = data["deposit"]
+        lines.append(f"deposit: {d['terms']}" + (f"; invoice {d['invoice']}: total {d['total']} {cur}, paid {d['paid']} "
+                                                 f"{cur} ({d['status']})" if d["invoice"] else ""))
+    for n in data.get("credit_notes") or []:
+        lines.append(f"credit note {n['number']} for {n['invoice']}: {n['amount']} {cur}; refunded {n['refunded']}, "
+                     f"kept as credit {n['kept_as_credit']} {cur}")
     if data["invoice"]:
         i = data["invoice"]
         lines.append(f"invoice {i['number']}: total {i['total']} {cur}, paid {i['paid']} {cur}, due {i['due']} {cur} "
@@ -153,7 +165,7 @@ def deal_show(deal_number: str, as_json: bool) -> None:
 
 
 @deal.command("list")
-@click.option("--status", type=click.Choice(["open", "won", "lost"]), help="Only deals in this state.")
+@click.option("--status", type=click.Choice(["open", "won", "lost", "cancelled"]), help="Only deals in this state.")
 @click.option("--waiting-for", "waiting_for", type=click.Choice([*(r.value for r in Role), "customer"]),
               help="Only deals waiting at a step this role answers (e.g. qa), or for the customer.")
 @click.option("--json", "as_json", is_flag=True, help="Print the deals as JSON.")

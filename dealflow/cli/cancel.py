@@ -1,0 +1,104 @@
+"""``dealflow deal cancel``: a manager cancels a deal's order before its first shipment, proven as
+an answer is (a one-time code, or the session of ``dealflow login``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from models import DomainError
+
+from .common import emit, logged_in
+from .deals import deal
+
+SETTLEMENTS = ("refund", "credit")
+
+
+@deal.command("cancel")
+@click.argument("deal_number")
+@click.option("--reason", required=True, help="Why the order is cancelled: the customer is told, the deal keeps it.")
+@click.option("--settle", type=click.Choice(SETTLEMENTS), default="refund", show_default=True,
+              help="What becomes of a deposit paid: refund (paid back, recorded as a refund) or credit (kept as "
+                   "credit on the customer's account).")
+@click.option("--method", default="bank_transfer", show_default=True,
+              help="How a refund is paid: bank_transfer, card, cheque or cash.")
+@click.option("--by", help="Your staff handle (a manager; the session's, when you logged in).")
+@click.option("--code", metavar="NNNNNN", help="Your one-time code, without `dealflow login`.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def deal_cancel(deal_number: str, reason: str, settle: str, method: str, by: str | None, code: str | None,
+                as_json: bool) -> None:
+    """Cancel DEAL's order before its first shipment (a manager's step): what it reserved is free
+    again, a deposit invoice is reversed by a credit note (emailed) and what was paid on it is
+    refunded or kept as credit, the customer is told, and the deal's flow run ends Cancelled with
+    the reason. Repeated (or run again after it was interrupted), nothing is done or sent twice;
+    the run's end and the mail still pending are tried again."""
+    from application import deals
+
+    from .. import remote
+
+    if signed := remote.current():
+        raise DomainError(f"deal cancel: you are signed in at the gateway {signed.url}; a cancel is made on the "
+                          f"business database (run it where DATABASE_URL is set, with --code, or `dealflow login`)")
+    login = logged_in()
+    if login is not None and code is None and by not in (None, "", login.handle):
+        raise DomainError(f"by: you are logged in as {login.handle}; `dealflow logout` to act as someone else "
+                          f"(or give their --code)")
+    by = by or (login.handle if login is not None and code is None else None)
+    if not by:
+        raise DomainError("by: say who cancels (--by HANDLE, a manager), or log in first (`dealflow login HANDLE`)")
+    proof = _proof(deal_number, by, reason, settle, method, code, login)
+    stop_run = None
+    if os.environ.get("PREFECT_API_URL"):
+        from services.orchestration.runs import cancel
+
+        stop_run = cancel
+    out = deals.cancel_deal(deal_number, by, reason, settle=settle, method=method, proof=proof, stop_run=stop_run)
+    emit(out, as_json, _said(out))
+
+
+def _proof(deal_number: str, by: str, reason: str, settle: str, method: str, code: str | None,
+           login) -> dict[str, Any]:
+    """--code, else the signature of the logged-in session over this cancel, else (at a
+    terminal, where codes are needed) a code asked for, hidden."""
+    from application.deals import cancel_payload
+    from services.config import load_settings
+
+    if code is not None:
+        return {"code": code}
+    if login is not None and login.handle == by:
+        return login.prove(deal_number, "cancel", cancel_payload(by, reason, settle, method))
+    if load_settings().answer_codes and sys.stdin.isatty():
+        return {"code": click.prompt("One-time code (the 6 digits your authenticator app shows)", hide_input=True,
+                                     err=True)}
+    return {}  # the check then says what proof is missing
+
+
+def _said(out: dict[str, Any]) -> str:
+    cur = out["currency"]
+    if out["already"]:
+        lines = [f"{out['deal']} was already cancelled ({out['reason']}); nothing was cancelled again"]
+    else:
+        lines = [f"{out['deal']} cancelled by {out['by']}: {out['reason']}"]
+        if out["order"]:
+            lines.append(f"  order {out['order']} cancelled; what it reserved is free again")
+        note = out["credit_note"]
+        if note:
+            settled = {"refund": f"{note['refunded']} {cur} refunded to the customer ({note['method']})",
+                       "credit": f"{note['kept_as_credit']} {cur} kept as credit on the customer's account",
+                       "none": "nothing had been paid on it"}[note["settlement"]]
+            lines.append(f"  deposit invoice {note['invoice']} reversed by credit note {note['number']} "
+                         f"({note['amount']} {cur}): {settled}")
+    if out["flow_run_id"]:
+        run = out["run"] or ("not ended here: PREFECT_API_URL is not set; run this again where the team's "
+                             "Prefect server is set")
+        lines.append(f"  flow run {out['flow_run_id']}: {run}")
+    sent = len(out["mail_sent"])
+    if out["mail_left"]:
+        lines.append(f"  mail: {sent} sent; the rest waits in the outbox ({out['mail_left']}): the outbox run "
+                     f"sends it, or run this again")
+    else:
+        lines.append(f"  mail: {sent} sent" if sent else "  mail: nothing left to send")
+    return "\n".join(lines)

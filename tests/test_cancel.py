@@ -1,0 +1,329 @@
+"""`dealflow deal cancel`: a manager cancels a deal's order before its first shipment, at each
+stage it may be at (a decision wait, an order without its deposit, a deposit paid in part or in
+full, refunded or kept as credit). Reservations are freed, a deposit invoice is reversed by one
+credit note, the customer is told once; after a shipment, or by someone who is not a manager, it
+is refused with one line and nothing written; repeated, or run again after the process was killed
+between its commit and its mail, nothing is done or sent twice. On a real Prefect API, the deal's
+run ends Cancelled with the reason, whether it was suspended (a deployment's) or paused here."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from application import deals
+from dealflow.cli import main
+from dealflow.scenario import TEAM, play_direct
+from models import Email, Product
+from models.availability import reserved
+from models.credit_notes import CreditNote
+from models.deal import deal_by_number
+from services.config import PROJECT_ROOT
+from services.db import session_scope
+
+from .helpers import code_of, wait_row
+from .test_bad_input_cli import _fingerprint
+
+REASON = "The customer's plant project was cancelled by their board."
+
+
+@pytest.fixture
+def manager(db) -> str:
+    """Morgan, the manager, logged in (`dealflow login manager`): each cancel is signed with the session."""
+    from dealflow.login import save
+
+    save(TEAM.login("manager"))
+    return "manager"
+
+
+def cancel(deal: str, *args: str):
+    return CliRunner().invoke(main, ["deal", "cancel", deal, "--reason", REASON, *args])
+
+
+def notes_of(deal: str) -> list[dict]:
+    with session_scope() as s:
+        deal_id = deal_by_number(s, deal).id
+        return [{"number": n.number, "invoice": n.invoice.number, "amount": n.amount, "settlement": n.settlement,
+                 "refunded": n.refunded, "kept_as_credit": n.kept_as_credit, "method": n.refund_method}
+                for n in s.scalars(select(CreditNote).where(CreditNote.deal_id == deal_id).order_by(CreditNote.id))]
+
+
+def mails_of(deal: str) -> list[tuple[str, str, str]]:
+    """(kind, subject, status) of the deal's emails, oldest first."""
+    with session_scope() as s:
+        deal_id = deal_by_number(s, deal).id
+        return [(m.kind, m.subject, m.status) for m in
+                s.scalars(select(Email).where(Email.deal_id == deal_id).order_by(Email.id))]
+
+
+def held_by_orders() -> dict[str, int]:
+    with session_scope() as s:
+        skus = {p.id: p.sku for p in s.scalars(select(Product))}
+        return {skus[pid]: qty for pid, qty in reserved(s).items()}
+
+
+def deposit_of(deal: str) -> dict:
+    return deals.deal_summary(deal)["deposit"]
+
+
+def pay_deposit(deal: str, key: str, amount: str) -> None:
+    answer = {"by": "finance", "amount": amount, "method": "bank_transfer", "reference": "RMW-DEP-PART"}
+    assert deals.record_answer(deal, key, TEAM.signed(deal, key, answer))["accepted"]
+
+
+# --- at each stage before the first shipment ----------------------------------------------------------
+
+def test_cancelled_at_the_decision_the_wait_closes_and_no_order_or_credit_note_is_made(manager, new_deal):
+    play_direct(new_deal, until="decision-rev-1")
+    mails_before = mails_of(new_deal)
+    result = cancel(new_deal)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (f"{new_deal} cancelled by manager: {REASON}\n  mail: nothing left to send\n")
+    summary = deals.deal_summary(new_deal)
+    assert (summary["status"], summary["lost_reason"], summary["order"]) == ("cancelled", REASON, None)
+    assert wait_row(new_deal, "decision-rev-1")["status"] == "cancelled"
+    assert notes_of(new_deal) == [] and held_by_orders() == {}
+    assert mails_of(new_deal) == mails_before  # no order was confirmed: nothing to take back in writing
+
+
+def test_cancelled_after_the_order_before_the_deposit_is_paid_the_deposit_invoice_is_credited_and_stock_freed(
+        manager, new_deal):
+    play_direct(new_deal, until="qa-attempt-1")
+    assert held_by_orders() == {"CNC-LATHE-2000": 3, "TOOL-KIT-PRO": 3, "CHUCK-3J-250": 3, "COOLANT-20L": 10}
+    deposit = deposit_of(new_deal)
+    assert (deposit["invoice"], deposit["paid"], deposit["status"]) == ("DEP-0001", "0.00", "open")
+    result = cancel(new_deal, "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert (out["deal"], out["already"], out["order"], out["reason"]) == (new_deal, False, "SO-0001", REASON)
+    assert out["credit_note"] == {"number": "CN-0001", "invoice": "DEP-0001", "amount": deposit["total"],
+                                  "settlement": "none", "refunded": "0.00", "kept_as_credit": "0.00", "method": None}
+    assert held_by_orders() == {}  # what the order held is free again
+    assert notes_of(new_deal) == [{"number": "CN-0001", "invoice": "DEP-0001", "amount": Decimal(deposit["total"]),
+                                   "settlement": "none", "refunded": Decimal("0.00"),
+                                   "kept_as_credit": Decimal("0.00"), "method": ""}]
+    summary = deals.deal_summary(new_deal)
+    assert (summary["order"]["status"], summary["deposit"]["status"]) == ("cancelled", "credited")
+    assert wait_row(new_deal, "qa-attempt-1")["status"] == "cancelled"
+    assert mails_of(new_deal)[-2:] == [
+        ("credit_note", "Credit note CN-0001 for deposit invoice DEP-0001", "sent"),
+        ("cancellation", "Order SO-0001 cancelled", "sent")]
+    assert len(out["mail_sent"]) == 2
+
+
+def test_a_deposit_paid_in_part_is_refunded_by_the_credit_note(manager, new_deal):
+    play_direct(new_deal, until="deposit-1")
+    pay_deposit(new_deal, "deposit-1", "10000.00")
+    play_direct(new_deal, until="deposit-2")
+    result = cancel(new_deal, "--settle", "refund", "--method", "bank transfer")
+    assert result.exit_code == 0, result.output
+    total = deposit_of(new_deal)["total"]
+    assert f"  deposit invoice DEP-0001 reversed by credit note CN-0001 ({total} USD): 10000.00 USD refunded to " \
+           f"the customer (bank_transfer)\n" in result.stdout
+    assert notes_of(new_deal) == [{"number": "CN-0001", "invoice": "DEP-0001", "amount": Decimal(total),
+                                   "settlement": "refund", "refunded": Decimal("10000.00"),
+                                   "kept_as_credit": Decimal("0.00"), "method": "bank_transfer"}]
+    assert held_by_orders() == {}
+    assert [m[0] for m in mails_of(new_deal)[-2:]] == ["credit_note", "cancellation"]
+
+
+@pytest.mark.parametrize("settle", ["refund", "credit"])
+def test_a_deposit_paid_in_full_is_refunded_or_kept_as_the_customers_credit(manager, new_deal, settle):
+    play_direct(new_deal, until="shipment-1")  # QA passed and the deposit paid: the order waits to ship
+    deposit = deposit_of(new_deal)
+    assert deposit["paid"] == deposit["total"] and deposit["status"] == "paid"
+    result = cancel(new_deal, "--settle", settle, "--json")
+    assert result.exit_code == 0, result.output
+    paid = Decimal(deposit["total"])
+    [note] = notes_of(new_deal)
+    assert (note["number"], note["settlement"], note["refunded"], note["kept_as_credit"]) == (
+        "CN-0001", settle, paid if settle == "refund" else 0, paid if settle == "credit" else 0)
+    shown = json.loads(CliRunner().invoke(main, ["customer", "show", "1", "--json"]).stdout)
+    assert shown["credit_balance"] == (str(paid) if settle == "credit" else "0")
+    assert held_by_orders() == {}
+    assert [m[:1] + m[2:] for m in mails_of(new_deal)[-2:]] == [("credit_note", "sent"), ("cancellation", "sent")]
+    told, note = mail_text("cancellation"), mail_text("credit_note")
+    assert "your order SO-0001 is cancelled. The reason: " + REASON in " ".join(told.split())
+    assert "Please find attached credit note CN-0001. It cancels deposit invoice DEP-0001" in " ".join(note.split())
+    said = {"refund": ("is refunded to you by", "We are refunding the"),
+            "credit": ("stays with us as credit on your account", "stays with us as credit on your account")}[settle]
+    assert said[0] in told and said[1] in note
+
+
+def mail_text(kind: str) -> str:
+    """The plain-text part of the one email of ``kind`` written to the mail folder."""
+    import email
+    from email import policy
+    from pathlib import Path
+
+    [eml] = (Path(os.environ["DEALFLOW_DATA_DIR"]) / "mail").glob(f"*-{kind}.eml")
+    return email.message_from_bytes(eml.read_bytes(), policy=policy.default).get_body(("plain",)).get_content()
+
+
+# --- refused: one line, nothing written ------------------------------------------------------------
+
+def test_after_the_first_shipment_a_cancel_is_refused_and_nothing_is_written(manager, new_deal):
+    play_direct(new_deal, until="shipment-2")
+    before = _fingerprint()
+    result = cancel(new_deal)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == ("error: order SO-0001 is partially_shipped (shipment SHP-0001 has left): cannot cancel: "
+                             "a shipped order is returned instead\n")
+    assert _fingerprint() == before
+
+
+def test_someone_who_is_not_a_manager_may_not_cancel_and_nothing_is_written(db, new_deal):
+    play_direct(new_deal, until="qa-attempt-1")
+    before = _fingerprint()
+    result = cancel(new_deal, "--by", "sofia", "--code", code_of("sofia"))
+    assert (result.exit_code, result.stderr) == (
+        2, "error: by: sofia (sales_rep) is not a manager: only a manager may cancel an order\n")
+    result = cancel(new_deal, "--by", "manager")  # a manager, but without a code or a session
+    assert result.exit_code == 2 and result.stderr.startswith("error: code: cancel is a manager's step and needs "
+                                                              "proof: --code NNNNNN"), result.stderr
+    assert _fingerprint() == before
+    result = cancel(new_deal, "--by", "manager", "--code", code_of("manager"))  # a code proves it
+    assert result.exit_code == 0, result.output
+
+
+def test_a_repeated_cancel_does_nothing_twice_and_says_so(manager, new_deal):
+    play_direct(new_deal, until="shipment-1")
+    assert cancel(new_deal).exit_code == 0
+    after_first = _fingerprint(), mails_of(new_deal)
+    for _ in range(2):
+        result = cancel(new_deal, "--settle", "credit")
+        assert result.exit_code == 0, result.output
+        assert result.stdout == (f"{new_deal} was already cancelled ({REASON}); nothing was cancelled again\n"
+                                 f"  mail: nothing left to send\n")
+    assert (_fingerprint(), mails_of(new_deal)) == after_first
+    assert len(notes_of(new_deal)) == 1 and notes_of(new_deal)[0]["settlement"] == "refund"
+
+
+# --- the process killed between the commit and the mail ----------------------------------------------
+
+def test_a_cancel_killed_after_its_commit_sends_the_credit_note_and_the_cancellation_once_when_run_again(
+        manager, new_deal, smtp):
+    """The command runs as its own process and is killed (SIGKILL) while the mail server takes its
+    time over the first email's recipient: the cancel is committed, its mail claimed and not handed
+    over. Run again, it sends what was left, each email once, and cancels nothing twice."""
+    play_direct(new_deal, until="shipment-1")
+    smtp.rcpt_delay = 30
+    child = subprocess.Popen([sys.executable, "-m", "dealflow.cli", "deal", "cancel", new_deal, "--reason", REASON],
+                             cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not any(status == "sending" for _, _, status in mails_of(new_deal)):
+        assert time.monotonic() < deadline and child.poll() is None, child.communicate()
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert deals.deal_summary(new_deal)["status"] == "cancelled"  # committed before it died
+    smtp.rcpt_delay = 0
+    received_before = len(smtp.received)
+    result = cancel(new_deal)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{new_deal} was already cancelled") and "mail: 2 sent" in result.stdout
+    assert sorted(r.message["Subject"] for r in smtp.received[received_before:]) == [
+        "Credit note CN-0001 for deposit invoice DEP-0001", "Order SO-0001 cancelled"]
+    assert len(notes_of(new_deal)) == 1
+    with session_scope() as s:
+        kinds = s.execute(select(Email.kind, func.count()).where(Email.kind.in_(["credit_note", "cancellation"]))
+                          .group_by(Email.kind)).all()
+    assert sorted(kinds) == [("cancellation", 1), ("credit_note", 1)]
+    assert {m[0]: m[2] for m in mails_of(new_deal)[-2:]} == {"credit_note": "sent", "cancellation": "sent"}
+    assert cancel(new_deal).stdout.endswith("  mail: nothing left to send\n")
+    assert len(smtp.received) - received_before == 2
+
+
+# --- the deal's run on a real Prefect API ----------------------------------------------------------
+
+def _deployment_run(deal: str):
+    """A run of a 'deal' deployment for the deal, as `deal start` makes on a server (the test's
+    server has no worker: the run is run here, as the executor runs it)."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as c:
+        deployment = c.create_deployment(flow_id=c.create_flow_from_name("deal"), name=f"deal-{deal.lower()}",
+                                         entrypoint="flows/deal.py:deal_flow")
+        return c.create_flow_run_from_deployment(deployment, parameters={"deal_number": deal})
+
+
+def _run_as_the_executor(run_id):
+    from flows.deal import deal_flow
+    from services.orchestration import worker
+
+    return worker.run(run_id, lambda client, flow_run: deal_flow)
+
+
+def _state(run_id):
+    from prefect import get_client
+
+    with get_client(sync_client=True) as c:
+        return c.read_flow_run(run_id).state
+
+
+@pytest.mark.flow
+def test_a_suspended_deal_run_ends_cancelled_with_the_reason_and_a_run_after_it_ends_so_too(
+        prefect_api, manager, new_deal, monkeypatch):
+    from prefect.settings import PREFECT_API_URL
+
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())  # as `dealflow up` sets it for a command
+    run = _deployment_run(new_deal)
+    _, ended, stopped = _run_as_the_executor(run.id)
+    assert ended is None and type(stopped).__name__ == "Pause"  # it suspended at its first wait
+    assert (_state(run.id).name, wait_row(new_deal, "qualify")["flow_run_id"]) == ("Suspended", str(run.id))
+
+    result = cancel(new_deal)
+    assert result.exit_code == 0, result.output
+    assert f"  flow run {run.id}: Cancelled (was Suspended)\n" in result.stdout
+    state = _state(run.id)
+    assert (state.type.value, state.name, state.message) == ("CANCELLED", "Cancelled", f"{new_deal} cancelled: {REASON}")
+    assert wait_row(new_deal, "qualify")["status"] == "cancelled"
+    again = cancel(new_deal)
+    assert f"  flow run {run.id}: already Cancelled\n" in again.stdout  # a run over is left as it is
+
+    # a run of the deal that starts (or resumes) after the cancel finds it cancelled and ends so
+    later = _deployment_run(new_deal)
+    _, ended, stopped = _run_as_the_executor(later.id)
+    assert stopped is None and ended.is_cancelled(), ended
+    assert ended.message == f"{new_deal} cancelled: {REASON}"
+    assert _state(later.id).name == "Cancelled"
+
+
+@pytest.mark.flow
+def test_a_deal_run_paused_in_this_process_stops_waiting_and_ends_cancelled(prefect_api, manager, new_deal):
+    from flows.deal import deal_flow
+    from services.orchestration import runs
+
+    from .helpers import in_background, wait_for_run
+
+    said: dict = {}
+
+    def cancel_when_paused() -> None:
+        run_id = wait_for_run(new_deal, "qualify")
+        deadline = time.monotonic() + 60
+        while _state(run_id).name != "Paused":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        proof = TEAM.login("manager").prove(new_deal, "cancel", deals.cancel_payload("manager", REASON, "refund",
+                                                                                     "bank_transfer"))
+        said.update(deals.cancel_deal(new_deal, "manager", REASON, proof=proof, stop_run=runs.cancel))
+
+    thread, errors = in_background([cancel_when_paused])
+    started = time.monotonic()
+    state = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=600, return_state=True)
+    thread.join(timeout=60)
+    assert not errors, errors
+    assert time.monotonic() - started < 60  # it did not wait out its timeout
+    assert said["run"] == "Cancelled (was Paused)"
+    assert state.is_cancelled() and state.message == f"{new_deal} cancelled: {REASON}"
+    assert _state(state.state_details.flow_run_id).name == "Cancelled"
+    assert deals.deal_summary(new_deal)["status"] == "cancelled"
