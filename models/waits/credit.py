@@ -86,6 +86,7 @@ def answer(session: Session, deal: Deal, person: StaffUser, answer: dict[str, An
     reason = notes_of(answer, "reason", 2000)
     if decision == "release":
         hold.decide(HoldStatus.RELEASED, person, reason)
+        deal.opportunity.move_to("closed_won", person)  # won once credit control lets the order be made
         return f"credit hold released: {reason}"
     if decision == "deposit":
         if answer.get("deposit_pct") in (None, ""):
@@ -97,6 +98,7 @@ def answer(session: Session, deal: Deal, person: StaffUser, answer: dict[str, An
         before = deposit_before(answer.get("deposit_before") or "shipping", "deposit_before")
         hold.decide(HoldStatus.DEPOSIT, person, reason)
         hold.deposit_pct, hold.deposit_before = pct, before
+        deal.opportunity.move_to("closed_won", person)
         return f"credit hold released with a {format(pct.normalize(), 'f')} % deposit {BEFORE_WORDS[before]}"
     if decision == "reject":
         hold.decide(HoldStatus.REJECTED, person, reason)

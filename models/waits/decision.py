@@ -106,12 +106,12 @@ def decide(session: Session, deal: Deal, decision: str, by: str, channel: str, *
     if decision == "approve":
         rev.approve(by, channel, note, on=on)
         rev.customer_po = po  # the customer's purchase-order number: on the order, invoice and delivery note
-        deal.opportunity.move_to("closed_won", mover)
         hold = check_credit(session, deal, rev)  # the customer's credit, checked one acceptance at a time
-        if hold is not None:
+        if hold is not None:  # not won yet: credit control releases it (won) or rejects it (lost)
             session.expire(deal, ["credit_holds"])
             audit.record(session, SYSTEM, "credit.held", deal_id=deal.id, subject=rev.number, why=hold.why)
             return f"{rev.number} approved; the order is on credit hold: {hold.why}"
+        deal.opportunity.move_to("closed_won", mover)
         return f"{rev.number} approved"
     if decision == "request_changes":
         rev.request_changes(by, channel, text)
