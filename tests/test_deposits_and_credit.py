@@ -8,6 +8,8 @@ PostgreSQL with DEALFLOW_TEST_DATABASE_URL."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -33,7 +35,7 @@ from models.prices import set_rate
 from models.pricing import Totals
 from services.db import session_scope
 
-from .helpers import audit_actions, counts, record_answer, wait_row
+from .helpers import audit_actions, counts, proved, record_answer, wait_row
 
 EXAMPLES = int(os.environ.get("DEALFLOW_HYPOTHESIS_EXAMPLES", "40"))
 
@@ -504,3 +506,98 @@ def test_exposure_counts_unpaid_invoices_and_confirmed_orders_not_yet_invoiced_o
     assert exposure() == (Decimal("73157.15"), ZERO)
     play_direct(new_deal)
     assert exposure() == (ZERO, ZERO)
+
+
+# --- two acceptances of one customer at the same moment (PostgreSQL) ----------------------------
+
+on_postgres = pytest.mark.skipif(not os.environ.get("DEALFLOW_TEST_DATABASE_URL"),
+                                 reason="the race needs PostgreSQL's row locks (SQLite writes one at a time)")
+
+
+def _two_deals_at_their_decision(first: str) -> list[str]:
+    """Two deals of the scenario's customer, each waiting for the decision on its 174,183.68 USD
+    revision; the seeded limit (250,000) covers one of them, not both."""
+    second = _second_deal()
+    for deal in (first, second):
+        play_direct(deal, until="decision-rev-2")
+    return [first, second]
+
+
+def _held_ones(numbers: list[str]) -> list[str]:
+    with session_scope() as s:
+        return [n for n in numbers if deal_by_number(s, n).credit_holds]
+
+
+@on_postgres
+def test_two_orders_of_one_customer_accepted_at_the_same_moment_cannot_both_slip_under_the_limit(new_deal):
+    numbers = _two_deals_at_their_decision(new_deal)
+    approve = {"by": "mark", "decision": "approve", "channel": "email"}
+    signed = {n: proved(n, "decision-rev-2", approve) for n in numbers}  # signed first: only the decision races
+    barrier = threading.Barrier(len(numbers))
+    results: dict[str, dict] = {}
+
+    def accept(number: str) -> None:
+        barrier.wait()
+        results[number] = deals.record_answer(number, "decision-rev-2", signed[number])
+
+    threads = [threading.Thread(target=accept, args=(n,)) for n in numbers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(r["accepted"] for r in results.values()), results
+    held = _held_ones(numbers)
+    assert len(held) == 1, results
+    assert "over the credit limit of 250000.00" in _hold_row(held[0])["why"]
+    assert "exposure 174183.68 + this order 174183.68" in _hold_row(held[0])["why"]
+
+
+@on_postgres
+def test_the_second_acceptance_waits_for_the_first_and_counts_its_order(new_deal):
+    """The same race, its moment forced: the first acceptance holds its transaction open until the
+    second is seen waiting for the customer's row; without that lock the second would count only
+    what was committed and slip under the limit too."""
+    from sqlalchemy import text
+
+    from models.waits.decision import decide
+
+    first, second = _two_deals_at_their_decision(new_deal)
+    first_decided = threading.Event()
+    seen_waiting: list[bool] = []
+    errors: list[BaseException] = []
+
+    def accept(number: str, hold_open: bool) -> None:
+        try:
+            with session_scope() as s:
+                deal = deal_by_number(s, number)
+                decide(s, deal, "approve", "mark", "email", note="", text="",
+                       mover=process.staff_by_handle(s, "mark"))
+                if hold_open:
+                    first_decided.set()
+                    seen_waiting.append(_until_a_backend_waits_for_a_lock())
+                s.commit()
+        except BaseException as exc:  # noqa: BLE001 (reported by the test)
+            errors.append(exc)
+
+    def _until_a_backend_waits_for_a_lock(timeout: float = 20) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with session_scope() as probe:
+                if probe.scalar(text("select count(*) from pg_stat_activity where wait_event_type = 'Lock' "
+                                     "and datname = current_database()")):
+                    return True
+            time.sleep(0.05)
+        return False
+
+    a = threading.Thread(target=accept, args=(first, True))
+    a.start()
+    assert first_decided.wait(30)
+    b = threading.Thread(target=accept, args=(second, False))
+    b.start()
+    a.join(60)
+    b.join(60)
+    assert not errors, errors
+    assert seen_waiting == [True], "the second acceptance never waited for the first"
+    assert _held_ones([first, second]) == [second]
+    assert _hold_row(second)["why"] == ("exposure 174183.68 + this order 174183.68 = 348367.36 USD, over the credit "
+                                        "limit of 250000.00")
