@@ -22,12 +22,13 @@ from application import deals
 from dealflow.scenario import ALL_CHECKS_PASS, LEAD, SCRIPT, Move, play_direct
 from models import Email, process, utcnow
 from models.billing import Invoice, InvoiceLine
+from models.company import edit as company_edit
 from models.company import the_company
 from models.credit import check_credit, exposure_of, open_hold
-from models.customers import edit_customer, find_customer
+from models.customers import customer_row, edit_customer, find_customer, import_customers
 from models.deal import Deal, deal_by_number
-from models.deposits import deduction_lines, deposit_lines, make_deposit_lines
-from models.errors import InvalidTransition
+from models.deposits import deduction_lines, deposit_lines, make_deposit_lines, terms_for
+from models.errors import FileRefused, InvalidTransition, ValidationError
 from models.money import ZERO, quantum, round_money
 from models.orders import SalesOrder, SalesOrderLine
 from models.plan import next_step, whose_turn
@@ -601,3 +602,112 @@ def test_the_second_acceptance_waits_for_the_first_and_counts_its_order(new_deal
     assert _held_ones([first, second]) == [second]
     assert _hold_row(second)["why"] == ("exposure 174183.68 + this order 174183.68 = 348367.36 USD, over the credit "
                                         "limit of 250000.00")
+
+
+# --- bad terms: one line naming the field, nothing written ------------------------------------------
+
+MEANS_SOMETHING = ("none", "default", "company", "no limit", "unlimited")  # words the rules take
+WORDS = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40).filter(
+    lambda v: v.strip().lower() not in MEANS_SOMETHING and v.strip())
+
+
+def _not_a_number(text: str) -> bool:
+    try:
+        return not Decimal(text.strip().removesuffix("%").strip().replace(",", "").replace("_", "")).is_finite()
+    except ArithmeticError:
+        return True
+
+
+BAD_DEPOSIT = st.one_of(
+    st.decimals(max_value=Decimal("-0.01"), allow_nan=False, allow_infinity=False, places=2).map(str),
+    st.decimals(min_value=Decimal("100.01"), allow_nan=False, allow_infinity=False, places=2).map(str),
+    st.decimals(min_value=0, max_value=100, places=3, allow_nan=False).filter(lambda d: d != d.quantize(
+        Decimal("0.01"))).map(str),  # a third decimal
+    WORDS.filter(_not_a_number),
+    st.sampled_from(["-1", "101", "100.5 %", "thirty", "30%%", "1e3", "NaN", "-Infinity", "12.345", "3O"]))
+BAD_LIMIT = st.one_of(
+    st.decimals(max_value=Decimal("-0.01"), allow_nan=False, allow_infinity=False, places=2).map(str),
+    WORDS.filter(_not_a_number),
+    st.sampled_from(["-1", "-0.01", "lots", "NaN", "Infinity", "1e12", "10.001", "€5000"]))
+FIELD_VALUES = st.one_of(st.tuples(st.just("deposit"), BAD_DEPOSIT), st.tuples(st.just("credit_limit"), BAD_LIMIT))
+
+
+def _customer_as_stored() -> dict:
+    with session_scope() as s:
+        return customer_row(find_customer(s, LEAD["email"]), "USD")
+
+
+@settings(max_examples=EXAMPLES * 2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field_value=FIELD_VALUES)
+def test_a_bad_deposit_or_credit_limit_in_customer_edit_is_refused_in_one_line_with_nothing_written(db, field_value):
+    field, value = field_value
+    before = _customer_as_stored()
+    with session_scope() as s:
+        with pytest.raises(ValidationError) as refused:
+            edit_customer(s, find_customer(s, LEAD["email"]), {field: value, "phone": "+1 555 0199"})
+        s.commit()  # what was written, if anything
+    assert (refused.value.field, "\n" in str(refused.value)) == (field, False), str(refused.value)
+    assert str(refused.value).startswith(f"{field}: must ")
+    assert _customer_as_stored() == before
+
+
+@settings(max_examples=EXAMPLES * 2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field_value=FIELD_VALUES)
+def test_a_bad_deposit_or_credit_limit_in_a_customer_import_refuses_the_file_naming_row_and_column(db, field_value):
+    field, value = field_value
+    before = _customer_as_stored()
+    rows = [(2, {"name": "Northwind Tools", "email": "ap@northwind.example", "deposit": "25",
+                 "credit_limit": "50000"}),
+            (3, {"name": LEAD["company"], "email": LEAD["email"], field: value})]
+    with session_scope() as s:
+        with pytest.raises(FileRefused) as refused:
+            import_customers(s, "customers.csv", rows)
+        s.commit()
+    assert [(row, column) for row, column, _ in refused.value.problems] == [(3, field)]
+    assert all("\n" not in line for line in refused.value.lines)
+    assert _customer_as_stored() == before
+    with session_scope() as s:
+        assert find_customer(s, "ap@northwind.example") is None  # all or nothing
+
+
+@settings(max_examples=EXAMPLES * 2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field_value=st.one_of(st.tuples(st.just("deposit_pct"), BAD_DEPOSIT),
+                             st.tuples(st.just("deposit_before"), WORDS.filter(
+                                 lambda v: v.strip().lower() not in ("shipping", "release", "ship", "qa",
+                                                                     "before shipping", "before release")))))
+def test_a_bad_company_deposit_is_refused_in_one_line_with_nothing_written(db, field_value):
+    field, value = field_value
+    with session_scope() as s:
+        before = the_company(s).as_dict()
+        with pytest.raises(ValidationError) as refused:
+            company_edit(s, {field: value, "phone": "+1 555 0101"}, by="manager")
+        s.commit()
+        assert the_company(s).as_dict() == before
+    assert (refused.value.field, "\n" in str(refused.value)) == (field, False), str(refused.value)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(pct=st.decimals(min_value=0, max_value=100, places=2, allow_nan=False),
+       limit=st.none() | st.decimals(min_value=0, max_value=Decimal("999999999999.99"), places=2, allow_nan=False))
+def test_any_deposit_from_0_to_100_and_any_limit_of_0_or_more_is_kept_as_given(db, pct, limit):
+    with session_scope() as s:
+        edit_customer(s, find_customer(s, LEAD["email"]), {"deposit": f"{pct} %", "deposit_before": "release",
+                                                          "credit_limit": "none" if limit is None else str(limit)})
+        s.commit()
+    with session_scope() as s:
+        customer = find_customer(s, LEAD["email"])
+        assert (customer.deposit_pct, customer.deposit_before, customer.credit_limit) == (pct, "release", limit)
+        assert terms_for(s, customer).pct == pct
+
+
+def test_a_customer_without_terms_of_their_own_gets_the_company_s(db):
+    with session_scope() as s:
+        company_edit(s, {"deposit_pct": "15", "deposit_before": "release"}, by="manager")
+        edit_customer(s, find_customer(s, LEAD["email"]), {"deposit": "default", "deposit_before": "default"})
+        s.commit()
+    with session_scope() as s:
+        customer = find_customer(s, LEAD["email"])
+        assert (customer.deposit_pct, customer.deposit_before) == (None, None)
+        assert terms_for(s, customer).words() == "15 % deposit before QA and release"
+        edit_customer(s, customer, {"deposit": "none"})  # none of their own: no deposit, whatever the company's
+        assert terms_for(s, customer).words() == "no deposit"
