@@ -16,6 +16,7 @@ from prefect.input import RunInput
 from pydantic import ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from models.choices import in_words
 from models.identity import PROOF_FIELDS
 from models.waits import KINDS, WaitKind
 from models.waits.forms import plain
@@ -103,6 +104,7 @@ class Answer(RunInput):
         import pydantic
 
         start = {k: v for k, v in (prefill or {}).items() if k in cls.model_fields and k not in PROOF_FIELDS}
+        start = in_words(getattr(cls, "words", {}), start)  # a choice the kind starts with as its code: as the form offers it
         for name, value in list(start.items()):  # each field on its own (the others may be required)
             try:  # and as the form sends it back (an amount as a number, not "5.00")
                 info = cls.model_fields[name]

@@ -16,8 +16,9 @@ def coded(words: Words, answer: dict[str, Any]) -> dict[str, Any]:
     out = dict(answer)
     for name, table in words.items():
         value = out.get(name)
-        if isinstance(value, str) and value.strip().lower() in table:
-            out[name] = table[value.strip().lower()]
+        by_word = {word.lower(): code for word, code in table.items()}  # 'before QA and release' too
+        if isinstance(value, str) and value.strip().lower() in by_word:
+            out[name] = by_word[value.strip().lower()]
     return out
 
 
