@@ -4,7 +4,9 @@ with their handle and code (a wrong code refused there), one deal goes from qual
 payment, each form filled as a person fills it (switches, number inputs, the catalogue select,
 the checklist, the date picker) with no handle or code to type, each answer recorded as its
 signed-in person's, a person without the step's role refused at the door, and no run input
-holding a code.
+holding a code. The customer's credit limit is lowered below the order before it is accepted,
+so the one deal also goes on credit hold (the manager asks for a deposit in the credit form)
+and waits for that deposit (finance records it in the deposit form).
 
 Slow (it starts the e2e stack); runs when DEALFLOW_E2E=1 and DEALFLOW_UI=1, as CI does
 (`DEALFLOW_E2E=1 DEALFLOW_UI=1 pytest tests/test_ui_forms.py`). Screenshots of every form go to
@@ -21,10 +23,12 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
+from application.customers import edit_customer
 from dealflow.scenario import TEAM
 from models import AuditEntry, Product, StaffUser, StockLevel, utcnow
 from models.deal import deal_by_number
 from models.identity import BY_GATEWAY
+from models.money import amount_text
 from models.waits import KINDS
 from services.db import session_scope
 
@@ -133,7 +137,8 @@ class Forms:
         assert all(box["height"] >= SCREEN["height"] - 2 for box in measured["scrolling_around"]), (key, measured)
         assert fields.count() > 0, key
         for field in fields.all():  # each field comes into view as the page scrolls, and is not squeezed
-            field.scroll_into_view_if_needed()
+            # scrolled until all of it shows (Playwright's "if needed" leaves a field cut by a pixel as it is)
+            field.evaluate("e => e.scrollIntoView({block: 'nearest', inline: 'nearest'})")
             box = field.bounding_box()
             assert box is not None and box["height"] >= 12 and 0 <= box["y"] <= SCREEN["height"] - box["height"], (
                 key, box)
@@ -361,6 +366,11 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
                 rev = deal_by_number(s, number).estimate.latest
                 assert (rev.discount_decision, [ln.discount_pct for ln in rev.lines]) == ("lowered", [12, 0, 10])
 
+            # the customer's credit limit is below this order: accepting it puts the order on credit hold
+            with session_scope() as s:
+                customer_ref = str(deal_by_number(s, number).customer_id)
+            edit_customer(customer_ref, {"credit_limit": "100000"}, by="manager")
+
             # decision: two selects (the channel starts as email)
             key, dialog = forms.open("decision", "sofia")
             assert dialog.locator('[aria-label="Select How the customer told us"]').inner_text() == "email"
@@ -373,6 +383,63 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
             with session_scope() as s:
                 summary = deal_summary(s, deal_by_number(s, number))
             assert [r["status"] for r in summary["estimate_revisions"]] == ["changes_requested", "approved"]
+            assert [h["status"] for h in summary["credit_holds"]] == ["open"] and summary["order"] is None
+
+            # the credit decision: the manager, standing in for credit control, reads why the order
+            # is held (over the limit), the limit and the exposure; the form starts with "release"
+            # before shipping; they ask for a 30 % deposit before QA and release instead, with a reason
+            key, dialog = forms.open("credit", "manager")
+            assert key == "credit-rev-2", key
+            with session_scope() as s:
+                order_total = deal_by_number(s, number).estimate.latest.totals.total
+            text = dialog.inner_text()
+            for said in ("on credit hold", f"exposure 0.00 + this order {order_total} = {order_total} USD, over the "
+                         "credit limit of 100000.00", "Credit limit 100,000.00 USD; exposure now 0.00 USD",
+                         "(unpaid invoices 0.00 USD, confirmed and not invoiced 0.00 USD)",
+                         amount_text(order_total, currency), "CNC-LATHE-2000"):
+                assert said in text, (said, text[:1500])
+            assert dialog.locator('[aria-label="Select Your decision"]').inner_text() == "release"
+            assert dialog.locator('[aria-label="Select Deposit due"]').inner_text() == "before shipping"
+            forms.pick(dialog, "Your decision", "ask for a deposit")
+            percent = dialog.get_by_label("Deposit %")
+            assert percent.get_attribute("type") == "number"
+            percent.fill("30")
+            forms.pick(dialog, "Deposit due", "before QA and release")
+            dialog.get_by_label("Reason").fill("First order, over the limit: 30 % up front.")
+            sent = forms.submit(dialog, key)
+            assert (sent["decision"], sent["deposit_pct"], sent["deposit_before"]) == (
+                "ask for a deposit", 30, "before QA and release")
+            assert moved(key).answered_by == "manager"
+
+            # the deposit, before QA: finance reads the deposit invoice and what is due; the amount
+            # starts as the deposit due, and is paid in one payment
+            await_wait(number, "deposit")  # the order, made with that deposit, and its deposit invoice
+            with session_scope() as s:
+                deal = deal_by_number(s, number)
+                hold, order, deposit = deal.credit_holds[0], deal.order, deal.deposit_invoice
+                assert (hold.status, hold.reason, hold.decided_by.handle) == (
+                    "deposit", "First order, over the limit: 30 % up front.", "manager")
+                assert (order.deposit_pct, order.deposit_before, order.pick_release) == (30, "release", None)
+                deposit_number, deposit_due = deposit.number, deposit.amount_due
+            key, dialog = forms.open("deposit", "finance")
+            assert key == "deposit-1", key
+            text = dialog.inner_text()
+            for said in (f"deposit invoice {deposit_number}", "30 % deposit before QA and release",
+                         f"still due {amount_text(deposit_due, currency)}", "The order waits for it."):
+                assert said in text, (said, text[:1200])
+            amount = dialog.get_by_label("Amount received")
+            assert amount.get_attribute("type") == "number"
+            assert amount.input_value() != "" and float(amount.input_value()) == float(deposit_due), (
+                amount.input_value())
+            assert dialog.locator('[aria-label="Select Payment method"]').inner_text() == "bank transfer"
+            dialog.get_by_label("Reference").fill("DLB-DEP-7")
+            sent = forms.submit(dialog, key)
+            assert (sent["amount"], sent["method"]) == (float(deposit_due), "bank transfer")
+            moved(key)
+            with session_scope() as s:
+                deposit = deal_by_number(s, number).deposit_invoice
+                assert (deposit.status, [(p.amount, p.reference) for p in deposit.payments]) == (
+                    "paid", [(deposit_due, "DLB-DEP-7")])
 
             # QA: a switch per check of the order's checklist (the lathe's), all off to begin with
             key, dialog = forms.open("qa", "qa")
@@ -447,6 +514,8 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
         payment = deal.invoice.payments[0]
         assert (payment.amount, payment.received_on, payment.reference) == (due, yesterday, "DLB-0042")
         assert deal.invoice.status == "paid"
+        # the final invoice deducts the deposit paid: it is the order less the deposit
+        assert deal.invoice.totals.total == deal.order.totals.total - deal.deposit_invoice.totals.total
         run_id = deal.flow_run_id
     deadline = time.monotonic() + 120  # the last step commits a moment before the run reports
     while time.monotonic() < deadline:
@@ -463,7 +532,8 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
     assert answered == [("qualify", "sofia", BY_GATEWAY), ("handoff", "sofia", BY_GATEWAY),
                         ("estimate", "mark", BY_GATEWAY), ("decision", "sofia", BY_GATEWAY),
                         ("estimate", "mark", BY_GATEWAY), ("discount", "manager", BY_GATEWAY),
-                        ("decision", "sofia", BY_GATEWAY), ("qa", "qa", BY_GATEWAY),
+                        ("decision", "sofia", BY_GATEWAY), ("credit", "manager", BY_GATEWAY),
+                        ("deposit", "finance", BY_GATEWAY), ("qa", "qa", BY_GATEWAY),
                         ("shipment", "delivery", BY_GATEWAY), ("payment", "finance", BY_GATEWAY)], answered
     # what Prefect keeps of every answer: the person and the seal, never a code
     from uuid import UUID
@@ -474,7 +544,7 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
         stored = [i for i in client.filter_flow_run_input(UUID(run_id), key_prefix="suspended-", limit=200,
                                                           exclude_keys=set())
                   if i.key.endswith("-response")]
-    assert len(stored) == 11  # ten answers and the refused decision
+    assert len(stored) == 13  # twelve answers and the refused decision
     for item in stored:
         value = item.decoded_value
         assert "code" not in value and value["seal"]["by"] == value["by"], (item.key, value)
