@@ -86,13 +86,19 @@ def revision_changes(previous: EstimateRevision | None, current: EstimateRevisio
 
 
 def estimate_context(rev: EstimateRevision) -> dict[str, Any]:
+    from sqlalchemy.orm import object_session
+
+    from .deposits import terms_for
+
     deal = rev.estimate.deal
     previous = rev.estimate.sent_before(rev)  # what the customer saw before (never a revision sent back)
+    deposit = terms_for(object_session(rev), deal.customer)  # what accepting it will ask for first
     ctx = _base(deal, "estimate", rev.number)
     ctx.update({
         "revision": rev.revision,
         "valid_until": rev.valid_until.isoformat(),
         "payment_terms_days": deal.customer.payment_terms_days if deal.customer is not None else 30,
+        "deposit_terms": deposit.words() if deposit.asked else "",
         "needs_qa": any(ln.product.needs_qa for ln in rev.lines),
         "prepared_by": rev.prepared_by.name,
         "notes": rev.notes,
@@ -163,25 +169,48 @@ def invoice_context(invoice: Invoice) -> dict[str, Any]:
                 "totals": invoice.totals.as_dict(), "paid": str(invoice.paid),
                 "amount_due": str(invoice.amount_due),
                 "order_total": str(order.totals.total),
-                "deposit_terms": order.deposit_terms.words() if order.deposit_terms.asked else ""})
+                "deposit_terms": order.deposit_terms.words() if order.deposit_terms.asked else "",
+                "deposit_before": order.deposit_before if order.deposit_terms.asked else ""})
     if deducted:
         deposit = invoice.deal.deposit_invoice
+        less = Totals(deducted, invoice.deal.currency)
         ctx["deposit"] = {"number": deposit.number if deposit else "", "lines": _lines(deducted),
-                          "amount": str(-Totals(deducted, invoice.deal.currency).total),
+                          "amount": str(-less.total), "net": str(-less.net), "tax": str(-less.tax),
+                          "date": deposit.issued_at.date().isoformat() if deposit else "",
+                          # what shipped, before the deposit comes off: the lines' own totals
+                          "goods": Totals(items, invoice.deal.currency).as_dict(),
                           "before": str(Totals(items, invoice.deal.currency).total)}
     return ctx
 
 
 def invoice_balance(invoice: Invoice, today: date) -> dict[str, Any]:
     """Where an invoice stands today, for the customer's invoice page: the balance (total, paid,
-    due, open/overdue/paid) and the payments received."""
-    status = "paid" if invoice.status == InvoiceStatus.PAID else ("overdue" if invoice.is_overdue(today) else "open")
+    due, open/overdue/paid/credited) and the payments received; a credited invoice also names
+    its credit note and what became of the money paid on it (``credit_note``)."""
+    from .credit_notes import CreditNote
+
+    if invoice.status == InvoiceStatus.CREDITED:
+        status = "credited"
+    else:
+        status = "paid" if invoice.status == InvoiceStatus.PAID else ("overdue" if invoice.is_overdue(today) else "open")
+    note = None
+    if status == "credited":
+        from sqlalchemy import select
+        from sqlalchemy.orm import object_session
+
+        note = object_session(invoice).scalars(select(CreditNote).where(CreditNote.invoice_id == invoice.id)).first()
     return {
-        "balance": {"total": str(invoice.totals.total), "paid": str(invoice.paid), "due": str(invoice.amount_due),
+        "balance": {"total": str(invoice.totals.total), "paid": str(invoice.paid),
+                    # a credited invoice asks for nothing more
+                    "due": "0" if status == "credited" else str(invoice.amount_due),
                     "due_date": invoice.due_date.isoformat(), "status": status,
                     "days_overdue": (today - invoice.due_date).days},
         "payments": [{"number": p.number, "date": p.received.isoformat(), "amount": str(p.amount),
                       "method": p.method.replace("_", " ")} for p in invoice.payments],
+        "credit_note": ({"number": note.number, "date": note.at.date().isoformat(), "reason": note.reason,
+                         "settlement": note.settlement, "refunded": str(note.refunded),
+                         "kept_as_credit": str(note.kept_as_credit),
+                         "refund_method": note.refund_method.replace("_", " ")} if note is not None else None),
     }
 
 
@@ -193,6 +222,7 @@ def credit_note_context(note: CreditNote) -> dict[str, Any]:
     ctx.update({"date": note.at.date().isoformat(), "invoice": invoice.number, "invoice_title": invoice.title,
                 "invoice_date": invoice.issued_at.date().isoformat(), "order": invoice.order.number,
                 "lines": _lines(invoice.lines), "totals": invoice.totals.as_dict(), "amount": str(note.amount),
+                "paid": str(note.refunded + note.kept_as_credit),
                 "reason": note.reason, "settlement": note.settlement,
                 "settlement_words": SETTLEMENT_WORDS[note.settlement], "refunded": str(note.refunded),
                 "kept_as_credit": str(note.kept_as_credit), "refund_method": note.refund_method.replace("_", " ")})
@@ -245,7 +275,7 @@ DUNNING_LEVELS = {1: "Payment reminder", 2: "Second reminder", 3: "Final notice"
 def dunning_context(invoice: Invoice, level: int, today: date) -> dict[str, Any]:
     """A dunning letter: which invoice, how late, how much is still due."""
     ctx = _base(invoice.deal, "dunning", f"{invoice.number}-D{level}")
-    ctx.update({"invoice": invoice.number, "level": level,
+    ctx.update({"invoice": invoice.number, "invoice_title": invoice.title, "level": level,
                 "title": DUNNING_LEVELS.get(level, DUNNING_LEVELS[max(DUNNING_LEVELS)]),
                 "invoice_date": invoice.issued_at.date().isoformat(), "due_date": invoice.due_date.isoformat(),
                 "days_overdue": (today - invoice.due_date).days, "invoice_total": str(invoice.totals.total),

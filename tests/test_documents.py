@@ -54,11 +54,16 @@ def test_estimate_revision_1_has_no_changes_block(documents):
     ("SHP-0001", "documents/shipment.html", ["Delivery note SHP-0001", "DHLF-7845120", "4 Canal Street",
                                              "The rest of your order follows"]),
     ("SHP-0002", "documents/shipment.html", ["Delivery note SHP-0002", "This shipment completes your order"]),
-    ("INV-0001", "documents/invoice.html", ["Invoice INV-0001", "Order SO-0001", "USD 174,183.68",
-                                            "Amount due by"]),
-    ("PAY-0001", "documents/payment.html", ["Payment receipt PAY-0001", "USD 69,673.47", "USD 104,510.21",
-                                            "ref. RMW-ADV-001"]),
-    ("PAY-0002", "documents/payment.html", ["USD 0.00", "paid in full"]),
+    # the final invoice: what shipped (174,183.68) less the 30 % deposit paid (52,255.10) = 121,928.58
+    ("INV-0001", "documents/invoice.html", ["Invoice INV-0001", "Order SO-0001", "Total shipped USD 174,183.68",
+                                            "Less deposit paid, deposit invoice DEP-0001 −USD 52,255.10",
+                                            "Invoice total USD 121,928.58", "Amount due by"]),
+    ("PAY-0001", "documents/payment.html", ["Payment receipt PAY-0001", "Deposit invoice DEP-0001",
+                                            "USD 52,255.10", "ref. RMW-DEP-001", "Deposit invoice DEP-0001 is paid in full"]),
+    # 40 % of 121,928.58
+    ("PAY-0002", "documents/payment.html", ["Payment receipt PAY-0002", "Invoice INV-0001", "USD 48,771.43",
+                                            "USD 73,157.15", "ref. RMW-ADV-001"]),
+    ("PAY-0003", "documents/payment.html", ["USD 0.00", "Invoice INV-0001 is paid in full"]),
 ])
 def test_each_document_shows_what_its_reader_needs(documents, number, template, expected):
     text = _text(render(template, documents[number].context))
@@ -70,7 +75,7 @@ def test_every_email_template_renders_text_and_html(new_deal):
     play_direct(new_deal)
     with session_scope() as s:
         mails = s.scalars(select(Email).order_by(Email.id)).all()
-        assert len({m.kind for m in mails}) == 7
+        assert len({m.kind for m in mails}) == 8  # the deposit invoice's too
         for m in mails:
             text, html = render_email(m.template, m.context)
             assert m.context["number"] in text and m.context["number"] in html
@@ -118,7 +123,7 @@ def test_the_estimate_reminder_and_the_dunning_letters_say_what_is_late(new_deal
         rev_number = rev.number
         today = rev.sent_at.date() + timedelta(days=7)
         reminder = _text(render("documents/estimate_reminder.html", estimate_reminder_context(rev, 1, today)))
-        invoice = s.scalars(select(Invoice)).one()
+        invoice = s.scalars(select(Invoice).where(Invoice.kind == "final")).one()
         letters = {level: _text(render("documents/dunning.html",
                                        dunning_context(invoice, level, invoice.due_date + timedelta(days=days))))
                    for level, days in [(1, 1), (3, 30)]}
@@ -126,9 +131,9 @@ def test_the_estimate_reminder_and_the_dunning_letters_say_what_is_late(new_deal
     assert f"Reminder 1 on estimate {rev_number}-REM1" in reminder
     assert "USD 174,183.68" in reminder and "(23 days from today)" in reminder
     assert "Payment reminder: INV-0001-D1" in letters[1] and "1 days ago" in letters[1]
-    assert "Overdue USD 174,183.68" in letters[1] and "please pay within 7 days" in letters[1]
+    assert "Overdue USD 121,928.58" in letters[1] and "please pay within 7 days" in letters[1]
     assert "Final notice: INV-0001-D3" in letters[3] and "30 days overdue" in letters[3]
-    assert "INV-0001" in text and "174,183.68" in html
+    assert "INV-0001" in text and "121,928.58" in html
 
 
 def _pdf_cells(html: str) -> list[list[str]]:
@@ -157,16 +162,31 @@ def _all_kinds(documents) -> dict[str, tuple[str, dict]]:
     from models.documents import dunning_context, estimate_reminder_context
 
     by_number = {"estimate": "EST-0001-R2", "order": "SO-0001", "receipt": "RCPT-0001", "shipment": "SHP-0001",
-                 "invoice": "INV-0001", "payment": "PAY-0001"}
+                 "invoice": "INV-0001", "payment": "PAY-0001", "deposit_invoice": "DEP-0001"}
     kinds = {kind: (documents[n].template, dict(documents[n].context)) for kind, n in by_number.items()}
     with session_scope() as s:
         rev = s.scalars(select(EstimateRevision).where(EstimateRevision.revision == 2)).one()
         kinds["estimate_reminder"] = ("documents/estimate_reminder.html",
                                       estimate_reminder_context(rev, 1, rev.sent_at.date() + timedelta(days=7)))
-        invoice = s.scalars(select(Invoice)).one()
+        invoice = s.scalars(select(Invoice).where(Invoice.kind == "final")).one()
         kinds["dunning"] = ("documents/dunning.html",
                             dunning_context(invoice, 1, invoice.due_date + timedelta(days=3)))
+        kinds["credit_note"] = ("documents/credit_note.html", _a_credit_note(s))
     return kinds
+
+
+def _a_credit_note(s) -> dict:
+    """The context of a credit note of the deal's (paid) deposit invoice, made by the domain and
+    never kept (a won deal is not cancelled: the transaction is rolled back)."""
+    from models import Invoice, StaffUser
+    from models.credit_notes import credit_invoice
+    from models.documents import credit_note_context
+
+    deposit = s.scalars(select(Invoice).where(Invoice.kind == "deposit")).one()
+    manager = s.scalars(select(StaffUser).where(StaffUser.handle == "manager")).one()
+    context = credit_note_context(credit_invoice(s, deposit, "refund", "Order cancelled", manager))
+    s.rollback()
+    return context
 
 
 def test_every_document_kind_prints_each_fact_on_a_line_of_its_own(documents):
@@ -176,7 +196,10 @@ def test_every_document_kind_prints_each_fact_on_a_line_of_its_own(documents):
     templates = {p.stem for p in (Path(__file__).parents[1] / "templates" / "documents").glob("[!_]*.html")}
     assert set(kinds) == templates  # a new kind of document is laid out and checked here too
     facts = {"shipment": ["Order SO-0001 (shipment 1)", "Carrier DHL Freight, tracking DHLF-7845120"],
-             "invoice": ["Order SO-0001"], "order": ["From estimate EST-0001-R2"],
+             "invoice": ["Order SO-0001", "Deposit invoice DEP-0001"], "order": ["From estimate EST-0001-R2"],
+             "deposit_invoice": ["Order SO-0001", "Due " + kinds["deposit_invoice"][1]["due_date"]],
+             "credit_note": ["Credits deposit invoice DEP-0001 of " + kinds["deposit_invoice"][1]["date"]],
+             "payment": ["Deposit invoice DEP-0001"],
              "estimate": ["Revision 2"], "receipt": ["Order SO-0001"]}
     for kind, (template, context) in kinds.items():
         lines = _pdf_cells(render(template, {**context, "customer_po": "4500-2231"}))
