@@ -48,21 +48,23 @@ def estimate_page(link: Link, done: str = "") -> dict[str, Any]:
 
 
 def invoice_page(link: Link) -> dict[str, Any]:
-    """What the invoice's page shows: the document as sent (``doc``), its ``balance`` today and the
-    ``payments`` received."""
+    """What the page of an invoice (final or deposit) shows: the document as sent (``doc``; a
+    final invoice's names the deposit it deducts), its ``balance`` today, the ``payments``
+    received and, once it is credited, the ``credit_note``."""
     with unit_of_work() as s:
         invoice = linked_invoice(s, link)
-        return {"doc": _context(s, "invoice", invoice.number), **invoice_balance(invoice, utcnow().date())}
+        return {"doc": _context(s, _invoice_kind(invoice), invoice.number), **invoice_balance(invoice, utcnow().date())}
 
 
 def linked_pdf(link: Link, settings: Settings | None = None) -> dict[str, Any]:
     """The PDF of the estimate or invoice a link names, as attached to its email: ``number``, ``pdf``."""
     with unit_of_work() as s:
         if link.kind == "invoice":
-            number = linked_invoice(s, link).number
+            invoice = linked_invoice(s, link)
+            kind, number = _invoice_kind(invoice), invoice.number
         else:
-            number = estimate_state(s, link).revision.number
-        pdf = _pdf(s, link.kind, number, settings)
+            kind, number = "estimate", estimate_state(s, link).revision.number
+        pdf = _pdf(s, kind, number, settings)
         if pdf is None:
             raise NotFound("document", number)
         return {"number": number, "pdf": pdf}
@@ -173,6 +175,11 @@ def _notice(state: EstimateState, done: str) -> str:
     if done == "refused" and state.is_open:
         return "refused:" + last_refusal(state.deal, state.revision)
     return ""
+
+
+def _invoice_kind(invoice) -> str:
+    """The kind of document an invoice was issued as: its deposit invoice, or the invoice."""
+    return "deposit_invoice" if invoice.is_deposit else "invoice"
 
 
 def _document(s: Session, kind: str, number: str) -> Document | None:

@@ -36,7 +36,7 @@ DOCUMENT_LINK_DAYS = 7  # a colleague's link to a document (from the deal's page
 @dataclass(frozen=True)
 class Link:
     """What a link names: ``kind`` estimate (``ref`` = the revision number) or invoice (``ref`` =
-    the invoice number), the deal and the contact it was sent to."""
+    the invoice number, a deposit invoice's too), the deal and the contact it was sent to."""
     kind: str
     deal: str
     ref: str
@@ -164,11 +164,13 @@ def estimate_state(session: Session, link: Link, today: date | None = None) -> E
 
 
 def linked_invoice(session: Session, link: Link, today: date | None = None) -> Invoice:
+    """The invoice a link names: the deal's final invoice or its deposit invoice, by number (only
+    one of that deal's own)."""
     if link.kind != "invoice":
         raise NotFound("link", "?")
     deal, _ = _linked_deal(session, link)
-    invoice = deal.invoice
-    if invoice is None or invoice.number != link.ref:
+    invoice = next((inv for inv in deal.invoices if inv.number == link.ref), None)
+    if invoice is None:
         raise NotFound("link", "?")
     if (today or utcnow().date()) > invoice.due_date + timedelta(days=INVOICE_LINK_DAYS):
         raise NotFound("link", "?")

@@ -165,7 +165,8 @@ def test_the_customer_accepts_the_terms_the_estimate_pdf_prints(new_deal, portal
     page = customer.open(estimate_link(data_dir))
     label = " ".join(plain_text(re.search(r'id="terms".*?</label>', page.text, re.S).group(0)).split())
     pdf = " ".join(" ".join(p.extract_text() for p in PdfReader(data_dir / "documents" / "EST-0001-R1.pdf").pages).split())
-    terms = "Delivery after QA sign-off at our works; payment 60 days from invoice."
+    # the customer's terms ask for a deposit: the estimate says so before they accept
+    terms = "Delivery after QA sign-off at our works; a 30 % deposit before shipping; the balance 60 days from invoice."
     assert label.endswith(f"and its terms: {terms}"), label
     assert terms in pdf, pdf
 
@@ -499,12 +500,14 @@ def test_the_customer_asks_for_changes_then_accepts_from_the_links_and_the_deal_
         code, _, err = run_cli("answer", new_deal, "decision", "--by", "mark", "--set", "decision=decline",
                                "--set", "reason=phone")
         outcome["phone"] = (code, err)
-        for key, move in zip(("qa-attempt-1", "qa-attempt-2", "shipment-1", "shipment-2", "payment-1"),
-                             SCRIPT[6:11], strict=True):
+        for key, move in zip(("qa-attempt-1", "qa-attempt-2", "deposit-1", "shipment-1", "shipment-2", "payment-1"),
+                             SCRIPT[6:12], strict=True):
             staff(key, move)
         wait_for_run(new_deal, "payment-2")
         outcome["invoice"] = plain_text(customer.open(link_in_mail(data_dir / "mail", "Invoice INV-", "i")).text)
-        staff("payment-2", SCRIPT[11])
+        outcome["deposit"] = plain_text(customer.open(link_in_mail(data_dir / "mail", "Deposit invoice DEP-",
+                                                                   "i")).text)
+        staff("payment-2", SCRIPT[12])
 
     result = run_deal_with(new_deal, people)
     assert result["status"] == "won"
@@ -519,6 +522,8 @@ def test_the_customer_asks_for_changes_then_accepts_from_the_links_and_the_deal_
     assert outcome["twice"] == [(200, True), (200, True)]  # both land on the page saying it is accepted
     assert outcome["again"][0] == 200 and "This estimate was accepted on" in outcome["again"][1]
     assert "Balance due" in outcome["invoice"] and "RMW-ADV" not in outcome["invoice"]
+    assert "Less deposit paid, deposit invoice DEP-0001" in outcome["invoice"]
+    assert "Deposit invoice DEP-0001" in outcome["deposit"] and "Paid in full" in outcome["deposit"]
     with session_scope() as s:
         deal = deal_by_number(s, new_deal)
         revs = deal.estimate.revisions

@@ -55,6 +55,13 @@ def plain(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
+def step(name: str, **payload):
+    """The scenario's move at step ``name`` (its last, with ``payload`` in its answer, if given)."""
+    move = [m for m in SCRIPT if m.step == name and all(
+        not callable(m.payload) and m.payload.get(k) == v for k, v in payload.items())][-1]
+    return move
+
+
 @UI
 @pytest.mark.flow
 @pytest.mark.ui
@@ -107,8 +114,10 @@ def test_the_customer_accepts_the_estimate_in_a_browser_and_the_deal_reaches_its
         for key, move in (("qualify", SCRIPT[0]), ("handoff", SCRIPT[1]), ("estimate-rev-1", SCRIPT[2])):
             staff(key, move)
         customer()
-        # the order exists: the rest of the deal the short way (QA passes, one shipment, paid in full)
-        for key, move in (("qa-attempt-1", SCRIPT[7]), ("shipment-1", SCRIPT[9]), ("payment-1", SCRIPT[11])):
+        # the order exists: the rest of the deal the short way (QA passes, the 30 % deposit paid,
+        # one shipment of everything, paid in full)
+        for key, move in (("qa-attempt-1", step("qa", passed=True)), ("deposit-1", step("deposit")),
+                          ("shipment-1", step("shipment", lines=[])), ("payment-1", SCRIPT[-1])):
             staff(key, move)
 
     result = run_deal_with(new_deal, people)
@@ -145,3 +154,57 @@ def test_the_customer_accepts_the_estimate_in_a_browser_and_the_deal_reaches_its
         assert "dealflow-customer" not in online.user_agent
     order_html = (data_dir / "documents" / "SO-0001.html").read_text()
     assert "Accepted online by &lt;img src=x" in order_html and "<img src=x" not in order_html
+
+
+@UI
+@pytest.mark.ui
+def test_the_deposit_invoice_and_the_final_invoice_that_deducts_it_read_right_in_a_browser(
+        new_deal, portal, data_dir):
+    from playwright.sync_api import sync_playwright
+
+    from dealflow.customer import link_in_mail
+    from dealflow.scenario import play_direct
+
+    play_direct(new_deal, until="deposit-1")  # the deposit invoice is out, nothing paid yet
+    deposit_link = link_in_mail(data_dir / "mail", "Deposit invoice DEP-0001", kind="i")
+    assert deposit_link and deposit_link.startswith(portal.url + "/i/"), deposit_link
+    seen: dict = {}
+    with sync_playwright() as p:
+        browser = _browser(p)
+        context = browser.new_context(java_script_enabled=False)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+
+        def read(link: str, name: str) -> None:
+            response = page.goto(link)
+            seen[name] = (response.status, plain(page.locator("body").inner_text()),
+                          plain(page.locator("#balance").inner_text()), page.title())
+
+        read(deposit_link, "deposit, open")
+        play_direct(new_deal, until="payment-2")  # the deposit paid, all shipped, 40 % of the rest paid
+        read(deposit_link, "deposit, paid")
+        read(link_in_mail(data_dir / "mail", "Invoice INV-0001", kind="i"), "final")
+        seen["deducted"] = plain(page.locator("#deposit-line").inner_text())
+        seen["deduction_rows"] = page.locator("#deposit-deducted tbody tr").count()
+        pdf = context.request.get(deposit_link + "/pdf")
+        seen["pdf"] = (pdf.status, pdf.headers.get("content-type"), pdf.body()[:5])
+        context.close()
+        browser.close()
+
+    status, body, balance, title = seen["deposit, open"]
+    assert status == 200 and title == "Deposit invoice DEP-0001 · Glocial Machineries"
+    assert balance.startswith("USD 52,255.10 due by") and "quoting DEP-0001" in balance
+    assert "is confirmed with a 30 % deposit before shipping: this invoice is that deposit." in body
+    assert "Your order ships once it is paid, and your final invoice deducts it." in body
+    assert "Deposit 30 % of order SO-0001 (tax 18 %)" in body and "None yet." in body
+    _, body, balance, _ = seen["deposit, paid"]
+    assert balance == "Paid in full: USD 52,255.10 received. Thank you. Your final invoice deducts this deposit."
+    assert "PAY-0001" in body and "ships once" not in body
+    status, body, balance, title = seen["final"]
+    assert status == 200 and title == "Invoice INV-0001 · Glocial Machineries"
+    assert balance.startswith("USD 73,157.15 due by")  # 121,928.58 less the 48,771.43 received
+    assert seen["deducted"] == "Less deposit paid, deposit invoice DEP-0001 −USD 52,255.10"
+    assert ("Total shipped USD 174,183.68 Less deposit paid, deposit invoice DEP-0001 −USD 52,255.10 "
+            "Invoice total USD 121,928.58 Received USD 48,771.43 Balance due USD 73,157.15") in body
+    assert seen["deduction_rows"] == 2  # one line per tax rate (12 % and 18 %)
+    assert seen["pdf"] == (200, "application/pdf", b"%PDF-")

@@ -1,7 +1,8 @@
 """The portal's pages: an estimate (read as its document shows it; accept, ask for changes,
-decline, or ask for a new one once it expired), an invoice with its balance and payments, a
-document's PDF, and a colleague's dated link to a document. Every action works without
-JavaScript (plain forms, Post/Redirect/Get); all text is escaped by the templates.
+decline, or ask for a new one once it expired), an invoice (the final one with the deposit it
+deducts, or the deposit invoice) with its balance and payments, a document's PDF, and a
+colleague's dated link to a document. Every action works without JavaScript (plain forms,
+Post/Redirect/Get); all text is escaped by the templates.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
         def respond(token: str, link: Link) -> Response:
             shown = portal.invoice_page(link)
             return page("invoice.html", doc=shown["doc"], token=token, balance=shown["balance"],
-                        payments=shown["payments"])
+                        payments=shown["payments"], credit_note=shown["credit_note"])
 
         return linked(request, "invoice", respond)
 
