@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import Deal, Document, Email, StaffUser, Wait, utcnow
+from models.deposits import BEFORE_WORDS
 from models.markdown import Markdown, table
 from models.markdown import link as mdlink
 from models.money import round_money
@@ -65,9 +66,10 @@ def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
                           "by": h.decided_by.handle if h.decided_by else None,
                           "deposit_pct": str(h.deposit_pct) if h.deposit_pct is not None else None}
                          for h in deal.credit_holds],
-        "credit_notes": [{"number": n.number, "invoice": n.invoice.number, "amount": str(n.amount),
-                          "settlement": n.settlement, "refunded": str(n.refunded),
-                          "kept_as_credit": str(n.kept_as_credit)} for n in deal.credit_notes],
+        "credit_notes": [{"number": n.number, "invoice": n.invoice.number, "invoice_title": n.invoice.title,
+                          "amount": str(n.amount), "settlement": n.settlement, "refunded": str(n.refunded),
+                          "kept_as_credit": str(n.kept_as_credit), "refund_method": n.refund_method.replace("_", " "),
+                          "reason": n.reason} for n in deal.credit_notes],
         "documents": [{"id": d.id, "kind": d.kind, "number": d.number, "file": d.filename, "pdf": d.pdf_filename}
                       for d in docs],
         "emails": [{"id": m.id, "kind": m.kind, "to": m.to_addr, "subject": m.subject, "status": m.status}
@@ -83,6 +85,7 @@ def _deposit(deal: Deal) -> dict[str, Any] | None:
     return {"terms": order.deposit_terms.words(), "pct": str(order.deposit_pct), "before": order.deposit_before,
             "invoice": inv.number if inv else None, "total": str(inv.totals.total) if inv else None,
             "paid": str(inv.paid) if inv else "0", "due": str(inv.amount_due) if inv else None,
+            "due_date": inv.due_date.isoformat() if inv else None,
             "status": inv.status if inv else None,
             "payments": [{"number": p.number, "amount": str(round_money(p.amount, deal.currency)),
                           "method": p.method} for p in (inv.payments if inv else [])]}
@@ -100,10 +103,13 @@ def inbox(session: Session, role: str | None = None, run_states: dict[str, str] 
         amount = None
         if wait.step == "payment" and deal.invoice:
             amount = str(deal.invoice.amount_due)
+        elif wait.step == "deposit" and deal.deposit_invoice:
+            amount = str(deal.deposit_invoice.amount_due)
         elif deal.estimate and deal.estimate.latest:
             amount = str(deal.estimate.latest.totals.total)
         row = {"deal": deal.number, "customer": deal.customer_name, "step": wait.step, "key": wait.key,
-               "roles": wait.role_list, "since": wait.opened_at.isoformat(timespec="seconds"),
+               "roles": wait.role_list, "waiting_for": waiting_for(wait.step, wait.role_list),
+               "since": wait.opened_at.isoformat(timespec="seconds"),
                "waiting_hours": round((now - wait.opened_at).total_seconds() / 3600, 1),
                "amount": amount, "currency": deal.currency, "flow_run_id": wait.flow_run_id}
         if run_states is not None:
@@ -154,16 +160,39 @@ def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = 
         money.append([Markdown("estimate {}").format(r["number"]), r["status"], r["total"]])
     if d["order"]:
         money.append([Markdown("order {}").format(d["order"]["number"]), d["order"]["status"], d["order"]["total"]])
+    dep = d["deposit"]
+    if dep and dep["invoice"]:
+        money.append([Markdown("deposit invoice {}").format(dep["invoice"]), _invoice_state(
+            dep["status"], dep["paid"], dep["due"], dep["due_date"], deal.currency), dep["total"]])
     if d["invoice"]:
         i = d["invoice"]
         money.append([Markdown("invoice {}").format(i["number"]),
-                      Markdown("{}: {} {} paid, {} {} due by {}").format(i["status"].replace("_", " "), i["paid"],
-                                                                         deal.currency, i["due"], deal.currency,
-                                                                         i["due_date"]),
-                      i["total"]])
+                      _invoice_state(i["status"], i["paid"], i["due"], i["due_date"], deal.currency), i["total"]])
+    for n in d["credit_notes"]:
+        settled = {"refund": Markdown("refunded {} {} ({})").format(n["refunded"], deal.currency, n["refund_method"]),
+                   "credit": Markdown("{} {} kept as the customer's credit").format(n["kept_as_credit"], deal.currency),
+                   }.get(n["settlement"], Markdown("nothing was paid"))
+        money.append([Markdown("credit note {}").format(n["number"]),
+                      Markdown("cancels {} {}; ").format(n["invoice_title"].lower(), n["invoice"]) + settled,
+                      Markdown("−{}").format(n["amount"])])
     if money:
         out += [Markdown(""), table(["document", "state", Markdown("total ({})").format(deal.currency)], money,
                                     align=["---", "---", "---:"])]
+    if dep:
+        note = next((n["number"] for n in d["credit_notes"] if n["invoice"] == dep["invoice"]), None)
+        out.append(Markdown("\nDeposit: {}").format(dep["terms"]) + (
+            Markdown(", not invoiced yet") if not dep["invoice"]
+            else Markdown(", invoice {} credited by credit note {} ({} {} had been paid)").format(
+                dep["invoice"], note, dep["paid"], deal.currency) if note
+            else Markdown(", invoice {}: {} {} paid, {} {} due").format(dep["invoice"], dep["paid"], deal.currency,
+                                                                       dep["due"], deal.currency)) + (
+            Markdown("; deducted on invoice {}").format(d["invoice"]["number"]) if d["invoice"]
+            and any(ln.order_line_id is None for ln in deal.invoice.lines) else Markdown("")) + Markdown("."))
+    out += [hold_line(h, names) for h in deal.credit_holds]
+    if deal.status == DealStatus.CANCELLED:
+        out.append(Markdown("\nCancelled{}: {}").format(
+            Markdown(" on {:%Y-%m-%d}").format(deal.closed_at) if deal.closed_at else Markdown(""),
+            " ".join((deal.lost_reason or "").split())))
     if deal.estimate:
         out += [discount_line(rev, names) for rev in deal.estimate.revisions if rev.discount_asked_pct is not None]
     source = (deal.order.lines if deal.order else deal.estimate.latest.lines if deal.estimate and deal.estimate.latest
@@ -199,6 +228,28 @@ def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = 
     return Markdown("\n").join(out)
 
 
+def _invoice_state(status: str | None, paid: str, due: str | None, due_date: str | None, currency: str) -> Markdown:
+    """An invoice's state in the money table: 'partially paid: 100 USD paid, 50 USD due by …'."""
+    if status == "credited":
+        return Markdown("credited: {} {} paid on it").format(paid, currency)
+    return Markdown("{}: {} {} paid, {} {} due by {}").format((status or "").replace("_", " "), paid, currency, due,
+                                                              currency, due_date)
+
+
+def hold_line(hold, names: dict[str, str]) -> Markdown:
+    """A credit hold in a sentence: why it was held, and what credit control decided, by whom, why."""
+    held = Markdown("\nCredit hold on {} {} ({}): {}").format(hold.order_total, hold.currency,
+                                                               hold.opened_at.date(), " ".join(hold.why.split()))
+    if hold.is_open:
+        return held + Markdown("; waiting for credit control's decision.")
+    by = names.get(hold.decided_by.handle, hold.decided_by.handle) if hold.decided_by else "?"
+    done = {"released": Markdown("released by {}").format(by), "rejected": Markdown("rejected by {}").format(by),
+            "deposit": Markdown("released by {} with a {} % deposit {}").format(
+                by, format((hold.deposit_pct or 0).normalize(), "f"), BEFORE_WORDS.get(hold.deposit_before or "", ""))
+            }.get(hold.status, Markdown("{}").format(hold.status))
+    return held + Markdown(" → ") + done + Markdown(': "{}".').format(" ".join(hold.reason.split()))
+
+
 def discount_line(rev, names: dict[str, str]) -> Markdown:
     """Who approved what discount on a revision: 'Revision 2: 15 % asked by Mark Henry (limit
     10 %), lowered to 12 % by Morgan Lee: "reason"'."""
@@ -226,21 +277,26 @@ def _names(session: Session) -> dict[str, str]:
 
 # what each step is, as the team says it (each wait kind names itself)
 STEP_TITLES = {name: kind.title for name, kind in KINDS.items()}
+# what a deal stopped at these steps is, as finance says it: "waiting for deposit", "on credit hold"
+WAITING_WORDS = {"deposit": "deposit", "credit": "the credit decision (on credit hold)"}
 ROLE_NAMES = {"sales_rep": "a sales rep", "sales_engineer": "a sales engineer", "qa": "QA", "delivery": "delivery",
-              "finance": "finance", "manager": "a manager", "customer": "the customer"}
+              "finance": "finance", "credit": "credit control", "manager": "a manager", "customer": "the customer"}
 
 
 def waiting_for(step: str, roles: list[str]) -> str:
-    """'QA sign-off, by QA' or 'the customer's decision, by the customer or a sales engineer'."""
-    return f"{STEP_TITLES.get(step, step)}, by {' or '.join(ROLE_NAMES.get(r, r) for r in roles)}"
+    """'QA sign-off, by QA', 'deposit, by finance' or 'the customer's decision, by the customer or
+    a sales engineer' (what follows "waiting for")."""
+    what = WAITING_WORDS.get(step, STEP_TITLES.get(step, step))
+    return f"{what}, by {' or '.join(ROLE_NAMES.get(r, r) for r in roles)}"
 
 
 def where_it_stands(deal: Deal) -> str:
     """The deal's real stage, as the sales floor says it: where the process is, not the
     opportunity's pipeline stage (which is closed_won from the order on)."""
-    if deal.status == DealStatus.LOST:
+    if deal.status in (DealStatus.LOST, DealStatus.CANCELLED):
+        word = "cancelled" if deal.status == DealStatus.CANCELLED else "lost"
         reason = " ".join((deal.lost_reason or "").split())
-        return f"lost: {reason[:80]}{'…' if len(reason) > 80 else ''}" if reason else "lost"
+        return f"{word}: {reason[:80]}{'…' if len(reason) > 80 else ''}" if reason else word
     if deal.status == DealStatus.WON:
         return "won, paid in full"
     if deal.opportunity is None:
@@ -248,11 +304,15 @@ def where_it_stands(deal: Deal) -> str:
     order, invoice = deal.order, deal.invoice
     if order is None:
         latest = deal.estimate.latest if deal.estimate else None
+        if latest is not None and any(h.is_open for h in deal.credit_holds):
+            return f"estimate {latest.number} accepted, on credit hold"
         if latest is not None and latest.status == RevisionStatus.SENT:
             return f"estimate {latest.number} with the customer"
         return f"opportunity, {deal.opportunity.stage.replace('_', ' ')}"
     if invoice is not None:
         return f"invoice {invoice.number} {invoice.status.replace('_', ' ')}"
+    if order.waits_for_deposit():
+        return f"order {order.number} waiting for deposit {deal.deposit_invoice.number}"
     if order.status == OrderStatus.AWAITING_QA:
         return f"order {order.number} in QA"
     if order.shipments:
@@ -273,6 +333,8 @@ def happened(entry, names: dict[str, str]) -> Markdown:
         "estimate.sent": "Estimate {subject} was sent to the customer",
         "estimate.renewal_requested": "The customer asked for a renewed estimate",
         "order.created": "Order {subject} was made",
+        "deposit_invoice.created": "Deposit invoice {subject} was issued",
+        "credit_note.issued": "Credit note {subject} was issued",
         "order.released": "Order {subject} was released for picking",
         "receipt.created": "Sales receipt {subject} was made",
         "invoice.created": "Invoice {subject} was issued",
@@ -286,6 +348,12 @@ def happened(entry, names: dict[str, str]) -> Markdown:
         text = said[action].format(who=who, subject=subject)
     elif action == "wait.opened":
         text = f"Waiting for {STEP_TITLES.get(subject.split('-')[0], subject)}"
+    elif action == "deal.cancelled":
+        text = f"{who} cancelled the deal: {' '.join(str(details.get('reason') or '?').split())}"
+    elif action == "credit.held":
+        text = f"The order of estimate {subject} went on credit hold: {details.get('why') or '?'}"
+    elif action == "credit.rejected":
+        text = f"{who} declined the order of estimate {subject} on credit: {details.get('reason') or '?'}"
     elif action == "qualify.answered":
         text = f"{who} {'disqualified' if outcome == 'disqualified' else 'qualified'} the lead"
     elif action == "handoff.answered":
