@@ -30,13 +30,15 @@ from models import (
     Wait,
     utcnow,
 )
+from models.billing import Payment
 from models.catalog import reserved
 from models.company import the_company
+from models.credit_notes import CreditNote
 from models.crm import OPEN_STAGES, STAGES
 from models.money import round_money
 from models.states import InvoiceStatus
 
-REPORTS = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", "discounts")
+REPORTS = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", "discounts", "cash")
 CHARTS = ("pipeline", "funnel", "aging")
 AGING_BUCKETS = ("current", "1-30", "31-60", "61-90", "over 90")
 
@@ -198,26 +200,29 @@ def stock(session: Session) -> pd.DataFrame:
 
 def aging(session: Session, today: date | None = None) -> pd.DataFrame:
     """Receivables by how late they are (current, 1-30, 31-60, 61-90, over 90 days past due), per
-    currency."""
+    currency: final and deposit invoices alike (``deposit_invoices``/``deposit_due``: the deposits'
+    part); an invoice credited by a credit note is no longer owed."""
     from models.prices import to_company
 
     own = the_company(session).currency
     today = today or utcnow().date()
     end = datetime.combine(today + timedelta(days=1), datetime.min.time())
+    credited = set(session.scalars(select(CreditNote.invoice_id).where(CreditNote.at < end)))
     rows = []
     for inv in session.scalars(select(Invoice).where(Invoice.issued_at < end)):
         paid = sum((p.amount for p in inv.payments if p.at < end), Decimal("0.00"))
         due = inv.totals.total - paid
-        if due <= 0:
+        if due <= 0 or inv.id in credited:
             continue
         late = (today - inv.due_date).days
         bucket = ("current" if late <= 0 else "1-30" if late <= 30 else "31-60" if late <= 60
                   else "61-90" if late <= 90 else "over 90")
-        rows.append({"invoice": inv.number, "customer": inv.deal.customer_name, "due_date": inv.due_date,
-                     "days_late": max(late, 0), "bucket": bucket, "currency": inv.deal.currency, "amount_due": due,
+        rows.append({"invoice": inv.number, "kind": inv.kind, "customer": inv.deal.customer_name,
+                     "due_date": inv.due_date, "days_late": max(late, 0), "bucket": bucket,
+                     "currency": inv.deal.currency, "amount_due": due,
                      "amount_due_company": to_company(due, inv.order.estimate_revision.fx_rate, inv.deal.currency,
                                                       own)})
-    detail = pd.DataFrame(rows, columns=["invoice", "customer", "due_date", "days_late", "bucket", "currency",
+    detail = pd.DataFrame(rows, columns=["invoice", "kind", "customer", "due_date", "days_late", "bucket", "currency",
                                          "amount_due", "amount_due_company"])
     currencies = sorted(set(detail["currency"])) or [own]
     summary = pd.DataFrame([{"bucket": b, "currency": c} for c in currencies for b in AGING_BUCKETS])
@@ -226,8 +231,46 @@ def aging(session: Session, today: date | None = None) -> pd.DataFrame:
     summary["invoices"] = [int(m.sum()) for m in picked]
     summary["amount_due"] = [sum(detail.loc[m, "amount_due"], Decimal("0")) for m in picked]
     summary["amount_due_company"] = [_sum_or_none(detail.loc[m, "amount_due_company"]) for m in picked]
+    deposits = [m & (detail["kind"] == "deposit") for m in picked]
+    summary["deposit_invoices"] = [int(m.sum()) for m in deposits]
+    summary["deposit_due"] = [sum(detail.loc[m, "amount_due"], Decimal("0")) for m in deposits]
     summary["company_currency"] = own
     return summary
+
+
+CASH_COLUMNS = ["month", "currency", "invoice_payments", "deposits", "refunds", "net", "net_company"]
+
+
+def cash(session: Session, today: date | None = None) -> pd.DataFrame:
+    """Money received per month (the day it came in) and currency: payments of final invoices,
+    deposits, and refunds of credit notes (negative), their ``net``, and the net in the company's
+    currency at each document's own rate (``net_company``). Money kept as a customer's credit
+    moves nothing."""
+    from models.prices import to_company
+
+    own = the_company(session).currency
+    today = today or utcnow().date()
+    moves = [(p.received, p.invoice, "deposits" if p.invoice.is_deposit else "invoice_payments", p.amount)
+             for p in session.scalars(select(Payment))]
+    moves += [(n.at.date(), n.invoice, "refunds", -n.refunded)
+              for n in session.scalars(select(CreditNote).where(CreditNote.refunded > 0))]
+    data = []
+    for day, inv, column, amount in moves:
+        if day > today:
+            continue
+        currency = inv.deal.currency
+        data.append({"month": day.strftime("%Y-%m"), "currency": currency, column: amount,
+                     "net_company": to_company(amount, inv.order.estimate_revision.fx_rate, currency, own)})
+    df = pd.DataFrame(data, columns=[c for c in CASH_COLUMNS if c != "net"])
+    if df.empty:
+        return pd.DataFrame(columns=CASH_COLUMNS).assign(company_currency=own)
+    for column in ("invoice_payments", "deposits", "refunds"):
+        df[column] = [Decimal("0.00") if pd.isna(v) else v for v in df[column]]
+    df["net"] = df["invoice_payments"] + df["deposits"] + df["refunds"]
+    return (df.groupby(["month", "currency"], as_index=False)
+            .agg(invoice_payments=("invoice_payments", "sum"), deposits=("deposits", "sum"),
+                 refunds=("refunds", "sum"), net=("net", "sum"), net_company=("net_company", _sum_or_none))
+            .assign(company_currency=own).sort_values(["month", "currency"]).reset_index(drop=True))
 
 
 def build(session: Session, name: str, as_of: datetime | None = None) -> pd.DataFrame:
@@ -245,6 +288,8 @@ def build(session: Session, name: str, as_of: datetime | None = None) -> pd.Data
         return aging(session, as_of.date() if as_of else None)
     if name == "discounts":
         return discounts(session)
+    if name == "cash":
+        return cash(session, as_of.date() if as_of else None)
     from models import ValidationError
     raise ValidationError("report", f"must be one of {', '.join(REPORTS)}")
 

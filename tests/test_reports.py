@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 from dealflow.cli import main
-from dealflow.scenario import LEAD, Move, play_direct
+from dealflow.scenario import LEAD, SCRIPT, Move, play_direct
 from models import Invoice, pipeline, process, utcnow
 from models.deal import deal_by_number
 from models.pipeline import add_lead
@@ -20,6 +20,8 @@ from services import reports
 from services.db import session_scope
 
 D = Decimal
+# the scenario for a customer whose terms ask for no deposit (only the seeded Riverside's do)
+NO_DEPOSIT = [m for m in SCRIPT if m.step != "deposit"]
 
 
 def _deal(company: str) -> str:
@@ -35,7 +37,7 @@ def book(db) -> dict[str, str]:
     """A: the Glocial sale, won (budget 150,000). B: qualified with budget 90,000, moved to proposal
     by Sofia, waiting for the hand-off. C: a new lead."""
     a, b, c = _deal("A Works"), _deal("B Works"), _deal("C Works")
-    play_direct(a)
+    play_direct(a, script=NO_DEPOSIT)
     b_script = [Move("qualify", "sofia", {"qualified": True, "budget": "90000"}, "")]
     play_direct(b, script=b_script, until="handoff")
     with session_scope() as s:
@@ -86,7 +88,7 @@ def test_stage_times_show_median_and_p90_per_rep(book):
 
 def test_aging_puts_an_invoice_in_its_bucket(db):
     deal = _deal("Late Payer Ltd")
-    play_direct(deal, until="payment-1")
+    play_direct(deal, script=NO_DEPOSIT, until="payment-1")
     with session_scope() as s:
         due = s.scalars(select(Invoice.due_date)).one()
         by_day = {days: reports.aging(s, due + timedelta(days=days)).set_index("bucket")
@@ -161,3 +163,54 @@ def test_amounts_in_different_currencies_are_never_added_together(book, tmp_path
     png = tmp_path / "pipeline.png"
     reports.chart("pipeline", mixed, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# customers paying 30 % before shipping: each order 174,183.68, its deposit 52,255.10, its final
+# invoice 121,928.58
+
+
+def test_aging_counts_open_deposit_invoices_and_leaves_out_credited_ones(db):
+    from .test_deposit_documents import cancel, deposit_deal
+
+    deposit_deal("Waiting Works", until="deposit-1")  # its deposit invoice open
+    cancel(deposit_deal("Unpaid Works", until="deposit-1"), "refund", "Never paid the deposit")  # credited
+    deposit_deal("Final Works", until="payment-1")  # the deposit paid, the final invoice open
+    with session_scope() as s:
+        today = utcnow().date()
+        deposit_due = s.scalars(select(Invoice.due_date).where(Invoice.kind == "deposit")).first()
+        now = reports.aging(s, today).set_index("bucket")
+        later = reports.aging(s, deposit_due + timedelta(days=1)).set_index("bucket")
+    # the waiting deal's deposit and the final invoice of the last; the unpaid deposit of the
+    # cancelled deal is credited: nobody owes it
+    assert now.loc["current", ["invoices", "amount_due", "deposit_invoices", "deposit_due"]].tolist() == [
+        2, D("174183.68"), 1, D("52255.10")]
+    assert now["invoices"].sum() == 2 and now["amount_due"].sum() == D("174183.68")
+    assert later.loc["1-30", ["invoices", "amount_due", "deposit_invoices"]].tolist() == [1, D("52255.10"), 1]
+    assert later.loc["current", ["invoices", "deposit_invoices"]].tolist() == [1, 0]
+    with session_scope() as s:
+        yesterday = reports.aging(s, today - timedelta(days=1))
+    assert yesterday["invoices"].sum() == 0  # nothing was issued before today
+
+
+def test_the_cash_report_counts_payments_deposits_and_refunds_per_month(db):
+    from .test_deposit_documents import cancel, deposit_deal
+
+    deposit_deal("Won Works")
+    cancel(deposit_deal("Refunded Works", until="shipment-1"), "refund", "Project stopped")
+    cancel(deposit_deal("Kept Works", until="shipment-1"), "credit", "Order replaced")
+    month = utcnow().strftime("%Y-%m")
+    with session_scope() as s:
+        cash = reports.cash(s)
+    # final payments: the won deal's 48,771.43 + 73,157.15; deposits: three paid; refunds: one
+    # (the deposit kept as credit moves no money)
+    assert cash.drop(columns=["company_currency"]).to_dict(orient="records") == [
+        {"month": month, "currency": "USD", "invoice_payments": D("121928.58"), "deposits": D("156765.30"),
+         "refunds": D("-52255.10"), "net": D("226438.78"), "net_company": D("226438.78")}]
+    assert set(cash["company_currency"]) == {"USD"}
+    rows = json.loads(CliRunner().invoke(main, ["report", "cash", "--json"]).stdout)
+    assert rows == [{"month": month, "currency": "USD", "invoice_payments": "121928.58", "deposits": "156765.30",
+                     "refunds": "-52255.10", "net": "226438.78", "net_company": "226438.78",
+                     "company_currency": "USD"}]
+    yesterday = (utcnow() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    result = CliRunner().invoke(main, ["report", "cash", "--as-of", yesterday])
+    assert (result.exit_code, result.stdout) == (0, "(no data)\n")  # nothing had come in yet

@@ -21,7 +21,7 @@ def _as_of(value: str | None) -> datetime | None:
 
 
 # services.reports.REPORTS, written out so that the CLI starts without pandas (a test keeps them equal)
-REPORT_NAMES = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", "discounts")
+REPORT_NAMES = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", "discounts", "cash")
 
 
 @click.command(cls=DealflowCommand)
