@@ -17,9 +17,10 @@ from .uow import unit_of_work
 
 # a customer file, as `customer import` reads it
 FILE_COLUMNS = ("name", "email", "contact", "phone", "tax_id", "payment_terms", "currency",
-                "billing_address", "shipping_address")
+                "billing_address", "shipping_address", "deposit", "deposit_before", "credit_limit")
 FILE_REQUIRED = ("name", "email")
-FILE_ALIASES = {"company": "name", "e_mail": "email", "vat_id": "tax_id", "terms": "payment_terms"}
+FILE_ALIASES = {"company": "name", "e_mail": "email", "vat_id": "tax_id", "terms": "payment_terms",
+                "deposit_pct": "deposit", "deposit_percent": "deposit"}
 
 
 def list_customers() -> list[dict[str, Any]]:
@@ -31,12 +32,32 @@ def list_customers() -> list[dict[str, Any]]:
 
 
 def show_customer(ref: str) -> dict[str, Any]:
-    """One customer, by number or e-mail, with ``deals``: each deal's number, status and currency."""
+    """One customer, by number or e-mail, with ``deals`` (each deal's number, status and
+    currency) and their money terms: ``deposit_terms`` (the deposit they pay and when, their own
+    or the company's), ``credit_limit`` ("": none), ``exposure`` (what they owe and have ordered, in their
+    currency, and their overdue invoices), ``credit_holds`` (orders held for credit control, and
+    what finance decided) and ``credit_balance`` (kept on their account from credit notes)."""
+    from models.credit import exposure_of, holds_of
+    from models.credit_notes import credit_balance
+    from models.deposits import terms_for
+
     with unit_of_work() as s:
         item = customers.customer_by_ref(s, ref)
         row = customers.customer_row(item, details()["currency"])
         row["deals"] = [{"deal": d.number, "status": d.status, "currency": d.currency}
                         for d in s.scalars(select(Deal).where(Deal.customer_id == item.id).order_by(Deal.id))]
+        terms = terms_for(s, item)
+        row["deposit_terms"] = {"pct": str(terms.pct), "before": terms.before, "words": terms.words(),
+                                "own": item.deposit_pct is not None}
+        exposure = exposure_of(s, item)
+        row["exposure"] = {"currency": exposure.currency, "unpaid": str(exposure.unpaid),
+                           "uninvoiced": str(exposure.uninvoiced), "total": str(exposure.total),
+                           "overdue": [{"invoice": number, "days": days} for number, days in exposure.overdue]}
+        row["credit_holds"] = [{"deal": h.deal.number, "status": h.status, "why": h.why,
+                                "opened_at": h.opened_at.isoformat(timespec="seconds"),
+                                "decided_by": h.decided_by.handle if h.decided_by else None,
+                                "reason": h.reason or None} for h in holds_of(s, item)]
+        row["credit_balance"] = str(credit_balance(s, item))
         return row
 
 

@@ -133,7 +133,8 @@ def deal_at_handoff(new_deal) -> str:
     BAD_ID.map(lambda i: ["outbox", "retry", i]), UNKNOWN_ID.map(lambda i: ["outbox", "retry", i]),
     TEXT.filter(lambda t: t not in ("pending", "sending", "sent", "failed")).map(lambda t: ["outbox", "--status", t]),
     st.one_of(WITH_CONTROL, HUGE, st.just("DEAL-4242")).map(lambda d: ["outbox", "--deal", d]),
-    TEXT.filter(lambda t: t not in ("sales_rep", "sales_engineer", "qa", "delivery", "finance", "manager")).map(
+    TEXT.filter(lambda t: t not in ("sales_rep", "sales_engineer", "qa", "delivery", "finance", "credit",
+                                    "manager")).map(
         lambda r: ["inbox", "--role", r]),
     BAD_WHEN.map(lambda w: ["report", "aging", "--as-of", w]),
     BAD_WHEN.map(lambda w: ["report", "stage-times", "--as-of", w]),
@@ -141,7 +142,7 @@ def deal_at_handoff(new_deal) -> str:
     BAD_WHEN.map(lambda w: ["remind", "--as-of", w]),
     WITH_CONTROL.map(lambda p: ["report", "stock", "--csv", p]),
     WITH_CONTROL.map(lambda p: ["demo", "--data-dir", p]),
-    TEXT.filter(lambda t: t not in ("open", "won", "lost")).map(lambda t: ["deal", "list", "--status", t]),
+    TEXT.filter(lambda t: t not in ("open", "won", "lost", "cancelled")).map(lambda t: ["deal", "list", "--status", t]),
     BAD_ID.map(lambda i: ["outbox", "confirm", i, "--by", "manager"]),
     UNKNOWN_ID.map(lambda i: ["outbox", "confirm", i, "--by", "manager"]),
     BAD_HANDLE.map(lambda b: ["outbox", "confirm", "1", "--by", b]),

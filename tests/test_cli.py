@@ -151,13 +151,14 @@ def test_inbox_deal_show_and_stock_speak_json(new_deal):
     code, out, _ = run("inbox", "--json")
     rows = json.loads(out)
     assert code == 0 and [(r["deal"], r["key"], r["roles"], r["amount"]) for r in rows] == [
-        (new_deal, "payment-1", ["finance"], "174183.68")]
+        (new_deal, "payment-1", ["finance"], "121928.58")]  # the order less its 30 % deposit, paid
     assert json.loads(run("inbox", "--role", "qa", "--json")[1]) == []
     code, out, _ = run("deal", "show", new_deal, "--json")
     shown = json.loads(out)
     assert shown["waiting_for"]["key"] == "payment-1" and shown["invoice"]["number"] == "INV-0001"
     code, out, _ = run("deal", "show", new_deal)
-    assert "invoice INV-0001: total 174183.68 USD, paid 0.00 USD, due 174183.68 USD" in out
+    assert "invoice INV-0001: total 121928.58 USD, paid 0.00 USD, due 121928.58 USD" in out
+    assert "deposit: 30 % deposit before shipping; invoice DEP-0001: total 52255.10 USD, paid 52255.10 USD (paid)" in out
     stock = {r["sku"]: r["on_hand"] for r in json.loads(run("stock", "--json")[1])}
     assert stock["CNC-LATHE-2000"] == 1 and stock["COOLANT-20L"] == 190
 

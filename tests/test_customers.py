@@ -59,16 +59,16 @@ def test_a_customer_file_with_bad_rows_lists_every_one_and_imports_nothing(db, t
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["edit", "1", "--currency", "EURO"], "currency: must be a three-letter ISO 4217 code"),
-    (["edit", "1", "--currency", "kwd"], "currency: KWD has three decimals; amounts are kept to two"),
-    (["edit", "1", "--currency", "XYZ"], "currency: XYZ is not an ISO 4217 currency code"),
-    (["edit", "1", "--payment-terms", "-3"], "payment_terms: must be a number of days from 0 to 365"),
-    (["edit", "1", "--payment-terms", "³"], "payment_terms: must be a number of days from 0 to 365"),
+    (["edit", "good@example.com", "--currency", "EURO"], "currency: must be a three-letter ISO 4217 code"),
+    (["edit", "good@example.com", "--currency", "kwd"], "currency: KWD has three decimals; amounts are kept to two"),
+    (["edit", "good@example.com", "--currency", "XYZ"], "currency: XYZ is not an ISO 4217 currency code"),
+    (["edit", "good@example.com", "--payment-terms", "-3"], "payment_terms: must be a number of days from 0 to 365"),
+    (["edit", "good@example.com", "--payment-terms", "³"], "payment_terms: must be a number of days from 0 to 365"),
     (["show", "²"], "customer '²' not found"),
-    (["edit", "1", "--email", "two@a.example, three@b.example"], "email: must be one e-mail address"),
-    (["edit", "1", "--name", " "], "name: must not be empty"),
-    (["edit", "1", "--tax-id", "x" * 41], "tax_id: must be at most 40 characters"),
-    (["edit", "1"], "nothing to change"),
+    (["edit", "good@example.com", "--email", "two@a.example, three@b.example"], "email: must be one e-mail address"),
+    (["edit", "good@example.com", "--name", " "], "name: must not be empty"),
+    (["edit", "good@example.com", "--tax-id", "x" * 41], "tax_id: must be at most 40 characters"),
+    (["edit", "good@example.com"], "nothing to change"),
     (["edit", "99", "--phone", "1"], "customer '99' not found"),
     (["show", "nobody@example.com"], "customer 'nobody@example.com' not found"),
 ])
@@ -82,14 +82,14 @@ def test_a_bad_customer_command_is_one_clear_line_and_changes_nothing(db, tmp_pa
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
     assert counts() == before
-    assert "30 days; currency GBP" in cli("customer", "show", "1").output
+    assert "30 days; currency GBP" in cli("customer", "show", "good@example.com").output
 
 
 def test_a_known_customers_deal_has_their_currency_terms_tax_id_and_po(new_deal, tmp_path, monkeypatch):
     assert cli("company", "edit", "--tax-id", "US-98-7654321").exit_code == 0
     path = tmp_path / "customers.csv"
-    path.write_text(HEADER + f"{LEAD['company']},{LEAD['email']},{LEAD['contact_name']},GB-<b>42</b>,45,EUR,"
-                             f"\"4 Canal Street\"\n", encoding="utf-8")
+    path.write_text(HEADER.replace("\n", ",deposit\n") + f"{LEAD['company']},{LEAD['email']},{LEAD['contact_name']},"
+                    f"GB-<b>42</b>,45,EUR,\"4 Canal Street\",none\n", encoding="utf-8")  # no deposit asked of them
     assert cli("customer", "import", str(path)).exit_code == 0
     added = cli("lead", "add", "--company", LEAD["company"].upper(), "--contact", "Ann", "--email", LEAD["email"],
                 "--owner", "sofia")

@@ -21,7 +21,10 @@ from .common import DealflowCommand, DealflowGroup, FilePath, emit, operator
 # the company's details as options of `init` and `company edit`: option -> field of models.company
 COMPANY_OPTIONS = {"company_name": "name", "address": "address", "phone": "phone", "email": "email",
                    "tax_id": "tax_id", "bank": "bank", "currency": "currency", "mail_from": "mail_from",
-                   "payment_terms": "payment_terms_days"}
+                   "payment_terms": "payment_terms_days", "deposit_pct": "deposit_pct",
+                   "deposit_before": "deposit_before", "credit_overdue_days": "credit_overdue_days"}
+# asked for by `init` only when given; their defaults serve a new company (no deposit, 30 days)
+NOT_ASKED = ("deposit_pct", "deposit_before", "credit_overdue_days")
 
 
 def company_options(command):
@@ -36,6 +39,14 @@ def company_options(command):
         click.option("--currency", help="Its currency (ISO 4217: USD, EUR, JPY, …)."),
         click.option("--mail-from", help="The sender of every email (default: its e-mail)."),
         click.option("--payment-terms", help="A new customer's payment terms in days (default 30)."),
+        click.option("--deposit-pct", help="The deposit a customer without terms of their own pays, % of the order "
+                                           "(0-100; default 0: none)."),
+        click.option("--deposit-before", metavar="shipping|release",
+                     help="When that deposit is due: before the first shipment (shipping, the default) or before "
+                          "QA releases the order (release)."),
+        click.option("--credit-overdue-days",
+                     help="An order of a customer with an invoice overdue by more than this many days goes on "
+                          "credit hold (default 30)."),
         click.option("--from", "from_file", type=FilePath(exists=True, dir_okay=False, path_type=Path),
                      help="The details as a JSON object (as `company show --json` prints them); options win."),
     ]):
@@ -66,7 +77,7 @@ def _ask_company(raw: dict[str, Any]) -> dict[str, Any]:
     click.echo("Your company, as documents and emails will show it (change it later: `dealflow company edit`).")
     asked = dict(raw)
     for field, (what, _) in FIELDS.items():
-        if field in asked:
+        if field in asked or field in NOT_ASKED:
             continue
         default = {"mail_from": asked.get("email"), "payment_terms_days": "30"}.get(field)
         value = click.prompt(f"{field.replace('_', ' ')}: {what}", default=default or ("" if field not in REQUIRED
@@ -174,7 +185,9 @@ def company() -> None:
 @company.command("show")
 @click.option("--json", "as_json", is_flag=True, help="Print the details as JSON (what `init --from` reads).")
 def company_show(as_json: bool) -> None:
-    """The company's name, address, phone, e-mail, tax ID, bank, currency, mail sender and terms."""
+    """The company's name, address, phone, e-mail, tax ID, bank, currency, mail sender and terms:
+    payment terms, the deposit a customer without terms of their own pays, and how late an
+    invoice may be before a new order goes on credit hold."""
     from application.company import show_company
 
     shown_company = show_company()
