@@ -327,3 +327,50 @@ def test_a_deal_run_paused_in_this_process_stops_waiting_and_ends_cancelled(pref
     assert state.is_cancelled() and state.message == f"{new_deal} cancelled: {REASON}"
     assert _state(state.state_details.flow_run_id).name == "Cancelled"
     assert deals.deal_summary(new_deal)["status"] == "cancelled"
+
+
+# --- bad input, generated: one line, nothing written ---------------------------------------------
+
+@pytest.fixture
+def deal_with_order(manager, new_deal) -> str:
+    play_direct(new_deal, until="qa-attempt-1")
+    return new_deal
+
+
+def _bad_cancels():
+    from hypothesis import strategies as st
+
+    from .test_bad_input_cli import BAD_HANDLE, HUGE, TEXT, WITH_CONTROL, longer_than
+
+    options = {"--reason": REASON, "--settle": "refund", "--method": "bank_transfer"}
+    with_option = lambda name: lambda v: {**options, name: v}  # noqa: E731
+    return st.one_of(
+        st.one_of(st.just(""), st.just("  \n "), longer_than(2000), WITH_CONTROL).map(with_option("--reason")),
+        TEXT.filter(lambda t: t not in ("refund", "credit")).map(with_option("--settle")),
+        st.one_of(TEXT.filter(lambda t: t.strip().lower().replace(" ", "_") not in (
+            "bank_transfer", "card", "cheque", "cash")), WITH_CONTROL).map(with_option("--method")),
+        BAD_HANDLE.filter(bool).map(lambda b: {**options, "--by": b}),
+        st.just({**options, "--by": "sofia"}),  # logged in as the manager: not someone else
+        st.one_of(TEXT, WITH_CONTROL, HUGE, st.just("DEAL-9999")).map(lambda d: {**options, "deal": d}),
+    )
+
+
+def test_a_cancel_with_bad_input_is_one_line_and_writes_nothing(deal_with_order):
+    from hypothesis import HealthCheck, given, settings
+
+    from .test_bad_input_cli import _audit_rows
+
+    @settings(max_examples=int(os.environ.get("DEALFLOW_HYPOTHESIS_EXAMPLES", "25")), deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    @given(options=_bad_cancels())
+    def refused(options: dict) -> None:
+        deal = options.pop("deal", deal_with_order)
+        before, audit_before = _fingerprint(), _audit_rows()
+        result = CliRunner().invoke(main, ["deal", "cancel", *[x for kv in options.items() for x in kv], "--", deal])
+        lines = result.stderr.splitlines()
+        assert result.exit_code == 2 and result.stdout == "", (options, result.output[-300:])
+        assert len(lines) == 1 and lines[0].startswith("error: ") and len(lines[0]) <= 600, (options, result.stderr)
+        assert (_fingerprint(), _audit_rows()) == (before, audit_before), options
+
+    refused()
+    assert deals.deal_summary(deal_with_order)["status"] == "open"

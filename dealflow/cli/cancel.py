@@ -18,7 +18,7 @@ SETTLEMENTS = ("refund", "credit")
 
 
 @deal.command("cancel")
-@click.argument("deal_number")
+@click.argument("deal_number", metavar="DEAL")
 @click.option("--reason", required=True, help="Why the order is cancelled: the customer is told, the deal keeps it.")
 @click.option("--settle", type=click.Choice(SETTLEMENTS), default="refund", show_default=True,
               help="What becomes of a deposit paid: refund (paid back, recorded as a refund) or credit (kept as "
