@@ -195,6 +195,16 @@ def test_someone_who_is_not_a_manager_may_not_cancel_and_nothing_is_written(db, 
     assert result.exit_code == 0, result.output
 
 
+def test_with_codes_off_a_managers_handle_is_enough_and_anyone_elses_is_still_refused(db, new_deal, monkeypatch):
+    monkeypatch.setenv("DEALFLOW_ANSWER_CODES", "off")  # a trial by one person: no codes, no sessions
+    play_direct(new_deal, until="qa-attempt-1")
+    refused = cancel(new_deal, "--by", "finance")
+    assert (refused.exit_code, refused.stderr) == (
+        2, "error: by: finance (finance) is not a manager: only a manager may cancel an order\n")
+    result = cancel(new_deal, "--by", "manager")
+    assert result.exit_code == 0 and result.stdout.startswith(f"{new_deal} cancelled by manager"), result.output
+
+
 def test_a_repeated_cancel_does_nothing_twice_and_says_so(manager, new_deal):
     play_direct(new_deal, until="shipment-1")
     assert cancel(new_deal).exit_code == 0

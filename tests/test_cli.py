@@ -31,7 +31,7 @@ def test_every_command_has_help():
     assert code == 0
     for command in ("init", "demo", "lead", "deal", "followup", "opportunity", "inbox", "answer", "stock"):
         assert command in out
-    for group, sub in [("lead", "add"), ("deal", "start"), ("deal", "show"), ("followup", "add"),
+    for group, sub in [("lead", "add"), ("deal", "start"), ("deal", "show"), ("deal", "cancel"), ("followup", "add"),
                        ("followup", "done"), ("opportunity", "stage"), ("opportunity", "assign")]:
         code, out, _ = run(group, sub, "--help")
         assert code == 0 and "Usage:" in out
@@ -64,6 +64,7 @@ def test_help_imports_no_heavy_package():
     assert _imported_by("--help") == set()
     assert _imported_by("stock", "--help") == set()
     assert _imported_by("deal", "show", "--help") == set()
+    assert _imported_by("deal", "cancel", "--help") == set()
 
 
 def test_reading_commands_without_a_server_import_no_prefect(new_deal):

@@ -18,6 +18,7 @@ from dealflow.cli import main
 from dealflow.scenario import play_direct
 
 from .test_bad_input_cli import _audit_rows, _fingerprint
+from .test_company import KANTO, KEN, fresh_db  # noqa: F401 - a database no one has set up
 
 SETTINGS = settings(max_examples=int(os.environ.get("DEALFLOW_HYPOTHESIS_EXAMPLES", "25")), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -135,6 +136,16 @@ def test_the_company_sets_the_default_deposit_and_how_late_an_invoice_may_be_and
         result = run("company", "edit", *args)
         assert (result.exit_code, result.stderr) == (2, message)
         assert _fingerprint() == before
+
+
+def test_init_takes_the_companys_deposit_and_credit_terms_too(fresh_db):  # noqa: F811 - the fixture
+    result = run("init", *KANTO, *KEN, "--deposit-pct", "30", "--deposit-before", "release",
+                 "--credit-overdue-days", "14", "--json")
+    assert result.exit_code == 0, result.output
+    company = json.loads(result.stdout)["company"]
+    assert (company["deposit_pct"], company["deposit_before"], company["credit_overdue_days"]) == (
+        "30.00", "release", 14)
+    assert json.loads(run("company", "show", "--json").stdout) == company
 
 
 def test_credit_control_is_a_role_staff_can_be_given(db):
