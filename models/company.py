@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from . import audit
 from .base import Base, utcnow
 from .customers import MAX_TERMS_DAYS, currency_code, email_address, terms_days
-from .deposits import deposit_before, deposit_pct
+from .deposit_terms import deposit_before, deposit_pct
 from .errors import DomainError, ValidationError
 from .text import bounded, one_line
 
@@ -109,9 +109,9 @@ def company_values(raw: dict[str, Any], *, new: bool) -> dict[str, Any]:
 def _has_money(session: Session) -> bool:
     from sqlalchemy import select
 
-    from .catalog import Product
     from .crm import Customer
     from .deal import Deal
+    from .products import Product
 
     return any(session.scalars(select(model.id).limit(1)).first() is not None for model in (Product, Customer, Deal))
 

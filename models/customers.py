@@ -12,7 +12,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from .crm import Contact, Customer
-from .deposits import deposit_before, deposit_pct
+from .deposit_terms import deposit_before, deposit_pct
 from .errors import FileRefused, NotFound, ValidationError
 from .money import ISO_4217, MINOR_UNITS
 from .text import bounded, has_control, one_line, shown

@@ -90,7 +90,7 @@ class SalesOrder(Base):
 
     @property
     def deposit_terms(self):
-        from .deposits import DepositTerms
+        from .deposit_terms import DepositTerms
 
         return DepositTerms(self.deposit_pct, self.deposit_before)
 
