@@ -81,8 +81,8 @@ def test_shipping_more_than_in_stock_is_refused_and_uses_no_number(new_deal):
 
 def test_paying_more_than_is_due_is_refused(new_deal):
     play_direct(new_deal, until="payment-1")
-    _refused_everywhere(new_deal, "payment", "payment-1", {"by": "finance", "amount": "174183.69"},
-                        "amount: 174183.69 is more than the 174183.68 still due")
+    _refused_everywhere(new_deal, "payment", "payment-1", {"by": "finance", "amount": "121928.59"},
+                        "amount: 121928.59 is more than the 121928.58 still due")  # the order less its deposit
 
 
 def test_a_person_without_the_steps_role_is_refused(new_deal):
@@ -188,7 +188,7 @@ def test_a_refusal_with_a_very_long_name_is_still_recorded(new_deal):
 def test_a_payment_written_with_three_zero_decimals_is_a_payment_in_cents(new_deal):
     play_direct(new_deal, until="payment-1")
     result = record_answer.fn(new_deal, "payment-1", {"by": "finance", "amount": "10.000"})
-    assert result["accepted"] and result["outcome"] == "PAY-0001: 10.00 received, 174173.68 due"
+    assert result["accepted"] and result["outcome"] == "PAY-0002: 10.00 received, 121918.58 due"  # PAY-0001: the deposit
 
 
 def test_a_refusal_note_stays_with_its_own_wait(new_deal):

@@ -342,7 +342,7 @@ def _staff_fingerprint() -> list:
 
 @pytest.mark.parametrize("args, message", [
     (["add", "ana", "--name", "Ana", "--email", "ana@x.example", "--role", "sales_rep,boss"],
-     "role: 'boss' is not a role; roles are sales_rep, sales_engineer, qa, delivery, finance, manager"),
+     "role: 'boss' is not a role; roles are sales_rep, sales_engineer, qa, delivery, finance, credit, manager"),
     (["add", "mark", "--name", "Mark Two", "--email", "m2@x.example", "--role", "qa"],
      "handle: 'mark' is taken; choose another handle"),
     (["add", "ana", "--name", "Ana", "--email", "ana-at-example", "--role", "qa"],
@@ -354,7 +354,7 @@ def _staff_fingerprint() -> list:
     (["disable", "manager"], "handle: manager is the last enabled manager; enable or add another manager first"),
     (["role", "manager", "qa"], "role: manager is the last manager; make someone else a manager first"),
     (["role", "qa", "tester"], "role: 'tester' is not a role; roles are sales_rep, sales_engineer, qa, delivery, "
-                               "finance, manager"),
+                               "finance, credit, manager"),
     (["enroll", "nobody"], "handle: no staff member with handle 'nobody'"),
 ])
 def test_a_bad_account_command_is_one_line_and_writes_nothing(db, args, message):

@@ -14,7 +14,8 @@ from models.errors import InvalidTransition
 from models.states import MOVES, OF, Status, table
 
 TABLES = {"leads": "LeadStatus", "deals": "DealStatus", "waits": "WaitStatus", "estimate_revisions": "RevisionStatus",
-          "sales_orders": "OrderStatus", "invoices": "InvoiceStatus", "emails": "EmailStatus"}
+          "sales_orders": "OrderStatus", "invoices": "InvoiceStatus", "credit_holds": "HoldStatus",
+          "emails": "EmailStatus"}
 
 
 def test_every_status_column_checks_its_enum():
