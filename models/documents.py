@@ -222,7 +222,6 @@ def credit_note_context(note: CreditNote) -> dict[str, Any]:
     ctx.update({"date": note.at.date().isoformat(), "invoice": invoice.number, "invoice_title": invoice.title,
                 "invoice_date": invoice.issued_at.date().isoformat(), "order": invoice.order.number,
                 "lines": _lines(invoice.lines), "totals": invoice.totals.as_dict(), "amount": str(note.amount),
-                "paid": str(note.refunded + note.kept_as_credit),
                 "reason": note.reason, "settlement": note.settlement,
                 "settlement_words": SETTLEMENT_WORDS[note.settlement], "refunded": str(note.refunded),
                 "kept_as_credit": str(note.kept_as_credit), "refund_method": note.refund_method.replace("_", " ")})
