@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -126,12 +127,14 @@ def _prefect_database(tmp_path: Path) -> str:
     """Prefect's own database: PostgreSQL when the tests run on it (as in CI), else SQLite."""
     if not PG_URL:
         return f"sqlite+aiosqlite:///{tmp_path / 'prefect.db'}"
-    with engine_for(PG_URL.rsplit("/", 1)[0] + "/postgres").execution_options(
-            isolation_level="AUTOCOMMIT").connect() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS dealflow_e2e_prefect WITH (FORCE)"))
-        conn.execute(text("CREATE DATABASE dealflow_e2e_prefect"))
-    base = PG_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-    return f"{base}/dealflow_e2e_prefect"
+    server, database = PG_URL.rsplit("/", 1)
+    # named after the tests' database: two runs on one server, each with its scratch database,
+    # do not drop each other's
+    name = re.sub(r"\W", "_", database.split("?", 1)[0]).lower()[:40] + "_e2e_prefect"
+    with engine_for(server + "/postgres").execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return f"{server.replace('postgresql://', 'postgresql+asyncpg://')}/{name}"
 
 
 @contextmanager
