@@ -238,9 +238,13 @@ def _order_of(*lines) -> list[Move]:
 
 
 def test_an_order_of_accessories_only_skips_qa_and_is_released_at_once(new_deal):
-    trail = play_direct(new_deal, _order_of(("TOOL-KIT-PRO", 2), ("COOLANT-20L", 5)), until="shipment-1")
+    deposit = Move("deposit", "finance", lambda summary: {"amount": summary["deposit"]["due"]}, "the deposit")
+    trail = play_direct(new_deal, [*_order_of(("TOOL-KIT-PRO", 2), ("COOLANT-20L", 5)), deposit], until="shipment-1")
     keys = [t["key"] for t in trail]
-    assert not any(k.startswith("qa-") for k in keys) and keys[-1].startswith("receipt-"), keys
+    # released at once; the customer's 30 % deposit is paid before it ships
+    assert not any(k.startswith("qa-") for k in keys), keys
+    assert keys[keys.index("order-from-rev-1"):] == ["order-from-rev-1", "deposit-invoice-SO-0001", "receipt-SO-0001",
+                                                     "deposit-1"], keys
     with session_scope() as s:
         deal = deal_by_number(s, new_deal)
         assert deal.order.status == "released" and deal.order.inspections == []

@@ -19,8 +19,9 @@ from services.rendering import render
 
 
 def _yen_customer(runner, tmp_path) -> None:
-    book = tmp_path / "customers.csv"  # the lead's company is a known customer who buys in yen
-    book.write_text(f"name,email,currency\n{LEAD['company']},{LEAD['email'].upper()},JPY\n", encoding="utf-8")
+    book = tmp_path / "customers.csv"  # the lead's company is a known customer who buys in yen (its limit in yen)
+    book.write_text(f"name,email,currency,credit_limit\n{LEAD['company']},{LEAD['email'].upper()},JPY,50000000\n",
+                    encoding="utf-8")
     assert runner.invoke(main, ["customer", "import", str(book)]).exit_code == 0
 
 

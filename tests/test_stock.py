@@ -101,7 +101,7 @@ def test_an_order_reserves_a_shipment_consumes_and_a_lost_deal_frees(new_deal):
         vmc = next(o for o in KINDS["estimate"].choices(s, deal)["products"] if o.startswith("VMC-850"))
         assert vmc.endswith("1 available")  # what a new estimate's list shows now
     script = _approve(("VMC-850", 2), ("CHUCK-3J-250", 1)) + [
-        Move("qa", "qa", {"passed": True, "notes": "ok"}, "passed"),
+        Move("qa", "qa", {"passed": True, "notes": "ok"}, "passed"), DEPOSIT,
         Move("shipment", "delivery", {"carrier": "DHL", "tracking_number": "T1",
                                       "lines": [{"sku": "VMC-850", "quantity": 1}]}, "one machine")]
     play_direct(new_deal, script, until="shipment-2")
@@ -111,6 +111,10 @@ def test_an_order_reserves_a_shipment_consumes_and_a_lost_deal_frees(new_deal):
         s.commit()
     assert level("VMC-850") == {"on_hand": 2, "reserved": 0, "available": 2}
     assert level("CHUCK-3J-250") == {"on_hand": 10, "reserved": 0, "available": 10}
+
+
+# the scenario's customer pays a 30 % deposit before shipping
+DEPOSIT = Move("deposit", "finance", lambda summary: {"amount": summary["deposit"]["due"]}, "the deposit")
 
 
 def _second_deal() -> str:
@@ -158,8 +162,8 @@ def test_two_orders_racing_for_the_last_machine_are_both_made_and_only_one_ships
 
     qa = Move("qa", "qa", {"checklist": {c: True for c in ("hydraulics", "pressure_relief_valve", "safety_guards",
                                                             "emergency_stop")}, "notes": "ok"}, "passed")
-    for deal in deals:
-        play_direct(deal, moves + [qa], until="shipment-1")
+    for deal in deals:  # (the scenario's customer pays its 30 % deposit first; Hillside Tools has none to pay)
+        play_direct(deal, moves + [qa, DEPOSIT], until="shipment-1")
     ship = {"by": "delivery", "carrier": "DHL", "tracking_number": "T", "lines": []}
     outcomes = _race(lambda deal: record_answer.fn(deal, "shipment-1", TEAM.signed(deal, "shipment-1", ship)), deals)
     assert sorted(o["accepted"] for o in outcomes) == [False, True], outcomes
