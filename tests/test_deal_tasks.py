@@ -43,9 +43,14 @@ def test_the_glocial_sale_runs_from_lead_to_cash(new_deal, data_dir):
     assert [a["passed"] for a in summary["order"]["qa_attempts"]] == [False, True]
     assert summary["receipt"] == {"number": "RCPT-0001", "amount": "174183.68"}
     assert [s["number"] for s in summary["shipments"]] == ["SHP-0001", "SHP-0002"]
-    assert summary["invoice"]["total"] == "174183.68" and summary["invoice"]["due"] == "0.00"
+    # the customer's 30 % deposit, invoiced when the order was made and paid before shipping
+    assert (summary["deposit"]["invoice"], summary["deposit"]["total"], summary["deposit"]["status"]) == (
+        "DEP-0001", "52255.10", "paid")
+    assert [(p["number"], p["amount"]) for p in summary["deposit"]["payments"]] == [("PAY-0001", "52255.10")]
+    # the final invoice: the order less the deposit
+    assert summary["invoice"]["total"] == "121928.58" and summary["invoice"]["due"] == "0.00"
     assert [(p["number"], p["amount"]) for p in summary["payments"]] == [
-        ("PAY-0001", "69673.47"), ("PAY-0002", "104510.21")]
+        ("PAY-0002", "48771.43"), ("PAY-0003", "73157.15")]
 
     after = _stock()
     shipped = {"CNC-LATHE-2000": 3, "TOOL-KIT-PRO": 3, "CHUCK-3J-250": 3, "COOLANT-20L": 10}
@@ -56,10 +61,10 @@ def test_the_glocial_sale_runs_from_lead_to_cash(new_deal, data_dir):
         assert -sum(m.quantity for m in moves) == sum(shipped.values())
 
     kinds = [m["kind"] for m in summary["emails"]]
-    assert kinds == ["estimate", "estimate", "order", "receipt", "finance_notice", "shipment", "shipment",
-                     "invoice", "payment", "payment"]
+    assert kinds == ["estimate", "estimate", "order", "deposit_invoice", "receipt", "finance_notice", "payment",
+                     "shipment", "shipment", "invoice", "payment", "payment"]
     assert all(m["status"] == "sent" for m in summary["emails"])
-    assert len(list((data_dir / "mail").glob("*.eml"))) == 10
+    assert len(list((data_dir / "mail").glob("*.eml"))) == 12
     assert sorted(p.name for p in (data_dir / "documents").iterdir()) == sorted(
         [d["file"] for d in summary["documents"]] + [d["pdf"] for d in summary["documents"]])
     assert trail[-1] == {"key": "close-DEAL-0001", "outcome": "DEAL-0001 won"}
@@ -84,8 +89,8 @@ def test_each_automatic_step_run_twice_as_it_happens_writes_once(new_deal):
     assert trail[-1]["outcome"] == "DEAL-0001 won"
     c = counts()
     assert (c["estimate_revisions"], c["sales_orders"], c["sales_receipts"], c["invoices"], c["emails"],
-            c["documents"]) == (2, 1, 1, 1, 10, 9)
-    assert c["seq:order"] == 1 and c["seq:receipt"] == 1 and c["seq:invoice"] == 1
+            c["documents"]) == (2, 1, 1, 2, 12, 11)  # invoices: the deposit's and the final one
+    assert c["seq:order"] == 1 and c["seq:receipt"] == 1 and c["seq:invoice"] == 1 and c["seq:deposit"] == 1
 
 
 def test_a_continued_deal_picks_up_where_the_database_says(new_deal):
@@ -93,7 +98,7 @@ def test_a_continued_deal_picks_up_where_the_database_says(new_deal):
     assert plan_next_step(new_deal)["key"] == "shipment-1"
     play_direct(new_deal)  # a fresh driver, like a flow started again from its top
     c = counts()
-    assert (c["estimate_revisions"], c["shipments"], c["payments"], c["emails"]) == (2, 2, 2, 10)
+    assert (c["estimate_revisions"], c["shipments"], c["payments"], c["emails"]) == (2, 2, 3, 12)
 
 
 def test_two_shipments_racing_for_the_last_machine_never_take_stock_below_zero(db):
@@ -156,7 +161,7 @@ def test_a_payment_must_be_a_positive_amount_in_cents(new_deal, amount):
     result = record_answer.fn(new_deal, "payment-1", {"by": "finance", "amount": amount})
     assert result["accepted"] is False and result["reason"].startswith("amount: must")
     assert counts() == before
-    assert Decimal(_summary(new_deal)["invoice"]["due"]) == Decimal("174183.68")
+    assert Decimal(_summary(new_deal)["invoice"]["due"]) == Decimal("121928.58")  # the order less its deposit
 
 
 def test_a_deal_with_nothing_to_pay_closes_without_a_payment(new_deal):
