@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from uuid import UUID
 
@@ -46,12 +47,20 @@ def test_the_demo_plays_the_whole_sale_through_prefect(prefect_api, tmp_path, mo
     assert summary["order"]["number"] == "SO-0001" and summary["receipt"]["number"] == "RCPT-0001"
     assert len(summary["shipments"]) == 2 and len(summary["payments"]) == 2
     assert summary["invoice"]["due"] == "0.00"
+    # the 30 % deposit before shipping: invoiced, paid in one payment, deducted on the final invoice
+    deposit = summary["deposit"]
+    assert (deposit["invoice"], deposit["terms"], deposit["due"], len(deposit["payments"])) == (
+        "DEP-0001", "30 % deposit before shipping", "0.00", 1)
+    assert deposit["deducted"] == {"invoice": "INV-0001", "deposit_invoice": "DEP-0001", "amount": deposit["total"],
+                                   "before": summary["order"]["total"], "total": summary["invoice"]["total"]}
+    assert Decimal(summary["invoice"]["total"]) == Decimal(summary["order"]["total"]) - Decimal(deposit["total"])
     assert summary["stock"] == {
         "CHUCK-3J-250": {"before": 10, "after": 7}, "CNC-LATHE-2000": {"before": 4, "after": 1},
         "COOLANT-20L": {"before": 200, "after": 190}, "HYD-PRESS-100T": {"before": 2, "after": 2},
         "TOOL-KIT-PRO": {"before": 25, "after": 22}, "VMC-850": {"before": 3, "after": 3}}
-    assert len(summary["emails"]) == 10 and all(Path(m["file"]).is_file() for m in summary["emails"])
-    assert len(list(Path(summary["documents_dir"]).glob("*.html"))) == 9
+    assert len(summary["emails"]) == 12 and all(Path(m["file"]).is_file() for m in summary["emails"])
+    assert len(list(Path(summary["documents_dir"]).glob("*.html"))) == 11
+    assert f"deposit-1: PAY-0001: {deposit['total']} received, 0.00 due, signed by finance" in result.stderr
     assert "Impostors first: Sofia, logged in as herself, tries to sign off QA" in result.stderr
     assert "qa-attempt-1 refused before anything moved: by: sofia (sales_rep) may not answer 'qa'" in result.stderr
     assert ("qa-attempt-1 refused before anything moved: code: wrong or expired code" in result.stderr)
