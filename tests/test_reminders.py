@@ -163,3 +163,50 @@ def test_mail_waiting_over_an_hour_is_told_to_the_managers_once_a_day_and_shown_
     result = CliRunner().invoke(main, ["outbox"])
     assert result.exit_code == 0
     assert "2 pending; the oldest (email 1) has waited 0 min" in result.stdout  # the estimate and the digest
+
+
+def test_a_deal_waiting_for_its_deposit_is_told_to_the_managers_and_finance_once_a_day(new_deal):
+    from models import Wait
+
+    play_direct(new_deal, until="deposit-1")
+    with session_scope() as s:
+        opened = s.scalars(select(Wait.opened_at).where(Wait.key == "deposit-1")).one()
+
+    def told(at: datetime) -> list[tuple[str, str]]:
+        return sorted((q["to"], q["subject"]) for q in run(at) if q["rule"] == "deposit-waiting")
+
+    assert told(opened + timedelta(days=2, hours=23)) == []
+    at = opened + timedelta(days=3, minutes=1)
+    subject = "Waiting for deposit 3 days: DEAL-0001 (Riverside Metalworks Ltd)"
+    assert told(at) == [("finance@glocial.example", subject), ("manager@glocial.example", subject)]
+    assert told(at + timedelta(minutes=30)) == []  # once a day
+    assert len(told(at + timedelta(days=1))) == 2
+    with session_scope() as s:
+        mail = s.scalars(select(Email).where(Email.kind == "staff_reminder", Email.subject == subject)).first()
+        assert "DEP-0001: 52255.10 USD, paid 0.00, due 52255.10" in str(mail.context), mail.context
+
+
+def test_an_order_on_credit_hold_over_n_working_hours_is_told_to_credit_control_and_the_managers(new_deal):
+    from models import StaffUser, Wait
+    from models.customers import edit_customer, find_customer
+
+    with session_scope() as s:
+        edit_customer(s, find_customer(s, "priya.raman@riverside-metal.example"), {"credit_limit": "100000"})
+        s.scalars(select(StaffUser).where(StaffUser.handle == "finance")).one().roles = "finance,credit"
+        s.commit()
+    play_direct(new_deal, until="credit-rev-2")
+    monday_9 = datetime(2026, 11, 30, 9, 0)
+    with session_scope() as s:
+        s.scalars(select(Wait).where(Wait.key == "credit-rev-2")).one().opened_at = monday_9
+        s.commit()
+
+    def told(at: datetime) -> list[str]:
+        return sorted(q["to"] for q in run(at) if q["rule"] == "credit-hold")
+
+    assert told(monday_9 + timedelta(hours=3)) == []  # within 4 working hours
+    assert told(monday_9 + timedelta(hours=5)) == ["finance@glocial.example", "manager@glocial.example"]
+    assert told(monday_9 + timedelta(hours=6)) == []  # once a day
+    with session_scope() as s:
+        mail = s.scalars(select(Email).where(Email.kind == "staff_reminder", Email.to_addr == "manager@glocial.example")
+                         .order_by(Email.id.desc())).first()
+        assert mail.subject == "Order on credit hold 5 working hours: DEAL-0001 (Riverside Metalworks Ltd)"
