@@ -340,6 +340,21 @@ def test_an_order_with_nothing_for_qa_is_released_once_its_deposit_before_releas
     assert not any(k.startswith("qa") for k in _keys(new_deal))
 
 
+def test_paid_in_full_in_advance_the_final_invoice_is_nothing_and_the_deal_closes_without_a_payment(new_deal):
+    _terms(deposit="100", deposit_before="shipping")
+    lines = [{"sku": "TOOL-KIT-PRO", "quantity": 3, "discount_pct": "7.5"}, {"sku": "COOLANT-20L", "quantity": 7},
+             {"sku": "CHUCK-3J-250", "quantity": 1}]
+    play_direct(new_deal, [*_approved(lines),
+                           Move("deposit", "finance", lambda summary: {"amount": summary["deposit"]["due"]}, "all of it"),
+                           Move("shipment", "delivery", {"carrier": "UPS", "tracking_number": "1Z", "lines": []}, "all")])
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        dep, inv = deal.deposit_invoice, deal.invoice
+        assert dep.totals.total == deal.order.totals.total and len(dep.lines) == 3  # the order's own lines
+        assert (inv.totals.total, inv.status, inv.payments, deal.status) == (ZERO, "paid", [], "won")
+    assert not any(k.startswith("payment") for k in _keys(new_deal))
+
+
 # --- credit holds ----------------------------------------------------------------------------------
 
 def _held(deal: str, limit: str = "100000") -> None:
