@@ -74,9 +74,10 @@ def _default(value: object) -> bool:
 
 def credit_limit(value: object, field: str = "credit_limit") -> Decimal | None:
     """A credit limit: an amount of 0 or more (0: nothing on credit), or none/empty (no limit)."""
-    text = "" if value is None else str(value).strip().replace(",", "").replace("_", "")
-    if text.lower() in ("", "none", "no limit", "unlimited"):
+    typed = "" if value is None else str(value).strip()
+    if typed.lower() in ("", "none", "no limit", "unlimited"):
         return None
+    text = typed.replace(",", "").replace("_", "")  # thousands separators ("250,000"); alone they are no amount
     try:
         amount = Decimal(text)
     except ArithmeticError:

@@ -643,7 +643,7 @@ BAD_DEPOSIT = st.one_of(
 BAD_LIMIT = st.one_of(
     st.decimals(max_value=Decimal("-0.01"), allow_nan=False, allow_infinity=False, places=2).map(str),
     WORDS.filter(_not_a_number),
-    st.sampled_from(["-1", "-0.01", "lots", "NaN", "Infinity", "1e12", "10.001", "€5000"]))
+    st.sampled_from(["-1", "-0.01", "lots", "NaN", "Infinity", "1e12", "10.001", "€5000", "_", ",", " ,_ "]))
 FIELD_VALUES = st.one_of(st.tuples(st.just("deposit"), BAD_DEPOSIT), st.tuples(st.just("credit_limit"), BAD_LIMIT))
 
 
