@@ -127,7 +127,7 @@ def _coerce(value: str) -> Any:
 def answer(deal_number: str, step: str, by: str | None, code: str | None, sets: tuple[str, ...],
            input_json: str | None, no_wait: bool, as_json: bool) -> None:
     """Answer the wait DEAL_NUMBER is at. STEP is the wait's step (qualify, handoff, estimate,
-    discount, decision, qa, shipment, payment) or its key (e.g. qa-attempt-2).
+    discount, decision, credit, deposit, qa, shipment, payment) or its key (e.g. qa-attempt-2).
 
     \b
     Every answer is proven: made in a session (`dealflow login HANDLE`, once), each answer is
