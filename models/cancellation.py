@@ -61,7 +61,8 @@ def cancel_deal(session: Session, deal: Deal, by: StaffUser, reason: str, settle
         raise InvalidTransition(f"deal {deal.number}", deal.status, "cancel")
     order = deal.order
     if order is not None and order.shipments:
-        raise InvalidTransition(f"order {order.number}", f"{order.status} (shipment {order.shipments[0].number} "
+        raise InvalidTransition(f"order {order.number}", f"{order.status.replace('_', ' ')} (shipment "
+                                                         f"{order.shipments[0].number} "
                                                          "has left)", "cancel: a shipped order is returned instead")
     if order is not None:
         order.cancel(reason)
@@ -84,11 +85,15 @@ def cancel_deal(session: Session, deal: Deal, by: StaffUser, reason: str, settle
                        f"Credit note {note.number} for {note.invoice.title.lower()} {note.invoice.number}",
                        event="credit_note.issued", by=by.handle, invoice=note.invoice.number, amount=note.amount,
                        settlement=note.settlement, refunded=note.refunded, kept_as_credit=note.kept_as_credit)
-    if deal.customer is not None and (order is not None or note is not None):
+    # the customer is told if they had something from us: an order, a deposit invoice, or an
+    # estimate they could still accept from its link (its page now says the deal is closed)
+    offered = deal.estimate is not None and any(r.sent_at is not None for r in deal.estimate.revisions)
+    if deal.customer is not None and (order is not None or note is not None or offered):
         ctx = cancellation_context(deal, note)
         queue_email(session, deal_id=deal.id, dedupe_key=f"cancellation:{deal.number}", kind="cancellation",
                     to_addr=ctx["customer"]["email"],
-                    subject=f"Order {order.number} cancelled" if order is not None else f"{deal.number} cancelled",
+                    subject=(f"Order {order.number} cancelled" if order is not None
+                             else f"Estimate {ctx['estimate']} withdrawn"),
                     template="emails/cancellation", context=ctx)
     audit.record(session, by.handle, "deal.cancelled", deal_id=deal.id, subject=deal.number, reason=reason,
                  order=order.number if order else None, credit_note=note.number if note else None,

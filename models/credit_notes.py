@@ -1,6 +1,6 @@
 """Credit notes: an invoice reversed (a cancelled order's deposit invoice), numbered in their own
 gap-free series (CN-0001), with what was paid on it refunded to the customer (recorded as a
-refund payment) or kept as credit on the customer's account."""
+refund payment, numbered in its own series, RFD-0001) or kept as credit on the customer's account."""
 
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ class CreditNote(Base):
     refunded: Mapped[Decimal] = mapped_column(default=ZERO)  # paid back (a refund payment)
     kept_as_credit: Mapped[Decimal] = mapped_column(default=ZERO)
     refund_method: Mapped[str] = mapped_column(String(20), default="")
+    # the refund payment, numbered in its own gap-free series (RFD-0001); None: nothing refunded
+    refund_number: Mapped[str | None] = mapped_column(String(20), unique=True)
     reason: Mapped[str] = mapped_column(Text)
     issued_by_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
     at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -71,6 +73,8 @@ def credit_invoice(session: Session, invoice: Invoice, settlement: str, reason: 
                       kept_as_credit=paid if settlement == "credit" else ZERO,
                       refund_method=method if settlement == "refund" and paid > ZERO else "", reason=reason,
                       issued_by=by)
+    if note.refunded > ZERO:  # recorded as a refund payment of its own number
+        note.refund_number = next_number(session, "refund")
     session.add(note)
     session.flush()
     session.expire(invoice.deal, ["credit_notes"])

@@ -176,6 +176,11 @@ def edit_customer(session: Session, customer: Customer, raw: dict[str, Any]) -> 
         other = find_customer(session, values["email"])
         if other is not None and other.id != customer.id:
             raise ValidationError("email", f"{values['email']} is customer {other.id}'s ({other.name})")
+    new_currency = values.get("currency")
+    if (new_currency and new_currency != customer.currency and customer.credit_limit is not None
+            and "credit_limit" not in values):
+        raise ValidationError("credit_limit", f"is {customer.credit_limit} in {customer.currency or 'the company currency'}"
+                                              f": give it again in {new_currency} with the new currency (or none)")
     changed = _apply(customer, values)
     session.flush()
     return changed

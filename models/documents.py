@@ -210,7 +210,8 @@ def invoice_balance(invoice: Invoice, today: date) -> dict[str, Any]:
         "credit_note": ({"number": note.number, "date": note.at.date().isoformat(), "reason": note.reason,
                          "settlement": note.settlement, "refunded": str(note.refunded),
                          "kept_as_credit": str(note.kept_as_credit),
-                         "refund_method": note.refund_method.replace("_", " ")} if note is not None else None),
+                         "refund_method": note.refund_method.replace("_", " "),
+                         "refund_number": note.refund_number or ""} if note is not None else None),
     }
 
 
@@ -224,14 +225,17 @@ def credit_note_context(note: CreditNote) -> dict[str, Any]:
                 "lines": _lines(invoice.lines), "totals": invoice.totals.as_dict(), "amount": str(note.amount),
                 "reason": note.reason, "settlement": note.settlement,
                 "settlement_words": SETTLEMENT_WORDS[note.settlement], "refunded": str(note.refunded),
-                "kept_as_credit": str(note.kept_as_credit), "refund_method": note.refund_method.replace("_", " ")})
+                "kept_as_credit": str(note.kept_as_credit), "refund_method": note.refund_method.replace("_", " "),
+                "refund_number": note.refund_number or ""})
     return ctx
 
 
 def cancellation_context(deal: Deal, note: CreditNote | None) -> dict[str, Any]:
     order = deal.order
     ctx = _base(deal, "cancellation", order.number if order is not None else deal.number)
+    sent = [r for r in (deal.estimate.revisions if deal.estimate else []) if r.sent_at is not None]
     ctx.update({"order": order.number if order is not None else "", "reason": deal.lost_reason,
+                "estimate": sent[-1].number if sent else "",
                 "date": deal.closed_at.date().isoformat() if deal.closed_at else "",
                 "credit_note": credit_note_context(note) if note is not None else None})
     return ctx

@@ -17,6 +17,7 @@ PREFIXES = {
     "payment": "PAY",
     "deposit": "DEP",  # deposit invoices: their own gap-free series
     "credit_note": "CN",
+    "refund": "RFD",  # refund payments (a credit note's money paid back)
 }
 
 

@@ -69,6 +69,7 @@ def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
         "credit_notes": [{"number": n.number, "invoice": n.invoice.number, "invoice_title": n.invoice.title,
                           "amount": str(n.amount), "settlement": n.settlement, "refunded": str(n.refunded),
                           "kept_as_credit": str(n.kept_as_credit), "refund_method": n.refund_method.replace("_", " "),
+                          "refund_number": n.refund_number,
                           "reason": n.reason} for n in deal.credit_notes],
         "documents": [{"id": d.id, "kind": d.kind, "number": d.number, "file": d.filename, "pdf": d.pdf_filename}
                       for d in docs],
@@ -169,7 +170,8 @@ def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = 
         money.append([Markdown("invoice {}").format(i["number"]),
                       _invoice_state(i["status"], i["paid"], i["due"], i["due_date"], deal.currency), i["total"]])
     for n in d["credit_notes"]:
-        settled = {"refund": Markdown("refunded {} {} ({})").format(n["refunded"], deal.currency, n["refund_method"]),
+        settled = {"refund": Markdown("refunded {} {} ({}, {})").format(n["refunded"], deal.currency, n["refund_method"],
+                                                                       n["refund_number"]),
                    "credit": Markdown("{} {} kept as the customer's credit").format(n["kept_as_credit"], deal.currency),
                    }.get(n["settlement"], Markdown("nothing was paid"))
         money.append([Markdown("credit note {}").format(n["number"]),

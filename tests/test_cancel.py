@@ -53,7 +53,8 @@ def notes_of(deal: str) -> list[dict]:
     with session_scope() as s:
         deal_id = deal_by_number(s, deal).id
         return [{"number": n.number, "invoice": n.invoice.number, "amount": n.amount, "settlement": n.settlement,
-                 "refunded": n.refunded, "kept_as_credit": n.kept_as_credit, "method": n.refund_method}
+                 "refunded": n.refunded, "kept_as_credit": n.kept_as_credit, "method": n.refund_method,
+                 "refund": n.refund_number}
                 for n in s.scalars(select(CreditNote).where(CreditNote.deal_id == deal_id).order_by(CreditNote.id))]
 
 
@@ -87,12 +88,18 @@ def test_cancelled_at_the_decision_the_wait_closes_and_no_order_or_credit_note_i
     mails_before = mails_of(new_deal)
     result = cancel(new_deal)
     assert result.exit_code == 0, result.output
-    assert result.stdout == (f"{new_deal} cancelled by manager: {REASON}\n  mail: nothing left to send\n")
+    assert result.stdout == (f"{new_deal} cancelled by manager: {REASON}\n  mail: 1 sent\n")
     summary = deals.deal_summary(new_deal)
     assert (summary["status"], summary["lost_reason"], summary["order"]) == ("cancelled", REASON, None)
     assert wait_row(new_deal, "decision-rev-1")["status"] == "cancelled"
     assert notes_of(new_deal) == [] and held_by_orders() == {}
-    assert mails_of(new_deal) == mails_before  # no order was confirmed: nothing to take back in writing
+    # no order was confirmed, but the customer holds an estimate they could still accept: it is withdrawn
+    assert mails_of(new_deal) == [*mails_before, ("cancellation", "Estimate EST-0001-R1 withdrawn", "sent")]
+    with session_scope() as s:
+        mail = s.scalars(select(Email).where(Email.kind == "cancellation")).one()
+        from services.rendering import render
+        text = render("emails/cancellation.txt", mail.context)
+    assert "our estimate EST-0001-R1 is withdrawn. The reason: " + REASON in text
 
 
 def test_cancelled_after_the_order_before_the_deposit_is_paid_the_deposit_invoice_is_credited_and_stock_freed(
@@ -110,7 +117,7 @@ def test_cancelled_after_the_order_before_the_deposit_is_paid_the_deposit_invoic
     assert held_by_orders() == {}  # what the order held is free again
     assert notes_of(new_deal) == [{"number": "CN-0001", "invoice": "DEP-0001", "amount": Decimal(deposit["total"]),
                                    "settlement": "none", "refunded": Decimal("0.00"),
-                                   "kept_as_credit": Decimal("0.00"), "method": ""}]
+                                   "kept_as_credit": Decimal("0.00"), "method": "", "refund": None}]
     summary = deals.deal_summary(new_deal)
     assert (summary["order"]["status"], summary["deposit"]["status"]) == ("cancelled", "credited")
     assert wait_row(new_deal, "qa-attempt-1")["status"] == "cancelled"
@@ -131,7 +138,8 @@ def test_a_deposit_paid_in_part_is_refunded_by_the_credit_note(manager, new_deal
            f"the customer (bank_transfer)\n" in result.stdout
     assert notes_of(new_deal) == [{"number": "CN-0001", "invoice": "DEP-0001", "amount": Decimal(total),
                                    "settlement": "refund", "refunded": Decimal("10000.00"),
-                                   "kept_as_credit": Decimal("0.00"), "method": "bank_transfer"}]
+                                   "kept_as_credit": Decimal("0.00"), "method": "bank_transfer",
+                                   "refund": "RFD-0001"}]  # the refund payment, numbered in its own series
     assert held_by_orders() == {}
     assert [m[0] for m in mails_of(new_deal)[-2:]] == ["credit_note", "cancellation"]
 
@@ -145,8 +153,9 @@ def test_a_deposit_paid_in_full_is_refunded_or_kept_as_the_customers_credit(mana
     assert result.exit_code == 0, result.output
     paid = Decimal(deposit["total"])
     [note] = notes_of(new_deal)
-    assert (note["number"], note["settlement"], note["refunded"], note["kept_as_credit"]) == (
-        "CN-0001", settle, paid if settle == "refund" else 0, paid if settle == "credit" else 0)
+    assert (note["number"], note["settlement"], note["refunded"], note["kept_as_credit"], note["refund"]) == (
+        "CN-0001", settle, paid if settle == "refund" else 0, paid if settle == "credit" else 0,
+        "RFD-0001" if settle == "refund" else None)
     shown = json.loads(CliRunner().invoke(main, ["customer", "show", "1", "--json"]).stdout)
     assert shown["credit_balance"] == (str(paid) if settle == "credit" else "0")
     assert held_by_orders() == {}
@@ -176,7 +185,7 @@ def test_after_the_first_shipment_a_cancel_is_refused_and_nothing_is_written(man
     before = _fingerprint()
     result = cancel(new_deal)
     assert (result.exit_code, result.stdout) == (2, "")
-    assert result.stderr == ("error: order SO-0001 is partially_shipped (shipment SHP-0001 has left): cannot cancel: "
+    assert result.stderr == ("error: order SO-0001 is partially shipped (shipment SHP-0001 has left): cannot cancel: "
                              "a shipped order is returned instead\n")
     assert _fingerprint() == before
 

@@ -179,9 +179,10 @@ def test_the_inbox_reads_as_people_speak_and_links_each_wait_to_its_run_page(new
     monkeypatch.setenv("DEALFLOW_GATEWAY_URL", "https://prefect.example.com/")
     code, out, _ = run("inbox")
     head, row, *rest = out.splitlines()
-    assert head.split() == ["DEAL", "CUSTOMER", "STEP", "WHO", "WAITING", "AMOUNT", "LINK"]
+    assert head.split() == ["DEAL", "CUSTOMER", "STEP", "WAITING", "FOR", "WAITING", "AMOUNT", "LINK"]
     link = f"https://prefect.example.com/v2/runs/flow-run/{run_id}"
     assert row.split()[0] == new_deal and "estimate-rev-1" in row and "2 h ago" in row and row.endswith(link)
+    assert "the estimate, by a sales engineer" in row
     assert row.split().count("estimate-rev-1") == 1 and " estimate " not in row  # the step once, with its round
     assert rest == ["(answer on the link's page: menu ⋮ → Resume; or `dealflow answer DEAL STEP`)"]
     assert json.loads(run("inbox", "--json")[1])[0]["link"] == link

@@ -198,3 +198,30 @@ def test_customer_edit_refuses_a_bad_deposit_or_limit_in_one_line_naming_it(db, 
 def test_company_edit_refuses_a_bad_default_deposit_in_one_line_naming_it(db, option, data):
     value = data.draw({"--deposit-pct": BAD_DEPOSIT, "--deposit-before": BAD_BEFORE}[option])
     _refused_naming(["company", "edit", option, value], option.lstrip("-").replace("-", "_"))
+
+
+def test_a_new_currency_asks_for_the_credit_limit_again_in_it(db):
+    """A limit is an amount in the customer's currency: changing the currency alone would turn USD
+    250,000 into JPY 250,000, so it is refused, naming the limit, until the limit is given with it."""
+    before = _fingerprint()
+    result = run("customer", "edit", RIVERSIDE, "--currency", "JPY")
+    assert result.exit_code != 0
+    assert result.output == ("error: credit_limit: is 250000.00 in the company currency: give it again in JPY with "
+                             "the new currency (or none)\n")
+    assert _fingerprint() == before
+    result = run("customer", "edit", RIVERSIDE, "--currency", "JPY", "--credit-limit", "37000000")
+    assert result.exit_code == 0, result.output
+    got = shown()
+    assert (got["currency"], got["credit_limit"]) == ("JPY", "37000000.00")
+
+
+def test_the_inbox_says_what_each_deal_waits_for_in_words(new_deal):
+    play_direct(new_deal, until="deposit-1")
+    result = run("inbox")
+    assert result.exit_code == 0, result.output
+    header, row = result.output.splitlines()[:2]
+    assert header.split()[:5] == ["DEAL", "CUSTOMER", "STEP", "WAITING", "FOR"]
+    assert "deposit-1" in row and "deposit, by finance" in row
+    [waiting] = json.loads(run("inbox", "--json").stdout)
+    assert (waiting["step"], waiting["waiting_for"], waiting["amount"]) == ("deposit", "deposit, by finance",
+                                                                           "52255.10")

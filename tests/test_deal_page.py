@@ -136,7 +136,8 @@ def test_a_cancelled_deal_says_why_and_lists_its_credit_note(new_deal):
     assert page.splitlines()[2].startswith("**cancelled: The plant's *opening* moved to 2028**")
     assert "\\*opening\\*" in raw  # escaped: shown as typed, not as emphasis
     assert "| deposit invoice DEP-0001 | credited: 52255.10 USD paid on it | 52255.10 |" in page
-    assert ("| credit note CN-0001 | cancels deposit invoice DEP-0001; refunded 52255.10 USD (bank transfer) | "
+    assert ("| credit note CN-0001 | cancels deposit invoice DEP-0001; refunded 52255.10 USD (bank transfer, "
+            "RFD-0001) | "
             "−52255.10 |") in page
     assert "Deposit: 30 % deposit before shipping, invoice DEP-0001 credited by credit note CN-0001" in page
     assert "Cancelled on " in page and ": The plant's *opening* moved to 2028" in page

@@ -164,7 +164,7 @@ def test_each_payment_receipt_names_the_invoice_it_was_paid_on(new_deal):
 # --- a cancelled order's deposit ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("settle, said", [
-    ("refund", ["Refunded to you (bank transfer) USD 52,255.10",
+    ("refund", ["Refunded to you (bank transfer, refund RFD-0001) USD 52,255.10",
                 "We pay the amount back to you by bank transfer, quoting CN-0001."]),
     ("credit", ["Kept as credit on your account USD 52,255.10", "The credit counts towards your next order"]),
 ])

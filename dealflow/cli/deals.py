@@ -146,8 +146,9 @@ def deal_show(deal_number: str, as_json: bool) -> None:
         lines.append(f"deposit: {d['terms']}" + (f"; invoice {d['invoice']}: total {d['total']} {cur}, paid {d['paid']} "
                                                  f"{cur} ({d['status']})" if d["invoice"] else ""))
     for n in data.get("credit_notes") or []:
-        lines.append(f"credit note {n['number']} for {n['invoice']}: {n['amount']} {cur}; refunded {n['refunded']}, "
-                     f"kept as credit {n['kept_as_credit']} {cur}")
+        lines.append(f"credit note {n['number']} for {n['invoice']}: {n['amount']} {cur}; refunded {n['refunded']}"
+                     + (f" ({n['refund_number']})" if n.get("refund_number") else "")
+                     + f", kept as credit {n['kept_as_credit']} {cur}")
     if data["invoice"]:
         i = data["invoice"]
         lines.append(f"invoice {i['number']}: total {i['total']} {cur}, paid {i['paid']} {cur}, due {i['due']} {cur} "

@@ -30,12 +30,13 @@ REPORT_NAMES = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", 
 @click.option("--xlsx", "xlsx_path", type=FilePath(dir_okay=False, path_type=Path), help="Also write an Excel file.")
 @click.option("--png", "png_path", type=FilePath(dir_okay=False, path_type=Path),
               help="Also draw a chart (funnel, pipeline, aging).")
-@click.option("--as-of", help="Report as of this time (ISO, UTC) where time matters (aging, stage-times).")
+@click.option("--as-of", help="Report as of this time (ISO, UTC) where time matters (aging, cash, stage-times).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def report(name: str, csv_path: Path | None, xlsx_path: Path | None, png_path: Path | None, as_of: str | None,
            as_json: bool) -> None:
     """A report for the sales manager: pipeline (weighted forecast), funnel, stage-times (where deals
-    get stuck), sales (by product and month), stock, aging (receivables), discounts (given per person)."""
+    get stuck), sales (by product and month), stock, aging (receivables, deposit invoices included), cash
+    (money received per month: payments, deposits and refunds), discounts (given per person)."""
     from application.reports import build_report
     from services import reports
 

@@ -53,6 +53,8 @@ def inbox(role: str | None, as_json: bool) -> None:
         rows = open_waits(role, states)
     for r in rows:
         r["who"] = " or ".join(r["roles"])
+        # what for, by whom, in words ("deposit, by finance"); a gateway from before sends no words
+        r["waiting for"] = r.get("waiting_for") or r["who"]
         if not signed and with_runs and r["run"] == "not on this server" and r["flow_run_id"]:
             r["run"] = _run_state(r["flow_run_id"])  # e.g. Running for a moment, or Crashed
     from datetime import datetime
@@ -67,7 +69,7 @@ def inbox(role: str | None, as_json: bool) -> None:
     if not load_settings().answer_codes:
         click.echo(f"note: {UNVERIFIED_NOTE}", err=True)
     # the key names the step and its round (estimate-rev-2, qa-attempt-2): one column, not two
-    columns = ["deal", "customer", "step", "who", "waiting", "amount"] + (["run"] if with_runs else []) + ["link"]
+    columns = ["deal", "customer", "step", "waiting for", "waiting", "amount"] + (["run"] if with_runs else []) + ["link"]
     shown_rows = [{**r, "step": r["key"], "waiting": ago((utcnow() - datetime.fromisoformat(r["since"])).total_seconds()),
                    "amount": f"{r['amount']} {r['currency']}" if r["amount"] else ""} for r in rows]
     emit(rows, as_json, table(shown_rows, columns)

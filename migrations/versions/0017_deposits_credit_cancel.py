@@ -98,6 +98,7 @@ def upgrade() -> None:
         sa.Column("refunded", sa.Numeric(14, 2), nullable=False),
         sa.Column("kept_as_credit", sa.Numeric(14, 2), nullable=False),
         sa.Column("refund_method", sa.String(20), nullable=False),
+        sa.Column("refund_number", sa.String(20), nullable=True),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("issued_by_id", sa.Integer(), nullable=False),
         sa.Column("at", sa.DateTime(), nullable=False),
@@ -112,12 +113,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_credit_notes")),
         sa.UniqueConstraint("number", name=op.f("uq_credit_notes_number")),
         sa.UniqueConstraint("invoice_id", name=op.f("uq_credit_notes_invoice_id")),
+        sa.UniqueConstraint("refund_number", name=op.f("uq_credit_notes_refund_number")),
     )
     with op.batch_alter_table("credit_notes") as batch:
         batch.create_index(op.f("ix_credit_notes_deal_id"), ["deal_id"], unique=False)
         batch.create_index(op.f("ix_credit_notes_customer_id"), ["customer_id"], unique=False)
     conn = op.get_bind()
-    for doc_type in ("deposit", "credit_note"):
+    for doc_type in ("deposit", "credit_note", "refund"):
         if conn.execute(sa.text("SELECT count(*) FROM document_sequences WHERE doc_type = :t"),
                         {"t": doc_type}).scalar() == 0:
             conn.execute(sa.text("INSERT INTO document_sequences (doc_type, last_value) VALUES (:t, 0)"),
@@ -126,7 +128,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     conn = op.get_bind()
-    conn.execute(sa.text("DELETE FROM document_sequences WHERE doc_type IN ('deposit', 'credit_note')"))
+    conn.execute(sa.text("DELETE FROM document_sequences WHERE doc_type IN ('deposit', 'credit_note', 'refund')"))
     op.drop_table("credit_notes")
     op.drop_table("credit_holds")
     for table, (before, _) in STATUS.items():

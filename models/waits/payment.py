@@ -86,7 +86,8 @@ def dunning(session: Session, now: datetime, rules: ReminderRules) -> Iterator[R
             continue
         ctx = dunning_context(invoice, level, today)
         yield Reminder(rule, invoice.id, ctx["customer"]["email"], step_day,
-                       f"{ctx['title']}: invoice {invoice.number}, {invoice.deal.currency} {invoice.amount_due} due",
+                       f"{ctx['title']}: {invoice.title.lower()} {invoice.number}, {invoice.deal.currency} "
+                       f"{invoice.amount_due} due",
                        "emails/dunning", ctx, deal_id=invoice.deal_id,
                        document=("dunning", ctx["number"], "documents/dunning.html"),
                        about=f"{invoice.number} level {level}")
