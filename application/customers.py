@@ -38,7 +38,7 @@ def show_customer(ref: str) -> dict[str, Any]:
     currency, and their overdue invoices), ``credit_holds`` (orders held for credit control, and
     what finance decided) and ``credit_balance`` (kept on their account from credit notes)."""
     from models.credit import exposure_of, holds_of
-    from models.credit_notes import credit_balance
+    from models.credit_notes import credit_balance, credit_balances
     from models.deposits import terms_for
 
     with unit_of_work() as s:
@@ -57,7 +57,8 @@ def show_customer(ref: str) -> dict[str, Any]:
                                 "opened_at": h.opened_at.isoformat(timespec="seconds"),
                                 "decided_by": h.decided_by.handle if h.decided_by else None,
                                 "reason": h.reason or None} for h in holds_of(s, item)]
-        row["credit_balance"] = str(credit_balance(s, item))
+        row["credit_balance"] = str(credit_balance(s, item, exposure.currency))  # in the customer's currency
+        row["credit_balances"] = {c: str(v) for c, v in credit_balances(s, item).items()}
         return row
 
 

@@ -301,7 +301,8 @@ def cancel_deal(deal_number: str, by: str, reason: str, *, settle: str = "refund
         deal = locked_deal(s, deal_number)
         person, _ = acting_manager(s, by, proof or {}, subject=deal_number, action="cancel", what="cancel an order",
                                    payload=payload)
-        done = cancellation.cancel_deal(s, deal, person, reason, settle, method)
+        done = cancellation.cancel_deal(s, deal, person, reason, settle, method,
+                                        finance_email=load_settings().finance_email or the_company(s).email)
         note = (s.scalars(select(CreditNote).where(CreditNote.number == done.credit_note)).one()
                 if done.credit_note else None)
         out: dict[str, Any] = {

@@ -27,8 +27,11 @@ if TYPE_CHECKING:
     from .deal import Deal
     from .orders import SalesOrder
 
-PAYMENT_METHODS = ("bank_transfer", "card", "cheque", "cash")
-METHOD_WORDS = {"bank transfer": "bank_transfer", "card": "card", "cheque": "cheque", "cash": "cash"}  # form -> record
+# "account_credit": paid from the credit on the customer's account (a cancelled order's deposit kept
+# as credit, ``models.credit_notes``), at most what is left of it in the invoice's currency
+PAYMENT_METHODS = ("bank_transfer", "card", "cheque", "cash", "account_credit")
+METHOD_WORDS = {"bank transfer": "bank_transfer", "card": "card", "cheque": "cheque", "cash": "cash",
+                "credit on account": "account_credit"}  # form -> record
 
 
 INVOICE_KINDS = ("deposit", "final")
@@ -88,7 +91,8 @@ class Invoice(Base):
             self.status = InvoiceStatus.PAID
 
     def record_payment(self, session: Session, amount: Decimal, method: str, reference: str,
-                       by: StaffUser, received_on: date | None = None) -> Payment:
+                       by: StaffUser, received_on: date | None = None,
+                       account_credit: Decimal | None = None) -> Payment:
         """``received_on``: the day the money came in (default: today); not in the future, not
         before the invoice was issued."""
         today = utcnow().date()
@@ -111,6 +115,11 @@ class Invoice(Base):
             raise Overpayment(round_money(amount, currency), round_money(due, currency))
         if method not in PAYMENT_METHODS:
             raise ValidationError("method", f"must be one of {', '.join(PAYMENT_METHODS)}")
+        if method == "account_credit":  # ``account_credit``: what is on the customer's account in this currency
+            left = account_credit or ZERO
+            if amount > left:
+                raise ValidationError("amount", f"is more than the credit on {self.deal.customer_name}'s account "
+                                                f"({round_money(left, currency)} {currency})")
         payment = Payment(seq=len(self.payments) + 1, number=next_number(session, "payment"), amount=amount, method=method,
                           reference=reference, recorded_by=by, received_on=received_on)
         self.payments.append(payment)

@@ -21,6 +21,7 @@ from .deal import Deal
 from .documents import cancellation_context, credit_note_context
 from .errors import InvalidTransition, ValidationError
 from .outbox import queue_email
+from .reminders import staff_with
 from .roles import Role
 from .sending import issue_document
 from .staff import StaffUser
@@ -41,7 +42,7 @@ class Cancelled:
 
 
 def cancel_deal(session: Session, deal: Deal, by: StaffUser, reason: str, settle: str = "refund",
-                method: str = "bank_transfer") -> Cancelled:
+                method: str = "bank_transfer", finance_email: str | None = None) -> Cancelled:
     """Cancel the deal and its order; refused, with nothing written, after the first shipment,
     for a deal already won or lost, without a reason, or by someone who is not a manager."""
     reason = bounded(reason, "reason", 2000).strip()
@@ -95,12 +96,43 @@ def cancel_deal(session: Session, deal: Deal, by: StaffUser, reason: str, settle
                     subject=(f"Order {order.number} cancelled" if order is not None
                              else f"Estimate {ctx['estimate']} withdrawn"),
                     template="emails/cancellation", context=ctx)
+    _tell_the_team(session, deal, order, note, reason, by, finance_email)
     audit.record(session, by.handle, "deal.cancelled", deal_id=deal.id, subject=deal.number, reason=reason,
                  order=order.number if order else None, credit_note=note.number if note else None,
                  settlement=SETTLEMENT_WORDS[note.settlement] if note else None)
     return Cancelled(deal.number, order.number if order else None, note.number if note else None,
                      note.settlement if note else "none", str(note.amount) if note else "0", reason, False,
                      deal.flow_run_id)
+
+
+def _tell_the_team(session: Session, deal: Deal, order, note: CreditNote | None, reason: str, by: StaffUser,
+                   finance_email: str | None) -> None:
+    """Finance, when the cancel moves money (a refund to pay, a credit kept, a deposit invoice
+    reversed); delivery, when the order was released for picking (it may be on the dock)."""
+    if order is None:
+        return
+    lines = [f"cancelled by {by.name}: {reason}"]
+    if note is not None:
+        lines.append(f"credit note {note.number} reverses {note.invoice.title.lower()} {note.invoice.number} "
+                     f"({note.amount} {deal.currency})")
+        if note.refunded:
+            lines.append(f"refund {note.refund_number} to pay: {note.refunded} {deal.currency} by "
+                         f"{note.refund_method.replace('_', ' ')}")
+        if note.kept_as_credit:
+            lines.append(f"kept as credit on the customer's account: {note.kept_as_credit} {deal.currency}")
+    people: list[tuple[str, str, str]] = []
+    if finance_email and note is not None:
+        people.append(("finance", finance_email, "Finance"))
+    if order.pick_release is not None:  # released: it may be picked already; it goes back on the shelf
+        people += [("delivery", p.email, p.name) for p in staff_with(session, Role.DELIVERY)]
+    for team, to, name in people:
+        queue_email(session, deal_id=deal.id, dedupe_key=f"cancelled-{team}:{deal.number}:{to}", kind="staff_notice",
+                    to_addr=to, subject=f"Cancelled: order {order.number} ({deal.customer_name})",
+                    template="emails/staff_reminder",
+                    context={"name": name, "title": f"Order {order.number} of {deal.number} is cancelled",
+                             "lines": lines + (["it was released for picking: put it back on the shelf"]
+                                               if team == "delivery" else []),
+                             "number": order.number})
 
 
 def _note(session: Session, deal: Deal) -> CreditNote | None:

@@ -97,12 +97,13 @@ class Exposure:
 
 def exposure_of(session: Session, customer: Customer, today: date | None = None,
                 leave_out: int | None = None) -> Exposure:
-    """The customer's exposure in their currency (deals in another currency are not counted: a
-    limit is in one currency), and their unpaid invoices by how late they are. ``leave_out``:
-    a deal whose own order is being checked."""
+    """The customer's exposure in their currency (a limit is in one currency: a deal in another
+    is not added in, and ``check_credit`` holds an order in another currency when there is a
+    limit), and their unpaid invoices, in any currency, by how late they are. ``leave_out``: a
+    deal whose own order is being checked."""
     today = today or utcnow().date()
     currency = _currency(session, customer)
-    deals = session.scalars(select(Deal).where(Deal.customer_id == customer.id, Deal.currency == currency)).all()
+    deals = session.scalars(select(Deal).where(Deal.customer_id == customer.id)).all()
     unpaid = uninvoiced = ZERO
     overdue: list[tuple[str, int]] = []
     for deal in deals:
@@ -111,10 +112,11 @@ def exposure_of(session: Session, customer: Customer, today: date | None = None,
         for invoice in deal.invoices:
             if invoice.is_settled:
                 continue
-            unpaid += invoice.amount_due
+            if deal.currency == currency:
+                unpaid += invoice.amount_due
             if invoice.due_date < today:
                 overdue.append((invoice.number, (today - invoice.due_date).days))
-        if deal.status != DealStatus.OPEN or deal.invoice is not None or deal.estimate is None:
+        if deal.currency != currency or deal.status != DealStatus.OPEN or deal.invoice is not None or deal.estimate is None:
             continue
         latest = deal.estimate.latest
         if latest is None or latest.status != RevisionStatus.APPROVED or held(session, latest):
@@ -152,7 +154,10 @@ def check_credit(session: Session, deal: Deal, rev: EstimateRevision, today: dat
     exposure = exposure_of(session, customer, today, leave_out=deal.id)
     order_total = rev.totals.total if deal.currency == exposure.currency else ZERO
     why = []
-    if customer.credit_limit is not None and exposure.total + order_total > customer.credit_limit:
+    if customer.credit_limit is not None and deal.currency != exposure.currency:
+        why.append(f"the order is in {deal.currency} and the credit limit in {exposure.currency}: credit control "
+                   f"weighs it")
+    elif customer.credit_limit is not None and exposure.total + order_total > customer.credit_limit:
         why.append(f"exposure {exposure.total} + this order {order_total} = {exposure.total + order_total} "
                    f"{exposure.currency}, over the credit limit of {customer.credit_limit}")
     late = [(n, d) for n, d in exposure.overdue if d > limit_days]

@@ -81,7 +81,26 @@ def credit_invoice(session: Session, invoice: Invoice, settlement: str, reason: 
     return note
 
 
-def credit_balance(session: Session, customer: Customer) -> Decimal:
-    """What the customer has on account from credit notes kept as credit."""
-    return session.scalar(select(func.coalesce(func.sum(CreditNote.kept_as_credit), 0))
-                          .where(CreditNote.customer_id == customer.id)) or ZERO
+def credit_balance(session: Session, customer: Customer, currency: str) -> Decimal:
+    """What the customer has on account in ``currency``: the credit notes' money kept as credit,
+    less what was paid from it (payments by ``account_credit``)."""
+    from .billing import Payment
+    from .deal import Deal
+
+    kept = session.scalar(select(func.coalesce(func.sum(CreditNote.kept_as_credit), 0))
+                          .join(Deal, CreditNote.deal_id == Deal.id)
+                          .where(CreditNote.customer_id == customer.id, Deal.currency == currency)) or ZERO
+    used = session.scalar(select(func.coalesce(func.sum(Payment.amount), 0))
+                          .join(Invoice, Payment.invoice_id == Invoice.id).join(Deal, Invoice.deal_id == Deal.id)
+                          .where(Deal.customer_id == customer.id, Deal.currency == currency,
+                                 Payment.method == "account_credit")) or ZERO
+    return Decimal(kept) - Decimal(used)
+
+
+def credit_balances(session: Session, customer: Customer) -> dict[str, Decimal]:
+    """The credit on the customer's account, per currency (only those with some)."""
+    from .deal import Deal
+
+    currencies = session.scalars(select(Deal.currency).join(CreditNote, CreditNote.deal_id == Deal.id)
+                                 .where(CreditNote.customer_id == customer.id).distinct()).all()
+    return {c: b for c in sorted(currencies) if (b := credit_balance(session, customer, c))}

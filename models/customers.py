@@ -77,6 +77,10 @@ def credit_limit(value: object, field: str = "credit_limit") -> Decimal | None:
     typed = "" if value is None else str(value).strip()
     if typed.lower() in ("", "none", "no limit", "unlimited"):
         return None
+    if "," in typed and not re.fullmatch(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]+)?", typed):
+        # "250.000,00" is 250,000 in much of Europe and 250 to Python: refused, never misread
+        raise ValidationError(field, f"must be an amount with a point for decimals (250000.00 or 250,000.00); "
+                                     f"got {shown(value)}")
     text = typed.replace(",", "").replace("_", "")  # thousands separators ("250,000"); alone they are no amount
     try:
         amount = Decimal(text)

@@ -5,6 +5,7 @@ nothing, and each issues its document to the customer once (``models.sending``).
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from sqlalchemy.orm import Session
 
@@ -15,7 +16,7 @@ from .credit import hold_of
 from .crm import STAGES, Contact, Customer, Opportunity, StageChange
 from .customers import customer_of_lead
 from .deal import Deal
-from .deposits import deduction_lines, make_deposit_lines, terms_for
+from .deposits import DepositTerms, deduction_lines, make_deposit_lines, terms_for
 from .documents import estimate_context, invoice_context, order_context, receipt_context
 from .errors import InvalidTransition
 from .numbering import next_number
@@ -95,12 +96,14 @@ def create_order(session: Session, deal: Deal) -> str:
     hold = hold_of(session, rev)
     if hold is not None and hold.status not in (HoldStatus.RELEASED, HoldStatus.DEPOSIT):
         raise InvalidTransition(f"estimate {rev.number}", f"on credit hold ({hold.status})", "convert to an order")
-    terms = terms_for(session, deal.customer)  # the deposit: finance's, if they asked for one, else the terms'
+    terms = terms_for(session, deal.customer)
+    if hold is not None and hold.deposit_pct:  # credit control asked for one: the stricter of it and the terms'
+        asked = [t for t in (terms, DepositTerms(hold.deposit_pct, hold.deposit_before or "shipping")) if t.asked]
+        terms = DepositTerms(max(t.pct for t in asked),
+                             "release" if any(t.before == "release" for t in asked) else "shipping")
     order = SalesOrder(number=next_number(session, "order"), deal=deal, estimate_revision=rev,
                        created_by=rev.prepared_by.handle, customer_po=rev.customer_po or "",
-                       deposit_pct=hold.deposit_pct if hold is not None and hold.deposit_pct else terms.pct,
-                       deposit_before=(hold.deposit_before if hold is not None and hold.deposit_pct
-                                       else terms.before))
+                       deposit_pct=terms.pct, deposit_before=terms.before)
     session.add(order)
     for ln in rev.lines:
         order.lines.append(SalesOrderLine(line_no=ln.line_no, product_id=ln.product_id, sku=ln.sku,
@@ -138,8 +141,13 @@ def create_deposit_invoice(session: Session, deal: Deal) -> str:
         return f"{deal.deposit_invoice.number} already exists"
     if not order.deposit_terms.asked or order.status == OrderStatus.CANCELLED:
         return f"{order.number} asks for no deposit"
+    lines = make_deposit_lines(order)
+    if not lines:  # the share comes to nothing (an order of nothing, a share below the minor unit)
+        order.deposit_pct = Decimal(0)
+        release_if_nothing_to_check(session, order, order.estimate_revision.prepared_by)
+        return f"{order.number}: its deposit comes to nothing; none is asked"
     invoice = Invoice(number=next_number(session, "deposit"), order=order, deal=deal, kind="deposit",
-                      due_date=_today() + timedelta(days=DEPOSIT_DUE_DAYS), lines=make_deposit_lines(order))
+                      due_date=_today() + timedelta(days=DEPOSIT_DUE_DAYS), lines=lines)
     add_invoice(session, invoice)
     invoice.settle_if_nothing_due()
     issue_document(session, deal, "deposit_invoice", invoice.number, invoice_context(invoice),

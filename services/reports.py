@@ -36,7 +36,7 @@ from models.company import the_company
 from models.credit_notes import CreditNote
 from models.crm import OPEN_STAGES, STAGES
 from models.money import round_money
-from models.states import InvoiceStatus
+from models.states import InvoiceStatus, OrderStatus
 
 REPORTS = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", "discounts", "cash")
 CHARTS = ("pipeline", "funnel", "aging")
@@ -73,7 +73,8 @@ def funnel(session: Session) -> pd.DataFrame:
         ("estimates sent", session.scalar(select(func.count(func.distinct(Estimate.id))).select_from(Estimate)
                                           .join(EstimateRevision).where(EstimateRevision.sent_at.is_not(None)))),
         ("orders", session.scalar(select(func.count()).select_from(SalesOrder))),
-        ("paid", session.scalar(select(func.count()).select_from(Invoice).where(Invoice.status == InvoiceStatus.PAID))),
+        ("paid", session.scalar(select(func.count()).select_from(Invoice).where(  # deals paid: final invoices
+            Invoice.status == InvoiceStatus.PAID, Invoice.kind == "final"))),
     ]
     df = pd.DataFrame(counts, columns=["step", "deals"])
     prev = df["deals"].shift(1)
@@ -127,7 +128,8 @@ def sales(session: Session) -> pd.DataFrame:
     from models.prices import to_company
 
     own = the_company(session).currency
-    rows = session.scalars(select(SalesOrderLine).join(SalesOrder)).all()
+    rows = session.scalars(select(SalesOrderLine).join(SalesOrder)  # a cancelled order sold nothing
+                           .where(SalesOrder.status != OrderStatus.CANCELLED)).all()
     data = [{"month": ln.order.created_at.strftime("%Y-%m"), "sku": ln.sku, "currency": ln.currency,
              "quantity": ln.quantity, "net": ln.net,
              "net_company": to_company(ln.net, ln.order.estimate_revision.fx_rate, ln.currency, own)} for ln in rows]

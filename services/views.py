@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -245,10 +246,11 @@ def hold_line(hold, names: dict[str, str]) -> Markdown:
     if hold.is_open:
         return held + Markdown("; waiting for credit control's decision.")
     by = names.get(hold.decided_by.handle, hold.decided_by.handle) if hold.decided_by else "?"
-    done = {"released": Markdown("released by {}").format(by), "rejected": Markdown("rejected by {}").format(by),
-            "deposit": Markdown("released by {} with a {} % deposit {}").format(
-                by, format((hold.deposit_pct or 0).normalize(), "f"), BEFORE_WORDS.get(hold.deposit_before or "", ""))
-            }.get(hold.status, Markdown("{}").format(hold.status))
+    if hold.status == "deposit":  # (a released or rejected hold has no deposit %)
+        done = Markdown("released by {} with a {} % deposit {}").format(
+            by, format(Decimal(hold.deposit_pct or 0).normalize(), "f"), BEFORE_WORDS.get(hold.deposit_before or "", ""))
+    else:
+        done = Markdown("{} by {}").format(hold.status, by)
     return held + Markdown(" → ") + done + Markdown(': "{}".').format(" ".join(hold.reason.split()))
 
 

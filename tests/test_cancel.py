@@ -58,12 +58,24 @@ def notes_of(deal: str) -> list[dict]:
                 for n in s.scalars(select(CreditNote).where(CreditNote.deal_id == deal_id).order_by(CreditNote.id))]
 
 
-def mails_of(deal: str) -> list[tuple[str, str, str]]:
-    """(kind, subject, status) of the deal's emails, oldest first."""
+def mails_of(deal: str, staff: bool = False) -> list[tuple[str, str, str]]:
+    """(kind, subject, status) of the deal's emails to the customer (with ``staff``, the team's
+    notices too), oldest first."""
     with session_scope() as s:
         deal_id = deal_by_number(s, deal).id
         return [(m.kind, m.subject, m.status) for m in
-                s.scalars(select(Email).where(Email.deal_id == deal_id).order_by(Email.id))]
+                s.scalars(select(Email).where(Email.deal_id == deal_id).order_by(Email.id))
+                if staff or m.kind != "staff_notice"]
+
+
+def notices_of(deal: str) -> dict[str, str]:
+    """The team's notices of the deal: recipient -> plain text."""
+    from services.rendering import render
+
+    with session_scope() as s:
+        deal_id = deal_by_number(s, deal).id
+        return {m.to_addr: render("emails/staff_reminder.txt", m.context) for m in
+                s.scalars(select(Email).where(Email.deal_id == deal_id, Email.kind == "staff_notice"))}
 
 
 def held_by_orders() -> dict[str, int]:
@@ -124,7 +136,8 @@ def test_cancelled_after_the_order_before_the_deposit_is_paid_the_deposit_invoic
     assert mails_of(new_deal)[-2:] == [
         ("credit_note", "Credit note CN-0001 for deposit invoice DEP-0001", "sent"),
         ("cancellation", "Order SO-0001 cancelled", "sent")]
-    assert len(out["mail_sent"]) == 2
+    assert len(out["mail_sent"]) == 3  # and finance's notice of the reversed deposit invoice
+    assert list(notices_of(new_deal)) == ["sales@glocial.example"]  # not released: delivery has nothing to undo
 
 
 def test_a_deposit_paid_in_part_is_refunded_by_the_credit_note(manager, new_deal):
@@ -141,6 +154,12 @@ def test_a_deposit_paid_in_part_is_refunded_by_the_credit_note(manager, new_deal
                                    "kept_as_credit": Decimal("0.00"), "method": "bank_transfer",
                                    "refund": "RFD-0001"}]  # the refund payment, numbered in its own series
     assert held_by_orders() == {}
+    # finance (the company's address here) is told what to pay back; delivery, that the released
+    # order goes back on the shelf
+    notices = notices_of(new_deal)
+    assert sorted(notices) == ["delivery@glocial.example", "sales@glocial.example"]
+    assert "refund RFD-0001 to pay: 10000.00 USD by bank transfer" in notices["sales@glocial.example"]
+    assert "it was released for picking: put it back on the shelf" in notices["delivery@glocial.example"]
     assert [m[0] for m in mails_of(new_deal)[-2:]] == ["credit_note", "cancellation"]
 
 
@@ -249,9 +268,10 @@ def test_a_cancel_killed_after_its_commit_sends_the_credit_note_and_the_cancella
     received_before = len(smtp.received)
     result = cancel(new_deal)
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith(f"{new_deal} was already cancelled") and "mail: 2 sent" in result.stdout
+    assert result.stdout.startswith(f"{new_deal} was already cancelled") and "mail: 4 sent" in result.stdout
     assert sorted(r.message["Subject"] for r in smtp.received[received_before:]) == [
-        "Credit note CN-0001 for deposit invoice DEP-0001", "Order SO-0001 cancelled"]
+        "Cancelled: order SO-0001 (Riverside Metalworks Ltd)", "Cancelled: order SO-0001 (Riverside Metalworks Ltd)",
+        "Credit note CN-0001 for deposit invoice DEP-0001", "Order SO-0001 cancelled"]  # finance's, delivery's
     assert len(notes_of(new_deal)) == 1
     with session_scope() as s:
         kinds = s.execute(select(Email.kind, func.count()).where(Email.kind.in_(["credit_note", "cancellation"]))
@@ -259,7 +279,7 @@ def test_a_cancel_killed_after_its_commit_sends_the_credit_note_and_the_cancella
     assert sorted(kinds) == [("cancellation", 1), ("credit_note", 1)]
     assert {m[0]: m[2] for m in mails_of(new_deal)[-2:]} == {"credit_note": "sent", "cancellation": "sent"}
     assert cancel(new_deal).stdout.endswith("  mail: nothing left to send\n")
-    assert len(smtp.received) - received_before == 2
+    assert len(smtp.received) - received_before == 4
 
 
 # --- the deal's run on a real Prefect API ----------------------------------------------------------

@@ -42,7 +42,7 @@ def test_a_customers_deposit_and_credit_limit_are_set_shown_and_given_back_to_th
         "  deposit    30 % deposit before shipping (their own terms)",
         "  credit     limit 250000.00 USD; exposure 0.00 USD (unpaid invoices 0.00, confirmed and not yet "
         "invoiced 0.00)",
-        "  on account 0 USD of credit (from credit notes)"]
+        "  on account 0 USD of credit (from credit notes; finance uses it with the payment method 'credit on account')"]
     result = run("customer", "edit", RIVERSIDE, "--deposit", "12.5 %", "--deposit-before", "release",
                  "--credit-limit", "80,000")
     assert result.exit_code == 0, result.output

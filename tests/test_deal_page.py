@@ -4,11 +4,14 @@ deal really is, who it waits for (each role once), what happened in sentences, t
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
+import pytest
 from click.testing import CliRunner
 
+from application import deals
 from dealflow.cli import main
-from dealflow.scenario import play_direct
+from dealflow.scenario import SCRIPT, Move, play_direct
 from models.deal import deal_by_number
 from models.markdown import plain
 from models.portal import DOCUMENT_LINK_DAYS
@@ -118,6 +121,23 @@ def test_a_credit_hold_shows_why_and_then_who_released_it_and_why(new_deal):
                          '"New customer: <b>half</b> up front".'), held
     assert "<b>" not in _page(new_deal)  # escaped on the page itself
     assert "Deposit: 50 % deposit before QA and release, invoice DEP-0001: 0.00 USD paid, 87091.84 USD due." in page
+
+
+@pytest.mark.parametrize("decision", ["release", "reject"])
+def test_a_hold_released_or_rejected_reads_on_the_page_and_the_deal_goes_on(new_deal, decision):
+    """Found trying it: a released or rejected hold (no deposit %) broke the deal's page, and with
+    it the run, at the next wait."""
+    play_direct(new_deal, until="handoff")
+    with session_scope() as s:
+        deal_by_number(s, new_deal).customer.credit_limit = Decimal("100000")
+        s.commit()
+    move = Move("credit", "manager", {"decision": decision, "reason": "Paid on time for five years"}, "")
+    play_direct(new_deal, script=[*SCRIPT[:6], move], until="qa-attempt-1" if decision == "release" else None)
+    page = plain(_page(new_deal))
+    held = next(line for line in page.splitlines() if line.startswith("Credit hold on"))
+    verb = "released" if decision == "release" else "rejected"
+    assert held.endswith(f' → {verb} by Morgan Lee (sales manager): "Paid on time for five years".'), held
+    assert deals.deal_summary(new_deal)["status"] == ("open" if decision == "release" else "lost")
 
 
 def test_a_cancelled_deal_says_why_and_lists_its_credit_note(new_deal):

@@ -61,7 +61,10 @@ def _money_terms(row: dict[str, Any]) -> list[str]:
         decided = (f"{hold['status']} by {hold['decided_by']}: {hold['reason']}" if hold["decided_by"]
                    else "waiting for credit control")
         lines.append(f"  hold       {hold['deal']}: {hold['why']}; {decided}")
-    lines.append(f"  on account {row['credit_balance']} {cur} of credit (from credit notes)")
+    others = {c: v for c, v in row.get("credit_balances", {}).items() if c != cur}
+    lines.append(f"  on account {row['credit_balance']} {cur} of credit (from credit notes"
+                 + "".join(f"; also {v} {c}" for c, v in others.items())
+                 + "; finance uses it with the payment method 'credit on account')")
     return lines
 
 
@@ -95,6 +98,9 @@ def customer_edit(ref: str, as_json: bool, **options: Any) -> None:
     given = options_given(**options)
     if not given:
         fail("nothing to change: give at least one option (see `dealflow customer edit --help`)")
+    for field in ("deposit", "deposit_before", "credit_limit", "currency", "payment_terms"):
+        if field in given and not str(given[field]).strip():  # an empty cell of an import keeps it; an option says
+            fail(f"{field}: is empty: give a value (`dealflow customer edit --help`)")
     out = customers.edit_customer(ref, given, operator())
     what = ", ".join(f"{k} {v[0]!s} -> {v[1]!s}" for k, v in out["changed"].items()) or "nothing changed"
     emit(out, as_json, f"customer {out['id']} ({out['name']}): {what}")

@@ -60,14 +60,16 @@ def customer_history(session: Session, deal: Deal) -> Markdown:
     """The customer's other deals, won, lost and open, and what they owe now (per currency)."""
     others = session.scalars(select(Deal).where(Deal.customer_id == deal.customer_id, Deal.id != deal.id)).all()
     counts = {status: sum(1 for d in others if d.status == status)
-              for status in (DealStatus.WON, DealStatus.LOST, DealStatus.OPEN)}
+              for status in (DealStatus.WON, DealStatus.LOST, DealStatus.OPEN, DealStatus.CANCELLED)}
     owed: dict[str, Decimal] = {}
     for invoice in session.scalars(select(Invoice).join(Deal, Invoice.deal_id == Deal.id)
-                                   .where(Deal.customer_id == deal.customer_id, Invoice.status != InvoiceStatus.PAID)):
+                                   .where(Deal.customer_id == deal.customer_id,
+                                          Invoice.status.not_in((InvoiceStatus.PAID, InvoiceStatus.CREDITED)))):
         owed[invoice.deal.currency] = owed.get(invoice.deal.currency, Decimal(0)) + invoice.amount_due
     balance = Markdown(", ").join(money(v, c) for c, v in sorted(owed.items()) if v) or Markdown("nothing")
-    return Markdown("**{}** before this deal: {} won, {} lost, {} open; open balance {}.").format(
-        deal.customer_name, counts["won"], counts["lost"], counts["open"], balance)
+    cancelled = Markdown(", {} cancelled").format(counts["cancelled"]) if counts["cancelled"] else Markdown("")
+    return Markdown("**{}** before this deal: {} won, {} lost, {} open{}; open balance {}.").format(
+        deal.customer_name, counts["won"], counts["lost"], counts["open"], cancelled, balance)
 
 
 def describe(session: Session, deal: Deal) -> Markdown:

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..billing import METHOD_WORDS, PAYMENT_METHODS, Invoice
+from ..credit_notes import credit_balance
 from ..deal import Deal
 from ..documents import dunning_context, payment_context
 from ..markdown import Markdown
@@ -62,8 +63,11 @@ def answer(session: Session, deal: Deal, person: StaffUser, answer: dict[str, An
 def record(session: Session, deal: Deal, invoice: Invoice, person: StaffUser, answer: dict[str, Any]) -> str:
     """A payment against ``invoice`` (the final one, or the deposit invoice), with its receipt to the customer."""
     amount = parse_money(answer.get("amount"), "amount")
-    payment = invoice.record_payment(session, amount, line_of(answer, "method", 20) or "bank_transfer",
-                                     line_of(answer, "reference", 80), person, day_of(answer, "received_on"))
+    method = line_of(answer, "method", 20) or "bank_transfer"
+    on_account = (credit_balance(session, deal.customer, deal.currency)
+                  if method == "account_credit" and deal.customer is not None else None)
+    payment = invoice.record_payment(session, amount, method, line_of(answer, "reference", 80), person,
+                                     day_of(answer, "received_on"), account_credit=on_account)
     session.flush()
     issue_document(session, deal, "payment", payment.number, payment_context(payment),
                    f"Thank you for your payment {payment.number} on {invoice.title.lower()} {invoice.number}")
