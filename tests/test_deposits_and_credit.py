@@ -726,3 +726,39 @@ def test_a_customer_without_terms_of_their_own_gets_the_company_s(db):
         assert terms_for(s, customer).words() == "15 % deposit before QA and release"
         edit_customer(s, customer, {"deposit": "none"})  # none of their own: no deposit, whatever the company's
         assert terms_for(s, customer).words() == "no deposit"
+
+
+def test_a_deposit_kept_as_credit_pays_the_customers_next_deposit_and_no_more(new_deal):
+    """A cancelled order's deposit kept as credit (``deal cancel --settle credit``) is on the
+    customer's account: finance pays the next invoice from it (method "credit on account"), at
+    most what is left of it; a bank transfer pays the rest."""
+    from models import StaffUser
+    from models.cancellation import cancel_deal
+    from models.credit_notes import credit_balance
+
+    play_direct(new_deal, until="shipment-1")  # the deposit, 52255.10, paid in full
+    with session_scope() as s:
+        manager = s.scalars(select(StaffUser).where(StaffUser.handle == "manager")).one()
+        cancel_deal(s, deal_by_number(s, new_deal), manager, "Plant postponed", "credit")
+        s.commit()
+    _terms(deposit="50")  # the next order asks half: 87091.84, more than the credit
+    second = _second_deal()
+    play_direct(second, until="deposit-1")
+    on_account = {"by": "finance", "method": "credit on account", "reference": "CN-0001"}
+    before = counts()
+    refused = _answer(second, "deposit-1", {**on_account, "amount": "52255.11"})
+    assert not refused["accepted"] and refused["reason"] == (
+        "amount: is more than the credit on Riverside Metalworks Ltd's account (52255.10 USD)")
+    assert counts()["payments"] == before["payments"]
+    play_direct(second, until="deposit-1-retry-1")  # the refused answer's wait opens again, as the flow does
+    assert _answer(second, "deposit-1-retry-1", {**on_account, "amount": "52255.10"})["accepted"]
+    play_direct(second, until="deposit-2")
+    refused = _answer(second, "deposit-2", {**on_account, "amount": "0.01"})  # nothing left on the account
+    assert not refused["accepted"] and refused["reason"].endswith("account (0.00 USD)")
+    play_direct(second, until="deposit-2-retry-1")
+    assert _answer(second, "deposit-2-retry-1", _paid("34836.74"))["accepted"]
+    with session_scope() as s:
+        deal = deal_by_number(s, second)
+        assert deal.deposit_invoice.status == "paid"
+        assert [p.method for p in deal.deposit_invoice.payments] == ["account_credit", "bank_transfer"]
+        assert credit_balance(s, deal.customer, "USD") == 0
