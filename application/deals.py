@@ -74,6 +74,14 @@ def flow_run_of(deal_number: str) -> str | None:
         return deal_by_number(s, deal_number).flow_run_id
 
 
+def cancelled_reason(deal_number: str) -> str | None:
+    """Why the deal was cancelled, if it was (a run paused in a process no server reaches looks
+    here, to stop waiting for an answer that will not come); None while it is not."""
+    with unit_of_work() as s:
+        deal = deal_by_number(s, deal_number)
+        return deal.lost_reason if deal.status == DealStatus.CANCELLED else None
+
+
 def waits_of(deal_number: str) -> list[dict[str, Any]]:
     """The deal's waits in the order they were opened: key, step, status, who answered."""
     with unit_of_work() as s:

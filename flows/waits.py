@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
 from prefect.input import RunInput
 
+from application.deals import cancelled_reason
 from services.orchestration import forms, pausing, runs
 from services.orchestration.pausing import runs_from_deployment
 from tasks.deal_steps import (
@@ -102,6 +104,7 @@ def as_stored(key: str, flow_run_id: str) -> dict[str, Any] | None:
 
 # What this process knows of its own runs, so that people answering in the same process (the
 # demo's, a benchmark's, the portal beside an in-process deal) wait on an event, not a poll:
+CANCEL_LOOK_SECONDS = 5  # how often a run paused here asks the database whether its deal was cancelled
 _lock = threading.Lock()
 _paused: dict[str, _PausedHere] = {}  # run id -> the wait it is paused at here, form stored
 _watchers: dict[str, set[threading.Event]] = {}  # deal number -> events set when the deal moves here
@@ -203,8 +206,18 @@ def _pause_here(deal_number: str, form: type[RunInput], key: str, *, timeout: fl
             here.schema = schema
         moved(deal_number)
 
+    looked = [time.monotonic()]
+
     def resumed_here(seconds: float) -> dict[str, Any] | None:
-        return here.answer if here.resumed.wait(seconds) else None
+        if here.resumed.wait(seconds):
+            return here.answer
+        # cancelled by `deal cancel` from a process that cannot reach this run's server (a deal
+        # started without `dealflow up` runs on its own temporary server): the database says so
+        if time.monotonic() - looked[0] >= CANCEL_LOOK_SECONDS:
+            looked[0] = time.monotonic()
+            if (reason := cancelled_reason(deal_number)) is not None:
+                raise pausing.RunEnded("Cancelled", reason)
+        return None
 
     try:
         return pausing.pause(form, key, timeout=timeout, poll_interval=poll_interval, stored=form_stored_here,

@@ -62,8 +62,9 @@ def credit_invoice(session: Session, invoice: Invoice, settlement: str, reason: 
     Once per invoice (its status is then credited)."""
     if settlement not in SETTLEMENTS:
         raise ValidationError("settle", f"must be {' or '.join(SETTLEMENTS)} (what becomes of the deposit paid)")
-    if method not in PAYMENT_METHODS:
-        raise ValidationError("method", f"must be one of {', '.join(PAYMENT_METHODS)}")
+    refund_methods = [m for m in PAYMENT_METHODS if m != "account_credit"]  # money paid back, not a credit
+    if method not in refund_methods:
+        raise ValidationError("method", f"must be one of {', '.join(refund_methods)}")
     paid = invoice.paid
     invoice.status = InvoiceStatus.move(f"invoice {invoice.number}", invoice.status, InvoiceStatus.CREDITED,
                                         "credit it")

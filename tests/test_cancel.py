@@ -368,6 +368,40 @@ def test_a_deal_run_paused_in_this_process_stops_waiting_and_ends_cancelled(pref
     assert deals.deal_summary(new_deal)["status"] == "cancelled"
 
 
+def test_a_deal_run_paused_where_the_cancel_cannot_reach_its_server_sees_it_in_the_database(
+        prefect_api, manager, new_deal):
+    """A deal started without `dealflow up` runs on its own temporary server, which `deal cancel`
+    in another process cannot reach: the run sees the cancel in the database within seconds and
+    ends Cancelled itself."""
+    from flows.deal import deal_flow
+    from flows.waits import CANCEL_LOOK_SECONDS
+
+    from .helpers import in_background, wait_for_run
+
+    said: dict = {}
+
+    def cancel_when_paused() -> None:
+        run_id = wait_for_run(new_deal, "qualify")
+        deadline = time.monotonic() + 60
+        while _state(run_id).name != "Paused":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        proof = TEAM.login("manager").prove(new_deal, "cancel", deals.cancel_payload("manager", REASON, "refund",
+                                                                                     "bank_transfer"))
+        said.update(deals.cancel_deal(new_deal, "manager", REASON, proof=proof, stop_run=None))
+        said["at"] = time.monotonic()
+
+    thread, errors = in_background([cancel_when_paused])
+    state = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=600, return_state=True)
+    ended = time.monotonic()
+    thread.join(timeout=60)
+    assert not errors, errors
+    assert said["run"] is None  # nothing reached the run from outside
+    assert ended - said["at"] < CANCEL_LOOK_SECONDS + 10  # it did not wait out its timeout
+    assert state.is_cancelled() and state.message == f"{new_deal} cancelled: {REASON}"
+    assert _state(state.state_details.flow_run_id).name == "Cancelled"
+
+
 # --- bad input, generated: one line, nothing written ---------------------------------------------
 
 @pytest.fixture
@@ -387,7 +421,8 @@ def _bad_cancels():
         st.one_of(st.just(""), st.just("  \n "), longer_than(2000), WITH_CONTROL).map(with_option("--reason")),
         TEXT.filter(lambda t: t not in ("refund", "credit")).map(with_option("--settle")),
         st.one_of(TEXT.filter(lambda t: t.strip().lower().replace(" ", "_") not in (
-            "bank_transfer", "card", "cheque", "cash")), WITH_CONTROL).map(with_option("--method")),
+            "bank_transfer", "card", "cheque", "cash")), WITH_CONTROL, st.just("account_credit"),
+            st.just("credit on account")).map(with_option("--method")),
         BAD_HANDLE.filter(bool).map(lambda b: {**options, "--by": b}),
         st.just({**options, "--by": "sofia"}),  # logged in as the manager: not someone else
         st.one_of(TEXT, WITH_CONTROL, HUGE, st.just("DEAL-9999")).map(lambda d: {**options, "deal": d}),

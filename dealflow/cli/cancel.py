@@ -92,8 +92,8 @@ def _said(out: dict[str, Any]) -> str:
             lines.append(f"  deposit invoice {note['invoice']} reversed by credit note {note['number']} "
                          f"({note['amount']} {cur}): {settled}")
     if out["flow_run_id"]:
-        run = out["run"] or ("not ended here: PREFECT_API_URL is not set; run this again where the team's "
-                             "Prefect server is set")
+        run = out["run"] or ("PREFECT_API_URL is not set: a run on a temporary server (a deal started without "
+                             "`dealflow up`) sees the cancel within seconds and ends Cancelled itself")
         lines.append(f"  flow run {out['flow_run_id']}: {run}")
     sent = len(out["mail_sent"])
     if out["mail_left"]:
