@@ -154,13 +154,23 @@ def log_out(session_id: str) -> bool:
 
 def acting_manager(s: Session, handle: str, proof: dict[str, Any], *, subject: str, action: str, what: str,
                    payload: dict[str, Any], door: str = "command line") -> tuple[StaffUser, str]:
-    """The manager ``handle`` who does ``action`` (e.g. "cancel") to ``subject`` (a deal's number
-    as given; ``what``: the step in words, "cancel an order"), and how that is proven: (the person, ``identity.BY_CODE``, ``BY_SESSION`` or
-    ``UNVERIFIED``). The proof is a one-time code (``{"code": …}``, used up with the caller's
-    commit), or the signature of a session of theirs (``dealflow login``) over the subject, the
-    action and ``payload``; with DEALFLOW_ANSWER_CODES=off the handle is enough. A person who is
-    not an enabled manager is refused before any proof is looked at; a wrong code or signature is
-    committed (it counts towards a lock) and raised."""
+    """The manager ``handle`` who does ``action`` to ``subject``, and how that is proven (see ``acting_person``)."""
+    from models import Role
+
+    return acting_person(s, handle, Role.MANAGER, proof, subject=subject, action=action, what=what, payload=payload,
+                         door=door)
+
+
+def acting_person(s: Session, handle: str, role: str, proof: dict[str, Any], *, subject: str, action: str,
+                  what: str, payload: dict[str, Any], door: str = "command line") -> tuple[StaffUser, str]:
+    """The person ``handle`` holding ``role`` (a manager stands in for any) who does ``action``
+    (e.g. "cancel") to ``subject`` (a deal's or invoice's number as given; ``what``: the step in
+    words, "cancel an order"), and how that is proven: (the person, ``identity.BY_CODE``,
+    ``BY_SESSION`` or ``UNVERIFIED``). The proof is a one-time code (``{"code": …}``, used up with
+    the caller's commit), or the signature of a session of theirs (``dealflow login``) over the
+    subject, the action and ``payload``; with DEALFLOW_ANSWER_CODES=off the handle is enough. A
+    person who is not enabled or without the role is refused before any proof is looked at; a
+    wrong code or signature is committed (it counts towards a lock) and raised."""
     from models import Role, ValidationError
     from models.staff_sessions import check_signature
     from services import keys
@@ -168,13 +178,16 @@ def acting_manager(s: Session, handle: str, proof: dict[str, Any], *, subject: s
     person = staff_member(s, handle, "by", lock=True)  # a code is used up once, also in a race
     if not person.active:
         raise ValidationError("by", f"{person.handle} is disabled")
-    if not person.holds(Role.MANAGER):
-        raise ValidationError("by", f"{person.handle} ({person.role}) is not a manager: only a manager may {what}")
+    manager = role == Role.MANAGER
+    if not person.holds(role):
+        raise ValidationError("by", f"{person.handle} ({person.role}) is not {'a manager' if manager else role}: "
+                                    f"only {'a manager' if manager else role + ' (or a manager)'} may {what}")
     check = keys.answer_check(door)
     if not check.codes_required:
         return person, identity.UNVERIFIED
     if check.cipher is None:
-        raise DomainError("proof: a manager's step needs a code, but no secret key is set up (DEALFLOW_SECRET_KEY)")
+        raise DomainError(f"proof: a {'manager' if manager else role}'s step needs a code, but no secret key is set "
+                          f"up (DEALFLOW_SECRET_KEY)")
     now = utcnow()
     try:
         if proof.get("code") not in (None, ""):
@@ -191,6 +204,6 @@ def acting_manager(s: Session, handle: str, proof: dict[str, Any], *, subject: s
     except DomainError:
         s.commit()  # a wrong code or signature is on the record, and counts; nothing else was written
         raise
-    raise DomainError(f"code: {action} is a manager's step and needs proof: --code NNNNNN (the 6 digits your "
-                      f"authenticator app shows), or `dealflow login {person.handle}` once")
+    raise DomainError(f"code: {action} is a {'manager' if manager else role}'s step and needs proof: --code NNNNNN "
+                      f"(the 6 digits your authenticator app shows), or `dealflow login {person.handle}` once")
 

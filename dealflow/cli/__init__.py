@@ -9,7 +9,20 @@ from __future__ import annotations
 import click
 
 from . import cancel as _cancel  # noqa: F401 - adds `deal cancel` to the deal group
-from . import catalog, customers, deals, leads, outbox, prices, reports, running, setup, staff, waits
+from . import (
+    catalog,
+    customers,
+    deals,
+    leads,
+    outbox,
+    payments,
+    prices,
+    reports,
+    running,
+    setup,
+    staff,
+    waits,
+)
 from .common import DealflowGroup
 
 __all__ = ["main"]
@@ -36,5 +49,5 @@ def main(ctx: click.Context) -> None:
 for command in (setup.init, setup.company, setup.demo, leads.lead, deals.deal, deals.followup, deals.opportunity,
                 staff.staff, staff.login, staff.logout, running.up, running.executor, running.portal, running.gateway,
                 running.down, waits.inbox, waits.answer, outbox.outbox, reports.report, reports.remind,
-                customers.customer, catalog.product, prices.price, prices.rate, catalog.stock):
+                customers.customer, catalog.product, prices.price, prices.rate, catalog.stock, payments.invoice):
     main.add_command(command)
