@@ -35,6 +35,12 @@ def pct(value: Any) -> str:
 
 
 @lru_cache(maxsize=1)
+def sentence(text: object) -> str:
+    """A reason someone typed, as the end of a sentence: with its full stop (once)."""
+    words = " ".join(str(text or "").split())
+    return words if not words or words[-1] in ".!?…" else words + "."
+
+
 def environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
@@ -46,6 +52,7 @@ def environment() -> Environment:
     env.filters["money"] = money
     env.filters["amount"] = amount
     env.filters["pct"] = pct
+    env.filters["sentence"] = sentence
     env.globals["portal_url"] = None  # an email's personal link, when render() is given one
     return env
 

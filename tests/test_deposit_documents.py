@@ -191,7 +191,7 @@ def test_the_credit_note_of_a_paid_deposit_says_what_becomes_of_the_money(db, se
     else:
         assert "stays with us as credit on your account, and counts towards your next order" in note_text
         assert "stays with us as credit on your account, for your next order" in cancelled_text
-    assert "Credit note CN-0001, which cancels deposit invoice DEP-0001, follows in a separate email." in cancelled_text
+    assert "Credit note CN-0001, which cancels deposit invoice DEP-0001, comes in a separate email." in cancelled_text
     assert "We are sorry for any inconvenience." in cancelled_text
     for html_part in (note_html, cancelled_html):
         assert "<i>postponed</i>" not in html_part and "<script>" not in html_part
@@ -216,8 +216,8 @@ def test_a_declined_credit_is_told_kindly_with_the_reason(new_deal):
     play_direct(new_deal, script=[*SCRIPT[:6], reject])
     text, html = _mail(new_deal, "credit_declined")
     assert "Thank you for accepting our estimate EST-0001-R2 (USD 174,183.68), and for the trust it shows." in text
-    assert ("we cannot confirm this order on its present terms. The reason: Two invoices <b>unpaid</b> since May"
-            in text)
+    assert ("we cannot confirm this order on its present terms. The reason: Two invoices <b>unpaid</b> since May."
+            in text)  # what credit control typed, ended as a sentence
     assert "a deposit, a payment in advance or a smaller first delivery" in text
     assert "<b>unpaid</b>" not in html and "&lt;b&gt;unpaid&lt;/b&gt;" in html
 
