@@ -59,13 +59,13 @@ def _new_deal(i: int) -> str:
 
 
 def direct(deals: int) -> list[float]:
-    from dealflow.scenario import play_direct
+    from dealflow.scenario import SCRIPT_WITHOUT_DEPOSIT, play_direct
 
     times = []
     for i in range(deals):
         number = _new_deal(1000 + i)
         t0 = time.perf_counter()
-        trail = play_direct(number)
+        trail = play_direct(number, SCRIPT_WITHOUT_DEPOSIT)  # a new customer: no deposit
         times.append(time.perf_counter() - t0)
         assert trail[-1]["outcome"].endswith("won"), trail[-1]
     return times
@@ -73,7 +73,8 @@ def direct(deals: int) -> list[float]:
 
 def _answer_at_once(number: str, stop: threading.Event, errors: list[BaseException]) -> None:
     from dealflow import answers
-    from dealflow.scenario import SCRIPT, TEAM, answer_for
+    from dealflow.scenario import SCRIPT_WITHOUT_DEPOSIT as SCRIPT  # new customers: no deposit
+    from dealflow.scenario import TEAM, answer_for
 
     try:
         for move in SCRIPT:

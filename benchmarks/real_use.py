@@ -119,7 +119,8 @@ def main() -> None:
     os.environ["PREFECT_API_AUTH_STRING"] = ensure_credential(Path(data))[0]
 
     from dealflow import answers, stack
-    from dealflow.scenario import SCRIPT, TEAM, answer_for, start_scenario_deal
+    from dealflow.scenario import SCRIPT_WITHOUT_DEPOSIT as SCRIPT  # new customers: no deposit
+    from dealflow.scenario import TEAM, answer_for, start_scenario_deal
     from models import seed
     from models.deal import deal_by_number
     from services import keys

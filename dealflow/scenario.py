@@ -99,6 +99,10 @@ SCRIPT: list[Move] = [
     Move("payment", "finance", _final_payment, "Finance records the final payment"),
 ]
 
+# The same sale for a customer on terms without a deposit (a new customer: the company asks none
+# unless `company edit --deposit-pct` says so), as the benchmarks play it, comparable with before
+SCRIPT_WITHOUT_DEPOSIT: list[Move] = [m for m in SCRIPT if m.step != "deposit"]
+
 # The same sale, but Mark first offers 15 % on the lathes, over his 10 % limit: the sales manager
 # approves 12 % before anything goes to the customer.
 DISCOUNT_SCRIPT: list[Move] = [
