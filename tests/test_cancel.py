@@ -338,30 +338,41 @@ def test_a_suspended_deal_run_ends_cancelled_with_the_reason_and_a_run_after_it_
 
 
 @pytest.mark.flow
-def test_a_deal_run_paused_in_this_process_stops_waiting_and_ends_cancelled(prefect_api, manager, new_deal):
+def _run_cancelled_while_paused(deal: str, stop_run) -> tuple[object, dict]:
+    """The deal's flow run in this process, paused at its first wait, cancelled from a thread
+    (``stop_run``: how the cancel reaches the run, or None); its final state and what the cancel
+    said (``at``: when it was done)."""
     from flows.deal import deal_flow
-    from services.orchestration import runs
 
     from .helpers import in_background, wait_for_run
 
     said: dict = {}
 
     def cancel_when_paused() -> None:
-        run_id = wait_for_run(new_deal, "qualify")
+        run_id = wait_for_run(deal, "qualify")
         deadline = time.monotonic() + 60
         while _state(run_id).name != "Paused":
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        proof = TEAM.login("manager").prove(new_deal, "cancel", deals.cancel_payload("manager", REASON, "refund",
-                                                                                     "bank_transfer"))
-        said.update(deals.cancel_deal(new_deal, "manager", REASON, proof=proof, stop_run=runs.cancel))
+        proof = TEAM.login("manager").prove(deal, "cancel", deals.cancel_payload("manager", REASON, "refund",
+                                                                                 "bank_transfer"))
+        said.update(deals.cancel_deal(deal, "manager", REASON, proof=proof, stop_run=stop_run))
+        said["at"] = time.monotonic()
 
     thread, errors = in_background([cancel_when_paused])
-    started = time.monotonic()
-    state = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=600, return_state=True)
+    state = deal_flow(deal_number=deal, poll_interval=1, wait_timeout=600, return_state=True)
+    said["ended"] = time.monotonic()
     thread.join(timeout=60)
     assert not errors, errors
-    assert time.monotonic() - started < 60  # it did not wait out its timeout
+    return state, said
+
+
+def test_a_deal_run_paused_in_this_process_stops_waiting_and_ends_cancelled(prefect_api, manager, new_deal):
+    from services.orchestration import runs
+
+    started = time.monotonic()
+    state, said = _run_cancelled_while_paused(new_deal, runs.cancel)
+    assert said["ended"] - started < 60  # it did not wait out its timeout
     assert said["run"] == "Cancelled (was Paused)"
     assert state.is_cancelled() and state.message == f"{new_deal} cancelled: {REASON}"
     assert _state(state.state_details.flow_run_id).name == "Cancelled"
@@ -373,31 +384,11 @@ def test_a_deal_run_paused_where_the_cancel_cannot_reach_its_server_sees_it_in_t
     """A deal started without `dealflow up` runs on its own temporary server, which `deal cancel`
     in another process cannot reach: the run sees the cancel in the database within seconds and
     ends Cancelled itself."""
-    from flows.deal import deal_flow
     from flows.waits import CANCEL_LOOK_SECONDS
 
-    from .helpers import in_background, wait_for_run
-
-    said: dict = {}
-
-    def cancel_when_paused() -> None:
-        run_id = wait_for_run(new_deal, "qualify")
-        deadline = time.monotonic() + 60
-        while _state(run_id).name != "Paused":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        proof = TEAM.login("manager").prove(new_deal, "cancel", deals.cancel_payload("manager", REASON, "refund",
-                                                                                     "bank_transfer"))
-        said.update(deals.cancel_deal(new_deal, "manager", REASON, proof=proof, stop_run=None))
-        said["at"] = time.monotonic()
-
-    thread, errors = in_background([cancel_when_paused])
-    state = deal_flow(deal_number=new_deal, poll_interval=1, wait_timeout=600, return_state=True)
-    ended = time.monotonic()
-    thread.join(timeout=60)
-    assert not errors, errors
+    state, said = _run_cancelled_while_paused(new_deal, None)
     assert said["run"] is None  # nothing reached the run from outside
-    assert ended - said["at"] < CANCEL_LOOK_SECONDS + 10  # it did not wait out its timeout
+    assert said["ended"] - said["at"] < CANCEL_LOOK_SECONDS + 10  # it did not wait out its timeout
     assert state.is_cancelled() and state.message == f"{new_deal} cancelled: {REASON}"
     assert _state(state.state_details.flow_run_id).name == "Cancelled"
 

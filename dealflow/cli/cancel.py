@@ -4,14 +4,11 @@ an answer is (a one-time code, or the session of ``dealflow login``)."""
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 import click
 
-from models import DomainError
-
-from .common import emit, logged_in
+from .common import acting, emit
 from .deals import deal
 
 SETTLEMENTS = ("refund", "credit")
@@ -37,19 +34,8 @@ def deal_cancel(deal_number: str, reason: str, settle: str, method: str, by: str
     the run's end and the mail still pending are tried again."""
     from application import deals
 
-    from .. import remote
-
-    if signed := remote.current():
-        raise DomainError(f"deal cancel: you are signed in at the gateway {signed.url}; a cancel is made on the "
-                          f"business database (run it where DATABASE_URL is set, with --code, or `dealflow login`)")
-    login = logged_in()
-    if login is not None and code is None and by not in (None, "", login.handle):
-        raise DomainError(f"by: you are logged in as {login.handle}; `dealflow logout` to act as someone else "
-                          f"(or give their --code)")
-    by = by or (login.handle if login is not None and code is None else None)
-    if not by:
-        raise DomainError("by: say who cancels (--by HANDLE, a manager), or log in first (`dealflow login HANDLE`)")
-    proof = _proof(deal_number, by, reason, settle, method, code, login)
+    by, proof = acting("deal cancel", by, code, deal_number, "cancel",
+                       lambda who: deals.cancel_payload(who, reason, settle, method), "a manager")
     stop_run = None
     if os.environ.get("PREFECT_API_URL"):
         from services.orchestration.runs import cancel
@@ -57,23 +43,6 @@ def deal_cancel(deal_number: str, reason: str, settle: str, method: str, by: str
         stop_run = cancel
     out = deals.cancel_deal(deal_number, by, reason, settle=settle, method=method, proof=proof, stop_run=stop_run)
     emit(out, as_json, _said(out))
-
-
-def _proof(deal_number: str, by: str, reason: str, settle: str, method: str, code: str | None,
-           login) -> dict[str, Any]:
-    """--code, else the signature of the logged-in session over this cancel, else (at a
-    terminal, where codes are needed) a code asked for, hidden."""
-    from application.deals import cancel_payload
-    from services.config import load_settings
-
-    if code is not None:
-        return {"code": code}
-    if login is not None and login.handle == by:
-        return login.prove(deal_number, "cancel", cancel_payload(by, reason, settle, method))
-    if load_settings().answer_codes and sys.stdin.isatty():
-        return {"code": click.prompt("One-time code (the 6 digits your authenticator app shows)", hide_input=True,
-                                     err=True)}
-    return {}  # the check then says what proof is missing
 
 
 def _said(out: dict[str, Any]) -> str:

@@ -186,6 +186,36 @@ def logged_in():
     return current()
 
 
+def acting(command: str, by: str | None, code: str | None, subject: str, action: str, payload_of,
+           who: str) -> tuple[str, dict[str, Any]]:
+    """Who does a staff step outside a flow (``deal cancel``, ``invoice pay``) and its proof: the
+    person (``--by``, else the logged-in one) and ``--code``, else the logged-in session's
+    signature over ``subject``, ``action`` and ``payload_of(by)``, else (at a terminal, where codes
+    are needed) a code asked for, hidden. ``who``: whose step it is, in words ("a manager")."""
+    from services.config import load_settings
+
+    from .. import remote
+
+    if signed := remote.current():
+        raise DomainError(f"{command}: you are signed in at the gateway {signed.url}; it is done on the business "
+                          f"database (run it where DATABASE_URL is set, with --code, or `dealflow login`)")
+    login = logged_in()
+    if login is not None and code is None and by not in (None, "", login.handle):
+        raise DomainError(f"by: you are logged in as {login.handle}; `dealflow logout` to act as someone else "
+                          f"(or give their --code)")
+    by = by or (login.handle if login is not None and code is None else None)
+    if not by:
+        raise DomainError(f"by: say who does it (--by HANDLE, {who}), or log in first (`dealflow login HANDLE`)")
+    if code is not None:
+        return by, {"code": code}
+    if login is not None and login.handle == by:
+        return by, login.prove(subject, action, payload_of(by))
+    if load_settings().answer_codes and sys.stdin.isatty():
+        return by, {"code": click.prompt("One-time code (the 6 digits your authenticator app shows)", hide_input=True,
+                                         err=True)}
+    return by, {}  # the check then says what proof is missing
+
+
 def options_given(**options: Any) -> dict[str, Any]:
     return {k: v for k, v in options.items() if v is not None}
 

@@ -4,14 +4,9 @@ code, or the session of ``dealflow login``)."""
 
 from __future__ import annotations
 
-import sys
-from typing import Any
-
 import click
 
-from models import DomainError
-
-from .common import DealflowGroup, emit, logged_in
+from .common import DealflowGroup, acting, emit
 
 
 @click.group(cls=DealflowGroup)
@@ -37,30 +32,8 @@ def invoice_pay(number: str, amount: str, method: str, reference: str, received_
     there (`dealflow answer DEAL deposit|payment`). The customer gets the payment's receipt."""
     from application.payments import payment_payload, record_payment
 
-    from .. import remote
-
-    if signed := remote.current():
-        raise DomainError(f"invoice pay: you are signed in at the gateway {signed.url}; a payment is recorded on "
-                          f"the business database (run it where DATABASE_URL is set, with --code, or `dealflow "
-                          f"login`)")
-    login = logged_in()
-    if login is not None and code is None and by not in (None, "", login.handle):
-        raise DomainError(f"by: you are logged in as {login.handle}; `dealflow logout` to act as someone else "
-                          f"(or give their --code)")
-    by = by or (login.handle if login is not None and code is None else None)
-    if not by:
-        raise DomainError("by: say who records it (--by HANDLE, finance), or log in first (`dealflow login HANDLE`)")
-    proof: dict[str, Any] = {}
-    if code is not None:
-        proof = {"code": code}
-    elif login is not None and login.handle == by:
-        proof = login.prove(number, "pay", payment_payload(by, amount, method, reference, received_on))
-    else:
-        from services.config import load_settings
-
-        if load_settings().answer_codes and sys.stdin.isatty():
-            proof = {"code": click.prompt("One-time code (the 6 digits your authenticator app shows)",
-                                          hide_input=True, err=True)}
+    by, proof = acting("invoice pay", by, code, number, "pay",
+                       lambda who: payment_payload(who, amount, method, reference, received_on), "finance")
     out = record_payment(number, by, amount, method=method, reference=reference, received_on=received_on,
                          proof=proof)
     said = f"{out['invoice']} ({out['deal']}): {out['outcome']}; {out['status'].replace('_', ' ')}"
