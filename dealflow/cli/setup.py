@@ -97,7 +97,8 @@ def _company_text(company: dict[str, Any]) -> str:
 
 @click.command(cls=DealflowCommand)
 @click.option("--demo-data", is_flag=True,
-              help="Load the Glocial Machineries demo: its company (unless yours is set up), six staff and six products.")
+              help="Load the Glocial Machineries demo: its company (unless yours is set up), six staff, six products "
+                   "and its customer (30 % deposit before shipping, credit limit 250,000).")
 @company_options
 @click.option("--manager", "manager_handle", metavar="HANDLE", help="The first manager's handle (e.g. ana).")
 @click.option("--manager-name", help="The first manager's full name.")
@@ -135,7 +136,10 @@ def init(demo_data: bool, from_file: Path | None, manager_handle: str | None, ma
     url = re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", settings.database_url)
     details = done["company"]
     text = (f"database ready at {url}; {details['name']} ({details['currency']}, {details['payment_terms_days']} "
-            f"days' terms); added {added['staff']} staff and {added['products']} products")
+            f"days' terms); added {added['staff']} staff"
+            + (f", {added['products']} products and {added['customers']} customer"
+               + ("s" if added["customers"] != 1 else "") if added.get("customers")
+               else f" and {added['products']} products"))
     if enrolled:
         import segno
 
