@@ -88,11 +88,13 @@ def revision_changes(previous: EstimateRevision | None, current: EstimateRevisio
 def estimate_context(rev: EstimateRevision) -> dict[str, Any]:
     from sqlalchemy.orm import object_session
 
-    from .deposits import terms_for
+    from .deposits import DepositTerms, terms_for
 
     deal = rev.estimate.deal
     previous = rev.estimate.sent_before(rev)  # what the customer saw before (never a revision sent back)
-    deposit = terms_for(object_session(rev), deal.customer)  # what accepting it will ask for first
+    # what accepting it will ask for first: the terms fixed when it was sent (a draft: as they are now)
+    deposit = (DepositTerms(rev.deposit_pct, rev.deposit_before or "shipping") if rev.deposit_pct is not None
+               else terms_for(object_session(rev), deal.customer))
     ctx = _base(deal, "estimate", rev.number)
     ctx.update({
         "revision": rev.revision,

@@ -140,6 +140,10 @@ class EstimateRevision(Base):
     decision_channel: Mapped[str | None] = mapped_column(String(20))
     decision_note: Mapped[str] = mapped_column(Text, default="")
     customer_po: Mapped[str] = mapped_column(String(60), default="", server_default="")  # given with the approval
+    # the deposit terms the customer was offered, fixed when it was sent (the customer's, else the
+    # company's): what accepting it asks for, whatever the terms say by then (None: sent before)
+    deposit_pct: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
+    deposit_before: Mapped[str | None] = mapped_column(String(10))
     # the exchange rate of the day it was drafted (deal currency per company currency; None: the
     # company's own currency, or no rate that day), fixed with its prices; ``fx_converted``: some
     # line's price is the catalogue's at that rate (the document says so)

@@ -78,6 +78,8 @@ def send_estimate(session: Session, deal: Deal) -> str:
     if rev.status != RevisionStatus.DRAFT:
         return f"{rev.number} already sent"
     rev.send(session)
+    offered = terms_for(session, deal.customer)  # the deposit it offers, kept with it: accepting it asks for this
+    rev.deposit_pct, rev.deposit_before = offered.pct, offered.before
     deal.opportunity.expected_amount = rev.totals.total  # what the customer was quoted, not the budget
     if deal.opportunity.stage in ("prospecting", "qualification", "needs_analysis"):
         deal.opportunity.move_to("proposal", rev.prepared_by)
@@ -96,7 +98,8 @@ def create_order(session: Session, deal: Deal) -> str:
     hold = hold_of(session, rev)
     if hold is not None and hold.status not in (HoldStatus.RELEASED, HoldStatus.DEPOSIT):
         raise InvalidTransition(f"estimate {rev.number}", f"on credit hold ({hold.status})", "convert to an order")
-    terms = terms_for(session, deal.customer)
+    terms = (DepositTerms(rev.deposit_pct, rev.deposit_before or "shipping") if rev.deposit_pct is not None
+             else terms_for(session, deal.customer))  # the terms the accepted estimate stated
     if hold is not None and hold.deposit_pct:  # credit control asked for one: the stricter of it and the terms'
         asked = [t for t in (terms, DepositTerms(hold.deposit_pct, hold.deposit_before or "shipping")) if t.asked]
         terms = DepositTerms(max(t.pct for t in asked),

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from application import deals
 from dealflow.scenario import ALL_CHECKS_PASS, LEAD, SCRIPT, Move, play_direct
-from models import Email, process, utcnow
+from models import Document, Email, process, utcnow
 from models.billing import Invoice, InvoiceLine
 from models.company import edit as company_edit
 from models.company import the_company
@@ -762,3 +762,20 @@ def test_a_deposit_kept_as_credit_pays_the_customers_next_deposit_and_no_more(ne
         assert deal.deposit_invoice.status == "paid"
         assert [p.method for p in deal.deposit_invoice.payments] == ["account_credit", "bank_transfer"]
         assert credit_balance(s, deal.customer, "USD") == 0
+
+
+def test_the_order_asks_the_deposit_the_accepted_estimate_stated_whatever_the_terms_say_since(new_deal):
+    """The estimate states the deposit accepting it asks for (30 % before shipping here); the
+    customer's terms edited while it is with the customer change the next estimate, not this one."""
+    play_direct(new_deal, until="decision-rev-2")  # revision 2 sent, offering the 30 % before shipping
+    _terms(deposit="50", deposit_before="release")
+    play_direct(new_deal, until="qa-attempt-1")
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        rev = deal.estimate.latest
+        assert (rev.deposit_pct, rev.deposit_before) == (Decimal("30.00"), "shipping")
+        assert (deal.order.deposit_pct, deal.order.deposit_before) == (Decimal("30.00"), "shipping")
+        assert deal.deposit_invoice.totals.total == Decimal("52255.10")
+        order_doc = next(d for d in s.scalars(select(Document).where(Document.deal_id == deal.id))
+                         if d.kind == "order")
+        assert order_doc.context["deposit_terms"] == "30 % deposit before shipping"

@@ -36,6 +36,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("deposit_pct", sa.Numeric(5, 2), nullable=False, server_default="0"))
         batch.add_column(sa.Column("deposit_before", sa.String(10), nullable=False, server_default="shipping"))
         batch.add_column(sa.Column("credit_overdue_days", sa.Integer(), nullable=False, server_default="30"))
+    with op.batch_alter_table("estimate_revisions") as batch:  # the deposit terms an estimate offered when sent
+        batch.add_column(sa.Column("deposit_pct", sa.Numeric(5, 2), nullable=True))
+        batch.add_column(sa.Column("deposit_before", sa.String(10), nullable=True))
     with op.batch_alter_table("sales_orders") as batch:
         batch.add_column(sa.Column("deposit_pct", sa.Numeric(5, 2), nullable=False, server_default="0"))
         batch.add_column(sa.Column("deposit_before", sa.String(10), nullable=False, server_default="shipping"))
@@ -147,6 +150,9 @@ def downgrade() -> None:
         batch.drop_column("kind")
     with op.batch_alter_table("sales_orders") as batch:
         for name in ("cancel_reason", "deposit_before", "deposit_pct"):
+            batch.drop_column(name)
+    with op.batch_alter_table("estimate_revisions") as batch:
+        for name in ("deposit_before", "deposit_pct"):
             batch.drop_column(name)
     with op.batch_alter_table("company") as batch:
         for name in ("credit_overdue_days", "deposit_before", "deposit_pct"):
