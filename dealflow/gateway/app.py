@@ -76,25 +76,24 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
     seal_key = keys.seal_key()  # the installation's key, read once
     client = client_for(config, transport)
     upstream = Upstream(config, client)
-    sessions: dict[str, Person] = {}
+    sessions: dict[str, tuple[Person, float]] = {}  # token hash -> (person, when looked up)
 
     async def person_of(request: Request) -> Person | None:
         token = token_in(request)
         if not token:
             return None
         cache_key = hashlib.sha256(token.encode()).hexdigest()
-        known = sessions.get(cache_key)
+        known, checked = sessions.get(cache_key, (None, 0.0))
         now = time.monotonic()
-        if known is not None and now - known.checked < SESSION_CHECK_SECONDS:
+        if known is not None and now - checked < SESSION_CHECK_SECONDS:
             return known if known.expires_at > _now() else None
         person = await run_in_threadpool(load_person, token)
         if person is None:
             sessions.pop(cache_key, None)
             return None
-        person.checked = now
         if len(sessions) > 10_000:
             sessions.clear()
-        sessions[cache_key] = person
+        sessions[cache_key] = (person, now)  # looked up again after SESSION_CHECK_SECONDS
         return person
 
     signing_in = SignIn(config, limit, person_of, sessions.clear)

@@ -18,8 +18,7 @@ import json
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, fields
 from html import escape
 from urllib.parse import SplitResult, urlsplit
 
@@ -45,15 +44,9 @@ CSP = ("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame
        "base-uri 'none'")
 
 
-@dataclass
-class Person:
-    handle: str
-    name: str
-    roles: tuple[str, ...]
-    session_id: str
-    key: bytes
-    expires_at: datetime
-    checked: float = field(default=0.0)
+@dataclass(frozen=True)
+class Person(SignedIn):
+    """A person signed in at the gateway: the application's ``SignedIn``, with what the door asks of it."""
 
     @property
     def is_manager(self) -> bool:
@@ -81,7 +74,7 @@ def _split_token(token: str) -> tuple[str, bytes] | None:
 # --- what signing in asks of the business (in a thread: SQLAlchemy is synchronous) ----------------
 
 def _person(found: SignedIn) -> Person:
-    return Person(found.handle, found.name, found.roles, found.session_id, found.key, found.expires_at)
+    return Person(**{f.name: getattr(found, f.name) for f in fields(found)})
 
 
 def load_person(token: str) -> Person | None:
