@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from ..billing import METHOD_WORDS, PAYMENT_METHODS, Invoice
 from ..credit_notes import credit_balance
+from ..crm import Customer
 from ..deal import Deal
 from ..documents import dunning_context, payment_context
 from ..markdown import Markdown
@@ -64,8 +65,12 @@ def record(session: Session, deal: Deal, invoice: Invoice, person: StaffUser, an
     """A payment against ``invoice`` (the final one, or the deposit invoice), with its receipt to the customer."""
     amount = parse_money(answer.get("amount"), "amount")
     method = line_of(answer, "method", 20) or "bank_transfer"
-    on_account = (credit_balance(session, deal.customer, deal.currency)
-                  if method == "account_credit" and deal.customer is not None else None)
+    on_account = None
+    if method == "account_credit" and deal.customer is not None:
+        # one spend of the customer's credit at a time (two deals' payments lock only their own
+        # deals): the second waits here and then counts what the first took, never the same credit twice
+        session.scalars(select(Customer).where(Customer.id == deal.customer_id).with_for_update()).one()
+        on_account = credit_balance(session, deal.customer, deal.currency)
     payment = invoice.record_payment(session, amount, method, line_of(answer, "reference", 80), person,
                                      day_of(answer, "received_on"), account_credit=on_account)
     session.flush()
