@@ -93,9 +93,27 @@ def not_sent_yet(rule: str, entity_col, day: date | None = None):
         cond.append(ReminderSent.day == day)
     return ~select(ReminderSent.id).where(*cond).exists()
 
-def staff_with(session: Session, role: Role) -> list[StaffUser]:
+def staff_with(session: Session, role: Role, *more: Role) -> list[StaffUser]:
+    """The enabled people holding ``role`` (or any of ``more``), each once."""
     return [p for p in session.scalars(select(StaffUser).where(StaffUser.active).order_by(StaffUser.id))
-            if p.holds(role)]
+            if any(p.holds(r) for r in (role, *more))]
+
+
+def open_waits_at(session: Session, step: str, rule: str, today: date, *where: Any) -> list[tuple[Wait, Deal]]:
+    """The open waits at ``step`` of open deals (and ``where``) that ``rule`` reminded no one of today."""
+    return [(w, d) for w, d in session.execute(
+        select(Wait, Deal).join(Deal, Wait.deal_id == Deal.id)
+        .where(Wait.step == step, Wait.status == WaitStatus.OPEN, Deal.status == DealStatus.OPEN,
+               not_sent_yet(rule, Wait.id, today), *where))]
+
+
+def to_staff(rule: str, wait: Wait, deal: Deal, people: list[StaffUser], today: date, subject: str, title: str,
+             lines: list[str]) -> Iterator[Reminder]:
+    """A staff reminder of a wait (``emails/staff_reminder``) to each of ``people``."""
+    for person in people:
+        yield Reminder(rule, wait.id, person.email, today, subject, "emails/staff_reminder",
+                       {"name": person.name, "title": title, "lines": lines, "number": deal.number},
+                       deal_id=deal.id, about=f"{deal.number} {wait.key}")
 
 def followup_digests(session: Session, now: datetime) -> Iterator[Reminder]:
     today = now.date()

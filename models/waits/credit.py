@@ -10,22 +10,21 @@ from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .. import audit
 from ..clock import working_hours
 from ..credit import CreditHold, exposure_of, open_hold
-from ..deal import Deal, Wait
+from ..deal import Deal
 from ..deposits import BEFORE_WORDS, DEPOSIT_BEFORE, deposit_before, deposit_pct
 from ..documents import credit_declined_context
 from ..errors import ValidationError
 from ..markdown import Markdown
 from ..outbox import queue_email
 from ..prompts import lines_table, money
-from ..reminders import Reminder, ReminderRule, ReminderRules, not_sent_yet, staff_with
+from ..reminders import Reminder, ReminderRule, ReminderRules, open_waits_at, staff_with, to_staff
 from ..staff import Role, StaffUser
-from ..states import DealStatus, HoldStatus, WaitStatus
+from ..states import HoldStatus
 from ..typed import line_of, notes_of
 from .discount import customer_history
 from .forms import Amount, Fields
@@ -119,24 +118,18 @@ def waiting_credit(session: Session, now: datetime, rules: ReminderRules) -> Ite
     """Credit control and the managers, when an order has waited on credit hold more than N
     working hours; once a day while it waits."""
     today = now.date()
-    rows = session.execute(select(Wait, Deal).join(Deal, Wait.deal_id == Deal.id)
-                           .where(Wait.step == "credit", Wait.status == WaitStatus.OPEN,
-                                  Deal.status == DealStatus.OPEN, not_sent_yet("credit-hold", Wait.id, today))).all()
-    people = staff_with(session, Role.CREDIT) + [p for p in staff_with(session, Role.MANAGER)
-                                                 if not p.holds(Role.CREDIT)]
-    for wait, deal in rows:
+    people = staff_with(session, Role.CREDIT, Role.MANAGER)
+    for wait, deal in open_waits_at(session, "credit", "credit-hold", today):
         hours = working_hours(wait.opened_at, now)
         hold = open_hold(deal)
         if hold is None or hours <= rules.credit_hold_hours:
             continue
-        for person in people:
-            yield Reminder("credit-hold", wait.id, person.email, today,
-                           f"Order on credit hold {hours:.0f} working hours: {deal.number} ({deal.customer_name})",
-                           "emails/staff_reminder",
-                           {"name": person.name, "title": f"{deal.number}'s order waits for your credit decision",
-                            "lines": [hold.why, f"order total {hold.order_total} {hold.currency}",
-                                      f"waiting since {wait.opened_at:%Y-%m-%d %H:%M} UTC: {wait.key}"],
-                            "number": deal.number}, deal_id=deal.id, about=f"{deal.number} {wait.key}")
+        yield from to_staff(
+            "credit-hold", wait, deal, people, today,
+            f"Order on credit hold {hours:.0f} working hours: {deal.number} ({deal.customer_name})",
+            f"{deal.number}'s order waits for your credit decision",
+            [hold.why, f"order total {hold.order_total} {hold.currency}",
+             f"waiting since {wait.opened_at:%Y-%m-%d %H:%M} UTC: {wait.key}"])
 
 
 CREDIT = WaitKind(

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..billing import Invoice
@@ -16,10 +15,9 @@ from ..deal import Deal, Wait
 from ..deposits import BEFORE_WORDS
 from ..markdown import Markdown
 from ..prompts import money
-from ..reminders import Reminder, ReminderRule, ReminderRules, not_sent_yet, staff_with
+from ..reminders import Reminder, ReminderRule, ReminderRules, open_waits_at, staff_with, to_staff
 from ..staff import Role
 from ..stages import release_if_nothing_to_check
-from ..states import DealStatus, WaitStatus
 from .kind import WaitKind
 from .payment import PaymentFields, record
 
@@ -59,27 +57,19 @@ def answer(session: Session, deal: Deal, person, answer: dict[str, Any]) -> str:
 def waiting_for_deposit(session: Session, now: datetime, rules: ReminderRules) -> Iterator[Reminder]:
     """The managers and finance, once a day, when a deal has waited for its deposit N days."""
     today = now.date()
-    rows = session.execute(select(Wait, Deal).join(Deal, Wait.deal_id == Deal.id)
-                           .where(Wait.step == "deposit", Wait.status == WaitStatus.OPEN,
-                                  Deal.status == DealStatus.OPEN,
-                                  Wait.opened_at <= now - timedelta(days=rules.deposit_waiting_days),
-                                  not_sent_yet("deposit-waiting", Wait.id, today))).all()
-    people = [p for p in staff_with(session, Role.MANAGER)]
-    people += [p for p in staff_with(session, Role.FINANCE) if p not in people]
-    for wait, deal in rows:
+    people = staff_with(session, Role.MANAGER, Role.FINANCE)
+    for wait, deal in open_waits_at(session, "deposit", "deposit-waiting", today,
+                                    Wait.opened_at <= now - timedelta(days=rules.deposit_waiting_days)):
         inv: Invoice = deal.deposit_invoice
         days = (now - wait.opened_at).days
-        for person in people:
-            yield Reminder("deposit-waiting", wait.id, person.email, today,
-                           f"Waiting for deposit {days} days: {deal.number} ({deal.customer_name})",
-                           "emails/staff_reminder",
-                           {"name": person.name, "title": f"{deal.number} is waiting for deposit: order "
-                                                          f"{deal.order.number} is held "
-                                                          f"{BEFORE_WORDS[deal.order.deposit_before]}",
-                            "lines": [f"deposit invoice {inv.number}: {inv.totals.total} {deal.currency}, paid "
-                                      f"{inv.paid}, due {inv.amount_due} by {inv.due_date}",
-                                      f"waiting since {wait.opened_at:%Y-%m-%d} ({days} days): {wait.key}"],
-                            "number": deal.number}, deal_id=deal.id, about=f"{deal.number} {wait.key}")
+        yield from to_staff(
+            "deposit-waiting", wait, deal, people, today,
+            f"Waiting for deposit {days} days: {deal.number} ({deal.customer_name})",
+            f"{deal.number} is waiting for deposit: order {deal.order.number} is held "
+            f"{BEFORE_WORDS[deal.order.deposit_before]}",
+            [f"deposit invoice {inv.number}: {inv.totals.total} {deal.currency}, paid {inv.paid}, due "
+             f"{inv.amount_due} by {inv.due_date}",
+             f"waiting since {wait.opened_at:%Y-%m-%d} ({days} days): {wait.key}"])
 
 
 DEPOSIT = WaitKind(

@@ -16,15 +16,15 @@ from sqlalchemy.orm import Session
 from .. import audit
 from ..billing import Invoice
 from ..clock import working_hours
-from ..deal import Deal, Wait
+from ..deal import Deal
 from ..errors import ValidationError
 from ..estimates import DISCOUNT_DECISIONS, DISCOUNT_WORDS
 from ..markdown import Markdown
 from ..money import parse_money
 from ..prompts import lines_table, money
-from ..reminders import Reminder, ReminderRule, ReminderRules, not_sent_yet, staff_with
+from ..reminders import Reminder, ReminderRule, ReminderRules, open_waits_at, staff_with, to_staff
 from ..staff import Role, StaffUser
-from ..states import DealStatus, InvoiceStatus, RevisionStatus, WaitStatus
+from ..states import DealStatus, InvoiceStatus, RevisionStatus
 from ..typed import line_of, notes_of
 from .forms import Amount, Fields
 from .kind import WaitKind
@@ -122,25 +122,19 @@ def waiting_approval(session: Session, now: datetime, rules: ReminderRules) -> I
     """The sales managers, when a discount has waited for approval more than N working hours
     (Monday to Friday, 9 to 17 UTC); once a day while it waits."""
     today = now.date()
-    rows = session.execute(select(Wait, Deal).join(Deal, Wait.deal_id == Deal.id)
-                           .where(Wait.step == "discount", Wait.status == WaitStatus.OPEN, Deal.status == DealStatus.OPEN,
-                                  not_sent_yet("discount-approval", Wait.id, today))).all()
     managers = staff_with(session, Role.MANAGER)
-    for wait, deal in rows:
+    for wait, deal in open_waits_at(session, "discount", "discount-approval", today):
         hours = working_hours(wait.opened_at, now)
         if hours <= rules.discount_approval_hours:
             continue
         rev = deal.estimate.latest
-        for person in managers:
-            yield Reminder("discount-approval", wait.id, person.email, today,
-                           f"Discount waiting for approval {hours:.0f} working hours: {deal.number} "
-                           f"({deal.customer_name})", "emails/staff_reminder",
-                           {"name": person.name, "title": f"Revision {rev.revision} of {deal.number}'s estimate "
-                                                          "waits for your approval of its discount",
-                            "lines": [f"{_pct(rev.discount_asked_pct)} % asked by {rev.prepared_by.name} (limit "
-                                      f"{_pct(rev.discount_limit_pct)} %), total {rev.totals.total} {deal.currency}",
-                                      f"waiting since {wait.opened_at:%Y-%m-%d %H:%M} UTC: {wait.key}"],
-                            "number": deal.number}, deal_id=deal.id, about=f"{deal.number} {wait.key}")
+        yield from to_staff(
+            "discount-approval", wait, deal, managers, today,
+            f"Discount waiting for approval {hours:.0f} working hours: {deal.number} ({deal.customer_name})",
+            f"Revision {rev.revision} of {deal.number}'s estimate waits for your approval of its discount",
+            [f"{_pct(rev.discount_asked_pct)} % asked by {rev.prepared_by.name} (limit {_pct(rev.discount_limit_pct)} "
+             f"%), total {rev.totals.total} {deal.currency}",
+             f"waiting since {wait.opened_at:%Y-%m-%d %H:%M} UTC: {wait.key}"])
 
 
 DISCOUNT = WaitKind(
