@@ -40,7 +40,7 @@ INVOICE_KINDS = ("deposit", "final")
 class Invoice(Base):
     __tablename__ = "invoices"
     __table_args__ = (CheckConstraint(InvoiceStatus.check(), name="status"),
-                      CheckConstraint("kind in ('deposit','final')", name="kind"),
+                      CheckConstraint("kind in (" + ",".join(f"'{k}'" for k in INVOICE_KINDS) + ")", name="kind"),
                       UniqueConstraint("deal_id", "kind"))
 
     id: Mapped[int] = mapped_column(primary_key=True)

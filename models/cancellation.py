@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit
-from .credit_notes import SETTLEMENT_WORDS, CreditNote, credit_invoice
+from .credit_notes import SETTLEMENT_WORDS, SETTLEMENTS, CreditNote, credit_invoice
 from .deal import Deal
 from .documents import cancellation_context, credit_note_context
 from .errors import InvalidTransition, ValidationError
@@ -55,7 +55,7 @@ def cancel_deal(session: Session, deal: Deal, by: StaffUser, reason: str, settle
         raise ValidationError("by", f"{by.handle} is not a manager: only a manager cancels an order")
     if not reason:
         raise ValidationError("reason", "say why the order is cancelled (the customer is told)")
-    if settle not in ("refund", "credit"):
+    if settle not in SETTLEMENTS:
         raise ValidationError("settle", "must be refund (pay the deposit back) or credit (keep it as the "
                                         "customer's credit)")
     if not deal.is_open:

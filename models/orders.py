@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from .deal import Deal
     from .estimates import EstimateRevision
 
-ORDER_STATES = ("awaiting_qa", "released", "partially_shipped", "shipped")
 
 
 class SalesOrder(Base):

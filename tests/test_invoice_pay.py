@@ -81,3 +81,17 @@ def test_bad_payments_are_one_line_and_write_nothing(db, new_deal, args, said):
     assert result.exit_code == 2 and result.stdout == "", result.output
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(said), result.stderr
     assert _fingerprint() == before
+
+
+def test_a_logged_in_finance_person_signs_the_payment_whatever_case_the_number_is_typed_in(db, new_deal):
+    """`dealflow login finance`, then `invoice pay dep-0001`: the session signs the invoice as it is
+    looked up, so the payment is proven by the session and recorded (it was refused as tampered)."""
+    from dealflow.login import save
+    from dealflow.scenario import TEAM
+
+    play_direct(new_deal, until="qa-attempt-1")
+    save(TEAM.login("finance"))
+    result = pay("dep-0001", "--amount", "1000", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert (out["invoice"], out["by"], out["due"]) == ("DEP-0001", "finance", "51255.10")

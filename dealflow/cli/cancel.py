@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
+from models.credit_notes import SETTLEMENTS
+
 from .common import acting, emit
 from .deals import deal
-
-SETTLEMENTS = ("refund", "credit")
 
 
 @deal.command("cancel")

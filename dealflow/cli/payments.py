@@ -32,6 +32,7 @@ def invoice_pay(number: str, amount: str, method: str, reference: str, received_
     there (`dealflow answer DEAL deposit|payment`). The customer gets the payment's receipt."""
     from application.payments import payment_payload, record_payment
 
+    number = number.strip().upper()  # as the invoice is looked up, and as the session signs it
     by, proof = acting("invoice pay", by, code, number, "pay",
                        lambda who: payment_payload(who, amount, method, reference, received_on), "finance")
     out = record_payment(number, by, amount, method=method, reference=reference, received_on=received_on,
