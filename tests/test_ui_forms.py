@@ -135,6 +135,10 @@ class Forms:
         assert measured["height"] > 40 and measured["height"] >= measured["content"] - 1, (key, measured)
         assert measured["clipped_inside"] == [], (key, measured)
         assert all(box["height"] >= SCREEN["height"] - 2 for box in measured["scrolling_around"]), (key, measured)
+        # and nothing is read by scrolling sideways: the description is no wider than its box, no part of
+        # it (a table's last column) runs past the form's edge or the window's, and the form does not scroll sideways
+        assert not measured["sideways"] and measured["past_the_edge"] == [], (key, measured)
+        assert measured["scrolling_sideways"] == [], (key, measured)
         assert fields.count() > 0, key
         for field in fields.all():  # each field comes into view as the page scrolls, and is not squeezed
             # scrolled until all of it shows (Playwright's "if needed" leaves a field cut by a pixel as it is)
@@ -142,6 +146,7 @@ class Forms:
             box = field.bounding_box()
             assert box is not None and box["height"] >= 12 and 0 <= box["y"] <= SCREEN["height"] - box["height"], (
                 key, box)
+            assert 0 <= box["x"] and box["x"] + box["width"] <= SCREEN["width"], (key, box)  # whole, across too
         dialog.locator(".prose").first.scroll_into_view_if_needed()
 
     def refused_before_sending(self, dialog, key: str, said: str) -> None:
@@ -198,7 +203,9 @@ class Forms:
 SCREEN = {"width": 1366, "height": 768}  # the laptop a team has: every form must be read whole on it
 
 # How a wait's description shows in its form: its height and its content's, what inside it is cut
-# off or scrolls on its own, and every box around it that scrolls (only the form-as-a-page may)
+# off or scrolls on its own, every box around it that scrolls (only the form-as-a-page may), whether
+# it is wider than its box, what in it runs past the form's right edge (or the window's), and every
+# box from it up to the form that scrolls sideways
 MEASURE = """d => {
   const clips = e => { const s = getComputedStyle(e); return /(auto|scroll|hidden|clip)/.test(s.overflowY + s.overflowX); };
   const around = [];
@@ -208,8 +215,17 @@ MEASURE = """d => {
   const inside = [...d.querySelectorAll('*')].filter(e => clips(e) &&
       (e.scrollHeight > e.clientHeight + 1 || e.scrollWidth > e.clientWidth + 1))
     .map(e => ({tag: e.tagName, height: e.clientHeight, content: e.scrollHeight}));
+  const form = d.closest('[role=dialog]'), edge = Math.min(form.getBoundingClientRect().right, innerWidth);
+  const sideways = [];
+  for (let e = d; e && e !== form.parentElement; e = e.parentElement) {
+    if (clips(e) && e.scrollWidth > e.clientWidth + 1) sideways.push({tag: e.tagName, width: e.clientWidth, content: e.scrollWidth});
+  }
+  const past = [...d.querySelectorAll('*')].map(e => [e, e.getBoundingClientRect()])
+    .filter(([e, b]) => b.width > 0 && (b.left < -0.5 || b.right > edge + 0.5))
+    .map(([e, b]) => ({tag: e.tagName, left: b.left, right: b.right, text: e.innerText.slice(0, 40)}));
   const r = d.getBoundingClientRect();
-  return {height: r.height, width: r.width, content: d.scrollHeight, clipped_inside: inside, scrolling_around: around};
+  return {height: r.height, width: r.width, content: d.scrollHeight, clipped_inside: inside, scrolling_around: around,
+          sideways: d.scrollWidth > d.clientWidth + 1, past_the_edge: past, scrolling_sideways: sideways};
 }"""
 
 
@@ -396,7 +412,8 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
             for said in ("on credit hold", f"exposure 0.00 + this order {order_total} = {order_total} USD, over the "
                          "credit limit of 100000.00", "Credit limit 100,000.00 USD; exposure now 0.00 USD",
                          "(unpaid invoices 0.00 USD, confirmed and not invoiced 0.00 USD)",
-                         amount_text(order_total, currency), "CNC-LATHE-2000"):
+                         amount_text(order_total, currency), f"Net ({currency})", "CNC-LATHE-2000", "TOOL-KIT-PRO",
+                         "CHUCK-3J-250", "Delta Lathes BV before this deal: 0 won", "open balance nothing"):
                 assert said in text, (said, text[:1500])
             assert dialog.locator('[aria-label="Select Your decision"]').inner_text() == "release"
             assert dialog.locator('[aria-label="Select Deposit due"]').inner_text() == "before shipping"
@@ -421,10 +438,14 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
                     "deposit", "First order, over the limit: 30 % up front.", "manager")
                 assert (order.deposit_pct, order.deposit_before, order.pick_release) == (30, "release", None)
                 deposit_number, deposit_due = deposit.number, deposit.amount_due
+                deposit_total, deposit_by = deposit.totals.total, deposit.due_date
+                order_number, order_total = order.number, order.totals.total
             key, dialog = forms.open("deposit", "finance")
             assert key == "deposit-1", key
             text = dialog.inner_text()
-            for said in (f"deposit invoice {deposit_number}", "30 % deposit before QA and release",
+            for said in (f"deposit received for {order_number} (deposit invoice {deposit_number}, due {deposit_by})",
+                         f"{amount_text(deposit_total, currency)} of {amount_text(order_total, currency)}",
+                         "30 % deposit before QA and release", f"paid so far {amount_text(0, currency)}",
                          f"still due {amount_text(deposit_due, currency)}", "The order waits for it."):
                 assert said in text, (said, text[:1200])
             amount = dialog.get_by_label("Amount received")
