@@ -13,6 +13,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
 from .billing import PAYMENT_METHODS, Invoice
+from .deposit_terms import SETTLEMENTS
 from .errors import ValidationError
 from .money import ZERO
 from .numbering import next_number
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from .deal import Deal
     from .staff import StaffUser
 
-SETTLEMENTS = ("refund", "credit")  # what becomes of what was paid: refunded, or kept as the customer's credit
 SETTLEMENT_WORDS = {"refund": "refunded to the customer", "credit": "kept as credit on the customer's account",
                     "none": "nothing was paid"}
 

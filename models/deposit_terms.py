@@ -12,6 +12,10 @@ from .errors import ValidationError
 from .money import ZERO
 from .text import shown
 
+# what becomes of a deposit paid on a cancelled order: refunded, or kept as the customer's credit
+# (here, without SQLAlchemy: the command line offers them as choices)
+SETTLEMENTS = ("refund", "credit")
+
 DEPOSIT_BEFORE = ("shipping", "release")  # shipping: before the first shipment; release: before QA releases it
 BEFORE_WORDS = {"shipping": "before shipping", "release": "before QA and release"}
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from models.credit_notes import SETTLEMENTS
+from models.deposit_terms import SETTLEMENTS
 
 from .common import acting, emit
 from .deals import deal
