@@ -9,23 +9,27 @@ from typing import Any
 from sqlalchemy import select
 
 from models import Product, audit, catalog
+from models.serials import receive_units
 from services.tabular import write_rows
 
 from .files import Imported, import_file
 from .uow import unit_of_work
 
 # a catalogue file, as `product import` reads it and `product export` writes it
-FILE_COLUMNS = ("sku", "name", "price", "tax_rate", "needs_qa", "checklist", "description", "offered")
+FILE_COLUMNS = ("sku", "name", "price", "tax_rate", "needs_qa", "checklist", "description", "offered", "serialized",
+                "warranty_months")
 FILE_REQUIRED = ("sku", "name", "price", "tax_rate")
 FILE_ALIASES = {"unit_price": "price"}
 
 
 def add_product(sku: str, fields: dict[str, Any], by: str) -> dict[str, Any]:
-    """A new product (name, price, tax_rate, needs_qa, checklist, description), with no stock yet."""
+    """A new product (name, price, tax_rate, needs_qa, checklist, description, serialized,
+    warranty_months), with no stock yet."""
     with unit_of_work() as s:
         item = catalog.add_product(s, {"sku": sku, **fields})
         audit.record(s, by, "product.added", subject=item.sku, price=item.unit_price,
-                     tax_rate=item.tax_rate, checklist=item.qa_checklist)
+                     tax_rate=item.tax_rate, checklist=item.qa_checklist, serialized=item.serialized,
+                     warranty_months=item.warranty_months)
         return catalog.product_row(item)
 
 
@@ -82,15 +86,18 @@ def list_stock(skus: list[str] | None = None) -> list[dict[str, Any]]:
         return catalog.stock_rows(s, list(skus or ()) or None)
 
 
-def receive_stock(sku: str, quantity: str, ref: str, by: str) -> dict[str, Any]:
-    """Goods in against a delivery reference (once per reference and product)."""
+def receive_stock(sku: str, quantity: str, ref: str, by: str, serials: str | list[str] | None = None) -> dict[str, Any]:
+    """Goods in against a delivery reference (once per reference and product); ``serials``: the
+    units' serial numbers (a serialized product's; one per unit), as a list or comma-separated."""
     with unit_of_work() as s:
         item = catalog.product_by_sku(s, sku)
-        move = catalog.receive_goods(s, item, quantity, ref, by)
-        audit.record(s, move.by, "stock.received", subject=item.sku, quantity=move.quantity, ref=move.reference)
+        move, units = receive_units(s, item, quantity, ref, by, serials)
+        numbers = [u.serial for u in units]
+        audit.record(s, move.by, "stock.received", subject=item.sku, quantity=move.quantity, ref=move.reference,
+                     **({"serials": numbers} if numbers else {}))
         on_hand, held, available = catalog.availability(s, item)
         return {"sku": item.sku, "received": move.quantity, "ref": move.reference, "on_hand": on_hand,
-                "reserved": held, "available": available}
+                "reserved": held, "available": available, "serialized": item.serialized, "serials": numbers}
 
 
 def count_stock(sku: str, to: str, reason: str, by: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, Numeric, String, Text, func, select, true
+from sqlalchemy import CheckConstraint, Numeric, String, Text, false, func, select, true
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
@@ -26,6 +26,7 @@ class Product(Base):
     __table_args__ = (
         CheckConstraint("unit_price >= 0", name="price_not_negative"),
         CheckConstraint("tax_rate >= 0 and tax_rate <= 100", name="tax_rate_pct"),
+        CheckConstraint("warranty_months >= 0 and warranty_months <= 120", name="warranty_months"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -40,6 +41,9 @@ class Product(Base):
     # offered in new estimates; a retired product stays on what was already issued
     active: Mapped[bool] = mapped_column(default=True, server_default=true())
     retired_at: Mapped[datetime | None]
+    # each unit has a serial number (``models.serials``): received with it, or typed when it ships
+    serialized: Mapped[bool] = mapped_column(default=False, server_default=false())
+    warranty_months: Mapped[int] = mapped_column(default=0, server_default="0")  # from shipping; 0: none
     stock: Mapped[StockLevel | None] = relationship(back_populates="product")
 
     @property
@@ -88,7 +92,9 @@ CHECK_RULE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 MAX_CHECKS = 30
 YES, NO = ("yes", "y", "true", "1", "on"), ("no", "n", "false", "0", "off")
 # what a person may set on a product, in the order a file or a listing shows them
-PRODUCT_FIELDS = ("sku", "name", "price", "tax_rate", "needs_qa", "checklist", "description", "offered")
+PRODUCT_FIELDS = ("sku", "name", "price", "tax_rate", "needs_qa", "checklist", "description", "offered",
+                  "serialized", "warranty_months")
+MAX_WARRANTY_MONTHS = 120
 
 
 def valid_sku(value: object, field: str = "sku") -> str:
@@ -127,6 +133,14 @@ def checklist_items(value: object, field: str = "checklist") -> list[str]:
     if len(items) > MAX_CHECKS:
         raise ValidationError(field, f"at most {MAX_CHECKS} checks, got {len(items)}")
     return items
+
+
+def warranty_months(value: object, field: str = "warranty_months") -> int:
+    text = str(value).strip() if not isinstance(value, bool) else "?"
+    if not re.fullmatch(r"[0-9]{1,4}", text) or int(text) > MAX_WARRANTY_MONTHS:
+        raise ValidationError(field, f"must be a whole number of months from 0 (none) to {MAX_WARRANTY_MONTHS}, "
+                                     f"got {shown(value)}")
+    return int(text)
 
 
 def _price(value: object, field: str) -> Decimal:
@@ -173,6 +187,10 @@ def product_values(raw: dict[str, Any], *, new: bool) -> tuple[dict[str, Any], l
         values["description"] = check("description", bounded, 2000)
     if "offered" in given and str(raw["offered"]).strip():
         values["active"] = check("offered", yes_no)
+    if "serialized" in given and str(raw["serialized"]).strip():
+        values["serialized"] = check("serialized", yes_no)
+    if "warranty_months" in given and str(raw["warranty_months"]).strip():
+        values["warranty_months"] = check("warranty_months", warranty_months)
     needs_qa = check("needs_qa", yes_no) if "needs_qa" in given and str(raw["needs_qa"]).strip() else None
     items = check("checklist", checklist_items) if "checklist" in given else None
     if needs_qa is False and items:
@@ -248,6 +266,7 @@ def product_row(product: Product) -> dict[str, Any]:
             "needs_qa": product.needs_qa,
             "checklist": ", ".join(product.qa_checklist) if product.qa_checklist else "",
             "description": product.description, "offered": product.active,
+            "serialized": product.serialized, "warranty_months": product.warranty_months,
             "on_hand": product.stock.on_hand if product.stock is not None else 0}
 
 

@@ -85,6 +85,16 @@ class HoldStatus(Status):
     REJECTED = "rejected"  # finance rejected it: the deal is lost
 
 
+class SerialStatus(Status):
+    """One serialized unit (``models.serials``): in stock, with its customer, back from them, or
+    out of use; the history of each move is its ``SerialEvent`` rows."""
+    IN_STOCK = "in_stock"
+    SHIPPED = "shipped"  # with its customer (``Serial.customer``, ``warranty_end``)
+    RETURNED = "returned"  # back from its customer, not inspected yet
+    SCRAPPED = "scrapped"
+    IN_REPAIR = "in_repair"
+
+
 class EmailStatus(Status):
     PENDING = "pending"
     SENDING = "sending"  # claimed by a sender; handed to the mail server once ``handed_at`` is set
@@ -106,6 +116,12 @@ MOVES: dict[type[Status], dict[Status, tuple[Status, ...]]] = {
     InvoiceStatus: {IS.OPEN: (IS.PARTIALLY_PAID, IS.PAID, IS.CREDITED),
                     IS.PARTIALLY_PAID: (IS.PARTIALLY_PAID, IS.PAID, IS.CREDITED), IS.PAID: (IS.CREDITED,)},
     HoldStatus: {H.OPEN: (H.RELEASED, H.DEPOSIT, H.REJECTED)},
+    # a unit ships, comes back, and is restocked, scrapped or repaired; a repaired unit goes back
+    # into stock or to its customer (a warranty repair)
+    SerialStatus: {SerialStatus.IN_STOCK: (SerialStatus.SHIPPED, SerialStatus.SCRAPPED, SerialStatus.IN_REPAIR),
+                   SerialStatus.SHIPPED: (SerialStatus.RETURNED,),
+                   SerialStatus.RETURNED: (SerialStatus.IN_STOCK, SerialStatus.SCRAPPED, SerialStatus.IN_REPAIR),
+                   SerialStatus.IN_REPAIR: (SerialStatus.IN_STOCK, SerialStatus.SHIPPED, SerialStatus.SCRAPPED)},
     # a sender claims it, hands it over (sent), gives it back (the server refused for now) or
     # fails it for good; `outbox retry` puts a failed (or, forced, a stuck) one back
     EmailStatus: {E.PENDING: (E.SENDING, E.PENDING), E.SENDING: (E.SENT, E.PENDING, E.FAILED),
@@ -116,6 +132,7 @@ del L, D, W, R, OS, IS, H, E
 # what each is the state of, as the README's table names it
 OF = {LeadStatus: "lead", DealStatus: "deal", WaitStatus: "wait (a human step)", RevisionStatus: "estimate revision",
       OrderStatus: "sales order", InvoiceStatus: "invoice", HoldStatus: "credit hold",
+      SerialStatus: "serial number (one unit)",
       EmailStatus: "email (the outbox)"}
 
 

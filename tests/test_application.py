@@ -91,7 +91,8 @@ def test_a_product_is_added_received_counted_and_listed_without_the_command_line
     added = catalog.add_product("GL-7", {"name": "Gauge", "price": "70", "tax_rate": "18", "needs_qa": False}, BY)
     assert (added["sku"], added["price"], added["needs_qa"], added["on_hand"]) == ("GL-7", Decimal("70.00"), False, 0)
     assert catalog.receive_stock("GL-7", "5", "DN-7", BY) == {
-        "sku": "GL-7", "received": 5, "ref": "DN-7", "on_hand": 5, "reserved": 0, "available": 5}
+        "sku": "GL-7", "received": 5, "ref": "DN-7", "on_hand": 5, "reserved": 0, "available": 5,
+        "serialized": False, "serials": []}
     assert catalog.count_stock("GL-7", "5", "annual count", BY)["difference"] == 0  # agrees: nothing moves
     assert catalog.count_stock("GL-7", "3", "damaged", BY)["on_hand"] == 3
     assert [r["sku"] for r in catalog.list_stock(["GL-7"])] == ["GL-7"]

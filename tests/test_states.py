@@ -15,7 +15,7 @@ from models.states import MOVES, OF, Status, table
 
 TABLES = {"leads": "LeadStatus", "deals": "DealStatus", "waits": "WaitStatus", "estimate_revisions": "RevisionStatus",
           "sales_orders": "OrderStatus", "invoices": "InvoiceStatus", "credit_holds": "HoldStatus",
-          "emails": "EmailStatus"}
+          "serials": "SerialStatus", "emails": "EmailStatus"}
 
 
 def test_every_status_column_checks_its_enum():

@@ -21,11 +21,16 @@ from .common import (
     table,
 )
 
-LIST_COLUMNS = ["sku", "name", "price", "tax_rate", "needs_qa", "on_hand", "offered"]
+LIST_COLUMNS = ["sku", "name", "price", "tax_rate", "needs_qa", "serialized", "warranty", "on_hand", "offered"]
 
 
 def _shown(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "needs_qa": "yes" if row["needs_qa"] else "no", "offered": "yes" if row["offered"] else "retired"}
+    return {**row, "needs_qa": "yes" if row["needs_qa"] else "no", "offered": "yes" if row["offered"] else "retired",
+            "serialized": "yes" if row["serialized"] else "no", "warranty": _warranty(row["warranty_months"])}
+
+
+def _warranty(months: int) -> str:
+    return f"{months} months" if months else "none"
 
 
 def _priced(price: Any, currency: str | None = None) -> str:
@@ -41,6 +46,8 @@ def _product_text(row: dict[str, Any]) -> str:
         f"{row['sku']}  {row['name']}" + ("" if row["offered"] else "  (retired: not offered in new estimates)"),
         f"  price      {_priced(row['price'])} (tax {row['tax_rate']} %)",
         f"  QA         {'yes' if row['needs_qa'] else 'no'}; checks: {checks}",
+        f"  serials    {'yes: one serial number per unit' if row['serialized'] else 'no'}; "
+        f"warranty {_warranty(row['warranty_months'])}" + (" from shipping" if row["warranty_months"] else ""),
         f"  on hand    {row['on_hand']}",
         *([f"  about      {row['description']}"] if row["description"] else []),
     ])
@@ -63,6 +70,11 @@ def _product_options(new: bool):
             click.option("--checklist", help="QA's checks, comma-separated (\"spindle runout, safety guards\"); "
                                              "with QA and none given: the standard machine checklist."),
             click.option("--description", help="A longer description (optional)."),
+            click.option("--serialized/--not-serialized", "serialized", default=None,
+                         help="Whether each unit has a serial number (a machine), recorded when it is received "
+                              "(`stock receive --serials`) or typed when it ships (default for a new product: not)."),
+            click.option("--warranty-months", "warranty_months",
+                         help="The warranty, in months from shipping (0-120; 0: none)."),
             click.option("--json", "as_json", is_flag=True, help="Print the product as JSON."),
         ]
         for option in reversed(options):
@@ -79,9 +91,12 @@ def product_add(sku: str, as_json: bool, **options: Any) -> None:
     from application import catalog
 
     row = catalog.add_product(sku, options_given(**options), operator())
+    serials = (f", serialized (warranty {_warranty(row['warranty_months'])})" if row["serialized"] else
+               f", warranty {_warranty(row['warranty_months'])}" if row["warranty_months"] else "")
     emit(row, as_json, f"added {row['sku']}: {row['name']}, {_priced(row['price'])} (tax {row['tax_rate']} %), "
-                       f"QA {'yes' if row['needs_qa'] else 'no'}; receive stock with "
-                       f"`dealflow stock receive {row['sku']} QTY --ref REF`")
+                       f"QA {'yes' if row['needs_qa'] else 'no'}{serials}; receive stock with "
+                       f"`dealflow stock receive {row['sku']} QTY --ref REF"
+                       + (" --serials S1,S2,…`" if row["serialized"] else "`"))
 
 
 @product.command("edit")
@@ -95,7 +110,7 @@ def product_edit(sku: str, as_json: bool, **options: Any) -> None:
     given = options_given(**options)
     if not given:
         fail("nothing to change: give at least one of --name, --price, --tax-rate, --needs-qa/--no-qa, "
-             "--checklist, --description")
+             "--checklist, --description, --serialized/--not-serialized, --warranty-months")
     out = catalog.edit_product(sku, given, operator())
     what = ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in out["changed"].items()) or "nothing changed"
     emit(out, as_json, f"{out['sku']}: {what}")
@@ -197,14 +212,44 @@ def stock(ctx: click.Context, skus: tuple[str, ...], as_json: bool) -> None:
 @click.argument("quantity")
 @click.option("--ref", required=True, help="The delivery's reference (the supplier's delivery note); once per "
                                            "reference and product, so a receipt typed twice counts once.")
+@click.option("--serials", help="A serialized product's serial numbers, one per unit, comma-separated (S1,S2,…).")
+@click.option("--serials-file", "serials_file", type=FilePath(dir_okay=False, path_type=Path),
+              help="A text file with the serial numbers, one per line (instead of --serials).")
 @click.option("--json", "as_json", is_flag=True, help="Print the stock move as JSON.")
-def stock_receive(sku: str, quantity: str, ref: str, as_json: bool) -> None:
-    """Goods in: QUANTITY pieces of SKU arrived."""
+def stock_receive(sku: str, quantity: str, ref: str, serials: str | None, serials_file: Path | None,
+                  as_json: bool) -> None:
+    """Goods in: QUANTITY pieces of SKU arrived. A serialized product's units come in with their
+    serial numbers (--serials or --serials-file: one per unit, each new to the product); without
+    them, they are typed in the shipment form when the units ship."""
     from application import catalog
 
-    out = catalog.receive_stock(sku, quantity, ref, operator())
-    emit(out, as_json, f"{out['sku']}: {out['received']} received ({out['ref']}); on hand {out['on_hand']}, "
-                       f"reserved {out['reserved']}, available {out['available']}")
+    if serials is not None and serials_file is not None:
+        fail("give the serial numbers with --serials or with --serials-file, not both")
+    if serials_file is not None:
+        serials = _serials_file(serials_file)
+    out = catalog.receive_stock(sku, quantity, ref, operator(), serials)
+    numbers = out["serials"]
+    said = ("" if not numbers else f" with serial numbers {', '.join(numbers)}" if len(numbers) <= 5
+            else f" with {len(numbers)} serial numbers ({numbers[0]} … {numbers[-1]})")
+    hint = "" if numbers or not out["serialized"] else (
+        f"; {out['sku']} is serialized: its serial numbers are typed when the units ship")
+    emit(out, as_json, f"{out['sku']}: {out['received']} received ({out['ref']}){said}; on hand {out['on_hand']}, "
+                       f"reserved {out['reserved']}, available {out['available']}{hint}")
+
+
+def _serials_file(path: Path) -> str:
+    """The serial numbers in a text file, one per line (blank lines left out), as --serials takes them."""
+    try:
+        if path.stat().st_size > 20_000_000:
+            fail(f"--serials-file: {path.name} is over 20 MB; that is not a list of serial numbers")
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        fail(f"--serials-file: {path} does not exist")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"--serials-file: cannot read {path} as UTF-8 text ({type(exc).__name__})")
+    if "," in text:  # a comma would split one line into two serial numbers
+        fail(f"--serials-file: {path.name} has a comma; give one serial number per line")
+    return text
 
 
 @stock.command("adjust")
