@@ -144,7 +144,13 @@ def receipt_context(receipt: SalesReceipt) -> dict[str, Any]:
 
 
 def shipment_context(shipment: Shipment) -> dict[str, Any]:
+    """A delivery note: what left in this shipment, each line with its serial numbers (if any)."""
+    from sqlalchemy.orm import object_session
+
+    from .serials import serials_of_lines
+
     order = shipment.order
+    numbers = serials_of_lines(object_session(shipment), [sl.id for sl in shipment.lines])
     ctx = _base(order.deal, "shipment", shipment.number)
     ctx.update({
         "order": order.number, "seq": shipment.seq, "carrier": shipment.carrier,
@@ -152,10 +158,31 @@ def shipment_context(shipment: Shipment) -> dict[str, Any]:
         "lines": [{"sku": sl.order_line.sku, "description": sl.order_line.description,
                    "quantity": sl.quantity, "ordered": sl.order_line.quantity,
                    "shipped_to_date": sl.order_line.shipped_qty,
-                   "remaining": sl.order_line.remaining} for sl in shipment.lines],
+                   "remaining": sl.order_line.remaining,
+                   **({"serials": numbers[sl.id]} if sl.id in numbers else {})} for sl in shipment.lines],
         "complete": order.is_fully_shipped,
     })
     return ctx
+
+
+def _with_serials(session, lines: list[dict[str, Any]], order_line_ids: list[int | None]) -> list[dict[str, Any]]:
+    """Invoice lines with the serial numbers shipped on their order lines (a line without: as it was)."""
+    from sqlalchemy import select
+
+    from .orders import ShipmentLine
+    from .serials import serials_of_lines
+
+    ids = [i for i in order_line_ids if i is not None]
+    if not ids:
+        return lines
+    shipped = session.execute(select(ShipmentLine.id, ShipmentLine.order_line_id).where(
+        ShipmentLine.order_line_id.in_(ids)).order_by(ShipmentLine.id)).all()
+    numbers = serials_of_lines(session, [line_id for line_id, _ in shipped])
+    per_order_line: dict[int, list[str]] = {}
+    for line_id, order_line_id in shipped:
+        per_order_line.setdefault(order_line_id, []).extend(numbers.get(line_id, []))
+    return [{**ln, "serials": per_order_line[i]} if per_order_line.get(i) else ln
+            for ln, i in zip(lines, order_line_ids, strict=True)]
 
 
 def invoice_context(invoice: Invoice) -> dict[str, Any]:
@@ -166,8 +193,11 @@ def invoice_context(invoice: Invoice) -> dict[str, Any]:
     order = invoice.order
     items = [ln for ln in invoice.lines if ln.order_line_id is not None or invoice.is_deposit]
     deducted = [ln for ln in invoice.lines if ln.order_line_id is None and not invoice.is_deposit]
+    from sqlalchemy.orm import object_session
+
+    lines = _with_serials(object_session(invoice), _lines(items), [ln.order_line_id for ln in items])
     ctx.update({"title": invoice.title, "order": order.number, "date": invoice.issued_at.date().isoformat(),
-                "due_date": invoice.due_date.isoformat(), "lines": _lines(items),
+                "due_date": invoice.due_date.isoformat(), "lines": lines,
                 "totals": invoice.totals.as_dict(), "paid": str(invoice.paid),
                 "amount_due": str(invoice.amount_due),
                 "order_total": str(order.totals.total),

@@ -18,6 +18,7 @@ from .errors import DuplicateLine, InvalidTransition, OverShipment, ValidationEr
 from .numbering import next_number
 from .pricing import PricedLine, Totals
 from .products import Product, product_by_sku
+from .serial_shipping import serials_given, ship_units, units_to_ship
 from .staff import StaffUser
 from .states import OrderStatus
 from .stock import issue
@@ -154,17 +155,19 @@ class SalesOrder(Base):
 
     def ship(self, session: Session, lines: list[dict[str, Any]], carrier: str, tracking: str,
              by: StaffUser) -> Shipment:
-        """A shipment of ``lines`` ({sku, quantity}; none: all that is left), numbered, with the
-        stock issued for it. A line at 0 stays for a later shipment. Refused, with nothing
-        written, for a SKU not on the order or twice, a quantity below 0 or over what is left to
-        ship of its line (``OverShipment``) or over what is on hand (``OutOfStock``), and before
+        """A shipment of ``lines`` ({sku, quantity, serials}; none: all that is left), numbered,
+        with the stock issued for it and, for a serialized product, the units that leave
+        (``models.serial_shipping``: one serial number per unit). A line at 0 stays for a later
+        shipment. Refused, with nothing written, for a SKU not on the order or twice, a quantity
+        below 0 or over what is left to ship of its line (``OverShipment``) or over what is on
+        hand (``OutOfStock``), serial numbers that do not fit the units shipped, and before
         anything is numbered for an order that may not ship (its state, its deposit unpaid)."""
         self.check_can_ship()
         if len(lines) > len(self.lines):
             raise ValidationError("lines", f"the order has {len(self.lines)} lines; got {len(lines)}")
         if not lines:  # no lines: everything still to ship
             lines = [{"sku": ln.sku, "quantity": ln.remaining} for ln in self.lines if ln.remaining]
-        planned: list[tuple[SalesOrderLine, int, str]] = []
+        planned: list[tuple[SalesOrderLine, int, str, list[str]]] = []
         for i, raw in enumerate(lines, start=1):
             where = f"Line {i}"
             sku = product_by_sku(session, str(raw.get("sku", "")).strip(), f"{where}, product").sku  # as ordered
@@ -174,23 +177,31 @@ class SalesOrder(Base):
             qty = whole_number(raw.get("quantity"), f"{where}, quantity", limit=MAX_QUANTITY)
             if qty < 0:
                 raise ValidationError(f"{where}, quantity", "must not be negative (0: not in this shipment)")
+            serials = serials_given(line.product, raw.get("serials"), f"{where}, serials")
             if qty == 0:
                 continue  # the line stays for a later shipment
             if qty > line.remaining:
                 raise OverShipment(sku, qty, line.remaining, line.quantity, line.shipped_qty, f"{where}, quantity")
-            planned.append((line, qty, where))
+            planned.append((line, qty, where, serials))
         if not planned:
             raise ValidationError("lines", "nothing to ship: every line is at 0 (leave the lines out to ship all "
                                            "that is left)")
         number = next_number(session, "shipment")
-        for line, qty, where in planned:
+        chosen = []
+        for line, qty, where, serials in planned:
             issue(session, line.product, qty, reason="shipment", reference=number,
                   source_key=f"{number}:{line.sku}", by=by.handle, field=f"{where}, quantity")
+            # with the product's stock locked: a unit cannot leave in two shipments at once
+            chosen.append(units_to_ship(session, line.product, serials, qty, f"{where}, serials")
+                          if line.product.serialized else [])
         shipment = Shipment(order=self, seq=len(self.shipments) + 1, number=number, carrier=carrier,
                             tracking_number=tracking, shipped_by=by,
-                            lines=[ShipmentLine(order_line=line, quantity=qty) for line, qty, _ in planned])
+                            lines=[ShipmentLine(order_line=line, quantity=qty) for line, qty, _, _ in planned])
         session.add(shipment)
         self.record_shipment_lines(shipment)
+        session.flush()
+        for shipment_line, units in zip(shipment.lines, chosen, strict=True):
+            ship_units(session, shipment_line, units, self.deal, by.handle, shipment.at.date())
         session.flush()
         return shipment
 
