@@ -19,6 +19,7 @@ from . import (
     prices,
     reports,
     running,
+    serials,
     setup,
     staff,
     waits,
@@ -49,5 +50,6 @@ def main(ctx: click.Context) -> None:
 for command in (setup.init, setup.company, setup.demo, leads.lead, deals.deal, deals.followup, deals.opportunity,
                 staff.staff, staff.login, staff.logout, running.up, running.executor, running.portal, running.gateway,
                 running.down, waits.inbox, waits.answer, outbox.outbox, reports.report, reports.remind,
-                customers.customer, catalog.product, prices.price, prices.rate, catalog.stock, payments.invoice):
+                customers.customer, catalog.product, prices.price, prices.rate, catalog.stock, payments.invoice,
+                serials.serial):
     main.add_command(command)
