@@ -172,13 +172,37 @@ def start_scenario_deal(company: str = LEAD["company"], restock: int = 0, restoc
 
 def answer_for(deal_number: str, move: Move) -> dict[str, Any]:
     """The person's answer to ``move`` as the deal stands now. Before the hand-off Sofia works the
-    opportunity (follow-ups, stages), as the scenario has it (``application.demo``)."""
+    opportunity (follow-ups, stages), as the scenario has it (``application.demo``). A shipment is
+    confirmed as its form starts (``with_serials``)."""
     from application.deals import deal_summary
     from application.demo import work_the_opportunity
 
     if move.step == "handoff":
         work_the_opportunity(deal_number)
-    return move.answer(deal_summary(deal_number))
+    summary = deal_summary(deal_number)
+    answer = move.answer(summary)
+    return with_serials(deal_number, answer, summary) if move.step == "shipment" else answer
+
+
+def with_serials(deal_number: str, answer: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+    """A shipment as delivery confirms it in its form: the lines the script names (none: the lines
+    the form starts with, all that is left), each serialized line with the serial numbers the form
+    starts with (the oldest units in stock), one per unit shipped; a unit without one in stock gets
+    the number delivery types from its plate (here: the deal's number and the unit's count)."""
+    from application.serials import shipment_form
+
+    form = {line["sku"]: line for line in shipment_form(deal_number)}
+    lines = [dict(line) for line in answer.get("lines") or
+             ({"sku": sku, "quantity": line["quantity"]} for sku, line in form.items())]
+    for line in lines:
+        offered = form.get(line["sku"], {}).get("serials")
+        if offered is None or line.get("serials"):
+            continue  # not serialized, or the script names the serial numbers itself
+        before = sum(s["lines"].get(line["sku"], 0) for s in summary["shipments"])
+        wanted = int(line["quantity"])
+        offered = (offered + [""] * wanted)[:wanted]
+        line["serials"] = [given or f"{deal_number}-{before + n:03d}" for n, given in enumerate(offered, start=1)]
+    return {**answer, "lines": lines}
 
 
 def play_direct(deal_number: str, script: list[Move] | None = None, until: str | None = None,

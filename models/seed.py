@@ -12,6 +12,7 @@ from . import audit
 from .catalog import Product, receive
 from .customers import find_customer, import_customers
 from .identity import Cipher, enroll
+from .serials import receive_serials
 from .staff import Role, StaffUser
 
 STAFF = [
@@ -41,6 +42,13 @@ CHECKLISTS = {
 }
 
 
+# the machines carry serial numbers and a 24-month warranty; the opening stock comes in with its
+# numbers (GLM-GL2000-0001…), which the shipment form starts with (oldest first)
+SERIALIZED = {"CNC-LATHE-2000": "GLM-GL2000", "VMC-850": "GLM-VMC850", "HYD-PRESS-100T": "GLM-HP100T"}
+WARRANTY_MONTHS = 24
+OPENING_STOCK = "opening stock"
+
+
 # the scenario's customer, known before its lead comes in: its terms ask for a 30 % deposit before
 # shipping, and its credit limit covers the scenario's order (about USD 177,000), not two of them
 CUSTOMERS = [
@@ -68,11 +76,16 @@ def load(session: Session, cipher: Cipher | None = None) -> dict[str, int]:
             added["staff"] += 1
     for sku, name, price, tax, on_hand in CATALOGUE:
         if session.scalars(select(Product).where(Product.sku == sku)).one_or_none() is None:
+            prefix = SERIALIZED.get(sku)
             product = Product(sku=sku, name=name, unit_price=Decimal(price), tax_rate=Decimal(tax),
-                              qa_checklist=CHECKLISTS.get(sku))
+                              qa_checklist=CHECKLISTS.get(sku), serialized=prefix is not None,
+                              warranty_months=WARRANTY_MONTHS if prefix else 0)
             session.add(product)
             session.flush()
             receive(session, product, on_hand, reason="initial", source_key=f"initial:{sku}", by="init")
+            if prefix:
+                receive_serials(session, product, [f"{prefix}-{n:04d}" for n in range(1, on_hand + 1)],
+                                OPENING_STOCK, by="init")
             added["products"] += 1
     for row in CUSTOMERS:
         if find_customer(session, row["email"], contacts=False) is None:

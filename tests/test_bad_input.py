@@ -75,7 +75,8 @@ def test_shipping_more_than_in_stock_is_refused_and_uses_no_number(new_deal):
     step = plan_next_step(new_deal)
     open_wait(new_deal, step["name"], step["key"], None)
     ok = record_answer.fn(new_deal, step["key"], {"by": "delivery", "carrier": "DHL", "tracking_number": "T2",
-                                                  "lines": [{"sku": "CNC-LATHE-2000", "quantity": 2}]})
+                                                  "lines": [{"sku": "CNC-LATHE-2000", "quantity": 2,
+                                                             "serials": ["GLM-GL2000-0001", "GLM-GL2000-0002"]}]})
     assert ok["accepted"] and ok["outcome"].startswith("SHP-0001: 2 × CNC-LATHE-2000")  # gap-free
 
 

@@ -164,8 +164,11 @@ def test_two_orders_racing_for_the_last_machine_are_both_made_and_only_one_ships
                                                             "emergency_stop")}, "notes": "ok"}, "passed")
     for deal in deals:  # (the scenario's customer pays its 30 % deposit first; Hillside Tools has none to pay)
         play_direct(deal, moves + [qa, DEPOSIT], until="shipment-1")
-    ship = {"by": "delivery", "carrier": "DHL", "tracking_number": "T", "lines": []}
-    outcomes = _race(lambda deal: record_answer.fn(deal, "shipment-1", TEAM.signed(deal, "shipment-1", ship)), deals)
+    # each ships a press of its own (two presses have serial numbers, one is on hand)
+    ship = {deal: {"by": "delivery", "carrier": "DHL", "tracking_number": "T", "lines": [
+        {"sku": "HYD-PRESS-100T", "quantity": 1, "serials": [f"GLM-HP100T-000{i}"]}]} for i, deal in enumerate(deals, 1)}
+    outcomes = _race(lambda deal: record_answer.fn(deal, "shipment-1", TEAM.signed(deal, "shipment-1", ship[deal])),
+                     deals)
     assert sorted(o["accepted"] for o in outcomes) == [False, True], outcomes
     refused = next(o for o in outcomes if not o["accepted"])
     assert refused["reason"] == "Line 1, quantity: HYD-PRESS-100T: 1 requested but only 0 in stock", refused
@@ -198,7 +201,8 @@ def test_a_line_at_zero_is_not_in_this_shipment_and_all_at_zero_ships_nothing(ne
     assert refused["reason"] == ("lines: nothing to ship: every line is at 0 (leave the lines out to ship all that "
                                  "is left)")
     partial = {"by": "delivery", "carrier": "DHL", "tracking_number": "T1",
-               "lines": [{"sku": "CNC-LATHE-2000", "quantity": 2}, {"sku": "TOOL-KIT-PRO", "quantity": 0},
+               "lines": [{"sku": "CNC-LATHE-2000", "quantity": 2, "serials": ["GLM-GL2000-0001", "GLM-GL2000-0002"]},
+                         {"sku": "TOOL-KIT-PRO", "quantity": 0},
                          {"sku": "CHUCK-3J-250", "quantity": 0}]}
     from tasks.deal_steps import open_wait
 

@@ -140,9 +140,10 @@ def test_qa_signs_off_each_check_of_the_machines_on_the_order(new_deal):
 def test_shipment_and_payment_forms_start_with_what_is_left(new_deal):
     play_direct(new_deal, until="shipment-1")
     schema, _ = _form_at(new_deal, "shipment-1")
-    assert schema["properties"]["lines"]["default"] == [
-        {"sku": "CNC-LATHE-2000", "quantity": 3}, {"sku": "TOOL-KIT-PRO", "quantity": 3},
-        {"sku": "CHUCK-3J-250", "quantity": 3}, {"sku": "COOLANT-20L", "quantity": 10}]
+    assert schema["properties"]["lines"]["default"] == [  # the lathe with its oldest units in stock
+        {"sku": "CNC-LATHE-2000", "quantity": 3, "serials": ["GLM-GL2000-0001", "GLM-GL2000-0002", "GLM-GL2000-0003"]},
+        {"sku": "TOOL-KIT-PRO", "quantity": 3, "serials": []}, {"sku": "CHUCK-3J-250", "quantity": 3, "serials": []},
+        {"sku": "COOLANT-20L", "quantity": 10, "serials": []}]
     assert schema["properties"]["lines"]["items"]["properties"]["sku"]["enum"] == [
         "CNC-LATHE-2000", "TOOL-KIT-PRO", "CHUCK-3J-250", "COOLANT-20L"]
     play_direct(new_deal, until="payment-1")
@@ -231,7 +232,10 @@ def test_each_form_says_what_to_decide_in_sentences_with_currencies_and_no_raw_v
         "drops under load; replace the seal.")
     assert said["shipment-2"].endswith("(the form starts with all that is left to ship; a line at 0 is not in this "
                                        "shipment). CNC-LATHE-2000: 1 to ship, 2 in stock; TOOL-KIT-PRO: 1 to ship, "
-                                       "23 in stock; CHUCK-3J-250: 1 to ship, 8 in stock.")
+                                       "23 in stock; CHUCK-3J-250: 1 to ship, 8 in stock.\n\n**Serial numbers**, one per "
+                                       "unit shipped, for CNC-LATHE-2000: the form starts with the oldest units in "
+                                       "stock; type any left empty from the unit's plate, and for a lower quantity "
+                                       "remove as many.")
     assert "Net 147,659.00 USD, tax 26,524.68 USD, **total 174,183.68 USD**." in said["decision-rev-2"]
     assert "| Product | Qty | Unit price (USD) | Discount | Net (USD) |" in said["decision-rev-2"]
     assert "Budget 150,000.00 USD, timeline Q1 2027." in said["estimate-rev-1"]
