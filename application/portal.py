@@ -1,6 +1,6 @@
-"""What a customer does through the personal link in an estimate or invoice email: read the
-estimate or the invoice, download its PDF, answer the estimate, ask for a new one once it
-expired; and a colleague's dated link to a document's PDF.
+"""What a customer does through the personal link in an estimate, invoice or credit note email:
+read the estimate, the invoice or the credit note, download its PDF, answer the estimate, ask for
+a new one once it expired; and a colleague's dated link to a document's PDF.
 
 The customer is named by the link (``models.customer_links.Link``: the deal, the document and
 the contact it was sent to), which the door has verified with the installation's secret before
@@ -22,7 +22,14 @@ from models import Document
 from models.base import utcnow
 from models.customer_answers import ask_for_renewal as ask_owner_for_renewal
 from models.customer_answers import check_typed, describe_decision, last_refusal, renewal_asked, run_input
-from models.customer_links import EstimateState, Link, decision_wait, estimate_state, linked_invoice
+from models.customer_links import (
+    EstimateState,
+    Link,
+    decision_wait,
+    estimate_state,
+    linked_credit_note,
+    linked_invoice,
+)
 from models.deal import Wait
 from models.documents import invoice_balance
 from models.errors import NotFound, ValidationError
@@ -56,12 +63,29 @@ def invoice_page(link: Link) -> dict[str, Any]:
         return {"doc": _context(s, _invoice_kind(invoice), invoice.number), **invoice_balance(invoice, utcnow().date())}
 
 
+def credit_note_page(link: Link) -> dict[str, Any]:
+    """What the page of a credit note shows: the document as sent (``doc``: a return's names the
+    goods received with their serial numbers, the restocking fee and the amount credited; a
+    cancel's, the invoice it reverses) and, when its money was kept as credit, what is on the
+    customer's account in its currency today (``credit_on_account``, None otherwise)."""
+    from models.credit_notes import credit_balance
+
+    with unit_of_work() as s:
+        note = linked_credit_note(s, link)
+        on_account = credit_balance(s, note.customer, note.deal.currency) if note.kept_as_credit > 0 else None
+        return {"doc": _context(s, "credit_note", note.number),
+                "credit_on_account": str(on_account) if on_account is not None else None}
+
+
 def linked_pdf(link: Link, settings: Settings | None = None) -> dict[str, Any]:
-    """The PDF of the estimate or invoice a link names, as attached to its email: ``number``, ``pdf``."""
+    """The PDF of the estimate, invoice or credit note a link names, as attached to its email:
+    ``number``, ``pdf``."""
     with unit_of_work() as s:
         if link.kind == "invoice":
             invoice = linked_invoice(s, link)
             kind, number = _invoice_kind(invoice), invoice.number
+        elif link.kind == "credit_note":
+            kind, number = "credit_note", linked_credit_note(s, link).number
         else:
             kind, number = "estimate", estimate_state(s, link).revision.number
         pdf = _pdf(s, kind, number, settings)

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import httpx
 
-LINK = re.compile(r"https?://[^\s<>\"']+/(e|i)/[A-Za-z0-9_.\-]+")
+LINK = re.compile(r"https?://[^\s<>\"']+/(e|i|c)/[A-Za-z0-9_.\-]+")
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 def link_in(eml: bytes | str | Path, kind: str = "e", base: str | None = None) -> str | None:
-    """The portal link (``e`` estimate, ``i`` invoice) in the plain-text part of an email: the
-    first that starts with ``base`` (the portal's address; by default DEALFLOW_PUBLIC_URL's), so
-    that an address typed into a company name is never taken for it."""
+    """The portal link (``e`` estimate, ``i`` invoice, ``c`` credit note) in the plain-text part of
+    an email: the first that starts with ``base`` (the portal's address; by default
+    DEALFLOW_PUBLIC_URL's), so that an address typed into a company name is never taken for it."""
     if base is None:
         from services.config import load_settings
 

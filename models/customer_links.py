@@ -1,7 +1,7 @@
-"""The signed links in the estimate and invoice emails, and what a link opens.
+"""The signed links in the estimate, invoice and credit note emails, and what a link opens.
 
-A **link** names the deal, the document (an estimate's revision, or an invoice) and the contact it
-was sent to. Its HMAC-SHA256 (with a secret the caller passes in, derived from this
+A **link** names the deal, the document (an estimate's revision, an invoice or a credit note) and
+the contact it was sent to. Its HMAC-SHA256 (with a secret the caller passes in, derived from this
 installation's key: ``services.keys.portal_secret``; this module never reads keys itself) makes
 it unguessable; it is checked before anything is looked up, and a link that does not verify is
 "not found". A colleague's link to a document's PDF is signed and dated. What the customer
@@ -15,6 +15,7 @@ import hmac
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
@@ -27,16 +28,22 @@ from .errors import NotFound
 from .estimates import EstimateRevision
 from .states import RevisionStatus
 
+if TYPE_CHECKING:
+    from .credit_notes import CreditNote
+
 LINK_SALT = "dealflow.portal.link.v1"
 INVOICE_LINK_DAYS = 365  # an invoice's page stays readable this long after its due date
+CREDIT_NOTE_LINK_DAYS = 365  # a credit note's page stays readable this long after it was issued
+KINDS = ("estimate", "invoice", "credit_note")
 DOCUMENT_SALT = "dealflow.portal.document.v1"
 DOCUMENT_LINK_DAYS = 7  # a colleague's link to a document (from the deal's page) opens this long
 
 
 @dataclass(frozen=True)
 class Link:
-    """What a link names: ``kind`` estimate (``ref`` = the revision number) or invoice (``ref`` =
-    the invoice number, a deposit invoice's too), the deal and the contact it was sent to."""
+    """What a link names: ``kind`` estimate (``ref`` = the revision number), invoice (``ref`` =
+    the invoice number, a deposit invoice's too) or credit_note (``ref`` = its number), the deal
+    and the contact it was sent to."""
     kind: str
     deal: str
     ref: str
@@ -61,7 +68,7 @@ def read_link(secret: bytes, token: str) -> Link | None:
         kind, deal, ref, contact = serializer(secret, LINK_SALT).loads(token)
     except (BadSignature, ValueError, TypeError):
         return None
-    if kind not in ("estimate", "invoice") or not isinstance(contact, int) or not isinstance(ref, str):
+    if kind not in KINDS or not isinstance(contact, int) or not isinstance(ref, str):
         return None
     link = Link(kind, str(deal), ref, contact)
     # only the token as it was made: base64's spare bits would let a changed last character verify
@@ -110,6 +117,11 @@ def estimate_link(rev: EstimateRevision, email: str) -> Link | None:
 def invoice_link(invoice: Invoice, email: str) -> Link | None:
     contact = contact_for(invoice.deal, email)
     return Link("invoice", invoice.deal.number, invoice.number, contact.id) if contact else None
+
+
+def credit_note_link(note: CreditNote, email: str) -> Link | None:
+    contact = contact_for(note.deal, email)
+    return Link("credit_note", note.deal.number, note.number, contact.id) if contact else None
 
 
 def _linked_deal(session: Session, link: Link) -> tuple[Deal, Contact]:
@@ -175,6 +187,18 @@ def linked_invoice(session: Session, link: Link, today: date | None = None) -> I
     if (today or utcnow().date()) > invoice.due_date + timedelta(days=INVOICE_LINK_DAYS):
         raise NotFound("link", "?")
     return invoice
+
+
+def linked_credit_note(session: Session, link: Link, today: date | None = None) -> CreditNote:
+    """The credit note a link names, by number (only one of that deal's own), for
+    ``CREDIT_NOTE_LINK_DAYS`` after it was issued."""
+    if link.kind != "credit_note":
+        raise NotFound("link", "?")
+    deal, _ = _linked_deal(session, link)
+    note = next((n for n in deal.credit_notes if n.number == link.ref), None)
+    if note is None or (today or utcnow().date()) > note.at.date() + timedelta(days=CREDIT_NOTE_LINK_DAYS):
+        raise NotFound("link", "?")
+    return note
 
 
 def decision_key(revision: int) -> str:

@@ -20,7 +20,7 @@ from .config import Settings, load_settings, people_url
 from .keys import portal_secret
 
 log = logging.getLogger(__name__)
-PATHS = {"estimate": "e", "invoice": "i", "document": "d"}
+PATHS = {"estimate": "e", "invoice": "i", "credit_note": "c", "document": "d"}
 
 
 def url_for(link: Link, settings: Settings | None = None) -> str:

@@ -1,8 +1,9 @@
 """The portal's pages: an estimate (read as its document shows it; accept, ask for changes,
 decline, or ask for a new one once it expired), an invoice (the final one with the deposit it
-deducts, or the deposit invoice) with its balance and payments, a document's PDF, and a
-colleague's dated link to a document. Every action works without JavaScript (plain forms,
-Post/Redirect/Get); all text is escaped by the templates.
+deducts, or the deposit invoice) with its balance and payments, a credit note (a return's: the
+goods received with their serial numbers, the restocking fee, the amount credited and what became
+of it), a document's PDF, and a colleague's dated link to a document. Every action works without
+JavaScript (plain forms, Post/Redirect/Get); all text is escaped by the templates.
 """
 
 from __future__ import annotations
@@ -170,6 +171,19 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
     def invoice_pdf(request: Request) -> Response:
         return linked(request, "invoice", lambda token, link: pdf(portal.linked_pdf(link, settings)))
 
+    # --- the credit note ---------------------------------------------------------------------------
+
+    def show_credit_note(request: Request) -> Response:
+        def respond(token: str, link: Link) -> Response:
+            shown = portal.credit_note_page(link)
+            return page("credit_note.html", doc=shown["doc"], token=token,
+                        credit_on_account=shown["credit_on_account"])
+
+        return linked(request, "credit_note", respond)
+
+    def credit_note_pdf(request: Request) -> Response:
+        return linked(request, "credit_note", lambda token, link: pdf(portal.linked_pdf(link, settings)))
+
     # --- a colleague's document link (the deal's page in the Prefect UI) ----------------------------
 
     def document_pdf(request: Request) -> Response:
@@ -206,6 +220,7 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
         Route("/e/{token}", show_estimate), Route("/e/{token}/pdf", estimate_pdf),
         Route("/e/{token}/{action}", answer_estimate, methods=["POST"]),
         Route("/i/{token}", show_invoice), Route("/i/{token}/pdf", invoice_pdf),
+        Route("/c/{token}", show_credit_note), Route("/c/{token}/pdf", credit_note_pdf),
         Route("/d/{token}", document_pdf),
     ], exception_handlers={404: lambda r, e: unknown(r), 405: lambda r, e: unknown(r)})
     return SecureHeaders(app, hsts=secure)
