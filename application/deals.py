@@ -129,7 +129,7 @@ def open_wait(deal_number: str, step: str, key: str, flow_run_id: str | None) ->
     starts with."""
     with unit_of_work() as s:
         deal = locked_deal(s, deal_number)
-        planned = process.next_step(s, deal)
+        planned = _planned(s, deal, step, key)
         if planned.key != key:
             raise DomainError(f"{deal_number} is at {planned.key}, not {key}")
         described: list[str] = []  # described only when the wait is new
@@ -142,6 +142,16 @@ def open_wait(deal_number: str, step: str, key: str, flow_run_id: str | None) ->
         s.commit()
         return {"wait_id": wait.id, "status": wait.status, "description": wait.description,
                 "answer": wait.answer, "new": bool(described), **process.form_start(s, deal, step, key)}
+
+
+def _planned(s: Session, deal: Deal, step: str, key: str) -> process.Step:
+    """Where the deal, or the case (a return, a claim) the wait ``key`` is of, stands now."""
+    kind = process.KINDS.get(step)
+    if kind is not None and kind.case is not None:
+        from models.cases import next_case_step
+
+        return next_case_step(s, kind.of(s, deal, key))
+    return process.next_step(s, deal)
 
 
 def form_start(deal_number: str, key: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from .roles import Role
 
 # the modules that define tables: all of them are imported before the first mapper is used
 MODEL_MODULES = ("audit", "billing", "catalog", "company", "credit", "credit_notes", "crm", "deal", "estimates",
-                 "identity", "numbering", "orders", "outbox", "portal", "prices", "staff")
+                 "identity", "numbering", "orders", "outbox", "portal", "prices", "returns", "serials", "staff", "warranty")
 
 # a mapped class (or Base) -> the module that defines it
 _CLASSES = {
@@ -37,6 +37,8 @@ _CLASSES = {
     "Product": "catalog", "StockLevel": "catalog", "StockMove": "catalog",
     "Company": "company",
     "CreditHold": "credit", "CreditNote": "credit_notes",
+    "ReturnOrder": "returns", "ReturnLine": "returns", "ReturnLineSerial": "returns",
+    "WarrantyClaim": "warranty",
     "Contact": "crm", "Customer": "crm", "FollowUp": "crm", "Lead": "crm", "Opportunity": "crm",
     "StageChange": "crm",
     "Deal": "deal", "Wait": "deal",

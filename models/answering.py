@@ -86,6 +86,15 @@ def open_wait(session: Session, deal: Deal, step: Step, description: str | Calla
 
 
 def find_open_wait(session: Session, deal: Deal, step_or_key: str) -> Wait:
+    """The deal's open wait named by its step or key; also one of its returns' and claims' (when
+    two of them wait at the same step, their keys tell them apart)."""
+    cases = [w for w in deal.case_waits if step_or_key in (w.step, w.key)]
+    if cases and (deal.open_wait is None or step_or_key not in (deal.open_wait.step, deal.open_wait.key)):
+        if len(cases) > 1:
+            raise WaitNotOpen(deal.number, step_or_key, [w.key for w in cases],
+                              f"{len(cases)} waits are at {step_or_key}: name one by its key "
+                              f"({', '.join(w.key for w in cases)})")
+        return cases[0]
     wait = deal.open_wait
     if wait is None or step_or_key not in (wait.step, wait.key):
         online = deal.estimate.latest.customer_answer if deal.estimate and deal.estimate.latest else None
@@ -128,7 +137,8 @@ def apply_answer(session: Session, deal: Deal, wait: Wait, answer: dict[str, Any
     """Apply a proven answer (without its proof) to the business and close the wait.
     Raises a DomainError, with nothing applied, if the answer breaks a rule."""
     person = proven.person
-    outcome = KINDS[wait.step].answer(session, deal, person, answer)
+    kind = KINDS[wait.step]
+    outcome = kind.answer(session, kind.of(session, deal, wait.key), person, answer)
     wait.close(WaitStatus.ANSWERED, person.handle, recordable(answer), proof=proven.kind,
                stand_in_for=proven.stands_in_for)
     extra = {"stands_in_for": proven.stands_in_for} if proven.stands_in_for else {}

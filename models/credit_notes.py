@@ -1,4 +1,5 @@
-"""Credit notes: an invoice reversed (a cancelled order's deposit invoice), numbered in their own
+"""Credit notes: an invoice reversed (a cancelled order's deposit invoice), or what came back on a
+return credited against the deal's invoice (less its restocking fee), numbered in their own
 gap-free series (CN-0001), with what was paid on it refunded to the customer (recorded as a
 refund payment, numbered in its own series, RFD-0001) or kept as credit on the customer's account."""
 
@@ -6,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -22,6 +23,7 @@ from .states import InvoiceStatus
 if TYPE_CHECKING:
     from .crm import Customer
     from .deal import Deal
+    from .returns import ReturnOrder
     from .staff import StaffUser
 
 SETTLEMENT_WORDS = {"refund": "refunded to the customer", "credit": "kept as credit on the customer's account",
@@ -38,8 +40,12 @@ class CreditNote(Base):
     number: Mapped[str] = mapped_column(String(20), unique=True)
     deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), index=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
-    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), unique=True)  # the invoice it reverses
-    amount: Mapped[Decimal]  # the invoice's total, reversed
+    # the invoice it reverses, or a return's credit is against (an invoice is reversed once: its status)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id"), index=True)
+    amount: Mapped[Decimal]  # the invoice's total reversed, or what came back less the restocking fee
+    return_id: Mapped[int | None] = mapped_column(ForeignKey("returns.id"), unique=True)  # one per return
+    restocking_fee: Mapped[Decimal] = mapped_column(default=ZERO)
+    lines: Mapped[list[Any] | None] = mapped_column(default=None)  # a return's: what came back, as credited
     settlement: Mapped[str] = mapped_column(String(10))
     refunded: Mapped[Decimal] = mapped_column(default=ZERO)  # paid back (a refund payment)
     kept_as_credit: Mapped[Decimal] = mapped_column(default=ZERO)
@@ -54,6 +60,11 @@ class CreditNote(Base):
     customer: Mapped[Customer] = relationship()
     invoice: Mapped[Invoice] = relationship()
     issued_by: Mapped[StaffUser] = relationship()
+    ret: Mapped[ReturnOrder | None] = relationship()
+
+    @property
+    def is_return(self) -> bool:
+        return self.return_id is not None
 
 
 def credit_invoice(session: Session, invoice: Invoice, settlement: str, reason: str, by: StaffUser,
@@ -79,6 +90,72 @@ def credit_invoice(session: Session, invoice: Invoice, settlement: str, reason: 
     session.add(note)
     session.flush()
     session.expire(invoice.deal, ["credit_notes"])
+    return note
+
+
+def credit_return(session: Session, ret: ReturnOrder, settlement: str, method: str, by: StaffUser) -> CreditNote:
+    """Credit what came back on ``ret`` against the deal's invoice: the goods received as they were
+    sold (tax included), less the restocking fee; refunded (at most what was paid on the invoice,
+    less earlier refunds of it) or kept as credit. Once per return; the note is emailed with its
+    portal link."""
+    from .documents import return_credit_note_context
+    from .portal import credit_note_link
+    from .sending import issue_document
+    from .states import ReturnStatus
+
+    if ret.credit_note is not None:
+        return ret.credit_note
+    if not ret.with_credit:
+        raise ValidationError("settle", f"{ret.number} is a warranty return: nothing is credited")
+    if ret.status != ReturnStatus.INSPECTED:
+        raise ValidationError("settle", f"{ret.number} is {ret.status}: it is credited once received and inspected")
+    if settlement not in SETTLEMENTS:
+        raise ValidationError("settle", f"must be {' or '.join(SETTLEMENTS)}")
+    refund_methods = [m for m in PAYMENT_METHODS if m != "account_credit"]
+    if method not in refund_methods:
+        raise ValidationError("method", f"must be one of {', '.join(refund_methods)}")
+    invoice = ret.deal.invoice
+    currency = ret.deal.currency
+    amount = ret.received_value - ret.restocking_fee
+    if amount <= ZERO:
+        raise ValidationError("settle", f"nothing to credit on {ret.number}: the goods received are worth "
+                                        f"{ret.received_value} {currency} and the fee is {ret.restocking_fee}")
+    if settlement == "refund":
+        refunded = session.scalar(select(func.coalesce(func.sum(CreditNote.refunded), 0))
+                                  .where(CreditNote.invoice_id == invoice.id)) or ZERO
+        can = invoice.paid - Decimal(refunded)
+        if amount > can:
+            raise ValidationError("settle", f"{invoice.number} has {can} {currency} paid that is not refunded yet; "
+                                            f"{amount} cannot be refunded: keep it as credit on the customer's account")
+    lines = []
+    for ln in ret.lines:
+        if ln.received_qty:
+            ol = ln.order_line
+            net, tax = ol.net_for(ln.received_qty), ol.tax_for(ln.received_qty)
+            lines.append({"line_no": ln.line_no, "sku": ln.sku, "description": ol.description,
+                          "quantity": ln.received_qty, "unit_price": str(ol.unit_price),
+                          "discount_pct": str(ol.discount_pct), "tax_rate": str(ol.tax_rate),
+                          "net": str(net), "tax": str(tax), "total": str(net + tax),
+                          "serials": [rs.serial.serial for rs in ln.serials if rs.received]})
+    note = CreditNote(number=next_number(session, "credit_note"), deal=ret.deal, customer=ret.deal.customer,
+                      invoice=invoice, amount=amount, settlement=settlement, return_id=ret.id,
+                      restocking_fee=ret.restocking_fee, lines=lines,
+                      refunded=amount if settlement == "refund" else ZERO,
+                      kept_as_credit=amount if settlement == "credit" else ZERO,
+                      refund_method=method if settlement == "refund" else "",
+                      reason=f"Goods returned under {ret.number}: {ret.reason}", issued_by=by)
+    if note.refunded > ZERO:
+        note.refund_number = next_number(session, "refund")
+    session.add(note)
+    session.flush()
+    session.expire(ret, ["credit_note"])
+    session.expire(ret.deal, ["credit_notes"])
+    issue_document(session, ret.deal, "credit_note", note.number, return_credit_note_context(note),
+                   f"Credit note {note.number} for your return {ret.number}", link=lambda to: credit_note_link(note, to),
+                   event="credit_note.issued", by=by.handle, amount=note.amount, settlement=settlement)
+    from .returns import close
+
+    close(session, ret)
     return note
 
 

@@ -80,7 +80,13 @@ class Deal(Base):
 
     @property
     def open_wait(self) -> Wait | None:
-        return next((w for w in self.waits if w.status == WaitStatus.OPEN), None)
+        """The open wait of the deal's own plan (not of a return or a claim of it: ``case_waits``)."""
+        return next((w for w in self.waits if w.status == WaitStatus.OPEN and not w.of_case), None)
+
+    @property
+    def case_waits(self) -> list[Wait]:
+        """The open waits of its returns and warranty claims (``models.cases``)."""
+        return [w for w in self.waits if w.status == WaitStatus.OPEN and w.of_case]
 
     def close_won(self) -> None:
         self.status = DealStatus.move(f"deal {self.number}", self.status, DealStatus.WON, "close as won")
@@ -130,6 +136,9 @@ def deal_by_number(session: Session, number: str) -> Deal:
     return deal
 
 
+CASE_STEP_PREFIXES = ("return_", "claim_")  # the steps of the cases after a sale (``models.waits``)
+
+
 class Wait(Base):
     """A human step the deal stops at: who may answer, since when, and what was answered."""
 
@@ -165,6 +174,11 @@ class Wait(Base):
     @property
     def role_list(self) -> list[str]:
         return self.roles.split(",")
+
+    @property
+    def of_case(self) -> bool:
+        """A step of a return or a warranty claim of the deal (``models.cases``), not of the deal's own plan."""
+        return self.step.startswith(CASE_STEP_PREFIXES)
 
     def close(self, status: WaitStatus, by: str, answer: dict[str, Any], reason: str = "", *,
               proof: str | None = None, stand_in_for: str | None = None) -> None:

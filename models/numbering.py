@@ -18,6 +18,8 @@ PREFIXES = {
     "deposit": "DEP",  # deposit invoices: their own gap-free series
     "credit_note": "CN",
     "refund": "RFD",  # refund payments (a credit note's money paid back)
+    "return": "RMA",  # returns (return merchandise authorizations)
+    "claim": "WC",  # warranty claims
 }
 
 

@@ -61,7 +61,8 @@ def start(session: Session, deal: Deal, kind: WaitKind, key: str) -> dict[str, A
         typed = kind.as_offered({k: v for k, v in refused.answer.items() if k not in PROOF_FIELDS})
         if refused.refusal_reason.startswith("by:"):
             typed.pop("by", None)
-    return {"prefill": kind.prefill(session, deal, typed), "choices": kind.choices(session, deal)}
+    subject = kind.of(session, deal, key)
+    return {"prefill": kind.prefill(session, subject, typed), "choices": kind.choices(session, subject)}
 
 
 def catalogue_labels(session: Session, currency: str) -> dict[str, str]:

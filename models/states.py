@@ -95,6 +95,21 @@ class SerialStatus(Status):
     IN_REPAIR = "in_repair"
 
 
+class ReturnStatus(Status):
+    REQUESTED = "requested"
+    AUTHORIZED = "authorized"  # a manager authorized it (or a warranty claim's diagnosis did): the RMA is sent
+    REFUSED = "refused"  # a manager refused it, with a reason to the customer
+    RECEIVED = "received"  # delivery took the goods in
+    INSPECTED = "inspected"  # QA restocked, scrapped or sent each unit to repair
+    CLOSED = "closed"  # credited (or, a warranty return, nothing to credit)
+
+
+class ClaimStatus(Status):
+    OPEN = "open"
+    DIAGNOSED = "diagnosed"  # an engineer said what is wrong: repair on site, or a return
+    CLOSED = "closed"
+
+
 class EmailStatus(Status):
     PENDING = "pending"
     SENDING = "sending"  # claimed by a sender; handed to the mail server once ``handed_at`` is set
@@ -116,6 +131,10 @@ MOVES: dict[type[Status], dict[Status, tuple[Status, ...]]] = {
     InvoiceStatus: {IS.OPEN: (IS.PARTIALLY_PAID, IS.PAID, IS.CREDITED),
                     IS.PARTIALLY_PAID: (IS.PARTIALLY_PAID, IS.PAID, IS.CREDITED), IS.PAID: (IS.CREDITED,)},
     HoldStatus: {H.OPEN: (H.RELEASED, H.DEPOSIT, H.REJECTED)},
+    ReturnStatus: {ReturnStatus.REQUESTED: (ReturnStatus.AUTHORIZED, ReturnStatus.REFUSED),
+                   ReturnStatus.AUTHORIZED: (ReturnStatus.RECEIVED,), ReturnStatus.RECEIVED: (ReturnStatus.INSPECTED,),
+                   ReturnStatus.INSPECTED: (ReturnStatus.CLOSED,)},
+    ClaimStatus: {ClaimStatus.OPEN: (ClaimStatus.DIAGNOSED,), ClaimStatus.DIAGNOSED: (ClaimStatus.CLOSED,)},
     # a unit ships, comes back, and is restocked, scrapped or repaired; a repaired unit goes back
     # into stock or to its customer (a warranty repair)
     SerialStatus: {SerialStatus.IN_STOCK: (SerialStatus.SHIPPED, SerialStatus.SCRAPPED, SerialStatus.IN_REPAIR),
@@ -133,7 +152,7 @@ del L, D, W, R, OS, IS, H, E
 OF = {LeadStatus: "lead", DealStatus: "deal", WaitStatus: "wait (a human step)", RevisionStatus: "estimate revision",
       OrderStatus: "sales order", InvoiceStatus: "invoice", HoldStatus: "credit hold",
       SerialStatus: "serial number (one unit)",
-      EmailStatus: "email (the outbox)"}
+      ReturnStatus: "return (RMA)", ClaimStatus: "warranty claim", EmailStatus: "email (the outbox)"}
 
 
 def table() -> str:

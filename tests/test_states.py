@@ -15,7 +15,8 @@ from models.states import MOVES, OF, Status, table
 
 TABLES = {"leads": "LeadStatus", "deals": "DealStatus", "waits": "WaitStatus", "estimate_revisions": "RevisionStatus",
           "sales_orders": "OrderStatus", "invoices": "InvoiceStatus", "credit_holds": "HoldStatus",
-          "serials": "SerialStatus", "emails": "EmailStatus"}
+          "serials": "SerialStatus", "returns": "ReturnStatus", "warranty_claims": "ClaimStatus",
+          "emails": "EmailStatus"}
 
 
 def test_every_status_column_checks_its_enum():

@@ -10,6 +10,7 @@ import click
 
 from . import cancel as _cancel  # noqa: F401 - adds `deal cancel` to the deal group
 from . import (
+    cases,
     catalog,
     customers,
     deals,
@@ -51,5 +52,6 @@ for command in (setup.init, setup.company, setup.demo, leads.lead, deals.deal, d
                 staff.staff, staff.login, staff.logout, running.up, running.executor, running.portal, running.gateway,
                 running.down, waits.inbox, waits.answer, outbox.outbox, reports.report, reports.remind,
                 customers.customer, catalog.product, prices.price, prices.rate, catalog.stock, payments.invoice,
-                serials.serial):
+                serials.serial,
+                cases.return_group, cases.warranty):
     main.add_command(command)

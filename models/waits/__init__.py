@@ -19,6 +19,8 @@ from .. import prompts
 from ..deal import Deal
 from ..markdown import Markdown
 from ..reminders import FOLLOWUP_DIGEST, MAIL_WAITING, STUCK_WAIT, Reminder, ReminderRule, ReminderRules
+from .claim_close import CLAIM_CLOSE
+from .claim_diagnose import CLAIM_DIAGNOSE
 from .credit import CREDIT
 from .decision import DECISION
 from .deposit import DEPOSIT
@@ -29,11 +31,18 @@ from .kind import WaitKind
 from .payment import PAYMENT
 from .qa import QA
 from .qualify import QUALIFY
+from .return_authorize import RETURN_AUTHORIZE
+from .return_credit import RETURN_CREDIT
+from .return_inspect import RETURN_INSPECT
+from .return_receive import RETURN_RECEIVE
 from .shipment import SHIPMENT
 
 # in the order a deal meets them
 KINDS: dict[str, WaitKind] = {k.name: k for k in (QUALIFY, HANDOFF, ESTIMATE, DISCOUNT, DECISION, CREDIT, DEPOSIT,
-                                                  QA, SHIPMENT, PAYMENT)}
+                                                  QA, SHIPMENT, PAYMENT,
+                                                  # after the sale, each in its case's plan (``models.cases``)
+                                                  RETURN_AUTHORIZE, RETURN_RECEIVE, RETURN_INSPECT, RETURN_CREDIT,
+                                                  CLAIM_DIAGNOSE, CLAIM_CLOSE)}
 WAIT_STEPS = tuple(KINDS)
 
 
@@ -43,7 +52,8 @@ def kind_of(step: str) -> WaitKind | None:
 
 def describe_wait(session: Session, deal: Deal, step: str, key: str) -> Markdown:
     """The wait's description: the deal, what the kind says to decide, why a previous answer was refused."""
-    return prompts.describe(session, deal, key, KINDS[step].describe(session, deal))
+    kind = KINDS[step]
+    return prompts.describe(session, deal, key, kind.describe(session, kind.of(session, deal, key)))
 
 
 def form_start(session: Session, deal: Deal, step: str, key: str) -> dict[str, Any]:

@@ -55,7 +55,11 @@ class WaitKind:
     - ``prefill``: what the form starts with (given what was typed in a refused answer, if any);
     - ``choices``: what the form offers to pick from, built from the deal when the wait opens;
     - ``answer``: the rule that applies an answer (raises a DomainError naming the field);
-    - ``reminder``: the rule that chases the wait when it waits too long."""
+    - ``reminder``: the rule that chases the wait when it waits too long;
+    - ``case``: for a step of a case that follows the sale (a return, a warranty claim: their own
+      runs and plans, ``models.cases``), which; ``subject`` then finds that case from the deal and
+      the wait's key, and the kind's ``at``, ``describe``, ``prefill``, ``choices`` and ``answer``
+      are given the case instead of the deal."""
     name: str
     title: str
     roles: tuple[str, ...]
@@ -70,6 +74,12 @@ class WaitKind:
     prefill: Callable[[Session, Deal, dict[str, Any] | None], dict[str, Any]] = _typed
     choices: Callable[[Session, Deal], dict[str, Any]] = _nothing
     normalize: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    case: str | None = None
+    subject: Callable[[Session, Deal, str], Any] | None = None
+
+    def of(self, session: Session, deal: Deal, key: str) -> Any:
+        """What the kind's rules are about: the deal, or the case (a return, a claim) the wait ``key`` is of."""
+        return self.subject(session, deal, key) if self.subject is not None else deal
 
     @property
     def words(self) -> dict[str, dict[str, str]]:

@@ -1,0 +1,506 @@
+"""Returns (RMA): goods of a deal coming back from its customer, numbered RMA-0001.
+
+A return is asked for (``start_return``: what comes back, from what shipped, and why), a manager
+authorizes it (with a restocking fee, if any) or refuses it with a reason to the customer; the
+customer gets the RMA with its number; delivery receives the goods (serial numbers checked
+against what shipped to this customer); QA inspects each unit and restocks, scraps or sends it
+to repair; finance credits what came back (a credit note less the restocking fee, refunded or
+kept as credit). A warranty return (``with_credit`` False) is a claim's: authorized by the
+engineer's diagnosis, never credited.
+
+Return states: requested -> authorized | refused; authorized -> received -> inspected -> closed.
+
+What may come back is what shipped on the order line less what other returns (not refused) of it
+already hold; the order's row is locked while a return is asked for, so two returns asked for at
+the same moment are counted one after the other. Stock comes back once (the move's source key
+names the return and its line), the credit note is made once (one per return).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    case,
+    func,
+    select,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from . import audit
+from .base import Base, utcnow
+from .errors import DomainError, InvalidTransition, NotFound, ValidationError
+from .money import ZERO, parse_money, round_money
+from .numbering import next_number
+from .orders import SalesOrder, SalesOrderLine
+from .products import product_by_sku
+from .states import ReturnStatus, SerialStatus
+from .stock import receive as stock_receive
+from .text import one_line, printable, shown
+
+if TYPE_CHECKING:
+    from .credit_notes import CreditNote
+    from .crm import Customer
+    from .deal import Deal
+    from .serials import Serial
+    from .staff import StaffUser
+
+RETURN_NUMBER = re.compile(r"RMA-[0-9]{4,9}")
+OUTCOMES = ("restock", "scrap", "repair")
+OUTCOME_WORDS = {"put back into stock": "restock", "scrap it": "scrap", "send to repair": "repair"}
+
+
+class ReturnOrder(Base):
+    __tablename__ = "returns"
+    __table_args__ = (CheckConstraint(ReturnStatus.check(), name="status"),
+                      CheckConstraint("restocking_fee_pct >= 0 and restocking_fee_pct <= 100", name="fee_pct"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("deals.id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    status: Mapped[str] = mapped_column(String(12), default=ReturnStatus.REQUESTED, index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    with_credit: Mapped[bool] = mapped_column(default=True)  # False: a warranty return, never credited
+    restocking_fee_pct: Mapped[Decimal] = mapped_column(Numeric(5, 2), default=ZERO)
+    decision_note: Mapped[str] = mapped_column(Text, default="")  # the manager's words (a refusal's reason)
+    flow_run_id: Mapped[str | None] = mapped_column(String(40))
+    requested_by: Mapped[str] = mapped_column(String(40))
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_by: Mapped[str | None] = mapped_column(String(40))
+    received_at: Mapped[datetime | None]
+    inspected_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+    deal: Mapped[Deal] = relationship()
+    customer: Mapped[Customer | None] = relationship()
+    lines: Mapped[list[ReturnLine]] = relationship(order_by="ReturnLine.line_no", back_populates="ret")
+    credit_note: Mapped[CreditNote | None] = relationship(
+        primaryjoin="ReturnOrder.id == foreign(CreditNote.return_id)", viewonly=True, uselist=False)
+
+    @property
+    def is_done(self) -> bool:
+        return self.status in (ReturnStatus.REFUSED, ReturnStatus.CLOSED)
+
+    @property
+    def key_prefix(self) -> str:
+        """Its waits' keys start with this: ``rma-0001``."""
+        return self.number.lower()
+
+    def move(self, to: ReturnStatus, verb: str) -> None:
+        self.status = ReturnStatus.move(f"return {self.number}", self.status, to, verb)
+
+    @property
+    def received_value(self) -> Decimal:
+        """What came back is worth, tax included, as it was sold."""
+        return sum((ln.order_line.net_for(ln.received_qty) + ln.order_line.tax_for(ln.received_qty)
+                    for ln in self.lines), ZERO)
+
+    @property
+    def restocking_fee(self) -> Decimal:
+        return round_money(self.received_value * self.restocking_fee_pct / 100, self.deal.currency)
+
+
+class ReturnLine(Base):
+    __tablename__ = "return_lines"
+    __table_args__ = (UniqueConstraint("return_id", "line_no"),
+                      CheckConstraint("quantity > 0", name="quantity_positive"),
+                      CheckConstraint("received_qty >= 0 and received_qty <= quantity", name="received_in_range"),
+                      CheckConstraint("restock_qty >= 0 and scrap_qty >= 0 and repair_qty >= 0",
+                                      name="outcomes_not_negative"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    return_id: Mapped[int] = mapped_column(ForeignKey("returns.id"), index=True)
+    line_no: Mapped[int]
+    order_line_id: Mapped[int] = mapped_column(ForeignKey("sales_order_lines.id"), index=True)
+    quantity: Mapped[int]  # asked for and authorized
+    received_qty: Mapped[int] = mapped_column(default=0)
+    restock_qty: Mapped[int] = mapped_column(default=0)
+    scrap_qty: Mapped[int] = mapped_column(default=0)
+    repair_qty: Mapped[int] = mapped_column(default=0)
+    inspection_note: Mapped[str] = mapped_column(Text, default="")
+
+    ret: Mapped[ReturnOrder] = relationship(back_populates="lines")
+    order_line: Mapped[SalesOrderLine] = relationship()
+    serials: Mapped[list[ReturnLineSerial]] = relationship(order_by="ReturnLineSerial.id", back_populates="line")
+
+    @property
+    def sku(self) -> str:
+        return self.order_line.sku
+
+    @property
+    def serial_numbers(self) -> list[str]:
+        return [rs.serial.serial for rs in self.serials]
+
+
+class ReturnLineSerial(Base):
+    """A serial number on a return line: named when the return was asked for, or when received."""
+    __tablename__ = "return_line_serials"
+    __table_args__ = (UniqueConstraint("return_line_id", "serial_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    return_line_id: Mapped[int] = mapped_column(ForeignKey("return_lines.id"), index=True)
+    serial_id: Mapped[int] = mapped_column(ForeignKey("serials.id"), index=True)
+    received: Mapped[bool] = mapped_column(default=False)
+    outcome: Mapped[str] = mapped_column(String(10), default="")
+
+    line: Mapped[ReturnLine] = relationship(back_populates="serials")
+    serial: Mapped[Serial] = relationship()
+
+
+# --- looking up ------------------------------------------------------------------------------
+
+def return_by_number(session: Session, number: object, field: str = "return") -> ReturnOrder:
+    wanted = str(number).strip().upper()
+    if not RETURN_NUMBER.fullmatch(wanted):
+        raise NotFound("return", printable(number, 40))
+    ret = session.scalars(select(ReturnOrder).where(ReturnOrder.number == wanted)).one_or_none()
+    if ret is None:
+        raise NotFound("return", wanted)
+    return ret
+
+
+def returned_before(session: Session, order_line: SalesOrderLine, but: ReturnOrder | None = None) -> int:
+    """How many of the order line other returns (not refused) hold: asked for, or received once
+    received (a return that came back short frees the rest)."""
+    held = func.coalesce(func.sum(
+        case((ReturnOrder.status.in_((ReturnStatus.REQUESTED, ReturnStatus.AUTHORIZED)), ReturnLine.quantity),
+                  else_=ReturnLine.received_qty)), 0)
+    query = (select(held).select_from(ReturnLine).join(ReturnOrder, ReturnLine.return_id == ReturnOrder.id)
+             .where(ReturnLine.order_line_id == order_line.id, ReturnOrder.status != ReturnStatus.REFUSED))
+    if but is not None:
+        query = query.where(ReturnOrder.id != but.id)
+    return int(session.scalar(query) or 0)
+
+
+def returnable(session: Session, order_line: SalesOrderLine) -> int:
+    return order_line.shipped_qty - returned_before(session, order_line)
+
+
+def returns_of(session: Session, deal: Deal) -> list[ReturnOrder]:
+    return list(session.scalars(select(ReturnOrder).where(ReturnOrder.deal_id == deal.id).order_by(ReturnOrder.id)))
+
+
+# --- asking for a return ---------------------------------------------------------------------
+
+def parse_lines(text: object, field: str = "lines") -> list[dict[str, Any]]:
+    """``SKU:QTY[:SN1/SN2…]`` separated by commas (or several --lines): what the CLI types."""
+    items = text if isinstance(text, list | tuple) else [text]
+    lines: list[dict[str, Any]] = []
+    for item in items:
+        for part in str(item).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            bits = part.split(":")
+            if len(bits) not in (2, 3) or not bits[0].strip():
+                raise ValidationError(field, f"each line is SKU:QTY or SKU:QTY:SERIAL/SERIAL…, got {shown(part)}")
+            serials = [s.strip() for s in bits[2].replace(";", "/").split("/") if s.strip()] if len(bits) == 3 else []
+            lines.append({"sku": bits[0].strip(), "quantity": bits[1].strip(), "serials": serials})
+    if not lines:
+        raise ValidationError(field, "say what comes back: SKU:QTY[:SERIALS], e.g. CNC-5X:1:GLM-CNC-0001")
+    return lines
+
+
+def _shipped_serial(session: Session, deal: Deal, order_line: SalesOrderLine, text: str, field: str,
+                    customer_id: int | None) -> Serial:
+    """A serial of the line's product that is out with this customer (shipped on this deal)."""
+    from .serials import Serial, serial_by_number
+
+    serial = serial_by_number(session, text if ":" in text else f"{order_line.sku}:{text}", field)
+    if serial.product_id != order_line.product_id:
+        raise ValidationError(field, f"{text} is a serial of {serial.product.sku}, not of {order_line.sku}")
+    if serial.status != "shipped" or serial.deal_id != deal.id or (customer_id and serial.customer_id != customer_id):
+        where = (f"it is {serial.status.replace('_', ' ')}" if serial.status != "shipped" else
+                 "it was shipped to another customer" if serial.customer_id != customer_id else
+                 "it was shipped on another deal")
+        raise ValidationError(field, f"{text} did not ship to {deal.customer_name} on {deal.number} ({where})")
+    assert isinstance(serial, Serial)
+    return serial
+
+
+def _serials_of(session: Session, deal: Deal, order_line: SalesOrderLine, texts: list[str], field: str,
+                customer_id: int | None, taken: set[int]) -> list[Serial]:
+    found = []
+    for text in texts:
+        serial = _shipped_serial(session, deal, order_line, one_line(text, field, 60, required=True), field,
+                                 customer_id)
+        if serial.id in taken:
+            raise ValidationError(field, f"{text} is named twice")
+        taken.add(serial.id)
+        found.append(serial)
+    return found
+
+
+def _on_open_return(session: Session, serial: Serial, but: ReturnOrder | None) -> str | None:
+    query = (select(ReturnOrder.number).join(ReturnLine, ReturnLine.return_id == ReturnOrder.id)
+             .join(ReturnLineSerial, ReturnLineSerial.return_line_id == ReturnLine.id)
+             .where(ReturnLineSerial.serial_id == serial.id,
+                    ReturnOrder.status.in_((ReturnStatus.REQUESTED, ReturnStatus.AUTHORIZED))))
+    if but is not None:
+        query = query.where(ReturnOrder.id != but.id)
+    return session.scalars(query).first()
+
+
+def start_return(session: Session, deal: Deal, lines: object, reason: object, by: str, *,
+                 with_credit: bool = True) -> ReturnOrder:
+    """Ask for a return of ``lines`` ({sku, quantity, serials}) of the deal; refused, with nothing
+    written, for goods that did not ship on it, more than shipped less what other returns hold,
+    serials that did not ship to this customer, or without a reason. The order's row is locked
+    first: two returns asked for at once are counted one after the other."""
+    why = one_line(reason, "reason", 500, required=True)
+    order = deal.order
+    if order is None or not order.shipments:
+        raise DomainError(f"{deal.number}: nothing has shipped on it, so nothing can come back")
+    if with_credit and deal.invoice is None:
+        raise DomainError(f"{deal.number}: its invoice is not issued yet (it is made once all has shipped); a "
+                          f"return is credited against it")
+    session.scalars(select(SalesOrder).where(SalesOrder.id == order.id).with_for_update()
+                    .execution_options(populate_existing=True)).one()
+    raw = lines if isinstance(lines, list) and all(isinstance(x, dict) for x in lines) else parse_lines(lines)
+    if len(raw) > len(order.lines):
+        raise ValidationError("lines", f"the order has {len(order.lines)} lines; got {len(raw)}")
+    planned: list[tuple[SalesOrderLine, int, list[Serial]]] = []
+    taken: set[int] = set()
+    for i, item in enumerate(raw, start=1):
+        where = f"lines[{i}]"
+        sku = product_by_sku(session, str(item.get("sku", "")).strip(), f"{where}.sku").sku
+        line = order.line_for_sku(sku, f"{where}.sku")
+        if any(p[0] is line for p in planned):
+            raise ValidationError(f"{where}.sku", f"{sku} is named twice; put its quantity on one line")
+        from .typed import whole_number
+
+        qty = whole_number(item.get("quantity"), f"{where}.quantity", limit=1_000_000)
+        if qty < 1:
+            raise ValidationError(f"{where}.quantity", "must be at least 1")
+        before = returned_before(session, line)
+        left = line.shipped_qty - before
+        if qty > left:
+            raise ValidationError(f"{where}.quantity", f"at most {left} of {sku} can come back on {deal.number}: "
+                                                       f"{line.shipped_qty} shipped, {before} on earlier returns")
+        texts = [s for s in (item.get("serials") or []) if str(s).strip()]
+        if texts and not line.product.serialized:
+            raise ValidationError(f"{where}.serials", f"{sku} has no serial numbers")
+        if texts and len(texts) != qty:
+            raise ValidationError(f"{where}.serials", f"{qty} units and {len(texts)} serials: name one per unit, "
+                                                      f"or none (delivery names them when the goods arrive)")
+        serials = _serials_of(session, deal, line, texts, f"{where}.serials", deal.customer_id, taken)
+        for serial in serials:
+            if (other := _on_open_return(session, serial, None)) is not None:
+                raise ValidationError(f"{where}.serials", f"{serial.serial} is already on return {other}")
+        planned.append((line, qty, serials))
+    ret = ReturnOrder(number=next_number(session, "return"), deal=deal, customer_id=deal.customer_id, reason=why,
+                      with_credit=with_credit, requested_by=by,
+                      lines=[ReturnLine(line_no=n, order_line=line, quantity=qty,
+                                        serials=[ReturnLineSerial(serial=s) for s in serials])
+                             for n, (line, qty, serials) in enumerate(planned, start=1)])
+    session.add(ret)
+    session.flush()
+    audit.record(session, by, "return.requested", deal_id=deal.id, subject=ret.number, reason=why,
+                 lines=[{"sku": ln.sku, "quantity": ln.quantity, "serials": ln.serial_numbers} for ln in ret.lines])
+    return ret
+
+
+# --- the steps ---------------------------------------------------------------------------------
+
+def authorize(session: Session, ret: ReturnOrder, by: StaffUser, fee_pct: object, note: str) -> None:
+    pct = parse_money(fee_pct if fee_pct not in (None, "") else "0", "restocking_fee_pct")
+    if not ZERO <= pct <= 100:
+        raise ValidationError("restocking_fee_pct", f"must be between 0 and 100, got {pct}")
+    ret.move(ReturnStatus.AUTHORIZED, "authorize")
+    ret.restocking_fee_pct = pct
+    ret.decided_by = by.handle
+    ret.decision_note = note
+    audit.record(session, by.handle, "return.authorized", deal_id=ret.deal_id, subject=ret.number,
+                 restocking_fee_pct=pct, note=note)
+
+
+def refuse(session: Session, ret: ReturnOrder, by: StaffUser, reason: str) -> None:
+    if not reason.strip():
+        raise ValidationError("note", "say why it is refused: the customer reads it")
+    ret.move(ReturnStatus.REFUSED, "refuse")
+    ret.decided_by = by.handle
+    ret.decision_note = reason
+    ret.closed_at = utcnow()
+    audit.record(session, by.handle, "return.refused", deal_id=ret.deal_id, subject=ret.number, reason=reason)
+
+
+def receive(session: Session, ret: ReturnOrder, by: StaffUser, lines: list[dict[str, Any]], note: str) -> None:
+    """Delivery takes the goods in: per line what arrived (at most what was authorized), with one
+    serial per unit of a serialized product, each one shipped to this customer on this deal."""
+    from .serials import record_event
+
+    if ret.status != ReturnStatus.AUTHORIZED:
+        raise InvalidTransition(f"return {ret.number}", ret.status, "receive")
+    by_sku = {ln.sku: ln for ln in ret.lines}
+    seen: set[str] = set()
+    taken: set[int] = set()
+    got: dict[str, tuple[int, list[Serial]]] = {}
+    for i, item in enumerate(lines or [], start=1):
+        where = f"lines[{i}]"
+        sku = str(item.get("sku", "")).strip().upper()
+        line = by_sku.get(sku) or next((ln for s, ln in by_sku.items() if s.upper() == sku), None)
+        if line is None:
+            raise ValidationError(f"{where}.sku", f"{shown(item.get('sku'))} is not on return {ret.number} "
+                                                  f"(it has {', '.join(by_sku)})")
+        if line.sku in seen:
+            raise ValidationError(f"{where}.sku", f"{line.sku} is named twice")
+        seen.add(line.sku)
+        from .typed import whole_number
+
+        qty = whole_number(item.get("quantity"), f"{where}.quantity", limit=1_000_000)
+        if not 0 <= qty <= line.quantity:
+            raise ValidationError(f"{where}.quantity", f"between 0 and {line.quantity} (authorized), got {qty}")
+        texts = [str(s).strip() for s in (item.get("serials") or []) if str(s).strip()]
+        if line.order_line.product.serialized:
+            if len(texts) != qty:
+                raise ValidationError(f"{where}.serials", f"{line.sku} has serial numbers: one per unit received "
+                                                          f"({qty} units, {len(texts)} serials)")
+        elif texts:
+            raise ValidationError(f"{where}.serials", f"{line.sku} has no serial numbers")
+        serials = _serials_of(session, ret.deal, line.order_line, texts, f"{where}.serials", ret.customer_id, taken)
+        for serial in serials:
+            if (other := _on_open_return(session, serial, ret)) is not None:
+                raise ValidationError(f"{where}.serials", f"{serial.serial} is already on return {other}")
+        got[line.sku] = (qty, serials)
+    if not any(qty for qty, _ in got.values()):
+        raise ValidationError("lines", "nothing received: say what arrived (a line per SKU)")
+    for line in ret.lines:
+        qty, serials = got.get(line.sku, (0, []))
+        line.received_qty = qty
+        named = {rs.serial_id: rs for rs in line.serials}
+        for serial in serials:
+            rs = named.pop(serial.id, None)
+            if rs is None:
+                rs = ReturnLineSerial(serial=serial)
+                line.serials.append(rs)
+            rs.received = True
+            serial.move(SerialStatus.RETURNED)
+            record_event(session, serial, "return_received", ret.number, by.handle, deal=ret.deal)
+        for rs in named.values():  # named when asked for, not among what arrived
+            line.serials.remove(rs)
+            session.delete(rs)
+    ret.move(ReturnStatus.RECEIVED, "receive")
+    ret.received_at = utcnow()
+    audit.record(session, by.handle, "return.received", deal_id=ret.deal_id, subject=ret.number, note=note,
+                 lines=[{"sku": ln.sku, "received": ln.received_qty, "serials": ln.serial_numbers} for ln in ret.lines])
+
+
+def inspect(session: Session, ret: ReturnOrder, by: StaffUser, rows: list[dict[str, Any]], note: str) -> dict[str, int]:
+    """QA decides for each unit received: restock (back into stock, once: the move's key names the
+    return's line), scrap or repair. ``rows``: {sku, serial, quantity, outcome}; a serialized
+    line's units one row per serial. Every unit received gets exactly one outcome."""
+    from .serials import record_event
+
+    if ret.status != ReturnStatus.RECEIVED:
+        raise InvalidTransition(f"return {ret.number}", ret.status, "inspect")
+    counts = {ln.sku: dict.fromkeys(OUTCOMES, 0) for ln in ret.lines}
+    by_serial: dict[int, str] = {}
+    for i, row in enumerate(rows or [], start=1):
+        where = f"lines[{i}]"
+        sku = str(row.get("sku", "")).strip()
+        line = next((ln for ln in ret.lines if ln.sku.upper() == sku.upper()), None)
+        if line is None or not line.received_qty:
+            raise ValidationError(f"{where}.sku", f"{shown(sku)} did not come back on {ret.number}")
+        outcome = OUTCOME_WORDS.get(str(row.get("outcome", "")).strip(), str(row.get("outcome", "")).strip())
+        if outcome not in OUTCOMES:
+            raise ValidationError(f"{where}.outcome", f"must be restock, scrap or repair, got {shown(outcome)}")
+        from .typed import whole_number
+
+        qty = whole_number(row.get("quantity", 1), f"{where}.quantity", limit=1_000_000)
+        if qty < 1:
+            raise ValidationError(f"{where}.quantity", "must be at least 1")
+        serial_text = str(row.get("serial") or "").strip()
+        received = {rs.serial.serial: rs for rs in line.serials if rs.received}
+        if received:
+            if serial_text not in received:
+                raise ValidationError(f"{where}.serial", f"{line.sku}: name one of the serials received "
+                                                         f"({', '.join(received)}), got {shown(serial_text)}")
+            if qty != 1:
+                raise ValidationError(f"{where}.quantity", "a serial number is one unit")
+            rs = received[serial_text]
+            if rs.serial_id in by_serial:
+                raise ValidationError(f"{where}.serial", f"{serial_text} is named twice")
+            by_serial[rs.serial_id] = outcome
+        elif serial_text:
+            raise ValidationError(f"{where}.serial", f"{line.sku} has no serial numbers on this return")
+        counts[line.sku][outcome] += qty
+    for line in ret.lines:
+        decided = sum(counts[line.sku].values())
+        if decided != line.received_qty:
+            raise ValidationError("lines", f"{line.sku}: {line.received_qty} received, {decided} inspected; every "
+                                           f"unit received gets one outcome")
+    for line in ret.lines:
+        c = counts[line.sku]
+        line.restock_qty, line.scrap_qty, line.repair_qty = c["restock"], c["scrap"], c["repair"]
+        line.inspection_note = note
+        if line.restock_qty:
+            stock_receive(session, line.order_line.product, line.restock_qty, reason="return",
+                          source_key=f"return:{ret.number}:{line.line_no}", reference=ret.number, by=by.handle)
+        for rs in line.serials:
+            if rs.received:
+                rs.outcome = by_serial[rs.serial_id]
+                status = {"restock": SerialStatus.IN_STOCK, "scrap": SerialStatus.SCRAPPED,
+                          "repair": SerialStatus.IN_REPAIR}[rs.outcome]
+                rs.serial.move(status)
+                if status == "in_stock":
+                    rs.serial.customer_id = rs.serial.deal_id = rs.serial.shipment_line_id = None
+                record_event(session, rs.serial, {"restock": "restocked", "scrap": "scrapped",
+                                                  "repair": "in_repair"}[rs.outcome], ret.number, by.handle,
+                             deal=ret.deal)
+    ret.move(ReturnStatus.INSPECTED, "inspect")
+    ret.inspected_at = utcnow()
+    totals = {o: sum(counts[s][o] for s in counts) for o in OUTCOMES}
+    audit.record(session, by.handle, "return.inspected", deal_id=ret.deal_id, subject=ret.number, note=note,
+                 **totals)
+    return totals
+
+
+def close(session: Session, ret: ReturnOrder) -> None:
+    if ret.status == ReturnStatus.CLOSED:
+        return
+    ret.move(ReturnStatus.CLOSED, "close")
+    ret.closed_at = utcnow()
+    audit.record(session, "system", "return.closed", deal_id=ret.deal_id, subject=ret.number)
+
+
+def outcome_words(ret: ReturnOrder) -> str:
+    parts = []
+    for ln in ret.lines:
+        bits = [f"{n} {w}" for n, w in ((ln.restock_qty, "restocked"), (ln.scrap_qty, "scrapped"),
+                                        (ln.repair_qty, "to repair")) if n]
+        parts.append(f"{ln.sku}: {', '.join(bits) or 'nothing received'}")
+    return "; ".join(parts)
+
+
+# --- what the customer is told ------------------------------------------------------------------
+
+def send_rma(session: Session, ret: ReturnOrder) -> None:
+    """The RMA document, emailed to the customer once (its dedupe key names the return)."""
+    from .documents import rma_context
+    from .sending import issue_document
+
+    issue_document(session, ret.deal, "rma", ret.number, rma_context(ret),
+                   f"Return authorized: {ret.number} for order {ret.deal.order.number}", event="return.rma_sent",
+                   lines=len(ret.lines))
+
+
+def refusal_mail(session: Session, ret: ReturnOrder) -> None:
+    """One email to the customer with the manager's reason (no document: nothing was authorized)."""
+    from .documents import return_refused_context
+    from .outbox import queue_email
+
+    ctx = return_refused_context(ret)
+    queue_email(session, deal_id=ret.deal_id, dedupe_key=f"return_refused:{ret.number}", kind="return_refused",
+                to_addr=ctx["customer"]["email"], subject=f"Your return request {ret.number} for order "
+                                                          f"{ret.deal.order.number}",
+                template="emails/return_refused", context=ctx)
