@@ -67,7 +67,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["order_line_id"], ["sales_order_lines.id"],
                                 name=op.f("fk_return_lines_order_line_id_sales_order_lines")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_return_lines")),
-        sa.UniqueConstraint("return_id", "line_no", name=op.f("uq_return_lines_return_id")),
+        sa.UniqueConstraint("return_id", "line_no", name=op.f("uq_return_lines_return_id_line_no")),
     )
     with op.batch_alter_table("return_lines") as batch:
         batch.create_index(op.f("ix_return_lines_return_id"), ["return_id"], unique=False)
@@ -83,7 +83,7 @@ def upgrade() -> None:
                                 name=op.f("fk_return_line_serials_return_line_id_return_lines")),
         sa.ForeignKeyConstraint(["serial_id"], ["serials.id"], name=op.f("fk_return_line_serials_serial_id_serials")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_return_line_serials")),
-        sa.UniqueConstraint("return_line_id", "serial_id", name=op.f("uq_return_line_serials_return_line_id")),
+        sa.UniqueConstraint("return_line_id", "serial_id", name=op.f("uq_return_line_serials_return_line_id_serial_id")),
     )
     with op.batch_alter_table("return_line_serials") as batch:
         batch.create_index(op.f("ix_return_line_serials_return_line_id"), ["return_line_id"], unique=False)
