@@ -27,7 +27,8 @@ MAX_CASE_STEPS = 100
 
 
 def case_run_name() -> str:
-    """return-RMA-0001-DEAL-0001 / claim-WC-0001-DEAL-0001: the case, then its deal."""
+    """RMA-0001-DEAL-0001 / WC-0001-DEAL-0001: the case, then its deal (the flow's name, return or
+    warranty-claim, shows beside it in the UI)."""
     params = current_run.parameters
     return f"{params.get('case', '?')}-{params.get('deal_number', '?')}"
 
