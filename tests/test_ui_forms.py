@@ -2,11 +2,12 @@
 under /v2), through dealflow's gateway, in a real browser: each person signs in at the gateway
 with their handle and code (a wrong code refused there), one deal goes from qualification to
 payment, each form filled as a person fills it (switches, number inputs, the catalogue select,
-the checklist, the date picker) with no handle or code to type, each answer recorded as its
-signed-in person's, a person without the step's role refused at the door, and no run input
-holding a code. The customer's credit limit is lowered below the order before it is accepted,
-so the one deal also goes on credit hold (the manager asks for a deposit in the credit form)
-and waits for that deposit (finance records it in the deposit form).
+the checklist, the date picker, the shipped lathes' serial numbers, a field per unit) with no
+handle or code to type, each answer recorded as its signed-in person's, a person without the
+step's role refused at the door, and no run input holding a code. The customer's credit limit
+is lowered below the order before it is accepted, so the one deal also goes on credit hold (the
+manager asks for a deposit in the credit form) and waits for that deposit (finance records it in
+the deposit form).
 
 Slow (it starts the e2e stack); runs when DEALFLOW_E2E=1 and DEALFLOW_UI=1, as CI does
 (`DEALFLOW_E2E=1 DEALFLOW_UI=1 pytest tests/test_ui_forms.py`). Screenshots of every form go to
@@ -24,11 +25,13 @@ import pytest
 from sqlalchemy import select
 
 from application.customers import edit_customer
+from application.serials import shipment_form
 from dealflow.scenario import TEAM
 from models import AuditEntry, Product, StaffUser, StockLevel, utcnow
 from models.deal import deal_by_number
 from models.identity import BY_GATEWAY
 from models.money import amount_text
+from models.serials import Serial
 from models.waits import KINDS
 from services.db import session_scope
 
@@ -227,6 +230,11 @@ MEASURE = """d => {
   return {height: r.height, width: r.width, content: d.scrollHeight, clipped_inside: inside, scrolling_around: around,
           sideways: d.scrollWidth > d.clientWidth + 1, past_the_edge: past, scrolling_sideways: sideways};
 }"""
+
+
+# the serial number fields of each line: the fields under the line's "Serial numbers" (one per unit)
+SERIAL_FIELDS = ('xpath=.//label[starts-with(normalize-space(.), "Serial numbers")]'
+                 '/ancestor::div[contains(concat(" ", @class, " "), " group ")][1]')
 
 
 def _values(locators) -> list[str]:
@@ -480,14 +488,22 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
                 assert [(i.passed, i.checklist) for i in order.inspections] == [(True, dict.fromkeys(CHECKS, True))]
                 assert order.pick_release is not None  # released for picking
 
-            # shipment: the form starts with all that is left to ship
+            # shipment: the form starts with all that is left to ship; the lathe (serialized) with a
+            # field per unit, holding the oldest lathes in stock, the other lines with none
             key, dialog = forms.open("shipment", "delivery")
+            lathes = shipment_form(number)[0]["serials"]  # the oldest two in stock (GLM-GL2000-0001, -0002)
+            assert len(lathes) == 2 and all(lathes), lathes
             assert _texts(dialog.locator('[aria-label="Select SKU"]')) == ["CNC-LATHE-2000", "TOOL-KIT-PRO",
                                                                            "CHUCK-3J-250"]
             assert _numbers(_values(dialog.get_by_label("Quantity"))) == [2, 3, 2]
+            assert "Serial numbers, one per unit shipped, for CNC-LATHE-2000" in dialog.inner_text()
+            serials = dialog.locator(SERIAL_FIELDS)
+            assert [_values(serials.nth(i).locator("textarea, input")) for i in range(serials.count())] == [
+                lathes, [], []]
             dialog.get_by_label("Carrier").fill("DHL Freight")
             dialog.get_by_label("Tracking number").fill("DHLF-7845120")
-            forms.submit(dialog, key)
+            sent = forms.submit(dialog, key)
+            assert [ln.get("serials") for ln in sent["lines"]] == [lathes, [], []], sent["lines"]
             moved(key)
             with session_scope() as s:
                 deal = deal_by_number(s, number)
@@ -495,6 +511,9 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
                 assert (shipment.carrier, shipment.tracking_number) == ("DHL Freight", "DHLF-7845120")
                 assert {sl.order_line.sku: sl.quantity for sl in shipment.lines} == {
                     "CNC-LATHE-2000": 2, "TOOL-KIT-PRO": 3, "CHUCK-3J-250": 2}
+                shipped = s.scalars(select(Serial).where(Serial.serial.in_(lathes)).order_by(Serial.id)).all()
+                assert [(u.serial, u.status, u.deal_id, u.shipment_line.shipment.number) for u in shipped] == [
+                    (n, "shipped", deal.id, shipment.number) for n in lathes]
                 stock_after = {lvl.product.sku: lvl.on_hand for lvl in s.scalars(select(StockLevel))}
             shipped = {sku: stock_before[sku] - stock_after[sku] for sku in stock_before}
             assert {sku: n for sku, n in shipped.items() if n} == {"CNC-LATHE-2000": 2, "TOOL-KIT-PRO": 3,
