@@ -172,6 +172,7 @@ def _all_kinds(documents) -> dict[str, tuple[str, dict]]:
         kinds["dunning"] = ("documents/dunning.html",
                             dunning_context(invoice, 1, invoice.due_date + timedelta(days=3)))
         kinds["credit_note"] = ("documents/credit_note.html", _a_credit_note(s))
+        kinds["rma"] = ("documents/rma.html", _an_rma(s))
     return kinds
 
 
@@ -189,6 +190,21 @@ def _a_credit_note(s) -> dict:
     return context
 
 
+def _an_rma(s) -> dict:
+    """The context of the RMA of a lathe of the deal coming back, made by the domain and never kept."""
+    from models import StaffUser
+    from models.deal import Deal
+    from models.documents import rma_context
+    from models.return_steps import authorize
+    from models.returns import start_return
+
+    ret = start_return(s, s.scalars(select(Deal)).one(), "CNC-LATHE-2000:1", "Wrong spindle", "sofia")
+    authorize(s, ret, s.scalars(select(StaffUser).where(StaffUser.handle == "manager")).one(), "10", "")
+    context = rma_context(ret)
+    s.rollback()
+    return context
+
+
 def test_every_document_kind_prints_each_fact_on_a_line_of_its_own(documents):
     from pathlib import Path
 
@@ -200,6 +216,7 @@ def test_every_document_kind_prints_each_fact_on_a_line_of_its_own(documents):
              "deposit_invoice": ["Order SO-0001", "Due " + kinds["deposit_invoice"][1]["due_date"]],
              "credit_note": ["Credits deposit invoice DEP-0001 of " + kinds["deposit_invoice"][1]["date"]],
              "payment": ["Deposit invoice DEP-0001"],
+             "rma": ["Authorized " + kinds["rma"][1]["date"], "Order SO-0001"],
              "estimate": ["Revision 2"], "receipt": ["Order SO-0001"]}
     for kind, (template, context) in kinds.items():
         lines = _pdf_cells(render(template, {**context, "customer_po": "4500-2231"}))
