@@ -208,3 +208,62 @@ def test_the_deposit_invoice_and_the_final_invoice_that_deducts_it_read_right_in
             "Invoice total USD 121,928.58 Received USD 48,771.43 Balance due USD 73,157.15") in body
     assert seen["deduction_rows"] == 2  # one line per tax rate (12 % and 18 %)
     assert seen["pdf"] == (200, "application/pdf", b"%PDF-")
+
+
+@UI
+@pytest.mark.ui
+def test_a_returns_credit_note_opens_from_its_email_in_a_browser_and_a_tampered_link_is_refused(
+        new_deal, portal, data_dir):
+    from playwright.sync_api import sync_playwright
+
+    from dealflow.customer import link_in_mail
+
+    from .test_return_documents import FIRST_LATHE, LATHE, credited_return
+
+    credited_return(new_deal, "refund")  # one lathe (by its serial) and two cans of coolant, 15 % fee, refunded
+    link = link_in_mail(data_dir / "mail", "Credit note CN-0001", kind="c")
+    assert link and link.startswith(portal.url + "/c/"), link
+    token = link.rsplit("/", 1)[1]
+    tampered = link[: -len(token)] + token[:12] + ("x" if token[12] != "x" else "y") + token[13:]
+    seen: dict = {}
+    with sync_playwright() as p:
+        browser = _browser(p)
+        context = browser.new_context(java_script_enabled=False)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        response = page.goto(link)
+        seen["status"], seen["title"] = response.status, page.title()
+        seen["settled"] = plain(page.locator("#settled").inner_text())
+        seen["rows"] = [plain(r.inner_text()) for r in page.locator("#returned-lines tbody tr").all()]
+        seen["credit"] = plain(page.locator("#return-credit").inner_text())
+        seen["settlement"] = plain(page.locator("#settlement").inner_text())
+        seen["body"] = plain(page.locator("body").inner_text())
+        seen["scripts"] = page.locator("script").count()
+        seen["pdf link"] = page.get_by_text("Download the credit note as PDF").get_attribute("href")
+        pdf = context.request.get(link + "/pdf")  # the PDF as it was attached to the email
+        seen["pdf"] = (pdf.status, pdf.headers.get("content-type"), pdf.body())
+        response = page.goto(tampered)
+        seen["tampered"] = (response.status, plain(page.locator("h1").inner_text()))
+        seen["requests"] = requests
+        context.close()
+        browser.close()
+
+    assert seen["status"] == 200 and seen["title"] == "Credit note CN-0001 · Glocial Machineries"
+    # 1 lathe 44,620.00 + 18 % and 2 cans 179.80 + 12 %: 52,852.98 received, less 15 % (7,927.95)
+    assert seen["settled"] == ("USD 44,925.03 credited for the goods you returned under RMA-0001, after a restocking "
+                               "fee of USD 7,927.95. Refunded to you: USD 44,925.03 by bank transfer (refund RFD-0001), "
+                               "quoting CN-0001."), seen["settled"]
+    assert len(seen["rows"]) == 2
+    assert LATHE in seen["rows"][0] and f"S/N {FIRST_LATHE}" in seen["rows"][0] and "44,620.00" in seen["rows"][0]
+    assert "COOLANT-20L" in seen["rows"][1] and "179.80" in seen["rows"][1] and "S/N" not in seen["rows"][1]
+    assert seen["credit"] == ("Net USD 44,799.80 Tax USD 8,053.18 Goods received, as invoiced USD 52,852.98 "
+                              "Less restocking fee (15 %) −USD 7,927.95 Credited USD 44,925.03"), seen["credit"]
+    assert seen["settlement"] == "Refunded to you (bank transfer, refund RFD-0001) USD 44,925.03"
+    assert "Return RMA-0001" in seen["body"] and "Reason for the return: Spindle <script>alert(1)</script>" in seen["body"]
+    assert seen["scripts"] == 0  # the typed reason is text on the page, never a script
+    assert seen["pdf link"] == f"/c/{token}/pdf" and seen["pdf"][:2] == (200, "application/pdf")
+    assert seen["pdf"][2] == (data_dir / "documents" / "CN-0001.pdf").read_bytes()
+    assert seen["tampered"] == (404, "This link does not work")
+    assert all(u.startswith(portal.url + "/") for u in seen["requests"]), seen["requests"]
