@@ -11,8 +11,9 @@ from services import reports
 from .uow import unit_of_work
 
 
-def build_report(name: str, as_of: datetime | None = None) -> pd.DataFrame:
+def build_report(name: str, as_of: datetime | None = None, within: str | None = None) -> pd.DataFrame:
     """The report ``name`` (one of ``services.reports.REPORTS``) as a table: plain values, to be
-    printed or written as CSV, Excel or a chart (``as_of``: naive UTC, where time matters)."""
+    printed or written as CSV, Excel or a chart (``as_of``: naive UTC, where time matters;
+    ``within``: the warranty report's period, 30d, 12w, 6m or 1y)."""
     with unit_of_work() as s:
-        return reports.build(s, name, as_of)
+        return reports.build(s, name, as_of, within)

@@ -20,5 +20,6 @@ def publish_report(name: str) -> int:
 
 @flow(name="reports", persist_result=False)
 def reports_flow() -> dict[str, int]:
-    """Refresh the report artifacts: pipeline, funnel, stage-times, sales, stock, aging."""
+    """Refresh the report artifacts: every report in ``services.reports.REPORTS`` (the warranty report
+    over its default 30 days)."""
     return {name: publish_report(name) for name in reports.REPORTS}

@@ -117,7 +117,7 @@ def test_report_command_writes_csv_xlsx_and_a_png_chart(book, tmp_path):
     rows = json.loads(CliRunner().invoke(main, ["report", "funnel", "--json"]).stdout)
     assert rows[0] == {"step": "leads", "deals": 3, "conversion_pct": None}
     bad = CliRunner().invoke(main, ["report", "sales", "--png", str(tmp_path / "x.png")])
-    assert (bad.exit_code, bad.stderr) == (2, "error: png: charts exist for pipeline, funnel, aging\n")
+    assert (bad.exit_code, bad.stderr) == (2, "error: png: charts exist for pipeline, funnel, aging, returns\n")
 
 
 def _tick_labels(axis) -> list[str]:

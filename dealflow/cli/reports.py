@@ -21,7 +21,8 @@ def _as_of(value: str | None) -> datetime | None:
 
 
 # services.reports.REPORTS, written out so that the CLI starts without pandas (a test keeps them equal)
-REPORT_NAMES = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", "discounts", "cash")
+REPORT_NAMES = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", "discounts", "cash", "returns",
+                "warranty")
 
 
 @click.command(cls=DealflowCommand)
@@ -29,21 +30,27 @@ REPORT_NAMES = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", 
 @click.option("--csv", "csv_path", type=FilePath(dir_okay=False, path_type=Path), help="Also write a CSV file.")
 @click.option("--xlsx", "xlsx_path", type=FilePath(dir_okay=False, path_type=Path), help="Also write an Excel file.")
 @click.option("--png", "png_path", type=FilePath(dir_okay=False, path_type=Path),
-              help="Also draw a chart (funnel, pipeline, aging).")
-@click.option("--as-of", help="Report as of this time (ISO, UTC) where time matters (aging, cash, stage-times).")
+              help="Also draw a chart (funnel, pipeline, aging, returns).")
+@click.option("--as-of", help="Report as of this time (ISO, UTC) where time matters (aging, cash, stage-times, "
+                              "warranty).")
+@click.option("--within", help="warranty: units whose warranty ends within this time from today: 30d (the "
+                               "default), 12w, 6m, 1y.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def report(name: str, csv_path: Path | None, xlsx_path: Path | None, png_path: Path | None, as_of: str | None,
-           as_json: bool) -> None:
+           within: str | None, as_json: bool) -> None:
     """A report for the sales manager: pipeline (weighted forecast), funnel, stage-times (where deals
     get stuck), sales (by product and month), stock, aging (receivables, deposit invoices included), cash
-    (money received per month: payments, deposits and refunds), discounts (given per person)."""
+    (money received per month: payments, deposits and refunds), discounts (given per person), returns
+    (returns and warranty claims per product and month), warranty (units whose warranty ends soon)."""
     from application.reports import build_report
     from services import reports
 
     when = _as_of(as_of)
     if png_path and name not in reports.CHARTS:
         raise DomainError(f"png: charts exist for {', '.join(reports.CHARTS)}")
-    df = build_report(name, when)
+    if within is not None and name != "warranty":
+        raise DomainError("--within: only the warranty report has a period")
+    df = build_report(name, when, within)
     written = []
     writers = [("csv", csv_path, lambda p: df.to_csv(p, index=False)),
                ("xlsx", xlsx_path, lambda p: df.to_excel(p, index=False, sheet_name=name)),
