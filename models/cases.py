@@ -19,13 +19,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from .case_numbers import case_by_number  # noqa: F401 - the cases' one lookup
 from .deal import Deal
-from .errors import NotFound
 from .plan import Step, _wait
-from .returns import ReturnOrder, close, return_by_number
+from .return_steps import close
+from .returns import ReturnOrder
 from .states import ReturnStatus
 from .waits import KINDS, WaitKind
-from .warranty import WarrantyClaim, claim_by_number
+from .warranty import WarrantyClaim
 
 
 @dataclass(frozen=True)
@@ -49,15 +50,6 @@ RETURN_PLAN: tuple[WaitKind | CaseAuto, ...] = (
 )
 CLAIM_PLAN: tuple[WaitKind | CaseAuto, ...] = (KINDS["claim_diagnose"], KINDS["claim_close"])
 CASE_AUTOMATIC = {row.name: row for row in RETURN_PLAN + CLAIM_PLAN if isinstance(row, CaseAuto)}
-
-
-def case_by_number(session: Session, number: object) -> ReturnOrder | WarrantyClaim:
-    text = str(number).strip().upper()
-    if text.startswith("RMA-"):
-        return return_by_number(session, text)
-    if text.startswith("WC-"):
-        return claim_by_number(session, text)
-    raise NotFound("return or warranty claim", text[:40])
 
 
 def _rows(session: Session, deal: Deal, case: Any, plan: tuple[WaitKind | CaseAuto, ...]) -> Step | None:

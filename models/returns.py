@@ -38,21 +38,20 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from . import audit
 from .base import Base, utcnow
-from .errors import DomainError, InvalidTransition, NotFound, ValidationError
-from .money import ZERO, parse_money, round_money
+from .credit_notes import CreditNote
+from .errors import DomainError, NotFound, ValidationError
+from .money import ZERO, round_money
 from .numbering import next_number
 from .orders import SalesOrder, SalesOrderLine
 from .products import product_by_sku
-from .states import ReturnStatus, SerialStatus
-from .stock import receive as stock_receive
+from .states import ReturnStatus
 from .text import one_line, printable, shown
 
 if TYPE_CHECKING:
-    from .credit_notes import CreditNote
     from .crm import Customer
     from .deal import Deal
     from .serials import Serial
-    from .staff import StaffUser
+    from .warranty import WarrantyClaim
 
 RETURN_NUMBER = re.compile(r"RMA-[0-9]{4,9}")
 OUTCOMES = ("restock", "scrap", "repair")
@@ -84,6 +83,9 @@ class ReturnOrder(Base):
     deal: Mapped[Deal] = relationship()
     customer: Mapped[Customer | None] = relationship()
     lines: Mapped[list[ReturnLine]] = relationship(order_by="ReturnLine.line_no", back_populates="ret")
+    # the warranty claim whose diagnosis sent it back, if one (``models.warranty``)
+    claim: Mapped[WarrantyClaim | None] = relationship(
+        primaryjoin="ReturnOrder.id == foreign(WarrantyClaim.return_id)", viewonly=True, uselist=False)
     credit_note: Mapped[CreditNote | None] = relationship(
         primaryjoin="ReturnOrder.id == foreign(CreditNote.return_id)", viewonly=True, uselist=False)
 
@@ -308,199 +310,3 @@ def start_return(session: Session, deal: Deal, lines: object, reason: object, by
     audit.record(session, by, "return.requested", deal_id=deal.id, subject=ret.number, reason=why,
                  lines=[{"sku": ln.sku, "quantity": ln.quantity, "serials": ln.serial_numbers} for ln in ret.lines])
     return ret
-
-
-# --- the steps ---------------------------------------------------------------------------------
-
-def authorize(session: Session, ret: ReturnOrder, by: StaffUser, fee_pct: object, note: str) -> None:
-    pct = parse_money(fee_pct if fee_pct not in (None, "") else "0", "restocking_fee_pct")
-    if not ZERO <= pct <= 100:
-        raise ValidationError("restocking_fee_pct", f"must be between 0 and 100, got {pct}")
-    ret.move(ReturnStatus.AUTHORIZED, "authorize")
-    ret.restocking_fee_pct = pct
-    ret.decided_by = by.handle
-    ret.decision_note = note
-    audit.record(session, by.handle, "return.authorized", deal_id=ret.deal_id, subject=ret.number,
-                 restocking_fee_pct=pct, note=note)
-
-
-def refuse(session: Session, ret: ReturnOrder, by: StaffUser, reason: str) -> None:
-    if not reason.strip():
-        raise ValidationError("note", "say why it is refused: the customer reads it")
-    ret.move(ReturnStatus.REFUSED, "refuse")
-    ret.decided_by = by.handle
-    ret.decision_note = reason
-    ret.closed_at = utcnow()
-    audit.record(session, by.handle, "return.refused", deal_id=ret.deal_id, subject=ret.number, reason=reason)
-
-
-def receive(session: Session, ret: ReturnOrder, by: StaffUser, lines: list[dict[str, Any]], note: str) -> None:
-    """Delivery takes the goods in: per line what arrived (at most what was authorized), with one
-    serial per unit of a serialized product, each one shipped to this customer on this deal."""
-    from .serials import record_event
-
-    if ret.status != ReturnStatus.AUTHORIZED:
-        raise InvalidTransition(f"return {ret.number}", ret.status, "receive")
-    by_sku = {ln.sku: ln for ln in ret.lines}
-    seen: set[str] = set()
-    taken: set[int] = set()
-    got: dict[str, tuple[int, list[Serial]]] = {}
-    for i, item in enumerate(lines or [], start=1):
-        where = f"lines[{i}]"
-        sku = str(item.get("sku", "")).strip().upper()
-        line = by_sku.get(sku) or next((ln for s, ln in by_sku.items() if s.upper() == sku), None)
-        if line is None:
-            raise ValidationError(f"{where}.sku", f"{shown(item.get('sku'))} is not on return {ret.number} "
-                                                  f"(it has {', '.join(by_sku)})")
-        if line.sku in seen:
-            raise ValidationError(f"{where}.sku", f"{line.sku} is named twice")
-        seen.add(line.sku)
-        from .typed import whole_number
-
-        qty = whole_number(item.get("quantity"), f"{where}.quantity", limit=1_000_000)
-        if not 0 <= qty <= line.quantity:
-            raise ValidationError(f"{where}.quantity", f"between 0 and {line.quantity} (authorized), got {qty}")
-        texts = [str(s).strip() for s in (item.get("serials") or []) if str(s).strip()]
-        if line.order_line.product.serialized:
-            if len(texts) != qty:
-                raise ValidationError(f"{where}.serials", f"{line.sku} has serial numbers: one per unit received "
-                                                          f"({qty} units, {len(texts)} serials)")
-        elif texts:
-            raise ValidationError(f"{where}.serials", f"{line.sku} has no serial numbers")
-        serials = _serials_of(session, ret.deal, line.order_line, texts, f"{where}.serials", ret.customer_id, taken)
-        for serial in serials:
-            if (other := _on_open_return(session, serial, ret)) is not None:
-                raise ValidationError(f"{where}.serials", f"{serial.serial} is already on return {other}")
-        got[line.sku] = (qty, serials)
-    if not any(qty for qty, _ in got.values()):
-        raise ValidationError("lines", "nothing received: say what arrived (a line per SKU)")
-    for line in ret.lines:
-        qty, serials = got.get(line.sku, (0, []))
-        line.received_qty = qty
-        named = {rs.serial_id: rs for rs in line.serials}
-        for serial in serials:
-            rs = named.pop(serial.id, None)
-            if rs is None:
-                rs = ReturnLineSerial(serial=serial)
-                line.serials.append(rs)
-            rs.received = True
-            serial.move(SerialStatus.RETURNED)
-            record_event(session, serial, "return_received", ret.number, by.handle, deal=ret.deal)
-        for rs in named.values():  # named when asked for, not among what arrived
-            line.serials.remove(rs)
-            session.delete(rs)
-    ret.move(ReturnStatus.RECEIVED, "receive")
-    ret.received_at = utcnow()
-    audit.record(session, by.handle, "return.received", deal_id=ret.deal_id, subject=ret.number, note=note,
-                 lines=[{"sku": ln.sku, "received": ln.received_qty, "serials": ln.serial_numbers} for ln in ret.lines])
-
-
-def inspect(session: Session, ret: ReturnOrder, by: StaffUser, rows: list[dict[str, Any]], note: str) -> dict[str, int]:
-    """QA decides for each unit received: restock (back into stock, once: the move's key names the
-    return's line), scrap or repair. ``rows``: {sku, serial, quantity, outcome}; a serialized
-    line's units one row per serial. Every unit received gets exactly one outcome."""
-    from .serials import record_event
-
-    if ret.status != ReturnStatus.RECEIVED:
-        raise InvalidTransition(f"return {ret.number}", ret.status, "inspect")
-    counts = {ln.sku: dict.fromkeys(OUTCOMES, 0) for ln in ret.lines}
-    by_serial: dict[int, str] = {}
-    for i, row in enumerate(rows or [], start=1):
-        where = f"lines[{i}]"
-        sku = str(row.get("sku", "")).strip()
-        line = next((ln for ln in ret.lines if ln.sku.upper() == sku.upper()), None)
-        if line is None or not line.received_qty:
-            raise ValidationError(f"{where}.sku", f"{shown(sku)} did not come back on {ret.number}")
-        outcome = OUTCOME_WORDS.get(str(row.get("outcome", "")).strip(), str(row.get("outcome", "")).strip())
-        if outcome not in OUTCOMES:
-            raise ValidationError(f"{where}.outcome", f"must be restock, scrap or repair, got {shown(outcome)}")
-        from .typed import whole_number
-
-        qty = whole_number(row.get("quantity", 1), f"{where}.quantity", limit=1_000_000)
-        if qty < 1:
-            raise ValidationError(f"{where}.quantity", "must be at least 1")
-        serial_text = str(row.get("serial") or "").strip()
-        received = {rs.serial.serial: rs for rs in line.serials if rs.received}
-        if received:
-            if serial_text not in received:
-                raise ValidationError(f"{where}.serial", f"{line.sku}: name one of the serials received "
-                                                         f"({', '.join(received)}), got {shown(serial_text)}")
-            if qty != 1:
-                raise ValidationError(f"{where}.quantity", "a serial number is one unit")
-            rs = received[serial_text]
-            if rs.serial_id in by_serial:
-                raise ValidationError(f"{where}.serial", f"{serial_text} is named twice")
-            by_serial[rs.serial_id] = outcome
-        elif serial_text:
-            raise ValidationError(f"{where}.serial", f"{line.sku} has no serial numbers on this return")
-        counts[line.sku][outcome] += qty
-    for line in ret.lines:
-        decided = sum(counts[line.sku].values())
-        if decided != line.received_qty:
-            raise ValidationError("lines", f"{line.sku}: {line.received_qty} received, {decided} inspected; every "
-                                           f"unit received gets one outcome")
-    for line in ret.lines:
-        c = counts[line.sku]
-        line.restock_qty, line.scrap_qty, line.repair_qty = c["restock"], c["scrap"], c["repair"]
-        line.inspection_note = note
-        if line.restock_qty:
-            stock_receive(session, line.order_line.product, line.restock_qty, reason="return",
-                          source_key=f"return:{ret.number}:{line.line_no}", reference=ret.number, by=by.handle)
-        for rs in line.serials:
-            if rs.received:
-                rs.outcome = by_serial[rs.serial_id]
-                status = {"restock": SerialStatus.IN_STOCK, "scrap": SerialStatus.SCRAPPED,
-                          "repair": SerialStatus.IN_REPAIR}[rs.outcome]
-                rs.serial.move(status)
-                if status == "in_stock":
-                    rs.serial.customer_id = rs.serial.deal_id = rs.serial.shipment_line_id = None
-                record_event(session, rs.serial, {"restock": "restocked", "scrap": "scrapped",
-                                                  "repair": "in_repair"}[rs.outcome], ret.number, by.handle,
-                             deal=ret.deal)
-    ret.move(ReturnStatus.INSPECTED, "inspect")
-    ret.inspected_at = utcnow()
-    totals = {o: sum(counts[s][o] for s in counts) for o in OUTCOMES}
-    audit.record(session, by.handle, "return.inspected", deal_id=ret.deal_id, subject=ret.number, note=note,
-                 **totals)
-    return totals
-
-
-def close(session: Session, ret: ReturnOrder) -> None:
-    if ret.status == ReturnStatus.CLOSED:
-        return
-    ret.move(ReturnStatus.CLOSED, "close")
-    ret.closed_at = utcnow()
-    audit.record(session, "system", "return.closed", deal_id=ret.deal_id, subject=ret.number)
-
-
-def outcome_words(ret: ReturnOrder) -> str:
-    parts = []
-    for ln in ret.lines:
-        bits = [f"{n} {w}" for n, w in ((ln.restock_qty, "restocked"), (ln.scrap_qty, "scrapped"),
-                                        (ln.repair_qty, "to repair")) if n]
-        parts.append(f"{ln.sku}: {', '.join(bits) or 'nothing received'}")
-    return "; ".join(parts)
-
-
-# --- what the customer is told ------------------------------------------------------------------
-
-def send_rma(session: Session, ret: ReturnOrder) -> None:
-    """The RMA document, emailed to the customer once (its dedupe key names the return)."""
-    from .documents import rma_context
-    from .sending import issue_document
-
-    issue_document(session, ret.deal, "rma", ret.number, rma_context(ret),
-                   f"Return authorized: {ret.number} for order {ret.deal.order.number}", event="return.rma_sent",
-                   lines=len(ret.lines))
-
-
-def refusal_mail(session: Session, ret: ReturnOrder) -> None:
-    """One email to the customer with the manager's reason (no document: nothing was authorized)."""
-    from .documents import return_refused_context
-    from .outbox import queue_email
-
-    ctx = return_refused_context(ret)
-    queue_email(session, deal_id=ret.deal_id, dedupe_key=f"return_refused:{ret.number}", kind="return_refused",
-                to_addr=ctx["customer"]["email"], subject=f"Your return request {ret.number} for order "
-                                                          f"{ret.deal.order.number}",
-                template="emails/return_refused", context=ctx)

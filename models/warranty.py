@@ -127,7 +127,8 @@ def open_claim(session: Session, serial: Serial, issue: object, by: str, today: 
 def diagnose(session: Session, claim: WarrantyClaim, by: StaffUser, diagnosis: str, resolution: str) -> str:
     """The engineer's diagnosis: repair on site, or a return (authorized by this diagnosis, without
     a credit note: the RMA goes to the customer now)."""
-    from .returns import authorize, start_return
+    from .return_steps import authorize
+    from .returns import start_return
 
     if not diagnosis.strip():
         raise ValidationError("diagnosis", "say what is wrong")

@@ -109,7 +109,7 @@ def receive_and_inspect(number: str, lathe: str = "restock", coolant: str = "scr
 
 
 def credit(number: str, settle: str = "refund") -> str:
-    from models.credit_notes import credit_return
+    from models.return_steps import credit_return
     from models.returns import return_by_number
 
     with session_scope() as s:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from ..markdown import Markdown
 from ..reminders import STUCK_WAIT
-from ..returns import outcome_words
+from ..return_steps import outcome_words
 from ..staff import Role, StaffUser
 from ..states import ClaimStatus
 from ..typed import notes_of

@@ -45,7 +45,7 @@ def describe(session: Session, claim: WarrantyClaim) -> Markdown:
 
 
 def answer(session: Session, claim: WarrantyClaim, person: StaffUser, answer: dict[str, Any]) -> str:
-    from ..returns import send_rma
+    from ..return_steps import send_rma
 
     outcome = diagnose(session, claim, person, notes_of(answer, "diagnosis", 4000).strip(),
                        line_of(answer, "resolution", 20, required=True))

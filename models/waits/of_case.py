@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from ..case_numbers import case_by_number
 from ..errors import DomainError
 from ..markdown import Markdown, table
 
@@ -17,8 +18,6 @@ if TYPE_CHECKING:
 
 def case_of_key(session: Session, deal: Deal, key: str) -> Any:
     """The case a wait's key (``rma-0001-receive``, ``wc-0002-close-retry-1``) is of, on this deal."""
-    from ..cases import case_by_number
-
     number = "-".join(key.split("-")[:2]).upper()
     case = case_by_number(session, number)
     if case.deal_id != deal.id:

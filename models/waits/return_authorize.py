@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from ..markdown import Markdown
 from ..reminders import STUCK_WAIT
-from ..returns import ReturnOrder, authorize, refuse, returned_before
+from ..return_steps import authorize, refuse
+from ..returns import ReturnOrder, returned_before
 from ..staff import Role, StaffUser
 from ..states import ReturnStatus
 from ..typed import line_of, notes_of
@@ -58,7 +59,7 @@ def prefill(session: Session, ret: ReturnOrder, typed: dict[str, Any] | None) ->
 
 
 def answer(session: Session, ret: ReturnOrder, person: StaffUser, answer: dict[str, Any]) -> str:
-    from ..returns import refusal_mail, send_rma
+    from ..return_steps import refusal_mail, send_rma
 
     decision = line_of(answer, "decision", 20, required=True)
     note = notes_of(answer, "note", 2000).strip()

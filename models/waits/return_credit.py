@@ -13,7 +13,8 @@ from ..billing import METHOD_WORDS
 from ..markdown import Markdown
 from ..prompts import money
 from ..reminders import STUCK_WAIT
-from ..returns import ReturnOrder, outcome_words
+from ..return_steps import credit_return, outcome_words
+from ..returns import ReturnOrder
 from ..staff import Role, StaffUser
 from ..states import ReturnStatus
 from ..typed import line_of
@@ -59,8 +60,6 @@ def prefill(session: Session, ret: ReturnOrder, typed: dict[str, Any] | None) ->
 
 
 def answer(session: Session, ret: ReturnOrder, person: StaffUser, answer: dict[str, Any]) -> str:
-    from ..credit_notes import credit_return
-
     note = credit_return(session, ret, line_of(answer, "settle", 20, required=True),
                          line_of(answer, "method", 20) or "bank_transfer", person)
     settled = (f"refunded as {note.refund_number}" if note.refund_number else

@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from ..markdown import Markdown
 from ..reminders import STUCK_WAIT
-from ..returns import OUTCOME_WORDS, OUTCOMES, ReturnOrder, inspect, outcome_words
+from ..return_steps import inspect, outcome_words
+from ..returns import OUTCOME_WORDS, OUTCOMES, ReturnOrder
 from ..staff import Role, StaffUser
 from ..states import ReturnStatus
 from ..typed import notes_of

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from ..markdown import Markdown
 from ..reminders import STUCK_WAIT
-from ..returns import ReturnOrder, receive
+from ..return_steps import receive
+from ..returns import ReturnOrder
 from ..staff import Role, StaffUser
 from ..states import ReturnStatus
 from ..typed import notes_of
