@@ -67,10 +67,6 @@ class Serial(Base):
         self.status = SerialStatus.move(f"serial number {self.serial} of {self.product.sku}", self.status, to,
                                         verb or f"become {to.value.replace('_', ' ')}")
 
-    @property
-    def label(self) -> str:
-        return f"{self.product.sku} {self.serial}"
-
     def warranty_words(self, today: date) -> str:
         """"until 2029-01-31 (731 days left)", "ended 2026-12-31 (expired)", or "none"."""
         if self.warranty_end is None:
