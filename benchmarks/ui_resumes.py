@@ -383,9 +383,13 @@ async def fill(dialog, step: str, seen: Counter) -> None:
         else:
             await switch(dialog, "Passed?", n > 1)
         await type_into(dialog, "Notes", "pass" if n > 1 else "spindle runout too high: rework")
-    elif step == "shipment":  # the form starts with every line left to ship
+    elif step == "shipment":  # the form starts with every line left to ship, a machine's serial numbers too
         await type_into(dialog, "Carrier", "DHL Freight")
         await type_into(dialog, "Tracking number", f"UI-{int(time.time() * 1000) % 10**9}")
+        serials = prop(dialog, "Serial numbers").locator("textarea, input:not([type=checkbox])")
+        for j in range(await serials.count()):  # a machine received without one: typed from its plate
+            if not await serials.nth(j).input_value():
+                await serials.nth(j).fill(f"UI-SN-{time.time_ns() % 10**12}-{j}")
     # payment: the form starts with the amount due
 
 
