@@ -545,8 +545,11 @@ def test_every_form_is_filled_in_the_prefect_ui_and_the_deal_moves_after_each(st
             browser.close()
             print("descriptions at 1366x768 (px): " + ", ".join(
                 f"{k} {m['height']:.0f}" for k, m in forms.measured.items()))
-    # every kind of wait was read whole: rev 1, its retry after a refusal, and rev 2 with the change asked
-    assert {k.split("-")[0] for k in forms.measured} == set(KINDS), forms.measured
+    # every kind of wait of the deal was read whole: rev 1, its retry after a refusal, and rev 2 with
+    # the change asked (a return's and a claim's forms are not in this deal's run: their schemas are
+    # checked in tests/test_returns.py, their Resume in tests/test_returns_race_and_run.py)
+    deal_kinds = {name for name, kind in KINDS.items() if kind.case is None}
+    assert {k.split("-")[0] for k in forms.measured} == deal_kinds, forms.measured
     assert {"estimate-rev-1", "decision-rev-1-retry-1", "estimate-rev-2"} <= set(forms.measured)
 
     with session_scope() as s:
