@@ -61,7 +61,8 @@ def claim_warranty(serial: str, issue: str, by: str, proof: dict[str, Any] | Non
 
     with unit_of_work() as s:
         unit = serial_by_number(s, serial)
-        person, _ = _acting(s, by, CLAIM_ROLES, proof, subject=unit.serial, action="claim",
+        # the serial as typed: what the CLI's session signed (any case, or SKU:SERIAL)
+        person, _ = _acting(s, by, CLAIM_ROLES, proof, subject=serial, action="claim",
                             what="open a warranty claim", payload=claim_payload(by, issue))
         claim = open_claim(s, unit, issue, person.handle)
         s.commit()

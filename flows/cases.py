@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow
 
 from application import cases
 from application.deals import mail_pending
-from services.orchestration import runs
-from services.orchestration.engine import NO_CACHE, current_run, engine_settings, get_run_logger, outcome
+from services.orchestration.engine import current_run, engine_settings, get_run_logger, outcome
 from services.orchestration.pausing import RunEnded
+from tasks.case_steps import case_step, tag_case_run
 from tasks.deal_steps import publish_deal_page
 
 from .deal import THIRTY_DAYS, send_mail
@@ -33,12 +33,6 @@ def case_run_name() -> str:
     return f"{params.get('case', '?')}-{params.get('deal_number', '?')}"
 
 
-@task(task_run_name="{key}", retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def case_step(name: str, case: str, key: str) -> str:
-    """An automatic step of a return or a claim (closing a return), done once by its key."""
-    return cases.run_automatic(name, case, key)
-
-
 def _drive(case: str, deal_number: str, poll_interval: int, wait_timeout: int) -> dict[str, Any]:
     logger = get_run_logger()
     run_id = str(current_run.id)
@@ -49,7 +43,7 @@ def _drive(case: str, deal_number: str, poll_interval: int, wait_timeout: int) -
             send_mail(deal_number)
         step = cases.next_step(case)
         if step["name"] != last:
-            runs.tag(run_id, cases.run_tags(case, step["name"] if step["kind"] != "done" else step["status"]))
+            tag_case_run(case, run_id, step["name"] if step["kind"] != "done" else step["status"])
             last = step["name"]
         if step["kind"] == "done":
             publish_deal_page(deal_number)

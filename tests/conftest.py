@@ -91,6 +91,18 @@ def new_deal(db) -> str:
         return deal.number
 
 
+@pytest.fixture
+def won_deal(new_deal) -> str:
+    """The scenario's deal played to won: 3 lathes (serialized), 2 tool kits, 2 chucks shipped,
+    invoiced and paid (what returns, claims and their reports start from)."""
+    from application import deals
+    from dealflow.scenario import play_direct
+
+    play_direct(new_deal)
+    assert deals.deal_summary(new_deal)["status"] == "won"
+    return new_deal
+
+
 @pytest.fixture(scope="session")
 def prefect_api():
     """A real Prefect API (temporary server on SQLite) for the whole test session."""

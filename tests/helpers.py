@@ -122,7 +122,8 @@ def code_of(handle: str, ahead: int = 0) -> str:
 # --- a deal's flow in this process, answered from a thread ----------------------------------------
 
 def wait_for_run(deal: str, key: str, timeout: float = 60) -> str:
-    """Until the deal waits at ``key`` with its flow run attached; returns the run id."""
+    """Until the deal (or one of its returns or claims) waits at ``key`` with its flow run attached;
+    returns the run id."""
     import time
 
     from models.deal import deal_by_number
@@ -130,8 +131,9 @@ def wait_for_run(deal: str, key: str, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with session_scope() as s:
-            w = deal_by_number(s, deal).open_wait
-            if w is not None and w.key == key and w.flow_run_id:
+            d = deal_by_number(s, deal)
+            w = next((w for w in [d.open_wait, *d.case_waits] if w is not None and w.key == key), None)
+            if w is not None and w.flow_run_id:
                 return w.flow_run_id
         time.sleep(0.1)
     raise TimeoutError(f"{deal} never waited at {key}")
@@ -155,10 +157,10 @@ def in_background(actions):
     return t, errors
 
 
-def resume_as_the_ui(deal: str, key: str, run_input: dict, *, sealed: bool = False) -> None:
+def resume_as_the_ui(deal: str, key: str, run_input: dict, *, sealed: bool = False):
     """Answer ``key`` as the Prefect UI's Resume form does: straight to the API, none of the CLI's
     checks (``sealed``: through the gateway, as its signed-in ``by``); then wait until the flow
-    has recorded it (answered or refused)."""
+    has recorded it (answered or refused): the wait as closed."""
     import time
     from uuid import UUID
 
@@ -176,7 +178,7 @@ def resume_as_the_ui(deal: str, key: str, run_input: dict, *, sealed: bool = Fal
             if attempt == 99:
                 raise
             time.sleep(0.1)
-    wait_closed(deal, key)
+    return wait_closed(deal, key)
 
 
 def as_the_form_sends(deal: str, key: str, run_id: str, run_input: dict) -> dict:
@@ -237,3 +239,20 @@ def as_the_gateway_sends(deal: str, key: str, run_id: str, answer: dict) -> dict
     run_input = {k: v for k, v in as_the_form_sends(deal, key, run_id, answer).items()
                  if k not in identity.PROOF_FIELDS}
     return {**run_input, "seal": identity.make_seal(keys.seal_key(), deal, key, run_input)}
+
+
+def a_backend_waits_for_a_lock(timeout: float = 20) -> bool:
+    """Until another PostgreSQL backend of this database waits for a lock (a race test's second
+    writer is queued behind the first); False if none did within ``timeout``."""
+    import time
+
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with session_scope() as probe:
+            if probe.scalar(text("select count(*) from pg_stat_activity where wait_event_type = 'Lock' "
+                                 "and datname = current_database()")):
+                return True
+        time.sleep(0.05)
+    return False

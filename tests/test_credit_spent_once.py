@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from decimal import Decimal
 
 import pytest
@@ -22,19 +21,10 @@ from models.errors import ValidationError
 from models.waits.payment import record
 from services.db import session_scope
 
+from .helpers import a_backend_waits_for_a_lock
+
 pytestmark = pytest.mark.skipif(not os.environ.get("DEALFLOW_TEST_DATABASE_URL"),
                                 reason="the race needs PostgreSQL's row locks (SQLite writes one at a time)")
-
-
-def _a_backend_waits_for_a_lock(timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with session_scope() as probe:
-            if probe.scalar(text("select count(*) from pg_stat_activity where wait_event_type = 'Lock' "
-                                 "and datname = current_database()")):
-                return True
-        time.sleep(0.05)
-    return False
 
 
 def test_two_payments_from_the_customers_credit_at_the_same_moment_do_not_spend_it_twice(new_deal):
@@ -59,7 +49,7 @@ def test_two_payments_from_the_customers_credit_at_the_same_moment_do_not_spend_
                        {"amount": "30000.00", "method": "account_credit", "reference": "CN-0001"})
                 if hold_open:
                     first_paid.set()
-                    outcomes["second waited"] = _a_backend_waits_for_a_lock()
+                    outcomes["second waited"] = a_backend_waits_for_a_lock()
                 s.commit()
                 outcomes[number] = "paid"
         except ValidationError as exc:

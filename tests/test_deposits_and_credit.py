@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from datetime import timedelta
 from decimal import Decimal
 
@@ -36,7 +35,7 @@ from models.prices import set_rate
 from models.pricing import Totals
 from services.db import session_scope
 
-from .helpers import audit_actions, counts, proved, record_answer, wait_row
+from .helpers import a_backend_waits_for_a_lock, audit_actions, counts, proved, record_answer, wait_row
 
 EXAMPLES = int(os.environ.get("DEALFLOW_HYPOTHESIS_EXAMPLES", "40"))
 
@@ -573,7 +572,6 @@ def test_the_second_acceptance_waits_for_the_first_and_counts_its_order(new_deal
     """The same race, its moment forced: the first acceptance holds its transaction open until the
     second is seen waiting for the customer's row; without that lock the second would count only
     what was committed and slip under the limit too."""
-    from sqlalchemy import text
 
     from models.waits.decision import decide
 
@@ -590,20 +588,10 @@ def test_the_second_acceptance_waits_for_the_first_and_counts_its_order(new_deal
                        mover=process.staff_by_handle(s, "mark"))
                 if hold_open:
                     first_decided.set()
-                    seen_waiting.append(_until_a_backend_waits_for_a_lock())
+                    seen_waiting.append(a_backend_waits_for_a_lock())
                 s.commit()
         except BaseException as exc:  # noqa: BLE001 (reported by the test)
             errors.append(exc)
-
-    def _until_a_backend_waits_for_a_lock(timeout: float = 20) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with session_scope() as probe:
-                if probe.scalar(text("select count(*) from pg_stat_activity where wait_event_type = 'Lock' "
-                                     "and datname = current_database()")):
-                    return True
-            time.sleep(0.05)
-        return False
 
     a = threading.Thread(target=accept, args=(first, True))
     a.start()

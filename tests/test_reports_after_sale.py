@@ -37,7 +37,7 @@ from .test_returns import (
     shipped_serials,
 )
 
-won_deal, staff = test_returns.won_deal, test_returns.staff  # the fixtures: a won, shipped deal; the manager signed in
+staff = test_returns.staff  # the manager signed in (won_deal: tests/conftest.py)
 
 CHUCK = "CHUCK-3J-250"
 PNG = b"\x89PNG\r\n\x1a\n"

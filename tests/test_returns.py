@@ -31,14 +31,6 @@ LATHE, KIT = "CNC-LATHE-2000", "TOOL-KIT-PRO"
 
 
 @pytest.fixture
-def won_deal(new_deal) -> str:
-    """The scenario's deal, played to won: 2 lathes, 2 tool kits, 2 chucks shipped, invoiced, paid."""
-    play_direct(new_deal)
-    assert deals.deal_summary(new_deal)["status"] == "won"
-    return new_deal
-
-
-@pytest.fixture
 def staff(db):
     from dealflow.login import save
 
@@ -256,6 +248,12 @@ def test_a_claim_returned_for_repair_goes_through_its_return_without_a_credit_no
         events = [e.event for e in serial_by_number(s, sn).events]
     assert kinds.count("rma") == 1
     assert events[-4:] == ["claim_opened", "return_received", "in_repair", "claim_closed"]
+
+
+def test_a_claim_typed_in_lower_case_is_proven_by_the_session_that_signed_it(won_deal, staff):
+    sn = shipped_serials(won_deal, LATHE)[1]
+    assert _claim(sn.lower(), "Coolant pump noisy.") == "WC-0001"  # signed as typed, as the CLI signs it
+    assert cases.case_summary("WC-0001")["serial"] == sn
 
 
 def test_a_claim_is_closed_only_once_its_return_is_inspected(won_deal, staff):

@@ -11,10 +11,10 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from application import cases
-from dealflow.scenario import TEAM, play_direct
+from dealflow.scenario import TEAM
 from models import Email
 from models.catalog import StockLevel, StockMove
 from models.credit_notes import CreditNote
@@ -25,19 +25,14 @@ from models.returns import ReturnLine, ReturnOrder, parse_lines, start_return
 from models.states import ReturnStatus
 from services.db import session_scope
 
+from .helpers import a_backend_waits_for_a_lock
+
 LATHE = "CNC-LATHE-2000"
 REASON = "Two lathes arrived with cracked guards."
 
 on_postgres = pytest.mark.skipif(not os.environ.get("DEALFLOW_TEST_DATABASE_URL"),
                                  reason="the race needs PostgreSQL's row locks (SQLite writes one at a time)")
 end_to_end = pytest.mark.skipif(not os.environ.get("DEALFLOW_E2E"), reason="set DEALFLOW_E2E=1 (CI does)")
-
-
-@pytest.fixture
-def won_deal(new_deal) -> str:
-    """The scenario's deal played to won: 3 lathes shipped, invoiced and paid."""
-    play_direct(new_deal)
-    return new_deal
 
 
 def shipped(deal: str, sku: str = LATHE) -> int:
@@ -105,17 +100,6 @@ def test_two_returns_of_one_line_at_the_same_moment_cannot_both_take_more_than_s
         assert [r.number for r in s.scalars(select(ReturnOrder).order_by(ReturnOrder.id))] == ["RMA-0001", "RMA-0002"]
 
 
-def _until_a_backend_waits_for_a_lock(timeout: float = 20) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with session_scope() as probe:
-            if probe.scalar(text("select count(*) from pg_stat_activity where wait_event_type = 'Lock' "
-                                 "and datname = current_database()")):
-                return True
-        time.sleep(0.05)
-    return False
-
-
 @on_postgres
 def test_the_second_return_waits_for_the_first_and_counts_what_it_holds(won_deal):
     """The same race, its moment forced: the first return holds its transaction open until the
@@ -131,7 +115,7 @@ def test_the_second_return_waits_for_the_first_and_counts_what_it_holds(won_deal
                 ret = start_return(s, deal_by_number(s, won_deal), parse_lines(f"{LATHE}:2"), REASON, name)
                 if hold_open:
                     first_asked.set()
-                    seen_waiting.append(_until_a_backend_waits_for_a_lock())
+                    seen_waiting.append(a_backend_waits_for_a_lock())
                 s.commit()
                 outcomes[name] = ret.number
         except ValidationError as exc:
@@ -155,43 +139,6 @@ def test_the_second_return_waits_for_the_first_and_counts_what_it_holds(won_deal
 
 # --- a return's real Prefect run, answered as the UI's Resume does ---------------------------------
 
-def _case_run(deal: str, key: str, timeout: float = 60) -> str:
-    """Until the deal's return waits at ``key`` with its run attached (``tests.helpers.wait_for_run``
-    looks at the deal's own plan only); returns the run id."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with session_scope() as s:
-            w = next((w for w in deal_by_number(s, deal).case_waits if w.key == key), None)
-            if w is not None and w.flow_run_id:
-                return w.flow_run_id
-        time.sleep(0.1)
-    raise TimeoutError(f"{deal}'s return never waited at {key}")
-
-
-def resume_case_as_the_ui(deal: str, key: str, run_input: dict) -> dict:
-    """``tests.helpers.resume_as_the_ui`` for a return's wait: the answer as the stored form sends
-    it, straight to the API; then until the run has recorded it (answered or refused)."""
-    from uuid import UUID
-
-    from prefect.flow_runs import resume_flow_run
-
-    from dealflow.answers import wait_closed
-
-    from .helpers import as_the_form_sends
-
-    run_id = _case_run(deal, key)
-    for attempt in range(100):
-        try:
-            resume_flow_run(UUID(run_id), run_input=as_the_form_sends(deal, key, run_id, run_input))
-            break
-        except Exception:  # the wait row is written a moment before the run is Paused
-            if attempt == 99:
-                raise
-            time.sleep(0.1)
-    closed = wait_closed(deal, key)
-    return {"status": closed.status, "run": run_id}
-
-
 def on_hand(sku: str) -> int:
     with session_scope() as s:
         return s.get(StockLevel, product_by_sku(s, sku).id).on_hand
@@ -205,7 +152,7 @@ def test_a_return_run_answered_as_the_ui_does_closes_with_the_stock_back_once_an
 
     from flows.cases import run_case_here
 
-    from .helpers import in_background
+    from .helpers import in_background, resume_as_the_ui, wait_row
     from .test_returns import shipped_serials
 
     started = time.monotonic()
@@ -225,16 +172,17 @@ def test_a_return_run_answered_as_the_ui_does_closes_with_the_stock_back_once_an
                               "lines": [{"sku": LATHE, "serial": sn, "quantity": 1, "outcome": "restock"}]}),
         ("rma-0001-credit", {"by": "finance", "settle": "refund", "method": "bank_transfer"}),
     ]
-    said = [(key, resume_case_as_the_ui(won_deal, key, TEAM.signed(won_deal, key, answer)))
-            for key, answer in answers]
+    for key, answer in answers:
+        resume_as_the_ui(won_deal, key, TEAM.signed(won_deal, key, answer))
+    said = [(key, wait_row(won_deal, key)) for key, _ in answers]
     thread.join(60)
     assert not thread.is_alive() and not errors, errors
     assert [(key, s["status"]) for key, s in said] == [(key, "answered") for key, _ in answers], said
     assert ended == {"case": number, "deal": won_deal, "status": "closed"}, ended
-    assert len({s["run"] for _, s in said}) == 1  # one run for the whole return
+    assert len({s["flow_run_id"] for _, s in said}) == 1  # one run for the whole return
 
     run_id = cases.case_summary(number)["flow_run_id"]
-    assert run_id == said[0][1]["run"]
+    assert run_id == said[0][1]["flow_run_id"]
     from uuid import UUID
 
     with get_client(sync_client=True) as client:
