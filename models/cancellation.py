@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from .credit_notes import SETTLEMENT_WORDS, SETTLEMENTS, CreditNote, credit_invoice
+from .customer_links import credit_note_link
 from .deal import Deal
 from .documents import cancellation_context, credit_note_context
 from .errors import InvalidTransition, ValidationError
@@ -84,6 +85,7 @@ def cancel_deal(session: Session, deal: Deal, by: StaffUser, reason: str, settle
     if note is not None:
         issue_document(session, deal, "credit_note", note.number, credit_note_context(note),
                        f"Credit note {note.number} for {note.invoice.title.lower()} {note.invoice.number}",
+                       link=lambda to: credit_note_link(note, to),
                        event="credit_note.issued", by=by.handle, invoice=note.invoice.number, amount=note.amount,
                        settlement=note.settlement, refunded=note.refunded, kept_as_credit=note.kept_as_credit)
     # the customer is told if they had something from us: an order, a deposit invoice, or an

@@ -187,6 +187,33 @@ def test_a_deposit_paid_in_full_is_refunded_or_kept_as_the_customers_credit(mana
     assert said[0] in told and said[1] in note
 
 
+def test_a_cancels_credit_note_mail_carries_its_portal_link_and_the_link_opens_the_credit_note(
+        manager, new_deal, portal, data_dir):
+    import html
+    import re
+
+    from dealflow.customer import PortalCustomer, link_in_mail
+
+    play_direct(new_deal, until="shipment-1")
+    assert cancel(new_deal, "--settle", "credit").exit_code == 0
+    total = Decimal(deposit_of(new_deal)["total"])
+    link = link_in_mail(data_dir / "mail", "Credit note CN-0001", kind="c")
+    assert link and link.startswith(portal.url + "/c/"), mail_text("credit_note")
+    assert "The credit note, with the invoice it cancels, at any time: " + link in " ".join(mail_text("credit_note").split())
+    with PortalCustomer() as customer:
+        page = customer.open(link)
+        assert page.status_code == 200
+        text = html.unescape(" ".join(re.sub(r"<style>.*?</style>|<[^>]+>", " ", page.text, flags=re.S).split()))
+        for piece in ["Credit note CN-0001", "Deposit invoice DEP-0001 is cancelled in full: nothing is due on it.",
+                      f"Kept as credit on your account: USD {total:,}, for your next order (on your account today: "
+                      f"USD {total:,})", f"Reason: {REASON}"]:
+            assert piece in text, (piece, text)
+        assert "Return RMA" not in text
+        pdf = customer.open(link + "/pdf")
+        assert pdf.headers["content-type"] == "application/pdf"
+        assert pdf.content == (data_dir / "documents" / "CN-0001.pdf").read_bytes()
+
+
 def mail_text(kind: str) -> str:
     """The plain-text part of the one email of ``kind`` written to the mail folder."""
     import email
