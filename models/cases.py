@@ -7,7 +7,8 @@ continues where the case really is. Their human steps are wait kinds (``models.w
 the case's number (``rma-0001-receive``), and their rules are given the case.
 
     return:  return_authorize* (refuse -> done) -> return_receive* -> return_inspect*
-             -> return_credit* (not for a warranty return) -> close -> done
+             -> return_credit* (what stays with us: restocked or scrapped; not for a warranty return)
+             -> return_ship_back* (if QA sent units to repair) -> close -> done
     claim:   claim_diagnose* -> (a return: its steps, as above, without the credit) -> claim_close* -> done
 """
 
@@ -45,6 +46,7 @@ def _close_return(session: Session, ret: ReturnOrder) -> str:
 
 RETURN_PLAN: tuple[WaitKind | CaseAuto, ...] = (
     KINDS["return_authorize"], KINDS["return_receive"], KINDS["return_inspect"], KINDS["return_credit"],
+    KINDS["return_ship_back"],
     CaseAuto("close_return", lambda r: r.status == ReturnStatus.INSPECTED, lambda r: f"close-{r.key_prefix}",
              _close_return),
 )

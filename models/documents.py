@@ -293,6 +293,20 @@ def rma_context(ret: ReturnOrder) -> dict[str, Any]:
     return ctx
 
 
+def ship_back_context(ret: ReturnOrder, number: str) -> dict[str, Any]:
+    """The delivery note of a return's repaired units going back (``documents/shipment.html``,
+    ``repaired_under`` the return), each unit with its serial and warranty end (as it was)."""
+    ctx = _base(ret.deal, "shipment", number)
+    ctx.update({"order": ret.deal.order.number, "repaired_under": ret.number, "date": str(ret.shipped_back_on),
+                "claim": ret.claim.number if ret.claim is not None else "", "carrier": ret.back_carrier,
+                "tracking_number": ret.back_tracking_number,
+                "lines": [{"sku": ln.sku, "description": ln.order_line.description,
+                           "quantity": ln.shipped_back_qty, "serials": [u.serial for u in units],
+                           "warranty_ends": [str(u.warranty_end or "") for u in units]}
+                          for ln, units in ret.in_repair()]})
+    return ctx
+
+
 def return_refused_context(ret: ReturnOrder) -> dict[str, Any]:
     """A refused return's email: what was asked back, and the manager's reason (``refusal``)."""
     ctx = _base(ret.deal, "return_refused", ret.number)

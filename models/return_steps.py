@@ -1,9 +1,11 @@
 """A return's steps after it is asked for (``models.returns``): a manager authorizes or refuses it,
 delivery receives the goods, QA inspects them (restock once, scrap, repair), finance credits what
-came back (``credit_return``); and what the customer is told (the RMA, a refusal)."""
+came back and stays (``credit_return``), delivery ships the repaired units back (``ship_back``);
+and what the customer is told (the RMA, a refusal, the repaired units' delivery note)."""
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -15,13 +17,13 @@ from .base import utcnow
 from .billing import PAYMENT_METHODS
 from .credit_notes import CreditNote
 from .deposit_terms import SETTLEMENTS
-from .errors import InvalidTransition, ValidationError
+from .errors import DomainError, InvalidTransition, ValidationError
 from .money import ZERO, parse_money
 from .numbering import next_number
 from .returns import OUTCOME_WORDS, OUTCOMES, ReturnLineSerial, ReturnOrder, _on_open_return, _serials_of
 from .states import ReturnStatus, SerialStatus
 from .stock import receive as stock_receive
-from .text import shown
+from .text import one_line, shown
 
 if TYPE_CHECKING:
     from .serials import Serial
@@ -183,9 +185,51 @@ def inspect(session: Session, ret: ReturnOrder, by: StaffUser, rows: list[dict[s
     return totals
 
 
+def ship_back(session: Session, ret: ReturnOrder, by: StaffUser, carrier: object, tracking: object,
+              shipped_on: date | None, note: str = "") -> None:
+    """Delivery ships the units QA sent to repair back to the customer, all at once: each serial is
+    the customer's again (shipped, its warranty as it was), the lines say how many went back, and
+    the customer gets the delivery note (``documents/shipment.html``, numbered ``RMA-0001-BACK``).
+    Once: a second call after they shipped back changes nothing."""
+    from .documents import ship_back_context
+    from .sending import issue_document
+    from .serials import record_event
+
+    if ret.shipped_back_on is not None and not ret.to_ship_back:
+        return
+    if ret.status != ReturnStatus.INSPECTED or not ret.to_ship_back:
+        raise InvalidTransition(f"return {ret.number}", ret.status if ret.status != ReturnStatus.INSPECTED else
+                                "inspected, none in repair", "ship back")
+    carrier_text = one_line(carrier, "carrier", 80, required=True)
+    tracking_text = one_line(tracking, "tracking_number", 80, required=True)
+    today = utcnow().date()
+    day = shipped_on or today
+    if day > today:
+        raise ValidationError("shipped_on", f"is in the future ({day}; today is {today})")
+    if ret.inspected_at is not None and day < ret.inspected_at.date():
+        raise ValidationError("shipped_on", f"is before {ret.number} was inspected ({ret.inspected_at.date()})")
+    for line, serials in ret.in_repair():
+        line.shipped_back_qty = line.repair_qty
+        for serial in serials:
+            serial.move(SerialStatus.SHIPPED, "ship back")  # its customer, deal and warranty are kept
+            record_event(session, serial, "shipped_back", ret.number, by.handle, deal=ret.deal)
+    ret.back_carrier, ret.back_tracking_number = carrier_text, tracking_text
+    ret.shipped_back_on, ret.shipped_back_by = day, by.handle
+    number = f"{ret.number}-BACK"
+    issue_document(session, ret.deal, "shipment", number, ship_back_context(ret, number),
+                   f"Repaired and on its way back: {ret.number} ({carrier_text} {tracking_text})",
+                   event="return.shipped_back", by=by.handle, note=note, carrier=carrier_text,
+                   tracking_number=tracking_text, shipped_on=day.isoformat(),
+                   lines=[{"sku": ln.sku, "quantity": ln.shipped_back_qty, "serials": [u.serial for u in units]}
+                          for ln, units in ret.in_repair()])
+
+
 def close(session: Session, ret: ReturnOrder) -> None:
     if ret.status == ReturnStatus.CLOSED:
         return
+    if ret.to_ship_back:
+        raise DomainError(f"return {ret.number}: {ret.to_ship_back} repaired unit(s) to ship back to the customer "
+                          f"first")
     ret.move(ReturnStatus.CLOSED, "close")
     ret.closed_at = utcnow()
     audit.record(session, "system", "return.closed", deal_id=ret.deal_id, subject=ret.number)
@@ -196,15 +240,18 @@ def outcome_words(ret: ReturnOrder) -> str:
     for ln in ret.lines:
         bits = [f"{n} {w}" for n, w in ((ln.restock_qty, "restocked"), (ln.scrap_qty, "scrapped"),
                                         (ln.repair_qty, "to repair")) if n]
+        bits += [f"{ln.shipped_back_qty} shipped back"] if ln.shipped_back_qty else []
         parts.append(f"{ln.sku}: {', '.join(bits) or 'nothing received'}")
     return "; ".join(parts)
 
 
 def credit_return(session: Session, ret: ReturnOrder, settlement: str, method: str, by: StaffUser) -> CreditNote:
-    """Credit what came back on ``ret`` against the deal's invoice: the goods received as they were
-    sold (tax included), less the restocking fee; refunded (at most what was paid on the invoice,
-    less earlier refunds of it) or kept as credit. Once per return; the note is emailed with its
-    portal link."""
+    """Credit what came back on ``ret`` and stays with us against the deal's invoice: the goods
+    received and restocked or scrapped, as they were sold (tax included), less the restocking fee
+    (a unit repaired goes back to its customer: ``ship_back``, never credited); refunded (at most
+    what was paid on the invoice, less earlier refunds of it) or kept as credit. Once per return;
+    the note is emailed with its portal link. The return closes unless repaired units are still
+    to ship back."""
     from .documents import return_credit_note_context
     from .portal import credit_note_link
     from .sending import issue_document
@@ -222,10 +269,10 @@ def credit_return(session: Session, ret: ReturnOrder, settlement: str, method: s
         raise ValidationError("method", f"must be one of {', '.join(refund_methods)}")
     invoice = ret.deal.invoice
     currency = ret.deal.currency
-    amount = ret.received_value - ret.restocking_fee
+    amount = ret.credited_value - ret.restocking_fee
     if amount <= ZERO:
-        raise ValidationError("settle", f"nothing to credit on {ret.number}: the goods received are worth "
-                                        f"{ret.received_value} {currency} and the fee is {ret.restocking_fee}")
+        raise ValidationError("settle", f"nothing to credit on {ret.number}: the goods kept (restocked or scrapped) "
+                                        f"are worth {ret.credited_value} {currency} and the fee is {ret.restocking_fee}")
     if settlement == "refund":
         refunded = session.scalar(select(func.coalesce(func.sum(CreditNote.refunded), 0))
                                   .where(CreditNote.invoice_id == invoice.id)) or ZERO
@@ -235,14 +282,14 @@ def credit_return(session: Session, ret: ReturnOrder, settlement: str, method: s
                                             f"{amount} cannot be refunded: keep it as credit on the customer's account")
     lines = []
     for ln in ret.lines:
-        if ln.received_qty:
+        if ln.kept_qty:
             ol = ln.order_line
-            net, tax = ol.net_for(ln.received_qty), ol.tax_for(ln.received_qty)
+            net, tax = ol.net_for(ln.kept_qty), ol.tax_for(ln.kept_qty)
             lines.append({"line_no": ln.line_no, "sku": ln.sku, "description": ol.description,
-                          "quantity": ln.received_qty, "unit_price": str(ol.unit_price),
+                          "quantity": ln.kept_qty, "unit_price": str(ol.unit_price),
                           "discount_pct": str(ol.discount_pct), "tax_rate": str(ol.tax_rate),
                           "net": str(net), "tax": str(tax), "total": str(net + tax),
-                          "serials": [rs.serial.serial for rs in ln.serials if rs.received]})
+                          "serials": [rs.serial.serial for rs in ln.serials if rs.received and rs.outcome != "repair"]})
     note = CreditNote(number=next_number(session, "credit_note"), deal=ret.deal, customer=ret.deal.customer,
                       invoice=invoice, amount=amount, settlement=settlement, return_id=ret.id,
                       restocking_fee=ret.restocking_fee, lines=lines,
@@ -259,7 +306,8 @@ def credit_return(session: Session, ret: ReturnOrder, settlement: str, method: s
     issue_document(session, ret.deal, "credit_note", note.number, return_credit_note_context(note),
                    f"Credit note {note.number} for your return {ret.number}", link=lambda to: credit_note_link(note, to),
                    event="credit_note.issued", by=by.handle, amount=note.amount, settlement=settlement)
-    close(session, ret)
+    if not ret.to_ship_back:
+        close(session, ret)
     return note
 
 

@@ -4,14 +4,17 @@ A return is asked for (``start_return``: what comes back, from what shipped, and
 authorizes it (with a restocking fee, if any) or refuses it with a reason to the customer; the
 customer gets the RMA with its number; delivery receives the goods (serial numbers checked
 against what shipped to this customer); QA inspects each unit and restocks, scraps or sends it
-to repair; finance credits what came back (a credit note less the restocking fee, refunded or
-kept as credit). A warranty return (``with_credit`` False) is a claim's: authorized by the
-engineer's diagnosis, never credited.
+to repair; finance credits what came back and stays (restocked or scrapped: a credit note less
+the restocking fee, refunded or kept as credit); delivery ships the units repaired back to the
+customer (carrier, tracking, date; a repaired unit is the customer's again, never credited). A
+warranty return (``with_credit`` False) is a claim's: authorized by the engineer's diagnosis,
+never credited.
 
-Return states: requested -> authorized | refused; authorized -> received -> inspected -> closed.
+Return states: requested -> authorized | refused; authorized -> received -> inspected -> closed
+(once credited, if it is, and once what was repaired has shipped back: ``to_ship_back``).
 
 What may come back is what shipped on the order line less what other returns (not refused) of it
-already hold; the order's row is locked while a return is asked for, so two returns asked for at
+already hold (a unit repaired and shipped back is the customer's again); the order's row is locked while a return is asked for, so two returns asked for at
 the same moment are counted one after the other. Stock comes back once (the move's source key
 names the return and its line), the credit note is made once (one per return).
 """
@@ -19,7 +22,7 @@ names the return and its line), the credit note is made once (one per return).
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +81,11 @@ class ReturnOrder(Base):
     decided_by: Mapped[str | None] = mapped_column(String(40))
     received_at: Mapped[datetime | None]
     inspected_at: Mapped[datetime | None]
+    # the units repaired, shipped back to the customer (``return_steps.ship_back``)
+    back_carrier: Mapped[str] = mapped_column(String(80), default="")
+    back_tracking_number: Mapped[str] = mapped_column(String(80), default="")
+    shipped_back_on: Mapped[date | None]
+    shipped_back_by: Mapped[str | None] = mapped_column(String(40))
     closed_at: Mapped[datetime | None]
 
     deal: Mapped[Deal] = relationship()
@@ -108,8 +116,31 @@ class ReturnOrder(Base):
                     for ln in self.lines), ZERO)
 
     @property
+    def credited_value(self) -> Decimal:
+        """What is credited, before the fee: the units that came back and stay (restocked or
+        scrapped), tax included, as they were sold. A unit repaired goes back to its customer."""
+        return sum((ln.order_line.net_for(ln.kept_qty) + ln.order_line.tax_for(ln.kept_qty)
+                    for ln in self.lines), ZERO)
+
+    @property
     def restocking_fee(self) -> Decimal:
-        return round_money(self.received_value * self.restocking_fee_pct / 100, self.deal.currency)
+        return round_money(self.credited_value * self.restocking_fee_pct / 100, self.deal.currency)
+
+    @property
+    def awaits_credit(self) -> bool:
+        """Inspected, credited on this return, not yet, and something stays with us to credit."""
+        return (self.status == ReturnStatus.INSPECTED and self.with_credit and self.credit_note is None
+                and any(ln.kept_qty for ln in self.lines))
+
+    @property
+    def to_ship_back(self) -> int:
+        """How many units QA sent to repair have not shipped back to the customer yet."""
+        return sum(ln.repair_qty - ln.shipped_back_qty for ln in self.lines)
+
+    def in_repair(self) -> list[tuple[ReturnLine, list[Serial]]]:
+        """The lines with units sent to repair, each with their serial numbers (if any)."""
+        return [(ln, [rs.serial for rs in ln.serials if rs.received and rs.outcome == "repair"])
+                for ln in self.lines if ln.repair_qty]
 
 
 class ReturnLine(Base):
@@ -118,7 +149,9 @@ class ReturnLine(Base):
                       CheckConstraint("quantity > 0", name="quantity_positive"),
                       CheckConstraint("received_qty >= 0 and received_qty <= quantity", name="received_in_range"),
                       CheckConstraint("restock_qty >= 0 and scrap_qty >= 0 and repair_qty >= 0",
-                                      name="outcomes_not_negative"))
+                                      name="outcomes_not_negative"),
+                      CheckConstraint("shipped_back_qty >= 0 and shipped_back_qty <= repair_qty",
+                                      name="shipped_back_in_range"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     return_id: Mapped[int] = mapped_column(ForeignKey("returns.id"), index=True)
@@ -129,6 +162,7 @@ class ReturnLine(Base):
     restock_qty: Mapped[int] = mapped_column(default=0)
     scrap_qty: Mapped[int] = mapped_column(default=0)
     repair_qty: Mapped[int] = mapped_column(default=0)
+    shipped_back_qty: Mapped[int] = mapped_column(default=0)  # of the repaired, back with the customer
     inspection_note: Mapped[str] = mapped_column(Text, default="")
 
     ret: Mapped[ReturnOrder] = relationship(back_populates="lines")
@@ -142,6 +176,11 @@ class ReturnLine(Base):
     @property
     def serial_numbers(self) -> list[str]:
         return [rs.serial.serial for rs in self.serials]
+
+    @property
+    def kept_qty(self) -> int:
+        """The units received that stay with us (restocked or scrapped): what is credited."""
+        return self.received_qty - self.repair_qty
 
 
 class ReturnLineSerial(Base):
@@ -173,10 +212,11 @@ def return_by_number(session: Session, number: object, field: str = "return") ->
 
 def returned_before(session: Session, order_line: SalesOrderLine, but: ReturnOrder | None = None) -> int:
     """How many of the order line other returns (not refused) hold: asked for, or received once
-    received (a return that came back short frees the rest)."""
+    received (a return that came back short frees the rest), less the units repaired and
+    shipped back (the customer has them again: they may come back again)."""
     held = func.coalesce(func.sum(
         case((ReturnOrder.status.in_((ReturnStatus.REQUESTED, ReturnStatus.AUTHORIZED)), ReturnLine.quantity),
-                  else_=ReturnLine.received_qty)), 0)
+                  else_=ReturnLine.received_qty - ReturnLine.shipped_back_qty)), 0)
     query = (select(held).select_from(ReturnLine).join(ReturnOrder, ReturnLine.return_id == ReturnOrder.id)
              .where(ReturnLine.order_line_id == order_line.id, ReturnOrder.status != ReturnStatus.REFUSED))
     if but is not None:

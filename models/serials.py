@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 SERIAL_RULE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._/#+ -]{0,58}[A-Za-z0-9._/#+-])?")
 # what happens to a unit, as its history says it
-EVENTS = ("received", "shipped", "return_received", "restocked", "scrapped", "in_repair", "claim_opened",
-          "claim_closed")
+EVENTS = ("received", "shipped", "return_received", "restocked", "scrapped", "in_repair", "shipped_back",
+          "claim_opened", "claim_closed")
 
 
 class Serial(Base):

@@ -3,7 +3,7 @@
 ``open_claim`` is refused after the warranty's end (or for a unit not out with a customer); an
 engineer diagnoses it: repair on site, or a return (a warranty return, authorized by the
 diagnosis and never credited: ``models.returns``); then the claim is closed with a note, once its
-return (if any) has been received and inspected.
+return (if any) has been received, inspected and the unit repaired has shipped back.
 
 Claim states: open -> diagnosed -> closed.
 """
@@ -158,6 +158,9 @@ def close_claim(session: Session, claim: WarrantyClaim, by: StaffUser, note: str
     if ret is not None and ret.status not in (ReturnStatus.INSPECTED, ReturnStatus.CLOSED):
         raise DomainError(f"note: return {ret.number} is {ret.status}; close the claim once the unit is back "
                           f"and inspected")
+    if ret is not None and ret.to_ship_back:
+        raise DomainError(f"note: return {ret.number} has {ret.to_ship_back} repaired unit(s) to ship back; close "
+                          f"the claim once they have shipped back to the customer")
     claim.move(ClaimStatus.CLOSED, "close")
     claim.close_note, claim.closed_by, claim.closed_at = note, by.handle, utcnow()
     record_event(session, claim.serial, "claim_closed", claim.number, by.handle, deal=claim.deal)

@@ -29,6 +29,7 @@ from .test_returns import (
     KIT,
     LATHE,
     RECEIVE,
+    SHIP_BACK,
     _ask,
     _claim,
     drive_case,
@@ -48,13 +49,14 @@ def _report(*args: str):
 
 
 def _return_for_repair(sn: str) -> str:
-    """A warranty claim on ``sn`` sent back for repair, received, inspected and closed."""
+    """A warranty claim on ``sn`` sent back for repair, received, inspected, shipped back and closed."""
     number = _claim(sn)
     steps = drive_case(number, {
         "claim_diagnose": {"by": "mark", "diagnosis": "Spindle bearing worn.", "resolution": "return"},
         "return_receive": {**RECEIVE, "lines": [{"sku": LATHE, "quantity": 1, "serials": [sn]}]},
         "return_inspect": {"by": "qa", "notes": "Bearing replaced.", "lines": [
             {"sku": LATHE, "serial": sn, "quantity": 1, "outcome": "repair"}]},
+        "return_ship_back": SHIP_BACK,
         "claim_close": {"by": "mark", "note": "Bearing replaced, unit shipped back."}})
     assert all(s.get("accepted", True) for s in steps), steps
     return number
@@ -70,8 +72,8 @@ def after_sale(won_deal, staff) -> dict:
     """The won deal's goods coming back: a lathe returned and restocked (RMA-0001, credited); two
     tool kits, one restocked and one scrapped (RMA-0002, asked for two months ago, not credited
     yet); one more kit refused (RMA-0003: counts nowhere); a chuck asked for and not received
-    (RMA-0004); a lathe claimed under warranty and sent back for repair (WC-0001 with RMA-0005,
-    closed); a claim left open on the third lathe (WC-0002)."""
+    (RMA-0004); a lathe claimed under warranty, sent back for repair and shipped back repaired
+    (WC-0001 with RMA-0005, closed); a claim left open on the third lathe (WC-0002)."""
     first, second, third = shipped_serials(won_deal, LATHE)
     rma1 = _ask(won_deal, f"{LATHE}:1:{first}")
     drive_case(rma1, {"return_authorize": AUTHORIZE,
@@ -190,18 +192,21 @@ def test_the_warranty_report_lists_units_with_their_customer_ending_within_the_p
         unit = serial_by_number(s, after_sale["claimed"])
         deal, customer, shipped = unit.deal.number, unit.customer.name, unit.shipped_on
         assert unit.product.warranty_months == 24 and end > utcnow().date() + timedelta(days=365)
-    # ten days before its end: the claimed lathe, with its open claim; the lathe returned and
-    # restocked, and the one in repair, are no longer with the customer
+    # ten days before its end: the claimed lathe, with its open claim, and the one repaired under
+    # warranty and shipped back (its warranty as it was); the lathe returned and restocked is no
+    # longer with the customer
     rows = json.loads(_report("warranty", "--as-of", _as_of(end - timedelta(days=10)), "--json").stdout)
-    assert rows == [{"serial": after_sale["claimed"], "sku": LATHE, "customer": customer, "deal": deal,
+    assert rows == [{"serial": sn, "sku": LATHE, "customer": customer, "deal": deal,
                      "shipped_on": shipped.isoformat(), "warranty_end": end.isoformat(), "days_left": 10,
-                     "open_claims": "WC-0002"}]
+                     "open_claims": claims} for sn, claims in ((after_sale["repaired"], ""),
+                                                               (after_sale["claimed"], "WC-0002"))]
     with session_scope() as s:
         df = reports.warranty(s, end - timedelta(days=30))  # the default period: 30 days, its last day included
-        assert df[["serial", "days_left"]].values.tolist() == [[after_sale["claimed"], 30]]
+        assert df[["serial", "days_left"]].values.tolist() == [[after_sale["repaired"], 30],
+                                                                [after_sale["claimed"], 30]]
         assert reports.warranty(s, end - timedelta(days=31)).empty
-        assert reports.warranty(s, end - timedelta(days=31), "5w")["days_left"].tolist() == [31]
-        assert reports.warranty(s, end)["days_left"].tolist() == [0]  # its last day
+        assert reports.warranty(s, end - timedelta(days=31), "5w")["days_left"].tolist() == [31, 31]
+        assert reports.warranty(s, end)["days_left"].tolist() == [0, 0]  # their last day
         assert reports.warranty(s, end + timedelta(days=1), "1y").empty  # expired
     soon = _report("warranty", "--as-of", _as_of(end - timedelta(days=10)), "--within", "5d")
     assert (soon.exit_code, soon.stdout) == (0, "(no data)\n")

@@ -81,6 +81,7 @@ def _ask(deal: str, lines: str, reason: str = "One lathe arrived with a cracked 
 AUTHORIZE = {"by": "manager", "decision": "authorize", "restocking_fee_pct": 10, "note": ""}
 RECEIVE = {"by": "delivery", "note": "Crate intact."}
 CREDIT = {"by": "finance", "settle": "refund", "method": "bank_transfer"}
+SHIP_BACK = {"by": "delivery", "carrier": "DHL Freight", "tracking_number": "DHLF-7845999", "note": ""}
 
 
 def received(*lines) -> dict:
@@ -233,11 +234,12 @@ def test_a_claim_returned_for_repair_goes_through_its_return_without_a_credit_no
         "return_receive": {**RECEIVE, "lines": [{"sku": LATHE, "quantity": 1, "serials": [sn]}]},
         "return_inspect": {"by": "qa", "notes": "Bearing replaced.", "lines": [
             {"sku": LATHE, "serial": sn, "quantity": 1, "outcome": "repair"}]},
+        "return_ship_back": SHIP_BACK,
         "claim_close": {"by": "mark", "note": "Bearing replaced, unit shipped back."}})
     assert [s["key"] for s in steps] == ["wc-0001-diagnose", "rma-0001-receive", "rma-0001-inspect",
-                                         "close-rma-0001", "wc-0001-close"], steps
+                                         "rma-0001-ship-back", "close-rma-0001", "wc-0001-close"], steps
     assert all(s.get("accepted", True) for s in steps), steps
-    assert on_hand(LATHE) == before  # a unit in repair is not stock
+    assert on_hand(LATHE) == before  # a unit repaired and shipped back is not stock
     out = cases.case_summary(number)
     assert out["status"] == "closed" and out["return"] == "RMA-0001"
     with session_scope() as s:
@@ -247,7 +249,7 @@ def test_a_claim_returned_for_repair_goes_through_its_return_without_a_credit_no
 
         events = [e.event for e in serial_by_number(s, sn).events]
     assert kinds.count("rma") == 1
-    assert events[-4:] == ["claim_opened", "return_received", "in_repair", "claim_closed"]
+    assert events[-5:] == ["claim_opened", "return_received", "in_repair", "shipped_back", "claim_closed"]
 
 
 def test_a_claim_typed_in_lower_case_is_proven_by_the_session_that_signed_it(won_deal, staff):
@@ -299,6 +301,8 @@ CASE_FORMS = {
     "return_inspect": {"return_authorize": AUTHORIZE, "return_receive": received((KIT, 1))},
     "return_credit": {"return_authorize": AUTHORIZE, "return_receive": received((KIT, 1)),
                       "return_inspect": inspected((KIT, 1, "restock"))},
+    "return_ship_back": {"return_authorize": AUTHORIZE, "return_receive": received((KIT, 1)),
+                         "return_inspect": inspected((KIT, 1, "repair"))},
     "claim_diagnose": {},
     "claim_close": {"claim_diagnose": {"by": "mark", "diagnosis": "Worn.", "resolution": "repair_on_site"}},
 }

@@ -130,7 +130,7 @@ def answer(deal_number: str, step: str, by: str | None, code: str | None, sets: 
            input_json: str | None, no_wait: bool, as_json: bool) -> None:
     """Answer the wait DEAL_NUMBER is at. STEP is the wait's step (qualify, handoff, estimate,
     discount, decision, credit, deposit, qa, shipment, payment, return_authorize, return_receive,
-    return_inspect, return_credit, claim_diagnose, claim_close) or its key (e.g. qa-attempt-2,
+    return_inspect, return_credit, return_ship_back, claim_diagnose, claim_close) or its key (e.g. qa-attempt-2,
     rma-0001-receive: a return's or a warranty claim's waits are its deal's).
 
     \b

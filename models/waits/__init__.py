@@ -35,6 +35,7 @@ from .return_authorize import RETURN_AUTHORIZE
 from .return_credit import RETURN_CREDIT
 from .return_inspect import RETURN_INSPECT
 from .return_receive import RETURN_RECEIVE
+from .return_ship_back import RETURN_SHIP_BACK
 from .shipment import SHIPMENT
 
 # in the order a deal meets them
@@ -42,7 +43,7 @@ KINDS: dict[str, WaitKind] = {k.name: k for k in (QUALIFY, HANDOFF, ESTIMATE, DI
                                                   QA, SHIPMENT, PAYMENT,
                                                   # after the sale, each in its case's plan (``models.cases``)
                                                   RETURN_AUTHORIZE, RETURN_RECEIVE, RETURN_INSPECT, RETURN_CREDIT,
-                                                  CLAIM_DIAGNOSE, CLAIM_CLOSE)}
+                                                  RETURN_SHIP_BACK, CLAIM_DIAGNOSE, CLAIM_CLOSE)}
 WAIT_STEPS = tuple(KINDS)
 
 

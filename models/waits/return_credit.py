@@ -16,7 +16,6 @@ from ..reminders import STUCK_WAIT
 from ..return_steps import credit_return, outcome_words
 from ..returns import ReturnOrder
 from ..staff import Role, StaffUser
-from ..states import ReturnStatus
 from ..typed import line_of
 from .forms import Fields
 from .kind import WaitKind
@@ -37,17 +36,18 @@ class ReturnCreditFields(Fields):
 
 
 def at(ret: ReturnOrder) -> dict[str, Any] | None:
-    return {} if ret.status == ReturnStatus.INSPECTED and ret.with_credit and ret.credit_note is None else None
+    return {} if ret.awaits_credit else None
 
 
 def describe(session: Session, ret: ReturnOrder) -> Markdown:
     cur = ret.deal.currency
     invoice = ret.deal.invoice
     fee = ret.restocking_fee
-    return Markdown("issue the credit note for {}: goods received {}, restocking fee {} ({} %), **credit {}**. "
+    return Markdown("issue the credit note for {}: goods kept (restocked or scrapped) {}, restocking fee {} ({} %), "
+                    "**credit {}**. "
                     "Invoice {}: {} paid of {}. {}.\n\n{}\n\n{}").format(
-        ret.number, money(ret.received_value, cur), money(fee, cur),
-        Markdown(format(ret.restocking_fee_pct.normalize(), "f")), money(ret.received_value - fee, cur),
+        ret.number, money(ret.credited_value, cur), money(fee, cur),
+        Markdown(format(ret.restocking_fee_pct.normalize(), "f")), money(ret.credited_value - fee, cur),
         invoice.number, money(invoice.paid, cur), money(invoice.totals.total, cur), outcome_words(ret),
         header(ret), goods(ret, received=True))
 
