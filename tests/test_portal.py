@@ -370,6 +370,28 @@ def test_the_invoice_email_links_to_its_balance_and_payments(new_deal, portal, c
     assert "Accept" not in page and "<form" not in customer.open(link).text  # read-only
 
 
+def test_the_invoice_page_shows_each_fact_on_a_line_of_its_own_your_po_and_tax_id_included(
+        new_deal, portal, customer, data_dir):
+    """The page's "Billed to" and "Invoice date" boxes keep their line breaks (white-space:
+    pre-line): the customer's PO never runs into the order number, nor the tax ID into the address."""
+    from models import Customer
+
+    play_direct(new_deal, until="shipment-1")
+    with session_scope() as s:
+        deal = deal_by_number(s, new_deal)
+        deal.order.customer_po = "PO 4500-2231"
+        s.get(Customer, deal.customer_id).tax_id = "GB 123 4567 89"
+        s.commit()
+    play_direct(new_deal, until="payment-1")
+    html = customer.open(link_in_mail(data_dir / "mail", "Invoice INV-", kind="i")).text
+    parties = re.search(r'<div class="parties">(.*?)\n</div>', html, flags=re.S).group(1)
+    billed, dated = (
+        [line.strip() for line in re.sub(r"<[^>]+>", "", box).splitlines() if line.strip()]
+        for box in re.findall(r"<div>(.*?)</div>", parties, flags=re.S))
+    assert billed[0] == "Billed to" and billed[-1] == "Tax ID GB 123 4567 89", billed
+    assert dated[2:] == ["Order", "SO-0001", "Your PO", "PO 4500-2231"], dated
+
+
 # --- the customer's answer, recorded by the flow ------------------------------------------------------
 
 def test_the_flow_refuses_a_customer_answer_it_cannot_verify(new_deal, portal, data_dir):
