@@ -195,7 +195,10 @@ def ship_back(session: Session, ret: ReturnOrder, by: StaffUser, carrier: object
     from .sending import issue_document
     from .serials import record_event
 
-    if ret.shipped_back_on is not None and not ret.to_ship_back:
+    # the return's row locked and read again: two answers at the same moment ship the units once
+    session.scalars(select(ReturnOrder).where(ReturnOrder.id == ret.id).with_for_update()
+                    .execution_options(populate_existing=True)).one()
+    if ret.shipped_back_on is not None:
         return
     if ret.status != ReturnStatus.INSPECTED or not ret.to_ship_back:
         raise InvalidTransition(f"return {ret.number}", ret.status if ret.status != ReturnStatus.INSPECTED else
