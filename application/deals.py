@@ -44,11 +44,16 @@ def start_deal(lead_id: int, by: str, live_state: Liveness | None = None) -> dic
 
 def deal_summary(deal_number: str) -> dict[str, Any]:
     """Everything about one deal (``services.views.deal_summary``): stage, waits, documents,
-    money, mail."""
+    money, mail, the serial numbers each shipment took, and after the sale its ``returns`` and
+    warranty ``claims`` (``application.after_sale``)."""
     from services.views import deal_summary as summary
 
+    from .after_sale import after_sale
+
     with unit_of_work() as s:
-        return summary(s, deal_by_number(s, deal_number))
+        deal = deal_by_number(s, deal_number)
+        cases = after_sale(s, deal)  # first: the summary's credit notes then find their returns loaded
+        return {**summary(s, deal), **cases}
 
 
 def list_deals(status: str | None = None, waiting_for: str | None = None) -> list[dict[str, Any]]:
@@ -256,17 +261,20 @@ def deliver_mail(deal_number: str) -> list[int]:
 
 def deal_page(deal_number: str) -> tuple[str, Any, str]:
     """The deal's page as Markdown: (its artifact key, the page, its description). Its documents
-    link through the portal."""
+    link through the portal; its returns and claims link to their runs' pages."""
     from models.portal import DOCUMENT_LINK_DAYS
     from services.links import document_url, run_page
     from services.views import deal_page as page
 
+    from .after_sale import after_sale, after_sale_page
+
     settings = load_settings()
     with unit_of_work() as s:
         deal = deal_by_number(s, deal_number)
+        cases = after_sale_page(after_sale(s, deal), deal.currency, run_page)
         markdown = page(s, deal, lambda doc_id: document_url(doc_id, settings),
                         note=None if settings.answer_codes else UNVERIFIED_NOTE, link_days=DOCUMENT_LINK_DAYS,
-                        run_link=run_page(deal.flow_run_id))
+                        run_link=run_page(deal.flow_run_id), after_sale=cases)
         return f"deal-{deal.number.lower()}", markdown, f"{deal.number} · {deal.customer_name}"
 
 

@@ -286,6 +286,8 @@ def print_summary(summary: dict[str, Any], out: TextIO = sys.stdout) -> None:
     for sh in summary["shipments"]:
         lines = ", ".join(f"{q} × {sku}" for sku, q in sh["lines"].items())
         p(f"  shipment {sh['number']:<14} {sh['carrier']} {sh['tracking_number']}: {lines}")
+        for sku, serials in sh.get("serials", {}).items():
+            p(f"  {'':<23} {sku} serial numbers: {', '.join(serials)}")
     inv = summary["invoice"]
     deducted = (dep or {}).get("deducted")
     less = (f"shipped {deducted['before']} less deposit {deducted['deposit_invoice']} {deducted['amount']} = "

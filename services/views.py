@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -15,8 +15,10 @@ from models.markdown import Markdown, table
 from models.markdown import link as mdlink
 from models.money import round_money
 from models.prompts import sales_notes
+from models.serials import serials_of_lines
 from models.states import DealStatus, LeadStatus, OrderStatus, RevisionStatus, WaitStatus
-from models.waits import KINDS
+
+from .timeline import STEP_TITLES, happened
 
 
 def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
@@ -27,6 +29,8 @@ def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
     wait = deal.open_wait
     docs = session.scalars(select(Document).where(Document.deal_id == deal.id).order_by(Document.id)).all()
     mails = session.scalars(select(Email).where(Email.deal_id == deal.id).order_by(Email.id)).all()
+    shipments = order.shipments if order else []  # and the serial numbers that left in each line (one query)
+    shipped = serials_of_lines(session, [line.id for shipment in shipments for line in shipment.lines])
     return {
         "deal": deal.number,
         "customer": deal.customer_name,
@@ -54,9 +58,10 @@ def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
                                     "notes": i.notes} for i in order.inspections]} if order else None),
         "receipt": ({"number": receipt.number, "amount": str(round_money(receipt.amount, deal.currency))}
                     if receipt else None),
-        "shipments": [{"number": s.number, "carrier": s.carrier, "tracking_number": s.tracking_number,
-                       "lines": {sl.order_line.sku: sl.quantity for sl in s.lines}}
-                      for s in (order.shipments if order else [])],
+        "shipments": [{"number": s.number, "date": s.at.date().isoformat(), "carrier": s.carrier,
+                       "tracking_number": s.tracking_number, "lines": {sl.order_line.sku: sl.quantity for sl in s.lines},
+                       "serials": {sl.order_line.sku: shipped[sl.id] for sl in s.lines if sl.id in shipped}}
+                      for s in shipments],
         "invoice": ({"number": invoice.number, "total": str(invoice.totals.total), "paid": str(invoice.paid),
                      "due": str(invoice.amount_due), "due_date": invoice.due_date.isoformat(),
                      "status": invoice.status} if invoice else None),
@@ -70,7 +75,7 @@ def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
         "credit_notes": [{"number": n.number, "invoice": n.invoice.number, "invoice_title": n.invoice.title,
                           "amount": str(n.amount), "settlement": n.settlement, "refunded": str(n.refunded),
                           "kept_as_credit": str(n.kept_as_credit), "refund_method": n.refund_method.replace("_", " "),
-                          "refund_number": n.refund_number,
+                          "refund_number": n.refund_number, "return": n.ret.number if n.is_return else None,
                           "reason": n.reason} for n in deal.credit_notes],
         "documents": [{"id": d.id, "kind": d.kind, "number": d.number, "file": d.filename, "pdf": d.pdf_filename}
                       for d in docs],
@@ -131,8 +136,10 @@ def answerer(session: Session, wait: Wait) -> str:
 
 
 def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = lambda _id: None,
-              note: str | None = None, link_days: int | None = None, run_link: str | None = None) -> Markdown:
-    """The deal as one Markdown page (state, money, lines, documents, answers, timeline): the
+              note: str | None = None, link_days: int | None = None, run_link: str | None = None,
+              after_sale: Iterable[Markdown] = ()) -> Markdown:
+    """The deal as one Markdown page (state, money, lines, shipments with their serial numbers, what
+    came after the sale (``after_sale``: its returns and claims), documents, answers, timeline): the
     deal's artifact in the Prefect UI. ``link(document id)``: a link a colleague on another
     machine can open (through the portal, valid ``link_days``), or None. Every value is escaped
     (``models.markdown``): a name, a note or an answer someone typed shows as typed, never as a
@@ -175,8 +182,9 @@ def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = 
                                                                        n["refund_number"]),
                    "credit": Markdown("{} {} kept as the customer's credit").format(n["kept_as_credit"], deal.currency),
                    }.get(n["settlement"], Markdown("nothing was paid"))
-        money.append([Markdown("credit note {}").format(n["number"]),
-                      Markdown("cancels {} {}; ").format(n["invoice_title"].lower(), n["invoice"]) + settled,
+        of = (Markdown("return {} against {} {}; ").format(n["return"], n["invoice_title"].lower(), n["invoice"])
+              if n.get("return") else Markdown("cancels {} {}; ").format(n["invoice_title"].lower(), n["invoice"]))
+        money.append([Markdown("credit note {}").format(n["number"]), of + settled,
                       Markdown("−{}").format(n["amount"])])
     if money:
         out += [Markdown(""), table(["document", "state", Markdown("total ({})").format(deal.currency)], money,
@@ -206,6 +214,8 @@ def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = 
                       [[ln.sku, ln.quantity, getattr(ln, "shipped_qty", ""), ln.unit_price,
                         ln.discount_pct, ln.net, ln.tax] for ln in source],
                       align=["---", "---:", "---:", "---:", "---:", "---:", "---:"])]
+    out += shipments_table(d["shipments"])
+    out += list(after_sale)  # its returns and warranty claims (``application.after_sale``)
     if d["documents"]:
         urls = {x["id"]: link(x["id"]) for x in d["documents"]}
         out += [Markdown(""), Markdown("## Documents"), Markdown("")]
@@ -229,6 +239,17 @@ def deal_page(session: Session, deal: Deal, link: Callable[[int], str | None] = 
             table(["when (UTC)", "what happened"],
                   [[Markdown("{:%Y-%m-%d %H:%M}").format(e.at), happened(e, names)] for e in entries])]
     return Markdown("\n").join(out)
+
+
+def shipments_table(shipments: list[dict[str, Any]]) -> list[Markdown]:
+    """The deal's shipments, a row per line shipped, with the serial numbers that left in it."""
+    rows = [[sh["number"] if i == 0 else "", sh["date"] if i == 0 else "",
+             f"{sh['carrier']} {sh['tracking_number']}" if i == 0 else "", sku, qty,
+             ", ".join(sh["serials"].get(sku, [])) or "—"] for sh in shipments
+            for i, (sku, qty) in enumerate(sh["lines"].items())]
+    return [Markdown(""), Markdown("## Shipments"), Markdown(""), table(
+        ["shipment", "date", "carrier, tracking", "SKU", "qty", "serial numbers"], rows,
+        align=["---", "---", "---", "---", "---:", "---"])] if rows else []
 
 
 def _invoice_state(status: str | None, paid: str, due: str | None, due_date: str | None, currency: str) -> Markdown:
@@ -279,8 +300,6 @@ def _names(session: Session) -> dict[str, str]:
     return {p.handle: p.name for p in session.scalars(select(StaffUser))}
 
 
-# what each step is, as the team says it (each wait kind names itself)
-STEP_TITLES = {name: kind.title for name, kind in KINDS.items()}
 # what a deal stopped at these steps is, as finance says it: "waiting for deposit", "on credit hold"
 WAITING_WORDS = {"deposit": "deposit", "credit": "the credit decision (on credit hold)"}
 ROLE_NAMES = {"sales_rep": "a sales rep", "sales_engineer": "a sales engineer", "qa": "QA", "delivery": "delivery",
@@ -322,56 +341,6 @@ def where_it_stands(deal: Deal) -> str:
     if order.shipments:
         return f"order {order.number} partly shipped"
     return f"order {order.number} released for picking"
-
-
-def happened(entry, names: dict[str, str]) -> Markdown:
-    """An audit entry as a sentence: 'Sofia Marin qualified the lead', not 'qualify.answered qualify'."""
-    who = names.get(entry.actor, entry.actor)
-    action, subject, details = entry.action, entry.subject, entry.details or {}
-    outcome = str(details.get("outcome") or "")
-    step, _, verb = action.partition(".")
-    said = {
-        "deal.started": "{who} started the deal",
-        "deal.flow_attached": "The deal's run started in Prefect",
-        "lead.converted": "The lead became an opportunity",
-        "estimate.sent": "Estimate {subject} was sent to the customer",
-        "estimate.renewal_requested": "The customer asked for a renewed estimate",
-        "order.created": "Order {subject} was made",
-        "deposit_invoice.created": "Deposit invoice {subject} was issued",
-        "credit_note.issued": "Credit note {subject} was issued",
-        "order.released": "Order {subject} was released for picking",
-        "receipt.created": "Sales receipt {subject} was made",
-        "invoice.created": "Invoice {subject} was issued",
-        "deal.won": "The deal is won",
-        "followup.scheduled": "{who} scheduled a follow-up",
-        "followup.done": "{who} did a follow-up",
-        "opportunity.stage": "{who} moved the opportunity on",
-        "estimate.discount_lowered": "{who} lowered the discount on estimate {subject}",
-    }
-    if action in said:
-        text = said[action].format(who=who, subject=subject)
-    elif action == "wait.opened":
-        text = f"Waiting for {STEP_TITLES.get(subject.split('-')[0], subject)}"
-    elif action == "deal.cancelled":
-        text = f"{who} cancelled the deal: {' '.join(str(details.get('reason') or '?').split())}"
-    elif action == "credit.held":
-        text = f"The order of estimate {subject} went on credit hold: {details.get('why') or '?'}"
-    elif action == "credit.rejected":
-        text = f"{who} declined the order of estimate {subject} on credit: {details.get('reason') or '?'}"
-    elif action == "qualify.answered":
-        text = f"{who} {'disqualified' if outcome == 'disqualified' else 'qualified'} the lead"
-    elif action == "handoff.answered":
-        engineer = outcome.removeprefix("assigned to ")
-        text = f"{who} handed the deal to {names.get(engineer, engineer)}"
-    elif verb == "answered":
-        text = f"{who} answered {STEP_TITLES.get(step, step)}" + (f": {outcome}" if outcome else "")
-    elif verb == "refused":
-        text = f"{who}'s answer to {STEP_TITLES.get(step, step)} was refused: {details.get('reason') or '?'}"
-    elif action == "answer.tampered":
-        text = f"An answer to {subject} was refused: it was not the one its person sent"
-    else:
-        text = f"{action} {subject}"
-    return Markdown("{}").format(text[:200])
 
 
 def run_name(deal_number: str) -> str:

@@ -95,7 +95,8 @@ def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
 @click.argument("deal_number")
 @click.option("--json", "as_json", is_flag=True, help="Print the deal as JSON.")
 def deal_show(deal_number: str, as_json: bool) -> None:
-    """Everything about one deal: stage, waits, documents, money, mail."""
+    """Everything about one deal: stage, waits, documents, money, mail; the serial numbers each
+    shipment took, its returns and warranty claims (state, outcome, credit note, whom each waits for)."""
     from services.links import run_page
 
     from .. import remote
@@ -138,6 +139,7 @@ def deal_show(deal_number: str, as_json: bool) -> None:
     for sh in data["shipments"]:
         shipped = ", ".join(f"{qty} × {sku}" for sku, qty in sh["lines"].items())
         lines.append(f"shipment {sh['number']}: {sh['carrier']} {sh['tracking_number']}: {shipped}")
+        lines += [f"  {sku} serial numbers: {', '.join(serials)}" for sku, serials in sh.get("serials", {}).items()]
     for h in data.get("credit_holds") or []:
         decided = f", {h['status']} by {h['by']}: {h['reason']}" if h["by"] else " (waiting for credit control)"
         lines.append(f"credit hold: {h['why']}{decided}")
@@ -153,6 +155,7 @@ def deal_show(deal_number: str, as_json: bool) -> None:
         i = data["invoice"]
         lines.append(f"invoice {i['number']}: total {i['total']} {cur}, paid {i['paid']} {cur}, due {i['due']} {cur} "
                      f"by {i['due_date']}")
+    lines += _after_sale(data, signed)
     if data["documents"]:
         from services.config import load_settings
 
@@ -163,6 +166,48 @@ def deal_show(deal_number: str, as_json: bool) -> None:
         lines.append("documents: none")
     lines.append(f"emails: {len(data['emails'])} ({sum(m['status'] == 'sent' for m in data['emails'])} sent)")
     click.echo("\n".join(lines))
+
+
+def _after_sale(data: dict[str, Any], signed) -> list[str]:
+    """The deal's returns and warranty claims, a few lines each: what, its state, what became of it,
+    and whom it waits for (with its run's page)."""
+    from services.links import run_page
+
+    env = {"DEALFLOW_GATEWAY_URL": signed.url} if signed else os.environ
+    cur, out = data["currency"], []
+
+    def waiting(case: dict[str, Any]) -> list[str]:
+        wait = case.get("waiting_for")
+        page = run_page(case["flow_run_id"], env) if wait else None
+        return ([f"  waiting for {wait['for']} ({wait['key']}) since {wait['since']} UTC"] if wait else []) + (
+            [f"  answer it on the run's page (menu ⋮ → Resume): {page}"] if page else [])
+
+    for r in data.get("returns") or []:
+        kind = f" (warranty return for {r['warranty_claim']})" if r["warranty_claim"] else (
+            "" if r["with_credit"] else " (warranty return)")
+        goods = ", ".join(f"{ln['quantity']} × {ln['sku']}" + (f" ({', '.join(ln['serials'])})" if ln["serials"] else "")
+                          for ln in r["lines"])
+        out.append(f"return {r['number']}{kind}: {r['status']}: {goods}; reason: {' '.join(r['reason'].split())}")
+        out += waiting(r)
+        if r["status"] == "refused":
+            out.append(f"  refused by {r['decided_by']}: {' '.join((r['decision_note'] or '').split())}")
+        if r["outcome"]:
+            out.append(f"  outcome: {r['outcome']}")
+        if c := r["credit"]:
+            settled = (f"refunded {c['refunded']} {cur} ({c['refund_number']})" if c["settlement"] == "refund"
+                       else f"kept as credit {c['kept_as_credit']} {cur}")
+            out.append(f"  credit note {c['number']}: {c['amount']} {cur} (restocking fee {c['restocking_fee']} "
+                       f"{cur}), {settled}")
+    for c in data.get("claims") or []:
+        out.append(f"warranty claim {c['number']}: {c['status']}: {c['sku']} {c['serial']} (warranty until "
+                   f"{c['warranty_end']}); issue: {' '.join(c['issue'].split())}")
+        out += waiting(c)
+        if c["diagnosis"]:
+            then = f"return under {c['return']}" if c["return"] else c["resolution"].replace("_", " ")
+            out.append(f"  diagnosis by {c['diagnosed_by']}: {' '.join(c['diagnosis'].split())} → {then}")
+        if c["close_note"]:
+            out.append(f"  closed by {c['closed_by']}: {' '.join(c['close_note'].split())}")
+    return out
 
 
 @deal.command("list")
