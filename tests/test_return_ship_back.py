@@ -312,3 +312,28 @@ def test_two_deliveries_shipping_one_return_back_at_once_ship_it_once(won_deal, 
     assert (got["events"], got["documents"], got["emails"], got["audit"], got["shipped_back"]) == (1, 1, 1, 1, [1])
     assert got["carrier"] == ("Carrier a" if hold_first_open else got["carrier"])
     assert unit(sn)["status"] == "shipped"
+
+
+def test_the_migrations_make_the_schema_the_models_declare(db):
+    """After every migration (0020: what went back), the database is what the models say: no
+    column, constraint or index one has and the other lacks (SQLite, or PostgreSQL)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
+
+    import models.reminders  # noqa: F401 - every table in the metadata
+    import models.waits  # noqa: F401
+    from models import Base
+    from services.db import alembic_config, engine_for
+
+    with engine_for(db).connect() as conn:
+        head = ScriptDirectory.from_config(alembic_config(db)).get_current_head()
+        assert MigrationContext.configure(conn).get_current_revision() == head
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+        # CHECK constraints are not compared by alembic: the database's own, by name
+        checks = {c["name"] for c in inspect(conn).get_check_constraints("return_lines")}
+    assert diff == []
+    declared = {str(c.name) for c in Base.metadata.tables["return_lines"].constraints
+                if getattr(c, "sqltext", None) is not None}
+    assert checks == declared and "ck_return_lines_shipped_back_in_range" in checks
