@@ -32,10 +32,12 @@ def at(claim: WarrantyClaim) -> dict[str, Any] | None:
 
 
 def describe(session: Session, claim: WarrantyClaim) -> Markdown:
-    how = (Markdown("Returned under {}: {}.").format(claim.ret.number, outcome_words(claim.ret))
-           if claim.ret is not None else Markdown("To be repaired on site."))
-    return Markdown("close the warranty claim {} once it is repaired. Diagnosis ({}): {} {}\n\n{}").format(
-        claim.number, claim.diagnosed_by or "?", claim.diagnosis, how, claim_header(claim))
+    how = (Markdown("returned under {}: {}").format(claim.ret.number, outcome_words(claim.ret))
+           if claim.ret is not None else Markdown("to be repaired on site"))
+    # the diagnosis as its own paragraph: typed text, whatever it ends with, never runs into ours
+    return Markdown("close the warranty claim {} once it is repaired ({}), with a note of how.\n\n"
+                    "Diagnosis by {}: {}\n\n{}").format(
+        claim.number, how, claim.diagnosed_by or "?", claim.diagnosis, claim_header(claim))
 
 
 def answer(session: Session, claim: WarrantyClaim, person: StaffUser, answer: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from pydantic import Field
 from sqlalchemy.orm import Session
 
 from ..markdown import Markdown
+from ..prompts import money
 from ..reminders import STUCK_WAIT
 from ..return_steps import authorize, refuse
 from ..returns import ReturnOrder, returned_before
@@ -45,9 +46,10 @@ def describe(session: Session, ret: ReturnOrder) -> Markdown:
                                                                returned_before(session, ln.order_line, ret))
         for ln in ret.lines)
     invoice = ret.deal.invoice
-    paid = (Markdown(" Invoice {}: {} of {} {} paid.").format(invoice.number, invoice.paid, invoice.totals.total,
-                                                              ret.deal.currency) if invoice is not None else
-            Markdown(""))
+    cur = ret.deal.currency
+    paid = (Markdown(" Invoice {}: {} paid of {}.").format(invoice.number, money(invoice.paid, cur),
+                                                           money(invoice.totals.total, cur))
+            if invoice is not None else Markdown(""))
     credit = Markdown("It is credited once received and inspected, less the restocking fee you set."
                       if ret.with_credit else "A warranty return: nothing is credited.")
     return Markdown("authorize or refuse the return {}.\n\n{}\n\n{}\n\n{}.{} {}").format(
