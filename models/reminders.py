@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Date, ForeignKey, Index, String, UniqueConstraint, func, select
+from sqlalchemy import Date, ForeignKey, Index, String, UniqueConstraint, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
 from .base import Base, utcnow
 from .crm import FollowUp
-from .deal import Deal, Wait
+from .deal import CASE_STEP_PREFIXES, Deal, Wait
 from .errors import ValidationError
 from .outbox import add_document, queue_email
 from .staff import Role, StaffUser
@@ -138,20 +138,30 @@ def followup_digests(session: Session, now: datetime) -> Iterator[Reminder]:
                         "number": f"followups-{today}"}, about=f"{len(items)} follow-ups")
 
 def stuck_waits(session: Session, now: datetime, rules: ReminderRules) -> Iterator[Reminder]:
+    """A wait open too long: a deal's, to its owner and the sales managers; a return's or a warranty
+    claim's (its deal is usually won by then), to the people who can answer it and the managers."""
     today = now.date()
     owner = aliased(StaffUser)
+    of_case = or_(*(Wait.step.startswith(prefix) for prefix in CASE_STEP_PREFIXES))
     rows = session.execute(select(Wait, Deal, owner).join(Deal, Wait.deal_id == Deal.id)
                            .join(owner, Deal.owner_id == owner.id)
                            .where(Wait.status == WaitStatus.OPEN, Wait.opened_at <= now - timedelta(days=rules.stuck_wait_days),
-                                  Deal.status == DealStatus.OPEN, not_sent_yet("stuck-wait", Wait.id, today))).all()
+                                  or_(Deal.status == DealStatus.OPEN, of_case),
+                                  not_sent_yet("stuck-wait", Wait.id, today))).all()
     managers = staff_with(session, Role.MANAGER)
     for wait, deal, rep in rows:
         days = (now - wait.opened_at).days
-        for person in [rep, *managers]:
+        if wait.of_case:
+            case = "-".join(wait.key.split("-")[:2]).upper()  # rma-0001-receive -> RMA-0001
+            what = f"{case} of {deal.number} ({deal.customer_name})"
+            people = staff_with(session, *(Role(r) for r in wait.roles.split(",")))
+        else:
+            what, people = f"{deal.number} ({deal.customer_name})", [rep]
+        for person in {p.id: p for p in [*people, *managers]}.values():
             yield Reminder("stuck-wait", wait.id, person.email, today,
-                           f"{deal.number} ({deal.customer_name}) has waited {days} days for {wait.step}",
+                           f"{what} has waited {days} days for {wait.step}",
                            "emails/staff_reminder",
-                           {"name": person.name, "title": f"{deal.number} is stuck at {wait.step}",
+                           {"name": person.name, "title": f"{what.split(' (')[0]} is stuck at {wait.step}",
                             "lines": [f"waiting since {wait.opened_at:%Y-%m-%d} ({days} days) for "
                                       f"{wait.roles.replace(',', ' or ')}: {wait.key}"],
                             "number": deal.number}, deal_id=deal.id, about=f"{deal.number} {wait.key}")

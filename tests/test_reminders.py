@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from dealflow.scenario import play_direct
-from models import Email, EstimateRevision, Invoice, SalesOrder, ValidationError, utcnow
+from models import Email, EstimateRevision, Invoice, SalesOrder, ValidationError, Wait, utcnow
 from models.reminders import ReminderRules, ReminderSent
 from services.db import session_scope
 from tasks.reminders import queue_due_reminders, send_reminder_mail
@@ -210,3 +210,18 @@ def test_an_order_on_credit_hold_over_n_working_hours_is_told_to_credit_control_
         mail = s.scalars(select(Email).where(Email.kind == "staff_reminder", Email.to_addr == "manager@glocial.example")
                          .order_by(Email.id.desc())).first()
         assert mail.subject == "Order on credit hold 5 working hours: DEAL-0001 (Riverside Metalworks Ltd)"
+
+
+def test_a_return_waiting_too_long_on_a_won_deal_reaches_those_who_can_answer_it_and_the_managers(won_deal):
+    from tests.test_returns import AUTHORIZE, LATHE, _ask, drive_case, shipped_serials
+
+    number = _ask(won_deal, f"{LATHE}:1:{shipped_serials(won_deal, LATHE)[0]}")
+    drive_case(number, {"return_authorize": AUTHORIZE})  # now it waits for delivery to receive the goods
+    with session_scope() as s:
+        opened = s.scalars(select(Wait.opened_at).where(Wait.key == "rma-0001-receive")).one()
+    assert [q for q in run(opened + timedelta(days=2)) if q["rule"] == "stuck-wait"] == []
+    got = sorted((q["to"], q["subject"]) for q in run(opened + timedelta(days=5, minutes=1))
+                 if q["rule"] == "stuck-wait")
+    assert got == [(to, f"RMA-0001 of {won_deal} (Riverside Metalworks Ltd) has waited 5 days for return_receive")
+                   for to in ("delivery@glocial.example", "manager@glocial.example")]
+    assert [q for q in run(opened + timedelta(days=5, hours=1)) if q["rule"] == "stuck-wait"] == []  # once a day
