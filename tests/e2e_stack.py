@@ -184,11 +184,14 @@ def flow_processes(run_id: str) -> list[int]:
 
 
 def await_wait(number: str, step: str, timeout: float = 180) -> tuple[str, str]:
+    """Until deal ``number`` (or a return or claim of it) waits at ``step`` with its run suspended:
+    the wait's key and run."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with session_scope() as s:
-            w = deal_by_number(s, number).open_wait
-            if w is not None and w.step == step and w.flow_run_id and run_state(w.flow_run_id) == "Suspended":
+            d = deal_by_number(s, number)
+            w = next((w for w in [d.open_wait, *d.case_waits] if w is not None and w.step == step), None)
+            if w is not None and w.flow_run_id and run_state(w.flow_run_id) == "Suspended":
                 return w.key, w.flow_run_id
         time.sleep(0.3)
     raise TimeoutError(f"{number} never suspended at {step}")
