@@ -364,7 +364,6 @@ def test_a_suspended_deal_run_ends_cancelled_with_the_reason_and_a_run_after_it_
     assert _state(later.id).name == "Cancelled"
 
 
-@pytest.mark.flow
 def _run_cancelled_while_paused(deal: str, stop_run) -> tuple[object, dict]:
     """The deal's flow run in this process, paused at its first wait, cancelled from a thread
     (``stop_run``: how the cancel reaches the run, or None); its final state and what the cancel
@@ -394,6 +393,7 @@ def _run_cancelled_while_paused(deal: str, stop_run) -> tuple[object, dict]:
     return state, said
 
 
+@pytest.mark.flow
 def test_a_deal_run_paused_in_this_process_stops_waiting_and_ends_cancelled(prefect_api, manager, new_deal):
     from services.orchestration import runs
 
@@ -406,6 +406,7 @@ def test_a_deal_run_paused_in_this_process_stops_waiting_and_ends_cancelled(pref
     assert deals.deal_summary(new_deal)["status"] == "cancelled"
 
 
+@pytest.mark.flow
 def test_a_deal_run_paused_where_the_cancel_cannot_reach_its_server_sees_it_in_the_database(
         prefect_api, manager, new_deal):
     """A deal started without `dealflow up` runs on its own temporary server, which `deal cancel`

@@ -146,6 +146,7 @@ def on_hand(sku: str) -> int:
 
 @end_to_end
 @pytest.mark.flow
+@pytest.mark.e2e  # so CI's PostgreSQL pass (-m 'not flow or e2e or ui') runs it
 def test_a_return_run_answered_as_the_ui_does_closes_with_the_stock_back_once_and_one_credit_note(
         prefect_api, won_deal):
     from prefect import get_client
