@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 
 from models import Product, audit, catalog
-from models.serials import receive_units
+from models.serials import count_units, receive_units
 from services.tabular import write_rows
 
 from .files import Imported, import_file
@@ -100,18 +100,22 @@ def receive_stock(sku: str, quantity: str, ref: str, by: str, serials: str | lis
                 "reserved": held, "available": available, "serialized": item.serialized, "serials": numbers}
 
 
-def count_stock(sku: str, to: str, reason: str, by: str) -> dict[str, Any]:
-    """A count: on hand becomes what was counted, the difference goes to the ledger (0: it agrees)."""
+def count_stock(sku: str, to: str, reason: str, by: str, serials: str | list[str] | None = None) -> dict[str, Any]:
+    """A count: on hand becomes what was counted, the difference goes to the ledger (0: it agrees).
+    ``serials``: the numbered units that are gone (a serialized product's), scrapped by the count;
+    a count below the numbered units in stock must name them."""
     with unit_of_work() as s:
         item = catalog.product_by_sku(s, sku)
-        move = catalog.count_stock(s, item, to, reason, by)
+        move, gone = count_units(s, item, to, reason, by, serials)
+        numbers = [u.serial for u in gone]
         if move is None:
             s.rollback()  # the count agrees: nothing is written, not even a level at 0 for a product without one
         else:
-            audit.record(s, move.by, "stock.counted", subject=item.sku, difference=move.quantity, reason=reason)
+            audit.record(s, move.by, "stock.counted", subject=item.sku, difference=move.quantity, reason=reason,
+                         **({"serials": numbers} if numbers else {}))
         on_hand, held, available = catalog.availability(s, item)
         return {"sku": item.sku, "difference": move.quantity if move else 0, "on_hand": on_hand, "reserved": held,
-                "available": available}
+                "available": available, "serials_gone": numbers}
 
 
 def list_stock_moves(sku: str | None = None, limit: int = 200) -> list[dict[str, Any]]:

@@ -9,16 +9,23 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import CheckConstraint, Numeric, String, Text, false, func, select, true
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relationship
 
 from .base import Base, utcnow
 from .errors import ValidationError
 from .money import parse_money, round_money
+from .states import SerialStatus
 from .stock import StockLevel
 from .text import bounded, one_line, shown
+
+if TYPE_CHECKING:
+    from .serials import Serial
+
+# where a numbered unit is with us (not with a customer, not scrapped)
+WITH_US = (SerialStatus.IN_STOCK, SerialStatus.RETURNED, SerialStatus.IN_REPAIR)
 
 
 class Product(Base):
@@ -45,6 +52,23 @@ class Product(Base):
     serialized: Mapped[bool] = mapped_column(default=False, server_default=false())
     warranty_months: Mapped[int] = mapped_column(default=0, server_default="0")  # from shipping; 0: none
     stock: Mapped[StockLevel | None] = relationship(back_populates="product")
+    # its numbered units with us, oldest first (``models.serials``, named here as a string: serials
+    # reads products); read for the rules below, never written through
+    units_with_us: Mapped[list[Serial]] = relationship(
+        primaryjoin="and_(Serial.product_id == Product.id, Serial.status.in_(%r))" % [str(s) for s in WITH_US],
+        order_by="[Serial.received_at, Serial.id]", viewonly=True)
+
+    def numbered_in_stock(self) -> list[str]:
+        """The serial numbers of its units in stock, oldest first, read now (a unit received
+        without its number has none until it ships)."""
+        return [u.serial for u in self._units_with_us() if u.status == SerialStatus.IN_STOCK]
+
+    def _units_with_us(self) -> list[Serial]:
+        session = object_session(self)
+        if session is None or self.id is None:
+            return []
+        session.expire(self, ["units_with_us"])
+        return list(self.units_with_us)
 
     @property
     def checklist(self) -> tuple[str, ...]:

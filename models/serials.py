@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 from .base import Base, utcnow
 from .errors import ValidationError
 from .states import SerialStatus
-from .stock import StockMove, quantity, receive_goods
+from .stock import StockMove, count_stock, locked_level, quantity, receive_goods
 from .text import one_line, shown
 
 if TYPE_CHECKING:
@@ -227,6 +227,47 @@ def receive_units(session: Session, product: Product, qty: object, ref: object, 
                                          "given: give one per unit")
     move = receive_goods(session, product, count, ref, by)
     return move, receive_serials(session, product, texts, move.reference, by)
+
+
+def count_units(session: Session, product: Product, to: object, reason: object, by: str,
+                serials: object = None) -> tuple[StockMove | None, list[Serial]]:
+    """A count (``stock.count_stock``) naming, with ``serials``, the numbered units that are gone:
+    each in stock, at most as many as the count takes out; they leave the stock scrapped, their
+    history giving the count's reason. A count below the numbered units in stock must name the
+    difference (the count refuses it otherwise); nothing is written if anything is refused."""
+    texts = serial_texts(serials, "serials")
+    counted = quantity(to, "to", zero=True)
+    why = one_line(reason, "reason", 40, required=True)
+    _serialized(product, texts)
+    if not texts:
+        return count_stock(session, product, counted, why, by), []
+    level = locked_level(session, product, create=True)
+    out = level.on_hand - counted
+    if len(texts) > out:
+        raise ValidationError("serials", f"{units(len(texts), 'serial number')} named, but the count takes "
+                                         f"{units(max(out, 0), 'unit')} out ({level.on_hand} on hand, {counted} "
+                                         "counted): name only the units that are gone")
+    known = known_serials(session, product, texts, lock=True)
+    for text in texts:
+        serial = known.get(text.upper())
+        if serial is None:
+            raise ValidationError("serials", f"{product.sku} has no unit numbered {shown(text)} (a unit without a "
+                                             "serial number is counted out without naming it)")
+        if serial.status != SerialStatus.IN_STOCK:
+            raise ValidationError("serials", f"{product.sku} {serial.serial} is {where_it_is(serial)}: "
+                                             "only a unit in stock is counted out")
+    gone = [known[text.upper()] for text in texts]
+    left = [n for n in product.numbered_in_stock() if n.upper() not in known]
+    if counted < len(left):
+        names = ", ".join(left[:5]) + (", …" if len(left) > 5 else "")
+        raise ValidationError("serials", f"{counted} counted and {units(len(left), 'numbered unit')} of "
+                                         f"{product.sku} not named ({names}): name {len(left) - counted} more "
+                                         "that are gone")
+    for serial in gone:
+        serial.move(SerialStatus.SCRAPPED, "be counted out")
+        record_event(session, serial, "scrapped", why, by)
+    session.flush()
+    return count_stock(session, product, counted, why, by), gone
 
 
 # --- finding units ---------------------------------------------------------------------------------

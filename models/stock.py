@@ -128,8 +128,22 @@ def count_stock(session: Session, product: Product, to: object, reason: object, 
     difference = counted - level.on_hand
     if difference == 0:
         return None
+    numbered = product.numbered_in_stock()
+    if counted < len(numbered):
+        # a unit in stock with a serial number is there by name: the ones gone are named, and
+        # ``models.serials.count_units`` takes them out of stock before the count
+        names = ", ".join(numbered[:5]) + (", …" if len(numbered) > 5 else "")
+        gone = len(numbered) - counted
+        raise ValidationError("to", f"{counted} counted, but {_units(len(numbered))} of {product.sku} in stock "
+                                    f"{'has a serial number' if len(numbered) == 1 else 'have serial numbers'} "
+                                    f"({names}): on hand is never below the numbered units in stock; name the "
+                                    f"{gone} that {'is' if gone == 1 else 'are'} gone with --serials")
     level.on_hand = counted
     move = StockMove(product_id=product.id, quantity=difference, reason="count", reference=why,
                      source_key=f"count:{product.sku}:{uuid.uuid4().hex}", by=by)
     session.add(move)
     return move
+
+
+def _units(count: int) -> str:
+    return f"{count} unit{'' if count == 1 else 's'}"

@@ -145,7 +145,8 @@ def _race(action, deals: list[str]) -> list:
 
 
 def test_two_orders_racing_for_the_last_machine_are_both_made_and_only_one_ships(new_deal):
-    assert cli("stock", "adjust", "HYD-PRESS-100T", "--to", "1", "--reason", "one left").exit_code == 0
+    assert cli("stock", "adjust", "HYD-PRESS-100T", "--to", "1", "--reason", "one left",
+               "--serials", "GLM-HP100T-0002").exit_code == 0  # the numbered one gone is named
     deals = [new_deal, _second_deal()]
     moves = _approve(("HYD-PRESS-100T", 1))
     for deal in deals:
@@ -164,9 +165,9 @@ def test_two_orders_racing_for_the_last_machine_are_both_made_and_only_one_ships
                                                             "emergency_stop")}, "notes": "ok"}, "passed")
     for deal in deals:  # (the scenario's customer pays its 30 % deposit first; Hillside Tools has none to pay)
         play_direct(deal, moves + [qa, DEPOSIT], until="shipment-1")
-    # each ships a press of its own (two presses have serial numbers, one is on hand)
+    # each ships the one press on hand: the stock, locked, lets only one take it
     ship = {deal: {"by": "delivery", "carrier": "DHL", "tracking_number": "T", "lines": [
-        {"sku": "HYD-PRESS-100T", "quantity": 1, "serials": [f"GLM-HP100T-000{i}"]}]} for i, deal in enumerate(deals, 1)}
+        {"sku": "HYD-PRESS-100T", "quantity": 1, "serials": ["GLM-HP100T-0001"]}]} for deal in deals}
     outcomes = _race(lambda deal: record_answer.fn(deal, "shipment-1", TEAM.signed(deal, "shipment-1", ship[deal])),
                      deals)
     assert sorted(o["accepted"] for o in outcomes) == [False, True], outcomes

@@ -256,14 +256,19 @@ def _serials_file(path: Path) -> str:
 @click.argument("sku")
 @click.option("--to", "to", required=True, help="What was counted: the new quantity on hand.")
 @click.option("--reason", required=True, help="Why it changes (e.g. \"annual count\", \"damaged in storage\").")
+@click.option("--serials", help="A serialized product's numbered units that are gone, comma-separated (S1,S2,…): "
+                                "they leave the stock as scrapped. A count below the numbered units in stock "
+                                "names them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def stock_adjust(sku: str, to: str, reason: str, as_json: bool) -> None:
-    """A count: set SKU's quantity on hand to what was counted; the difference goes to the ledger."""
+def stock_adjust(sku: str, to: str, reason: str, serials: str | None, as_json: bool) -> None:
+    """A count: set SKU's quantity on hand to what was counted; the difference goes to the ledger.
+    Units with serial numbers are in stock by name: the ones gone are named with --serials."""
     from application import catalog
 
-    out = catalog.count_stock(sku, to, reason, operator())
+    out = catalog.count_stock(sku, to, reason, operator(), serials)
     change = f"{out['difference']:+d}" if out["difference"] else "no change (the count agrees)"
-    emit(out, as_json, f"{out['sku']}: {change}; on hand {out['on_hand']}, reserved {out['reserved']}, "
+    gone = f" ({', '.join(out['serials_gone'])} scrapped)" if out["serials_gone"] else ""
+    emit(out, as_json, f"{out['sku']}: {change}{gone}; on hand {out['on_hand']}, reserved {out['reserved']}, "
                        f"available {out['available']}")
 
 
