@@ -34,13 +34,18 @@ def add_product(sku: str, fields: dict[str, Any], by: str) -> dict[str, Any]:
 
 
 def edit_product(sku: str, fields: dict[str, Any], by: str) -> dict[str, Any]:
-    """The product as it is now, with ``changed``: {column: [before, after]} (audited if any)."""
+    """The product as it is now, with ``changed``: {column: [before, after]} (audited if any); a
+    product made serialized says how many of its units on hand have no serial number yet
+    (``unnumbered``: theirs are typed when they ship)."""
     with unit_of_work() as s:
         item = catalog.product_by_sku(s, sku)
         changed = catalog.edit_product(s, item, fields)
         if changed:
             audit.record(s, by, "product.changed", subject=item.sku, **changed)
-        return {**catalog.product_row(item), "changed": changed}
+        row = {**catalog.product_row(item), "changed": changed}
+        if "serialized" in changed and item.serialized:
+            row["unnumbered"] = row["on_hand"] - len(item.numbered_in_stock())
+        return row
 
 
 def retire_product(sku: str, by: str, undo: bool = False) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import CheckConstraint, Numeric, String, Text, false, func, select, true
-from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, object_session, relationship, validates
 
 from .base import Base, utcnow
 from .errors import ValidationError
@@ -69,6 +69,22 @@ class Product(Base):
             return []
         session.expire(self, ["units_with_us"])
         return list(self.units_with_us)
+
+    @validates("serialized")
+    def _stays_serialized_while_numbered_units_are_with_us(self, _key: str, value: bool) -> bool:
+        """A product stops being serialized only when none of its numbered units is with us: one
+        in stock would ship without its number asked for, and one back from a customer or in repair
+        would come back into stock with a number nobody reads, their records no longer true."""
+        if self.serialized and not value:
+            units = self._units_with_us()
+            if units:
+                names = ", ".join(u.serial for u in units[:5]) + (", …" if len(units) > 5 else "")
+                one = len(units) == 1
+                raise ValidationError("serialized", f"{len(units)} unit{'' if one else 's'} of {self.sku} with us "
+                                                    f"{'has a serial number' if one else 'have serial numbers'} "
+                                                    f"({names}): a product stays serialized while numbered units are "
+                                                    "in stock, back from a customer or in repair")
+        return value
 
     @property
     def checklist(self) -> tuple[str, ...]:

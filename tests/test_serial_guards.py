@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from dealflow.cli import main
 from dealflow.scenario import play_direct
 from models import AuditEntry, Product
+from models.deal import deal_by_number
 from models.serials import Serial, SerialEvent
 from models.stock import StockLevel
 from services.db import session_scope
@@ -171,3 +172,83 @@ def test_any_count_keeps_every_numbered_unit_in_stock_on_hand_or_is_refused_writ
         assert one_line_error(result).split(":")[0] in ("to", "serials")
         assert written() == before
 
+
+# --- the product's serialized flag ----------------------------------------------------------------------
+
+def test_a_product_with_numbered_units_in_stock_stays_serialized_by_command_and_by_file(db, tmp_path):
+    before = written()
+    refused = one_line_error(cli("product", "edit", "CNC-LATHE-2000", "--not-serialized"))
+    assert refused == ("serialized: 4 units of CNC-LATHE-2000 with us have serial numbers (GLM-GL2000-0001, "
+                       "GLM-GL2000-0002, GLM-GL2000-0003, GLM-GL2000-0004): a product stays serialized while numbered "
+                       "units are in stock, back from a customer or in repair")
+    # other changes in the same command are not made either
+    assert one_line_error(cli("product", "edit", "HYD-PRESS-100T", "--price", "1", "--not-serialized")).startswith(
+        "serialized: 2 units of HYD-PRESS-100T with us have serial numbers (GLM-HP100T-0001, GLM-HP100T-0002)")
+    catalogue = tmp_path / "products.csv"
+    catalogue.write_text("sku,name,price,tax_rate,serialized\n"
+                         "NEW-1,New one,10,18,no\n"
+                         "VMC-850,Vertical machining centre VMC-850,72900,18,no\n")
+    assert one_line_error(cli("product", "import", str(catalogue))).startswith(
+        "serialized: 3 units of VMC-850 with us have serial numbers")
+    assert written() == before
+    with session_scope() as s:
+        assert s.scalars(select(Product.unit_price).where(Product.sku == "HYD-PRESS-100T")).one() == 31250
+        assert s.scalars(select(Product).where(Product.sku == "NEW-1")).first() is None  # all rows or none
+
+
+def test_once_no_numbered_unit_is_with_us_a_product_stops_being_serialized_and_its_records_stay(db):
+    assert adjust("HYD-PRESS-100T", 0, "--serials", ",".join(PRESSES)).exit_code == 0
+    edited = cli("product", "edit", "HYD-PRESS-100T", "--not-serialized")
+    assert edited.exit_code == 0 and edited.output == "HYD-PRESS-100T: serialized True -> False\n", edited.output
+    assert json.loads(cli("serial", "show", "GLM-HP100T-0001", "--json").output)["status"] == "scrapped"
+    # units that come in now have no serial numbers; numbers are refused as for any such product
+    assert cli("stock", "receive", "HYD-PRESS-100T", "1", "--ref", "DN-5").exit_code == 0
+    assert "HYD-PRESS-100T is not serialized" in one_line_error(
+        cli("stock", "receive", "HYD-PRESS-100T", "1", "--ref", "DN-6", "--serials", "P-1"))
+
+
+def test_a_unit_back_from_a_customer_keeps_its_product_serialized_until_it_is_inspected(new_deal):
+    from models.return_steps import inspect, receive
+    from models.returns import return_by_number
+
+    from .test_return_documents import _staff, ask_back, authorize
+
+    play_direct(new_deal)  # three lathes ship; GLM-GL2000-0004 stays and is counted out
+    assert adjust("CNC-LATHE-2000", 0, "--serials", "GLM-GL2000-0004").exit_code == 0
+    number = ask_back(new_deal, lines="CNC-LATHE-2000:1:GLM-GL2000-0001", reason="Spindle noise")
+    authorize(number, "0", "Send it back on its pallet")
+    with session_scope() as s:
+        receive(s, return_by_number(s, number), _staff(s, "delivery"),
+                [{"sku": "CNC-LATHE-2000", "quantity": 1, "serials": ["GLM-GL2000-0001"]}], "one pallet")
+        s.commit()
+    before = written()
+    assert one_line_error(cli("product", "edit", "CNC-LATHE-2000", "--not-serialized")) == (
+        "serialized: 1 unit of CNC-LATHE-2000 with us has a serial number (GLM-GL2000-0001): a product stays "
+        "serialized while numbered units are in stock, back from a customer or in repair")
+    assert written() == before
+    with session_scope() as s:
+        inspect(s, return_by_number(s, number), _staff(s, "qa"),
+                [{"sku": "CNC-LATHE-2000", "serial": "GLM-GL2000-0001", "outcome": "scrap"}], "cracked bed")
+        s.commit()
+    assert cli("product", "edit", "CNC-LATHE-2000", "--not-serialized").exit_code == 0
+    with session_scope() as s:  # the units that are with customers keep their records
+        assert [u.serial for u in s.scalars(select(Serial).where(Serial.status == "shipped",
+                                                                 Serial.deal_id == deal_by_number(s, new_deal).id)
+                                            .order_by(Serial.serial))] == LATHES[1:3]
+
+
+def test_a_product_made_serialized_with_units_on_hand_says_they_have_no_number_yet(db):
+    assert cli("product", "add", "GEAR-7", "--name", "Gearbox 7", "--price", "900", "--tax-rate", "18",
+               "--no-qa").exit_code == 0
+    assert cli("stock", "receive", "GEAR-7", "3", "--ref", "DN-1").exit_code == 0
+    edited = cli("product", "edit", "GEAR-7", "--serialized", "--warranty-months", "12")
+    assert edited.exit_code == 0, edited.output
+    assert edited.output == ("GEAR-7: serialized False -> True, warranty_months 0 -> 12; 3 units on hand have no "
+                             "serial number yet: typed from the plate when shipped\n")
+    assert json.loads(cli("product", "edit", "GEAR-7", "--name", "Gearbox 7b", "--json").output).get(
+        "unnumbered") is None  # said only when it becomes serialized
+    # numbered units come in beside them; a count takes the unnumbered ones first, never a numbered one
+    assert cli("stock", "receive", "GEAR-7", "2", "--ref", "DN-2", "--serials", "G7-1,G7-2").exit_code == 0
+    assert adjust("GEAR-7", 2).exit_code == 0 and in_stock("GEAR-7") == (2, ["G7-1", "G7-2"])
+    assert one_line_error(adjust("GEAR-7", 1)).startswith("to: 1 counted, but 2 units of GEAR-7 in stock have "
+                                                          "serial numbers (G7-1, G7-2)")

@@ -113,7 +113,10 @@ def product_edit(sku: str, as_json: bool, **options: Any) -> None:
              "--checklist, --description, --serialized/--not-serialized, --warranty-months")
     out = catalog.edit_product(sku, given, operator())
     what = ", ".join(f"{k} {v[0]} -> {v[1]}" for k, v in out["changed"].items()) or "nothing changed"
-    emit(out, as_json, f"{out['sku']}: {what}")
+    unnumbered = out.get("unnumbered", 0)
+    hint = (f"; {unnumbered} unit{'s' if unnumbered != 1 else ''} on hand {'have' if unnumbered != 1 else 'has'} "
+            "no serial number yet: typed from the plate when shipped" if unnumbered else "")
+    emit(out, as_json, f"{out['sku']}: {what}{hint}")
 
 
 @product.command("list")
