@@ -101,7 +101,7 @@ class ReturnStatus(Status):
     REFUSED = "refused"  # a manager refused it, with a reason to the customer
     RECEIVED = "received"  # delivery took the goods in
     INSPECTED = "inspected"  # QA restocked, scrapped or sent each unit to repair
-    CLOSED = "closed"  # credited (or, a warranty return, nothing to credit)
+    CLOSED = "closed"  # credited (if anything stays with us) and what was repaired shipped back
 
 
 class ClaimStatus(Status):
