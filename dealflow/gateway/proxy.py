@@ -30,11 +30,25 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 NO_ANSWER = "dealflow's gateway: the Prefect server does not answer"
 
 
+def no_answer(exc: httpx.HTTPError) -> JSONResponse:
+    """502, saying why: no replica ready, a change that broke off (it may have been made), or none."""
+    from .replicas import MaybeDone, NoReplicaReady
+
+    said = f"dealflow's gateway: {exc}" if isinstance(exc, (MaybeDone, NoReplicaReady)) else NO_ANSWER
+    return JSONResponse({"detail": said}, status_code=502)
+
+
 def client_for(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """The one pooled client to the Prefect server, with its credential."""
+    """The one pooled client to the Prefect server, with its credential. In front of several API
+    replicas its requests are spread over the ready ones (``replicas.Spread``; ``transport``,
+    if given, is then the one each replica is reached by)."""
     headers = {}
     if config.credential:
         headers["authorization"] = "Basic " + base64.b64encode(config.credential.encode()).decode()
+    if len(config.upstreams) > 1:
+        from .replicas import Replicas, Spread
+
+        transport = Spread(Replicas(config.upstreams), inner=transport)
     return httpx.AsyncClient(base_url=config.upstream.rstrip("/"), headers=headers, transport=transport,
                              timeout=httpx.Timeout(60.0, connect=5.0),
                              limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
@@ -62,7 +76,7 @@ class Upstream:
             response = await self.client.send(upstream, stream=True)
         except httpx.HTTPError as exc:
             log.warning("the Prefect server did not answer %s %s: %s", request.method, path[:120], type(exc).__name__)
-            return JSONResponse({"detail": NO_ANSWER}, status_code=502)
+            return no_answer(exc)
         kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in HOP_BY_HOP]
         return StreamingResponse(response.aiter_raw(), status_code=response.status_code,
                                  headers=_merge(kept), background=_Close(response))
@@ -79,7 +93,7 @@ class Upstream:
             response = await self.client.post(path, content=body, headers=sent)
         except httpx.HTTPError as exc:
             log.warning("the Prefect server did not answer %s: %s", path[:120], type(exc).__name__)
-            return JSONResponse({"detail": NO_ANSWER}, status_code=502)
+            return no_answer(exc)
         try:
             result = response.json()
             reason = (result.get("details") or {}).get("reason") if isinstance(result, dict) else None
@@ -123,7 +137,10 @@ class Upstream:
 
     async def description(self, person: Person, request: Request, path: str) -> Response:
         """A wait's description, ending with who answers: the form has no handle or code field."""
-        response = await self.client.get(path)
+        try:
+            response = await self.client.get(path)
+        except httpx.HTTPError as exc:
+            return no_answer(exc)
         if response.status_code != 200:
             return Response(response.content, status_code=response.status_code,
                             media_type=response.headers.get("content-type"))
