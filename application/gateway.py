@@ -3,7 +3,8 @@ request carries belongs to, a Resume named and sealed for the wait its run is at
 and cancels on the record. What the command line reads through it is ``inbox``'s and ``deals``'.
 
 The session's token, its cookie, the cache of sessions, the rate limit on failed sign-ins and
-the HTTP answers stay in the door (``dealflow.gateway``).
+the HTTP answers stay in the door (``dealflow.gateway``); the limit's count is ``throttle``'s, in
+the database, so that the gateway's replicas share it.
 """
 
 from __future__ import annotations

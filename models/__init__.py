@@ -27,7 +27,8 @@ from .roles import Role
 
 # the modules that define tables: all of them are imported before the first mapper is used
 MODEL_MODULES = ("audit", "billing", "catalog", "company", "credit", "credit_notes", "crm", "deal", "estimates",
-                 "identity", "numbering", "orders", "outbox", "portal", "prices", "returns", "serials", "staff", "warranty")
+                 "identity", "numbering", "orders", "outbox", "portal", "prices", "returns", "serials", "staff", "throttle",
+                 "warranty")
 
 # a mapped class (or Base) -> the module that defines it
 _CLASSES = {
@@ -50,6 +51,7 @@ _CLASSES = {
     "Document": "outbox", "Email": "outbox",
     "ExchangeRate": "prices", "ProductPrice": "prices",
     "StaffUser": "staff",
+    "FailedAttempt": "throttle",
 }
 
 

@@ -72,7 +72,7 @@ def create_app(config: GatewayConfig, transport: httpx.AsyncBaseTransport | None
                limit: FailureLimit | None = None) -> Starlette:
     from services import keys
 
-    limit = limit or FailureLimit()
+    limit = limit or FailureLimit("gateway")
     seal_key = keys.seal_key()  # the installation's key, read once
     client = client_for(config, transport)
     upstream = Upstream(config, client)

@@ -203,7 +203,7 @@ class SignIn:
             return self.form(cookie or secrets.token_urlsafe(24), next_path,
                              "This form expired or came from another site; sign in again.", handle, 400)
         where = _limit_key(request)
-        if wait := self.limit.blocked_for(where):
+        if wait := await run_in_threadpool(self.limit.blocked_for, where):  # the count is in the database
             return self.form(cookie, next_path, f"Too many failed sign-ins from your address; try again in "
                                                 f"{int(wait // 60) + 1} minutes.", handle, 429)
         try:
@@ -214,7 +214,7 @@ class SignIn:
 
             if not isinstance(exc, DomainError):
                 raise
-            self.limit.fail(where)
+            await run_in_threadpool(self.limit.fail, where)
             log.info("sign-in refused for %r: %s", handle[:40], exc)
             return self.form(cookie, next_path, SIGN_IN_REFUSED, handle, 401)
         response = RedirectResponse(next_path, status_code=303)
@@ -257,7 +257,7 @@ class SignIn:
         except (ValueError, AttributeError, TypeError):
             return JSONResponse({"detail": "send JSON: {\"handle\": ..., \"code\": ...}"}, status_code=400)
         where = _limit_key(request)
-        if self.limit.blocked_for(where):
+        if await run_in_threadpool(self.limit.blocked_for, where):
             return JSONResponse({"detail": "too many failed sign-ins from this address; try again later"},
                                 status_code=429)
         from models.errors import DomainError
@@ -265,7 +265,7 @@ class SignIn:
         try:
             token, person = await run_in_threadpool(_sign_in, handle, code, hours, "command line via gateway")
         except DomainError as exc:
-            self.limit.fail(where)
+            await run_in_threadpool(self.limit.fail, where)
             log.info("sign-in refused for %r: %s", handle[:40], exc)
             return JSONResponse({"detail": SIGN_IN_REFUSED}, status_code=401)
         return JSONResponse({"token": token, "handle": person.handle, "session": person.session_id,

@@ -52,7 +52,7 @@ CSS = "\n".join((PROJECT_ROOT / "templates" / path).read_text(encoding="utf-8")
 def create_app(settings: Settings | None = None, limit: FailureLimit | None = None) -> Starlette:
     settings = settings or load_settings()
     secret = portal_secret(settings)
-    limit = limit or FailureLimit()
+    limit = limit or FailureLimit("portal")
     env = environment()
     secure = settings.public_url.startswith("https://")
     csrf = Csrf(secret, secure)
@@ -114,11 +114,12 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
     async def answer_estimate(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
-        found = link_of(request, "estimate")  # the link and the address first: no body read for strangers
+        # the link and the address first: no body read for strangers (the count is a database query)
+        found = await run_in_threadpool(link_of, request, "estimate")
         if isinstance(found, Response):
             return found
         if request.path_params["action"] not in (*ACTIONS, "renew"):
-            return not_found(request)
+            return await run_in_threadpool(not_found, request)
         try:
             form = await request.form(max_files=0, max_fields=20, max_part_size=MAX_BODY)
         except TooLarge:  # a body sent in chunks, without a length, past the limit
