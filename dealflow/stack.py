@@ -35,6 +35,14 @@ from services.orchestration.server import (  # noqa: F401 - also this module's n
     server_retries,
     server_tuning,
 )
+from services.orchestration.topology import (
+    TopologyRefused,
+    api_replica_command,
+    replica_env,
+    scaled_server_env,
+    services_command,
+    upgrade_command,
+)
 
 from . import api_credential
 
@@ -127,10 +135,49 @@ def executor_poll(env: dict[str, str]) -> str:
     return "0.25" if env.get("PREFECT_SERVER_DATABASE_CONNECTION_URL", "").startswith("postgresql") else "2"
 
 
+def replica_names(api_replicas: int) -> list[str]:
+    """The API replicas' pid names: the first is "server" (what a dealflow command in another shell
+    looks for), then server-2, …; a single server (not scaled) is "server" alone."""
+    return ["server"] + [f"server-{i}" for i in range(2, api_replicas + 1)]
+
+
+def _scaled_env(server_env: dict[str, str], redis: str | None, api_replicas: int) -> dict[str, str]:
+    """The Prefect servers' environment for the scaled topology, or a one-line refusal."""
+    if not redis:
+        raise TopologyRefused(f"redis: {api_replicas} API replicas share Prefect's events through Redis: "
+                              f"give --redis redis://HOST:PORT/DB")
+    return scaled_server_env(server_env, redis)
+
+
+def _start_gateway(run: Path, logs: Path, env: dict[str, str], gateway_port: int, upstreams: list[str],
+                   machines_port: int | None) -> int:
+    if not _alive(run / "gateway.pid") and not _port_free(gateway_port):
+        raise RuntimeError(f"port {gateway_port} (the gateway) is taken by another program; choose one with "
+                           f"--gateway-port")
+    door = ["--machines-port", str(machines_port)] if machines_port else []
+    gateway = _spawn("gateway", [sys.executable, "-m", "dealflow.cli", "gateway", "--port", str(gateway_port),
+                                 "--upstream", ",".join(upstreams), *door], env)
+    if not _healthy(f"http://127.0.0.1:{gateway_port}/dealflow/health", 30, path=""):
+        raise RuntimeError(f"the gateway did not answer on port {gateway_port}; see {logs / 'gateway.log'}")
+    if machines_port and not _healthy(f"http://127.0.0.1:{machines_port}/api", 30):
+        raise RuntimeError(f"the machines' door did not answer on port {machines_port}; see {logs / 'gateway.log'}")
+    return gateway
+
+
 def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTAL_PORT,
-       gateway_port: int = GATEWAY_PORT) -> dict[str, object]:
+       gateway_port: int = GATEWAY_PORT, api_replicas: int = 1, redis: str | None = None,
+       machines_port: int | None = None) -> dict[str, object]:
+    """Start the stack. With ``api_replicas`` > 1 or ``redis``, Prefect's scaled topology (see
+    services/orchestration/topology.py): replicas on ``port``, ``port``+1, …, one services process,
+    and the gateway's machines' door on ``machines_port`` (default: the port after the last
+    replica), which the executors, the worker, the portal and a dealflow command in another shell
+    use as their PREFECT_API_URL, so that losing one replica loses none of them."""
+    scaled = api_replicas > 1 or redis is not None
+    if scaled:
+        _scaled_env(dict(os.environ), redis, api_replicas)  # refused before anything starts
     run, logs, home = _paths()
-    pieces = ["server", "worker", "portal", "gateway"] + [f"executor-{i}" for i in range(1, executors + 1)]
+    servers = replica_names(api_replicas) + (["services"] if scaled else [])
+    pieces = [*servers, "worker", "portal", "gateway"] + [f"executor-{i}" for i in range(1, executors + 1)]
     running = {name: pid for name in pieces if (pid := _alive(run / f"{name}.pid"))}
     if len(running) == len(pieces):  # a second `up`: say so, start nothing, deploy nothing
         api_now = api_credential.address_file(run.parent).read_text().strip() if api_credential.address_file(
@@ -159,8 +206,11 @@ def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTA
             f"and signs the customers' links)")
     data = run.parent
     api = f"http://127.0.0.1:{port}/api"
-    if not _alive(run / "server.pid") and not _port_free(port):
-        raise RuntimeError(f"port {port} is taken by another program; choose one with --port")
+    ports = [port + i for i in range(api_replicas)]
+    machines_port = (machines_port or port + api_replicas) if scaled else None
+    for name, p in zip(replica_names(api_replicas), ports, strict=True):
+        if not _alive(run / f"{name}.pid") and not _port_free(p):
+            raise RuntimeError(f"port {p} is taken by another program; choose one with --port")
     # The API is closed to strangers: the server takes requests with this credential only (its
     # health check excepted), and every client started here is given it.
     try:
@@ -183,13 +233,32 @@ def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTA
     server_env = {k: v for k, v in env.items() if not k.startswith("SMTP_")}  # the server needs no mail secrets
     server_env["PREFECT_SERVER_API_AUTH_STRING"] = credential
     server_env = server_tuning(server_env)
-    # On SQLite the server tries again what SQLite refused with "database is locked" (see
-    # RetryBusy), so that the UI's Resume (which never retries) does not fail with it.
-    wrapped = on_sqlite and server_retries(env) > 0
-    start = [sys.executable, "-m", "dealflow.stack"] if wrapped else plain_server_command()
-    server = _spawn("server", [*start, "--host", "127.0.0.1", "--port", str(port)], server_env)
-    api_credential.record_address(data, api)  # a dealflow command pointed at it finds the credential
-    say(f"Prefect server (pid {server}) starting on {api} ...")
+    if scaled:
+        server_env = _scaled_env(server_env, redis, api_replicas)
+        if not all(_alive(run / f"{name}.pid") for name in servers):  # migrations once, not per replica
+            upgraded = subprocess.run(upgrade_command(), env=server_env, cwd=PROJECT_ROOT, capture_output=True,
+                                      text=True)
+            if upgraded.returncode != 0:
+                raise RuntimeError(f"prefect server database upgrade failed:\n{upgraded.stdout[-2000:]}"
+                                   f"{upgraded.stderr[-2000:]}")
+        replicas = [_spawn(name, api_replica_command("127.0.0.1", p), replica_env(server_env, first=p == port))
+                    for name, p in zip(replica_names(api_replicas), ports, strict=True)]
+        services = _spawn("services", services_command(), server_env)
+        server, scaled_pids = replicas[0], {"replica_pids": replicas, "services_pid": services,
+                                            "replicas": [f"http://127.0.0.1:{p}/api" for p in ports]}
+        say(f"{api_replicas} Prefect API replica(s) (pids {', '.join(map(str, replicas))}) starting on ports "
+            f"{', '.join(map(str, ports))}, their background services (pid {services}), Redis at {redis} ...")
+        for p in ports[1:]:
+            if not _healthy(f"http://127.0.0.1:{p}/api", 90):
+                raise RuntimeError(f"the Prefect API replica on port {p} did not answer; see {logs}")
+    else:
+        scaled_pids = {}
+        # On SQLite the server tries again what SQLite refused with "database is locked" (see
+        # RetryBusy), so that the UI's Resume (which never retries) does not fail with it.
+        wrapped = on_sqlite and server_retries(env) > 0
+        start = [sys.executable, "-m", "dealflow.stack"] if wrapped else plain_server_command()
+        server = _spawn("server", [*start, "--host", "127.0.0.1", "--port", str(port)], server_env)
+        say(f"Prefect server (pid {server}) starting on {api} ...")
     if not _healthy(api, 90):
         raise RuntimeError(f"the Prefect server did not answer on {api}; see {logs / 'server.log'}")
     auth = _auth_on(api, credential)
@@ -199,6 +268,12 @@ def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTA
     if auth == "off":
         say(f"WARNING: the Prefect server running on {api} (pid {server}) was started without authentication "
             f"and takes requests from anyone who reaches it; run `dealflow down`, then `dealflow up`, to turn it on")
+    upstreams = [f"http://127.0.0.1:{p}" for p in ports]
+    if scaled:  # the machines (the gateway's own answers too, and dealflow commands in another shell)
+        api = env["PREFECT_API_URL"] = f"http://127.0.0.1:{machines_port}/api"  # go through the machines' door
+        gateway = _start_gateway(run, logs, env, gateway_port, upstreams, machines_port)
+        say(f"gateway (pid {gateway}): the team's door on port {gateway_port}, the machines' door on {api}")
+    api_credential.record_address(data, api)  # a dealflow command pointed at it finds the credential
     template = pinned_template_file(run)
     for pool_name in (POOL, DEALS_POOL):
         pool = subprocess.run(deployments.create_pool_command(pool_name, template),
@@ -226,15 +301,10 @@ def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTA
         raise RuntimeError(f"the customer portal did not answer on {portal_url}; see {logs / 'portal.log'}")
     say(f"customer portal (pid {portal}) on {portal_url}; links in mail start with {public_url or portal_url}")
     gateway_url = os.environ.get("DEALFLOW_GATEWAY_URL") or f"http://127.0.0.1:{gateway_port}"
-    if not _alive(run / "gateway.pid") and not _port_free(gateway_port):
-        raise RuntimeError(f"port {gateway_port} (the gateway) is taken by another program; choose one with "
-                           f"--gateway-port")
-    gateway = _spawn("gateway", [sys.executable, "-m", "dealflow.cli", "gateway", "--port", str(gateway_port),
-                                 "--upstream", api.removesuffix("/api")], env)
-    if not _healthy(f"http://127.0.0.1:{gateway_port}/dealflow/health", 30, path=""):
-        raise RuntimeError(f"the gateway did not answer on port {gateway_port}; see {logs / 'gateway.log'}")
+    if not scaled:
+        gateway = _start_gateway(run, logs, env, gateway_port, upstreams, None)
+        say(f"gateway (pid {gateway}) on http://127.0.0.1:{gateway_port}: the team's door to the Prefect UI")
     api_credential.record_gateway(data, gateway_url)
-    say(f"gateway (pid {gateway}) on http://127.0.0.1:{gateway_port}: the team's door to the Prefect UI")
     if on_sqlite:
         say("The Prefect server runs on SQLite: fine to try things; for a team, put it on PostgreSQL "
             "(PREFECT_SERVER_DATABASE_CONNECTION_URL, see the README).")
@@ -247,13 +317,17 @@ def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTA
     return {"ui": gateway_url, "gateway": gateway_url, "gateway_pid": gateway, "prefect_ui": f"http://127.0.0.1:{port}",
             "api": api, "portal": portal_url, "portal_pid": portal, "server_pid": server,
             "worker_pid": worker, "executor_pids": pids,
-            "logs": str(logs), "credential_file": str(credential_file)}
+            "logs": str(logs), "credential_file": str(credential_file), **scaled_pids}
 
 
 def down(say=print) -> list[str]:
     run, _, _ = _paths()
     stopped = []
-    for pid_file in sorted(run.glob("*.pid"), key=lambda p: p.name == "server.pid"):  # workers first
+    def last(pid_file: Path) -> tuple[int, str]:  # the machines first, then their door, then Prefect's servers
+        name = pid_file.stem
+        return (2 if name.startswith(("server", "services")) else 1 if name == "gateway" else 0), name
+
+    for pid_file in sorted(run.glob("*.pid"), key=last):
         pid = _alive(pid_file)
         if pid:
             try:

@@ -25,15 +25,32 @@ from .common import DealflowCommand, FilePath, emit
               help="Port of the customer portal.")
 @click.option("--gateway-port", type=click.IntRange(1, 65535), default=GATEWAY_PORT, show_default=True,
               help="Port of the gateway: the address people open (each signs in as themselves).")
+@click.option("--api-replicas", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Prefect API replicas (`prefect server start --no-services`) on --port, --port+1, ...; more "
+                   "than one (or --redis) starts Prefect's scaled topology: one services process, Redis, Prefect "
+                   "on PostgreSQL (PREFECT_SERVER_DATABASE_CONNECTION_URL), the gateway spreading over them.")
+@click.option("--redis", default=None, metavar="URL",
+              help="Redis for Prefect's messaging, ordering, leases and docket (redis://HOST:PORT/DB); "
+                   "needed by the scaled topology.")
+@click.option("--machines-port", type=click.IntRange(1, 65535), default=None,
+              help="Scaled topology: the gateway's machines' door, the executors' and worker's Prefect API "
+                   "(default: the port after the last replica).")
 @click.option("--json", "as_json", is_flag=True, help="Print the addresses and pids as JSON.")
-def up(port: int, executors: int, portal_port: int, gateway_port: int, as_json: bool) -> None:
+def up(port: int, executors: int, portal_port: int, gateway_port: int, api_replicas: int, redis: str | None,
+       machines_port: int | None, as_json: bool) -> None:
     """Start a Prefect server, deploy prefect.yaml, a worker, deal executor(s), the customer
-    portal and the gateway (the team's door to the Prefect UI), in the background."""
+    portal and the gateway (the team's door to the Prefect UI), in the background. With
+    --api-replicas N and --redis: N API replicas and Prefect's services process instead of one server."""
+    from services.orchestration.topology import TopologyRefused
+
     from ..stack import up as stack_up
 
     try:
         info = stack_up(port=port, executors=executors, say=(lambda *_: None) if as_json else click.echo,
-                        portal_port=portal_port, gateway_port=gateway_port)
+                        portal_port=portal_port, gateway_port=gateway_port, api_replicas=api_replicas,
+                        redis=redis, machines_port=machines_port)
+    except TopologyRefused as exc:
+        raise DomainError(f"up: {exc}") from None
     except RuntimeError as exc:
         raise DomainError(f"up: {exc} (what did start is still running: `dealflow down` stops it)") from None
     from services.config import load_settings
@@ -108,8 +125,15 @@ def portal(host: str, port: int, trusted_proxies: str) -> None:
               help="Address to listen on (behind an HTTPS proxy, keep 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=GATEWAY_PORT, show_default=True,
               help="Port to listen on.")
-@click.option("--upstream", default=None, metavar="URL",
-              help="The Prefect server it fronts (default: PREFECT_API_URL without /api).")
+@click.option("--upstream", default=None, metavar="URL[,URL...]",
+              help="The Prefect server it fronts (default: PREFECT_API_URL without /api); several API replicas "
+                   "comma-separated: requests go to the ready ones (their /api/ready) in turn.")
+@click.option("--machines-port", type=click.IntRange(1, 65535), default=None,
+              help="Also open the machines' door on this port: the executors', worker's and portal's "
+                   "PREFECT_API_URL in front of the replicas (connections passed through whole; Prefect "
+                   "checks their credential).")
+@click.option("--machines-host", default="127.0.0.1", show_default=True,
+              help="Address the machines' door listens on (a private network's, for executors on other hosts).")
 @click.option("--public-url", default=None, metavar="URL",
               help="The address people open, e.g. https://prefect.example.com behind a TLS proxy "
                    "(DEALFLOW_GATEWAY_URL): its origin is the only one allowed to make changes, "
@@ -117,7 +141,8 @@ def portal(host: str, port: int, trusted_proxies: str) -> None:
 @click.option("--trusted-proxies", default="", metavar="ADDRESSES",
               help="The HTTPS proxy's address(es) (comma-separated), whose X-Forwarded-For names the person's "
                    "address (failed sign-ins are counted by it); none by default.")
-def gateway(host: str, port: int, upstream: str | None, public_url: str | None, trusted_proxies: str) -> None:
+def gateway(host: str, port: int, upstream: str | None, machines_port: int | None, machines_host: str,
+            public_url: str | None, trusted_proxies: str) -> None:
     """Serve the team's door to the Prefect UI and API: each person signs in with their handle
     and one-time code, reaches what their role allows, and every Resume is named and sealed here.
     Needs the Prefect server's credential (PREFECT_API_AUTH_STRING, or the one `dealflow up`
@@ -139,8 +164,12 @@ def gateway(host: str, port: int, upstream: str | None, public_url: str | None, 
     if not config.credential:
         click.echo("note: no Prefect credential (PREFECT_API_AUTH_STRING): the Prefect server behind the gateway "
                    "must then be reachable by no one else", err=True)
-    click.echo(f"gateway: http://{host}:{port} in front of {config.upstream}")
-    serve_gateway(config, host=host, port=port, trusted_proxies=trusted_proxies)
+    click.echo(f"gateway: http://{host}:{port} in front of {', '.join(config.upstreams)}")
+    if machines_port:
+        click.echo(f"machines' door: http://{machines_host}:{machines_port}/api (PREFECT_API_URL for executors, "
+                   f"the worker and the portal)")
+    serve_gateway(config, host=host, port=port, trusted_proxies=trusted_proxies,
+                  machines=(machines_host, machines_port) if machines_port else None)
 
 
 @click.command(cls=DealflowCommand)
