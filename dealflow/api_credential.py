@@ -95,9 +95,13 @@ def forget_gateway(data_dir: Path) -> None:
 def running_server(env: MutableMapping[str, str] = os.environ) -> str | None:
     """The API address of the server `dealflow up` runs for this data folder, if it is running."""
     data_dir = data_dir_of(env)
+    run = data_dir / "run"
+    # the process that serves the recorded address: the Prefect server, or with several API
+    # replicas (`up --api-replicas`, which starts a services process) the gateway's machines' door
+    serves = "gateway.pid" if (run / "services.pid").exists() else "server.pid"
     try:
         api = address_file(data_dir).read_text().strip()
-        pid = int((data_dir / "run" / "server.pid").read_text())
+        pid = int((run / serves).read_text())
         alive = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None

@@ -382,3 +382,37 @@ def test_a_command_in_a_new_terminal_uses_the_server_up_runs_for_the_data_folder
         server.wait()
     gone = {"DEALFLOW_DATA_DIR": str(tmp_path)}
     assert use_running_server(gone) is None and "PREFECT_API_URL" not in gone  # its server stopped: none taken
+
+
+def test_a_command_in_a_new_terminal_finds_a_scaled_stack_through_its_gateway_when_the_first_replica_is_down(
+        tmp_path):
+    """With several API replicas the recorded address is the gateway's machines' door: whether the
+    stack runs is the gateway's liveness, not the first replica's (killed here: its pid is gone)."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from dealflow.api_credential import use_running_server
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "api-url").write_text("http://127.0.0.1:4998/api\n")
+    (tmp_path / "prefect-api-auth").write_text("dealflow:the-machines-only\n")
+    gateway = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "dealflow-test-gateway"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        deadline = time.monotonic() + 10
+        while b"dealflow-test-gateway" not in Path(f"/proc/{gateway.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the stand-in gateway did not start"
+            time.sleep(0.01)
+        (run_dir / "server.pid").write_text(str(dead.pid))
+        (run_dir / "services.pid").write_text(str(dead.pid))
+        (run_dir / "gateway.pid").write_text(str(gateway.pid))
+        env = {"DEALFLOW_DATA_DIR": str(tmp_path)}
+        assert use_running_server(env) == "http://127.0.0.1:4998/api"
+    finally:
+        gateway.kill()
+        gateway.wait()
+    assert use_running_server({"DEALFLOW_DATA_DIR": str(tmp_path)}) is None  # the door is gone: none taken

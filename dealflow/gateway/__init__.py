@@ -27,7 +27,9 @@ credential; what it adds to a request is measured by ``benchmarks/gateway.py``.
 
 Its rooms: ``app`` (the one Starlette app: who may go where, a Resume sealed, a cancel, refusals
 on the record), ``policy`` (the route table), ``sessions`` (signing in and out, the session's
-cookie or token), ``proxy`` (forwarding to the Prefect server), ``ui`` (the UI's pages with
+cookie or token), ``proxy`` (forwarding to the Prefect server), ``replicas`` (several API replicas: their
+readiness checked, requests spread over the ready ones, a safe read tried again on another),
+``door`` (the machines' door: executors and the worker pass through to a ready replica), ``ui`` (the UI's pages with
 dealflow's layout, ``dealflow/ui.css``), ``commands`` (the command line's API), ``config`` and
 ``server``. The names below are the ones its importers have always used.
 """
