@@ -294,6 +294,8 @@ def _as_set(got: object) -> str:
     got = got.get_secret_value() if hasattr(got, "get_secret_value") else got
     if isinstance(got, bool):
         return str(got).lower()
+    if isinstance(got, set | frozenset):  # a comma-separated list
+        return ",".join(sorted(got))
     if isinstance(got, timedelta):
         got = got.total_seconds()
     if isinstance(got, float) and got.is_integer():

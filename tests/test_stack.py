@@ -118,3 +118,6 @@ def test_the_server_gets_dealflows_tuning_unless_the_user_set_a_value_or_turned_
     assert services.task_run_recorder.flush_interval == 1
     assert services.event_persister.read_batch_size == 50
     assert services.triggers.enabled is False
+    # Prefect's database is kept from growing: finished runs deleted 90 days after they ended
+    assert services.db_vacuum.enabled_vacuum_types >= {"events", "flow_runs"}
+    assert services.db_vacuum.retention_period.days == 90

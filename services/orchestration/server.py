@@ -166,7 +166,16 @@ def serve_prefect(args: list[str]) -> None:
 # and dealflow defines none: it is off (PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED=true turns it
 # back on for automations of your own). What each measured: benchmarks/README.md, "The server
 # deal at an ERP's cost".
+# Prefect's own database does not grow without bound: its vacuum service (in the services process)
+# deletes finished flow runs (with their task runs, logs and artifacts) 90 days after they ended,
+# and events after 7 days (Prefect's own default, PREFECT_SERVER_EVENTS_RETENTION_PERIOD). A deal's whole history stays in the business database, for ever
+# (`deal show`); a paused or running run has not ended and is never deleted.
+RETENTION = {
+    "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
+    "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": str(90 * 86400),
+}
 SERVER_TUNING = {
+    **RETENTION,
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "50",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "50",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
