@@ -40,6 +40,7 @@ def claim(c, flow_run, owner: str) -> bool:
     """Claim the run for ``owner`` (``host:pid``, recorded as its ``infrastructure_pid``): True if
     it is ours now. Only the very Scheduled state polled is claimed: a stale poll result (the run
     already taken, run and rescheduled since) is skipped without a state proposal."""
+    from prefect.client.schemas.responses import SetStateStatus
     from prefect.exceptions import ObjectNotFound
     from prefect.states import Pending
 
@@ -50,8 +51,11 @@ def claim(c, flow_run, owner: str) -> bool:
         result = c.set_flow_run_state(flow_run.id, Pending(), force=False)
     except ObjectNotFound:
         return False
-    if result.state is None or not result.state.is_pending():
-        return False  # another executor (or worker) claimed it first
+    # The status says whose it is, not the state: a claim refused because another executor (or
+    # worker) claimed it first comes back ABORT with the run's current state, which is that
+    # other claim's Pending
+    if result.status != SetStateStatus.ACCEPT or result.state is None or not result.state.is_pending():
+        return False
     try:
         c.update_flow_run(flow_run.id, infrastructure_pid=owner)
     except Exception:
