@@ -138,11 +138,21 @@ def return_list(deal_number: str | None, as_json: bool) -> None:
     from application import cases
 
     rows = cases.open_cases(deal_number)
-    emit(rows, as_json, table(["number", "deal", "customer", "status", "what"],
-                              [[r["number"], r["deal"], r["customer"], r["status"],
-                                ", ".join(f"{ln['quantity']} × {ln['sku']}" for ln in r["lines"]) if r["kind"] ==
-                                "return" else f"{r['sku']} {r['serial']}"] for r in rows])
-         if rows else "nothing open")
+    if as_json:
+        emit(rows, True)
+        return
+    if not rows:
+        click.echo("nothing open")
+        return
+    click.echo(table([{"number": r["number"], "deal": r["deal"], "customer": r["customer"], "status": r["status"],
+                       "what": _what(r)} for r in rows], ["number", "deal", "customer", "status", "what"]))
+
+
+def _what(case: dict) -> str:
+    """What a case is about: a return's goods, a claim's unit."""
+    if case["kind"] == "return":
+        return ", ".join(f"{ln['quantity']} × {ln['sku']}" for ln in case["lines"])
+    return f"{case['sku']} {case['serial']}"
 
 
 @warranty.command("claim")

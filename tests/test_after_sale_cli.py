@@ -1,0 +1,69 @@
+"""What a new user met trying the after-sale commands from the README (issue 25): `return list`
+in its three forms, `return show` telling all of a return as `deal show` does, messages of
+`return start` that say what is true in plain words, form names as people know the steps, the
+shipment's serial numbers from the CLI, and money and amounts shown as elsewhere."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from application import cases
+from dealflow.cli import main
+
+from .test_returns import (  # noqa: F401 - staff: a fixture, signed in as the manager for every test here
+    AUTHORIZE,
+    CREDIT,
+    KIT,
+    LATHE,
+    RECEIVE,
+    SHIP_BACK,
+    _ask,
+    _claim,
+    drive_case,
+    shipped_serials,
+    staff,
+)
+
+pytestmark = pytest.mark.usefixtures("staff")
+
+
+def cli(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def cells(row: str) -> list[str]:
+    return re.split(r"\s{2,}", row.strip())
+
+
+# --- 1. return list ------------------------------------------------------------------------------
+
+def test_return_list_shows_open_returns_and_claims_as_a_table(won_deal):
+    ret = _ask(won_deal, f"{KIT}:1")
+    sn = shipped_serials(won_deal, LATHE)[0]
+    claim = _claim(sn)
+    lines = cli("return", "list").splitlines()
+    assert lines[0].split() == ["NUMBER", "DEAL", "CUSTOMER", "STATUS", "WHAT"]
+    customer = cases.case_summary(ret)["customer"]
+    assert cells(lines[1]) == [ret, won_deal, customer, "requested", f"1 × {KIT}"]
+    assert cells(lines[2]) == [claim, won_deal, customer, "open", f"{LATHE} {sn}"]
+
+
+def test_return_list_json_gives_the_cases_without_building_a_table(won_deal):
+    ret = _ask(won_deal, f"{KIT}:1")
+    rows = json.loads(cli("return", "list", "--json"))
+    assert [(r["number"], r["kind"], r["status"], r["lines"][0]["sku"]) for r in rows] == [
+        (ret, "return", "requested", KIT)]
+
+
+def test_return_list_of_a_deal_includes_its_done_cases(won_deal):
+    refused = _ask(won_deal, f"{KIT}:1")
+    drive_case(refused, {"return_authorize": {"by": "manager", "decision": "refuse", "note": "Too late."}})
+    assert cli("return", "list").strip() == "nothing open"
+    lines = cli("return", "list", "--deal", won_deal).splitlines()
+    assert cells(lines[1])[::3] == [refused, "refused"] and cells(lines[1])[-1] == f"1 × {KIT}"
