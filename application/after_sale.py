@@ -19,12 +19,13 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from models.deal import Deal, Wait
 from models.markdown import Markdown, link, table
 from models.return_steps import outcome_words
-from models.returns import ReturnLine, ReturnLineSerial, ReturnOrder
+from models.returns import ReturnLine, ReturnLineSerial, ReturnOrder, return_by_number
 from models.serials import Serial
 from models.warranty import WarrantyClaim
 from services.views import waiting_for
 
 from .cases import case_summary_of
+from .uow import unit_of_work
 
 
 def after_sale(session: Session, deal: Deal) -> dict[str, list[dict[str, Any]]]:
@@ -71,7 +72,22 @@ def _return(ret: ReturnOrder, wait: Wait | None, claim: str | None) -> dict[str,
                         "settlement": note.settlement, "refunded": str(note.refunded),
                         "kept_as_credit": str(note.kept_as_credit), "refund_number": note.refund_number}
                        if note is not None else None),
+            "shipped_back": ({"on": ret.shipped_back_on.isoformat(), "by": ret.shipped_back_by,
+                              "carrier": ret.back_carrier, "tracking_number": ret.back_tracking_number,
+                              # the delivery note's number, as ``return_steps.ship_back`` issues it
+                              "delivery_note": f"{ret.number}-BACK"}
+                             if ret.shipped_back_on is not None else None),
             "waiting_for": _waiting(wait)}
+
+
+def return_story(number: str) -> dict[str, Any]:
+    """One return as the deal's reader sees it (``return show``): what ``after_sale`` says of it
+    (its refusal, credit note, shipment back, whom it waits for), with the deal's ``currency``."""
+    with unit_of_work() as s:
+        ret = return_by_number(s, number)
+        wait = next((w for w in ret.deal.case_waits if _case_of(w.key) == ret.number), None)
+        return {**_return(ret, wait, ret.claim.number if ret.claim is not None else None),
+                "currency": ret.deal.currency}
 
 
 def _claim(claim: WarrantyClaim, wait: Wait | None) -> dict[str, Any]:

@@ -67,3 +67,49 @@ def test_return_list_of_a_deal_includes_its_done_cases(won_deal):
     assert cli("return", "list").strip() == "nothing open"
     lines = cli("return", "list", "--deal", won_deal).splitlines()
     assert cells(lines[1])[::3] == [refused, "refused"] and cells(lines[1])[-1] == f"1 × {KIT}"
+
+
+# --- 5. return show tells all of a return, from what deal show reads --------------------------------
+
+def test_return_show_gives_the_managers_refusal_note(won_deal):
+    number = _ask(won_deal, f"{KIT}:1")
+    drive_case(number, {"return_authorize": {"by": "manager", "decision": "refuse", "note": "Past our 30 days."}})
+    assert "  refused by manager: Past our 30 days." in cli("return", "show", number).splitlines()
+    shown = json.loads(cli("return", "show", number, "--json"))
+    assert (shown["decided_by"], shown["decision_note"]) == ("manager", "Past our 30 days.")
+
+
+def test_return_show_gives_the_credit_notes_amount_fee_and_refund_as_deal_show_does(won_deal):
+    sn = shipped_serials(won_deal, LATHE)[0]
+    number = _ask(won_deal, f"{LATHE}:1:{sn}")
+    drive_case(number, {"return_authorize": AUTHORIZE,
+                        "return_receive": {**RECEIVE, "lines": [{"sku": LATHE, "quantity": 1, "serials": [sn]}]},
+                        "return_inspect": {"by": "qa", "notes": "As new.", "lines": [
+                            {"sku": LATHE, "serial": sn, "quantity": 1, "outcome": "restock"}]},
+                        "return_credit": CREDIT})
+    deal = json.loads(cli("deal", "show", won_deal, "--json"))["returns"][0]
+    shown = json.loads(cli("return", "show", number, "--json"))
+    assert shown["credit"] == deal["credit"] and shown["credit"]["refund_number"]
+    credit = next(line for line in cli("deal", "show", won_deal).splitlines() if line.startswith("  credit note CN-"))
+    text = cli("return", "show", number).splitlines()
+    assert credit in text
+    assert f"  outcome: {LATHE}: 1 restocked" in text
+
+
+def test_return_show_says_what_shipped_back_when_and_how_with_its_delivery_note(won_deal):
+    sn = shipped_serials(won_deal, LATHE)[1]
+    claim = _claim(sn)
+    drive_case(claim, {"claim_diagnose": {"by": "mark", "diagnosis": "Bearing worn.", "resolution": "return"},
+                       "return_receive": {**RECEIVE, "lines": [{"sku": LATHE, "quantity": 1, "serials": [sn]}]},
+                       "return_inspect": {"by": "qa", "notes": "Bearing replaced.", "lines": [
+                           {"sku": LATHE, "serial": sn, "quantity": 1, "outcome": "repair"}]},
+                       "return_ship_back": SHIP_BACK})
+    shown = json.loads(cli("return", "show", "RMA-0001", "--json"))
+    back = shown["shipped_back"]
+    assert (back["carrier"], back["tracking_number"], back["delivery_note"], back["by"]) == (
+        SHIP_BACK["carrier"], SHIP_BACK["tracking_number"], "RMA-0001-BACK", "delivery")
+    assert json.loads(cli("deal", "show", won_deal, "--json"))["returns"][0]["shipped_back"] == back
+    line = (f"  shipped back on {back['on']}: {SHIP_BACK['carrier']} {SHIP_BACK['tracking_number']} "
+            f"(delivery note RMA-0001-BACK)")
+    assert line in cli("return", "show", "RMA-0001").splitlines()
+    assert line in cli("deal", "show", won_deal).splitlines()

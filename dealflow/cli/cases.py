@@ -11,7 +11,7 @@ import click
 
 from ..prefect_api import ensure_api
 from .common import DealflowGroup, acting, emit, table
-from .deals import NO_SERVER_NOTE
+from .deals import NO_SERVER_NOTE, return_details
 
 
 @click.group(name="return", cls=DealflowGroup)
@@ -114,19 +114,20 @@ def return_start(deal_number: str, lines: tuple[str, ...], reason: str, by: str 
 @click.option("--json", "as_json", is_flag=True, help="Print the return as JSON.")
 def return_show(number: str, as_json: bool) -> None:
     """One return: its deal, lines, serial numbers, what became of each, and its credit note."""
-    from application import cases
+    from application.after_sale import return_story
 
-    out = cases.case_summary(number)
+    out = return_story(number)
     lines = [f"{out['number']} ({'return' if out['with_credit'] else 'warranty return'}) of {out['deal']}, "
              f"{out['customer']}: {out['status']}", f"  reason: {out['reason']}"]
+    if wait := out["waiting_for"]:
+        lines.append(f"  waiting for {wait['for']} ({wait['key']}) since {wait['since']} UTC")
     if out["restocking_fee_pct"] not in ("0", "0.00"):
         lines.append(f"  restocking fee: {out['restocking_fee_pct']} %")
     for ln in out["lines"]:
         serials = f" [{', '.join(ln['serials'])}]" if ln["serials"] else ""
         lines.append(f"  {ln['sku']}: {ln['quantity']} asked, {ln['received']} received, {ln['restocked']} restocked, "
                      f"{ln['scrapped']} scrapped, {ln['to_repair']} to repair{serials}")
-    if out["credit_note"]:
-        lines.append(f"  credit note: {out['credit_note']}")
+    lines += return_details(out, out["currency"])
     emit(out, as_json, "\n".join(lines))
 
 

@@ -189,15 +189,7 @@ def _after_sale(data: dict[str, Any], signed) -> list[str]:
                           for ln in r["lines"])
         out.append(f"return {r['number']}{kind}: {r['status']}: {goods}; reason: {' '.join(r['reason'].split())}")
         out += waiting(r)
-        if r["status"] == "refused":
-            out.append(f"  refused by {r['decided_by']}: {' '.join((r['decision_note'] or '').split())}")
-        if r["outcome"]:
-            out.append(f"  outcome: {r['outcome']}")
-        if c := r["credit"]:
-            settled = (f"refunded {c['refunded']} {cur} ({c['refund_number']})" if c["settlement"] == "refund"
-                       else f"kept as credit {c['kept_as_credit']} {cur}")
-            out.append(f"  credit note {c['number']}: {c['amount']} {cur} (restocking fee {c['restocking_fee']} "
-                       f"{cur}), {settled}")
+        out += return_details(r, cur)
     for c in data.get("claims") or []:
         out.append(f"warranty claim {c['number']}: {c['status']}: {c['sku']} {c['serial']} (warranty until "
                    f"{c['warranty_end']}); issue: {' '.join(c['issue'].split())}")
@@ -207,6 +199,25 @@ def _after_sale(data: dict[str, Any], signed) -> list[str]:
             out.append(f"  diagnosis by {c['diagnosed_by']}: {' '.join(c['diagnosis'].split())} → {then}")
         if c["close_note"]:
             out.append(f"  closed by {c['closed_by']}: {' '.join(c['close_note'].split())}")
+    return out
+
+
+def return_details(r: dict[str, Any], cur: str) -> list[str]:
+    """What became of a return (``application.after_sale``), as ``deal show`` and ``return show``
+    print it: its refusal, outcome, credit note and the units shipped back."""
+    out = []
+    if r["status"] == "refused":
+        out.append(f"  refused by {r['decided_by']}: {' '.join((r['decision_note'] or '').split())}")
+    if r["outcome"]:
+        out.append(f"  outcome: {r['outcome']}")
+    if c := r["credit"]:
+        settled = (f"refunded {c['refunded']} {cur} ({c['refund_number']})" if c["settlement"] == "refund"
+                   else f"kept as credit {c['kept_as_credit']} {cur}")
+        out.append(f"  credit note {c['number']}: {c['amount']} {cur} (restocking fee {c['restocking_fee']} "
+                   f"{cur}), {settled}")
+    if back := r.get("shipped_back"):  # (a deal read through an older gateway has none)
+        out.append(f"  shipped back on {back['on']}: {back['carrier']} {back['tracking_number']} "
+                   f"(delivery note {back['delivery_note']})")
     return out
 
 
