@@ -26,6 +26,7 @@ from .stock import receive as stock_receive
 from .text import one_line, shown
 
 if TYPE_CHECKING:
+    from .returns import ReturnLine
     from .serials import Serial
     from .staff import StaffUser
 
@@ -87,6 +88,7 @@ def receive(session: Session, ret: ReturnOrder, by: StaffUser, lines: list[dict[
                                                           f"({qty} units, {len(texts)} serials)")
         elif texts:
             raise ValidationError(f"{where}.serials", f"{line.sku} has no serial numbers")
+        _only_named(ret, line, texts, f"{where}.serials")
         serials = _serials_of(session, ret.deal, line.order_line, texts, f"{where}.serials", ret.customer_id, taken)
         for serial in serials:
             if (other := _on_open_return(session, serial, ret)) is not None:
@@ -113,6 +115,20 @@ def receive(session: Session, ret: ReturnOrder, by: StaffUser, lines: list[dict[
     ret.received_at = utcnow()
     audit.record(session, by.handle, "return.received", deal_id=ret.deal_id, subject=ret.number, note=note,
                  lines=[{"sku": ln.sku, "received": ln.received_qty, "serials": ln.serial_numbers} for ln in ret.lines])
+
+
+def _only_named(ret: ReturnOrder, line: ReturnLine, texts: list[str], field: str) -> None:
+    """A return that named its units takes back those only (its RMA told the customer so); one
+    that named none takes any unit shipped to this customer on this deal (``_serials_of``)."""
+    named = line.serial_numbers
+    if not named:
+        return
+    allowed = {n.upper() for n in named}
+    for typed in texts:
+        text = one_line(typed, field, 60, required=True)
+        sku, _, number = text.rpartition(":")
+        if number.strip().upper() not in allowed or (sku.strip() and sku.strip().upper() != line.sku.upper()):
+            raise ValidationError(field, f"{text} is not on {ret.number} (it names {', '.join(named)})")
 
 
 def inspect(session: Session, ret: ReturnOrder, by: StaffUser, rows: list[dict[str, Any]], note: str) -> dict[str, int]:

@@ -1,5 +1,6 @@
 """Delivery receives a return's goods: what arrived, with one serial number per unit of a
-serialized product (checked against what shipped to this customer on this deal)."""
+serialized product (those the RMA names; where it names none, any that shipped to this customer
+on this deal)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def at(ret: ReturnOrder) -> dict[str, Any] | None:
 
 def describe(session: Session, ret: ReturnOrder) -> Markdown:
     return Markdown("receive the goods of {} (RMA sent to {}): say what arrived; a product with serial numbers "
-                    "needs one per unit, and each must have shipped to this customer.\n\n{}\n\n{}").format(
+                    "needs one per unit: those the RMA names, or where it names none, any shipped to this customer.\n\n{}"
+                    "\n\n{}").format(
         ret.number, ret.deal.customer_name, header(ret), goods(ret))
 
 
