@@ -261,6 +261,8 @@ def _shipped_serial(session: Session, deal: Deal, order_line: SalesOrderLine, te
     serial = serial_by_number(session, text if ":" in text else f"{order_line.sku}:{text}", field)
     if serial.product_id != order_line.product_id:
         raise ValidationError(field, f"{text} is a serial of {serial.product.sku}, not of {order_line.sku}")
+    if serial.status != "shipped" and (back := _came_back_under(session, serial)) is not None:
+        raise ValidationError(field, f"{text} already came back under {back} (it is {_state_words(serial.status)})")
     if serial.status != "shipped" or serial.deal_id != deal.id or (customer_id and serial.customer_id != customer_id):
         where = (f"it is {serial.status.replace('_', ' ')}" if serial.status != "shipped" else
                  "it was shipped to another customer" if serial.customer_id != customer_id else
@@ -268,6 +270,20 @@ def _shipped_serial(session: Session, deal: Deal, order_line: SalesOrderLine, te
         raise ValidationError(field, f"{text} did not ship to {deal.customer_name} on {deal.number} ({where})")
     assert isinstance(serial, Serial)
     return serial
+
+
+def _came_back_under(session: Session, serial: Serial) -> str | None:
+    """The latest return that took the unit in (received), if one did."""
+    return session.scalars(
+        select(ReturnOrder.number).join(ReturnLine, ReturnLine.return_id == ReturnOrder.id)
+        .join(ReturnLineSerial, ReturnLineSerial.return_line_id == ReturnLine.id)
+        .where(ReturnLineSerial.serial_id == serial.id, ReturnOrder.received_at.is_not(None))
+        .order_by(ReturnOrder.id.desc())).first()
+
+
+def _state_words(status: str) -> str:
+    return {"in_stock": "in stock", "returned": "not inspected yet", "in_repair": "in repair"}.get(
+        status, status.replace("_", " "))
 
 
 def _serials_of(session: Session, deal: Deal, order_line: SalesOrderLine, texts: list[str], field: str,
@@ -291,6 +307,16 @@ def _on_open_return(session: Session, serial: Serial, but: ReturnOrder | None) -
     if but is not None:
         query = query.where(ReturnOrder.id != but.id)
     return session.scalars(query).first()
+
+
+def _none_twice(texts: list[str], field: str) -> None:
+    """A serial number typed twice on one line (case aside) is said so, before any count."""
+    seen: set[str] = set()
+    for text in texts:
+        key = str(text).strip().upper()
+        if key in seen:
+            raise ValidationError(field, f"{str(text).strip()} is given twice")
+        seen.add(key)
 
 
 def start_return(session: Session, deal: Deal, lines: object, reason: object, by: str, *,
@@ -332,9 +358,13 @@ def start_return(session: Session, deal: Deal, lines: object, reason: object, by
         texts = [s for s in (item.get("serials") or []) if str(s).strip()]
         if texts and not line.product.serialized:
             raise ValidationError(f"{where}.serials", f"{sku} has no serial numbers")
+        _none_twice(texts, f"{where}.serials")
         if texts and len(texts) != qty:
-            raise ValidationError(f"{where}.serials", f"{qty} units and {len(texts)} serials: name one per unit, "
-                                                      f"or none (delivery names them when the goods arrive)")
+            from .serials import units
+
+            raise ValidationError(f"{where}.serials", f"{units(qty, 'unit')} and {units(len(texts), 'serial number')} "
+                                                      f"given: name one per unit, or none (delivery names them when "
+                                                      f"the goods arrive)")
         serials = _serials_of(session, deal, line, texts, f"{where}.serials", deal.customer_id, taken)
         for serial in serials:
             if (other := _on_open_return(session, serial, None)) is not None:

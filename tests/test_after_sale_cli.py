@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from application import cases
 from dealflow.cli import main
 
+from .test_bad_input_cli import _fingerprint
 from .test_returns import (  # noqa: F401 - staff: a fixture, signed in as the manager for every test here
     AUTHORIZE,
     CREDIT,
@@ -113,3 +114,46 @@ def test_return_show_says_what_shipped_back_when_and_how_with_its_delivery_note(
             f"(delivery note RMA-0001-BACK)")
     assert line in cli("return", "show", "RMA-0001").splitlines()
     assert line in cli("deal", "show", won_deal).splitlines()
+
+
+# --- 10, 11. return start's refusals say what is true, in plain words --------------------------------
+
+def start(deal: str, lines: str):
+    return CliRunner().invoke(main, ["return", "start", deal, "--lines", lines, "--reason", "Broken.", "--here"])
+
+
+def restocked(deal: str, sn: str) -> str:
+    number = _ask(deal, f"{LATHE}:1:{sn}")
+    drive_case(number, {"return_authorize": AUTHORIZE,
+                        "return_receive": {**RECEIVE, "lines": [{"sku": LATHE, "quantity": 1, "serials": [sn]}]},
+                        "return_inspect": {"by": "qa", "notes": "As new.", "lines": [
+                            {"sku": LATHE, "serial": sn, "quantity": 1, "outcome": "restock"}]},
+                        "return_credit": CREDIT})
+    return number
+
+
+def test_a_unit_that_came_back_under_an_earlier_return_is_refused_naming_that_return(won_deal):
+    sn = shipped_serials(won_deal, LATHE)[0]
+    number = restocked(won_deal, sn)
+    fingerprint = _fingerprint()
+    result = start(won_deal, f"{LATHE}:1:{sn}")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().endswith(f"lines[1].serials: {sn} already came back under {number} "
+                                          f"(it is in stock)"), result.output
+    assert _fingerprint() == fingerprint
+
+
+def test_a_serial_given_twice_is_refused_as_given_twice(won_deal):
+    sn = shipped_serials(won_deal, LATHE)[0]
+    result = start(won_deal, f"{LATHE}:1:{sn}/{sn.lower()}")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().endswith(f"lines[1].serials: {sn.lower()} is given twice"), result.output
+
+
+@pytest.mark.parametrize(("qty", "given", "said"), [(1, 2, "1 unit and 2 serial numbers given"),
+                                                    (2, 1, "2 units and 1 serial number given")])
+def test_units_and_serials_that_do_not_match_are_counted_in_good_english(won_deal, qty, given, said):
+    sns = shipped_serials(won_deal, LATHE)[:given]
+    result = start(won_deal, f"{LATHE}:{qty}:{'/'.join(sns)}")
+    assert result.exit_code == 2, result.output
+    assert f"lines[1].serials: {said}: name one per unit" in result.output
