@@ -21,6 +21,11 @@ from services import keys
 from services.db import engine_for, migrate, session_scope
 
 PG_URL = os.environ.get("DEALFLOW_TEST_DATABASE_URL")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # gw0, gw1, … when the tests run in parallel (pytest -n N)
+if PG_URL and WORKER:  # each worker truncates its tables per test: its own database beside the one named
+    _server, _, _name = PG_URL.rpartition("/")
+    _name, _q, _query = _name.partition("?")
+    PG_URL = f"{_server}/{_name}_{WORKER}{_q}{_query}"
 # One secret key for the test session (the seeded staff's code secrets are encrypted with it);
 # tests of the key file itself unset it.
 os.environ["DEALFLOW_SECRET_KEY"] = Fernet.generate_key().decode()
@@ -28,10 +33,20 @@ os.environ.pop("DEALFLOW_SECRET_KEY_BLOCK", None)
 os.environ.pop("DEALFLOW_ANSWER_CODES", None)
 
 
+def _create_database(url: str) -> None:
+    """The scratch database a parallel worker uses, made on the same server if it is not there."""
+    server, _, name = url.split("?", 1)[0].rpartition("/")
+    with engine_for(server + "/postgres").execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+        if not conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}):
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+
 @pytest.fixture(scope="session")
 def _template(tmp_path_factory) -> str:
     """A migrated, seeded database: a SQLite file to copy, or the PostgreSQL schema made once."""
     if PG_URL:
+        if WORKER:
+            _create_database(PG_URL)
         engine = engine_for(PG_URL)
         with engine.begin() as conn:
             conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
