@@ -82,6 +82,7 @@ class Answer(RunInput):
     # checked by the flow like any proof (see models/portal.py). Only the decision takes one.
     portal: SkipJsonSchema[Any] = ""
     required_fields: ClassVar[list[str]] = []  # the class's own, before a form pre-fills some
+    step: ClassVar[str] = ""  # the wait kind's name, as people know the step ("return_inspect")
 
     @classmethod
     def check_fields(cls, payload: dict) -> None:
@@ -90,8 +91,8 @@ class Answer(RunInput):
 
         for name in payload:
             if name not in cls.model_fields:
-                raise ValidationError(str(name)[:40], f"not a field of the {cls.__name__.removesuffix('Input').lower()} "
-                                                      f"form (its fields: {', '.join(cls.fields_shown())})")
+                raise ValidationError(str(name)[:40], f"not a field of the {cls.step} form "
+                                                      f"(its fields: {', '.join(cls.fields_shown())})")
 
     @classmethod
     def form(cls, description: str, prefill: dict | None = None,
@@ -149,7 +150,8 @@ class Answer(RunInput):
 def _form_of(kind: WaitKind) -> type[Answer]:
     """The Prefect form of a wait kind: its fields (``models.waits``) with the proof an answer carries."""
     name = kind.fields.__name__.removesuffix("Fields") + "Input"
-    return type(name, (kind.fields, Answer), {"__module__": __name__, "__doc__": kind.fields.__doc__})
+    return type(name, (kind.fields, Answer), {"__module__": __name__, "__doc__": kind.fields.__doc__,
+                                              "step": kind.name})
 
 
 INPUTS: dict[str, type[Answer]] = {name: _form_of(kind) for name, kind in KINDS.items()}

@@ -13,6 +13,9 @@ from click.testing import CliRunner
 
 from application import cases
 from dealflow.cli import main
+from flows.inputs import INPUTS
+from models import ValidationError
+from models.waits import KINDS
 
 from .test_bad_input_cli import _fingerprint
 from .test_returns import (  # noqa: F401 - staff: a fixture, signed in as the manager for every test here
@@ -157,3 +160,15 @@ def test_units_and_serials_that_do_not_match_are_counted_in_good_english(won_dea
     result = start(won_deal, f"{LATHE}:{qty}:{'/'.join(sns)}")
     assert result.exit_code == 2, result.output
     assert f"lines[1].serials: {said}: name one per unit" in result.output
+
+
+# --- 13. a form is named by its step, as people know it ---------------------------------------------
+
+@pytest.mark.parametrize("step", sorted(KINDS))
+def test_a_field_no_form_has_is_refused_naming_the_steps_form(step):
+    with pytest.raises(ValidationError) as refused:
+        INPUTS[step].check_fields({"colour": "red"})
+    assert str(refused.value).startswith(f"colour: not a field of the {step} form (its fields: ")
+    form = INPUTS[step].form("a description", {})  # the form one wait stores says it the same
+    with pytest.raises(ValidationError, match=f"not a field of the {step} form "):
+        form.check_fields({"colour": "red"})
