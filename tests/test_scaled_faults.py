@@ -183,6 +183,20 @@ class Deals:
             f"{status} {str(body)[:300]}"
 
 
+def _suspended_at(run_id: str, key: str) -> bool:
+    """Whether Prefect holds the run suspended at ``key`` (as its page in the UI shows it)."""
+    from uuid import UUID
+
+    from prefect import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(UUID(run_id)).state
+    except Exception:  # noqa: BLE001 - a replica killed under this read: look again later
+        return False
+    return state is not None and state.name == "Suspended" and state.state_details.pause_key == key
+
+
 def _kill(data: Path, victim: str, rng: random.Random) -> tuple[str, list[str], dict[str, str]]:
     """SIGKILL the whole piece (its process group: as its machine dying): which one it was, and
     the command line and environment it ran with."""
@@ -361,6 +375,8 @@ def _play(data: Path, gateway: str, up: list[str], shell: dict[str, str], rng: r
                 if wait in people.taken or wait in in_flight or now < retry_after.get(wait, 0):
                     continue  # answered (the run records it in a moment), on its way, or tried just now
                 people.opened_seen.setdefault(wait, now)
+                if wait in people.sent and not _suspended_at(run_id, key):
+                    continue  # a try that failed may still have gone through: again only if it still waits there
                 if (plan or restarting is not None) and key == last_key:
                     continue  # the last payment waits until every piece has been killed and is back
                 again = wait in people.sent
