@@ -4,6 +4,7 @@
 engineer diagnoses it: repair on site, or a return (a warranty return, authorized by the
 diagnosis and never credited: ``models.returns``); then the claim is closed with a note, once its
 return (if any) has been received, inspected and the unit repaired has shipped back.
+The customer is emailed at each of the three steps (``models.claim_mail``), in its transaction.
 
 Claim states: open -> diagnosed -> closed.
 """
@@ -96,6 +97,7 @@ def open_claim(session: Session, serial: Serial, issue: object, by: str, today: 
     """A claim on a unit that is out with its customer, within its warranty; refused in one line,
     with nothing written, after the warranty's end, for a unit without one, or one not shipped,
     or while another claim of it is open."""
+    from .claim_mail import opened_mail
     from .serials import record_event
 
     text = bounded(issue, "issue", 2000).strip()
@@ -121,12 +123,14 @@ def open_claim(session: Session, serial: Serial, issue: object, by: str, today: 
     record_event(session, serial, "claim_opened", claim.number, by, deal=claim.deal)
     audit.record(session, by, "claim.opened", deal_id=claim.deal_id, subject=claim.number, serial=serial.serial,
                  issue=text)
+    opened_mail(session, claim)
     return claim
 
 
 def diagnose(session: Session, claim: WarrantyClaim, by: StaffUser, diagnosis: str, resolution: str) -> str:
     """The engineer's diagnosis: repair on site, or a return (authorized by this diagnosis, without
     a credit note: the RMA goes to the customer now)."""
+    from .claim_mail import diagnosed_mail
     from .return_steps import authorize
     from .returns import start_return
 
@@ -146,10 +150,12 @@ def diagnose(session: Session, claim: WarrantyClaim, by: StaffUser, diagnosis: s
         outcome += f" under {ret.number}"
     audit.record(session, by.handle, "claim.diagnosed", deal_id=claim.deal_id, subject=claim.number,
                  diagnosis=diagnosis, resolution=resolution)
+    diagnosed_mail(session, claim)  # before the RMA its caller sends, which this mail announces
     return outcome
 
 
 def close_claim(session: Session, claim: WarrantyClaim, by: StaffUser, note: str) -> None:
+    from .claim_mail import closed_mail
     from .serials import record_event
 
     if not note.strip():
@@ -165,3 +171,4 @@ def close_claim(session: Session, claim: WarrantyClaim, by: StaffUser, note: str
     claim.close_note, claim.closed_by, claim.closed_at = note, by.handle, utcnow()
     record_event(session, claim.serial, "claim_closed", claim.number, by.handle, deal=claim.deal)
     audit.record(session, by.handle, "claim.closed", deal_id=claim.deal_id, subject=claim.number, note=note)
+    closed_mail(session, claim)
