@@ -172,3 +172,44 @@ def test_a_field_no_form_has_is_refused_naming_the_steps_form(step):
     form = INPUTS[step].form("a description", {})  # the form one wait stores says it the same
     with pytest.raises(ValidationError, match=f"not a field of the {step} form "):
         form.check_fields({"colour": "red"})
+
+
+# --- 15. money with its currency, a case's own amount, one serial number ------------------------------
+
+def test_deal_show_says_a_credit_notes_refund_in_the_deals_currency(won_deal):
+    restocked(won_deal, shipped_serials(won_deal, LATHE)[0])
+    data = json.loads(cli("deal", "show", won_deal, "--json"))
+    note, cur = data["credit_notes"][0], data["currency"]
+    line = next(ln for ln in cli("deal", "show", won_deal).splitlines() if ln.startswith(f"credit note {note['number']}"))
+    assert f"refunded {note['refunded']} {cur} ({note['refund_number']})" in line, line
+
+
+def test_the_inbox_shows_a_returns_goods_value_and_no_amount_for_a_claim(won_deal):
+    from models.deal import deal_by_number
+    from services.db import session_scope
+
+    number = _ask(won_deal, f"{KIT}:2")
+    drive_case(number, {})  # its authorization waits
+    drive_case(_claim(shipped_serials(won_deal, LATHE)[0]), {})  # its diagnosis waits
+    with session_scope() as s:
+        kit = deal_by_number(s, won_deal).order.line_for_sku(KIT, "sku")
+        value = kit.net_for(2) + kit.tax_for(2)
+    rows = {r["key"]: r for r in json.loads(cli("inbox", "--json"))}
+    assert rows["rma-0001-authorize"]["amount"] == str(value)
+    assert rows["wc-0001-diagnose"]["amount"] is None
+    text = cli("inbox").splitlines()
+    assert f"{value} USD" in next(ln for ln in text if "rma-0001-authorize" in ln)
+
+
+def test_one_serial_number_is_said_in_the_singular_in_deal_show(won_deal):
+    data = json.loads(cli("deal", "show", won_deal, "--json"))
+    (one,) = data["shipments"][1]["serials"][LATHE]
+    text = cli("deal", "show", won_deal).splitlines()
+    assert f"  {LATHE} serial number: {one}" in text
+    assert any(ln.startswith(f"  {LATHE} serial numbers: ") for ln in text)  # the first shipment's two
+
+
+def test_one_serial_number_received_is_said_in_the_singular(db):
+    received = CliRunner().invoke(main, ["stock", "receive", "VMC-850", "1", "--ref", "DN-1", "--serials", "VM-1"])
+    assert received.exit_code == 0, received.output
+    assert "VMC-850: 1 received (DN-1) with serial number VM-1; on hand" in received.output

@@ -232,7 +232,7 @@ def stock_receive(sku: str, quantity: str, ref: str, serials: str | None, serial
         serials = _serials_file(serials_file)
     out = catalog.receive_stock(sku, quantity, ref, operator(), serials)
     numbers = out["serials"]
-    said = ("" if not numbers else f" with serial numbers {', '.join(numbers)}" if len(numbers) <= 5
+    said = ("" if not numbers else f" with serial number{'s' if len(numbers) != 1 else ''} {', '.join(numbers)}" if len(numbers) <= 5
             else f" with {len(numbers)} serial numbers ({numbers[0]} … {numbers[-1]})")
     hint = "" if numbers or not out["serialized"] else (
         f"; {out['sku']} is serialized: its serial numbers are typed when the units ship")

@@ -139,7 +139,8 @@ def deal_show(deal_number: str, as_json: bool) -> None:
     for sh in data["shipments"]:
         shipped = ", ".join(f"{qty} × {sku}" for sku, qty in sh["lines"].items())
         lines.append(f"shipment {sh['number']}: {sh['carrier']} {sh['tracking_number']}: {shipped}")
-        lines += [f"  {sku} serial numbers: {', '.join(serials)}" for sku, serials in sh.get("serials", {}).items()]
+        lines += [f"  {sku} serial number{'s' if len(serials) != 1 else ''}: {', '.join(serials)}"
+                  for sku, serials in sh.get("serials", {}).items()]
     for h in data.get("credit_holds") or []:
         decided = f", {h['status']} by {h['by']}: {h['reason']}" if h["by"] else " (waiting for credit control)"
         lines.append(f"credit hold: {h['why']}{decided}")
@@ -148,7 +149,7 @@ def deal_show(deal_number: str, as_json: bool) -> None:
         lines.append(f"deposit: {d['terms']}" + (f"; invoice {d['invoice']}: total {d['total']} {cur}, paid {d['paid']} "
                                                  f"{cur} ({d['status']})" if d["invoice"] else ""))
     for n in data.get("credit_notes") or []:
-        lines.append(f"credit note {n['number']} for {n['invoice']}: {n['amount']} {cur}; refunded {n['refunded']}"
+        lines.append(f"credit note {n['number']} for {n['invoice']}: {n['amount']} {cur}; refunded {n['refunded']} {cur}"
                      + (f" ({n['refund_number']})" if n.get("refund_number") else "")
                      + f", kept as credit {n['kept_as_credit']} {cur}")
     if data["invoice"]:
