@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 CLAIM_NUMBER = re.compile(r"WC-[0-9]{4,9}")
 RESOLUTIONS = ("repair_on_site", "return")
 RESOLUTION_WORDS = {"repair on site": "repair_on_site", "return it for repair": "return"}
+RETURN_REASON_MAX = 500  # models.returns.start_return's limit of a reason
 
 
 class WarrantyClaim(Base):
@@ -144,7 +145,7 @@ def diagnose(session: Session, claim: WarrantyClaim, by: StaffUser, diagnosis: s
     if resolution == "return":
         ret = start_return(session, claim.deal, [{"sku": claim.serial.product.sku, "quantity": 1,
                                                   "serials": [claim.serial.serial]}],
-                           f"Warranty claim {claim.number}: {claim.issue}", by.handle, with_credit=False)
+                           _return_reason(claim), by.handle, with_credit=False)
         authorize(session, ret, by, "0", f"Warranty claim {claim.number}: {diagnosis}")
         claim.ret = ret
         outcome += f" under {ret.number}"
@@ -152,6 +153,14 @@ def diagnose(session: Session, claim: WarrantyClaim, by: StaffUser, diagnosis: s
                  diagnosis=diagnosis, resolution=resolution)
     diagnosed_mail(session, claim)  # before the RMA its caller sends, which this mail announces
     return outcome
+
+
+def _return_reason(claim: WarrantyClaim) -> str:
+    """The return's reason from the claim's issue: one line of at most 500 characters, as a return's
+    reason must be (``start_return``); the issue may span lines and run to 2000 (the claim keeps it
+    whole), which refused the diagnosis 'return' in one line the engineer could not change."""
+    reason = " ".join(f"Warranty claim {claim.number}: {claim.issue}".split())
+    return reason if len(reason) <= RETURN_REASON_MAX else reason[:RETURN_REASON_MAX - 1] + "…"
 
 
 def close_claim(session: Session, claim: WarrantyClaim, by: StaffUser, note: str) -> None:

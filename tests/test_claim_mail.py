@@ -176,3 +176,27 @@ def test_any_typed_issue_diagnosis_and_note_reads_as_typed_and_adds_no_markup(wo
             assert value in text
             assert str(escape(value)) in html
             assert tags(html) == tags(plain_html)  # no tag from what was typed
+
+
+def test_a_claim_whose_issue_spans_lines_and_runs_long_can_still_be_returned_for_repair(won_deal, staff):
+    """The return's reason is one line of at most 500 characters; the diagnosis 'return' of an
+    issue typed on several lines, or longer, was refused with 'reason: must be one line'."""
+    from models.returns import return_by_number
+
+    sn = shipped_serials(won_deal, LATHE)[0]
+    issue = HOSTILE_ISSUE + "\n\n" + "The chuck rattles. " * 60
+    number = _claim(sn, issue)
+    steps = drive_case(number, {"claim_diagnose": {"by": "mark", "diagnosis": HOSTILE_DIAGNOSIS,
+                                                   "resolution": "return"}})
+    assert steps[0]["accepted"], steps
+    with session_scope() as s:
+        reason = return_by_number(s, "RMA-0001").reason
+    assert "\n" not in reason and len(reason) == 500 and reason.endswith("…")
+    assert reason.startswith('Warranty claim WC-0001: Spindle <script>alert(1)</script> & "noise" {{ 7*7 }} second '
+                             "line [here](http://evil.example) The chuck rattles.")
+    mails = {m.kind: m for m in claim_mails()}
+    assert render_email(mails["claim_opened"].template, mails["claim_opened"].context)[0].count(
+        "The chuck rattles.") == 60  # the customer's words whole, in the acknowledgement
+    text, html = render_email(mails["claim_diagnosed"].template, mails["claim_diagnosed"].context)
+    assert f"The diagnosis:\n{HOSTILE_DIAGNOSIS}\n" in text and "<b>worn</b>" not in html
+    assert "The return authorization RMA-0001 follows in a separate email" in text
