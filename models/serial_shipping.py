@@ -54,7 +54,8 @@ def units_to_ship(session: Session, product: Product, texts: list[str], quantity
     stock level is locked then: two shipments of one product queue, so one unit cannot leave twice)."""
     if len(texts) != quantity:
         raise ValidationError(field, f"{product.sku} is serialized: give one serial number per unit, "
-                                     f"{units(quantity, 'unit')} and {units(len(texts), 'serial number')} given")
+                                     f"{units(quantity, 'unit')} and {units(len(texts), 'serial number')} given"
+                                     + (_to_choose(session, product) if len(texts) < quantity else ""))
     known = known_serials(session, product, texts, lock=True)
     stocked = session.scalar(select(func.count()).select_from(Serial).where(
         Serial.product_id == product.id, Serial.status == SerialStatus.IN_STOCK)) or 0
@@ -73,6 +74,14 @@ def units_to_ship(session: Session, product: Product, texts: list[str], quantity
                 raise ValidationError(field, _not_in_stock(session, product, text, unnumbered))
         chosen.append((serial, text))
     return chosen
+
+
+def _to_choose(session: Session, product: Product) -> str:
+    """The units in stock to name (as the shipment form proposes them: oldest first), for a
+    door that gave too few (``dealflow answer`` without lines)."""
+    shown_stock = [s.serial for s in in_stock(session, product.id, limit=6)]
+    return f" (in stock, oldest first: {', '.join(shown_stock[:5])}{', …' if len(shown_stock) > 5 else ''})" \
+        if shown_stock else ""
 
 
 def _not_in_stock(session: Session, product: Product, text: str, unnumbered: int) -> str:

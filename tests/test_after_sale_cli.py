@@ -213,3 +213,21 @@ def test_one_serial_number_received_is_said_in_the_singular(db):
     received = CliRunner().invoke(main, ["stock", "receive", "VMC-850", "1", "--ref", "DN-1", "--serials", "VM-1"])
     assert received.exit_code == 0, received.output
     assert "VMC-850: 1 received (DN-1) with serial number VM-1; on hand" in received.output
+
+
+# --- 12. a shipment answered without its serial numbers says which units are in stock ---------------
+
+def test_a_shipment_answered_without_serial_numbers_lists_the_units_in_stock_to_name(new_deal):
+    """`dealflow answer` takes what was typed, as for every other field (the form's prefill is the
+    UI's starting point, not an answer): without lines it ships all that is left, and a serialized
+    line then needs its serial numbers; the refusal says which units there are to name."""
+    from dealflow.scenario import play_direct
+
+    from .helpers import check_answer
+
+    play_direct(new_deal, until="shipment-2")  # two lathes shipped, GLM-GL2000-0003 and -0004 in stock
+    with pytest.raises(ValidationError) as refused:
+        check_answer(new_deal, "shipment", {"by": "delivery", "carrier": "UPS", "tracking_number": "1Z999"})
+    assert str(refused.value) == (
+        "Line 1, serials: CNC-LATHE-2000 is serialized: give one serial number per unit, 1 unit and 0 serial numbers "
+        "given (in stock, oldest first: GLM-GL2000-0003, GLM-GL2000-0004)")
