@@ -5,9 +5,10 @@ refund payment, numbered in its own series, RFD-0001) or kept as credit on the c
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import CheckConstraint, ForeignKey, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -16,7 +17,7 @@ from .base import Base, utcnow
 from .billing import PAYMENT_METHODS, Invoice
 from .deposit_terms import SETTLEMENTS
 from .errors import ValidationError
-from .money import ZERO
+from .money import ZERO, round_money
 from .numbering import next_number
 from .states import InvoiceStatus
 
@@ -28,6 +29,32 @@ if TYPE_CHECKING:
 
 SETTLEMENT_WORDS = {"refund": "refunded to the customer", "credit": "kept as credit on the customer's account",
                     "none": "nothing was paid"}
+
+
+class FeeLine(NamedTuple):
+    """The restocking fee on the goods credited at one tax rate: its net and its tax, each rounded."""
+    tax_rate: Decimal
+    net: Decimal
+    tax: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.net + self.tax
+
+
+def restocking_fee_lines(goods: Iterable[tuple[Decimal, Decimal]], pct: Decimal, currency: str) -> list[FeeLine]:
+    """The restocking fee kept on goods credited (``goods``: each line's net and tax rate), as a VAT
+    credit note states it: per tax rate, ``pct`` % of the goods' net at that rate, rounded, and the
+    tax on that at the rate, rounded. The fee is their sum: a line per rate, rounded, then summed."""
+    nets: dict[Decimal, Decimal] = {}
+    for net, rate in goods:
+        nets[rate] = nets.get(rate, ZERO) + net
+    fees = []
+    for rate, net in sorted(nets.items()):
+        fee_net = round_money(net * pct / 100, currency)
+        if fee_net:
+            fees.append(FeeLine(rate, fee_net, round_money(fee_net * rate / 100, currency)))
+    return fees
 
 
 class CreditNote(Base):

@@ -6,10 +6,8 @@ Amounts are strings of Decimals, so the snapshot stored with a document or email
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from .base import utcnow
 from .billing import Invoice, Payment
 from .deal import Deal
 from .estimates import EstimateRevision
@@ -20,7 +18,6 @@ from .states import InvoiceStatus
 if TYPE_CHECKING:
     from .credit import CreditHold
     from .credit_notes import CreditNote
-    from .returns import ReturnOrder
 
 
 def _customer(deal: Deal) -> dict[str, Any]:
@@ -258,82 +255,6 @@ def credit_note_context(note: CreditNote) -> dict[str, Any]:
     ctx.update({"date": note.at.date().isoformat(), "invoice": invoice.number, "invoice_title": invoice.title,
                 "invoice_date": invoice.issued_at.date().isoformat(), "order": invoice.order.number,
                 "lines": _lines(invoice.lines), "totals": invoice.totals.as_dict(), "amount": str(note.amount),
-                "reason": note.reason, "settlement": note.settlement,
-                "settlement_words": SETTLEMENT_WORDS[note.settlement], "refunded": str(note.refunded),
-                "kept_as_credit": str(note.kept_as_credit), "refund_method": note.refund_method.replace("_", " "),
-                "refund_number": note.refund_number or ""})
-    return ctx
-
-
-def _return_lines(ret: ReturnOrder, received: bool) -> list[dict[str, Any]]:
-    """A return's lines: what may come back (each with the serials named), or what was received."""
-    return [{"line_no": ln.line_no, "sku": ln.sku, "description": ln.order_line.description,
-             "quantity": ln.received_qty if received else ln.quantity,
-             "serials": [rs.serial.serial for rs in ln.serials if rs.received or not received]}
-            for ln in ret.lines if ln.received_qty or not received]
-
-
-RMA_DAYS = 30  # the goods are to be sent back within this many days of the RMA
-
-
-def rma_context(ret: ReturnOrder) -> dict[str, Any]:
-    """The RMA: what may come back under its number, and how to send it (by ``return_by``)."""
-    from datetime import timedelta
-
-    ctx = _base(ret.deal, "rma", ret.number)
-    seller = ctx["seller"] or {}
-    day = (ret.requested_at if ret.decided_by is None else utcnow()).date()
-    ctx.update({"date": day.isoformat(), "return_days": RMA_DAYS,
-                "return_by": (day + timedelta(days=RMA_DAYS)).isoformat(),
-                "order": ret.deal.order.number, "reason": ret.reason, "lines": _return_lines(ret, False),
-                "restocking_fee_pct": format(ret.restocking_fee_pct.normalize(), "f"),
-                "with_credit": ret.with_credit, "note": ret.decision_note,
-                "return_address": seller.get("address", "") if isinstance(seller, dict) else "",
-                "claim": ret.claim.number if ret.claim is not None else ""})
-    return ctx
-
-
-def ship_back_context(ret: ReturnOrder, number: str) -> dict[str, Any]:
-    """The delivery note of a return's repaired units going back (``documents/shipment.html``,
-    ``repaired_under`` the return), each unit with its serial and warranty end (as it was)."""
-    ctx = _base(ret.deal, "shipment", number)
-    ctx.update({"order": ret.deal.order.number, "repaired_under": ret.number, "date": str(ret.shipped_back_on),
-                "claim": ret.claim.number if ret.claim is not None else "", "carrier": ret.back_carrier,
-                "tracking_number": ret.back_tracking_number,
-                "lines": [{"sku": ln.sku, "description": ln.order_line.description,
-                           "quantity": ln.shipped_back_qty, "serials": [u.serial for u in units],
-                           "warranty_ends": [str(u.warranty_end or "") for u in units]}
-                          for ln, units in ret.in_repair()]})
-    return ctx
-
-
-def return_refused_context(ret: ReturnOrder) -> dict[str, Any]:
-    """A refused return's email: what was asked back, and the manager's reason (``refusal``)."""
-    ctx = _base(ret.deal, "return_refused", ret.number)
-    ctx.update({"order": ret.deal.order.number, "reason": ret.reason, "refusal": ret.decision_note,
-                "lines": _return_lines(ret, False)})
-    return ctx
-
-
-def return_credit_note_context(note: CreditNote) -> dict[str, Any]:
-    """A return's credit note: the goods received as they were sold (``return``: its lines with the
-    serials received, their net, tax and value, the restocking fee), less the fee (``amount``);
-    ``lines`` and ``totals`` are a cancel's (the invoice reversed), empty here."""
-    from .credit_notes import SETTLEMENT_WORDS
-
-    invoice = note.invoice
-    ctx = _base(note.deal, "credit_note", note.number)
-    goods = sum((Decimal(ln["total"]) for ln in note.lines or []), Decimal(0))
-    net = sum((Decimal(ln["net"]) for ln in note.lines or []), Decimal(0))
-    ctx.update({"date": note.at.date().isoformat(), "invoice": invoice.number, "invoice_title": invoice.title,
-                "invoice_date": invoice.issued_at.date().isoformat(), "order": invoice.order.number,
-                "return": {"number": note.ret.number if note.ret else "", "lines": note.lines or [],
-                           "reason": note.ret.reason if note.ret else "",
-                           "net": str(net), "tax": str(goods - net), "goods": str(goods),
-                           "restocking_fee": str(note.restocking_fee),
-                           "restocking_fee_pct": format(note.ret.restocking_fee_pct.normalize(), "f")
-                           if note.ret else "0"},
-                "lines": [], "totals": None, "amount": str(note.amount),
                 "reason": note.reason, "settlement": note.settlement,
                 "settlement_words": SETTLEMENT_WORDS[note.settlement], "refunded": str(note.refunded),
                 "kept_as_credit": str(note.kept_as_credit), "refund_method": note.refund_method.replace("_", " "),

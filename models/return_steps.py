@@ -207,7 +207,7 @@ def ship_back(session: Session, ret: ReturnOrder, by: StaffUser, carrier: object
     the customer's again (shipped, its warranty as it was), the lines say how many went back, and
     the customer gets the delivery note (``documents/shipment.html``, numbered ``RMA-0001-BACK``).
     Once: a second call after they shipped back changes nothing."""
-    from .documents import ship_back_context
+    from .return_documents import ship_back_context
     from .sending import issue_document
     from .serials import record_event
 
@@ -271,8 +271,8 @@ def credit_return(session: Session, ret: ReturnOrder, settlement: str, method: s
     what was paid on the invoice, less earlier refunds of it) or kept as credit. Once per return;
     the note is emailed with its portal link. The return closes unless repaired units are still
     to ship back."""
-    from .documents import return_credit_note_context
     from .portal import credit_note_link
+    from .return_documents import return_credit_note_context
     from .sending import issue_document
 
     if ret.credit_note is not None:
@@ -334,7 +334,7 @@ def credit_return(session: Session, ret: ReturnOrder, settlement: str, method: s
 
 def send_rma(session: Session, ret: ReturnOrder) -> None:
     """The RMA document, emailed to the customer once (its dedupe key names the return)."""
-    from .documents import rma_context
+    from .return_documents import rma_context
     from .sending import issue_document
 
     issue_document(session, ret.deal, "rma", ret.number, rma_context(ret),
@@ -344,8 +344,8 @@ def send_rma(session: Session, ret: ReturnOrder) -> None:
 
 def refusal_mail(session: Session, ret: ReturnOrder) -> None:
     """One email to the customer with the manager's reason (no document: nothing was authorized)."""
-    from .documents import return_refused_context
     from .outbox import queue_email
+    from .return_documents import return_refused_context
 
     ctx = return_refused_context(ret)
     queue_email(session, deal_id=ret.deal_id, dedupe_key=f"return_refused:{ret.number}", kind="return_refused",

@@ -43,7 +43,7 @@ from . import audit
 from .base import Base, utcnow
 from .credit_notes import CreditNote
 from .errors import DomainError, NotFound, ValidationError
-from .money import ZERO, round_money
+from .money import ZERO
 from .numbering import next_number
 from .orders import SalesOrder, SalesOrderLine
 from .products import product_by_sku
@@ -124,7 +124,11 @@ class ReturnOrder(Base):
 
     @property
     def restocking_fee(self) -> Decimal:
-        return round_money(self.credited_value * self.restocking_fee_pct / 100, self.deal.currency)
+        """Tax included: per tax rate, the fee's net (a share of the goods' net) and its tax."""
+        from .credit_notes import restocking_fee_lines
+
+        goods = [(ln.order_line.net_for(ln.kept_qty), ln.order_line.tax_rate) for ln in self.lines if ln.kept_qty]
+        return sum((f.total for f in restocking_fee_lines(goods, self.restocking_fee_pct, self.deal.currency)), ZERO)
 
     @property
     def awaits_credit(self) -> bool:

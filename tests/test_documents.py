@@ -194,7 +194,7 @@ def _an_rma(s) -> dict:
     """The context of the RMA of a lathe of the deal coming back, made by the domain and never kept."""
     from models import StaffUser
     from models.deal import Deal
-    from models.documents import rma_context
+    from models.return_documents import rma_context
     from models.return_steps import authorize
     from models.returns import start_return
 

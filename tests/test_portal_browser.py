@@ -255,11 +255,13 @@ def test_a_returns_credit_note_opens_from_its_email_in_a_browser_and_a_tampered_
     assert seen["settled"] == ("USD 44,925.03 credited for the goods you returned under RMA-0001, after a restocking "
                                "fee of USD 7,927.95. Refunded to you: USD 44,925.03 by bank transfer (refund RFD-0001), "
                                "quoting CN-0001."), seen["settled"]
-    assert len(seen["rows"]) == 2
+    assert len(seen["rows"]) == 4  # the goods, then the fee's net per tax rate
+    assert seen["rows"][2:] == ["Less restocking fee, 15 % of the goods' net – – – 12% −26.97",
+                                "Less restocking fee, 15 % of the goods' net – – – 18% −6,693.00"], seen["rows"]
     assert LATHE in seen["rows"][0] and f"S/N {FIRST_LATHE}" in seen["rows"][0] and "44,620.00" in seen["rows"][0]
     assert "COOLANT-20L" in seen["rows"][1] and "179.80" in seen["rows"][1] and "S/N" not in seen["rows"][1]
-    assert seen["credit"] == ("Net USD 44,799.80 Tax USD 8,053.18 Goods received, as invoiced USD 52,852.98 "
-                              "Less restocking fee (15 %) −USD 7,927.95 Credited USD 44,925.03"), seen["credit"]
+    assert seen["credit"] == ("Net credited USD 38,079.83 Tax credited USD 6,845.20 Total credited USD 44,925.03"
+                              ), seen["credit"]
     assert seen["settlement"] == "Refunded to you (bank transfer, refund RFD-0001) USD 44,925.03"
     assert "Return RMA-0001" in seen["body"] and "Reason for the return: Spindle <script>alert(1)</script>" in seen["body"]
     assert seen["scripts"] == 0  # the typed reason is text on the page, never a script

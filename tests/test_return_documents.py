@@ -17,6 +17,7 @@ from sqlalchemy import select
 from dealflow.customer import PortalCustomer, link_in_mail
 from dealflow.scenario import play_direct
 from models import Document, Email, StaffUser
+from models.credit_notes import CreditNote
 from models.deal import deal_by_number
 from services.db import session_scope
 from services.rendering import render, render_email, render_pdf
@@ -129,6 +130,24 @@ def credited_return(deal: str, settle: str = "refund", fee_pct: str = "15") -> t
     authorize(number, fee_pct)
     receive_and_inspect(number)
     return number, credit(number, settle)
+
+
+def _credited(deal: str, fee_pct: str) -> dict[str, Decimal]:
+    """The credit worked out apart, as a VAT credit note states it: the lathe (18 %) and two cans of
+    coolant (12 %) as invoiced, the fee per tax rate (net, rounded; its tax, rounded), then the net,
+    tax and total credited."""
+    cent = Decimal("0.01")
+    with session_scope() as s:
+        order = deal_by_number(s, deal).order
+        sold = [(ln.net_for(q), ln.tax_for(q), ln.tax_rate) for sku, q in ((LATHE, 1), (COOLANT, 2))
+                for ln in order.lines if ln.sku == sku]
+    assert len({rate for *_, rate in sold}) == 2  # the fee has a line per tax rate
+    fee_nets = [(net * Decimal(fee_pct) / 100).quantize(cent) for net, _, _ in sold]
+    fee_taxes = [(f * rate / 100).quantize(cent) for f, (_, _, rate) in zip(fee_nets, sold, strict=True)]
+    net, tax = sum(n for n, _, _ in sold) - sum(fee_nets), sum(t for _, t, _ in sold) - sum(fee_taxes)
+    return {"goods": sum(n + t for n, t, _ in sold), "fee_lathe": fee_nets[0], "fee_coolant": fee_nets[1],
+            "fee_net": sum(fee_nets), "fee_tax": sum(fee_taxes), "fee": sum(fee_nets) + sum(fee_taxes),
+            "net": net, "tax": tax, "total": net + tax}
 
 
 def _sold(deal: str, sku: str, qty: int) -> Decimal:
@@ -250,14 +269,16 @@ def test_a_refused_return_tells_the_customer_the_managers_reason_and_sends_no_rm
 def test_the_credit_note_lists_the_goods_received_with_serials_the_fee_and_what_became_of_the_money(
         new_deal, settle):
     number, note = credited_return(new_deal, settle)
-    goods = _sold(new_deal, LATHE, 1) + _sold(new_deal, COOLANT, 2)
-    fee = (goods * Decimal("0.15")).quantize(Decimal("0.01"))
-    credited = goods - fee
+    figures = _credited(new_deal, "15")
+    goods, fee, credited = figures["goods"], figures["fee"], figures["total"]
     doc = _doc(note)
     ctx = doc.context
     assert (note, ctx["return"]["number"]) == ("CN-0001", "RMA-0001")
     assert (Decimal(ctx["return"]["goods"]), Decimal(ctx["return"]["restocking_fee"]), Decimal(ctx["amount"])) == (
         goods, fee, credited)
+    with session_scope() as s:  # what is stored is the total printed
+        stored = s.scalars(select(CreditNote).where(CreditNote.number == note)).one()
+        assert (stored.amount, stored.restocking_fee) == (credited, fee)
     html = render(doc.template, ctx)
     text = _text(html)
 
@@ -269,8 +290,13 @@ def test_the_credit_note_lists_the_goods_received_with_serials_the_fee_and_what_
     for piece in ["Credit note CN-0001", "Credits invoice INV-0001 of", "Return RMA-0001", "Order SO-0001",
                   "This credit note credits the goods you returned under RMA-0001, as invoiced on invoice INV-0001, "
                   "less a restocking fee of 15 %.", f"{LATHE_NAME} {LATHE} S/N {FIRST_LATHE} 1 ",
-                  f"Goods received, as invoiced {usd(goods)}", f"Less restocking fee (15 %) −{usd(fee)}",
-                  f"Credited {usd(credited)}", settled, "Amounts in USD."]:
+                  f"Less restocking fee, 15 % of the goods' net – – – 12% −{figures['fee_coolant']:,}",
+                  f"Less restocking fee, 15 % of the goods' net – – – 18% −{figures['fee_lathe']:,}",
+                  f"Net credited {usd(figures['net'])} Tax credited {usd(figures['tax'])} "
+                  f"Total credited {usd(credited)}",
+                  f"The goods as invoiced: {usd(figures['net'] + figures['fee_net'])} net",
+                  f"The restocking fee we keep: {usd(figures['fee_net'])} net, {usd(figures['fee_tax'])} tax, "
+                  f"{usd(fee)} in all.", settled, "Amounts in USD."]:
         assert piece in text, (piece, text)
     assert "cancels" not in text  # a return credits part of the invoice, it does not cancel it
     assert "<script>" not in html and "Reason for the return: Spindle &lt;script&gt;" in html
@@ -278,9 +304,12 @@ def test_the_credit_note_lists_the_goods_received_with_serials_the_fee_and_what_
     for fact in ["Date " + ctx["date"], f"Credits invoice INV-0001 of {ctx['invoice_date']}", "Return RMA-0001",
                  "Order SO-0001"]:
         assert fact in cells, (fact, cells[:20])
+    for row in [["Net credited", usd(figures["net"])], ["Tax credited", usd(figures["tax"])],
+                ["Total credited", usd(credited)]]:  # the figures a VAT auditor reads, as printed
+        assert row in [line[-2:] for line in _pdf_cells(html)], (row, _pdf_cells(html))
     pdf = _pdf_text(html)
-    for piece in ["Credit note CN-0001", "Return RMA-0001", f"S/N {FIRST_LATHE}", f"−{usd(fee)}", usd(credited),
-                  'Reason for the return: Spindle <script>alert(1)', '& "noise" {{ 7*7 }}.']:
+    for piece in ["Credit note CN-0001", "Return RMA-0001", f"S/N {FIRST_LATHE}", f"−{figures['fee_lathe']:,}",
+                  usd(credited), 'Reason for the return: Spindle <script>alert(1)', '& "noise" {{ 7*7 }}.']:
         assert piece in pdf, (piece, pdf)
     text_mail, html_mail = render_email("emails/credit_note", _mail("credit_note").context)
     assert (f"Please find attached credit note CN-0001 for the goods you returned under RMA-0001: {usd(goods)} as "
@@ -300,7 +329,10 @@ def test_a_return_credited_without_a_fee_credits_the_goods_as_invoiced_and_says_
     text = _text(render("documents/credit_note.html", ctx))
     assert ("This credit note credits the goods you returned under RMA-0001, as invoiced on invoice INV-0001. "
             "Reason for the return:") in text
-    assert f"Goods received, as invoiced USD {goods:,} Credited USD {goods:,}" in text
+    figures = _credited(new_deal, "0")
+    assert (f"Net credited USD {figures['net']:,} Tax credited USD {figures['tax']:,} Total credited USD {goods:,}"
+            in text), text
+    assert figures["total"] == goods == Decimal(ctx["amount"])
     assert f"Kept as credit on your account USD {goods:,}" in text and "restocking" not in text
     mail_text, _ = render_email("emails/credit_note", _mail("credit_note").context)
     assert f"USD {goods:,} as invoiced on invoice INV-0001, so USD {goods:,} is credited to you." in mail_text
@@ -320,7 +352,8 @@ def test_the_credit_note_mail_carries_its_signed_portal_link_and_its_page_shows_
         for piece in ["Credit note CN-0001 · Glocial Machineries", f"USD {credited:,} credited for the goods you "
                       "returned under RMA-0001, after a restocking fee of",
                       f"Kept as credit on your account: USD {credited:,}, for your next order (on your account "
-                      f"today: USD {credited:,})", "Return RMA-0001", f"S/N {FIRST_LATHE}", "Less restocking fee (15 %)",
+                      f"today: USD {credited:,})", "Return RMA-0001", f"S/N {FIRST_LATHE}",
+                      "Less restocking fee, 15 % of the goods' net", f"Total credited USD {credited:,}",
                       "Download the credit note as PDF"]:
             assert piece in text, (piece, text)
         assert "<script>" not in page.text
