@@ -98,3 +98,47 @@ def test_any_serial_but_the_rmas_is_refused_in_one_line_on_serials_and_nothing_i
     message = str(refused.value)
     assert message.startswith("lines[1].serials: ") and "\n" not in message and len(message) < 200, message
     assert _fingerprint() == before
+
+
+# --- addresses keep their lines on every document -------------------------------------------------
+
+def _ship_back_lathe(deal: str) -> str:
+    """The first lathe back under a return, repaired and shipped back: its delivery note's number."""
+    from models.return_steps import inspect, ship_back
+    from models.returns import return_by_number
+
+    number = ask_back(deal, f"{LATHE}:1:{FIRST_LATHE}", "Spindle noise")
+    authorize(number, "0", "")
+    _receive(number, [{"sku": LATHE, "quantity": 1, "serials": [FIRST_LATHE]}])
+    with session_scope() as s:
+        ret = return_by_number(s, number)
+        inspect(s, ret, _staff(s, "qa"), [{"sku": LATHE, "serial": FIRST_LATHE, "outcome": "repair"}], "")
+        ship_back(s, ret, _staff(s, "delivery"), "DHL Freight", "DHLF-1", None)
+        s.commit()
+    return f"{number}-BACK"
+
+
+def test_every_documents_addresses_print_line_by_line_and_a_delivery_note_ships_to_the_address_as_written(
+        new_deal):
+    from models import Document
+    from services.rendering import render
+
+    from .test_documents import _pdf_cells
+
+    play_direct(new_deal)
+    back = _ship_back_lathe(new_deal)
+    with session_scope() as s:
+        docs = {d.number: (d.template, d.context) for d in s.scalars(select(Document))}
+    assert {"SHP-0001", back} <= set(docs)
+    for number, (template, ctx) in docs.items():
+        addresses = [ctx["customer"]["billing_address"], ctx["customer"]["shipping_address"]]
+        lines = _pdf_cells(render(template, ctx))
+        cells = [c for line in lines for c in line]
+        for address in (a for a in addresses if "\n" in a):
+            joined = " ".join(address.split())
+            assert not any(joined in c for c in cells), (number, joined, lines[:16])
+        if template == "documents/shipment.html":
+            shipping = ctx["customer"]["shipping_address"].splitlines()
+            assert len(shipping) > 1, shipping
+            at = next(i for i, line in enumerate(lines) if line == ["Ship to"])
+            assert [line[0] for line in lines[at + 1: at + 1 + len(shipping)]] == shipping, (number, lines[at:])
