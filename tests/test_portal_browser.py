@@ -256,8 +256,9 @@ def test_a_returns_credit_note_opens_from_its_email_in_a_browser_and_a_tampered_
                                "fee of USD 7,927.95. Refunded to you: USD 44,925.03 by bank transfer (refund RFD-0001), "
                                "quoting CN-0001."), seen["settled"]
     assert len(seen["rows"]) == 4  # the goods, then the fee's net per tax rate
-    assert seen["rows"][2:] == ["Less restocking fee, 15 % of the goods' net – – – 12% −26.97",
-                                "Less restocking fee, 15 % of the goods' net – – – 18% −6,693.00"], seen["rows"]
+    assert [r.strip() for r in seen["rows"][2:]] == ["Less restocking fee, 15 % of the goods' net – – – 12% −26.97",
+                                                     "Less restocking fee, 15 % of the goods' net – – – 18% −6,693.00"
+                                                     ], seen["rows"]
     assert LATHE in seen["rows"][0] and f"S/N {FIRST_LATHE}" in seen["rows"][0] and "44,620.00" in seen["rows"][0]
     assert "COOLANT-20L" in seen["rows"][1] and "179.80" in seen["rows"][1] and "S/N" not in seen["rows"][1]
     assert seen["credit"] == ("Net credited USD 38,079.83 Tax credited USD 6,845.20 Total credited USD 44,925.03"
