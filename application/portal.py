@@ -27,6 +27,7 @@ from models.customer_links import (
     Link,
     decision_wait,
     estimate_state,
+    link_token,
     linked_credit_note,
     linked_invoice,
 )
@@ -54,13 +55,20 @@ def estimate_page(link: Link, done: str = "") -> dict[str, Any]:
         return _estimate_page(s, estimate_state(s, link), done)
 
 
-def invoice_page(link: Link) -> dict[str, Any]:
+def invoice_page(link: Link, secret: bytes | None = None) -> dict[str, Any]:
     """What the page of an invoice (final or deposit) shows: the document as sent (``doc``; a
     final invoice's names the deposit it deducts), its ``balance`` today, the ``payments``
-    received and, once it is credited, the ``credit_note``."""
+    received, once it is cancelled the ``credit_note`` that did it, and the other
+    ``credit_notes`` issued against it (a return's) with their sum ``credited``. With the
+    portal's ``secret``, each of those carries ``token``: its own page's link, for the contact
+    the invoice's link is for (the page links to it as ``/c/<token>``)."""
     with unit_of_work() as s:
         invoice = linked_invoice(s, link)
-        return {"doc": _context(s, _invoice_kind(invoice), invoice.number), **invoice_balance(invoice, utcnow().date())}
+        shown = {"doc": _context(s, _invoice_kind(invoice), invoice.number), **invoice_balance(invoice, utcnow().date())}
+        for note in shown["credit_notes"]:
+            note["token"] = (link_token(secret, Link("credit_note", link.deal, note["number"], link.contact))
+                             if secret else "")
+        return shown
 
 
 def credit_note_page(link: Link) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from .billing import Invoice, Payment
 from .deal import Deal
 from .estimates import EstimateRevision
+from .money import ZERO
 from .orders import SalesOrder, SalesReceipt, Shipment
 from .pricing import PricedLine, Totals
 from .states import InvoiceStatus
@@ -218,19 +219,21 @@ def invoice_context(invoice: Invoice) -> dict[str, Any]:
 def invoice_balance(invoice: Invoice, today: date) -> dict[str, Any]:
     """Where an invoice stands today, for the customer's invoice page: the balance (total, paid,
     due, open/overdue/paid/credited) and the payments received; a credited invoice also names
-    its credit note and what became of the money paid on it (``credit_note``)."""
+    its credit note and what became of the money paid on it (``credit_note``); every other
+    credit note issued against it (a return's) is in ``credit_notes``, their sum in ``credited``."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import object_session
+
     from .credit_notes import CreditNote
 
     if invoice.status == InvoiceStatus.CREDITED:
         status = "credited"
     else:
         status = "paid" if invoice.status == InvoiceStatus.PAID else ("overdue" if invoice.is_overdue(today) else "open")
-    note = None
-    if status == "credited":
-        from sqlalchemy import select
-        from sqlalchemy.orm import object_session
-
-        note = object_session(invoice).scalars(select(CreditNote).where(CreditNote.invoice_id == invoice.id)).first()
+    notes = list(object_session(invoice).scalars(
+        select(CreditNote).where(CreditNote.invoice_id == invoice.id).order_by(CreditNote.id)))
+    note = notes[0] if status == "credited" and notes else None  # the cancel's
+    others = [n for n in notes if n is not note]
     return {
         "balance": {"total": str(invoice.totals.total), "paid": str(invoice.paid),
                     # a credited invoice asks for nothing more
@@ -239,12 +242,18 @@ def invoice_balance(invoice: Invoice, today: date) -> dict[str, Any]:
                     "days_overdue": (today - invoice.due_date).days},
         "payments": [{"number": p.number, "date": p.received.isoformat(), "amount": str(p.amount),
                       "method": p.method.replace("_", " ")} for p in invoice.payments],
-        "credit_note": ({"number": note.number, "date": note.at.date().isoformat(), "reason": note.reason,
-                         "settlement": note.settlement, "refunded": str(note.refunded),
-                         "kept_as_credit": str(note.kept_as_credit),
-                         "refund_method": note.refund_method.replace("_", " "),
-                         "refund_number": note.refund_number or ""} if note is not None else None),
+        "credit_note": _settled_note(note) if note is not None else None,
+        "credit_notes": [_settled_note(n) for n in others],
+        "credited": str(sum((n.amount for n in others), ZERO)),
     }
+
+
+def _settled_note(note: CreditNote) -> dict[str, Any]:
+    """A credit note as an invoice's page names it: its number, date, amount and what became of it."""
+    return {"number": note.number, "date": note.at.date().isoformat(), "amount": str(note.amount),
+            "reason": note.reason, "settlement": note.settlement, "refunded": str(note.refunded),
+            "kept_as_credit": str(note.kept_as_credit), "refund_method": note.refund_method.replace("_", " "),
+            "refund_number": note.refund_number or ""}
 
 
 def credit_note_context(note: CreditNote) -> dict[str, Any]:

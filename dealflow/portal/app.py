@@ -163,9 +163,10 @@ def create_app(settings: Settings | None = None, limit: FailureLimit | None = No
 
     def show_invoice(request: Request) -> Response:
         def respond(token: str, link: Link) -> Response:
-            shown = portal.invoice_page(link)
+            shown = portal.invoice_page(link, secret)
             return page("invoice.html", doc=shown["doc"], token=token, balance=shown["balance"],
-                        payments=shown["payments"], credit_note=shown["credit_note"])
+                        payments=shown["payments"], credit_note=shown["credit_note"],
+                        credit_notes=shown["credit_notes"], credited=shown["credited"])
 
         return linked(request, "invoice", respond)
 
