@@ -36,12 +36,20 @@ def rma_context(ret: ReturnOrder) -> dict[str, Any]:
     day = (ret.requested_at if ret.decided_by is None else utcnow()).date()
     ctx.update({"date": day.isoformat(), "return_days": RMA_DAYS,
                 "return_by": (day + timedelta(days=RMA_DAYS)).isoformat(),
-                "order": ret.deal.order.number, "reason": ret.reason, "lines": _return_lines(ret, False),
+                "order": ret.deal.order.number, "reason": _once(ret, ret.reason), "lines": _return_lines(ret, False),
                 "restocking_fee_pct": format(ret.restocking_fee_pct.normalize(), "f"),
-                "with_credit": ret.with_credit, "note": ret.decision_note,
+                "with_credit": ret.with_credit, "note": _once(ret, ret.decision_note),
                 "return_address": seller.get("address", "") if isinstance(seller, dict) else "",
                 "claim": ret.claim.number if ret.claim is not None else ""})
     return ctx
+
+
+def _once(ret: ReturnOrder, text: str) -> str:
+    """A claim's return names its claim once (``claim``: "under warranty claim WC-0001"): its reason
+    and the engineer's note are stored as "Warranty claim WC-0001: …" (``models.warranty``), and
+    the RMA shows what follows."""
+    said = f"Warranty claim {ret.claim.number}: " if ret.claim is not None else ""
+    return text[len(said):] if said and (text or "").startswith(said) else text
 
 
 def ship_back_context(ret: ReturnOrder, number: str) -> dict[str, Any]:

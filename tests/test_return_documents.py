@@ -228,6 +228,9 @@ def test_a_return_without_a_fee_says_so_and_a_warranty_return_says_no_charge_wit
         assert piece in text, (piece, text)
     assert "restocking" not in text and "credit them" not in text
     assert "<i>leaks</i>" not in html and "&lt;i&gt;leaks&lt;/i&gt;" in html
+    # the claim named once in the sentence, the reason and the engineer's note each a sentence of their own
+    assert "under warranty claim WC-0001. Reason: Coolant pump &lt;i&gt;leaks&lt;/i&gt;." in text, text
+    assert "A note from us: Pump seal worn." in text and text.count("WC-0001") == 2, text
     assert "Warranty return: no charge." in _pdf_text(html)
     with session_scope() as s:
         mail = s.scalars(select(Email).where(Email.kind == "rma", Email.subject.contains("RMA-0002"))).one()
@@ -335,7 +338,8 @@ def test_a_return_credited_without_a_fee_credits_the_goods_as_invoiced_and_says_
     assert figures["total"] == goods == Decimal(ctx["amount"])
     assert f"Kept as credit on your account USD {goods:,}" in text and "restocking" not in text
     mail_text, _ = render_email("emails/credit_note", _mail("credit_note").context)
-    assert f"USD {goods:,} as invoiced on invoice INV-0001, so USD {goods:,} is credited to you." in mail_text
+    assert ("Please find attached credit note CN-0001 for the goods you returned under RMA-0001: they are credited "
+            f"to you in full, as invoiced on invoice INV-0001: USD {goods:,}.") in mail_text, mail_text
     assert "restocking" not in mail_text
 
 

@@ -137,7 +137,7 @@ def test_a_claims_unit_repaired_ships_back_to_the_same_customer_with_its_warrant
         assert said in cells, (said, cells[:40])
     text, html = render_email("emails/shipment", context)
     assert "under return RMA-0001 (warranty claim WC-0001) are repaired" in text
-    assert "1 x " in text and sn in text and "covered by the warranty, at no charge" in text
+    assert "1 × " in text and sn in text and "covered by the warranty, at no charge" in text
     assert "The rest of your order" not in text and sn in html
 
 

@@ -292,9 +292,9 @@ def test_the_delivery_note_its_email_and_the_invoice_list_the_serial_numbers_und
                      r"<span class=\"sku serial\">S/N GLM-GL2000-0002</span></td>", note), note
     text, html = render_email("emails/shipment", mail)
     assert "2 × CNC lathe GL-2000, 2 m bed, serial numbers GLM-GL2000-0001, GLM-GL2000-0002" in html
-    assert "- 2 x CNC lathe GL-2000, 2 m bed, serial numbers GLM-GL2000-0001, GLM-GL2000-0002" in text
+    assert "- 2 × CNC lathe GL-2000, 2 m bed, serial numbers GLM-GL2000-0001, GLM-GL2000-0002" in text
     items = [line for line in text.splitlines() if line.startswith("- ")]  # each item on a line of its own
-    assert len(items) == len(docs["SHP-0001"]["lines"]) and items[0].startswith("- 2 x CNC lathe"), text
+    assert len(items) == len(docs["SHP-0001"]["lines"]) and items[0].startswith("- 2 × CNC lathe"), text
     invoice = next(ln for ln in docs["INV-0001"]["lines"] if ln["sku"] == "CNC-LATHE-2000")
     assert invoice["serials"] == LATHES[:3]  # both shipments' lathes
     printed = render("documents/invoice.html", docs["INV-0001"])
