@@ -108,7 +108,7 @@ def test_a_known_customers_deal_has_their_currency_terms_tax_id_and_po(new_deal,
         docs = {d.kind: d for d in s.scalars(select(Document).where(Document.deal_id == deal.id))}
         html = {kind: render(d.template, d.context) for kind, d in docs.items()}
     for kind in ("order", "invoice", "shipment"):
-        assert "Your PO PO-&lt;i&gt;77&lt;/i&gt;" in html[kind], kind
+        assert "Your reference PO-&lt;i&gt;77&lt;/i&gt;" in html[kind], kind
     for kind, page in html.items():
         assert "Tax ID US-98-7654321" in page and "Tax ID GB-&lt;b&gt;42&lt;/b&gt;" in page, kind
         assert "<b>42" not in page and "<i>77" not in page

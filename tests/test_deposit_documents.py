@@ -102,7 +102,7 @@ def test_a_deposit_before_release_says_so_with_tax_ids_po_and_currency_and_escap
     # what people typed shows as typed, never as markup
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &#34;Söhne&#34;" in html
     assert "<b>811</b>" not in html and "Tax ID DE&lt;b&gt;811&lt;/b&gt;" in html
-    assert "Your PO PO &lt;4500&gt;/22" in html
+    assert "Your reference PO &lt;4500&gt;/22" in html
     assert "{{ 7*7 }}" in html and " 49 " not in text
     mail_text, mail_html = _mail(deal, "deposit_invoice")
     assert "a 30 % deposit before QA and release, USD 52,255.10 due by" in mail_text

@@ -224,8 +224,8 @@ def test_every_document_kind_prints_each_fact_on_a_line_of_its_own(documents):
         assert ["Customer", "Deal"] in lines, (kind, lines[:12])
         assert ["Riverside Metalworks Ltd", "DEAL-0001"] in lines, (kind, lines[:12])
         # the customer's PO stands on its line, after the deal's facts, never run into them
-        assert "Your PO 4500-2231" in cells, (kind, lines[:14])
-        assert not any("4500-2231" in c and c != "Your PO 4500-2231" for c in cells), (kind, lines[:14])
+        assert "Your reference 4500-2231" in cells, (kind, lines[:14])
+        assert not any("4500-2231" in c and c != "Your reference 4500-2231" for c in cells), (kind, lines[:14])
         for fact in facts.get(kind, []):
             assert fact in cells, (kind, fact, lines[:14])
 

@@ -371,7 +371,7 @@ def test_the_invoice_page_shows_each_fact_on_a_line_of_its_own_your_po_and_tax_i
         [line.strip() for line in re.sub(r"<[^>]+>", "", box).splitlines() if line.strip()]
         for box in re.findall(r"<div>(.*?)</div>", parties, flags=re.S))
     assert billed[0] == "Billed to" and billed[-1] == "Tax ID GB 123 4567 89", billed
-    assert dated[2:] == ["Order", "SO-0001", "Your PO", "PO 4500-2231"], dated
+    assert dated[2:] == ["Order", "SO-0001", "Your reference", "PO 4500-2231"], dated
 
 
 # --- the customer's answer, recorded by the flow ------------------------------------------------------
