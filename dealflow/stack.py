@@ -38,6 +38,7 @@ from services.orchestration.server import (  # noqa: F401 - also this module's n
 from services.orchestration.topology import (
     TopologyRefused,
     api_replica_command,
+    redis_shown,
     replica_env,
     scaled_server_env,
     services_command,
@@ -247,7 +248,7 @@ def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTA
         server, scaled_pids = replicas[0], {"replica_pids": replicas, "services_pid": services,
                                             "replicas": [f"http://127.0.0.1:{p}/api" for p in ports]}
         say(f"{api_replicas} Prefect API replica(s) (pids {', '.join(map(str, replicas))}) starting on ports "
-            f"{', '.join(map(str, ports))}, their background services (pid {services}), Redis at {redis} ...")
+            f"{', '.join(map(str, ports))}, their background services (pid {services}), Redis at {redis_shown(redis)} ...")
         for p in ports[1:]:
             if not _healthy(f"http://127.0.0.1:{p}/api", 90):
                 raise RuntimeError(f"the Prefect API replica on port {p} did not answer; see {logs}")

@@ -8,6 +8,7 @@ import asyncio
 import json
 
 import httpx
+import pytest
 
 from services.orchestration.server import (
     SERVER_TUNING,
@@ -121,3 +122,18 @@ def test_the_server_gets_dealflows_tuning_unless_the_user_set_a_value_or_turned_
     # Prefect's database is kept from growing: finished runs deleted 90 days after they ended
     assert services.db_vacuum.enabled_vacuum_types >= {"events", "flow_runs"}
     assert services.db_vacuum.retention_period.days == 90
+
+
+def test_a_redis_password_reaches_prefect_but_never_a_message_or_the_log():
+    from services.orchestration.topology import TopologyRefused, redis_shown, scaled_server_env
+
+    url = "redis://:s3cret-pw@10.0.0.5:6379/2"
+    env = scaled_server_env({"PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://u@h/p"}, url)
+    assert (env["PREFECT_REDIS_MESSAGING_HOST"], env["PREFECT_REDIS_MESSAGING_DB"],
+            env["PREFECT_REDIS_MESSAGING_PASSWORD"]) == ("10.0.0.5", "2", "s3cret-pw")
+    assert redis_shown(url) == "redis://:***@10.0.0.5:6379/2"
+    assert redis_shown("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    with pytest.raises(TopologyRefused) as refused:
+        scaled_server_env({"PREFECT_SERVER_DATABASE_CONNECTION_URL": "postgresql+asyncpg://u@h/p"},
+                          "rediss://:s3cret-pw@10.0.0.5:6379/0")
+    assert "s3cret-pw" not in str(refused.value) and "***" in str(refused.value)

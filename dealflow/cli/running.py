@@ -29,9 +29,10 @@ from .common import DealflowCommand, FilePath, emit
               help="Prefect API replicas (`prefect server start --no-services`) on --port, --port+1, ...; more "
                    "than one (or --redis) starts Prefect's scaled topology: one services process, Redis, Prefect "
                    "on PostgreSQL (PREFECT_SERVER_DATABASE_CONNECTION_URL), the gateway spreading over them.")
-@click.option("--redis", default=None, metavar="URL",
-              help="Redis for Prefect's messaging, ordering, leases and docket (redis://HOST:PORT/DB); "
-                   "needed by the scaled topology.")
+@click.option("--redis", default=None, metavar="URL", envvar="DEALFLOW_REDIS_URL",
+              help="Redis for Prefect's messaging, ordering, leases and docket (redis://[:PASSWORD@]HOST:PORT/DB; "
+                   "with a password, give it in DEALFLOW_REDIS_URL rather than on the command line, which other "
+                   "users of the host can read); needed by the scaled topology.")
 @click.option("--machines-port", type=click.IntRange(1, 65535), default=None,
               help="Scaled topology: the gateway's machines' door, the executors' and worker's Prefect API "
                    "(default: the port after the last replica).")

@@ -42,6 +42,17 @@ def require_postgres(env: Mapping[str, str]) -> str:
     return url
 
 
+def redis_shown(url: str) -> str:
+    """A Redis URL as it may be printed or logged: its password, if any, replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        if parts.password:
+            return url.replace(f":{parts.password}@", ":***@", 1)
+    except ValueError:
+        return "(a URL that does not parse)"
+    return url
+
+
 def redis_parts(url: str) -> tuple[str, int, int, str]:
     """Host, port, database and password of a ``redis://[:PASSWORD@]HOST:PORT/DB`` URL."""
     try:
@@ -49,9 +60,9 @@ def redis_parts(url: str) -> tuple[str, int, int, str]:
         port = parts.port or 6379
         db = int(parts.path.strip("/") or 0)
     except ValueError:
-        raise TopologyRefused(f"redis: {url[:80]!r} is not a Redis URL (redis://HOST:PORT/DB)") from None
+        raise TopologyRefused(f"redis: {redis_shown(url)[:80]!r} is not a Redis URL (redis://HOST:PORT/DB)") from None
     if parts.scheme != "redis" or not parts.hostname or db < 0:
-        raise TopologyRefused(f"redis: {url[:80]!r} is not a Redis URL (redis://HOST:PORT/DB)")
+        raise TopologyRefused(f"redis: {redis_shown(url)[:80]!r} is not a Redis URL (redis://HOST:PORT/DB)")
     return parts.hostname, port, db, parts.password or ""
 
 
