@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 RETURN_NUMBER = re.compile(r"RMA-[0-9]{4,9}")
 OUTCOMES = ("restock", "scrap", "repair")
+REASON_MAX = 500  # a return's reason: one line of at most this many characters
 OUTCOME_WORDS = {"put back into stock": "restock", "scrap it": "scrap", "send to repair": "repair"}
 
 
@@ -329,7 +330,7 @@ def start_return(session: Session, deal: Deal, lines: object, reason: object, by
     written, for goods that did not ship on it, more than shipped less what other returns hold,
     serials that did not ship to this customer, or without a reason. The order's row is locked
     first: two returns asked for at once are counted one after the other."""
-    why = one_line(reason, "reason", 500, required=True)
+    why = one_line(reason, "reason", REASON_MAX, required=True)
     order = deal.order
     if order is None or not order.shipments:
         raise DomainError(f"{deal.number}: nothing has shipped on it, so nothing can come back")

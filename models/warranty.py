@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 CLAIM_NUMBER = re.compile(r"WC-[0-9]{4,9}")
 RESOLUTIONS = ("repair_on_site", "return")
 RESOLUTION_WORDS = {"repair on site": "repair_on_site", "return it for repair": "return"}
-RETURN_REASON_MAX = 500  # models.returns.start_return's limit of a reason
 
 
 class WarrantyClaim(Base):
@@ -159,8 +158,10 @@ def _return_reason(claim: WarrantyClaim) -> str:
     """The return's reason from the claim's issue: one line of at most 500 characters, as a return's
     reason must be (``start_return``); the issue may span lines and run to 2000 (the claim keeps it
     whole), which refused the diagnosis 'return' in one line the engineer could not change."""
+    from .returns import REASON_MAX
+
     reason = " ".join(f"Warranty claim {claim.number}: {claim.issue}".split())
-    return reason if len(reason) <= RETURN_REASON_MAX else reason[:RETURN_REASON_MAX - 1] + "…"
+    return reason if len(reason) <= REASON_MAX else reason[:REASON_MAX - 1] + "…"
 
 
 def close_claim(session: Session, claim: WarrantyClaim, by: StaffUser, note: str) -> None:
