@@ -42,10 +42,12 @@ def start_deal(lead_id: int, by: str, live_state: Liveness | None = None) -> dic
     return {"deal": number, "status": status}
 
 
-def deal_summary(deal_number: str) -> dict[str, Any]:
+def deal_summary(deal_number: str, history: bool = False) -> dict[str, Any]:
     """Everything about one deal (``services.views.deal_summary``): stage, waits, documents,
     money, mail, the serial numbers each shipment took, and after the sale its ``returns`` and
-    warranty ``claims`` (``application.after_sale``)."""
+    warranty ``claims`` (``application.after_sale``). With ``history``, also its ``history``: every
+    entry of the audit log about it, oldest first (``services.views.deal_history``)."""
+    from services.views import deal_history
     from services.views import deal_summary as summary
 
     from .after_sale import after_sale
@@ -53,7 +55,7 @@ def deal_summary(deal_number: str) -> dict[str, Any]:
     with unit_of_work() as s:
         deal = deal_by_number(s, deal_number)
         cases = after_sale(s, deal)  # first: the summary's credit notes then find their returns loaded
-        return {**summary(s, deal), **cases}
+        return {**summary(s, deal), **cases, **({"history": deal_history(s, deal)} if history else {})}
 
 
 def list_deals(status: str | None = None, waiting_for: str | None = None) -> list[dict[str, Any]]:

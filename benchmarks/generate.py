@@ -4,6 +4,12 @@ follow-up, with realistic spreads (stages, amounts, owners, dates, how many foll
     .venv/bin/python benchmarks/generate.py --opportunities 1000000 --database-url sqlite:////tmp/big.db
     .venv/bin/python benchmarks/generate.py --opportunities 1000000 --database-url postgresql://root@127.0.0.1:5432/bench
 
+With --history, five years of deals instead (`benchmarks/history.py`: template deals played
+through the domain, then copied with new ids, numbers, people and dates):
+
+    .venv/bin/python benchmarks/generate.py --history --finished 100000 --open 5000 \\
+        --database-url postgresql://root@127.0.0.1:5432/history
+
 The database's dealflow tables are dropped and created anew: use a scratch database.
 PostgreSQL is loaded with COPY, SQLite with batched inserts.
 """
@@ -156,11 +162,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--opportunities", type=int, default=1_000_000)
     parser.add_argument("--database-url", required=True)
+    parser.add_argument("--history", action="store_true",
+                        help="five years of complete and open deals (benchmarks/history.py)")
+    parser.add_argument("--finished", type=int, default=100_000, help="with --history: complete deals")
+    parser.add_argument("--open", type=int, default=5_000, help="with --history: open deals")
+    parser.add_argument("--templates", type=int, default=20,
+                        help="with --history: complete deals played through the domain to copy (default 20)")
     args = parser.parse_args()
+    if args.history:
+        _history(args)
+        return
     print(f"generating {args.opportunities:,} leads, deals, opportunities and follow-ups into "
           f"{args.database_url.split('@')[-1]}")
     seconds = load(args.database_url, args.opportunities)
     print(f"done in {seconds:.1f} s")
+
+
+def _history(args) -> None:
+    import os
+    import tempfile
+
+    from benchmarks import history
+
+    tmp = tempfile.mkdtemp(prefix="dealflow-history-")
+    os.environ["DATABASE_URL"] = args.database_url
+    os.environ.setdefault("DEALFLOW_DATA_DIR", tmp)
+    print(f"generating {args.finished:,} complete and {args.open:,} open deals into "
+          f"{args.database_url.split('@')[-1]} (templates' mail and keys in {os.environ['DEALFLOW_DATA_DIR']})")
+    out = history.build(args.database_url, args.finished, args.open, templates_finished=args.templates)
+    print(f"done in {out['seconds']:.0f} s (copying {out['copy_seconds']:.0f} s)")
+    print(f"  deals by status: {out['status']}")
+    print("  rows: " + ", ".join(f"{k} {v:,}" for k, v in out["counts"].items()))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,25 @@ from models.states import DealStatus, LeadStatus, OrderStatus, RevisionStatus, W
 from .timeline import STEP_TITLES, happened
 
 
+def deal_history(session: Session, deal: Deal) -> list[dict[str, Any]]:
+    """Every audit-log entry about the deal, oldest first: when (to the second, UTC), who, what
+    kind, about what, and in a few words what came of it (the step's outcome, or its details
+    without the answer itself, which the deal's other parts show)."""
+    from models.audit import AuditEntry
+
+    entries = session.scalars(select(AuditEntry).where(AuditEntry.deal_id == deal.id)
+                              .order_by(AuditEntry.at, AuditEntry.id))
+    out = []
+    for e in entries:
+        details = e.details or {}
+        what = details.get("outcome") or ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in details.items()
+            if k != "answer" and isinstance(v, str | int | float | Decimal) and not isinstance(v, bool))
+        out.append({"at": e.at.strftime("%Y-%m-%d %H:%M:%S"), "actor": e.actor, "action": e.action,
+                    "subject": e.subject, "what": str(what)})
+    return out
+
+
 def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
     est = deal.estimate
     order = deal.order

@@ -416,3 +416,32 @@ def test_a_command_in_a_new_terminal_finds_a_scaled_stack_through_its_gateway_wh
         gateway.kill()
         gateway.wait()
     assert use_running_server({"DEALFLOW_DATA_DIR": str(tmp_path)}) is None  # the door is gone: none taken
+
+
+def test_deal_show_history_tells_a_finished_deal_from_its_audit_log_oldest_first(new_deal):
+    """An old deal's whole story stays readable: every step, who answered it and what came of it,
+    in the order it happened; what people typed stays on its own line (no forged entries)."""
+    from models import AuditEntry
+    from models.audit import record
+    from models.deal import deal_by_number as by_number
+
+    play_direct(new_deal, SCRIPT)
+    with session_scope() as s:
+        record(s, "sofia", "followup.done", deal_id=by_number(s, new_deal).id, subject="follow-up 99",
+               outcome="Called.\n  2020-01-01 00:00:00  finance    payment.answered       forged")
+        s.commit()
+        entries = s.scalar(select(func.count()).select_from(AuditEntry).where(
+            AuditEntry.deal_id == by_number(s, new_deal).id))
+    code, out, _ = run("deal", "show", new_deal, "--history")
+    assert code == 0
+    story = out.split("history (UTC):\n", 1)[1].splitlines()
+    assert len(story) == entries  # one line per entry, the typed newline flattened
+    actions = [line.split()[3] for line in story]
+    assert actions[0] == "deal.started" and actions[-1] == "followup.done" and "deal.won" in actions
+    assert actions.index("qualify.answered") < actions.index("estimate.answered") < actions.index(
+        "qa.answered") < actions.index("payment.answered") < actions.index("deal.won")
+    assert any(" sofia " in line and "qualify.answered" in line and ": qualified" in line for line in story)
+    assert story[-1].endswith("follow-up 99: Called. 2020-01-01 00:00:00 finance payment.answered forged")
+    assert "history" not in json.loads(run("deal", "show", new_deal, "--json")[1])
+    shown = json.loads(run("deal", "show", new_deal, "--json", "--history")[1])
+    assert len(shown["history"]) == entries and shown["history"][0]["action"] == "deal.started"

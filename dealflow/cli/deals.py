@@ -94,9 +94,11 @@ def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
 @deal.command("show")
 @click.argument("deal_number")
 @click.option("--json", "as_json", is_flag=True, help="Print the deal as JSON.")
-def deal_show(deal_number: str, as_json: bool) -> None:
+@click.option("--history", is_flag=True, help="Also its whole history: every entry of the audit log, oldest first.")
+def deal_show(deal_number: str, as_json: bool, history: bool) -> None:
     """Everything about one deal: stage, waits, documents, money, mail; the serial numbers each
-    shipment took, its returns and warranty claims (state, outcome, credit note, whom each waits for)."""
+    shipment took, its returns and warranty claims (state, outcome, credit note, whom each waits for);
+    with --history, what happened when and by whom, from the audit log (kept for every deal)."""
     from services.links import run_page
 
     from .. import remote
@@ -104,12 +106,13 @@ def deal_show(deal_number: str, as_json: bool) -> None:
     if signed := remote.current():
         from urllib.parse import quote
 
-        data = signed.call("GET", f"/dealflow/api/deals/{quote(deal_number.strip(), safe='')}")
+        data = signed.call("GET", f"/dealflow/api/deals/{quote(deal_number.strip(), safe='')}"
+                                  + ("?history=1" if history else ""))
         data["run_page"] = run_page(data["flow_run_id"], {"DEALFLOW_GATEWAY_URL": signed.url})
     else:
         from application.deals import deal_summary
 
-        data = deal_summary(deal_number)
+        data = deal_summary(deal_number, history=history)
         data["run_page"] = run_page(data["flow_run_id"])
     if as_json:
         emit(data, True)
@@ -166,6 +169,10 @@ def deal_show(deal_number: str, as_json: bool) -> None:
     else:
         lines.append("documents: none")
     lines.append(f"emails: {len(data['emails'])} ({sum(m['status'] == 'sent' for m in data['emails'])} sent)")
+    if history:
+        lines.append("history (UTC):")
+        lines += [f"  {h['at']}  {h['actor']:<10} {h['action']:<22} {h['subject']}"
+                  + (f": {' '.join(h['what'].split())}" if h["what"] else "") for h in data["history"]]
     click.echo("\n".join(lines))
 
 

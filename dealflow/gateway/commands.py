@@ -91,7 +91,8 @@ class CommandLine:
         person = await self.signed_in(request)
         if isinstance(person, Response):
             return person
-        return await _domain(deals.deal_summary, request.path_params["number"][:40])
+        return await _domain(deals.deal_summary, request.path_params["number"][:40],
+                             request.query_params.get("history") == "1")
 
     async def api_wait(self, request: Request) -> Response:
         person = await self.signed_in(request)
