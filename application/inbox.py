@@ -15,15 +15,16 @@ from services.views import inbox as inbox_rows
 from .uow import unit_of_work
 
 
-def open_waits(role: str | None = None, run_states: dict[str, str] | None = None) -> list[dict[str, Any]]:
+def open_waits(role: str | None = None, run_states: dict[str, str] | None = None,
+               limit: int | None = None) -> list[dict[str, Any]]:
     """Every open wait, oldest first (``role``: only those it may answer), with its deal, what it
     waits for in words (``waiting_for``: "deposit, by finance", "the credit decision (on credit
     hold), by credit control"), the amount at stake (for the deposit, what is still due on it;
     for a return, its goods' value; none for a warranty claim) and its flow run. ``run_states``
     (flow run id -> the state name the orchestrator holds, read by the door): each row then also
-    says whether its run really waits there (``run``)."""
+    says whether its run really waits there (``run``). ``limit``: only the oldest that many."""
     with unit_of_work() as s:
-        rows = inbox_rows(s, role, run_states)
+        rows = inbox_rows(s, role, run_states, limit)
         for row in rows:
             if row["step"].startswith(CASE_STEP_PREFIXES):  # not the deal's order total
                 row["amount"] = _case_amount(s, row["key"])

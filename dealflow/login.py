@@ -12,9 +12,10 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from models import identity
+if TYPE_CHECKING:  # the command line through the gateway needs no SQLAlchemy: imported where used
+    from models import identity
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class Login:
 
     def prove(self, deal_number: str, wait_key: str, answer: dict[str, Any]) -> dict[str, str]:
         """The proof fields for ``answer`` to ``wait_key`` of ``deal_number``."""
+        from models import identity
+
         return {"session": self.session, "signature": identity.sign(self.key, deal_number, wait_key, answer)}
 
     @classmethod

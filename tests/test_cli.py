@@ -445,3 +445,25 @@ def test_deal_show_history_tells_a_finished_deal_from_its_audit_log_oldest_first
     assert "history" not in json.loads(run("deal", "show", new_deal, "--json")[1])
     shown = json.loads(run("deal", "show", new_deal, "--json", "--history")[1])
     assert len(shown["history"]) == entries and shown["history"][0]["action"] == "deal.started"
+
+
+def test_the_inbox_shows_the_oldest_waits_first_a_page_at_a_time_and_a_role_finds_its_shared_waits(db):
+    """Thousands of open deals: the inbox shows the oldest (50 unless --limit says) and says that
+    more wait; --limit 0 shows all; a role finds the waits it shares with another role."""
+    from dealflow.scenario import LEAD, start_scenario_deal
+
+    numbers = [start_scenario_deal(f"{LEAD['company']} {i}") for i in range(3)]
+    play_direct(numbers[0], until="decision-rev-1")  # the engineer's or the rep's
+    play_direct(numbers[1], until="qualify")
+    play_direct(numbers[2], until="qualify")
+    everyone = json.loads(run("inbox", "--json", "--limit", "0")[1])
+    assert [r["deal"] for r in everyone] == numbers  # oldest first
+    code, out, _ = run("inbox", "--limit", "2")
+    assert code == 0 and numbers[0] in out and numbers[1] in out and numbers[2] not in out
+    assert "(the 2 oldest shown; more wait: `--limit 0` shows all" in out
+    assert "more wait" not in run("inbox", "--limit", "3")[1]
+    assert [r["deal"] for r in json.loads(run("inbox", "--json", "--limit", "2")[1])] == numbers[:2]
+    for role, expected in (("sales_engineer", numbers[:1]), ("sales_rep", numbers), ("qa", [])):
+        assert [r["deal"] for r in json.loads(run("inbox", "--role", role, "--json")[1])] == expected, role
+    code, _, err = run("inbox", "--limit", "-1")
+    assert code == 2 and "--limit" in err

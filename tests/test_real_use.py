@@ -58,7 +58,7 @@ def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
     from click.testing import CliRunner
 
     from dealflow.cli import main
-    from dealflow.cli.waits import _waiting_runs
+    from dealflow.cli.waits import _states_of
 
     # both pay a 30 % deposit before shipping, as in the scenario: the scenario's own customer by its
     # terms, a new customer by the company's (its default for customers without terms of their own)
@@ -86,7 +86,7 @@ def test_two_deals_run_on_a_server_with_an_executor_through_every_wait(stack):
                 suspended_seen[number] += 1
                 if i == 0:  # the inbox joins the business state with what the server holds
                     with session_scope() as s:
-                        rows = inbox(s, None, _waiting_runs())
+                        rows = inbox(s, None, _states_of(inbox(s)))
                     mine = next(r for r in rows if r["deal"] == number)
                     assert (mine["key"], mine["run"]) == ("qualify", "Suspended")
                 payload = answer_for(number, move)

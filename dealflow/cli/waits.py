@@ -18,45 +18,46 @@ from .answering import answer_arguments, send_answer
 from .common import DealflowCommand, emit, logged_in, table
 
 
-def _run_state(run_id: str) -> str:
-    from services.orchestration.runs import state_name
+def _states_of(rows: list[dict]) -> dict[str, str]:
+    """Flow run id -> state name of the runs of these rows, as Prefect holds them now."""
+    from services.orchestration.runs import states_of
 
-    return state_name(run_id)
-
-
-def _waiting_runs() -> dict[str, str]:
-    """Flow run id -> state name of every deal run Prefect holds as Paused or Suspended, plus the
-    runs the database says are waiting but Prefect does not (their real state, to look into)."""
-    from services.orchestration.runs import waiting_runs
-
-    return waiting_runs("dealflow")
+    return states_of([r["flow_run_id"] for r in rows if r["flow_run_id"]])
 
 
 @click.command(cls=DealflowCommand)
 @click.option("--role", type=click.Choice([r.value for r in Role]), help="Only waits this role may answer (e.g. qa).")
 @click.option("--json", "as_json", is_flag=True, help="Print the waits as JSON.")
-def inbox(role: str | None, as_json: bool) -> None:
-    """Deals waiting for a person: for what, since when, for which role. With PREFECT_API_URL set,
-    each row also shows its run's state on the server (Suspended, Paused, or what went wrong)."""
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=0),
+              help="Show the oldest this many (0: all).")
+def inbox(role: str | None, as_json: bool, limit: int) -> None:
+    """Deals waiting for a person, oldest first: for what, since when, for which role. With
+    PREFECT_API_URL set, each row also shows its run's state on the server (Suspended, Paused, or
+    what went wrong)."""
     from .. import remote
 
+    asked = limit + 1 if limit else None  # one more than shown: whether there are more
     if signed := remote.current():  # through the gateway, which asked its Prefect server
-        from urllib.parse import quote
+        from urllib.parse import urlencode
 
-        rows = signed.call("GET", "/dealflow/api/inbox" + (f"?role={quote(role)}" if role else ""))
+        query = urlencode({k: v for k, v in (("role", role), ("limit", asked)) if v})
+        rows = signed.call("GET", "/dealflow/api/inbox" + (f"?{query}" if query else ""))
         with_runs = any("run" in r for r in rows)
     else:
         from application.inbox import open_waits
 
-        states = _waiting_runs() if os.environ.get("PREFECT_API_URL") else None
-        with_runs = states is not None
-        rows = open_waits(role, states)
+        rows = open_waits(role, None, asked)
+        with_runs = bool(os.environ.get("PREFECT_API_URL"))
+        if with_runs:
+            states = _states_of(rows[:limit or None])
+            for r in rows:
+                r["run"] = states.get(r["flow_run_id"] or "", "not on this server")
+    more = bool(limit) and len(rows) > limit
+    rows = rows[:limit or None]
     for r in rows:
         r["who"] = " or ".join(r["roles"])
         # what for, by whom, in words ("deposit, by finance"); a gateway from before sends no words
         r["waiting for"] = r.get("waiting_for") or r["who"]
-        if not signed and with_runs and r["run"] == "not on this server" and r["flow_run_id"]:
-            r["run"] = _run_state(r["flow_run_id"])  # e.g. Running for a moment, or Crashed
     from datetime import datetime
 
     from models.clock import utcnow
@@ -73,7 +74,8 @@ def inbox(role: str | None, as_json: bool) -> None:
     shown_rows = [{**r, "step": r["key"], "waiting": ago((utcnow() - datetime.fromisoformat(r["since"])).total_seconds()),
                    "amount": f"{r['amount']} {r['currency']}" if r["amount"] else ""} for r in rows]
     emit(rows, as_json, table(shown_rows, columns)
-         + ("\n(answer on the link's page: menu ⋮ → Resume; or `dealflow answer DEAL STEP`)" if rows else ""))
+         + ("\n(answer on the link's page: menu ⋮ → Resume; or `dealflow answer DEAL STEP`)" if rows else "")
+         + (f"\n(the {limit} oldest shown; more wait: `--limit 0` shows all, `--role ROLE` one role's)" if more else ""))
 
 
 def _answer_payload(input_json: str | None, sets: tuple[str, ...], by: str | None) -> dict[str, Any]:

@@ -79,13 +79,23 @@ class CommandLine:
         if isinstance(person, Response):
             return person
         role = request.query_params.get("role") or None
-        try:
-            runs = (await self.client.post("/api/flow_runs/filter", json={"limit": 200, "flow_runs": {
-                "state": {"type": {"any_": ["PAUSED"]}}, "tags": {"all_": ["dealflow"]}}})).json()
-            states = {r["id"]: (r.get("state") or {}).get("name", "") for r in runs}
+        limit = request.query_params.get("limit", "")
+        limit = int(limit) if limit.isdigit() and int(limit) > 0 else None
+        rows = await run_in_threadpool(inbox.open_waits, role, None, limit)
+        ids = sorted({r["flow_run_id"] for r in rows if r["flow_run_id"]})
+        try:  # the state of each shown row's run, however many runs the server holds
+            states = {}
+            for start in range(0, len(ids), 200):
+                chunk = ids[start:start + 200]
+                runs = (await self.client.post("/api/flow_runs/filter", json={"limit": len(chunk), "flow_runs": {
+                    "id": {"any_": chunk}}})).json()
+                states.update({r["id"]: (r.get("state") or {}).get("name", "") for r in runs})
         except (httpx.HTTPError, ValueError, TypeError, AttributeError):
             states = None
-        return await _domain(inbox.open_waits, role, states)
+        if states is not None:
+            for r in rows:
+                r["run"] = states.get(r["flow_run_id"] or "", "not on this server")
+        return _json(rows)
 
     async def api_deal(self, request: Request) -> Response:
         person = await self.signed_in(request)
