@@ -105,7 +105,7 @@ class Rows:
                 assert "id" in t.c, t.name
                 self.rows[t.name] = [dict(r._mapping) for r in conn.execute(
                     select(t).where(t.c.id > base.get(t.name, 0)).order_by(t.c.id))]
-            seqs = dict(conn.execute(select(Base.metadata.tables["document_sequences"])).tuples().all())
+            seqs = dict(conn.execute(select(Base.metadata.tables["document_sequences"])).all())
         self.sequences = seqs
         self.span = {t.name: max((r["id"] for r in self.rows[t.name]), default=base.get(t.name, 0))
                      - base.get(t.name, 0) for t in self.tables}
@@ -393,7 +393,7 @@ def build(url: str, finished: int, open_: int, templates_finished: int = 20, ope
         conn.execute(text("ANALYZE"))
         counts = {name: conn.execute(text(f"SELECT COUNT(*) FROM {name}")).scalar_one()
                   for name in ("deals", "audit_log", "documents", "emails", "stock_moves", "waits", "serials")}
-        status = dict(conn.execute(text("SELECT status, COUNT(*) FROM deals GROUP BY status")).tuples().all())
+        status = dict(conn.execute(text("SELECT status, COUNT(*) FROM deals GROUP BY status")).all())
     return {"seconds": time.perf_counter() - t_start, "copy_seconds": time.perf_counter() - t0,
             "counts": counts, "status": status, "templates": made}
 
