@@ -9,6 +9,19 @@ Prints (a) answer -> next stage running: from `dealflow answer`'s resume to the 
 opened (the wait's `opened_at`; or the deal's `closed_at` after the last answer), p50 and p95; (b) complete deals per hour; (c) with --parked N, N deals
 started and left waiting: flow processes held, and the server's memory before and after.
 The Prefect server runs on SQLite here unless PREFECT_SERVER_DATABASE_CONNECTION_URL is set.
+
+On Prefect's scaled topology (`dealflow up --api-replicas N --redis URL`; Prefect on PostgreSQL):
+
+    PG=postgresql+asyncpg://root@127.0.0.1:5432/prefect_bench   # a fresh, empty database each run
+    PREFECT_SERVER_DATABASE_CONNECTION_URL=$PG .venv/bin/python benchmarks/real_use.py --deals 20 \
+        --api-replicas 2 --redis auto --database-url postgresql://root@127.0.0.1:5432/business_bench
+
+(--redis auto: a redis-server of its own on a free port, no persistence.) Then each piece's CPU
+seconds per deal are printed apart (each API replica, the services process, the executors, the
+gateway with the machines' door, the worker, Redis, PostgreSQL, the answering script), the HTTP
+requests the replicas answered per deal (from their access log: the benchmark runs them at
+PREFECT_SERVER_LOGGING_LEVEL=INFO) and each database's transactions and rows written per deal
+(PostgreSQL's pg_stat_database).
 """
 
 from __future__ import annotations
@@ -16,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -86,6 +100,46 @@ def _postgres_cpu_s() -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def _pg_writes(names: list[str]) -> dict[str, dict[str, int]]:
+    """Per database: transactions committed and rows inserted, updated and deleted so far."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine("postgresql+psycopg://root@127.0.0.1:5432/postgres")
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT datname, xact_commit, tup_inserted, tup_updated, tup_deleted "
+                                 "FROM pg_stat_database WHERE datname = ANY(:n)"), {"n": names}).all()
+    engine.dispose()
+    return {r[0]: {"transactions": r[1], "rows written": r[2] + r[3] + r[4]} for r in rows}
+
+
+def _requests(logs: Path) -> dict[str, int]:
+    """HTTP requests each API replica logged (uvicorn's access log, one line per request)."""
+    import re
+
+    line = re.compile(r'"(GET|POST|PATCH|PUT|DELETE) /api/')
+    return {f.stem: sum(1 for ln in f.read_text(errors="replace").splitlines() if line.search(ln))
+            for f in sorted(logs.glob("server*.log"))}
+
+
+def _redis(url: str) -> tuple[str, subprocess.Popen | None]:
+    if url != "auto":
+        return url, None
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(50):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return f"redis://127.0.0.1:{port}/0", proc
+
+
 def _flow_processes() -> int:
     n = 0
     for environ in Path("/proc").glob("[0-9]*/environ"):
@@ -107,7 +161,14 @@ def main() -> None:
                         help="deal executors (dealflow executor) started by `dealflow up`")
     parser.add_argument("--parked", type=int, default=0, help="deals started and left at their first wait")
     parser.add_argument("--port", type=int, default=4277)
+    parser.add_argument("--api-replicas", type=int, default=1, help="Prefect API replicas (scaled topology)")
+    parser.add_argument("--redis", default="", help="Redis URL for the scaled topology, or 'auto' (one of its own)")
     args = parser.parse_args()
+    scaled = args.api_replicas > 1 or bool(args.redis)
+    redis_proc = None
+    if scaled:
+        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "INFO")  # the replicas' access log: requests
+        args.redis, redis_proc = _redis(args.redis or "auto")
 
     data = tempfile.mkdtemp(prefix="dealflow-real-")
     api = f"http://127.0.0.1:{args.port}/api"
@@ -131,7 +192,8 @@ def main() -> None:
         keys.ensure_key_file()  # the staff are enrolled: each answer is signed in its person's session
         seed.load(s, keys.cipher())
         s.commit()
-    info = stack.up(port=args.port, executors=args.executors, say=lambda *_: None)
+    info = stack.up(port=args.port, executors=args.executors, say=lambda *_: None,
+                    **({"api_replicas": args.api_replicas, "redis": args.redis} if scaled else {}))
     try:
         from prefect.deployments import run_deployment
 
@@ -172,12 +234,24 @@ def main() -> None:
 
         pids = {"server": int(info["server_pid"]),
                 **{f"executor-{i + 1}": int(p) for i, p in enumerate(info["executor_pids"])}}
+        if scaled:
+            pids = {**{f"API replica {i + 1}": int(p) for i, p in enumerate(info["replica_pids"])},
+                    "services": int(info["services_pid"]),
+                    **{f"executor-{i + 1}": int(p) for i, p in enumerate(info["executor_pids"])},
+                    "gateway (+ machines' door)": int(info["gateway_pid"]), "worker": int(info["worker_pid"]),
+                    **({"redis": redis_proc.pid} if redis_proc else {})}
+        databases = [u.rsplit("/", 1)[-1].split("?")[0] for u in (
+            os.environ["DATABASE_URL"], os.environ.get("PREFECT_SERVER_DATABASE_CONNECTION_URL", ""))
+            if u.startswith("postgresql")]
+        logs = Path(str(info["logs"]))
 
         def cpu() -> dict[str, float]:
             return {**{name: _cpu_s(pid) for name, pid in pids.items()}, "postgresql": _postgres_cpu_s(),
                     "answering (this script)": time.process_time()}
 
         if args.deals:
+            writes_before = _pg_writes(databases) if databases else {}
+            requests_before = _requests(logs)
             cpu_before = cpu()
             t_start = time.monotonic()
             at_once = args.at_once or args.deals
@@ -201,7 +275,21 @@ def main() -> None:
             print(f"  (b) {args.deals} complete deals in {wall:.0f} s: {3600 * args.deals / wall:.0f} deals/hour "
                   f"with {args.executors} executor(s)   [target >= 600]")
             print(f"  CPU seconds per complete deal ({os.cpu_count()} cores give {os.cpu_count() * wall / args.deals:.0f} "
-                  f"per deal at this rate): " + ", ".join(f"{k} {v / args.deals:.1f}" for k, v in cpu_used.items()))
+                  f"per deal at this rate): " + ", ".join(f"{k} {v / args.deals:.2f}" for k, v in cpu_used.items()))
+            if scaled:
+                print(f"  topology: {args.api_replicas} API replica(s), services apart, Redis "
+                      f"{'of its own' if redis_proc else 'given'}, {args.executors} executor(s), the gateway")
+            requests = {k: v - requests_before.get(k, 0) for k, v in _requests(logs).items()}
+            if any(requests.values()):
+                print("  HTTP requests per deal answered by each API replica: " + ", ".join(
+                    f"{k} {v / args.deals:.0f}" for k, v in requests.items())
+                    + f" (total {sum(requests.values()) / args.deals:.0f})")
+            if databases:
+                after = _pg_writes(databases)
+                for db in databases:
+                    b, a = writes_before.get(db, {}), after.get(db, {})
+                    print(f"  database {db}: per deal " + ", ".join(
+                        f"{k} {(a[k] - b.get(k, 0)) / args.deals:.0f}" for k in a))
         if args.parked:
             server_pid = int(info["server_pid"])
             before = _rss_mb(server_pid)
@@ -223,6 +311,8 @@ def main() -> None:
                   f"[target 0 processes]")
     finally:
         stack.down(say=lambda *_: None)
+        if redis_proc:
+            redis_proc.terminate()
 
 
 if __name__ == "__main__":
