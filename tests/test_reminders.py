@@ -23,6 +23,16 @@ def run(at: datetime, **rules) -> list[dict]:
     return queued
 
 
+def opened_in_the_morning(key: str) -> datetime:
+    """Moves a wait's opening to 09:00 of its day, so that "later the same day" stays the same day
+    whenever the suite runs (a test run at 23:30 once crossed midnight and saw a new day's reminder)."""
+    with session_scope() as s:
+        wait = s.scalars(select(Wait).where(Wait.key == key)).one()
+        morning = wait.opened_at = datetime.combine(wait.opened_at.date(), time(9))
+        s.commit()
+    return morning
+
+
 def test_dunning_letters_fire_on_their_days_and_once(new_deal):
     play_direct(new_deal, until="payment-1")
     with session_scope() as s:
@@ -166,11 +176,8 @@ def test_mail_waiting_over_an_hour_is_told_to_the_managers_once_a_day_and_shown_
 
 
 def test_a_deal_waiting_for_its_deposit_is_told_to_the_managers_and_finance_once_a_day(new_deal):
-    from models import Wait
-
     play_direct(new_deal, until="deposit-1")
-    with session_scope() as s:
-        opened = s.scalars(select(Wait.opened_at).where(Wait.key == "deposit-1")).one()
+    opened = opened_in_the_morning("deposit-1")
 
     def told(at: datetime) -> list[tuple[str, str]]:
         return sorted((q["to"], q["subject"]) for q in run(at) if q["rule"] == "deposit-waiting")
@@ -217,8 +224,7 @@ def test_a_return_waiting_too_long_on_a_won_deal_reaches_those_who_can_answer_it
 
     number = _ask(won_deal, f"{LATHE}:1:{shipped_serials(won_deal, LATHE)[0]}")
     drive_case(number, {"return_authorize": AUTHORIZE})  # now it waits for delivery to receive the goods
-    with session_scope() as s:
-        opened = s.scalars(select(Wait.opened_at).where(Wait.key == "rma-0001-receive")).one()
+    opened = opened_in_the_morning("rma-0001-receive")
     assert [q for q in run(opened + timedelta(days=2)) if q["rule"] == "stuck-wait"] == []
     got = sorted((q["to"], q["subject"]) for q in run(opened + timedelta(days=5, minutes=1))
                  if q["rule"] == "stuck-wait")
