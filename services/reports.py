@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from models import (
     Deal,
-    Estimate,
     EstimateRevision,
     Invoice,
     Lead,
@@ -36,6 +35,8 @@ from models.credit_notes import CreditNote
 from models.crm import OPEN_STAGES, STAGES
 from models.money import round_money
 from models.states import InvoiceStatus, OrderStatus
+
+from . import reports_pg
 
 REPORTS = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", "discounts", "cash", "returns",
            "warranty")
@@ -70,8 +71,8 @@ def funnel(session: Session) -> pd.DataFrame:
     counts = [
         ("leads", session.scalar(select(func.count()).select_from(Lead))),
         ("opportunities", session.scalar(select(func.count()).select_from(Opportunity))),
-        ("estimates sent", session.scalar(select(func.count(func.distinct(Estimate.id))).select_from(Estimate)
-                                          .join(EstimateRevision).where(EstimateRevision.sent_at.is_not(None)))),
+        ("estimates sent", session.scalar(select(func.count(func.distinct(EstimateRevision.estimate_id)))  # each has
+                                          .where(EstimateRevision.sent_at.is_not(None)))),  # its estimate: no join
         ("orders", session.scalar(select(func.count()).select_from(SalesOrder))),
         ("paid", session.scalar(select(func.count()).select_from(Invoice).where(  # deals paid: final invoices
             Invoice.status == InvoiceStatus.PAID, Invoice.kind == "final"))),
@@ -86,6 +87,21 @@ def stage_times(session: Session, now: datetime | None = None) -> pd.DataFrame:
     """Hours spent in each pipeline stage and at each human wait, median and p90, per rep: where
     deals get stuck. A stage or wait still open counts until ``now``."""
     now = now or utcnow()
+    columns = ["kind", "name", "owner", "count", "median_h", "p90_h"]
+    if reports_pg.on_postgresql(session):
+        out = pd.DataFrame(sorted(reports_pg.stage_times(session, now)), columns=columns)
+        if out.empty:
+            return out
+    else:
+        out = _stage_times_in_python(session, now)
+        if out is None:
+            return pd.DataFrame(columns=columns)
+    out[["median_h", "p90_h"]] = out[["median_h", "p90_h"]].round(2)
+    return out.sort_values(["kind", "p90_h"], ascending=[True, False]).reset_index(drop=True)
+
+
+def _stage_times_in_python(session: Session, now: datetime) -> pd.DataFrame | None:
+    """Each span's hours loaded and grouped by pandas, unrounded (None: no spans)."""
     changes = session.execute(select(StageChange.opportunity_id, StageChange.to_stage, StageChange.at,
                                      StaffUser.handle).join(Opportunity, Opportunity.id == StageChange.opportunity_id)
                               .join(StaffUser, StaffUser.id == Opportunity.owner_id)
@@ -103,12 +119,10 @@ def stage_times(session: Session, now: datetime | None = None) -> pd.DataFrame:
         wt["until"] = wt["until"].fillna(now)
         frames.append(wt.assign(kind="wait", hours=(wt["until"] - wt["at"]).dt.total_seconds() / 3600))
     if not frames:
-        return pd.DataFrame(columns=["kind", "name", "owner", "count", "median_h", "p90_h"])
+        return None
     all_ = pd.concat(frames)[["kind", "name", "owner", "hours"]]
-    out = (all_.groupby(["kind", "name", "owner"])["hours"]
-           .agg(count="count", median_h="median", p90_h=lambda h: h.quantile(0.9)).reset_index())
-    out[["median_h", "p90_h"]] = out[["median_h", "p90_h"]].round(2)
-    return out.sort_values(["kind", "p90_h"], ascending=[True, False]).reset_index(drop=True)
+    return (all_.groupby(["kind", "name", "owner"])["hours"]
+            .agg(count="count", median_h="median", p90_h=lambda h: h.quantile(0.9)).reset_index())
 
 
 # A document in another currency than the company's is converted at its own rate: the rate of the
@@ -123,12 +137,18 @@ def sales(session: Session) -> pd.DataFrame:
     from models.prices import to_company
 
     own = the_company(session).currency
+    columns = ["month", "sku", "currency", "quantity", "net", "net_company"]
+    if reports_pg.on_postgresql(session):
+        df = pd.DataFrame(reports_pg.sales(session, own), columns=columns)
+        if df.empty:
+            return df.assign(company_currency=own)
+        return df.assign(company_currency=own).sort_values(["month", "sku", "currency"]).reset_index(drop=True)
     rows = session.scalars(select(SalesOrderLine).join(SalesOrder)  # a cancelled order sold nothing
                            .where(SalesOrder.status != OrderStatus.CANCELLED)).all()
     data = [{"month": ln.order.created_at.strftime("%Y-%m"), "sku": ln.sku, "currency": ln.currency,
              "quantity": ln.quantity, "net": ln.net,
              "net_company": to_company(ln.net, ln.order.estimate_revision.fx_rate, ln.currency, own)} for ln in rows]
-    df = pd.DataFrame(data, columns=["month", "sku", "currency", "quantity", "net", "net_company"])
+    df = pd.DataFrame(data, columns=columns)
     if df.empty:
         return df.assign(company_currency=own)
     return (df.groupby(["month", "sku", "currency"], as_index=False)
@@ -145,6 +165,13 @@ def discounts(session: Session) -> pd.DataFrame:
     from models.prices import to_company
 
     own = the_company(session).currency
+    columns = ["prepared_by", "currency", "sent", "discounted", "largest_pct", "discount", "discount_company",
+               "approved", "lowered", "sent_back"]
+    if reports_pg.on_postgresql(session):
+        df = pd.DataFrame(reports_pg.discounts(session, own), columns=columns)
+        if df.empty:
+            return df.assign(company_currency=own)
+        return df.assign(company_currency=own).sort_values(["prepared_by", "currency"]).reset_index(drop=True)
     revs = session.scalars(select(EstimateRevision).where(EstimateRevision.sent_at.is_not(None)
                                                            | EstimateRevision.discount_decision.is_not(None))).all()
     data = []
@@ -161,8 +188,6 @@ def discounts(session: Session) -> pd.DataFrame:
                      "approved": int(rev.discount_decision == "approved"),
                      "lowered": int(rev.discount_decision == "lowered"),
                      "sent_back": int(rev.discount_decision == "returned")})
-    columns = ["prepared_by", "currency", "sent", "discounted", "largest_pct", "discount", "discount_company",
-               "approved", "lowered", "sent_back"]
     df = pd.DataFrame(data, columns=columns)
     if df.empty:
         return df.assign(company_currency=own)
@@ -204,21 +229,14 @@ def aging(session: Session, today: date | None = None) -> pd.DataFrame:
     own = the_company(session).currency
     today = today or utcnow().date()
     end = datetime.combine(today + timedelta(days=1), datetime.min.time())
-    credited = set(session.scalars(select(CreditNote.invoice_id).where(CreditNote.at < end)))
     rows = []
-    for inv in session.scalars(select(Invoice).where(Invoice.issued_at < end)):
-        paid = sum((p.amount for p in inv.payments if p.at < end), Decimal("0.00"))
-        due = inv.totals.total - paid
-        if due <= 0 or inv.id in credited:
-            continue
-        late = (today - inv.due_date).days
+    for number, kind, customer, due_date, currency, due, rate in _unpaid_invoices(session, end):
+        late = (today - due_date).days
         bucket = ("current" if late <= 0 else "1-30" if late <= 30 else "31-60" if late <= 60
                   else "61-90" if late <= 90 else "over 90")
-        rows.append({"invoice": inv.number, "kind": inv.kind, "customer": inv.deal.customer_name,
-                     "due_date": inv.due_date, "days_late": max(late, 0), "bucket": bucket,
-                     "currency": inv.deal.currency, "amount_due": due,
-                     "amount_due_company": to_company(due, inv.order.estimate_revision.fx_rate, inv.deal.currency,
-                                                      own)})
+        rows.append({"invoice": number, "kind": kind, "customer": customer, "due_date": due_date,
+                     "days_late": max(late, 0), "bucket": bucket, "currency": currency, "amount_due": due,
+                     "amount_due_company": to_company(due, rate, currency, own)})
     detail = pd.DataFrame(rows, columns=["invoice", "kind", "customer", "due_date", "days_late", "bucket", "currency",
                                          "amount_due", "amount_due_company"])
     currencies = sorted(set(detail["currency"])) or [own]
@@ -235,6 +253,23 @@ def aging(session: Session, today: date | None = None) -> pd.DataFrame:
     return summary
 
 
+def _unpaid_invoices(session: Session, end: datetime) -> list[tuple]:
+    """(number, kind, customer, due_date, currency, amount_due, fx_rate) of each invoice issued
+    before ``end`` with something due then (its total less the payments before ``end``) and not
+    credited by a credit note before ``end``."""
+    if reports_pg.on_postgresql(session):
+        return reports_pg.unpaid_invoices(session, end)
+    credited = set(session.scalars(select(CreditNote.invoice_id).where(CreditNote.at < end)))
+    unpaid = []
+    for inv in session.scalars(select(Invoice).where(Invoice.issued_at < end)):
+        paid = sum((p.amount for p in inv.payments if p.at < end), Decimal("0.00"))
+        due = inv.totals.total - paid
+        if due > 0 and inv.id not in credited:
+            unpaid.append((inv.number, inv.kind, inv.deal.customer_name, inv.due_date, inv.deal.currency, due,
+                           inv.order.estimate_revision.fx_rate))
+    return unpaid
+
+
 from .reports_after_sale import (  # noqa: E402, F401 - the reports after a sale, listed with the others
     RETURN_COUNTS,
     RETURNS_COLUMNS,
@@ -248,6 +283,8 @@ from .reports_cash import CASH_COLUMNS, _sum_or_none, cash  # noqa: E402, F401 -
 
 
 def build(session: Session, name: str, as_of: datetime | None = None, within: str | None = None) -> pd.DataFrame:
+    if reports_pg.on_postgresql(session):
+        reports_pg.tune(session)
     if name == "pipeline":
         return pipeline(session)
     if name == "funnel":

@@ -10,6 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import (
+    Customer,
+    Deal,
     Product,
     SalesOrderLine,
     utcnow,
@@ -74,7 +76,12 @@ def warranty(session: Session, today: date | None = None, within: str | None = N
 
     today = today or utcnow().date()
     until = period_end(within if within is not None else WARRANTY_WITHIN, today, "--within")
-    units = session.scalars(select(Serial).join(Product, Product.id == Serial.product_id)
+    # the columns, in one query: loading each unit's product, customer and deal took 10 s for 4,700 units
+    units = session.execute(select(Serial.id, Serial.serial, Product.sku, Customer.name, Deal.number, Serial.shipped_on,
+                                   Serial.warranty_end)
+                            .join(Product, Product.id == Serial.product_id)
+                            .outerjoin(Customer, Customer.id == Serial.customer_id)
+                            .outerjoin(Deal, Deal.id == Serial.deal_id)
                             .where(Serial.status == SerialStatus.SHIPPED, Serial.warranty_end >= today,
                                    Serial.warranty_end <= until)
                             .order_by(Serial.warranty_end, Product.sku, Serial.serial)).all()
@@ -85,9 +92,10 @@ def warranty(session: Session, today: date | None = None, within: str | None = N
                 .where(WarrantyClaim.serial_id.in_([u.id for u in units]), WarrantyClaim.status != ClaimStatus.CLOSED)
                 .order_by(WarrantyClaim.id)):
             open_claims.setdefault(serial_id, []).append(number)
-    rows = [{"serial": u.serial, "sku": u.product.sku, "customer": u.customer.name if u.customer else "",
-             "deal": u.deal.number if u.deal else "", "shipped_on": u.shipped_on, "warranty_end": u.warranty_end,
-             "days_left": (u.warranty_end - today).days, "open_claims": ", ".join(open_claims.get(u.id, []))}
+    rows = [{"serial": u.serial, "sku": u.sku, "customer": u.name if u.name is not None else "",
+             "deal": u.number if u.number is not None else "", "shipped_on": u.shipped_on,
+             "warranty_end": u.warranty_end, "days_left": (u.warranty_end - today).days,
+             "open_claims": ", ".join(open_claims.get(u.id, []))}
             for u in units]
     return pd.DataFrame(rows, columns=WARRANTY_COLUMNS)
 

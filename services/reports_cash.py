@@ -16,6 +16,8 @@ from models.billing import Payment
 from models.company import the_company
 from models.credit_notes import CreditNote
 
+from . import reports_pg
+
 REPORTS = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", "discounts", "cash", "returns",
            "warranty")
 CHARTS = ("pipeline", "funnel", "aging", "returns")
@@ -38,6 +40,11 @@ def cash(session: Session, today: date | None = None) -> pd.DataFrame:
 
     own = the_company(session).currency
     today = today or utcnow().date()
+    if reports_pg.on_postgresql(session):  # the database adds up the payments
+        df = pd.DataFrame(reports_pg.cash(session, own, today), columns=CASH_COLUMNS)
+        if df.empty:
+            return df.assign(company_currency=own)
+        return df.assign(company_currency=own).sort_values(["month", "currency"]).reset_index(drop=True)
     moves = [(p.received, p.invoice, "deposits" if p.invoice.is_deposit else "invoice_payments", p.amount)
              for p in session.scalars(select(Payment))]
     moves += [(n.at.date(), n.invoice, "refunds", -n.refunded)

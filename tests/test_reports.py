@@ -19,6 +19,8 @@ from models.pipeline import add_lead
 from services import reports
 from services.db import session_scope
 
+from .conftest import PG_URL
+
 D = Decimal
 # the scenario for a customer whose terms ask for no deposit (only the seeded Riverside's do)
 NO_DEPOSIT = [m for m in SCRIPT if m.step != "deposit"]
@@ -214,3 +216,73 @@ def test_the_cash_report_counts_payments_deposits_and_refunds_per_month(db):
     yesterday = (utcnow() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
     result = CliRunner().invoke(main, ["report", "cash", "--as-of", yesterday])
     assert (result.exit_code, result.stdout) == (0, "(no data)\n")  # nothing had come in yet
+
+
+# --- PostgreSQL adds up the reports over every row (services.reports_pg) ---------------------------
+
+def test_the_median_and_p90_from_the_hours_at_their_positions_are_pandas_own():
+    """PostgreSQL sends, of each group's sorted hours, the few at the positions pandas reads; from
+    them ``spread`` gives pandas' median and 0.9 quantile to the last bit, so that the rounding to
+    two decimals comes out the same (hours of whole seconds sit on its boundaries often)."""
+    import numpy as np
+
+    from services.reports_pg import positions, spread
+
+    rng = np.random.default_rng(26)
+    for n in [*range(1, 42), 99, 100, 101, 1060, 4999]:
+        for hours in (rng.integers(0, 10**6, n) / 3600, rng.integers(0, 40, n) * 0.5, rng.random(n) * 5000):
+            expected = (pd.DataFrame({"g": 0, "hours": hours}).groupby("g")["hours"]
+                        .agg(median_h="median", p90_h=lambda h: h.quantile(0.9)).iloc[0])
+            ordered = np.sort(hours)
+            at = {i: float(ordered[i]) for i in positions(n) if 0 <= i < n}
+            assert spread(n, at) == (expected["median_h"], expected["p90_h"]), (n, hours)
+
+
+@pytest.mark.skipif(not PG_URL, reason="on SQLite the reports add up the rows in Python only")
+def test_postgresql_adds_up_what_python_adds_up(book, monkeypatch):
+    """Every report PostgreSQL adds up (stage-times, sales, discounts, aging, cash) gives what the
+    same report gives from the rows in Python, to the digit and the decimal places: with a yen deal
+    at a six-decimal rate, lines whose discount and tax end on half a cent, a refund, a deposit,
+    an open invoice, and waits of whole seconds."""
+    from sqlalchemy import update
+
+    from models import EstimateLine, Wait
+    from services import reports_pg
+
+    from .test_deposit_documents import cancel, deposit_deal
+
+    deposit_deal("Won Works")
+    cancel(deposit_deal("Refunded Works", until="shipment-1"), "refund", "Project stopped")
+    waiting = deposit_deal("Waiting Works", until="payment-1")
+    with session_scope() as s:
+        yen = deal_by_number(s, book["a"])
+        yen.currency = "JPY"
+        yen.order.estimate_revision.fx_rate = Decimal("150.123457")
+        for line in [*yen.order.lines, *yen.invoice.lines]:
+            line.unit_price, line.discount_pct = line.unit_price + Decimal("0.50"), Decimal("12.50")
+        s.execute(update(EstimateLine).where(EstimateLine.revision_id == yen.estimate.latest.id)  # a sent one's
+                  .values(unit_price=EstimateLine.unit_price + Decimal("0.50"), discount_pct=Decimal("12.50")))
+        for line in deal_by_number(s, waiting).invoice.lines[:1]:  # 0.04 less 12.5 % (0.005), tax 50 % of 0.03
+            line.unit_price, line.quantity, line.discount_pct, line.tax_rate = (Decimal("0.04"), 1, Decimal("12.50"),
+                                                                                Decimal("50.00"))
+        start = datetime(2026, 11, 2, 9, 0)
+        for i, wait in enumerate(s.scalars(select(Wait).order_by(Wait.id))):
+            wait.opened_at, wait.answered_at = start, start + timedelta(seconds=18 + 36 * (i % 7))
+        s.commit()
+        due = s.scalars(select(Invoice.due_date).order_by(Invoice.id)).first()
+    times = [None, utcnow() + timedelta(hours=5), datetime.combine(due + timedelta(days=45), datetime.min.time())]
+    names = ["stage-times", "sales", "discounts", "aging", "cash"]
+
+    def every_report() -> dict:
+        with session_scope() as s:
+            return {(name, str(at)): reports.build(s, name, at) for name in names for at in times}
+
+    in_database = every_report()
+    monkeypatch.setattr(reports_pg, "on_postgresql", lambda session: False)
+    in_python = every_report()
+    assert set(in_database) == set(in_python)
+    for key, df in in_python.items():
+        assert not df.empty, key
+        assert list(in_database[key].dtypes.astype(str)) == list(df.dtypes.astype(str)), key
+        assert (json.dumps(reports.records(in_database[key]), default=str)
+                == json.dumps(reports.records(df), default=str)), key
