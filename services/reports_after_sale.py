@@ -17,10 +17,6 @@ from models import (
     utcnow,
 )
 
-REPORTS = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", "discounts", "cash", "returns",
-           "warranty")
-
-
 RETURNS_COLUMNS = ["month", "sku", "returns", "warranty_returns", "units_returned", "restocked", "scrapped",
                    "to_repair", "claims"]
 RETURN_COUNTS = RETURNS_COLUMNS[2:]

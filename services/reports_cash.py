@@ -18,10 +18,6 @@ from models.credit_notes import CreditNote
 
 from . import reports_pg
 
-REPORTS = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", "discounts", "cash", "returns",
-           "warranty")
-CHARTS = ("pipeline", "funnel", "aging", "returns")
-
 
 def _sum_or_none(values) -> Decimal | None:
     values = list(values)
