@@ -150,7 +150,7 @@ def test_documents_and_emails_belong_to_their_deal(new_deal):
     with session_scope() as s:
         deal_id = s.scalars(select(Deal.id).where(Deal.number == new_deal)).one()
         assert {d.deal_id for d in s.scalars(select(Document))} == {deal_id}
-        assert s.scalars(select(Document.number).where(Document.kind == "estimate")).all() == [
+        assert s.scalars(select(Document.number).where(Document.kind == "estimate").order_by(Document.id)).all() == [
             "EST-0001-R1", "EST-0001-R2"]
 
 

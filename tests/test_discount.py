@@ -38,8 +38,10 @@ def _sent_to_customer(number: str) -> list[str]:
     with session_scope() as s:
         deal = deal_by_number(s, number)
         return [d.number for d in s.scalars(select(Document).where(Document.deal_id == deal.id,
-                                                                   Document.kind == "estimate"))] + \
-               [m.subject for m in s.scalars(select(Email).where(Email.deal_id == deal.id, Email.kind == "estimate"))]
+                                                                   Document.kind == "estimate")
+                                                    .order_by(Document.id))] + \
+               [m.subject for m in s.scalars(select(Email).where(Email.deal_id == deal.id, Email.kind == "estimate")
+                                             .order_by(Email.id))]
 
 
 def test_limits_by_role_and_by_person(db):
@@ -242,4 +244,4 @@ def test_staff_limit_and_the_discounts_report_on_the_command_line(new_deal):
             for r in rows] == [("mark", 1, 1, "15.00", "14550.00", 0)]
     with session_scope() as s:
         assert [e.details["discount_limit"] for e in s.scalars(select(AuditEntry).where(
-            AuditEntry.action == "staff.discount_limit"))] == ["20", "10"]
+            AuditEntry.action == "staff.discount_limit").order_by(AuditEntry.id))] == ["20", "10"]

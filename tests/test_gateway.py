@@ -381,7 +381,8 @@ def test_a_stored_answer_changed_after_the_resume_is_refused_as_tampered(gw, pre
     _next_wait(new_deal)
     assert flow_check.fn(new_deal, "qualify-retry-2", sent, sent)["reason"].startswith("seal: does not match")
     with session_scope() as s:
-        tampered = list(s.scalars(select(AuditEntry.subject).where(AuditEntry.action == identity.TAMPERED)))
+        tampered = list(s.scalars(select(AuditEntry.subject).where(AuditEntry.action == identity.TAMPERED)
+                                    .order_by(AuditEntry.id)))
     assert tampered == ["qualify", "qualify-retry-1", "qualify-retry-2"]
 
 

@@ -79,9 +79,11 @@ def test_an_answer_with_no_proof_or_a_code_in_it_is_refused_as_tampered_and_the_
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(identity.AnswerFailure)) == 0  # no code was checked
         assert s.scalars(select(StaffUser.totp_last_step).where(StaffUser.handle == "sofia")).one() is None
-        tried = [e.details["proof"] for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "qualify.refused"))]
+        tried = [e.details["proof"] for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "qualify.refused")
+                                                                  .order_by(AuditEntry.id))]
         assert tried == ["none", "one-time code"]
-        tampered = [e.subject for e in s.scalars(select(AuditEntry).where(AuditEntry.action == identity.TAMPERED))]
+        tampered = [e.subject for e in s.scalars(select(AuditEntry).where(AuditEntry.action == identity.TAMPERED)
+                                                 .order_by(AuditEntry.id))]
         assert tampered == ["qualify", "qualify-retry-1"]
 
 def test_a_code_opens_one_session_and_the_next_code_opens_the_next(db):
