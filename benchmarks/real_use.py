@@ -140,6 +140,38 @@ def _redis(url: str) -> tuple[str, subprocess.Popen | None]:
     return f"redis://127.0.0.1:{port}/0", proc
 
 
+def _sample_memory(pids: dict[str, int], every: float) -> tuple[dict[str, list[tuple[float, float]]],
+                                                                   threading.Event]:
+    """Each process's RSS (with its children), as (seconds since the start, MB), now and every
+    ``every`` seconds until the event is set, and once more then."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in pids}
+    done, t0 = threading.Event(), time.monotonic()
+
+    def sample() -> None:
+        while True:
+            last = done.wait(every) if samples[next(iter(pids))] else False
+            for name, pid in pids.items():
+                samples[name].append((time.monotonic() - t0, _rss_mb(pid)))
+            if last:
+                return
+
+    threading.Thread(target=sample, daemon=True).start()
+    return samples, done
+
+
+def _print_memory(samples: dict[str, list[tuple[float, float]]], every: float, wall: float) -> None:
+    """Per Prefect server process: its memory at the start, after the first tenth of the run (warmed
+    up), at the end and at most, and the slope from the first tenth on (a leak shows as MB/hour)."""
+    for name, series in samples.items():
+        if len(series) < 3:
+            continue
+        warm = max(1, len(series) // 10)
+        (t_warm, mb_warm), (t_end, mb_end) = series[warm], series[-1]
+        print(f"  memory of {name} (RSS, every {every:.0f} s over {wall / 60:.0f} min): start {series[0][1]:.0f} MB, "
+              f"warm {mb_warm:.0f}, end {mb_end:.0f}, max {max(mb for _, mb in series):.0f}; from warm to end "
+              f"{(mb_end - mb_warm) * 3600 / max(t_end - t_warm, 1):+.0f} MB/hour")
+
+
 def _flow_processes() -> int:
     n = 0
     for environ in Path("/proc").glob("[0-9]*/environ"):
@@ -163,6 +195,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=4277)
     parser.add_argument("--api-replicas", type=int, default=1, help="Prefect API replicas (scaled topology)")
     parser.add_argument("--redis", default="", help="Redis URL for the scaled topology, or 'auto' (one of its own)")
+    parser.add_argument("--memory-every", type=float, default=60,
+                        help="seconds between samples of the Prefect servers' memory while deals move")
     args = parser.parse_args()
     scaled = args.api_replicas > 1 or bool(args.redis)
     redis_proc = None
@@ -255,9 +289,12 @@ def main() -> None:
             cpu_before = cpu()
             t_start = time.monotonic()
             at_once = args.at_once or args.deals
+            servers = {k: v for k, v in pids.items() if k == "server" or k.startswith(("API replica", "services"))}
+            memory, done = _sample_memory(servers, args.memory_every)
             with ThreadPoolExecutor(max_workers=at_once) as people:
                 list(people.map(person, range(args.deals)))
             wall = time.monotonic() - t_start
+            done.set()
             cpu_used = {k: v - cpu_before[k] for k, v in cpu().items()}
             lat = sorted(latencies)
             p95 = lat[max(0, int(round(0.95 * len(lat))) - 1)]
@@ -284,6 +321,7 @@ def main() -> None:
                 print("  HTTP requests per deal answered by each API replica: " + ", ".join(
                     f"{k} {v / args.deals:.0f}" for k, v in requests.items())
                     + f" (total {sum(requests.values()) / args.deals:.0f})")
+            _print_memory(memory, args.memory_every, wall)
             if databases:
                 after = _pg_writes(databases)
                 for db in databases:
