@@ -41,6 +41,18 @@ def _create_database(url: str) -> None:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
 
 
+def pytest_collection_modifyitems(config, items):
+    """DEALFLOW_DATABASE_TESTS_ONLY=1 (CI's second pass, on PostgreSQL): only the tests that use
+    the database; the others (static checks, pure rules, Prefect's contract) ran in the first pass
+    and would run the same again."""
+    if not os.environ.get("DEALFLOW_DATABASE_TESTS_ONLY"):
+        return
+    uses = [i for i in items if {"db", "_template"} & set(getattr(i, "fixturenames", ()))]
+    if len(uses) < len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i not in uses])
+        items[:] = uses
+
+
 @pytest.fixture(scope="session")
 def _template(tmp_path_factory) -> str:
     """A migrated, seeded database: a SQLite file to copy, or the PostgreSQL schema made once."""
