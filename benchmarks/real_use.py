@@ -232,7 +232,7 @@ def main() -> None:
         from prefect.deployments import run_deployment
 
         def new_deal(i: int) -> str:
-            number = start_scenario_deal(f"Bench {i}", restock=5, restock_key=f"bench-{i}")
+            number = start_scenario_deal(f"Bench {i}", restock=10, restock_key=f"bench-{i}")  # its largest line: 10
             run_deployment("deal/deal", parameters={"deal_number": number}, timeout=0)
             return number
 
