@@ -69,6 +69,22 @@ def people_url(env: Mapping[str, str] = os.environ) -> str | None:
         return None
 
 
+# The Prefect UI dealflow links to is the newer one (served under /v2): it shows a wait's whole
+# description above its form, and the gateway lays its Resume form out as a page (see
+# ``dealflow.gateway``, UI_STYLE). The older UI's run page squeezes the description of a form
+# with several fields to nothing, so no link dealflow prints opens it.
+RUN_PAGE = "/v2/runs/flow-run/{run_id}"
+
+
+def run_page(run_id: str | None, env: Mapping[str, str] = os.environ) -> str | None:
+    """The page of a deal's run, where its wait is answered (menu ⋮ → Resume): at the gateway, else
+    at the Prefect server of PREFECT_API_URL; None without a run or a server to name."""
+    base = people_url(env) or (env.get("PREFECT_API_URL", "").rstrip("/").removesuffix("/api") or None)
+    if not run_id or not base:
+        return None
+    return base + RUN_PAGE.format(run_id=run_id)
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     data_dir = data_dir_of(env)

@@ -9,14 +9,12 @@ the mail is rendered, so no table holds a working link.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping
 from typing import Any
 
 from models.errors import ValidationError
 from models.portal import Link, document_token, link_token
 
-from .config import Settings, load_settings, people_url
+from .config import RUN_PAGE, Settings, load_settings, run_page  # noqa: F401 - the team's links live in config
 from .keys import portal_secret
 
 log = logging.getLogger(__name__)
@@ -52,17 +50,3 @@ def document_url(document_id: int, settings: Settings | None = None) -> str | No
 
 
 # --- the team's links to a run ----------------------------------------------------------------
-# The Prefect UI dealflow links to is the newer one (served under /v2): it shows a wait's whole
-# description above its form, and the gateway lays its Resume form out as a page (see
-# ``dealflow.gateway``, UI_STYLE). The older UI's run page squeezes the description of a form
-# with several fields to nothing, so no link dealflow prints opens it.
-RUN_PAGE = "/v2/runs/flow-run/{run_id}"
-
-
-def run_page(run_id: str | None, env: Mapping[str, str] = os.environ) -> str | None:
-    """The page of a deal's run, where its wait is answered (menu ⋮ → Resume): at the gateway, else
-    at the Prefect server of PREFECT_API_URL; None without a run or a server to name."""
-    base = people_url(env) or (env.get("PREFECT_API_URL", "").rstrip("/").removesuffix("/api") or None)
-    if not run_id or not base:
-        return None
-    return base + RUN_PAGE.format(run_id=run_id)

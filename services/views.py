@@ -62,8 +62,8 @@ def deal_summary(session: Session, deal: Deal, settings=None) -> dict[str, Any]:
         "where": where_it_stands(deal),
         "sales_notes": [{"who": who, "text": text} for who, text in sales_notes(deal)],
         "flow_run_id": deal.flow_run_id,
-        "waiting_for": ({"step": wait.step, "key": wait.key, "roles": wait.role_list,
-                         "since": wait.opened_at.isoformat(timespec="seconds")} if wait else None),
+        "waiting_for": ({"step": wait.step, "key": wait.key, "roles": wait.role_list, "for": waiting_for(
+            wait.step, wait.role_list), "since": wait.opened_at.isoformat(timespec="seconds")} if wait else None),
         "estimate_revisions": [
             {"number": r.number, "status": r.status, "total": str(r.totals.total),
              "change_request": r.change_request.text if r.change_request else None,

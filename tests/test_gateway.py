@@ -523,6 +523,11 @@ def test_the_command_line_signs_in_at_the_gateway_and_answers_through_it(prefect
         said["wrong"] = cli("login", "sofia", "--gateway", url, "--code", TEAM.wrong_code("sofia"))
         said["login"] = cli("login", "sofia", "--gateway", url, "--code", code_of("sofia"))
         said["inbox"] = cli("inbox", "--json")
+        # a laptop signed in at the gateway: its commands read no database and start no Prefect client
+        from .test_cli import _imported_by
+
+        said["imported"] = {" ".join(argv): _imported_by(*argv) & {"sqlalchemy", "prefect", "pandas", "pydantic"}
+                            for argv in (["inbox"], ["deal", "show", new_deal, "--history"])}
         said["as mark"] = cli("answer", new_deal, "qualify", "--by", "mark", "--set", "qualified=false")
         said["answer"] = cli("answer", new_deal, "qualify", "--set", "qualified=false", "--set", "notes=no budget")
         said["show"] = cli("deal", "show", new_deal, "--json")
@@ -537,6 +542,7 @@ def test_the_command_line_signs_in_at_the_gateway_and_answers_through_it(prefect
     assert said["wrong"] == (2, "", f"error: {gateway.SIGN_IN_REFUSED}\n")
     assert said["login"][0] == 0 and said["login"][1].startswith(f"signed in at {url} as sofia until ")
     assert [(r["deal"], r["step"]) for r in json.loads(said["inbox"][1])] == [(new_deal, "qualify")]
+    assert said["imported"] == {"inbox": set(), f"deal show {new_deal} --history": set()}
     assert said["as mark"] == (2, "", f"error: by: you are signed in at {url} as sofia; `dealflow logout` to "
                                       f"answer as someone else\n")
     assert said["answer"] == (0, "qualify: answered by sofia\n", "")

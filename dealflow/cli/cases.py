@@ -41,7 +41,7 @@ def start_case_run(kind: str, number: str, deal_number: str, *, here: bool, deta
     deployment = None if here else _deployment(DEPLOYMENTS[kind])
     if deployment is not None:
         from application import cases
-        from services.links import run_page
+        from services.config import run_page
         from services.orchestration.deployments import start_run
 
         run = start_run(deployment.id, parameters={"case": number, "deal_number": deal_number}, tags=["dealflow"],

@@ -63,7 +63,7 @@ def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
         run = start_run(deployment.id, parameters={"deal_number": number}, tags=["dealflow"],
                         idempotency_key=f"deal-{number}")
         deals.attach_run(number, str(run.id), live_state)
-        from services.links import run_page
+        from services.config import run_page
 
         page = run_page(str(run.id))
         emit({"deal": number, "flow_run_id": str(run.id), "ui": page}, as_json,
@@ -99,7 +99,7 @@ def deal_show(deal_number: str, as_json: bool, history: bool) -> None:
     """Everything about one deal: stage, waits, documents, money, mail; the serial numbers each
     shipment took, its returns and warranty claims (state, outcome, credit note, whom each waits for);
     with --history, what happened when and by whom, from the audit log (kept for every deal)."""
-    from services.links import run_page
+    from services.config import run_page
 
     from .. import remote
 
@@ -118,13 +118,11 @@ def deal_show(deal_number: str, as_json: bool, history: bool) -> None:
         emit(data, True)
         return
     cur = data["currency"]
-    from services.views import waiting_for
-
     lines = [f"{data['deal']} · {data['customer']} · {data['where']} · "
              f"owner {data['owner']}" + (f" · engineer {data['engineer']}" if data["engineer"] else "")]
     if data["waiting_for"]:
         w = data["waiting_for"]
-        lines.append(f"waiting for {waiting_for(w['step'], w['roles'])} ({w['key']}) since {w['since']} UTC")
+        lines.append(f"waiting for {w['for']} ({w['key']}) since {w['since']} UTC")
         if data["run_page"]:
             lines.append(f"answer it on the run's page (menu ⋮ → Resume): {data['run_page']}")
     if data["status"] != "open" and data.get("lost_reason"):
@@ -179,7 +177,7 @@ def deal_show(deal_number: str, as_json: bool, history: bool) -> None:
 def _after_sale(data: dict[str, Any], signed) -> list[str]:
     """The deal's returns and warranty claims, a few lines each: what, its state, what became of it,
     and whom it waits for (with its run's page)."""
-    from services.links import run_page
+    from services.config import run_page
 
     env = {"DEALFLOW_GATEWAY_URL": signed.url} if signed else os.environ
     cur, out = data["currency"], []

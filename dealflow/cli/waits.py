@@ -62,8 +62,7 @@ def inbox(role: str | None, as_json: bool, limit: int) -> None:
 
     from models.clock import utcnow
     from models.text import ago
-    from services.config import load_settings
-    from services.links import run_page
+    from services.config import load_settings, run_page
 
     for r in rows:
         r["link"] = run_page(r["flow_run_id"], {"DEALFLOW_GATEWAY_URL": signed.url} if signed else os.environ)
