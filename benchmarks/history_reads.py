@@ -90,11 +90,12 @@ def ui(args, env: dict[str, str]) -> None:
     from benchmarks import history
 
     pg = args.prefect_database
-    admin = create_engine(pg.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        name = pg.rsplit("/", 1)[1]
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    if not args.reuse_runs:
+        admin = create_engine(pg.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            name = pg.rsplit("/", 1)[1]
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
     api = f"http://127.0.0.1:{args.port}/api"
     os.environ.update({"DEALFLOW_DATA_DIR": args.data_dir, "DATABASE_URL": args.database_url, "PREFECT_API_URL": api,
                        "PREFECT_LOGGING_LEVEL": "WARNING",
@@ -106,8 +107,9 @@ def ui(args, env: dict[str, str]) -> None:
 
     info = stack.up(port=args.port, executors=1, say=lambda *_: None)
     try:
-        made = history.prefect_runs(args.database_url)
-        print(f"  Prefect runs made: {made}")
+        if not args.reuse_runs:
+            made = history.prefect_runs(args.database_url)
+            print(f"  Prefect runs made: {made}")
         server = int(info["server_pid"])
         from sqlalchemy import text as sql
 
@@ -189,6 +191,8 @@ def main() -> None:
     parser.add_argument("--handle", default="mark", help="with --ui: whose work the page shows (default mark)")
     parser.add_argument("--port", type=int, default=4288)
     parser.add_argument("--skip-commands", action="store_true", help="only the --ui part")
+    parser.add_argument("--reuse-runs", action="store_true",
+                        help="with --ui: Prefect's database and its runs as an earlier --ui run left them")
     args = parser.parse_args()
     if args.ui and not args.data_dir:
         parser.error("--ui needs --data-dir: the folder generate.py printed")
