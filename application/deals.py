@@ -265,7 +265,8 @@ def deal_page(deal_number: str) -> tuple[str, Any, str]:
     """The deal's page as Markdown: (its artifact key, the page, its description). Its documents
     link through the portal; its returns and claims link to their runs' pages."""
     from models.portal import DOCUMENT_LINK_DAYS
-    from services.links import document_url, run_page
+    from services.config import run_page
+    from services.links import document_url
     from services.views import deal_page as page
 
     from .after_sale import after_sale, after_sale_page

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
@@ -82,6 +82,14 @@ class Invoice(Base):
     @property
     def amount_due(self) -> Decimal:
         return self.totals.total - self.paid
+
+    @classmethod
+    def may_be_due_at(cls, end: datetime):
+        """As SQL: the invoices that may have had something due at ``end``: all but those marked
+        paid (nothing due: ``record_payment``, ``settle_if_nothing_due``) by payments all made
+        before ``end``. An index leaves years of paid invoices out of a report as of today."""
+        return (cls.status != InvoiceStatus.PAID) | (
+            select(Payment.id).where(Payment.invoice_id == cls.id, Payment.at >= end).exists())
 
     def is_overdue(self, today: date) -> bool:
         return not self.is_settled and self.due_date < today

@@ -1,5 +1,6 @@
-"""Links: the customer's personal links (the portal), made when a mail is rendered, and the
-team's links to a deal's run in the Prefect UI (through the gateway).
+"""Links: the customer's personal links (the portal), made when a mail is rendered. (The team's
+links to a deal's run in the Prefect UI are ``services.config.run_page``: a command on a laptop
+makes them without importing the models.)
 
 An email row keeps only what its link names (``portal_link``: the deal, the document, the
 contact), never the link itself: the link is signed with this installation's key at the moment
@@ -14,7 +15,7 @@ from typing import Any
 from models.errors import ValidationError
 from models.portal import Link, document_token, link_token
 
-from .config import RUN_PAGE, Settings, load_settings, run_page  # noqa: F401 - the team's links live in config
+from .config import Settings, load_settings
 from .keys import portal_secret
 
 log = logging.getLogger(__name__)
@@ -48,5 +49,3 @@ def document_url(document_id: int, settings: Settings | None = None) -> str | No
         log.warning("the deal page shows documents without links: %s", exc)
         return None
 
-
-# --- the team's links to a run ----------------------------------------------------------------

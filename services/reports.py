@@ -260,7 +260,7 @@ def _unpaid_invoices(session: Session, end: datetime) -> list[tuple]:
         return reports_pg.unpaid_invoices(session, end)
     credited = set(session.scalars(select(CreditNote.invoice_id).where(CreditNote.at < end)))
     unpaid = []
-    for inv in session.scalars(select(Invoice).where(Invoice.issued_at < end, reports_pg.maybe_unpaid(end))):
+    for inv in session.scalars(select(Invoice).where(Invoice.issued_at < end, Invoice.may_be_due_at(end))):
         paid = sum((p.amount for p in inv.payments if p.at < end), Decimal("0.00"))
         due = inv.totals.total - paid
         if due > 0 and inv.id not in credited:

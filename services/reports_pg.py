@@ -50,7 +50,7 @@ from models import (
 )
 from models.credit_notes import CreditNote
 from models.money import MINOR_UNITS
-from models.states import InvoiceStatus, OrderStatus
+from models.states import OrderStatus
 
 MONTH = literal_column("'YYYY-MM'")  # to_char's format, as strftime("%Y-%m")
 ZERO = literal(Decimal("0.00"), Numeric(14, 2))  # a money column's zero, two decimals as Python's Decimal("0.00")
@@ -178,14 +178,6 @@ def cash(session: Session, own: str, today: date) -> list[tuple]:
         .group_by(m.month, m.currency)).all()
 
 
-def maybe_unpaid(end: datetime):
-    """Of the invoices, those that may have had something due at ``end``: all but the ones paid
-    (``Invoice.record_payment`` marks an invoice paid when nothing is due) by payments all made
-    before ``end``. Five years of paid invoices are left out by an index, not added up."""
-    return (Invoice.status != InvoiceStatus.PAID) | (
-        select(Payment.id).where(Payment.invoice_id == Invoice.id, Payment.at >= end).exists())
-
-
 def unpaid_invoices(session: Session, end: datetime) -> list[tuple]:
     """(number, kind, customer, due_date, currency, amount_due, fx_rate) of the invoices issued
     before ``end`` with something still due then (total less payments before ``end``) and no
@@ -193,7 +185,7 @@ def unpaid_invoices(session: Session, end: datetime) -> list[tuple]:
     units, line = _minor_units(session), InvoiceLine
     gross = func.round(line.unit_price * line.quantity, _places(units, Deal.currency))
     lines = (select(line.invoice_id, line.discount_pct, line.tax_rate, gross.label("gross"))
-             .join(Invoice, Invoice.id == line.invoice_id).where(Invoice.issued_at < end, maybe_unpaid(end)))
+             .join(Invoice, Invoice.id == line.invoice_id).where(Invoice.issued_at < end, Invoice.may_be_due_at(end)))
     if units:  # each line rounds to its deal's currency
         lines = lines.join(Deal, Deal.id == Invoice.deal_id).add_columns(Deal.currency)
     c = _once(lines).c

@@ -24,8 +24,8 @@ from dealflow.cli import main
 from dealflow.scenario import play_direct
 from models.credit_notes import CreditNote
 from models.markdown import Markdown, plain
+from services.config import run_page
 from services.db import engine_for, session_scope
-from services.links import run_page
 
 from .test_markdown import NASTY, RENDER, TYPED, _tags, _text
 from .test_returns import (  # noqa: F401 - staff: a fixture, signed in as the manager for every test here
