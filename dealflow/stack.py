@@ -71,6 +71,23 @@ def _alive(pid_file: Path) -> int | None:
         return None
 
 
+def _exited(pid: int, within: float) -> bool:
+    """Whether the process has exited (gone, or a zombie nobody reaped) within that many seconds.
+    Its command line reads empty as soon as its memory is released, a moment before it has
+    exited: a process still tearing down is not gone yet, so `down` waits on its state."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+
+
 def _spawn(name: str, args: list[str], env: dict[str, str]) -> int:
     run, logs, _ = _paths()
     if pid := _alive(run / f"{name}.pid"):
@@ -333,11 +350,9 @@ def down(say=print) -> list[str]:
         if pid:
             try:
                 os.killpg(pid, signal.SIGTERM)
-                deadline = time.monotonic() + 40
-                while time.monotonic() < deadline and _alive(pid_file):
-                    time.sleep(0.5)
-                if _alive(pid_file):
+                if not _exited(pid, within=40):
                     os.killpg(pid, signal.SIGKILL)
+                    _exited(pid, within=10)
             except ProcessLookupError:
                 pass
             stopped.append(pid_file.stem)
