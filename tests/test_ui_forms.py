@@ -142,13 +142,13 @@ class Forms:
         # it (a table's last column) runs past the form's edge or the window's, and the form does not scroll sideways
         assert not measured["sideways"] and measured["past_the_edge"] == [], (key, measured)
         assert measured["scrolling_sideways"] == [], (key, measured)
-        assert fields.count() > 0, key
-        for field in fields.all():  # each field comes into view as the page scrolls, and is not squeezed
-            # scrolled until all of it shows (Playwright's "if needed" leaves a field cut by a pixel as it is)
-            field.evaluate("e => e.scrollIntoView({block: 'nearest', inline: 'nearest'})")
-            box = field.bounding_box()
-            assert box is not None and box["height"] >= 12 and 0 <= box["y"] <= SCREEN["height"] - box["height"], (
-                key, box)
+        # each field comes into view as the page scrolls (until all of it shows: Playwright's "if
+        # needed" leaves a field cut by a pixel as it is), and is not squeezed; measured in the page,
+        # field after field, in one call (a call per field took a third of the test)
+        boxes = fields.evaluate_all(FIELD_BOXES)
+        assert boxes, key
+        for box in boxes:
+            assert box["height"] >= 12 and 0 <= box["y"] <= SCREEN["height"] - box["height"], (key, box)
             assert 0 <= box["x"] and box["x"] + box["width"] <= SCREEN["width"], (key, box)  # whole, across too
         dialog.locator(".prose").first.scroll_into_view_if_needed()
 
@@ -231,6 +231,13 @@ MEASURE = """d => {
           sideways: d.scrollWidth > d.clientWidth + 1, past_the_edge: past, scrolling_sideways: sideways};
 }"""
 
+# Each field scrolled into view in its turn, then where it is in the window (a field named by its label)
+FIELD_BOXES = """fields => fields.map(e => {
+  e.scrollIntoView({block: 'nearest', inline: 'nearest', behavior: 'instant'});
+  const b = e.getBoundingClientRect();
+  return {field: e.getAttribute('aria-label') || e.id || e.outerHTML.slice(0, 80),
+          x: b.x, y: b.y, width: b.width, height: b.height};
+})"""
 
 # the serial number fields of each line: the fields under the line's "Serial numbers" (one per unit)
 SERIAL_FIELDS = ('xpath=.//label[starts-with(normalize-space(.), "Serial numbers")]'
