@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, String, Text, UniqueConstraint, select
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from .base import Base, utcnow
@@ -146,6 +146,9 @@ class Wait(Base):
     __table_args__ = (
         UniqueConstraint("deal_id", "key"),
         CheckConstraint(WaitStatus.check(), name="status"),
+        # what the stage-times report reads of every wait: read from this index alone, not from
+        # the rows (which carry forms and answers: 1 GB for five years' 1.2M waits, 70 MB here)
+        Index("ix_waits_spans", "deal_id", "step", "opened_at", "answered_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
