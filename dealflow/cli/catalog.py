@@ -18,6 +18,7 @@ from .common import (
     import_file,
     operator,
     options_given,
+    reads_and_ends,
     table,
 )
 
@@ -196,6 +197,7 @@ def _stock_note(row: dict[str, Any]) -> str:
 @click.option("--sku", "skus", multiple=True, help="Only this product (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print stock as JSON.")
 @click.pass_context
+@reads_and_ends
 def stock(ctx: click.Context, skus: tuple[str, ...], as_json: bool) -> None:
     """Stock per product: on hand, reserved by open orders, available (on hand - reserved).
 

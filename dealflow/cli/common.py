@@ -5,6 +5,8 @@ file imported all or none (``import_file``), and the company's currency."""
 
 from __future__ import annotations
 
+import functools
+import gc
 import json
 import os
 import sys
@@ -18,6 +20,25 @@ from models import DomainError
 from models.text import ALLOWED_IN_NOTES, MAX_ID, has_control, printable, shown
 
 from ..prefect_api import PrefectUnavailable
+
+
+def reads_and_ends(command):
+    """For a command that reads, prints and ends (inbox, deal show, stock, report): no cyclic
+    garbage collection while it runs. Importing the models, SQLAlchemy and pandas makes a few
+    hundred thousand objects that live as long as the process, and the collector looked them over
+    again and again: 0.05-0.1 s of deal show's 1.05 s on five years of deals, ~0.5 s of a 2 s
+    report. Reference counting still frees what it reads, and the process ends in a moment; the
+    collector is on again after it (a test's CliRunner goes on in its process)."""
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        was_on = gc.isenabled()
+        gc.disable()
+        try:
+            return command(*args, **kwargs)
+        finally:
+            if was_on:
+                gc.enable()
+    return run
 
 
 def emit(data: Any, as_json: bool, text: str | None = None) -> None:

@@ -17,7 +17,7 @@ from models.text import shown
 
 from ..prefect_api import ensure_api
 from .answering import answer_arguments, send_answer
-from .common import RECORD_ID, DealflowGroup, emit, logged_in, naive_utc, table
+from .common import RECORD_ID, DealflowGroup, emit, logged_in, naive_utc, reads_and_ends, table
 
 
 @click.group(cls=DealflowGroup)
@@ -95,6 +95,7 @@ def deal_start(lead_id: int, detach: bool, here: bool, as_json: bool) -> None:
 @click.argument("deal_number")
 @click.option("--json", "as_json", is_flag=True, help="Print the deal as JSON.")
 @click.option("--history", is_flag=True, help="Also its whole history: every entry of the audit log, oldest first.")
+@reads_and_ends
 def deal_show(deal_number: str, as_json: bool, history: bool) -> None:
     """Everything about one deal: stage, waits, documents, money, mail; the serial numbers each
     shipment took, its returns and warranty claims (state, outcome, credit note, whom each waits for);

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 from datetime import datetime
@@ -13,7 +12,7 @@ import click
 from models import DomainError
 
 from ..prefect_api import ensure_api
-from .common import DealflowCommand, FilePath, emit, naive_utc, table
+from .common import DealflowCommand, FilePath, emit, naive_utc, reads_and_ends, table
 
 
 def _as_of(value: str | None) -> datetime | None:
@@ -37,54 +36,44 @@ REPORT_NAMES = ("pipeline", "funnel", "stage-times", "sales", "stock", "aging", 
 @click.option("--within", help="warranty: units whose warranty ends within this time from today: 30d (the "
                                "default), 12w, 6m, 1y.")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+@reads_and_ends  # pandas, SQLAlchemy and the models: a few hundred thousand objects (~0.5 s of a 2 s report)
 def report(name: str, csv_path: Path | None, xlsx_path: Path | None, png_path: Path | None, as_of: str | None,
            within: str | None, as_json: bool) -> None:
     """A report for the sales manager: pipeline (weighted forecast), funnel, stage-times (where deals
     get stuck), sales (by product and month), stock, aging (receivables, deposit invoices included), cash
     (money received per month: payments, deposits and refunds), discounts (given per person), returns
     (returns and warranty claims per product and month), warranty (units whose warranty ends soon)."""
-    # pandas, SQLAlchemy and the models make a few hundred thousand objects that live as long as
-    # the process, and the collector went over all of them again and again, while they were made and
-    # then while the report was (~0.5 s of a report's 2 s here): off while importing, then those
-    # objects set aside (frozen) until the report is printed
-    gc.disable()
-    try:
-        from application.reports import build_report
-        from services import reports
-    finally:
-        gc.freeze()
-        gc.enable()
-    try:
-        when = _as_of(as_of)
-        if png_path and name not in reports.CHARTS:
-            raise DomainError(f"png: charts exist for {', '.join(reports.CHARTS)}")
-        if within is not None and name != "warranty":
-            raise DomainError("--within: only the warranty report has a period")
-        df = build_report(name, when, within)
-        written = []
-        writers = [("csv", csv_path, lambda p: df.to_csv(p, index=False)),
-                   ("xlsx", xlsx_path, lambda p: df.to_excel(p, index=False, sheet_name=name)),
-                   ("png", png_path, lambda p: reports.chart(name, df, p))]
-        for option, path, write in writers:
-            if path is None:
-                continue
-            try:
-                write(path)
-            except OSError as exc:
-                raise DomainError(f"{option}: cannot write {path} ({exc.strerror or exc})") from None
-            written.append(str(path))
-        if as_json:
-            click.echo(json.dumps(reports.records(df), indent=2, default=str))
-        else:
-            click.echo(df.to_string(index=False, na_rep="") if not df.empty else "(no data)")
-        for column in ("net_company", "amount_due_company", "discount_company"):
-            if column in df and not df.empty and (df["currency"] != df["company_currency"]).any():
-                click.echo("note: " + reports.CONVERTED_NOTE.format(column=column, currency=df["company_currency"].iloc[0]),
-                           err=True)
-        for path in written:
-            click.echo(f"wrote {path}", err=True)
-    finally:
-        gc.unfreeze()  # collectable again, should this process go on (a test's CliRunner)
+    from application.reports import build_report
+    from services import reports
+
+    when = _as_of(as_of)
+    if png_path and name not in reports.CHARTS:
+        raise DomainError(f"png: charts exist for {', '.join(reports.CHARTS)}")
+    if within is not None and name != "warranty":
+        raise DomainError("--within: only the warranty report has a period")
+    df = build_report(name, when, within)
+    written = []
+    writers = [("csv", csv_path, lambda p: df.to_csv(p, index=False)),
+               ("xlsx", xlsx_path, lambda p: df.to_excel(p, index=False, sheet_name=name)),
+               ("png", png_path, lambda p: reports.chart(name, df, p))]
+    for option, path, write in writers:
+        if path is None:
+            continue
+        try:
+            write(path)
+        except OSError as exc:
+            raise DomainError(f"{option}: cannot write {path} ({exc.strerror or exc})") from None
+        written.append(str(path))
+    if as_json:
+        click.echo(json.dumps(reports.records(df), indent=2, default=str))
+    else:
+        click.echo(df.to_string(index=False, na_rep="") if not df.empty else "(no data)")
+    for column in ("net_company", "amount_due_company", "discount_company"):
+        if column in df and not df.empty and (df["currency"] != df["company_currency"]).any():
+            click.echo("note: " + reports.CONVERTED_NOTE.format(column=column, currency=df["company_currency"].iloc[0]),
+                       err=True)
+    for path in written:
+        click.echo(f"wrote {path}", err=True)
 
 
 @click.command(cls=DealflowCommand)

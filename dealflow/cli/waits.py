@@ -15,7 +15,7 @@ from models.text import shown
 from services.config import UNVERIFIED_NOTE
 
 from .answering import answer_arguments, send_answer
-from .common import DealflowCommand, emit, logged_in, table
+from .common import DealflowCommand, emit, logged_in, reads_and_ends, table
 
 
 def _states_of(rows: list[dict]) -> dict[str, str]:
@@ -30,6 +30,7 @@ def _states_of(rows: list[dict]) -> dict[str, str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the waits as JSON.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=0),
               help="Show the oldest this many (0: all).")
+@reads_and_ends
 def inbox(role: str | None, as_json: bool, limit: int) -> None:
     """Deals waiting for a person, oldest first: for what, since when, for which role. With
     PREFECT_API_URL set, each row also shows its run's state on the server (Suspended, Paused, or
