@@ -71,17 +71,25 @@ def _alive(pid_file: Path) -> int | None:
         return None
 
 
+def _stat(pid: int) -> tuple[bytes, bytes] | None:
+    """(state, start time) of the process, from /proc; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+        return fields[0], fields[19]
+    except (OSError, IndexError):
+        return None
+
+
 def _exited(pid: int, within: float) -> bool:
-    """Whether the process has exited (gone, or a zombie nobody reaped) within that many seconds.
-    Its command line reads empty as soon as its memory is released, a moment before it has
-    exited: a process still tearing down is not gone yet, so `down` waits on its state."""
+    """Whether the process has exited (gone, a zombie nobody reaped, or its pid another's now)
+    within that many seconds. Its command line reads empty as soon as its memory is released, a
+    moment before it has exited: a process still tearing down is not gone yet, so `down` waits
+    on its state."""
+    first = _stat(pid)
     deadline = time.monotonic() + within
     while True:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return True
-        if state in ("Z", "X"):
+        now = _stat(pid)
+        if now is None or first is None or now[0] in (b"Z", b"X") or now[1] != first[1]:
             return True
         if time.monotonic() >= deadline:
             return False
@@ -352,7 +360,9 @@ def down(say=print) -> list[str]:
                 os.killpg(pid, signal.SIGTERM)
                 if not _exited(pid, within=40):
                     os.killpg(pid, signal.SIGKILL)
-                    _exited(pid, within=10)
+                    if not _exited(pid, within=10):
+                        say(f"{pid_file.stem} (pid {pid}) did not stop, even killed")
+                        continue
             except ProcessLookupError:
                 pass
             stopped.append(pid_file.stem)
