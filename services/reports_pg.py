@@ -13,6 +13,7 @@ rows in Python; its reports are small."""
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime
 from decimal import Decimal
@@ -136,10 +137,9 @@ def discounts(session: Session, own: str) -> list[tuple]:
         lines = (lines.join(EstimateRevision, EstimateRevision.id == line.revision_id)
                  .join(Estimate, Estimate.id == EstimateRevision.estimate_id).join(Deal, Deal.id == Estimate.deal_id)
                  .add_columns(Deal.currency))
-    # a line without a discount gives nothing, unless its deal's currency has fewer decimals than
-    # its price (its gross is rounded): only the others are added up (a third of five years' lines)
-    lines = _once(lines.where(line.discount_pct != 0) if not units else
-                  lines.where((line.discount_pct != 0) | (gross != line.unit_price * line.quantity)))
+    # a line without a discount gives nothing, unless its gross was rounded (its price has more
+    # decimals than its deal's currency): only the others are added up (a third of five years' lines)
+    lines = _once(lines.where((line.discount_pct != 0) | (gross != line.unit_price * line.quantity)))
     c = lines.c
     places = _places(units, c.currency if units else None)
     given = (select(c.revision_id, func.sum(c.quantity * c.unit_price - (c.gross - func.round(
@@ -233,7 +233,7 @@ def unpaid_invoices(session: Session, end: datetime) -> list[tuple]:
 # of the time of one sort of all 1.6M spans by group and span (12 s of CPU: that sort compares the
 # names by the database's locale). The reps are shared out over ``PARTS`` queries on connections
 # of their own, run at once: a group is one rep's, so no group is split, and the grouping and
-# sorting that PostgreSQL 15 does in one process (no parallel array_agg) use every core.
+# sorting that PostgreSQL 15 does in one process (no parallel array_agg) use two cores.
 STAGE_TIMES = text("""
 WITH changes AS (
     SELECT o.owner_id, sc.to_stage AS name, sc.at,
@@ -269,17 +269,31 @@ def stage_times(session: Session, now: datetime) -> list[tuple]:
 
 def _in_parts(session: Session, query, params: dict) -> list:
     """The rows of ``query`` for each of its ``PARTS`` (``:part`` of ``:parts``), asked at once on
-    connections of their own: what is committed, as the session's own transaction would read it
-    unless it wrote something it has not committed (a report's session writes nothing)."""
+    connections of their own, all reading one snapshot of the database (the first part's,
+    exported to the others): a deal handed to another rep meanwhile counts once, as in one query.
+    What is committed: the session's own writes, had it any, are not seen (a report writes none)."""
     engine = session.get_bind()
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as first:
+        tune(first)
+        snapshot = first.execute(text("SELECT pg_export_snapshot()")).scalar_one()
+        if not SNAPSHOT_ID.fullmatch(snapshot):
+            raise ValueError(f"unexpected snapshot id from PostgreSQL: {snapshot!r}")
 
-    def part(k: int) -> list:
-        with engine.connect() as conn:
-            tune(conn)
-            return conn.execute(query, {**params, "part": k, "parts": PARTS}).all()
+        def other(k: int) -> list:
+            with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
+                conn.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))  # no parameters in SET
+                tune(conn)
+                return conn.execute(query, {**params, "part": k, "parts": PARTS}).all()
 
-    with ThreadPoolExecutor(PARTS) as pool:
-        return [row for rows in pool.map(part, range(PARTS)) for row in rows]
+        with ThreadPoolExecutor(PARTS - 1) as pool:
+            others = [pool.submit(other, k) for k in range(1, PARTS)]
+            rows = list(first.execute(query, {**params, "part": 0, "parts": PARTS}).all())
+            for done in others:
+                rows.extend(done.result())
+    return rows
+
+
+SNAPSHOT_ID = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9A-F]+)?")  # pg_export_snapshot's: 00000003-0000001B-1
 
 
 def positions(n: int) -> tuple[int, ...]:
