@@ -348,7 +348,7 @@ def up(port: int = 4200, executors: int = 1, say=print, portal_port: int = PORTA
 
 def down(say=print) -> list[str]:
     run, _, _ = _paths()
-    stopped = []
+    stopped, stuck = [], []
     def last(pid_file: Path) -> tuple[int, str]:  # the machines first, then their door, then Prefect's servers
         name = pid_file.stem
         return (2 if name.startswith(("server", "services")) else 1 if name == "gateway" else 0), name
@@ -361,8 +361,8 @@ def down(say=print) -> list[str]:
                 if not _exited(pid, within=40):
                     os.killpg(pid, signal.SIGKILL)
                     if not _exited(pid, within=10):
-                        say(f"{pid_file.stem} (pid {pid}) did not stop, even killed")
-                        continue
+                        stuck.append(f"{pid_file.stem} (pid {pid})")
+                        continue  # its pid file stays, for the next `down`
             except ProcessLookupError:
                 pass
             stopped.append(pid_file.stem)
@@ -370,6 +370,9 @@ def down(say=print) -> list[str]:
         pid_file.unlink(missing_ok=True)
     api_credential.forget_address(run.parent)  # the credential file stays, for the next `up`
     api_credential.forget_gateway(run.parent)
+    if stuck:
+        raise RuntimeError(f"still running after SIGTERM and SIGKILL: {', '.join(stuck)}"
+                           f"{' (stopped: ' + ', '.join(stopped) + ')' if stopped else ''}")
     return stopped
 
 

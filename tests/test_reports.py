@@ -263,8 +263,8 @@ def test_postgresql_adds_up_what_python_adds_up(book, monkeypatch):
             line.unit_price, line.discount_pct = line.unit_price + Decimal("0.50"), Decimal("12.50")
         s.execute(update(EstimateLine).where(EstimateLine.revision_id == yen.estimate.latest.id)  # a sent one's
                   .values(unit_price=EstimateLine.unit_price + Decimal("0.50"), discount_pct=Decimal("12.50")))
-        # its first revision (sent, then changed) without discounts, one of each at a price with 40
-        # cents: yen rounds each line's gross down, so the lines give 0.40 each although none is discounted
+        # its first revision (sent, then changed) without discounts, each line one unit at a price with
+        # 40 cents: yen rounds each line's gross down, so each line gives 0.40 although none is discounted
         first = yen.estimate.revisions[0]
         assert first.sent_at is not None and first is not yen.estimate.latest and first.lines
         s.execute(update(EstimateLine).where(EstimateLine.revision_id == first.id).values(

@@ -12,7 +12,7 @@ from models import DomainError
 from services.config import GATEWAY_PORT, PORTAL_PORT, UNVERIFIED_NOTE
 
 from ..prefect_api import ensure_api
-from .common import DealflowCommand, FilePath, emit
+from .common import DealflowCommand, FilePath, emit, fail
 
 
 @click.command(cls=DealflowCommand)
@@ -178,5 +178,9 @@ def down() -> None:
     """Stop what `dealflow up` started (workers first, then the server)."""
     from ..stack import down as stack_down
 
-    if not stack_down(say=click.echo):
+    try:
+        stopped = stack_down(say=click.echo)
+    except RuntimeError as exc:  # a process that outlived SIGKILL (stuck in the kernel): said, exit 1
+        fail(f"down: {exc}", 1)
+    if not stopped:
         click.echo("nothing was running")
